@@ -1,0 +1,160 @@
+// Package auth extracts and verifies connection tokens, turns their claims
+// into a Principal, decides what a principal may subscribe to and see, and
+// mints tokens and single-use tickets for backends.
+package auth
+
+import (
+	"slices"
+	"time"
+
+	"github.com/wsgate/wsgate/shared/topic"
+)
+
+// DefaultPrincipalType is the ptype of a token that names none.
+const DefaultPrincipalType = "user"
+
+// ModePush marks a connection whose client commands, other than ping and
+// request_current_state, are ignored.
+const ModePush = "push"
+
+// Identity is what delivery decisions need to know about a principal. It is
+// copied onto every subscription so fan-out never reads connection records.
+type Identity struct {
+	Sub       string   `json:"sub,omitempty"`
+	Type      string   `json:"ptype,omitempty"`
+	Orgs      []string `json:"org,omitempty"`
+	Roles     []string `json:"roles,omitempty"`
+	Superuser bool     `json:"su,omitempty"`
+	Anonymous bool     `json:"anon,omitempty"`
+}
+
+// Principal is an authenticated (or anonymous) client.
+type Principal struct {
+	Identity
+	// Topics are capability patterns: what the principal may subscribe to.
+	Topics []string `json:"topics,omitempty"`
+	// Subscribe are patterns subscribed at connect; they are granted too.
+	Subscribe []string `json:"subscribe,omitempty"`
+	Mode      string   `json:"mode,omitempty"`
+	Profile   string   `json:"profile,omitempty"`
+	// TicketID is the jti of a single-use ticket, empty for reusable tokens.
+	TicketID  string    `json:"-"`
+	ExpiresAt time.Time `json:"-"`
+}
+
+// Anonymous returns the principal of a client admitted without a token.
+func Anonymous() Principal {
+	return Principal{Identity: Identity{Type: "anonymous", Anonymous: true}}
+}
+
+// Key identifies the principal across connections, for per-principal caps.
+func (p Principal) Key() string { return p.Type + "/" + p.Sub }
+
+// DirectTopic is the principal's own topic, direct.<ptype>.<sub>; false for
+// anonymous principals.
+func (p Principal) DirectTopic() (topic.Pattern, bool) {
+	if p.Anonymous || p.Sub == "" {
+		return topic.Pattern{}, false
+	}
+	d, err := topic.Direct(p.Type, p.Sub)
+	return d, err == nil
+}
+
+func (p Principal) grants() []topic.Pattern {
+	out := make([]topic.Pattern, 0, len(p.Topics)+len(p.Subscribe)+1)
+	for _, list := range [][]string{p.Topics, p.Subscribe} {
+		for _, s := range list {
+			if c, err := topic.ParsePattern(s); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	if d, ok := p.DirectTopic(); ok {
+		out = append(out, d)
+	}
+	return out
+}
+
+// MaySubscribe reports whether the principal may subscribe to pattern:
+// superusers may read everything; others need a granted pattern (topics,
+// subscribe, or their direct topic) that covers it.
+func (p Principal) MaySubscribe(pattern topic.Pattern) bool {
+	if p.Superuser {
+		return true
+	}
+	for _, g := range p.grants() {
+		if g.Covers(pattern) {
+			return true
+		}
+	}
+	return false
+}
+
+// Narrow returns the patterns that together match exactly the topics of
+// pattern the principal may read: the intersections of pattern with every
+// grant, with any pattern already covered by another dropped. It serves
+// Digital Rebar's "register *.*.*", which means "everything I may see".
+func (p Principal) Narrow(pattern topic.Pattern) []topic.Pattern {
+	if p.MaySubscribe(pattern) {
+		return []topic.Pattern{pattern}
+	}
+	var parts []topic.Pattern
+	for _, g := range p.grants() {
+		if in, ok := topic.Intersect(pattern, g); ok {
+			parts = append(parts, in)
+		}
+	}
+	var out []topic.Pattern
+	for i, a := range parts {
+		covered := false
+		for j, b := range parts {
+			if i != j && b.Covers(a) && (!a.Covers(b) || j < i) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Audience restricts an event to principals matching any listed org, sub or
+// role. Superusers always match; anonymous principals never do.
+type Audience struct {
+	Orgs  []string `json:"orgs,omitempty"`
+	Subs  []string `json:"subs,omitempty"`
+	Roles []string `json:"roles,omitempty"`
+}
+
+// Empty reports whether the audience lists nobody.
+func (a Audience) Empty() bool { return len(a.Orgs)+len(a.Subs)+len(a.Roles) == 0 }
+
+// Allows reports whether the identity is in the audience. A nil audience
+// allows everyone.
+func (a *Audience) Allows(id Identity) bool {
+	if a == nil {
+		return true
+	}
+	if id.Superuser {
+		return true
+	}
+	if id.Anonymous {
+		return false
+	}
+	if id.Sub != "" && slices.Contains(a.Subs, id.Sub) {
+		return true
+	}
+	for _, o := range id.Orgs {
+		if slices.Contains(a.Orgs, o) {
+			return true
+		}
+	}
+	for _, r := range id.Roles {
+		if slices.Contains(a.Roles, r) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,133 @@
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Error codes.
+const (
+	CodeBadRequest     = "bad_request"
+	CodeForbidden      = "forbidden"
+	CodeNotFound       = "not_found"
+	CodeRateLimited    = "rate_limited"
+	CodeTooLarge       = "too_large"
+	CodeHistoryExpired = "history_expired"
+)
+
+// Message types the gateway sends.
+const (
+	TypeError        = "error"
+	TypeSubscribed   = "subscribed"
+	TypeUnsubscribed = "unsubscribed"
+	TypePong         = "pong"
+	TypeResumed      = "resumed"
+	TypeAuthResponse = "auth_response"
+	TypeEvent        = "event"
+)
+
+// Error is both a protocol error reply and a Go error.
+type Error struct {
+	Kind    string          `json:"type"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Code    string          `json:"code"`
+	Message string          `json:"message"`
+	// Unknown marks an unknown command type, which push-only connections
+	// ignore instead of answering.
+	Unknown bool `json:"-"`
+}
+
+// Errorf builds an *Error.
+func Errorf(id json.RawMessage, code, format string, args ...any) *Error {
+	return &Error{ID: id, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// MarshalJSON always writes "type":"error".
+func (e *Error) MarshalJSON() ([]byte, error) {
+	type plain Error
+	c := plain(*e)
+	c.Kind = TypeError
+	return json.Marshal(c)
+}
+
+// Subscribed confirms a subscribe.
+type Subscribed struct {
+	Type   string          `json:"type"`
+	ID     json.RawMessage `json:"id,omitempty"`
+	Topics []string        `json:"topics"`
+}
+
+// Unsubscribed confirms an unsubscribe.
+type Unsubscribed struct {
+	Type   string          `json:"type"`
+	ID     json.RawMessage `json:"id,omitempty"`
+	Topics []string        `json:"topics"`
+}
+
+// Pong answers a ping with the server time (RFC 3339, UTC) and echoes the
+// client's timestamp, if it sent one.
+type Pong struct {
+	Type      string          `json:"type"`
+	ID        json.RawMessage `json:"id,omitempty"`
+	Time      string          `json:"time"`
+	Timestamp string          `json:"timestamp,omitempty"`
+}
+
+// Resumed ends a resume: Seq is the last sequence number replayed or, when
+// nothing was missed, the topic's current one.
+type Resumed struct {
+	Type     string          `json:"type"`
+	ID       json.RawMessage `json:"id,omitempty"`
+	Topic    string          `json:"topic"`
+	Seq      uint64          `json:"seq"`
+	Replayed int             `json:"replayed"`
+}
+
+// AuthResponse answers an auth message.
+type AuthResponse struct {
+	Type    string          `json:"type"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Success bool            `json:"success"`
+	Message string          `json:"message,omitempty"`
+	// Error is a machine-readable reason on failure: invalid_token,
+	// ticket_used, too_many_connections, auth_timeout, forbidden.
+	Error string `json:"error,omitempty"`
+}
+
+// Auth failure reasons.
+const (
+	AuthInvalidToken       = "invalid_token"
+	AuthTicketUsed         = "ticket_used"
+	AuthTooManyConnections = "too_many_connections"
+	AuthTimeout            = "auth_timeout"
+	AuthForbidden          = "forbidden"
+)
+
+// Event is the gateway envelope around a payload, sent to connections that
+// asked for it (envelope=1). Binary payloads travel base64-encoded in
+// DataBase64.
+type Event struct {
+	Type       string          `json:"type"`
+	Topic      string          `json:"topic"`
+	Seq        uint64          `json:"seq"`
+	ID         string          `json:"id"`
+	Time       string          `json:"time"`
+	Data       json.RawMessage `json:"data,omitempty"`
+	DataBase64 string          `json:"data_base64,omitempty"`
+}
+
+// Encode marshals a server message.
+func Encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Every message type here marshals; a failure is a programming error
+		// that must not crash a function serving clients.
+		b, _ = json.Marshal(&Error{Code: CodeBadRequest, Message: "internal encoding error"})
+	}
+	return b
+}
+
+func asErr(err error, target any) bool { return errors.As(err, target) }
