@@ -1,0 +1,379 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/filter"
+	"github.com/wsgate/wsgate/shared/topic"
+)
+
+// Event record attribute names.
+const (
+	attrTopic    = "topic"
+	attrSeq      = "seq"
+	attrOwner    = "owner"
+	attrLease    = "lease"
+	attrDone     = "done"
+	attrFrames   = "frames"
+	attrAudience = "aud"
+	attrID       = "id"
+	attrTime     = "t"
+	attrPayload  = "pl"
+	attrBinary   = "bin"
+	attrAttrs    = "attrs"
+	attrProject  = "proj"
+)
+
+// EventRecord is the outcome of BeginEvent.
+type EventRecord struct {
+	Seq uint64
+	// Done: the event was fully delivered before; deliver nothing.
+	Done bool
+	// Retry: an earlier attempt assigned Seq but did not finish; deliver
+	// again (shards already marked delivered are skipped).
+	Retry bool
+}
+
+// BeginEvent claims an EventBridge event for this invocation. A new event
+// gets the topic's next sequence number in one transaction with its
+// processed-id record, the topic's new state and its history entry, so a
+// crash never leaves a sequence number without its event, and a redelivery
+// of the same id never gets a second number. owner identifies this attempt;
+// lease bounds how long another attempt waits before taking over.
+// ErrInProgress means another attempt holds the event right now.
+func (s *Store) BeginEvent(ctx context.Context, ev events.Event, owner string, lease time.Duration, historyTTL time.Duration) (EventRecord, error) {
+	tp := ev.Topic.String()
+	eventKey := key(prefixEvent+ev.ID, skEvent)
+	seqKey := key(prefixTopic+tp, skSeq)
+	for attempt := 0; attempt < 12; attempt++ {
+		now := s.now()
+		got, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
+			RequestItems: map[string]types.KeysAndAttributes{*s.table: {
+				Keys: []map[string]types.AttributeValue{eventKey, seqKey}, ConsistentRead: aws.Bool(true),
+			}},
+			ReturnConsumedCapacity: total,
+		})
+		if err != nil {
+			return EventRecord{}, fmt.Errorf("store: begin event %s: %w", ev.ID, err)
+		}
+		meter(ctx, "BatchGetItem", got.ConsumedCapacity...)
+		if len(got.UnprocessedKeys) > 0 {
+			if err := sleep(ctx, backoff(attempt)); err != nil {
+				return EventRecord{}, err
+			}
+			continue
+		}
+		var evItem, seqItem map[string]types.AttributeValue
+		for _, it := range got.Responses[*s.table] {
+			if getS(it, PartitionKey) == prefixEvent+ev.ID {
+				evItem = it
+			} else {
+				seqItem = it
+			}
+		}
+		if evItem != nil {
+			rec := EventRecord{Seq: getU(evItem, attrSeq)}
+			if getBool(evItem, attrDone) {
+				rec.Done = true
+				return rec, nil
+			}
+			if getS(evItem, attrOwner) != owner && getN(evItem, attrLease) > now.UnixMilli() {
+				return rec, ErrInProgress
+			}
+			out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+				TableName:           s.table,
+				Key:                 eventKey,
+				UpdateExpression:    aws.String("SET #owner = :me, #lease = :until"),
+				ConditionExpression: aws.String("attribute_exists(pk) AND #done <> :true AND (#lease < :now OR #owner = :me)"),
+				ExpressionAttributeNames: map[string]string{
+					"#owner": attrOwner, "#lease": attrLease, "#done": attrDone,
+				},
+				ExpressionAttributeValues: map[string]types.AttributeValue{
+					":me": sv(owner), ":until": nv(now.Add(lease).UnixMilli()), ":now": nv(now.UnixMilli()), ":true": bv(true),
+				},
+				ReturnConsumedCapacity: total,
+			})
+			if err != nil {
+				if isConditionFailed(err) {
+					continue // finished or taken meanwhile: look again
+				}
+				return EventRecord{}, fmt.Errorf("store: take over event %s: %w", ev.ID, err)
+			}
+			meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
+			rec.Retry = true
+			return rec, nil
+		}
+
+		cur := getU(seqItem, attrSeq)
+		next := cur + 1
+		seqCond := "attribute_not_exists(pk)"
+		vals := map[string]types.AttributeValue{":next": uv(next), ":ttl": nv(now.Add(s.SeqTTL).Unix())}
+		if seqItem != nil {
+			seqCond = "seq = :cur"
+			vals[":cur"] = uv(cur)
+		}
+		evRecord := key(prefixEvent+ev.ID, skEvent)
+		evRecord[attrTopic] = sv(tp)
+		evRecord[attrSeq] = uv(next)
+		evRecord[attrOwner] = sv(owner)
+		evRecord[attrLease] = nv(now.Add(lease).UnixMilli())
+		evRecord[attrDone] = bv(false)
+		evRecord[TTLAttribute] = nv(now.Add(s.EventTTL).Unix())
+		items := []types.TransactWriteItem{
+			{Update: &types.Update{
+				TableName: s.table, Key: seqKey,
+				UpdateExpression:          aws.String("SET seq = :next, #ttl = :ttl"),
+				ConditionExpression:       aws.String(seqCond),
+				ExpressionAttributeNames:  map[string]string{"#ttl": TTLAttribute},
+				ExpressionAttributeValues: vals,
+			}},
+			{Put: &types.Put{TableName: s.table, Item: evRecord, ConditionExpression: aws.String("attribute_not_exists(pk)")}},
+		}
+		if ev.ReplaceState {
+			items = append(items, s.stateWrite(ev, next, now))
+		}
+		if ev.History && ev.HasPayload {
+			h, err := historyItem(ev, next, now.Add(historyTTL))
+			if err != nil {
+				return EventRecord{}, err
+			}
+			items = append(items, types.TransactWriteItem{Put: &types.Put{TableName: s.table, Item: h}})
+		}
+		err = s.transact(ctx, items)
+		if err == nil {
+			return EventRecord{Seq: next}, nil
+		}
+		if _, ok := cancelReasons(err); !ok {
+			return EventRecord{}, fmt.Errorf("store: assign sequence to %s: %w", ev.ID, err)
+		}
+		// Another event took this number, or this event was claimed
+		// concurrently: read again.
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return EventRecord{}, err
+		}
+	}
+	return EventRecord{}, fmt.Errorf("store: assign sequence to %s: too much contention on %s", ev.ID, tp)
+}
+
+func (s *Store) stateWrite(ev events.Event, seq uint64, now time.Time) types.TransactWriteItem {
+	k := key(prefixTopic+ev.Topic.String(), skState)
+	if len(ev.State) == 0 {
+		return types.TransactWriteItem{Delete: &types.Delete{TableName: s.table, Key: k}}
+	}
+	frames := make([]types.AttributeValue, len(ev.State))
+	for i, f := range ev.State {
+		frames[i] = &types.AttributeValueMemberB{Value: f}
+	}
+	k[attrFrames] = &types.AttributeValueMemberL{Value: frames}
+	k[attrSeq] = uv(seq)
+	k[attrAt] = nv(now.UnixMilli())
+	if ev.Audience != nil {
+		b, _ := json.Marshal(ev.Audience)
+		k[attrAudience] = sv(string(b))
+	}
+	return types.TransactWriteItem{Put: &types.Put{TableName: s.table, Item: k}}
+}
+
+// FinishEvent marks an event delivered, so a redelivery does nothing.
+func (s *Store) FinishEvent(ctx context.Context, eventID string) error {
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 s.table,
+		Key:                       key(prefixEvent+eventID, skEvent),
+		UpdateExpression:          aws.String("SET #done = :true REMOVE #lease, #owner"),
+		ConditionExpression:       aws.String("attribute_exists(pk)"),
+		ExpressionAttributeNames:  map[string]string{"#done": attrDone, "#lease": attrLease, "#owner": attrOwner},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":true": bv(true)},
+		ReturnConsumedCapacity:    total,
+	})
+	if err != nil {
+		return fmt.Errorf("store: finish event %s: %w", eventID, err)
+	}
+	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
+	return nil
+}
+
+// State is a topic's stored current state.
+type State struct {
+	Frames   [][]byte
+	Audience *auth.Audience
+	Seq      uint64
+}
+
+// GetState reads a topic's state; ErrNotFound when it has none.
+func (s *Store) GetState(ctx context.Context, t topic.Pattern) (State, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: s.table, Key: key(prefixTopic+t.String(), skState), ReturnConsumedCapacity: total,
+	})
+	if err != nil {
+		return State{}, fmt.Errorf("store: state of %s: %w", t, err)
+	}
+	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
+	if out.Item == nil {
+		return State{}, ErrNotFound
+	}
+	st := State{Seq: getU(out.Item, attrSeq)}
+	if l, ok := out.Item[attrFrames].(*types.AttributeValueMemberL); ok {
+		for _, v := range l.Value {
+			if b, ok := v.(*types.AttributeValueMemberB); ok {
+				st.Frames = append(st.Frames, b.Value)
+			}
+		}
+	}
+	if a := getS(out.Item, attrAudience); a != "" {
+		st.Audience = &auth.Audience{}
+		if err := json.Unmarshal([]byte(a), st.Audience); err != nil {
+			return State{}, fmt.Errorf("store: state audience of %s: %w", t, err)
+		}
+	}
+	return st, nil
+}
+
+// CurrentSeq is a topic's last sequence number (0 when it has none).
+func (s *Store) CurrentSeq(ctx context.Context, t topic.Pattern) (uint64, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: s.table, Key: key(prefixTopic+t.String(), skSeq), ConsistentRead: aws.Bool(true),
+		ReturnConsumedCapacity: total,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: sequence of %s: %w", t, err)
+	}
+	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
+	return getU(out.Item, attrSeq), nil
+}
+
+// HistoryEntry is one event kept for resume, with what delivery rules need.
+type HistoryEntry struct {
+	Seq        uint64
+	ID         string
+	Time       time.Time
+	Payload    []byte
+	Binary     bool
+	Attributes filter.Attributes
+	Project    filter.Projection
+	Audience   *auth.Audience
+}
+
+func historyPK(t string) string { return prefixHistory + t }
+func seqSK(seq uint64) string   { return fmt.Sprintf("%020d", seq) }
+
+func historyItem(ev events.Event, seq uint64, expires time.Time) (map[string]types.AttributeValue, error) {
+	it := key(historyPK(ev.Topic.String()), seqSK(seq))
+	it[attrID] = sv(ev.ID)
+	it[attrTime] = nv(ev.Time.UnixMilli())
+	it[attrPayload] = &types.AttributeValueMemberB{Value: ev.Payload}
+	it[TTLAttribute] = nv(expires.Unix())
+	if ev.Binary {
+		it[attrBinary] = bv(true)
+	}
+	for name, v := range map[string]any{attrAttrs: ev.Attributes, attrProject: ev.Project, attrAudience: ev.Audience} {
+		if isEmpty(v) {
+			continue
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("store: history item: %w", err)
+		}
+		it[name] = sv(string(b))
+	}
+	return it, nil
+}
+
+func isEmpty(v any) bool {
+	switch x := v.(type) {
+	case filter.Attributes:
+		return len(x) == 0
+	case filter.Projection:
+		return len(x) == 0
+	case *auth.Audience:
+		return x == nil
+	}
+	return v == nil
+}
+
+// History returns up to limit kept events of a topic after since, in order,
+// skipping entries past their retention.
+func (s *Store) History(ctx context.Context, t topic.Pattern, since uint64, limit int) ([]HistoryEntry, error) {
+	var out []HistoryEntry
+	now := s.now()
+	in := &dynamodb.QueryInput{
+		TableName:              s.table,
+		KeyConditionExpression: aws.String("pk = :pk AND sk > :since"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": sv(historyPK(t.String())), ":since": sv(seqSK(since)),
+		},
+		ConsistentRead:         aws.Bool(true),
+		ReturnConsumedCapacity: total,
+	}
+	for len(out) < limit {
+		in.Limit = aws.Int32(int32(limit - len(out)))
+		res, err := s.db.Query(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("store: history of %s: %w", t, err)
+		}
+		meter(ctx, "Query", ccOne(res.ConsumedCapacity)...)
+		for _, it := range res.Items {
+			if !alive(it, now) {
+				continue
+			}
+			e := HistoryEntry{
+				Seq: parseSeq(getS(it, SortKey)), ID: getS(it, attrID),
+				Time: time.UnixMilli(getN(it, attrTime)), Payload: getB(it, attrPayload), Binary: getBool(it, attrBinary),
+			}
+			if a := getS(it, attrAttrs); a != "" {
+				_ = json.Unmarshal([]byte(a), &e.Attributes)
+			}
+			if p := getS(it, attrProject); p != "" {
+				_ = json.Unmarshal([]byte(p), &e.Project)
+			}
+			if a := getS(it, attrAudience); a != "" {
+				e.Audience = &auth.Audience{}
+				if err := json.Unmarshal([]byte(a), e.Audience); err != nil {
+					continue // unreadable audience: never replay to the wrong principal
+				}
+			}
+			out = append(out, e)
+		}
+		if res.LastEvaluatedKey == nil {
+			break
+		}
+		in.ExclusiveStartKey = res.LastEvaluatedKey
+	}
+	return out, nil
+}
+
+func parseSeq(s string) uint64 {
+	var n uint64
+	for _, c := range s {
+		n = n*10 + uint64(c-'0')
+	}
+	return n
+}
+
+// ClaimTicket records a single-use ticket id; auth.ErrTicketUsed when it
+// was used before. The record lives until the ticket would have expired.
+func (s *Store) ClaimTicket(ctx context.Context, jti string, expires time.Time) error {
+	it := key(prefixTicket+jti, skTicket)
+	it[TTLAttribute] = nv(expires.Add(time.Minute).Unix())
+	out, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: s.table, Item: it,
+		ConditionExpression:    aws.String("attribute_not_exists(pk)"),
+		ReturnConsumedCapacity: total,
+	})
+	if err != nil {
+		if isConditionFailed(err) {
+			return auth.ErrTicketUsed
+		}
+		return fmt.Errorf("store: claim ticket: %w", err)
+	}
+	meter(ctx, "PutItem", ccOne(out.ConsumedCapacity)...)
+	return nil
+}

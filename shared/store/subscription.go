@@ -1,0 +1,338 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/filter"
+	"github.com/wsgate/wsgate/shared/topic"
+)
+
+// NewSubscription is a subscription to create.
+type NewSubscription struct {
+	Pattern topic.Pattern
+	Filters filter.Set
+}
+
+// Subscription is a subscriber of a pattern, with everything fan-out needs
+// to decide and format a delivery without reading the connection record.
+type Subscription struct {
+	ConnectionID string
+	Pattern      string
+	Identity     auth.Identity
+	Filters      filter.Set
+	Envelope     bool
+	ExpiresAt    time.Time
+}
+
+// Subscription attribute names.
+const (
+	attrIdentity = "who"
+	attrFilters  = "f"
+	attrRev      = "rev"
+)
+
+// registryTTL outlives any connection (API Gateway closes them at 2 hours),
+// so a wildcard pattern's index entry never expires under a live subscriber.
+const registryTTL = 25 * time.Hour
+
+func (s *Store) subscriptionItems(c Connection, sub NewSubscription) []map[string]types.AttributeValue {
+	pat := sub.Pattern.String()
+	ttl := nv(c.ExpiresAt.Unix())
+	var f types.AttributeValue
+	if len(sub.Filters) > 0 {
+		b, _ := json.Marshal(sub.Filters)
+		f = sv(string(b))
+	}
+	who, _ := json.Marshal(c.Principal.Identity)
+
+	rev := key(connPK(c.ID), skSubPrefix+pat)
+	rev[TTLAttribute] = ttl
+	fwd := key(prefixPattern+pat, c.ID)
+	fwd[TTLAttribute] = ttl
+	fwd[attrIdentity] = sv(string(who))
+	fwd[attrEnvelope] = bv(c.Envelope)
+	if f != nil {
+		rev[attrFilters] = f
+		fwd[attrFilters] = f
+	}
+	items := []map[string]types.AttributeValue{rev, fwd}
+	if sub.Pattern.HasWildcard() {
+		reg := key(prefixWildcard+sub.Pattern.LiteralPrefix(), pat)
+		reg[attrRev] = sv(randomRev())
+		reg[TTLAttribute] = nv(s.now().Add(registryTTL).Unix())
+		items = append(items, reg)
+	}
+	return items
+}
+
+func randomRev() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Subscribe adds one subscription to a live connection, atomically with its
+// reverse entry, the wildcard index and the connection's count. It returns
+// created=false when the subscription existed (its filters are replaced),
+// ErrLimit when the connection has as many subscriptions as it may, and
+// ErrNotFound when the connection is gone or still pending.
+func (s *Store) Subscribe(ctx context.Context, c Connection, sub NewSubscription) (bool, error) {
+	items := s.subscriptionItems(c, sub)
+	puts := func(firstCond string) []types.TransactWriteItem {
+		out := make([]types.TransactWriteItem, 0, len(items))
+		for i, it := range items {
+			p := &types.Put{TableName: s.table, Item: it}
+			if i == 0 && firstCond != "" {
+				p.ConditionExpression = aws.String(firstCond)
+			}
+			out = append(out, types.TransactWriteItem{Put: p})
+		}
+		return out
+	}
+	create := append([]types.TransactWriteItem{{Update: &types.Update{
+		TableName:                           s.table,
+		Key:                                 key(connPK(c.ID), skMeta),
+		UpdateExpression:                    aws.String("SET ns = ns + :one"),
+		ConditionExpression:                 aws.String("attribute_exists(pk) AND attribute_not_exists(pend) AND ns < ms"),
+		ExpressionAttributeValues:           map[string]types.AttributeValue{":one": nv(1)},
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}}}, puts("attribute_not_exists(pk)")...)
+	err := s.transact(ctx, create)
+	if err == nil {
+		return true, nil
+	}
+	reasons, ok := cancelReasons(err)
+	if !ok {
+		return false, fmt.Errorf("store: subscribe %s to %s: %w", c.ID, sub.Pattern, err)
+	}
+	if !reasonIs(reasons, 1, "ConditionalCheckFailed") {
+		if reasonIs(reasons, 0, "ConditionalCheckFailed") {
+			if reasons[0].Item == nil || getN(reasons[0].Item, attrPending) != 0 {
+				return false, ErrNotFound
+			}
+			return false, ErrLimit
+		}
+		return false, fmt.Errorf("store: subscribe %s to %s: %w", c.ID, sub.Pattern, err)
+	}
+	// Already subscribed: replace the filters, keep the count.
+	update := append([]types.TransactWriteItem{{ConditionCheck: &types.ConditionCheck{
+		TableName:           s.table,
+		Key:                 key(connPK(c.ID), skMeta),
+		ConditionExpression: aws.String("attribute_exists(pk) AND attribute_not_exists(pend)"),
+	}}}, puts("")...)
+	if err := s.transact(ctx, update); err != nil {
+		if reasons, ok := cancelReasons(err); ok && reasonIs(reasons, 0, "ConditionalCheckFailed") {
+			return false, ErrNotFound
+		}
+		return false, fmt.Errorf("store: resubscribe %s to %s: %w", c.ID, sub.Pattern, err)
+	}
+	return false, nil
+}
+
+// Unsubscribe removes one subscription. It returns false when there was none.
+func (s *Store) Unsubscribe(ctx context.Context, connID string, pattern topic.Pattern) (bool, error) {
+	pat := pattern.String()
+	err := s.transact(ctx, []types.TransactWriteItem{
+		{Delete: &types.Delete{TableName: s.table, Key: key(connPK(connID), skSubPrefix+pat), ConditionExpression: aws.String("attribute_exists(pk)")}},
+		{Delete: &types.Delete{TableName: s.table, Key: key(prefixPattern+pat, connID)}},
+		{Update: &types.Update{
+			TableName:                 s.table,
+			Key:                       key(connPK(connID), skMeta),
+			UpdateExpression:          aws.String("SET ns = ns - :one"),
+			ConditionExpression:       aws.String("attribute_exists(pk) AND ns > :zero"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":one": nv(1), ":zero": nv(0)},
+		}},
+	})
+	if err == nil {
+		return true, nil
+	}
+	reasons, ok := cancelReasons(err)
+	switch {
+	case ok && reasonIs(reasons, 0, "ConditionalCheckFailed"):
+		return false, nil
+	case ok && reasonIs(reasons, 2, "ConditionalCheckFailed"):
+		// The record is gone (disconnect raced us): remove the two entries.
+		return true, s.batchWrite(ctx, []types.WriteRequest{
+			{DeleteRequest: &types.DeleteRequest{Key: key(connPK(connID), skSubPrefix+pat)}},
+			{DeleteRequest: &types.DeleteRequest{Key: key(prefixPattern+pat, connID)}},
+		})
+	}
+	return false, fmt.Errorf("store: unsubscribe %s from %s: %w", connID, pat, err)
+}
+
+func (s *Store) transact(ctx context.Context, items []types.TransactWriteItem) error {
+	out, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+		TransactItems: items, ReturnConsumedCapacity: total,
+	})
+	if err != nil {
+		meter(ctx, "TransactWriteItems")
+		return err
+	}
+	meter(ctx, "TransactWriteItems", out.ConsumedCapacity...)
+	return nil
+}
+
+// ConnectionSubscriptions lists a connection's subscriptions (from the
+// reverse entries; Identity and Envelope are not filled).
+func (s *Store) ConnectionSubscriptions(ctx context.Context, connID string) ([]Subscription, error) {
+	var out []Subscription
+	now := s.now()
+	err := s.queryAll(ctx, &dynamodb.QueryInput{
+		TableName:              s.table,
+		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :s)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": sv(connPK(connID)), ":s": sv(skSubPrefix),
+		},
+		ConsistentRead: aws.Bool(true),
+	}, func(item map[string]types.AttributeValue) {
+		if !alive(item, now) {
+			return
+		}
+		sub := Subscription{
+			ConnectionID: connID,
+			Pattern:      strings.TrimPrefix(getS(item, SortKey), skSubPrefix),
+			ExpiresAt:    time.Unix(getN(item, TTLAttribute), 0),
+		}
+		if f := getS(item, attrFilters); f != "" {
+			_ = json.Unmarshal([]byte(f), &sub.Filters)
+		}
+		out = append(out, sub)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: subscriptions of %s: %w", connID, err)
+	}
+	return out, nil
+}
+
+// PatternRef is a pattern whose subscribers may receive an event.
+type PatternRef struct {
+	Pattern string
+	// Wildcard patterns come from the index; Prefix and Rev identify the
+	// index entry so an empty one can be removed without racing a new
+	// subscriber.
+	Wildcard bool
+	Prefix   string
+	Rev      string
+}
+
+// SubscriberPatterns returns the patterns whose subscribers may want an
+// event on t: t itself, and every indexed wildcard pattern that matches t.
+// It makes one query per prefix of t (at most topic.MaxSegments, run in
+// parallel), whatever the table holds.
+func (s *Store) SubscriberPatterns(ctx context.Context, t topic.Pattern) ([]PatternRef, error) {
+	prefixes := t.Prefixes()
+	found := make([][]PatternRef, len(prefixes))
+	errs := make([]error, len(prefixes))
+	var wg sync.WaitGroup
+	for i, prefix := range prefixes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.queryAll(ctx, &dynamodb.QueryInput{
+				TableName:                 s.table,
+				KeyConditionExpression:    aws.String("pk = :pk"),
+				ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(prefixWildcard + prefix)},
+				ProjectionExpression:      aws.String("sk, rev"),
+			}, func(item map[string]types.AttributeValue) {
+				p, err := topic.ParsePattern(getS(item, SortKey))
+				if err != nil || !p.Match(t) {
+					return
+				}
+				found[i] = append(found[i], PatternRef{Pattern: p.String(), Wildcard: true, Prefix: prefix, Rev: getS(item, attrRev)})
+			})
+		}()
+	}
+	wg.Wait()
+	out := []PatternRef{{Pattern: t.String()}}
+	for i := range prefixes {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("store: wildcard index of %s: %w", t, errs[i])
+		}
+		out = append(out, found[i]...)
+	}
+	return out, nil
+}
+
+// Cursor is where a page of subscribers ends; empty means the start.
+type Cursor string
+
+// Subscribers reads one page (at most limit) of a pattern's live
+// subscribers, from cursor on. next is empty after the last page.
+func (s *Store) Subscribers(ctx context.Context, pattern string, cursor Cursor, limit int) (subs []Subscription, next Cursor, err error) {
+	in := &dynamodb.QueryInput{
+		TableName:                 s.table,
+		KeyConditionExpression:    aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(prefixPattern + pattern)},
+		Limit:                     aws.Int32(int32(limit)),
+		ReturnConsumedCapacity:    total,
+	}
+	if cursor != "" {
+		in.ExclusiveStartKey = key(prefixPattern+pattern, string(cursor))
+	}
+	out, err := s.db.Query(ctx, in)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: subscribers of %s: %w", pattern, err)
+	}
+	meter(ctx, "Query", ccOne(out.ConsumedCapacity)...)
+	now := s.now()
+	subs = make([]Subscription, 0, len(out.Items))
+	for _, item := range out.Items {
+		if !alive(item, now) {
+			continue
+		}
+		sub := Subscription{
+			ConnectionID: getS(item, SortKey),
+			Pattern:      pattern,
+			Envelope:     getBool(item, attrEnvelope),
+			ExpiresAt:    time.Unix(getN(item, TTLAttribute), 0),
+		}
+		if err := json.Unmarshal([]byte(getS(item, attrIdentity)), &sub.Identity); err != nil {
+			continue // unreadable entry: deliver nothing rather than to the wrong principal
+		}
+		if f := getS(item, attrFilters); f != "" {
+			if err := json.Unmarshal([]byte(f), &sub.Filters); err != nil {
+				continue
+			}
+		}
+		subs = append(subs, sub)
+	}
+	if out.LastEvaluatedKey != nil {
+		next = Cursor(getS(out.LastEvaluatedKey, SortKey))
+	}
+	return subs, next, nil
+}
+
+// ForgetPattern removes a wildcard index entry found to have no
+// subscribers, unless a subscribe rewrote it since it was read.
+func (s *Store) ForgetPattern(ctx context.Context, ref PatternRef) error {
+	if !ref.Wildcard {
+		return nil
+	}
+	out, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 s.table,
+		Key:                       key(prefixWildcard+ref.Prefix, ref.Pattern),
+		ConditionExpression:       aws.String("rev = :rev"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":rev": sv(ref.Rev)},
+		ReturnConsumedCapacity:    total,
+	})
+	if err != nil {
+		if isConditionFailed(err) {
+			return nil
+		}
+		return fmt.Errorf("store: forget pattern %s: %w", ref.Pattern, err)
+	}
+	meter(ctx, "DeleteItem", ccOne(out.ConsumedCapacity)...)
+	return nil
+}
