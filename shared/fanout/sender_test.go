@@ -1,0 +1,126 @@
+package fanout_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wsgate/wsgate/shared/fanout"
+	"github.com/wsgate/wsgate/shared/fanout/connectionstest"
+)
+
+func deliveries(n int) []fanout.Delivery {
+	out := make([]fanout.Delivery, n)
+	for i := range out {
+		out[i] = fanout.Delivery{ConnectionID: fmt.Sprintf("c%03d", i), Data: []byte(fmt.Sprintf(`{"n":%d}`, i))}
+	}
+	return out
+}
+
+func fast(int) time.Duration { return time.Millisecond }
+
+func TestSend_DeliversEveryFrameOnce(t *testing.T) {
+	srv := connectionstest.New(t, "local")
+	s := fanout.NewSender(srv.Client(), fanout.Options{Workers: 8, Backoff: fast})
+	sum := s.Send(context.Background(), deliveries(100))
+	assert.Equal(t, 100, sum.Delivered)
+	assert.Equal(t, 100, sum.Calls)
+	assert.Empty(t, sum.Failed)
+	for i := range 100 {
+		got := srv.Received(fmt.Sprintf("c%03d", i))
+		require.Len(t, got, 1)
+		assert.JSONEq(t, fmt.Sprintf(`{"n":%d}`, i), string(got[0]))
+	}
+}
+
+func TestSend_GoneIsReportedNotRetried(t *testing.T) {
+	srv := connectionstest.New(t, "local")
+	srv.Gone("c001", "c003")
+	sum := fanout.NewSender(srv.Client(), fanout.Options{Backoff: fast}).Send(context.Background(), deliveries(5))
+	sort.Strings(sum.Gone)
+	assert.Equal(t, []string{"c001", "c003"}, sum.Gone)
+	assert.Equal(t, 3, sum.Delivered)
+	assert.Equal(t, 5, sum.Calls, "410 is final")
+	assert.Empty(t, sum.Failed)
+}
+
+func TestSend_ThrottledAndServerErrorsAreRetried(t *testing.T) {
+	srv := connectionstest.New(t, "local")
+	srv.Script("c000", 429, 429)
+	srv.Script("c001", 500, 503)
+	sum := fanout.NewSender(srv.Client(), fanout.Options{Backoff: fast}).Send(context.Background(), deliveries(3))
+	assert.Equal(t, 3, sum.Delivered)
+	assert.Equal(t, 4, sum.Retried)
+	assert.Equal(t, 2, sum.Throttled)
+	assert.Equal(t, 7, sum.Calls)
+	assert.Len(t, srv.Received("c000"), 1, "delivered exactly once after the retries")
+}
+
+func TestSend_PermanentFailuresAreCountedFailed(t *testing.T) {
+	srv := connectionstest.New(t, "local")
+	srv.AlwaysFail("c000", 500)
+	srv.AlwaysFail("c001", 413)
+	sum := fanout.NewSender(srv.Client(), fanout.Options{MaxAttempts: 4, Backoff: fast}).Send(context.Background(), deliveries(3))
+	sort.Strings(sum.Failed)
+	assert.Equal(t, []string{"c000", "c001"}, sum.Failed)
+	assert.Equal(t, 1, sum.Delivered)
+	assert.Equal(t, 4+1+1, sum.Calls, "500 tried 4 times, 413 once")
+}
+
+func TestSend_RetriesStopBeforeTheDeadline(t *testing.T) {
+	srv := connectionstest.New(t, "local")
+	srv.AlwaysFail("c000", 503)
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	sum := fanout.NewSender(srv.Client(), fanout.Options{MaxAttempts: 1000, Reserve: 300 * time.Millisecond, Backoff: func(int) time.Duration { return 50 * time.Millisecond }}).Send(ctx, deliveries(1))
+	assert.Equal(t, []string{"c000"}, sum.Failed)
+	assert.NoError(t, ctx.Err(), "gave up before the deadline, leaving the reserve free")
+	assert.Greater(t, sum.Calls, 1, "but retried while there was time")
+}
+
+// A client whose buffer is full answers 429 again and again; the workers
+// must keep serving everyone else meanwhile.
+func TestSend_SlowClientDoesNotStallOthers(t *testing.T) {
+	srv := connectionstest.New(t, "local")
+	srv.AlwaysFail("c000", 429)
+	var slowRetries atomic.Int32
+	backoff := func(int) time.Duration { slowRetries.Add(1); return 200 * time.Millisecond }
+	s := fanout.NewSender(srv.Client(), fanout.Options{Workers: 1, MaxAttempts: 3, Backoff: backoff})
+	sum := s.Send(context.Background(), deliveries(20))
+	assert.Equal(t, 19, sum.Delivered)
+	assert.Equal(t, []string{"c000"}, sum.Failed)
+	assert.Equal(t, int32(2), slowRetries.Load())
+	// With a single worker, a blocking retry would hold everyone behind
+	// c000; instead all 19 others are served before its first retry.
+	log := srv.Log()
+	require.Len(t, log, 22)
+	assert.Equal(t, "c000", log[0].ID)
+	for _, c := range log[1:20] {
+		assert.NotEqual(t, "c000", c.ID)
+		assert.Equal(t, 200, c.Status)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	srv := connectionstest.New(t, "local")
+	c := srv.Client()
+	for status, want := range map[int]error{410: fanout.ErrGone, 429: fanout.ErrThrottled, 403: fanout.ErrRejected, 413: fanout.ErrRejected} {
+		id := fmt.Sprintf("s%d", status)
+		srv.AlwaysFail(id, status)
+		_, err := c.PostToConnection(context.Background(), &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: []byte("x")})
+		assert.ErrorIs(t, fanout.Classify(err), want, "%d", status)
+	}
+	srv.AlwaysFail("s500", http.StatusInternalServerError)
+	id := "s500"
+	_, err := c.PostToConnection(context.Background(), &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: []byte("x")})
+	require.Error(t, err)
+	assert.NotErrorIs(t, fanout.Classify(err), fanout.ErrRejected)
+}

@@ -1,0 +1,145 @@
+// Package queue carries deferred work to the broadcast function through SQS:
+// auth deadlines of pending connections, history replays requested at
+// connect, and fan-out shards of large audiences.
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// Kinds of task.
+const (
+	// KindAuthDeadline closes a connection still pending at its deadline.
+	KindAuthDeadline = "auth_deadline"
+	// KindReplay sends a topic's history after a sequence number to a
+	// connection that asked for it with ?since= at connect.
+	KindReplay = "replay"
+	// KindShard delivers one page of an event's subscribers.
+	KindShard = "shard"
+)
+
+// MaxDelay is SQS's longest message delay.
+const MaxDelay = 15 * time.Minute
+
+// Task is one unit of deferred work.
+type Task struct {
+	Kind         string `json:"kind"`
+	ConnectionID string `json:"connection_id,omitempty"`
+	Topic        string `json:"topic,omitempty"`
+	Since        uint64 `json:"since,omitempty"`
+	// Shard fields.
+	EventID string `json:"event_id,omitempty"`
+	Seq     uint64 `json:"seq,omitempty"`
+	Pattern string `json:"pattern,omitempty"`
+	Cursor  string `json:"cursor,omitempty"`
+	Shard   int    `json:"shard,omitempty"`
+	// Event is the validated event detail a shard delivers, so a shard
+	// never reads it back from the table.
+	Event json.RawMessage `json:"event,omitempty"`
+}
+
+// Decode parses a task from an SQS message body.
+func Decode(body string) (Task, error) {
+	var t Task
+	if err := json.Unmarshal([]byte(body), &t); err != nil {
+		return Task{}, fmt.Errorf("queue: bad task: %w", err)
+	}
+	switch t.Kind {
+	case KindAuthDeadline, KindReplay:
+		if t.ConnectionID == "" {
+			return Task{}, errors.New("queue: task without connection_id")
+		}
+	case KindShard:
+		if t.EventID == "" || t.Pattern == "" || len(t.Event) == 0 {
+			return Task{}, errors.New("queue: shard task without event_id, pattern or event")
+		}
+	default:
+		return Task{}, fmt.Errorf("queue: unknown task kind %q", t.Kind)
+	}
+	return t, nil
+}
+
+// SQSAPI is the part of the SQS client the queue uses.
+type SQSAPI interface {
+	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
+}
+
+// Queue sends tasks to one SQS queue.
+type Queue struct {
+	client SQSAPI
+	url    string
+}
+
+// New returns a Queue on the queue at url.
+func New(client SQSAPI, url string) *Queue { return &Queue{client: client, url: url} }
+
+// Send enqueues one task, delivered after delay (at most 15 minutes).
+func (q *Queue) Send(ctx context.Context, t Task, delay time.Duration) error {
+	body, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	_, err = q.client.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl:     aws.String(q.url),
+		MessageBody:  aws.String(string(body)),
+		DelaySeconds: int32(min(delay, MaxDelay).Round(time.Second) / time.Second),
+	})
+	if err != nil {
+		return fmt.Errorf("queue: send %s: %w", t.Kind, err)
+	}
+	return nil
+}
+
+// SendAll enqueues tasks in batches of ten, retrying entries SQS refused.
+func (q *Queue) SendAll(ctx context.Context, tasks []Task) error {
+	for start := 0; start < len(tasks); start += 10 {
+		batch := tasks[start:min(start+10, len(tasks))]
+		entries := make([]types.SendMessageBatchRequestEntry, len(batch))
+		for i, t := range batch {
+			body, err := json.Marshal(t)
+			if err != nil {
+				return err
+			}
+			entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(string(body))}
+		}
+		for attempt := 0; len(entries) > 0; attempt++ {
+			out, err := q.client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(q.url), Entries: entries})
+			if err != nil {
+				return fmt.Errorf("queue: send batch: %w", err)
+			}
+			if len(out.Failed) == 0 {
+				break
+			}
+			if attempt >= 4 {
+				return fmt.Errorf("queue: %d tasks refused: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
+			}
+			failed := map[string]bool{}
+			for _, f := range out.Failed {
+				failed[aws.ToString(f.Id)] = true
+			}
+			var retry []types.SendMessageBatchRequestEntry
+			for _, e := range entries {
+				if failed[aws.ToString(e.Id)] {
+					retry = append(retry, e)
+				}
+			}
+			entries = retry
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
