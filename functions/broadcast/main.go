@@ -1,0 +1,32 @@
+// Command broadcast fans EventBridge events out to subscribers and drains
+// the task queue.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/wsgate/wsgate/shared/awsdeps"
+	"github.com/wsgate/wsgate/shared/broadcast"
+	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/fanout"
+)
+
+func main() {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "config:", err)
+		os.Exit(1)
+	}
+	d, err := awsdeps.Load(context.Background(), cfg, false)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start-up:", err)
+		os.Exit(1)
+	}
+	sender := fanout.NewSender(d.Connections, fanout.Options{Workers: cfg.FanoutWorkers})
+	h := broadcast.New(cfg, broadcast.Deps{Store: d.Store, Sender: sender, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log, Metrics: os.Stdout})
+	lambda.Start(h.Handle)
+}

@@ -1,0 +1,108 @@
+// Package awsdeps builds the functions' production dependencies from the
+// configuration and the standard AWS SDK settings (AWS_ENDPOINT_URL*,
+// region, credentials), so the same binaries run on AWS, on LocalStack and
+// on the local gateway.
+package awsdeps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/fanout"
+	"github.com/wsgate/wsgate/shared/queue"
+	"github.com/wsgate/wsgate/shared/store"
+)
+
+// Deps are what the functions need.
+type Deps struct {
+	Log         *slog.Logger
+	Store       *store.Store
+	Verifier    *auth.Verifier
+	Connections *apigatewaymanagementapi.Client
+	// Tasks is nil when WSGATE_QUEUE_URL is not set.
+	Tasks TaskSender
+}
+
+// TaskSender enqueues deferred work.
+type TaskSender interface {
+	Send(ctx context.Context, t queue.Task, delay time.Duration) error
+}
+
+// Logger returns the JSON logger every function uses.
+func Logger(cfg config.Config) *slog.Logger {
+	level := slog.LevelInfo
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	return slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
+}
+
+// Load builds the dependencies. withVerifier is false for functions that
+// never check tokens.
+func Load(ctx context.Context, cfg config.Config, withVerifier bool) (Deps, error) {
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return Deps{}, fmt.Errorf("aws config: %w", err)
+	}
+	d := Deps{Log: Logger(cfg), Store: store.New(dynamodb.NewFromConfig(awsCfg), cfg.Table)}
+	endpoint, err := ManagementEndpoint(cfg, awsCfg)
+	if err != nil {
+		return Deps{}, err
+	}
+	d.Connections = apigatewaymanagementapi.NewFromConfig(awsCfg, func(o *apigatewaymanagementapi.Options) {
+		o.BaseEndpoint = aws.String(endpoint)
+		o.HTTPClient = fanout.NewHTTPClient(cfg.FanoutWorkers)
+		o.RetryMaxAttempts = 1 // fanout retries without blocking its workers
+	})
+	if cfg.QueueURL != "" {
+		d.Tasks = queue.New(sqs.NewFromConfig(awsCfg), cfg.QueueURL)
+	}
+	if withVerifier {
+		if d.Verifier, err = verifier(ctx, cfg, awsCfg); err != nil {
+			return Deps{}, err
+		}
+	}
+	return d, nil
+}
+
+// ManagementEndpoint is the @connections endpoint: WSGATE_MANAGEMENT_ENDPOINT,
+// else the SDK's endpoint override (AWS_ENDPOINT_URL) plus the stage, as on
+// the local gateway and LocalStack.
+func ManagementEndpoint(cfg config.Config, awsCfg aws.Config) (string, error) {
+	if cfg.ManagementEndpoint != "" {
+		return strings.TrimSuffix(cfg.ManagementEndpoint, "/"), nil
+	}
+	if awsCfg.BaseEndpoint != nil && *awsCfg.BaseEndpoint != "" {
+		return strings.TrimSuffix(*awsCfg.BaseEndpoint, "/") + "/" + cfg.Stage, nil
+	}
+	return "", errors.New(config.EnvManagementEndpoint + " is required (https://{api-id}.execute-api.{region}.amazonaws.com/{stage})")
+}
+
+func verifier(ctx context.Context, cfg config.Config, awsCfg aws.Config) (*auth.Verifier, error) {
+	secret := cfg.JWTSecret
+	if secret == "" && cfg.JWTSecretARN != "" {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		out, err := secretsmanager.NewFromConfig(awsCfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(cfg.JWTSecretARN)})
+		if err != nil {
+			return nil, fmt.Errorf("read the JWT secret (%s): %w", config.EnvJWTSecretARN, err)
+		}
+		secret = aws.ToString(out.SecretString)
+	}
+	return auth.NewVerifier(auth.VerifierConfig{
+		Alg: cfg.JWTAlg, Secret: []byte(secret), PublicKeyPEM: cfg.JWTPublicKey, JWKSURL: cfg.JWKSURL,
+		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TicketLifetime: cfg.TicketLifetime,
+	})
+}

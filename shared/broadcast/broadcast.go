@@ -1,0 +1,406 @@
+// Package broadcast delivers published events: it validates an EventBridge
+// event, claims its sequence number once, finds the subscribers of its topic
+// by key, applies audience, filters and projection, and fans out with
+// PostToConnection. The same function drains the task queue (auth
+// deadlines, replays requested at connect, fan-out shards).
+package broadcast
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	lambdaevents "github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+
+	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/delivery"
+	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/fanout"
+	"github.com/wsgate/wsgate/shared/filter"
+	"github.com/wsgate/wsgate/shared/metrics"
+	"github.com/wsgate/wsgate/shared/protocol"
+	"github.com/wsgate/wsgate/shared/queue"
+	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/topic"
+)
+
+// Store is the storage broadcast uses.
+type Store interface {
+	BeginEvent(ctx context.Context, ev events.Event, owner string, lease, historyTTL time.Duration) (store.EventRecord, error)
+	FinishEvent(ctx context.Context, eventID string) error
+	SubscriberPatterns(ctx context.Context, t topic.Pattern) ([]store.PatternRef, error)
+	Subscribers(ctx context.Context, pattern string, cursor store.Cursor, limit int) ([]store.Subscription, store.Cursor, error)
+	ForgetPattern(ctx context.Context, ref store.PatternRef) error
+	DeleteConnection(ctx context.Context, id string) (int, error)
+	GetConnection(ctx context.Context, id string) (store.Connection, error)
+	delivery.HistoryReader
+}
+
+// Sender posts frames to connections.
+type Sender interface {
+	Send(ctx context.Context, ds []fanout.Delivery) fanout.Summary
+}
+
+// Connections is the @connections API, for replies to one connection.
+type Connections interface {
+	PostToConnection(ctx context.Context, in *apigatewaymanagementapi.PostToConnectionInput, optFns ...func(*apigatewaymanagementapi.Options)) (*apigatewaymanagementapi.PostToConnectionOutput, error)
+	DeleteConnection(ctx context.Context, in *apigatewaymanagementapi.DeleteConnectionInput, optFns ...func(*apigatewaymanagementapi.Options)) (*apigatewaymanagementapi.DeleteConnectionOutput, error)
+}
+
+// Tasks re-schedules deferred work.
+type Tasks interface {
+	Send(ctx context.Context, t queue.Task, delay time.Duration) error
+}
+
+// Handler is the broadcast function.
+type Handler struct {
+	cfg     config.Config
+	store   Store
+	sender  Sender
+	conns   Connections
+	tasks   Tasks
+	log     *slog.Logger
+	metrics io.Writer
+	now     func() time.Time
+}
+
+// Deps are the Handler's collaborators. Tasks may be nil.
+type Deps struct {
+	Store       Store
+	Sender      Sender
+	Connections Connections
+	Tasks       Tasks
+	Log         *slog.Logger
+	// Metrics receives one EMF line per invocation (os.Stdout in Lambda).
+	Metrics io.Writer
+	Now     func() time.Time
+}
+
+// New returns a Handler.
+func New(cfg config.Config, d Deps) *Handler {
+	h := &Handler{cfg: cfg, store: d.Store, sender: d.Sender, conns: d.Connections, tasks: d.Tasks, log: d.Log, metrics: d.Metrics, now: d.Now}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.metrics == nil {
+		h.metrics = io.Discard
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	return h
+}
+
+// Handle is the Lambda entry point: an EventBridge event, or an SQS batch
+// of tasks (answered with the ids of the messages to retry).
+func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (any, error) {
+	var probe struct {
+		Records    []json.RawMessage `json:"Records"`
+		DetailType *string           `json:"detail-type"`
+	}
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		h.log.Error("unreadable invocation", "error", err.Error())
+		return nil, nil // retrying unreadable input cannot help
+	}
+	if probe.Records != nil {
+		var ev lambdaevents.SQSEvent
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			h.log.Error("unreadable SQS batch", "error", err.Error())
+			return nil, nil
+		}
+		return h.HandleTasks(ctx, ev), nil
+	}
+	var ev lambdaevents.CloudWatchEvent
+	if err := json.Unmarshal(raw, &ev); err != nil || probe.DetailType == nil {
+		h.log.Error("invocation is neither an EventBridge event nor an SQS batch")
+		return nil, nil
+	}
+	return nil, h.HandleEvent(ctx, ev)
+}
+
+// HandleEvent delivers one EventBridge event. It returns an error only when
+// a retry can help (storage failure, another attempt in progress); an
+// invalid event is logged, counted and dropped.
+func (h *Handler) HandleEvent(ctx context.Context, cwe lambdaevents.CloudWatchEvent) error {
+	start := h.now()
+	m := metrics.New(map[string]string{"Stage": h.cfg.Stage, "Function": "broadcast"})
+	m.Property("event_id", cwe.ID)
+	defer func() { _ = m.Write(h.metrics) }()
+	log := h.log.With("event_id", cwe.ID)
+	if reqID := requestID(ctx); reqID != "" {
+		log = log.With("request_id", reqID)
+	}
+
+	ev, err := events.Parse(cwe.ID, cwe.Time, cwe.Detail, h.cfg.HistoryDefault)
+	if err != nil {
+		m.Add("Rejected", 1, metrics.Count)
+		if errors.Is(err, events.ErrTooLarge) {
+			m.Add("RejectedTooLarge", 1, metrics.Count)
+		}
+		log.Warn("event rejected", "reason", err.Error(), "source", cwe.Source, "detail_type", cwe.DetailType)
+		return nil
+	}
+	log = log.With("topic", ev.Topic.String())
+
+	rec, err := h.store.BeginEvent(ctx, ev, owner(ctx), h.lease(ctx), h.cfg.HistoryRetention)
+	switch {
+	case errors.Is(err, store.ErrInProgress):
+		log.Info("event in progress elsewhere; EventBridge will retry")
+		return err
+	case err != nil:
+		log.Error("sequence assignment failed", "error", err.Error())
+		return err
+	case rec.Done:
+		m.Add("Duplicate", 1, metrics.Count)
+		log.Info("duplicate event ignored", "seq", rec.Seq)
+		return nil
+	}
+	log = log.With("seq", rec.Seq)
+	if ev.HasPayload {
+		if err := h.deliver(ctx, log, m, ev, rec); err != nil {
+			return err
+		}
+	}
+	if err := h.store.FinishEvent(ctx, ev.ID); err != nil {
+		log.Error("finish failed; a redelivery will repeat the fan-out", "error", err.Error())
+		return err
+	}
+	m.Duration("ProcessingDuration", h.now().Sub(start))
+	return nil
+}
+
+// target is one connection's matching subscriptions.
+type target struct {
+	sub  store.Subscription
+	sets []filter.Set
+}
+
+func (h *Handler) deliver(ctx context.Context, log *slog.Logger, m *metrics.Set, ev events.Event, rec store.EventRecord) error {
+	refs, err := h.store.SubscriberPatterns(ctx, ev.Topic)
+	if err != nil {
+		log.Error("subscriber lookup failed", "error", err.Error())
+		return err
+	}
+	targets := map[string]*target{}
+	var order []string
+	for _, ref := range refs {
+		var cursor store.Cursor
+		for page := 0; ; page++ {
+			subs, next, err := h.store.Subscribers(ctx, ref.Pattern, cursor, h.cfg.FanoutPageSize)
+			if err != nil {
+				log.Error("subscriber page failed", "pattern", ref.Pattern, "error", err.Error())
+				return err
+			}
+			if page == 0 && len(subs) == 0 && next == "" && ref.Wildcard {
+				if err := h.store.ForgetPattern(ctx, ref); err != nil {
+					log.Warn("stale pattern not removed", "pattern", ref.Pattern, "error", err.Error())
+				}
+			}
+			for _, s := range subs {
+				t, ok := targets[s.ConnectionID]
+				if !ok {
+					t = &target{sub: s}
+					targets[s.ConnectionID] = t
+					order = append(order, s.ConnectionID)
+				}
+				t.sets = append(t.sets, s.Filters)
+				t.sub.Envelope = t.sub.Envelope || s.Envelope
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+	}
+	m.Add("Subscribers", float64(len(targets)), metrics.Count)
+
+	enc := delivery.NewEncoder(delivery.FromEvent(ev, rec.Seq))
+	deliveries := make([]fanout.Delivery, 0, len(targets))
+	for _, id := range order {
+		t := targets[id]
+		frame, ok, err := enc.For(t.sub.Identity, t.sub.Envelope, t.sets)
+		if err != nil {
+			log.Error("encode failed", "error", err.Error())
+			continue
+		}
+		if ok {
+			deliveries = append(deliveries, fanout.Delivery{ConnectionID: id, Data: frame})
+		}
+	}
+	m.Add("Filtered", float64(len(targets)-len(deliveries)), metrics.Count)
+	h.send(ctx, log, m, deliveries, ev.Time)
+	return nil
+}
+
+// send fans out and removes gone connections.
+func (h *Handler) send(ctx context.Context, log *slog.Logger, m *metrics.Set, ds []fanout.Delivery, published time.Time) {
+	sum := h.sender.Send(ctx, ds)
+	m.Add("Delivered", float64(sum.Delivered), metrics.Count)
+	m.Add("Gone", float64(len(sum.Gone)), metrics.Count)
+	m.Add("Throttled", float64(sum.Throttled), metrics.Count)
+	m.Add("Retried", float64(sum.Retried), metrics.Count)
+	m.Add("Failed", float64(len(sum.Failed)), metrics.Count)
+	m.Add("PostCalls", float64(sum.Calls), metrics.Count)
+	m.Duration("FanoutDuration", sum.Duration)
+	if !published.IsZero() {
+		m.Duration("EventAge", h.now().Sub(published))
+	}
+	h.removeGone(ctx, log, sum.Gone)
+	level := slog.LevelInfo
+	if len(sum.Failed) > 0 {
+		level = slog.LevelWarn
+	}
+	log.Log(ctx, level, "fanned out", "deliveries", len(ds), "delivered", sum.Delivered, "gone", len(sum.Gone),
+		"throttled", sum.Throttled, "retried", sum.Retried, "failed", len(sum.Failed), "duration_ms", sum.Duration.Milliseconds())
+}
+
+// removeGone deletes the records of connections that answered 410, a few
+// at a time.
+func (h *Handler) removeGone(ctx context.Context, log *slog.Logger, gone []string) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, id := range gone {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := h.store.DeleteConnection(ctx, id); err != nil {
+				log.Warn("gone connection not removed; its TTL will", "connection_id", id, "error", err.Error())
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// HandleTasks runs an SQS batch; failed messages are reported for retry.
+func (h *Handler) HandleTasks(ctx context.Context, ev lambdaevents.SQSEvent) lambdaevents.SQSEventResponse {
+	var resp lambdaevents.SQSEventResponse
+	for _, r := range ev.Records {
+		t, err := queue.Decode(r.Body)
+		if err != nil {
+			h.log.Error("task dropped", "message_id", r.MessageId, "error", err.Error())
+			continue
+		}
+		if err := h.runTask(ctx, t); err != nil {
+			h.log.Warn("task failed; SQS will retry", "message_id", r.MessageId, "kind", t.Kind, "error", err.Error())
+			resp.BatchItemFailures = append(resp.BatchItemFailures, lambdaevents.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
+		}
+	}
+	return resp
+}
+
+func (h *Handler) runTask(ctx context.Context, t queue.Task) error {
+	switch t.Kind {
+	case queue.KindAuthDeadline:
+		return h.authDeadline(ctx, t)
+	case queue.KindReplay:
+		return h.replay(ctx, t)
+	}
+	return fmt.Errorf("task kind %q is not handled here", t.Kind)
+}
+
+// authDeadline closes a connection that is still pending at its deadline.
+func (h *Handler) authDeadline(ctx context.Context, t queue.Task) error {
+	log := h.log.With("connection_id", t.ConnectionID)
+	c, err := h.store.GetConnection(ctx, t.ConnectionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !c.Pending {
+		return nil
+	}
+	if wait := c.AuthDeadline.Sub(h.now()); wait > 0 {
+		if h.tasks == nil {
+			return errors.New("deadline not reached and no queue to wait on")
+		}
+		return h.tasks.Send(ctx, t, wait+time.Second)
+	}
+	log.Info("auth deadline passed; closing")
+	id := t.ConnectionID
+	_, _ = h.conns.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{
+		ConnectionId: &id,
+		Data:         protocol.Encode(protocol.AuthResponse{Type: protocol.TypeAuthResponse, Success: false, Error: protocol.AuthTimeout, Message: "authentication deadline passed"}),
+	})
+	if _, err := h.conns.DeleteConnection(ctx, &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: &id}); err != nil && !errors.Is(fanout.Classify(err), fanout.ErrGone) {
+		return err
+	}
+	_, err = h.store.DeleteConnection(ctx, id)
+	return err
+}
+
+// replay sends a connection the history it asked for with ?since=.
+func (h *Handler) replay(ctx context.Context, t queue.Task) error {
+	log := h.log.With("connection_id", t.ConnectionID, "topic", t.Topic)
+	c, err := h.store.GetConnection(ctx, t.ConnectionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	tp, err := topic.ParseTopic(t.Topic)
+	if err != nil {
+		log.Error("replay task with a bad topic", "error", err.Error())
+		return nil
+	}
+	r, err := delivery.BuildReplay(ctx, h.store, c, tp, t.Since, delivery.MaxReplay)
+	var frames [][]byte
+	switch {
+	case errors.Is(err, delivery.ErrHistoryExpired):
+		frames = [][]byte{protocol.Encode(protocol.Errorf(nil, protocol.CodeHistoryExpired, "%v", err))}
+	case err != nil:
+		return err
+	default:
+		frames = append(r.Frames, protocol.Encode(protocol.Resumed{Type: protocol.TypeResumed, Topic: tp.String(), Seq: r.Last, Replayed: len(r.Frames)}))
+	}
+	id := t.ConnectionID
+	for _, f := range frames {
+		if _, err := h.conns.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: f}); err != nil {
+			if errors.Is(fanout.Classify(err), fanout.ErrGone) {
+				_, _ = h.store.DeleteConnection(ctx, id)
+				return nil
+			}
+			return err
+		}
+	}
+	log.Info("replayed", "since", t.Since, "frames", len(frames)-1)
+	return nil
+}
+
+func requestID(ctx context.Context) string {
+	if lc, ok := lambdacontext.FromContext(ctx); ok {
+		return lc.AwsRequestID
+	}
+	return ""
+}
+
+// owner names this attempt at an event, for its lease.
+func owner(ctx context.Context) string {
+	if id := requestID(ctx); id != "" {
+		return id
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// lease lasts until this invocation's deadline: past it, a redelivery may
+// take the event over.
+func (h *Handler) lease(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return d.Sub(h.now()) + 5*time.Second
+	}
+	return 5 * time.Minute
+}

@@ -1,0 +1,111 @@
+// Package gateway implements the WebSocket routes: $connect authenticates
+// and stores a connection, $disconnect removes it, $default runs client
+// commands. The functions in functions/ only wire it to lambda.Start.
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+
+	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/queue"
+	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/topic"
+)
+
+// Store is the storage the routes use.
+type Store interface {
+	PutConnection(ctx context.Context, c store.Connection, subs []store.NewSubscription) error
+	GetConnection(ctx context.Context, id string) (store.Connection, error)
+	TouchConnection(ctx context.Context, id string) (store.Connection, error)
+	Authenticate(ctx context.Context, c store.Connection, subs []store.NewSubscription) error
+	DeleteConnection(ctx context.Context, id string) (int, error)
+	CountConnections(ctx context.Context, direct topic.Pattern) (int, error)
+	Subscribe(ctx context.Context, c store.Connection, sub store.NewSubscription) (bool, error)
+	Unsubscribe(ctx context.Context, connID string, pattern topic.Pattern) (bool, error)
+	ConnectionSubscriptions(ctx context.Context, connID string) ([]store.Subscription, error)
+	GetState(ctx context.Context, t topic.Pattern) (store.State, error)
+	CurrentSeq(ctx context.Context, t topic.Pattern) (uint64, error)
+	History(ctx context.Context, t topic.Pattern, since uint64, limit int) ([]store.HistoryEntry, error)
+	ClaimTicket(ctx context.Context, jti string, expires time.Time) error
+}
+
+// Verifier checks tokens.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (auth.Principal, error)
+}
+
+// Connections is the @connections management API.
+type Connections interface {
+	PostToConnection(ctx context.Context, in *apigatewaymanagementapi.PostToConnectionInput, optFns ...func(*apigatewaymanagementapi.Options)) (*apigatewaymanagementapi.PostToConnectionOutput, error)
+	DeleteConnection(ctx context.Context, in *apigatewaymanagementapi.DeleteConnectionInput, optFns ...func(*apigatewaymanagementapi.Options)) (*apigatewaymanagementapi.DeleteConnectionOutput, error)
+}
+
+// Tasks schedules deferred work (auth deadlines, replays).
+type Tasks interface {
+	Send(ctx context.Context, t queue.Task, delay time.Duration) error
+}
+
+// Gateway serves the three WebSocket routes.
+type Gateway struct {
+	cfg      config.Config
+	store    Store
+	verifier Verifier
+	conns    Connections
+	tasks    Tasks
+	log      *slog.Logger
+	now      func() time.Time
+}
+
+// Deps are the Gateway's collaborators. Tasks may be nil: then pending
+// connections are checked against their deadline on their next message
+// only, and ?since= is refused.
+type Deps struct {
+	Store       Store
+	Verifier    Verifier
+	Connections Connections
+	Tasks       Tasks
+	Log         *slog.Logger
+	Now         func() time.Time
+}
+
+// New returns a Gateway.
+func New(cfg config.Config, d Deps) *Gateway {
+	g := &Gateway{cfg: cfg, store: d.Store, verifier: d.Verifier, conns: d.Connections, tasks: d.Tasks, log: d.Log, now: d.Now}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	return g
+}
+
+// initialSubscriptions are a principal's subscriptions at connect or auth:
+// its direct topic, then the scope, or else the token's subscribe list.
+func initialSubscriptions(p auth.Principal, scope topic.Pattern) []store.NewSubscription {
+	var subs []store.NewSubscription
+	if d, ok := p.DirectTopic(); ok {
+		subs = append(subs, store.NewSubscription{Pattern: d})
+	}
+	if !scope.IsZero() {
+		return append(subs, store.NewSubscription{Pattern: scope})
+	}
+	seen := map[string]bool{}
+	for _, s := range subs {
+		seen[s.Pattern.String()] = true
+	}
+	for _, s := range p.Subscribe {
+		pat, err := topic.ParsePattern(s)
+		if err != nil || seen[pat.String()] {
+			continue
+		}
+		seen[pat.String()] = true
+		subs = append(subs, store.NewSubscription{Pattern: pat})
+	}
+	return subs
+}
