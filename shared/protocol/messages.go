@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,15 +120,18 @@ type Event struct {
 	DataBase64 string          `json:"data_base64,omitempty"`
 }
 
-// Encode marshals a server message.
+// Encode marshals a server message. Unlike json.Marshal it leaves <, >
+// and & as they are: topics hold '>' and clients read these frames.
 func Encode(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		// Every message type here marshals; a failure is a programming error
 		// that must not crash a function serving clients.
-		b, _ = json.Marshal(&Error{Code: CodeBadRequest, Message: "internal encoding error"})
+		return []byte(`{"type":"error","code":"bad_request","message":"internal encoding error"}`)
 	}
-	return b
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 func asErr(err error, target any) bool { return errors.As(err, target) }

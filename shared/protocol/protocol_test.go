@@ -186,3 +186,7 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestEncode_LeavesTopicCharactersReadable(t *testing.T) {
+	assert.Equal(t, `{"type":"subscribed","topics":["demo.>"]}`, string(Encode(Subscribed{Type: TypeSubscribed, Topics: []string{"demo.>"}})))
+}
