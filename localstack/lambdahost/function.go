@@ -1,0 +1,113 @@
+package lambdahost
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Defaults applied by Register to zero fields of Function.
+const (
+	DefaultTimeout     = 30 * time.Second
+	DefaultMemoryMB    = 128
+	DefaultConcurrency = 4
+)
+
+// initTimeout bounds a cold start (process start to its first /next), like
+// Lambda's 10 s init phase; a function with a longer Timeout gets that.
+const initTimeout = 10 * time.Second
+
+// Function is one Lambda function the host can invoke.
+type Function struct {
+	Name        string            // e.g. "wsgate-local-broadcast"
+	Path        string            // path to the bootstrap executable
+	Env         map[string]string // extra environment (WSGATE_*, AWS_ENDPOINT_URL, ...)
+	Timeout     time.Duration     // per invocation; default 30s
+	MemoryMB    int               // reported in AWS_LAMBDA_FUNCTION_MEMORY_SIZE; default 128
+	Concurrency int               // max parallel instances (processes) of this function; default 4
+}
+
+// Stats counts what happened to one function.
+type Stats struct {
+	// Invocations that reached the function or failed starting it (not
+	// those abandoned while waiting for an instance, nor those cut short by
+	// Close).
+	Invocations int
+	// Errors: invocations that ended in a FunctionError.
+	Errors int
+	// ColdStarts: processes started.
+	ColdStarts int
+	// Running: processes alive now (starting, idle or busy).
+	Running int
+	// ColdStartDurations: process start to its first GET .../invocation/next,
+	// one per process that got that far.
+	ColdStartDurations []time.Duration
+}
+
+// function is a registered Function and its instances; everything but cfg
+// and arn is guarded by Host.mu.
+type function struct {
+	cfg       Function
+	arn       string
+	initLimit time.Duration // how long a process may take to ask for work
+
+	live      int                    // instances counted against Concurrency, starting ones included
+	instances map[*instance]struct{} // started processes not yet reaped
+	idle      []*instance            // ready for an invocation, most recently used last
+	changed   chan struct{}          // closed (and replaced) when an instance frees up
+	stats     Stats
+}
+
+// validate checks f and returns it with defaults applied, Path absolute and
+// Env copied.
+func (f Function) validate() (Function, error) {
+	if f.Name == "" {
+		return f, fmt.Errorf("lambdahost: function has no name")
+	}
+	if f.Timeout < 0 || f.MemoryMB < 0 || f.Concurrency < 0 {
+		return f, fmt.Errorf("lambdahost: function %s: negative Timeout, MemoryMB or Concurrency", f.Name)
+	}
+	if f.Path == "" {
+		return f, fmt.Errorf("lambdahost: function %s has no Path", f.Name)
+	}
+	path, err := filepath.Abs(f.Path)
+	if err != nil {
+		return f, fmt.Errorf("lambdahost: function %s: %w", f.Name, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return f, fmt.Errorf("lambdahost: function %s: %w", f.Name, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return f, fmt.Errorf("lambdahost: function %s: %s is not an executable file", f.Name, path)
+	}
+	f.Path = path
+	f.Env = maps.Clone(f.Env)
+	if f.Timeout == 0 {
+		f.Timeout = DefaultTimeout
+	}
+	if f.MemoryMB == 0 {
+		f.MemoryMB = DefaultMemoryMB
+	}
+	if f.Concurrency == 0 {
+		f.Concurrency = DefaultConcurrency
+	}
+	return f, nil
+}
+
+// broadcastLocked wakes every Invoke waiting for an instance of f.
+func (f *function) broadcastLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *function) removeIdleLocked(inst *instance) {
+	for i, in := range f.idle {
+		if in == inst {
+			f.idle = append(f.idle[:i], f.idle[i+1:]...)
+			return
+		}
+	}
+}

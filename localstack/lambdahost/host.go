@@ -1,0 +1,322 @@
+package lambdahost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// DefaultRegion is the region reported to functions when Options.Region is empty.
+const DefaultRegion = "us-east-1"
+
+var (
+	// ErrUnknownFunction: Invoke of a name that was never registered.
+	ErrUnknownFunction = errors.New("lambdahost: unknown function")
+	// ErrClosed: the host is closed, or was closed while the call waited.
+	ErrClosed = errors.New("lambdahost: host closed")
+)
+
+// Options configure a Host.
+type Options struct {
+	Region string // default "us-east-1"
+	// Log receives each line the processes print on stdout and stderr,
+	// without its newline; nil discards them. It is called from many
+	// goroutines at once and may keep line.
+	Log func(function string, line []byte)
+}
+
+// Host runs registered functions in child processes. It is safe for
+// concurrent use.
+type Host struct {
+	opts Options
+
+	mu        sync.Mutex // guards everything below and the state of functions, instances and invocations
+	functions map[string]*function
+	closed    bool
+
+	done    chan struct{}  // closed by Close
+	stopped chan struct{}  // closed when Close has finished
+	wg      sync.WaitGroup // the goroutines of every instance
+}
+
+// New returns a Host that has started nothing yet.
+func New(opts Options) *Host {
+	if opts.Region == "" {
+		opts.Region = DefaultRegion
+	}
+	return &Host{
+		opts:      opts,
+		functions: make(map[string]*function),
+		done:      make(chan struct{}),
+		stopped:   make(chan struct{}),
+	}
+}
+
+// Register adds a function after checking that Path is an executable file.
+// It starts nothing: the first Invoke does.
+func (h *Host) Register(f Function) error {
+	cfg, err := f.validate()
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return ErrClosed
+	}
+	if _, ok := h.functions[cfg.Name]; ok {
+		return fmt.Errorf("lambdahost: function %s is already registered", cfg.Name)
+	}
+	h.functions[cfg.Name] = &function{
+		cfg:       cfg,
+		arn:       fmt.Sprintf("arn:aws:lambda:%s:000000000000:function:%s", h.opts.Region, cfg.Name),
+		initLimit: max(initTimeout, cfg.Timeout),
+		instances: make(map[*instance]struct{}),
+		changed:   make(chan struct{}),
+	}
+	return nil
+}
+
+// Invoke runs the function synchronously and returns its response payload.
+//
+// It uses an idle instance, or starts one while the function has fewer than
+// Concurrency, or waits for one; ctx bounds that wait. The invocation's
+// deadline is the earlier of Timeout from now and ctx's deadline. A function
+// that fails returns a *FunctionError.
+//
+// Invoke returns once the invocation is over: the runtime has answered and
+// asked for its next invocation (so the instance is idle again and the next
+// call finds it warm), or its process has ended. With aws-lambda-go that is
+// immediately after the answer. If ctx is cancelled (not expired) while the
+// function runs, Invoke returns at once and the invocation carries on in the
+// background, as a Lambda invocation does when its caller goes away.
+func (h *Host) Invoke(ctx context.Context, name string, payload []byte) ([]byte, error) {
+	h.mu.Lock()
+	f, ok := h.functions[name]
+	closed := h.closed
+	h.mu.Unlock()
+	switch {
+	case closed:
+		return nil, ErrClosed
+	case !ok:
+		return nil, fmt.Errorf("%w: %s", ErrUnknownFunction, name)
+	}
+
+	inv := newInvocation(f, payload)
+	if err := h.acquire(ctx, inv); err != nil {
+		return nil, err
+	}
+	select {
+	case <-inv.finished:
+	case <-ctx.Done():
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("lambdahost: invoke %s: %w", name, ctx.Err())
+		}
+		// The invocation's deadline is no later than ctx's: it is timing out.
+		<-inv.finished
+	}
+	return inv.response, inv.err
+}
+
+// Stats returns the counters of the named function; zero if unknown.
+func (h *Host) Stats(name string) Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f, ok := h.functions[name]
+	if !ok {
+		return Stats{}
+	}
+	s := f.stats
+	s.Running = f.live
+	s.ColdStartDurations = slices.Clone(f.stats.ColdStartDurations)
+	return s
+}
+
+// Close kills every process and waits until they and the host's goroutines
+// are gone. Invocations in flight return ErrClosed. Calling it again waits
+// for the first call and returns nil.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		<-h.stopped
+		return nil
+	}
+	h.closed = true
+	close(h.done)
+	for _, f := range h.functions {
+		for inst := range f.instances {
+			h.killLocked(inst)
+		}
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+	close(h.stopped)
+	return nil
+}
+
+// acquire finds or starts an instance for inv and dispatches inv to it.
+func (h *Host) acquire(ctx context.Context, inv *invocation) error {
+	f := inv.fn
+	for {
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			return ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			h.mu.Unlock()
+			return fmt.Errorf("lambdahost: invoke %s: %w", f.cfg.Name, err)
+		}
+		if n := len(f.idle); n > 0 {
+			inst := f.idle[n-1]
+			f.idle = f.idle[:n-1]
+			h.dispatchLocked(ctx, inst, inv)
+			h.mu.Unlock()
+			return nil
+		}
+		if f.live < f.cfg.Concurrency {
+			f.live++
+			h.wg.Add(2) // the new instance's server and watcher
+			h.mu.Unlock()
+			if done, err := h.coldStart(ctx, inv); done {
+				return err
+			}
+			continue
+		}
+		changed := f.changed
+		h.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("lambdahost: invoke %s: waiting for an instance: %w", f.cfg.Name, ctx.Err())
+		case <-h.done:
+			return ErrClosed
+		}
+	}
+}
+
+// coldStart starts an instance for inv, in the slot acquire counted, and
+// dispatches inv to it once it asks for work. It reports done false when the
+// instance died after becoming ready but before inv got it: acquire tries
+// again. If ctx ends first the instance carries on starting and serves
+// whoever comes next.
+func (h *Host) coldStart(ctx context.Context, inv *invocation) (done bool, err error) {
+	f := inv.fn
+	inst, err := h.launch(f)
+	if err != nil {
+		h.mu.Lock()
+		f.live--
+		f.broadcastLocked()
+		var fe *FunctionError
+		if errors.As(err, &fe) {
+			fe.Message = fmt.Sprintf("RequestId: %s Error: %s", inv.id, fe.Message)
+			f.stats.Invocations++
+			f.stats.Errors++
+		}
+		h.mu.Unlock()
+		h.wg.Done()
+		h.wg.Done()
+		return true, err
+	}
+	h.mu.Lock()
+	h.trackLocked(inst, true)
+	h.mu.Unlock()
+
+	select {
+	case <-inst.ready:
+	case <-inst.gone:
+	case <-ctx.Done():
+	}
+
+	h.mu.Lock()
+	inst.reserved = false
+	state, wasReady := inst.state, inst.wasReady
+	if state == stateIdle {
+		if ctx.Err() == nil {
+			h.dispatchLocked(ctx, inst, inv)
+			h.mu.Unlock()
+			return true, nil
+		}
+		f.idle = append(f.idle, inst)
+		f.broadcastLocked()
+	}
+	h.mu.Unlock()
+
+	switch {
+	case state == stateIdle || state == stateStarting:
+		return true, fmt.Errorf("lambdahost: invoke %s: cold start: %w", f.cfg.Name, ctx.Err())
+	case wasReady:
+		return false, nil
+	}
+
+	// It died before its first /next: that is this invocation's failure.
+	<-inst.stopped
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return true, ErrClosed
+	}
+	switch {
+	case inst.initError != nil:
+		h.answerLocked(inv, nil, inst.initError)
+	case inst.initSlow:
+		h.answerLocked(inv, nil, &FunctionError{
+			Type:    ErrorTypeTimeout,
+			Message: fmt.Sprintf("RequestId: %s Error: Init phase timed out after %.2f seconds", inv.id, f.initLimit.Seconds()),
+		})
+	default:
+		h.answerLocked(inv, nil, inv.exited(inst.status))
+	}
+	return true, inv.err
+}
+
+// dispatchLocked hands inv to inst, which the caller took out of service,
+// and starts inv's deadline.
+func (h *Host) dispatchLocked(ctx context.Context, inst *instance, inv *invocation) {
+	now := time.Now()
+	deadline := now.Add(inst.fn.cfg.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	inv.deadline = deadline
+	inv.timeout = max(deadline.Sub(now), 0)
+	inst.state = stateBusy
+	inst.inv = inv
+	inst.dispatch <- inv // never blocks: it holds at most this one
+	inv.timer = time.AfterFunc(inv.timeout, func() { h.expire(inst, inv) })
+}
+
+// expire runs at inv's deadline: if inst still holds inv, the process is
+// killed and inv, unless already answered, fails with Sandbox.Timedout once
+// the process is reaped.
+func (h *Host) expire(inst *instance, inv *invocation) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if inst.inv != inv || inst.state == stateDead {
+		return
+	}
+	if !inv.answered {
+		inv.failure = inv.timedOut()
+	}
+	h.killLocked(inst)
+}
+
+// answerLocked sets inv's result, once, and counts it.
+func (h *Host) answerLocked(inv *invocation, response []byte, err error) {
+	if inv.answered {
+		return
+	}
+	inv.answered = true
+	inv.response, inv.err = response, err
+	if !errors.Is(err, ErrClosed) {
+		inv.fn.stats.Invocations++
+		var fe *FunctionError
+		if errors.As(err, &fe) {
+			inv.fn.stats.Errors++
+		}
+	}
+}
