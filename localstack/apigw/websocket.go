@@ -1,0 +1,511 @@
+// Package apigw emulates an API Gateway WebSocket API on one machine: the
+// client endpoint (handshake through the $connect function, frames to
+// $default, route responses back, $disconnect on every close) and the
+// @connections management API the functions post through. The functions
+// receive the same events.APIGatewayWebsocketProxyRequest AWS sends.
+package apigw
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/coder/websocket"
+)
+
+// Invoker runs a function synchronously.
+type Invoker interface {
+	Invoke(ctx context.Context, name string, payload []byte) ([]byte, error)
+}
+
+// Routes name the function behind each route.
+type Routes struct {
+	Connect, Disconnect, Default string
+}
+
+// Options configure the gateway. Zero values take API Gateway's limits.
+type Options struct {
+	APIID      string
+	Stage      string
+	Region     string
+	DomainName string
+	Routes     Routes
+	Invoker    Invoker
+	// IdleTimeout closes a connection the client has sent nothing on for
+	// this long (API Gateway: 10 minutes); MaxLifetime closes every
+	// connection at this age (2 hours).
+	IdleTimeout time.Duration
+	MaxLifetime time.Duration
+	// MaxFrameBytes (32 KB) and MaxMessageBytes (128 KB) are API Gateway's
+	// limits for client frames and messages; over either, close 1009.
+	MaxFrameBytes   int64
+	MaxMessageBytes int64
+	// SendQueue bounds the frames waiting to be written to one client;
+	// beyond it PostToConnection answers 429, as API Gateway does for a
+	// client whose buffer is full.
+	SendQueue int
+	// IntegrationTimeout bounds each route invocation (29 s on AWS).
+	IntegrationTimeout time.Duration
+	Log                *slog.Logger
+}
+
+// Gateway is the local WebSocket API.
+type Gateway struct {
+	opts Options
+	log  *slog.Logger
+
+	mu    sync.RWMutex
+	conns map[string]*conn
+
+	faults atomic.Pointer[Faults]
+	stats  Stats
+	// live counts connections until their $disconnect has run.
+	live sync.WaitGroup
+}
+
+// Stats counts what the management API did.
+type Stats struct {
+	Posts, Gone, Throttled, Injected atomic.Int64
+}
+
+// New returns a Gateway.
+func New(opts Options) *Gateway {
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = 10 * time.Minute
+	}
+	if opts.MaxLifetime == 0 {
+		opts.MaxLifetime = 2 * time.Hour
+	}
+	if opts.MaxFrameBytes == 0 {
+		opts.MaxFrameBytes = 32 * 1024
+	}
+	if opts.MaxMessageBytes == 0 {
+		opts.MaxMessageBytes = 128 * 1024
+	}
+	if opts.SendQueue == 0 {
+		opts.SendQueue = 1024
+	}
+	if opts.IntegrationTimeout == 0 {
+		opts.IntegrationTimeout = 29 * time.Second
+	}
+	if opts.Region == "" {
+		opts.Region = "us-east-1"
+	}
+	if opts.APIID == "" {
+		opts.APIID = "wsgatelocl"
+	}
+	g := &Gateway{opts: opts, log: opts.Log, conns: map[string]*conn{}}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	g.faults.Store(&Faults{})
+	return g
+}
+
+// Stats returns the gateway's counters.
+func (g *Gateway) Stats() *Stats { return &g.stats }
+
+// Count is the number of open connections.
+func (g *Gateway) Count() int {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return len(g.conns)
+}
+
+// conn is one client connection.
+type conn struct {
+	id          string
+	ws          *websocket.Conn
+	sniff       *frameSniffer
+	connectedAt time.Time
+	sourceIP    string
+	userAgent   string
+	out         chan frame
+	done        chan struct{}
+	closeOnce   sync.Once
+	// why the server closed it, for $disconnect
+	mu          sync.Mutex
+	closeCode   websocket.StatusCode
+	closeReason string
+}
+
+// frame is a message to write, or (closeCode set) the instruction to close
+// once everything queued before it is written.
+type frame struct {
+	data        []byte
+	bin         bool
+	closeCode   websocket.StatusCode
+	closeReason string
+}
+
+// close ends the connection once, recording why.
+func (c *conn) close(code websocket.StatusCode, reason string) {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closeCode, c.closeReason = code, reason
+		c.mu.Unlock()
+		close(c.done)
+		go func() { _ = c.ws.Close(code, reason) }()
+	})
+}
+
+func (c *conn) serverClose() (websocket.StatusCode, string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeCode, c.closeReason, c.closeCode != 0
+}
+
+// ServeHTTP accepts WebSocket clients at / or /{stage}.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := strings.Trim(r.URL.Path, "/"); p != "" && p != g.opts.Stage {
+		http.NotFound(w, r)
+		return
+	}
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusUpgradeRequired)
+		fmt.Fprintf(w, "wsgate local gateway: connect a WebSocket client to ws://%s/ (the console is at /console)\n", r.Host)
+		return
+	}
+	g.live.Add(1)
+	defer g.live.Done()
+	id := newConnectionID()
+	now := time.Now()
+	sourceIP, _, _ := net.SplitHostPort(r.RemoteAddr)
+	log := g.log.With("connection_id", id)
+
+	req := g.baseRequest(id, "$connect", "CONNECT", now, sourceIP, r.UserAgent())
+	req.Headers, req.MultiValueHeaders = flattenHeaders(r.Header)
+	req.Headers["X-Forwarded-For"] = sourceIP
+	req.MultiValueHeaders["X-Forwarded-For"] = []string{sourceIP}
+	req.QueryStringParameters, req.MultiValueQueryStringParameters = flattenQuery(r)
+	resp, err := g.invoke(r.Context(), g.opts.Routes.Connect, req)
+	if err != nil {
+		log.Warn("$connect failed", "error", err.Error())
+		http.Error(w, `{"message": "Internal server error"}`, http.StatusInternalServerError)
+		return
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		log.Info("handshake refused by $connect", "status", resp.StatusCode)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(resp.StatusCode)
+		_, _ = w.Write([]byte(resp.Body))
+		return
+	}
+	var protocols []string
+	if p := headerValue(resp.Headers, resp.MultiValueHeaders, "Sec-WebSocket-Protocol"); p != "" {
+		protocols = []string{p}
+	}
+	sw := &sniffingWriter{ResponseWriter: w, maxFrame: g.opts.MaxFrameBytes}
+	ws, err := websocket.Accept(sw, r, &websocket.AcceptOptions{
+		Subprotocols:       protocols,
+		InsecureSkipVerify: true, // API Gateway does not check Origin
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		log.Warn("upgrade failed after $connect", "error", err.Error())
+		g.disconnect(id, now, sourceIP, r.UserAgent(), int(websocket.StatusAbnormalClosure), "Upgrade failed")
+		return
+	}
+	ws.SetReadLimit(g.opts.MaxMessageBytes)
+	c := &conn{
+		id: id, ws: ws, sniff: sw.sniffer, connectedAt: now, sourceIP: sourceIP, userAgent: r.UserAgent(),
+		out: make(chan frame, g.opts.SendQueue), done: make(chan struct{}),
+	}
+	g.mu.Lock()
+	g.conns[id] = c
+	g.mu.Unlock()
+	log.Debug("connected")
+	g.serve(c, log)
+}
+
+// serve runs a connection until it closes, then invokes $disconnect.
+func (g *Gateway) serve(c *conn, log *slog.Logger) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go g.writeLoop(ctx, c)
+	go g.watchTimeouts(c)
+
+	code, reason := g.readLoop(ctx, c, log)
+
+	g.mu.Lock()
+	delete(g.conns, c.id)
+	g.mu.Unlock()
+	if sc, sr, ok := c.serverClose(); ok {
+		code, reason = int(sc), sr
+	}
+	c.close(websocket.StatusNormalClosure, "")
+	g.disconnect(c.id, c.connectedAt, c.sourceIP, c.userAgent, code, reason)
+}
+
+func (g *Gateway) readLoop(ctx context.Context, c *conn, log *slog.Logger) (int, string) {
+	for {
+		typ, data, err := c.ws.Read(ctx)
+		if err != nil {
+			if s := websocket.CloseStatus(err); s != -1 {
+				return int(s), "Client-side close frame status code"
+			}
+			var ce websocket.CloseError
+			if errors.As(err, &ce) {
+				return int(ce.Code), ce.Reason
+			}
+			if strings.Contains(err.Error(), "read limited") {
+				c.close(websocket.StatusMessageTooBig, "Message too big")
+				return int(websocket.StatusMessageTooBig), "Message too big"
+			}
+			return int(websocket.StatusAbnormalClosure), "Going away"
+		}
+		if tooBig, _ := c.sniff.state(); tooBig {
+			c.close(websocket.StatusMessageTooBig, "Frame too big")
+			return int(websocket.StatusMessageTooBig), "Frame too big"
+		}
+		if typ == websocket.MessageBinary {
+			c.close(websocket.StatusUnsupportedData, "Binary frames are not supported")
+			return int(websocket.StatusUnsupportedData), "Binary frames are not supported"
+		}
+		g.route(c, log, data)
+	}
+}
+
+// route sends one client message to $default and its route response back.
+func (g *Gateway) route(c *conn, log *slog.Logger, data []byte) {
+	req := g.baseRequest(c.id, "$default", "MESSAGE", c.connectedAt, c.sourceIP, c.userAgent)
+	req.RequestContext.MessageID = newID()
+	req.Body = string(data)
+	resp, err := g.invoke(context.Background(), g.opts.Routes.Default, req)
+	if err != nil {
+		log.Warn("$default failed", "error", err.Error())
+		body, _ := json.Marshal(map[string]string{"message": "Internal server error", "connectionId": c.id, "requestId": req.RequestContext.RequestID})
+		g.enqueue(c, body)
+		return
+	}
+	if resp.Body != "" {
+		g.enqueue(c, []byte(resp.Body))
+	}
+}
+
+func (g *Gateway) enqueue(c *conn, data []byte) bool {
+	select {
+	case c.out <- frame{data: data, bin: !utf8.Valid(data)}:
+		return true
+	case <-c.done:
+		return false
+	default:
+		return false
+	}
+}
+
+func (g *Gateway) writeLoop(ctx context.Context, c *conn) {
+	for {
+		select {
+		case <-c.done:
+			return
+		case f := <-c.out:
+			if f.closeCode != 0 {
+				c.close(f.closeCode, f.closeReason)
+				return
+			}
+			typ := websocket.MessageText
+			if f.bin {
+				typ = websocket.MessageBinary
+			}
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := c.ws.Write(wctx, typ, f.data)
+			cancel()
+			if err != nil {
+				c.close(websocket.StatusGoingAway, "Going away")
+				return
+			}
+		}
+	}
+}
+
+// closeAfterQueued closes the connection once the frames already queued for
+// it are written, as DeleteConnection after PostToConnection does on AWS.
+func (g *Gateway) closeAfterQueued(c *conn, code websocket.StatusCode, reason string) {
+	select {
+	case c.out <- frame{closeCode: code, closeReason: reason}:
+	default:
+		c.close(code, reason)
+	}
+}
+
+// watchTimeouts closes idle and over-age connections.
+func (g *Gateway) watchTimeouts(c *conn) {
+	tick := min(g.opts.IdleTimeout/4, time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case now := <-t.C:
+			_, last := c.sniff.state()
+			switch {
+			case now.Sub(c.connectedAt) >= g.opts.MaxLifetime:
+				c.close(websocket.StatusGoingAway, "Connection Duration Timeout")
+				return
+			case now.Sub(last) >= g.opts.IdleTimeout:
+				c.close(websocket.StatusGoingAway, "Connection Idle Timeout")
+				return
+			}
+		}
+	}
+}
+
+func (g *Gateway) disconnect(id string, connectedAt time.Time, sourceIP, ua string, code int, reason string) {
+	req := g.baseRequest(id, "$disconnect", "DISCONNECT", connectedAt, sourceIP, ua)
+	req.Headers = map[string]string{"Host": g.opts.DomainName, "x-api-key": "", "x-restapi": ""}
+	req.RequestContext.DisconnectStatusCode = int64(code)
+	req.RequestContext.DisconnectReason = &reason
+	if _, err := g.invoke(context.Background(), g.opts.Routes.Disconnect, req); err != nil {
+		g.log.Warn("$disconnect failed", "connection_id", id, "error", err.Error())
+	}
+}
+
+// CloseAll closes every connection (going away) and waits, at most until
+// ctx ends, for their $disconnect invocations, as a stage deletion would.
+// Handshakes in progress finish first.
+func (g *Gateway) CloseAll(ctx context.Context) {
+	g.mu.RLock()
+	conns := make([]*conn, 0, len(g.conns))
+	for _, c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.mu.RUnlock()
+	for _, c := range conns {
+		c.close(websocket.StatusGoingAway, "Going away")
+	}
+	done := make(chan struct{})
+	go func() { g.live.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+		return
+	case <-time.After(closeGrace):
+	}
+	// Clients that did not answer the close frame are cut off.
+	for _, c := range conns {
+		_ = c.ws.CloseNow()
+	}
+	select {
+	case <-ctx.Done():
+	case <-done:
+	}
+}
+
+// closeGrace is how long CloseAll waits for clients to complete the close
+// handshake before cutting them off.
+const closeGrace = 2 * time.Second
+
+func (g *Gateway) invoke(ctx context.Context, fn string, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.opts.IntegrationTimeout)
+	defer cancel()
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return events.APIGatewayProxyResponse{}, err
+	}
+	out, err := g.opts.Invoker.Invoke(ctx, fn, payload)
+	if err != nil {
+		return events.APIGatewayProxyResponse{}, err
+	}
+	var resp events.APIGatewayProxyResponse
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return events.APIGatewayProxyResponse{}, fmt.Errorf("%s returned a response that is not a proxy response: %w", fn, err)
+	}
+	if resp.StatusCode == 0 {
+		resp.StatusCode = http.StatusOK
+	}
+	return resp, nil
+}
+
+func (g *Gateway) baseRequest(id, route, eventType string, connectedAt time.Time, sourceIP, ua string) events.APIGatewayWebsocketProxyRequest {
+	now := time.Now()
+	return events.APIGatewayWebsocketProxyRequest{
+		RequestContext: events.APIGatewayWebsocketProxyRequestContext{
+			RouteKey:          route,
+			EventType:         eventType,
+			ExtendedRequestID: newID(),
+			RequestTime:       now.UTC().Format("02/Jan/2006:15:04:05 -0700"),
+			MessageDirection:  "IN",
+			Stage:             g.opts.Stage,
+			ConnectedAt:       connectedAt.UnixMilli(),
+			RequestTimeEpoch:  now.UnixMilli(),
+			Identity:          events.APIGatewayRequestIdentity{SourceIP: sourceIP, UserAgent: ua},
+			RequestID:         newID(),
+			DomainName:        g.opts.DomainName,
+			ConnectionID:      id,
+			APIID:             g.opts.APIID,
+		},
+	}
+}
+
+func flattenHeaders(h http.Header) (map[string]string, map[string][]string) {
+	single := make(map[string]string, len(h))
+	multi := make(map[string][]string, len(h))
+	for k, vs := range h {
+		single[k] = strings.Join(vs, ",")
+		multi[k] = append([]string(nil), vs...)
+	}
+	return single, multi
+}
+
+func flattenQuery(r *http.Request) (map[string]string, map[string][]string) {
+	q := r.URL.Query()
+	if len(q) == 0 {
+		return nil, nil
+	}
+	single := make(map[string]string, len(q))
+	for k, vs := range q {
+		single[k] = vs[len(vs)-1]
+	}
+	return single, q
+}
+
+func headerValue(single map[string]string, multi map[string][]string, name string) string {
+	for k, vs := range multi {
+		if strings.EqualFold(k, name) && len(vs) > 0 {
+			return vs[0]
+		}
+	}
+	for k, v := range single {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
+}
+
+const idAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// newConnectionID returns an id shaped like API Gateway's: 15 characters
+// and a trailing '='.
+func newConnectionID() string {
+	b := make([]byte, 15)
+	for i := range b {
+		n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(idAlphabet))))
+		b[i] = idAlphabet[n.Int64()]
+	}
+	return string(b) + "="
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
