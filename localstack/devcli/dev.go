@@ -1,0 +1,109 @@
+package devcli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wsgate/wsgate/localstack/stack"
+	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/config"
+)
+
+// Dev runs the local stack until ctx ends (Ctrl-C).
+func Dev(ctx context.Context, args []string, st Streams) error {
+	fs := newFlags("dev", st)
+	wsAddr := fs.String("ws-addr", "127.0.0.1:4510", "WebSocket clients (and the console)")
+	awsAddr := fs.String("aws-addr", "127.0.0.1:4566", "AWS APIs: EventBridge, SQS, DynamoDB, @connections")
+	ddbAddr := fs.String("dynamodb-addr", "127.0.0.1:8000", "DynamoDB Local (started here unless something listens already)")
+	ddbPath := fs.String("data", "", "keep DynamoDB data in this folder (default: in memory)")
+	functions := fs.String("functions", "bin/local", "folder with <function>/bootstrap built for this machine")
+	idle := fs.Duration("idle-timeout", 10*time.Minute, "close connections idle this long (API Gateway: 10m)")
+	quiet := fs.Bool("quiet", false, "do not print the functions' log lines")
+	var env list
+	fs.Var(&env, "env", "KEY=VALUE for the functions, e.g. WSGATE_MAX_MESSAGE_BYTES=1024 (repeatable; WSGATE_* variables of this shell pass through too)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	secret := envOr(config.EnvJWTSecret, DevSecret)
+	fnEnv := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "WSGATE_") && k != config.EnvJWTSecret {
+			fnEnv[k] = v
+		}
+	}
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return fmt.Errorf("--env %q: want KEY=VALUE", kv)
+		}
+		fnEnv[k] = v
+	}
+
+	var outMu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(st.Err, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var fnLog func(string, []byte)
+	if !*quiet {
+		fnLog = func(fn string, line []byte) {
+			outMu.Lock()
+			defer outMu.Unlock()
+			fmt.Fprintf(st.Err, "%-10s %s\n", fn, line)
+		}
+	}
+	minter := auth.Minter{Alg: "HS256", Key: []byte(secret)}
+
+	start := time.Now()
+	fmt.Fprintln(st.Err, "starting the local stack (DynamoDB Local, functions, WebSocket and AWS endpoints)...")
+	s, err := stack.Start(ctx, stack.Options{
+		WebSocketAddr: *wsAddr, AWSAddr: *awsAddr, DynamoDBAddr: *ddbAddr, DynamoDBPath: *ddbPath,
+		FunctionsDir: *functions, JWTSecret: secret, Env: fnEnv, IdleTimeout: *idle,
+		Log: logger, FunctionLog: fnLog, DevTokens: devTokenHandler(minter),
+	})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	tok, err := minter.Token(auth.Grant{Sub: "dev", Topics: []string{">"}, TTL: 24 * time.Hour})
+	if err != nil {
+		return err
+	}
+	outMu.Lock()
+	banner(st, s, tok, time.Since(start))
+	outMu.Unlock()
+
+	<-ctx.Done()
+	fmt.Fprintln(st.Err, "stopping...")
+	return nil
+}
+
+func banner(st Streams, s *stack.Stack, tok string, took time.Duration) {
+	consoleURL := "http" + strings.TrimPrefix(s.WebSocketURL, "ws") + "console"
+	ddb := s.DynamoDBEndpoint
+	if !s.StartedDynamoDB {
+		ddb += " (already running; reused)"
+	}
+	fmt.Fprintf(st.Out, `
+wsgate local stack is up (stage %s, started in %s)
+  WebSocket   %s
+  AWS APIs    %s   EventBridge PutEvents, SQS, DynamoDB, @connections
+  DynamoDB    %s   table %s
+  Console     %s
+  JWT secret  %s   HS256 (set WSGATE_JWT_SECRET to change)
+  Dev token   %s
+              (sub dev, topics >, valid 24h; mint others with: bin/wsgate token --sub alice --topics 'demo.>')
+
+Listen in another terminal:
+  bin/wsgate listen --token %s --subscribe 'demo.>'
+
+Publish an event:
+  bin/wsgate publish --endpoint %s --topic demo.hello --payload '{"hello":"world"}'
+or with the AWS CLI:
+  aws --endpoint-url %s events put-events --entries '[{"EventBusName":"%s","Source":"demo","DetailType":"demo","Detail":"{\"topic\":\"demo.hello\",\"payload\":{\"hello\":\"world\"}}"}]'
+
+Ctrl-C stops everything.
+`, s.Stage, took.Round(time.Millisecond), s.WebSocketURL, s.AWSEndpoint, ddb, s.Table, consoleURL, s.Secret, tok, tok, s.AWSEndpoint, s.AWSEndpoint, s.BusName)
+}

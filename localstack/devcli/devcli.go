@@ -1,0 +1,83 @@
+// Package devcli implements the wsgate developer CLI: dev (run the local
+// stack), token (mint tokens and tickets), publish (PutEvents, locally or to
+// AWS) and listen (a WebSocket client printing JSON lines).
+package devcli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// Streams are the CLI's standard streams.
+type Streams struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// Run executes the command line args (without the program name).
+func Run(ctx context.Context, args []string, st Streams) error {
+	if len(args) == 0 {
+		usage(st.Err)
+		return errors.New("no command")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "dev":
+		return Dev(ctx, rest, st)
+	case "token":
+		return Token(rest, st)
+	case "publish":
+		return Publish(ctx, rest, st)
+	case "listen":
+		return Listen(ctx, rest, st)
+	case "help", "-h", "--help":
+		usage(st.Out)
+		return nil
+	}
+	usage(st.Err)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `wsgate: developer tools for the wsgate real-time gateway
+
+  wsgate dev       run the whole gateway on this machine (WebSocket :4510, AWS APIs :4566)
+  wsgate token     mint a token or single-use ticket (HS256, WSGATE_JWT_SECRET)
+  wsgate publish   send an event with EventBridge PutEvents (local with --endpoint, else AWS)
+  wsgate listen    connect, subscribe, print every message as a JSON line; stdin lines are sent
+
+Run "wsgate <command> -h" for a command's flags.
+`)
+}
+
+// list is a repeatable, comma-splitting string flag.
+type list []string
+
+func (l *list) String() string { return strings.Join(*l, ",") }
+
+func (l *list) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+func newFlags(name string, st Streams) *flag.FlagSet {
+	fs := flag.NewFlagSet("wsgate "+name, flag.ContinueOnError)
+	fs.SetOutput(st.Err)
+	return fs
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,362 @@
+// Package stack assembles the whole gateway on one machine: DynamoDB Local,
+// the four functions as real bootstrap binaries behind a Lambda Runtime API
+// host, the WebSocket API and its @connections API, EventBridge PutEvents
+// with the stack's rule, and the SQS task queue with its event source
+// mapping — every part speaking the AWS wire API the functions use.
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/wsgate/wsgate/localstack/apigw"
+	"github.com/wsgate/wsgate/localstack/edge"
+	"github.com/wsgate/wsgate/localstack/eventbus"
+	"github.com/wsgate/wsgate/localstack/lambdahost"
+	"github.com/wsgate/wsgate/localstack/sqslocal"
+	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/dynamolocal"
+	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/store"
+)
+
+// Function names, as the CDK stack names them for stage "local".
+const (
+	FnConnect    = "connect"
+	FnDisconnect = "disconnect"
+	FnMessage    = "message"
+	FnBroadcast  = "broadcast"
+)
+
+// DevSecret signs tokens when WSGATE_JWT_SECRET is not set.
+const DevSecret = "wsgate-dev-secret"
+
+// Options configure a local stack. The zero value of each field is the
+// documented default of `make dev`.
+type Options struct {
+	// WebSocketAddr serves clients (and the console); default 127.0.0.1:4510.
+	WebSocketAddr string
+	// AWSAddr serves the AWS APIs; default 127.0.0.1:4566.
+	AWSAddr string
+	// DynamoDBAddr is where DynamoDB Local listens; when nothing does, it is
+	// started there (default 127.0.0.1:8000). DynamoDBPath keeps its data
+	// in a folder instead of memory.
+	DynamoDBAddr string
+	DynamoDBPath string
+	// FunctionsDir holds <function>/bootstrap for connect, disconnect,
+	// message and broadcast, built for this machine.
+	FunctionsDir string
+	// FunctionPaths overrides the bootstrap of single functions.
+	FunctionPaths map[string]string
+	Stage         string
+	Table         string
+	// JWTSecret signs and checks tokens (HS256); default DevSecret.
+	JWTSecret string
+	// Env adds or overrides function environment (WSGATE_* limits...).
+	Env map[string]string
+	// Concurrency is the number of instances each function may run.
+	Concurrency int
+	// FunctionTimeout bounds each invocation (default 30 s).
+	FunctionTimeout time.Duration
+	// IdleTimeout and MaxLifetime of WebSocket connections (10 min, 2 h).
+	IdleTimeout time.Duration
+	MaxLifetime time.Duration
+	// EventRetryDelay is EventBridge's first retry delay (default 1 s).
+	EventRetryDelay time.Duration
+	// Log receives the stack's own JSON log lines; FunctionLog the
+	// functions' output lines. Either may be nil.
+	Log         *slog.Logger
+	FunctionLog func(function string, line []byte)
+	// Console, when set, serves the web console at /console.
+	Console http.Handler
+	// DevTokens, when set, is served at /_wsgate/token on the AWS port.
+	DevTokens http.Handler
+}
+
+// Stack is a running local gateway.
+type Stack struct {
+	WebSocketURL     string
+	AWSEndpoint      string
+	DynamoDBEndpoint string
+	Stage            string
+	Table            string
+	BusName          string
+	QueueURL         string
+	DeadLetterURL    string
+	Secret           string
+
+	Gateway *apigw.Gateway
+	Bus     *eventbus.Service
+	SQS     *sqslocal.Service
+	Host    *lambdahost.Host
+	// StartedDynamoDB is true when this stack started DynamoDB Local.
+	StartedDynamoDB bool
+
+	log       *slog.Logger
+	dynamo    *dynamolocal.Server
+	servers   []*http.Server
+	stopESM   func()
+	closeOnce sync.Once
+}
+
+func (o *Options) defaults() {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&o.WebSocketAddr, "127.0.0.1:4510")
+	def(&o.AWSAddr, "127.0.0.1:4566")
+	def(&o.DynamoDBAddr, "127.0.0.1:8000")
+	def(&o.Stage, "local")
+	def(&o.Table, "wsgate-"+o.Stage)
+	def(&o.JWTSecret, DevSecret)
+	if o.Concurrency == 0 {
+		o.Concurrency = 4
+	}
+	if o.FunctionTimeout == 0 {
+		o.FunctionTimeout = 30 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Start brings the stack up; Close takes it down.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	opts.defaults()
+	s := &Stack{Stage: opts.Stage, Table: opts.Table, BusName: events.BusName(opts.Stage), Secret: opts.JWTSecret, log: opts.Log}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	// Listeners first, so ":0" addresses are known before anything needs them.
+	wsLn, err := net.Listen("tcp", opts.WebSocketAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for WebSocket clients on %s: %w", opts.WebSocketAddr, err)
+	}
+	awsLn, err := net.Listen("tcp", opts.AWSAddr)
+	if err != nil {
+		wsLn.Close()
+		return nil, fmt.Errorf("listen for AWS APIs on %s: %w", opts.AWSAddr, err)
+	}
+	s.WebSocketURL = "ws://" + wsLn.Addr().String() + "/"
+	s.AWSEndpoint = "http://" + awsLn.Addr().String()
+
+	if err := s.startDynamoDB(ctx, opts); err != nil {
+		wsLn.Close()
+		awsLn.Close()
+		return nil, err
+	}
+	if err := store.CreateTable(ctx, dynamolocal.Client(s.DynamoDBEndpoint), opts.Table); err != nil {
+		wsLn.Close()
+		awsLn.Close()
+		return nil, err
+	}
+
+	s.SQS = sqslocal.New(sqslocal.Options{BaseURL: s.AWSEndpoint})
+	if s.DeadLetterURL, err = s.SQS.CreateQueue(opts.Table+"-tasks-dlq", nil); err != nil {
+		return nil, err
+	}
+	dlqARN, err := s.SQS.QueueARN(s.DeadLetterURL)
+	if err != nil {
+		return nil, err
+	}
+	redrive, _ := json.Marshal(map[string]any{"deadLetterTargetArn": dlqARN, "maxReceiveCount": 5})
+	visibility := strconv.Itoa(int(opts.FunctionTimeout/time.Second) * 2)
+	if s.QueueURL, err = s.SQS.CreateQueue(opts.Table+"-tasks", map[string]string{"VisibilityTimeout": visibility, "RedrivePolicy": string(redrive)}); err != nil {
+		return nil, err
+	}
+
+	s.Host = lambdahost.New(lambdahost.Options{Log: opts.FunctionLog})
+	env := s.functionEnv(opts)
+	for _, fn := range []string{FnConnect, FnDisconnect, FnMessage, FnBroadcast} {
+		path := filepath.Join(opts.FunctionsDir, fn, "bootstrap")
+		if p, ok := opts.FunctionPaths[fn]; ok {
+			path = p
+		}
+		f := lambdahost.Function{
+			Name: fn, Path: path, Env: env,
+			Timeout: opts.FunctionTimeout, MemoryMB: 512, Concurrency: opts.Concurrency,
+		}
+		if err := s.Host.Register(f); err != nil {
+			return nil, fmt.Errorf("function %s: %w (build the functions for this machine first: make dev does)", fn, err)
+		}
+	}
+
+	s.Gateway = apigw.New(apigw.Options{
+		Stage: opts.Stage, DomainName: wsLn.Addr().String(),
+		Routes:      apigw.Routes{Connect: FnConnect, Disconnect: FnDisconnect, Default: FnMessage},
+		Invoker:     s.Host,
+		IdleTimeout: opts.IdleTimeout, MaxLifetime: opts.MaxLifetime,
+		Log: opts.Log,
+	})
+
+	s.Bus = eventbus.New(eventbus.Options{Retries: 2, RetryDelay: opts.EventRetryDelay, Log: opts.Log})
+	s.Bus.CreateBus(s.BusName)
+	if err := s.Bus.PutRule(eventbus.Rule{
+		Name: s.BusName + "-broadcast", Bus: s.BusName, Pattern: events.RulePattern,
+		Target: func(ctx context.Context, event []byte) error {
+			_, err := s.Host.Invoke(ctx, FnBroadcast, event)
+			return err
+		},
+	}); err != nil {
+		return nil, err
+	}
+	s.stopESM = s.SQS.AddEventSource(sqslocal.EventSourceMapping{
+		QueueURL: s.QueueURL, BatchSize: 10, MaxConcurrency: opts.Concurrency, ReportBatchItemFailures: true,
+		Invoke: func(ctx context.Context, payload []byte) ([]byte, error) {
+			return s.Host.Invoke(ctx, FnBroadcast, payload)
+		},
+	})
+
+	dynamo, err := edge.Proxy(s.DynamoDBEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	awsMux := &edge.Router{
+		DynamoDB: dynamo, Events: s.Bus, SQS: s.SQS,
+		Management: http.HandlerFunc(s.Gateway.ServeManagement), IsManagement: s.Gateway.ManagementPath,
+		Admin: s.admin(opts),
+	}
+	wsMux := http.NewServeMux()
+	if opts.Console != nil {
+		wsMux.Handle("/console", opts.Console)
+		wsMux.Handle("/console/", opts.Console)
+	}
+	wsMux.Handle("/", s.Gateway)
+	s.serve(wsLn, wsMux)
+	s.serve(awsLn, awsMux)
+	s.log.Info("local stack up", "websocket", s.WebSocketURL, "aws", s.AWSEndpoint, "dynamodb", s.DynamoDBEndpoint, "table", s.Table)
+	return s, nil
+}
+
+func (s *Stack) startDynamoDB(ctx context.Context, opts Options) error {
+	s.DynamoDBEndpoint = "http://" + opts.DynamoDBAddr
+	if dynamolocal.Listening(opts.DynamoDBAddr) {
+		s.log.Info("using the DynamoDB already listening", "address", opts.DynamoDBAddr)
+		return nil
+	}
+	jar, err := dynamolocal.FindJar(".")
+	if err != nil {
+		return err
+	}
+	srv, err := dynamolocal.Start(ctx, jar, dynamolocal.Options{Addr: opts.DynamoDBAddr, DBPath: opts.DynamoDBPath})
+	if err != nil {
+		return err
+	}
+	s.dynamo, s.StartedDynamoDB = srv, true
+	return nil
+}
+
+// functionEnv is what every function sees besides the Lambda variables:
+// the SDK pointed at the local AWS endpoint, and the gateway's settings.
+func (s *Stack) functionEnv(opts Options) map[string]string {
+	env := map[string]string{
+		"AWS_ENDPOINT_URL":  s.AWSEndpoint,
+		config.EnvTable:     opts.Table,
+		config.EnvStage:     opts.Stage,
+		config.EnvQueueURL:  s.QueueURL,
+		config.EnvJWTAlg:    "HS256",
+		config.EnvJWTSecret: opts.JWTSecret,
+		config.EnvLogLevel:  "info",
+	}
+	for k, v := range opts.Env {
+		env[k] = v
+	}
+	return env
+}
+
+func (s *Stack) serve(ln net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	s.servers = append(s.servers, srv)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("server stopped", "address", ln.Addr().String(), "error", err.Error())
+		}
+	}()
+}
+
+// admin serves /_wsgate/health, /_wsgate/faults and, in dev, /_wsgate/token.
+func (s *Stack) admin(opts Options) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /_wsgate/health", func(w http.ResponseWriter, r *http.Request) {
+		visible, inFlight, delayed, _ := s.SQS.Depth(s.QueueURL)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"websocket": s.WebSocketURL, "aws": s.AWSEndpoint, "dynamodb": s.DynamoDBEndpoint,
+			"stage": s.Stage, "table": s.Table, "bus": s.BusName, "queue": s.QueueURL,
+			"connections": s.Gateway.Count(),
+			"tasks":       map[string]int{"visible": visible, "in_flight": inFlight, "delayed": delayed},
+			"events":      map[string]int64{"accepted": s.Bus.Stats().Accepted.Load(), "delivered": s.Bus.Stats().Delivered.Load(), "dead_lettered": s.Bus.Stats().DeadLettered.Load()},
+		})
+	})
+	mux.HandleFunc("/_wsgate/faults", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost || r.Method == http.MethodPut {
+			var f apigw.Faults
+			if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&f); err != nil {
+				http.Error(w, "want {\"latency\":..., \"jitter\":..., \"throttle_rate\":..., \"error_rate\":...} (durations in nanoseconds)", http.StatusBadRequest)
+				return
+			}
+			s.Gateway.SetFaults(f)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(s.Gateway.CurrentFaults())
+	})
+	if opts.DevTokens != nil {
+		mux.Handle("/_wsgate/token", opts.DevTokens)
+	}
+	return mux
+}
+
+// Close stops everything this stack started: connections first (their
+// $disconnect still runs), then the servers, the functions and DynamoDB.
+func (s *Stack) Close() {
+	s.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// Stop what starts invocations, letting those in flight finish while
+		// the AWS endpoint they call is still up.
+		for _, srv := range s.servers[:min(1, len(s.servers))] {
+			_ = srv.Shutdown(ctx) // the WebSocket listener: no new clients
+		}
+		if s.Gateway != nil {
+			s.Gateway.CloseAll(ctx)
+		}
+		if s.stopESM != nil {
+			s.stopESM()
+		}
+		if s.Bus != nil {
+			s.Bus.Close()
+		}
+		for _, srv := range s.servers {
+			_ = srv.Shutdown(ctx)
+		}
+		if s.SQS != nil {
+			s.SQS.Close()
+		}
+		if s.Host != nil {
+			_ = s.Host.Close()
+		}
+		if s.dynamo != nil {
+			s.dynamo.Stop()
+		}
+	})
+}
+
+// WriteEnv writes the endpoints as shell exports, for scripts.
+func (s *Stack) WriteEnv(w io.Writer) {
+	fmt.Fprintf(w, "export AWS_ENDPOINT_URL=%s\nexport WSGATE_URL=%s\nexport WSGATE_BUS=%s\n", s.AWSEndpoint, s.WebSocketURL, s.BusName)
+}
