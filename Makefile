@@ -41,8 +41,10 @@ lint: ## go vet and gofmt (and staticcheck when installed)
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; fi
 
 .PHONY: test
-test: deps lint ## Run every test (DynamoDB Local starts by itself)
+test: deps lint ## Run every test (DynamoDB Local starts by itself), the CDK assertions and a synth
 	go test -count=1 ./...
+	$(MAKE) test-infra
+	$(MAKE) synth
 
 # The CDK app (infra/) adds synth, deploy and destroy.
 -include infra/infra.mk

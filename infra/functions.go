@@ -1,0 +1,246 @@
+package main
+
+import (
+	"strings"
+	"time"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/wsgate/wsgate/shared/config"
+)
+
+// functionSpec is one function's size and what it may do. The DynamoDB
+// actions follow the shared/store methods each function calls (see
+// shared/gateway and shared/broadcast):
+//
+//	connect     PutConnection (PutItem, BatchWriteItem), CountConnections
+//	            (Query), GetState (GetItem), ClaimTicket (PutItem),
+//	            DeleteConnection (Query, BatchWriteItem)
+//	disconnect  DeleteConnection (Query, BatchWriteItem)
+//	message     TouchConnection, Authenticate (UpdateItem, BatchWriteItem),
+//	            Subscribe (TransactWriteItems: Update, Put, ConditionCheck),
+//	            Unsubscribe (TransactWriteItems: Delete, Update;
+//	            BatchWriteItem), ConnectionSubscriptions, History,
+//	            CountConnections (Query), GetState, CurrentSeq (GetItem),
+//	            ClaimTicket (PutItem)
+//	broadcast   BeginEvent (BatchGetItem, UpdateItem, TransactWriteItems:
+//	            Update, Put, Delete), FinishEvent (UpdateItem),
+//	            SubscriberPatterns, Subscribers, History,
+//	            ConnectionSubscriptions (Query), ForgetPattern (DeleteItem),
+//	            DeleteConnection (Query, BatchWriteItem), GetConnection,
+//	            CurrentSeq (GetItem)
+//
+// IAM has no TransactWriteItems action: each item is authorized as its
+// PutItem, UpdateItem, DeleteItem or ConditionCheckItem.
+type functionSpec struct {
+	name        string
+	description string
+	// memoryMB also buys CPU and network: Lambda allocates CPU in
+	// proportion to memory.
+	memoryMB float64
+	timeout  time.Duration
+	dynamo   []string
+	// manage lists the @connections methods: POST replies and events,
+	// DELETE closes a connection.
+	manage []string
+	// sendsTasks: sends to the task queue (auth deadlines, replays,
+	// fan-out shards).
+	sendsTasks bool
+	// readsSecret: verifies tokens, so reads the HMAC key at start-up.
+	readsSecret bool
+}
+
+var functionSpecs = []functionSpec{{
+	name:        "connect",
+	description: "$connect: authenticates the handshake, stores the connection",
+	// The handshake waits on it: 512 MB gives a fast cold start (SDK set-up
+	// and the secret read) and JWT verification. Its work is a few
+	// DynamoDB calls; 10 s is ample and well inside API Gateway's 29 s
+	// integration timeout.
+	memoryMB:    512,
+	timeout:     10 * time.Second,
+	dynamo:      []string{"GetItem", "PutItem", "Query", "BatchWriteItem"},
+	sendsTasks:  true, // the auth-message deadline and ?since= replays
+	readsSecret: true,
+}, {
+	name:        "disconnect",
+	description: "$disconnect: removes the connection and its subscriptions",
+	// Deletes at most a connection's subscriptions (2 items each) in
+	// batches of 25; nobody waits on it and TTL cleans up a miss.
+	memoryMB: 256,
+	timeout:  10 * time.Second,
+	dynamo:   []string{"Query", "BatchWriteItem"},
+}, {
+	name:        "message",
+	description: "$default: client commands (subscribe, ping, request_current_state, resume, auth, batch)",
+	// A batch of 50 commands or a resume of up to 500 events posts frames
+	// before the route response; API Gateway stops waiting at 29 s, so
+	// running longer would be work nobody receives.
+	memoryMB:    512,
+	timeout:     29 * time.Second,
+	dynamo:      []string{"GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchWriteItem"},
+	manage:      []string{"POST", "DELETE"},
+	readsSecret: true, // the auth command verifies tokens
+}, {
+	name:        "broadcast",
+	description: "Delivers EventBridge events to subscribers and drains the task queue",
+	// The fan-out: up to WSGATE_FANOUT_WORKERS parallel PostToConnection
+	// calls over kept-alive connections; 1024 MB buys the CPU and network
+	// for them. 60 s bounds one event's fan-out and retries; the task
+	// queue's visibility timeout is six times this.
+	memoryMB:   1024,
+	timeout:    60 * time.Second,
+	dynamo:     []string{"GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"},
+	manage:     []string{"POST", "DELETE"},
+	sendsTasks: true, // re-scheduled auth deadlines, fan-out shards
+}}
+
+func broadcastSpec() functionSpec {
+	for _, s := range functionSpecs {
+		if s.name == "broadcast" {
+			return s
+		}
+	}
+	panic("no broadcast spec")
+}
+
+// function is a built function with its role and log group.
+type function struct {
+	spec functionSpec
+	fn   awslambda.Function
+	role awsiam.Role
+	logs awslogs.LogGroup
+}
+
+func (g *gateway) newFunction(spec functionSpec) *function {
+	id := strings.ToUpper(spec.name[:1]) + spec.name[1:]
+	f := &function{spec: spec}
+
+	f.logs = awslogs.NewLogGroup(g.stack, jsii.String(id+"Logs"), &awslogs.LogGroupProps{
+		Retention:     g.s.Retention(),
+		RemovalPolicy: g.removal,
+	})
+	// Our own role: only this function's log group, no managed policies.
+	f.role = awsiam.NewRole(g.stack, jsii.String(id+"Role"), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+		Description: jsii.String("wsgate " + g.s.Stage + " " + spec.name + " function"),
+	})
+	allow := func(resources []*string, actions ...string) {
+		f.role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Actions: jsii.Strings(actions...), Resources: &resources,
+		}))
+	}
+	allow([]*string{f.logs.LogGroupArn()}, "logs:CreateLogStream", "logs:PutLogEvents")
+
+	dynamo := make([]string, len(spec.dynamo))
+	for i, a := range spec.dynamo {
+		dynamo[i] = "dynamodb:" + a
+	}
+	allow([]*string{g.table.TableArn()}, dynamo...)
+	if len(spec.manage) > 0 {
+		var arns []*string
+		for _, method := range spec.manage {
+			arns = append(arns, g.connectionsArn(method))
+		}
+		allow(arns, "execute-api:ManageConnections")
+	}
+	if spec.sendsTasks {
+		allow([]*string{g.tasks.QueueArn()}, "sqs:SendMessage") // SendMessageBatch is authorized as SendMessage
+	}
+	if spec.readsSecret && g.secret != nil {
+		allow([]*string{g.secretResource()}, "secretsmanager:GetSecretValue")
+		if g.s.JWTSecretKeyArn != "" {
+			f.role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Actions:   jsii.Strings("kms:Decrypt"),
+				Resources: jsii.Strings(g.s.JWTSecretKeyArn),
+				Conditions: &map[string]any{"StringEquals": map[string]any{
+					"kms:ViaService": "secretsmanager." + *awscdk.Aws_REGION() + ".amazonaws.com",
+				}},
+			}))
+		}
+	}
+
+	// JSON system logs; the functions' own lines are already JSON (slog
+	// and the EMF metric lines) and pass through unchanged. EMF lines have
+	// no "level", which Lambda reads as INFO: the application log level
+	// must never be above INFO or the metrics would be dropped.
+	appLevel := awslambda.ApplicationLogLevel_INFO
+	if strings.EqualFold(g.s.FunctionEnv[config.EnvLogLevel], "debug") {
+		appLevel = awslambda.ApplicationLogLevel_DEBUG
+	}
+	f.fn = awslambda.NewFunction(g.stack, jsii.String(id), &awslambda.FunctionProps{
+		FunctionName:          jsii.String(g.prefix + "-" + spec.name),
+		Description:           jsii.String(spec.description),
+		Runtime:               awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture:          g.architecture(),
+		Handler:               jsii.String("bootstrap"),
+		Code:                  awslambda.Code_FromAsset(jsii.String(g.s.Zip(spec.name)), nil),
+		MemorySize:            jsii.Number(spec.memoryMB),
+		Timeout:               awscdk.Duration_Seconds(jsii.Number(spec.timeout.Seconds())),
+		Tracing:               awslambda.Tracing_ACTIVE,
+		Role:                  f.role,
+		Environment:           g.environment(spec),
+		LoggingFormat:         awslambda.LoggingFormat_JSON,
+		ApplicationLogLevelV2: appLevel,
+		SystemLogLevelV2:      awslambda.SystemLogLevel_INFO,
+		LogGroup:              f.logs,
+		// Reserved concurrency is left to the user: it carves capacity out
+		// of the account's pool, which only the account owner can weigh.
+	})
+	return f
+}
+
+// connectionsArn is the @connections API of this stage for one method:
+// arn:aws:execute-api:{region}:{account}:{apiId}/{stage}/{method}/@connections/*
+func (g *gateway) connectionsArn(method string) *string {
+	return g.stack.FormatArn(&awscdk.ArnComponents{
+		Service:      jsii.String("execute-api"),
+		Resource:     g.api.ApiId(),
+		ResourceName: jsii.String(g.s.Stage + "/" + method + "/@connections/*"),
+		ArnFormat:    awscdk.ArnFormat_SLASH_RESOURCE_NAME,
+	})
+}
+
+// environment is what shared/config reads. Every function gets what
+// config validation needs (the table, the endpoint, the token algorithm and
+// its key reference); only the functions that send tasks get the queue.
+// Settings the user did not configure are left out, so the defaults in
+// shared/config apply.
+func (g *gateway) environment(spec functionSpec) *map[string]*string {
+	env := map[string]*string{
+		config.EnvTable:              g.table.TableName(),
+		config.EnvStage:              jsii.String(g.s.Stage),
+		config.EnvManagementEndpoint: g.stage.CallbackUrl(),
+		config.EnvJWTAlg:             jsii.String(g.s.JWTAlg),
+	}
+	if g.secret != nil {
+		// The ARN, never the value: connect and message read the value
+		// from Secrets Manager at start-up.
+		env[config.EnvJWTSecretARN] = g.secret.SecretArn()
+	}
+	if g.s.JWTPublicKey != "" {
+		env[config.EnvJWTPublicKey] = jsii.String(g.s.JWTPublicKey)
+	}
+	if g.s.JWKSURL != "" {
+		env[config.EnvJWKSURL] = jsii.String(g.s.JWKSURL)
+	}
+	if spec.sendsTasks {
+		env[config.EnvQueueURL] = g.tasks.QueueUrl()
+	}
+	for k, v := range g.s.FunctionEnv {
+		env[k] = jsii.String(v)
+	}
+	return &env
+}
+
+// architecture maps the architecture setting to Lambda's.
+func (g *gateway) architecture() awslambda.Architecture {
+	if g.s.Architecture == "x86_64" {
+		return awslambda.Architecture_X86_64()
+	}
+	return awslambda.Architecture_ARM_64()
+}

@@ -1,0 +1,353 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/wsgate/wsgate/shared/config"
+)
+
+// Defaults of the stack's own settings. The functions' settings (limits,
+// token options) have no default here: unset, they are left out of the
+// environment and the function uses the default in shared/config.
+const (
+	DefaultStage               = "dev"
+	DefaultThrottleRate        = 2000 // requests per second, stage-wide (connects + messages)
+	DefaultThrottleBurst       = 1000
+	DefaultLogRetentionDays    = 30
+	DefaultQueueMaxConcurrency = 50
+	DefaultBinDir              = "../bin"
+	DefaultArchitecture        = "arm64"
+)
+
+// Functions are the four Lambda functions `make build` packages as
+// bin/<name>.zip.
+var Functions = []string{"connect", "disconnect", "message", "broadcast"}
+
+// Settings are the stack's inputs, read from CDK context (`-c key=value` or
+// cdk.json). the README (Deploy) lists them with their defaults.
+type Settings struct {
+	Stage string
+	// Prod turns on deletion protection and RETAIN for stateful resources.
+	Prod bool
+
+	// Custom domain: both or neither.
+	DomainName     string
+	CertificateArn string
+
+	JWTAlg          string
+	JWTSecretArn    string // existing secret (HS*); otherwise one is generated
+	JWTSecretKeyArn string // the KMS key of that secret, when it is not the AWS managed key
+	JWTPublicKey    string // RS256/ES256: PEM public key (not secret)
+	JWKSURL         string // RS256/ES256: JWKS endpoint
+
+	ThrottleRate     float64
+	ThrottleBurst    float64
+	LogRetentionDays int
+	AlarmEmail       string
+	BinDir           string
+	// Architecture of the function zips: arm64 (make build's default) or
+	// x86_64 (make build LAMBDA_ARCH=amd64), e.g. for LocalStack on x86.
+	Architecture        string
+	QueueMaxConcurrency int
+	// APIGatewayCloudWatchRole sets the account's API Gateway CloudWatch
+	// Logs role (needed once per account and region for access logs).
+	APIGatewayCloudWatchRole bool
+
+	// FunctionEnv holds the function settings the user configured, by
+	// environment variable name. Unset ones are absent.
+	FunctionEnv map[string]string
+}
+
+// HMAC reports whether the token algorithm uses a shared secret.
+func (s Settings) HMAC() bool { return strings.HasPrefix(s.JWTAlg, "HS") }
+
+type kind int
+
+const (
+	text kind = iota
+	list
+	boolean
+	integer
+	duration
+	jsonObject
+)
+
+// functionSettings maps context keys to the functions' environment
+// variables. Only the ones set in context reach the functions.
+var functionSettings = []struct {
+	key  string
+	env  string
+	kind kind
+}{
+	{"jwtIssuer", config.EnvJWTIssuer, text},
+	{"jwtAudience", config.EnvJWTAudience, text},
+	{"tokenCookie", config.EnvTokenCookie, text},
+	{"anonymousTopics", config.EnvAnonymousTopics, list},
+	{"stateRequiredTopics", config.EnvStateRequiredTopics, list},
+	{"authMessage", config.EnvAuthMessage, boolean},
+	{"authDeadline", config.EnvAuthDeadline, duration},
+	{"maxMessageBytes", config.EnvMaxMessageBytes, integer},
+	{"messagesPerSecond", config.EnvMessagesPerSecond, integer},
+	{"maxConnectionsPerPrincipal", config.EnvMaxConnectionsPerPrincipal, integer},
+	{"maxSubscriptions", config.EnvMaxSubscriptions, integer},
+	{"maxBatch", config.EnvMaxBatch, integer},
+	{"profiles", config.EnvProfiles, jsonObject},
+	{"historyRetention", config.EnvHistoryRetention, duration},
+	{"historyDefault", config.EnvHistoryDefault, boolean},
+	{"ticketLifetime", config.EnvTicketLifetime, duration},
+	{"connectionTtl", config.EnvConnectionTTL, duration},
+	{"fanoutWorkers", config.EnvFanoutWorkers, integer},
+	{"fanoutPageSize", config.EnvFanoutPageSize, integer},
+	{"postRate", config.EnvPostRate, integer},
+	{"logLevel", config.EnvLogLevel, text},
+}
+
+// stageName: API Gateway stage names and EventBridge bus names both accept it.
+var stageName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// retention maps the days CloudWatch Logs accepts to CDK's enum.
+var retention = map[int]awslogs.RetentionDays{
+	1: awslogs.RetentionDays_ONE_DAY, 3: awslogs.RetentionDays_THREE_DAYS, 5: awslogs.RetentionDays_FIVE_DAYS,
+	7: awslogs.RetentionDays_ONE_WEEK, 14: awslogs.RetentionDays_TWO_WEEKS, 30: awslogs.RetentionDays_ONE_MONTH,
+	60: awslogs.RetentionDays_TWO_MONTHS, 90: awslogs.RetentionDays_THREE_MONTHS, 120: awslogs.RetentionDays_FOUR_MONTHS,
+	150: awslogs.RetentionDays_FIVE_MONTHS, 180: awslogs.RetentionDays_SIX_MONTHS, 365: awslogs.RetentionDays_ONE_YEAR,
+	400: awslogs.RetentionDays_THIRTEEN_MONTHS, 545: awslogs.RetentionDays_EIGHTEEN_MONTHS, 731: awslogs.RetentionDays_TWO_YEARS,
+	1096: awslogs.RetentionDays_THREE_YEARS, 1827: awslogs.RetentionDays_FIVE_YEARS, 2192: awslogs.RetentionDays_SIX_YEARS,
+	2557: awslogs.RetentionDays_SEVEN_YEARS, 2922: awslogs.RetentionDays_EIGHT_YEARS, 3288: awslogs.RetentionDays_NINE_YEARS,
+	3653: awslogs.RetentionDays_TEN_YEARS,
+}
+
+// SettingsFromContext reads and validates the settings. Every error names
+// the context key at fault.
+func SettingsFromContext(node constructs.Node) (Settings, error) {
+	return settingsFrom(func(k string) any { return node.TryGetContext(jsii.String(k)) })
+}
+
+// settingsFrom reads the settings through get, which returns a context
+// value or nil.
+func settingsFrom(get func(string) any) (Settings, error) {
+	r := contextReader{get: get}
+	s := Settings{
+		Stage:                    r.str("stage", DefaultStage),
+		DomainName:               r.str("domainName", ""),
+		CertificateArn:           r.str("certificateArn", ""),
+		JWTAlg:                   strings.ToUpper(r.str("jwtAlg", config.DefaultJWTAlg)),
+		JWTSecretArn:             r.str("jwtSecretArn", ""),
+		JWTSecretKeyArn:          r.str("jwtSecretKeyArn", ""),
+		JWTPublicKey:             r.str("jwtPublicKey", ""),
+		JWKSURL:                  r.str("jwksUrl", ""),
+		ThrottleRate:             float64(r.integer("throttleRate", DefaultThrottleRate)),
+		ThrottleBurst:            float64(r.integer("throttleBurst", DefaultThrottleBurst)),
+		LogRetentionDays:         r.integer("logRetentionDays", DefaultLogRetentionDays),
+		AlarmEmail:               r.str("alarmEmail", ""),
+		BinDir:                   r.str("binDir", DefaultBinDir),
+		Architecture:             r.str("architecture", DefaultArchitecture),
+		QueueMaxConcurrency:      r.integer("queueMaxConcurrency", DefaultQueueMaxConcurrency),
+		APIGatewayCloudWatchRole: r.boolean("apiGatewayCloudWatchRole", true),
+		FunctionEnv:              map[string]string{},
+	}
+	s.Prod = r.boolean("prod", false) || s.Stage == "prod"
+
+	if !stageName.MatchString(s.Stage) {
+		r.fail("stage", "%q: use 1-64 letters, digits, '-' or '_'", s.Stage)
+	}
+	if (s.DomainName == "") != (s.CertificateArn == "") {
+		r.fail("domainName", "and certificateArn go together (the ACM certificate must be in the stack's region)")
+	}
+	switch s.JWTAlg {
+	case "HS256", "HS384", "HS512":
+		if s.JWTPublicKey != "" || s.JWKSURL != "" {
+			r.fail("jwtPublicKey", "and jwksUrl are for RS256/ES256; jwtAlg is %s", s.JWTAlg)
+		}
+	case "RS256", "ES256":
+		if s.JWTPublicKey == "" && s.JWKSURL == "" {
+			r.fail("jwtPublicKey", "or jwksUrl is required for %s", s.JWTAlg)
+		}
+		if s.JWTSecretArn != "" {
+			r.fail("jwtSecretArn", "is for HS256/HS384/HS512; jwtAlg is %s", s.JWTAlg)
+		}
+	default:
+		r.fail("jwtAlg", "%q is not one of HS256, HS384, HS512, RS256, ES256", s.JWTAlg)
+	}
+	if s.JWTSecretKeyArn != "" && s.JWTSecretArn == "" {
+		r.fail("jwtSecretKeyArn", "only applies with jwtSecretArn")
+	}
+	if s.JWTSecretArn != "" && !strings.HasPrefix(s.JWTSecretArn, "arn:") {
+		r.fail("jwtSecretArn", "%q is not an ARN", s.JWTSecretArn)
+	}
+	if s.Architecture != "arm64" && s.Architecture != "x86_64" {
+		r.fail("architecture", "%q is not arm64 or x86_64 (build the zips to match: make build LAMBDA_ARCH=arm64|amd64)", s.Architecture)
+	}
+	if s.ThrottleRate < 1 || s.ThrottleBurst < 1 {
+		r.fail("throttleRate", "and throttleBurst must be at least 1")
+	}
+	if _, ok := retention[s.LogRetentionDays]; !ok {
+		r.fail("logRetentionDays", "%d is not a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, ... 3653)", s.LogRetentionDays)
+	}
+	if s.QueueMaxConcurrency < 2 || s.QueueMaxConcurrency > 1000 {
+		r.fail("queueMaxConcurrency", "%d is outside 2..1000 (Lambda's limits for SQS event sources)", s.QueueMaxConcurrency)
+	}
+	if s.AlarmEmail != "" && !strings.Contains(s.AlarmEmail, "@") {
+		r.fail("alarmEmail", "%q is not an email address", s.AlarmEmail)
+	}
+
+	for _, fs := range functionSettings {
+		if v, ok := r.functionValue(fs.key, fs.kind); ok {
+			s.FunctionEnv[fs.env] = v
+		}
+	}
+	if r.err != nil {
+		return Settings{}, r.err
+	}
+	return s, nil
+}
+
+// Retention is the log retention as CDK's enum.
+func (s Settings) Retention() awslogs.RetentionDays { return retention[s.LogRetentionDays] }
+
+// Zip is the path of a function's deployment package.
+func (s Settings) Zip(fn string) string { return filepath.Join(s.BinDir, fn+".zip") }
+
+// CheckZips fails with a clear message when `make build` has not run.
+func (s Settings) CheckZips() error {
+	var missing []string
+	for _, fn := range Functions {
+		if st, err := os.Stat(s.Zip(fn)); err != nil || st.IsDir() {
+			missing = append(missing, s.Zip(fn))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("function packages not found: %s\nRun `make build` at the repository root first (or pass -c binDir=<folder holding connect.zip, disconnect.zip, message.zip, broadcast.zip>)", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// contextReader reads context values that may be strings (from -c on the
+// command line) or JSON values (from cdk.json).
+type contextReader struct {
+	get func(string) any
+	err error
+}
+
+func (r *contextReader) fail(key, format string, args ...any) {
+	r.err = errors.Join(r.err, fmt.Errorf("context %s: %s", key, fmt.Sprintf(format, args...)))
+}
+
+// raw returns a value as text; ok is false when it is unset or empty.
+func (r *contextReader) raw(key string) (string, bool) {
+	v := r.get(key)
+	switch v := v.(type) {
+	case nil:
+		return "", false
+	case string:
+		v = strings.TrimSpace(v)
+		return v, v != ""
+	case bool:
+		return strconv.FormatBool(v), true
+	case float64:
+		if v == math.Trunc(v) {
+			return strconv.FormatInt(int64(v), 10), true
+		}
+		return strconv.FormatFloat(v, 'f', -1, 64), true
+	case []any:
+		parts := make([]string, 0, len(v))
+		for _, e := range v {
+			parts = append(parts, strings.TrimSpace(fmt.Sprint(e)))
+		}
+		s := strings.Join(parts, ",")
+		return s, s != ""
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			r.fail(key, "unreadable value %v", v)
+			return "", false
+		}
+		return string(b), true
+	}
+}
+
+func (r *contextReader) str(key, def string) string {
+	if v, ok := r.raw(key); ok {
+		return v
+	}
+	return def
+}
+
+func (r *contextReader) integer(key string, def int) int {
+	v, ok := r.raw(key)
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		r.fail(key, "%q is not a whole number", v)
+		return def
+	}
+	return n
+}
+
+func (r *contextReader) boolean(key string, def bool) bool {
+	v, ok := r.raw(key)
+	if !ok {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.fail(key, "%q is not true or false", v)
+		return def
+	}
+	return b
+}
+
+// functionValue checks a function setting's type (the functions check the
+// ranges at start-up, naming the variable) and returns it as the
+// environment value.
+func (r *contextReader) functionValue(key string, k kind) (string, bool) {
+	v, ok := r.raw(key)
+	if !ok {
+		return "", false
+	}
+	switch k {
+	case list:
+		parts := strings.Split(v, ",")
+		for i := range parts {
+			parts[i] = strings.TrimSpace(parts[i])
+		}
+		parts = slices.DeleteFunc(parts, func(p string) bool { return p == "" })
+		v = strings.Join(parts, ",")
+	case boolean:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			r.fail(key, "%q is not true or false", v)
+		}
+		v = strconv.FormatBool(b)
+	case integer:
+		if _, err := strconv.Atoi(v); err != nil {
+			r.fail(key, "%q is not a whole number", v)
+		}
+	case duration:
+		if _, err := time.ParseDuration(v); err != nil {
+			r.fail(key, "%q is not a duration like 10s or 2h10m", v)
+		}
+	case jsonObject:
+		var m map[string]any
+		if err := json.Unmarshal([]byte(v), &m); err != nil {
+			r.fail(key, "want a JSON object: %v", err)
+		}
+	}
+	return v, v != ""
+}

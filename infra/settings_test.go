@@ -1,0 +1,139 @@
+package main
+
+import (
+	"os"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wsgate/wsgate/shared/config"
+)
+
+func TestSettings_DefaultsLeaveFunctionSettingsToSharedConfig(t *testing.T) {
+	s, err := settingsFrom(mapGetter(nil))
+	require.NoError(t, err)
+	assert.Equal(t, Settings{
+		Stage:                    "dev",
+		JWTAlg:                   config.DefaultJWTAlg,
+		ThrottleRate:             DefaultThrottleRate,
+		ThrottleBurst:            DefaultThrottleBurst,
+		LogRetentionDays:         DefaultLogRetentionDays,
+		BinDir:                   DefaultBinDir,
+		Architecture:             DefaultArchitecture,
+		QueueMaxConcurrency:      DefaultQueueMaxConcurrency,
+		APIGatewayCloudWatchRole: true,
+		FunctionEnv:              map[string]string{},
+	}, s)
+	assert.False(t, s.Prod)
+	assert.True(t, s.HMAC())
+}
+
+func TestSettings_ProdFromStageNameOrFlag(t *testing.T) {
+	for ctx, prod := range map[*map[string]any]bool{
+		{"stage": "prod"}:                  true,
+		{"stage": "live", "prod": "true"}:  true,
+		{"stage": "live", "prod": true}:    true,
+		{"stage": "prod-eu"}:               false,
+		{"stage": "staging", "prod": "no"}: false, // refused below
+	} {
+		s, err := settingsFrom(mapGetter(*ctx))
+		if (*ctx)["prod"] == "no" {
+			require.Error(t, err)
+			continue
+		}
+		require.NoError(t, err)
+		assert.Equal(t, prod, s.Prod, "%v", *ctx)
+	}
+}
+
+// Context values arrive as strings from `-c key=value` and as JSON values
+// from cdk.json; both must give the same settings.
+func TestSettings_CommandLineAndCdkJSONValuesAgree(t *testing.T) {
+	fromCLI, err := settingsFrom(mapGetter(map[string]any{
+		"logRetentionDays": "90", "authMessage": "false", "maxBatch": "25",
+		"anonymousTopics": "a.*, b.>", "profiles": `{"p":{"max_message_bytes":1024}}`,
+		"apiGatewayCloudWatchRole": "false",
+	}))
+	require.NoError(t, err)
+	fromJSON, err := settingsFrom(mapGetter(map[string]any{
+		"logRetentionDays": float64(90), "authMessage": false, "maxBatch": float64(25),
+		"anonymousTopics": []any{"a.*", "b.>"}, "profiles": map[string]any{"p": map[string]any{"max_message_bytes": float64(1024)}},
+		"apiGatewayCloudWatchRole": false,
+	}))
+	require.NoError(t, err)
+	assert.Equal(t, fromCLI, fromJSON)
+	assert.Equal(t, map[string]string{
+		config.EnvAuthMessage:     "false",
+		config.EnvMaxBatch:        "25",
+		config.EnvAnonymousTopics: "a.*,b.>",
+		config.EnvProfiles:        `{"p":{"max_message_bytes":1024}}`,
+	}, fromCLI.FunctionEnv)
+}
+
+func TestSettings_RejectsBadValuesNamingTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		ctx map[string]any
+		key string
+	}{
+		{map[string]any{"stage": "my stage"}, "stage"},
+		{map[string]any{"stage": "a/b"}, "stage"},
+		{map[string]any{"domainName": "ws.example.com"}, "domainName"},
+		{map[string]any{"certificateArn": "arn:aws:acm:eu-west-1:1:certificate/x"}, "domainName"},
+		{map[string]any{"jwtAlg": "none"}, "jwtAlg"},
+		{map[string]any{"jwtAlg": "RS256"}, "jwtPublicKey"},
+		{map[string]any{"jwtAlg": "ES256", "jwksUrl": "https://x", "jwtSecretArn": "arn:aws:secretsmanager:x"}, "jwtSecretArn"},
+		{map[string]any{"jwksUrl": "https://x"}, "jwtPublicKey"},
+		{map[string]any{"jwtSecretArn": "wsgate/jwt"}, "jwtSecretArn"},
+		{map[string]any{"jwtSecretKeyArn": "arn:aws:kms:x"}, "jwtSecretKeyArn"},
+		{map[string]any{"throttleRate": "0"}, "throttleRate"},
+		{map[string]any{"throttleBurst": "many"}, "throttleBurst"},
+		{map[string]any{"logRetentionDays": "10"}, "logRetentionDays"},
+		{map[string]any{"queueMaxConcurrency": "1"}, "queueMaxConcurrency"},
+		{map[string]any{"alarmEmail": "ops"}, "alarmEmail"},
+		{map[string]any{"maxBatch": "lots"}, "maxBatch"},
+		{map[string]any{"authDeadline": "10"}, "authDeadline"},
+		{map[string]any{"historyDefault": "maybe"}, "historyDefault"},
+		{map[string]any{"profiles": "[1]"}, "profiles"},
+		{map[string]any{"architecture": "amd64"}, "architecture"},
+	} {
+		_, err := settingsFrom(mapGetter(tc.ctx))
+		if assert.Error(t, err, "%v", tc.ctx) {
+			assert.Contains(t, err.Error(), "context "+tc.key, "%v", tc.ctx)
+		}
+	}
+}
+
+func TestSettings_AcceptsPublicKeyAlgorithms(t *testing.T) {
+	s, err := settingsFrom(mapGetter(map[string]any{"jwtAlg": "rs256", "jwksUrl": "https://auth.example.com/.well-known/jwks.json"}))
+	require.NoError(t, err)
+	assert.Equal(t, "RS256", s.JWTAlg)
+	assert.False(t, s.HMAC())
+}
+
+// TestDeployDoc_ListsEveryContextKey keeps the README's settings table in
+// step with the keys settings.go reads.
+func TestDeployDoc_ListsEveryContextKey(t *testing.T) {
+	src, err := os.ReadFile("settings.go")
+	require.NoError(t, err)
+	doc, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	read := map[string]bool{}
+	for _, m := range regexp.MustCompile(`r\.(?:str|integer|boolean)\("(\w+)"`).FindAllStringSubmatch(string(src), -1) {
+		read[m[1]] = true
+	}
+	for _, fs := range functionSettings {
+		read[fs.key] = true
+	}
+	require.Greater(t, len(read), 30)
+	documented := map[string]bool{}
+	for _, row := range regexp.MustCompile("(?m)^\\| (`\\w+`(?:, `\\w+`)*) \\|").FindAllStringSubmatch(string(doc), -1) {
+		for _, k := range regexp.MustCompile("`(\\w+)`").FindAllStringSubmatch(row[1], -1) {
+			documented[k[1]] = true
+		}
+	}
+	for k := range read {
+		assert.True(t, documented[k], "the README does not document context key %s", k)
+	}
+}

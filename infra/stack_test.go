@@ -1,0 +1,866 @@
+package main
+
+import (
+	"encoding/json"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/metrics"
+	"github.com/wsgate/wsgate/shared/store"
+)
+
+// What each function must be: runtime settings, environment names and the
+// exact IAM actions its role holds. Written out here, not derived from
+// functionSpecs, so a change to either shows up as a failure.
+var want = map[string]struct {
+	memory, timeout float64
+	env             []string
+	actions         []string
+}{
+	"connect": {
+		memory: 512, timeout: 10,
+		env: []string{config.EnvTable, config.EnvStage, config.EnvManagementEndpoint, config.EnvJWTAlg, config.EnvJWTSecretARN, config.EnvQueueURL},
+		actions: []string{
+			"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+			"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchWriteItem",
+			"sqs:SendMessage", "secretsmanager:GetSecretValue",
+		},
+	},
+	"disconnect": {
+		memory: 256, timeout: 10,
+		env: []string{config.EnvTable, config.EnvStage, config.EnvManagementEndpoint, config.EnvJWTAlg, config.EnvJWTSecretARN},
+		actions: []string{
+			"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+			"dynamodb:Query", "dynamodb:BatchWriteItem",
+		},
+	},
+	"message": {
+		memory: 512, timeout: 29,
+		env: []string{config.EnvTable, config.EnvStage, config.EnvManagementEndpoint, config.EnvJWTAlg, config.EnvJWTSecretARN},
+		actions: []string{
+			"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+			"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+			"dynamodb:ConditionCheckItem", "dynamodb:Query", "dynamodb:BatchWriteItem",
+			"execute-api:ManageConnections", "secretsmanager:GetSecretValue",
+		},
+	},
+	"broadcast": {
+		memory: 1024, timeout: 60,
+		env: []string{config.EnvTable, config.EnvStage, config.EnvManagementEndpoint, config.EnvJWTAlg, config.EnvJWTSecretARN, config.EnvQueueURL},
+		actions: []string{
+			"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+			"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
+			"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+			"execute-api:ManageConnections",
+			// the task queue: send, and the event source mapping's receive
+			"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+			"sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+		},
+	},
+}
+
+func TestStack_RoutesUseLambdaProxyIntegrations(t *testing.T) {
+	s := synth(t, defaults)
+	integrations := s.resources("AWS::ApiGatewayV2::Integration")
+	routes := map[string]string{"$connect": "connect", "$disconnect": "disconnect", "$default": "message"}
+	found := map[string]bool{}
+	for _, r := range s.resources("AWS::ApiGatewayV2::Route") {
+		p := props(r)
+		key := p["RouteKey"].(string)
+		fn, ok := routes[key]
+		require.True(t, ok, "unexpected route %s", key)
+		found[key] = true
+		target := toJSON(t, p["Target"])
+		var integ map[string]any
+		for id, i := range integrations {
+			if strings.Contains(target, `"`+id+`"`) {
+				integ = props(i)
+			}
+		}
+		require.NotNil(t, integ, "route %s has no integration", key)
+		assert.Equal(t, "AWS_PROXY", integ["IntegrationType"], key)
+		fnID, _ := s.function(t, fn)
+		assert.Contains(t, toJSON(t, integ["IntegrationUri"]), `"`+fnID+`"`, "route %s invokes %s", key, fn)
+	}
+	assert.Len(t, found, 3)
+}
+
+func TestStack_DefaultRouteReturnsResponses(t *testing.T) {
+	s := synth(t, defaults)
+	var defaultRoute string
+	for id, r := range s.resources("AWS::ApiGatewayV2::Route") {
+		if props(r)["RouteKey"] == "$default" {
+			defaultRoute = id
+			assert.Equal(t, "$default", props(r)["RouteResponseSelectionExpression"])
+		} else {
+			assert.Nil(t, props(r)["RouteResponseSelectionExpression"], "only $default answers")
+		}
+	}
+	_, rr := s.one(t, "AWS::ApiGatewayV2::RouteResponse")
+	assert.Equal(t, "$default", props(rr)["RouteResponseKey"])
+	assert.Equal(t, ref(defaultRoute), props(rr)["RouteId"])
+}
+
+func TestStack_StageThrottlesAndAutoDeploys(t *testing.T) {
+	for _, tc := range []struct {
+		ctx         map[string]string
+		stage       string
+		rate, burst float64
+		accountRole bool
+	}{
+		{defaults, "dev", DefaultThrottleRate, DefaultThrottleBurst, true},
+		{configured, "staging", 50, 20, false},
+	} {
+		s := synth(t, tc.ctx)
+		_, st := s.one(t, "AWS::ApiGatewayV2::Stage")
+		p := props(st)
+		assert.Equal(t, tc.stage, p["StageName"])
+		assert.Equal(t, true, p["AutoDeploy"])
+		routeSettings := p["DefaultRouteSettings"].(map[string]any)
+		assert.Equal(t, tc.rate, routeSettings["ThrottlingRateLimit"])
+		assert.Equal(t, tc.burst, routeSettings["ThrottlingBurstLimit"])
+		assert.NotEqual(t, true, routeSettings["DataTraceEnabled"], "data trace logs message bodies")
+		// Account-wide CloudWatch role, kept on delete, set before the stage.
+		accounts := s.resources("AWS::ApiGateway::Account")
+		if tc.accountRole {
+			require.Len(t, accounts, 1)
+			for id, a := range accounts {
+				roleID := props(a)["CloudWatchRoleArn"].(map[string]any)["Fn::GetAtt"].([]any)[0].(string)
+				role := s.tmpl["Resources"].(map[string]any)[roleID].(map[string]any)
+				assert.Equal(t, "Retain", role["DeletionPolicy"], "other APIs in the account log through this role")
+				assert.Contains(t, toJSON(t, props(role)["AssumeRolePolicyDocument"]), "apigateway.amazonaws.com")
+				assert.Contains(t, st["DependsOn"], id)
+			}
+		} else {
+			assert.Empty(t, accounts, "apiGatewayCloudWatchRole=false leaves the account setting alone")
+		}
+	}
+}
+
+func TestStack_AccessLogFormatRecordsNoSecrets(t *testing.T) {
+	s := synth(t, defaults)
+	_, st := s.one(t, "AWS::ApiGatewayV2::Stage")
+	logs := props(st)["AccessLogSettings"].(map[string]any)
+	format := logs["Format"].(string)
+
+	var fields map[string]string
+	require.NoError(t, json.Unmarshal([]byte(format), &fields), "one JSON object per line")
+	for _, v := range []string{"requestId", "extendedRequestId", "identity.sourceIp", "requestTime", "routeKey",
+		"eventType", "status", "connectionId", "messageId", "integrationLatency", "integration.error", "error.message"} {
+		assert.Contains(t, format, "$context."+v)
+	}
+	lower := strings.ToLower(format)
+	for _, banned := range []string{"$request", "querystring", "header", "cookie", "token", "authorizer", "body", "useragent", "$input"} {
+		assert.NotContains(t, lower, banned, "access logs must not record what may carry a token")
+	}
+	for _, v := range fields {
+		assert.Regexp(t, `^\$context\.[A-Za-z.]+$`, v)
+	}
+	// The destination is this stack's log group, without the ":*" suffix.
+	dest := toJSON(t, logs["DestinationArn"])
+	assert.Contains(t, dest, ":log-group:")
+	assert.NotContains(t, dest, ":*")
+	var groupID string
+	for id := range s.resources("AWS::Logs::LogGroup") {
+		if strings.Contains(dest, `"`+id+`"`) {
+			groupID = id
+		}
+	}
+	require.NotEmpty(t, groupID, "access logs go to a log group of the stack")
+	assert.Equal(t, float64(DefaultLogRetentionDays), props(s.resources("AWS::Logs::LogGroup")[groupID])["RetentionInDays"])
+}
+
+func TestStack_FunctionsRunArm64BootstrapWithTracing(t *testing.T) {
+	s := synth(t, defaults)
+	require.Len(t, s.resources("AWS::Lambda::Function"), 4)
+	groups := s.resources("AWS::Logs::LogGroup")
+	for name, w := range want {
+		t.Run(name, func(t *testing.T) {
+			_, p := s.function(t, name)
+			assert.Equal(t, "provided.al2023", p["Runtime"])
+			assert.Equal(t, []any{"arm64"}, p["Architectures"])
+			assert.Equal(t, "bootstrap", p["Handler"])
+			assert.Equal(t, w.memory, p["MemorySize"])
+			assert.Equal(t, w.timeout, p["Timeout"])
+			assert.Equal(t, map[string]any{"Mode": "Active"}, p["TracingConfig"])
+			assert.Nil(t, p["ReservedConcurrentExecutions"], "reserved concurrency is the user's call")
+			lc := p["LoggingConfig"].(map[string]any)
+			assert.Equal(t, "JSON", lc["LogFormat"])
+			assert.Equal(t, "INFO", lc["ApplicationLogLevel"], "EMF lines have no level (INFO); a higher level drops metrics")
+			group := lc["LogGroup"].(map[string]any)["Ref"].(string)
+			require.Contains(t, groups, group, "a log group of its own")
+			assert.Equal(t, float64(DefaultLogRetentionDays), props(groups[group])["RetentionInDays"])
+			assert.Contains(t, toJSON(t, p["Code"]), ".zip", "the zip make build writes")
+		})
+	}
+	// The broadcast timeout and the task queue's visibility agree.
+	_, q := s.taskQueue(t)
+	assert.Equal(t, 6*want["broadcast"].timeout, props(q)["VisibilityTimeout"])
+}
+
+func TestStack_LogRetentionFollowsContext(t *testing.T) {
+	for ctx, days := range map[*map[string]string]float64{&defaults: 30, &configured: 90} {
+		s := synth(t, *ctx)
+		groups := s.resources("AWS::Logs::LogGroup")
+		assert.Len(t, groups, 5, "one per function and the access logs")
+		for id, g := range groups {
+			assert.Equal(t, days, props(g)["RetentionInDays"], id)
+		}
+	}
+}
+
+func TestStack_FunctionEnvironmentUsesConfigNames(t *testing.T) {
+	s := synth(t, defaults)
+	apiID, _ := s.one(t, "AWS::ApiGatewayV2::Api")
+	tableID, _ := s.one(t, "AWS::DynamoDB::Table")
+	secretID, _ := s.one(t, "AWS::SecretsManager::Secret")
+	taskQueueID, _ := s.taskQueue(t)
+	for name, w := range want {
+		t.Run(name, func(t *testing.T) {
+			env := s.env(t, name)
+			names := keys(env)
+			assert.ElementsMatch(t, w.env, names, "only the names the function needs; unset settings keep shared/config's defaults")
+			assert.Equal(t, ref(tableID), env[config.EnvTable])
+			assert.Equal(t, "dev", env[config.EnvStage])
+			assert.Equal(t, config.DefaultJWTAlg, env[config.EnvJWTAlg])
+			assert.Equal(t, ref(secretID), env[config.EnvJWTSecretARN])
+			if _, ok := env[config.EnvQueueURL]; ok {
+				assert.Equal(t, ref(taskQueueID), env[config.EnvQueueURL])
+			}
+			// https://{apiId}.execute-api.{region}.{urlSuffix}/{stage}
+			assert.Equal(t, map[string]any{"Fn::Join": []any{"", []any{
+				"https://", ref(apiID), ".execute-api.", ref("AWS::Region"), ".", ref("AWS::URLSuffix"), "/dev",
+			}}}, env[config.EnvManagementEndpoint])
+		})
+	}
+}
+
+func TestStack_ContextSettingsReachEveryFunction(t *testing.T) {
+	s := synth(t, configured)
+	expect := map[string]string{
+		config.EnvJWTIssuer:                  "https://auth.example.com/",
+		config.EnvJWTAudience:                "wsgate",
+		config.EnvTokenCookie:                "session",
+		config.EnvAnonymousTopics:            "topology.*,public.>",
+		config.EnvStateRequiredTopics:        "firmware.operation.*",
+		config.EnvAuthMessage:                "false",
+		config.EnvAuthDeadline:               "20s",
+		config.EnvMaxMessageBytes:            "1024",
+		config.EnvMessagesPerSecond:          "50",
+		config.EnvMaxConnectionsPerPrincipal: "10",
+		config.EnvMaxSubscriptions:           "20",
+		config.EnvMaxBatch:                   "25",
+		config.EnvProfiles:                   `{"valtronics":{"max_message_bytes":1024}}`,
+		config.EnvHistoryRetention:           "48h",
+		config.EnvHistoryDefault:             "true",
+		config.EnvTicketLifetime:             "30s",
+		config.EnvConnectionTTL:              "3h",
+		config.EnvFanoutWorkers:              "128",
+		config.EnvFanoutPageSize:             "500",
+		config.EnvPostRate:                   "1000",
+		config.EnvLogLevel:                   "debug",
+		config.EnvJWTSecretARN:               configured["jwtSecretArn"],
+		config.EnvStage:                      "staging",
+	}
+	for name := range want {
+		env := s.env(t, name)
+		for k, v := range expect {
+			assert.Equal(t, v, env[k], "%s %s", name, k)
+		}
+		_, p := s.function(t, name)
+		assert.Equal(t, "DEBUG", p["LoggingConfig"].(map[string]any)["ApplicationLogLevel"], "logLevel=debug lets debug lines through")
+	}
+}
+
+// TestStack_FunctionEnvironmentPassesConfigValidation runs the functions'
+// own configuration loader on each environment the stack writes (tokens
+// replaced by placeholders): a function that would refuse to start fails
+// here, at synth time, not after a deploy.
+func TestStack_FunctionEnvironmentPassesConfigValidation(t *testing.T) {
+	for _, ctx := range allContexts {
+		s := synth(t, ctx)
+		for name := range want {
+			env := s.env(t, name)
+			_, err := config.Load(func(k string) string {
+				switch v := env[k].(type) {
+				case nil:
+					return ""
+				case string:
+					return v
+				default:
+					return "resolved-at-deploy" // a Ref or Fn::Join
+				}
+			})
+			assert.NoError(t, err, "%s in stage %s", name, s.stage)
+		}
+	}
+}
+
+func TestStack_TableMatchesStoreSchema(t *testing.T) {
+	s := synth(t, defaults)
+	_, table := s.one(t, "AWS::DynamoDB::Table")
+	p := props(table)
+	in := store.CreateTableInput("x")
+	var keySchema, attrs []any
+	for _, k := range in.KeySchema {
+		keySchema = append(keySchema, map[string]any{"AttributeName": *k.AttributeName, "KeyType": string(k.KeyType)})
+	}
+	for _, a := range in.AttributeDefinitions {
+		attrs = append(attrs, map[string]any{"AttributeName": *a.AttributeName, "AttributeType": string(a.AttributeType)})
+	}
+	assert.Equal(t, keySchema, p["KeySchema"])
+	assert.ElementsMatch(t, attrs, p["AttributeDefinitions"])
+	assert.Equal(t, []any{
+		map[string]any{"AttributeName": store.PartitionKey, "KeyType": "HASH"},
+		map[string]any{"AttributeName": store.SortKey, "KeyType": "RANGE"},
+	}, p["KeySchema"])
+	assert.Equal(t, "PAY_PER_REQUEST", p["BillingMode"])
+	assert.Equal(t, map[string]any{"AttributeName": store.TTLAttribute, "Enabled": true}, p["TimeToLiveSpecification"])
+	assert.Equal(t, map[string]any{"PointInTimeRecoveryEnabled": true}, p["PointInTimeRecoverySpecification"])
+	assert.Equal(t, map[string]any{"SSEEnabled": true}, p["SSESpecification"], "KMS with the AWS managed key")
+	assert.Nil(t, p["GlobalSecondaryIndexes"])
+	assert.Equal(t, false, p["DeletionProtectionEnabled"])
+	assert.Equal(t, "Delete", table["DeletionPolicy"], "a dev stage is disposable")
+}
+
+func TestStack_ProdKeepsStatefulResources(t *testing.T) {
+	s := synth(t, prod)
+	_, table := s.one(t, "AWS::DynamoDB::Table")
+	assert.Equal(t, true, props(table)["DeletionProtectionEnabled"])
+	assert.Equal(t, "Retain", table["DeletionPolicy"])
+	assert.Equal(t, "Retain", table["UpdateReplacePolicy"])
+	_, secret := s.one(t, "AWS::SecretsManager::Secret")
+	assert.Equal(t, "Retain", secret["DeletionPolicy"], "tokens minted with it must keep working")
+	for id, g := range s.resources("AWS::Logs::LogGroup") {
+		assert.Equal(t, "Retain", g["DeletionPolicy"], id)
+	}
+
+	// prod=true makes any stage a prod stage.
+	st, err := settingsFrom(mapGetter(map[string]any{"stage": "live", "prod": "true"}))
+	require.NoError(t, err)
+	assert.True(t, st.Prod)
+}
+
+func TestStack_BusNamedForStage(t *testing.T) {
+	for _, ctx := range []map[string]string{defaults, configured} {
+		s := synth(t, ctx)
+		_, bus := s.one(t, "AWS::Events::EventBus")
+		assert.Equal(t, events.BusName(s.stage), props(bus)["Name"])
+	}
+}
+
+func TestStack_RuleMatchesPublisherContract(t *testing.T) {
+	s := synth(t, defaults)
+	busID, _ := s.one(t, "AWS::Events::EventBus")
+	_, rule := s.one(t, "AWS::Events::Rule")
+	p := props(rule)
+	var pattern any
+	require.NoError(t, json.Unmarshal([]byte(events.RulePattern), &pattern))
+	assert.Equal(t, pattern, p["EventPattern"], "exactly events.RulePattern")
+	assert.Equal(t, ref(busID), p["EventBusName"])
+
+	targets := p["Targets"].([]any)
+	require.Len(t, targets, 1)
+	target := targets[0].(map[string]any)
+	broadcastID, _ := s.function(t, "broadcast")
+	assert.Equal(t, getAtt(broadcastID, "Arn"), target["Arn"])
+	assert.Equal(t, map[string]any{"MaximumEventAgeInSeconds": float64(3600), "MaximumRetryAttempts": float64(eventBridgeRetries)}, target["RetryPolicy"])
+	eventsDLQ, _ := s.queueNamed(t, "events-dlq")
+	assert.Equal(t, map[string]any{"Arn": getAtt(eventsDLQ, "Arn")}, target["DeadLetterConfig"])
+}
+
+func TestStack_EventDeadLetterQueueAcceptsOnlyTheRule(t *testing.T) {
+	s := synth(t, defaults)
+	eventsDLQ, q := s.queueNamed(t, "events-dlq")
+	assert.Equal(t, true, props(q)["SqsManagedSseEnabled"])
+	ruleID, _ := s.one(t, "AWS::Events::Rule")
+	var allowed bool
+	for _, pol := range s.resources("AWS::SQS::QueuePolicy") {
+		if !slices.ContainsFunc(props(pol)["Queues"].([]any), func(q any) bool { return toJSON(t, q) == toJSON(t, ref(eventsDLQ)) }) {
+			continue
+		}
+		for _, st := range statements(props(pol)["PolicyDocument"]) {
+			if st.Effect == "Allow" {
+				assert.Equal(t, map[string]any{"Service": "events.amazonaws.com"}, st.Principal)
+				assert.Equal(t, []string{"sqs:SendMessage"}, st.Actions)
+				assert.Equal(t, map[string]any{"ArnEquals": map[string]any{"aws:SourceArn": getAtt(ruleID, "Arn")}}, st.Condition)
+				allowed = true
+			}
+		}
+	}
+	assert.True(t, allowed, "EventBridge may send the rule's failures to the DLQ")
+}
+
+func TestStack_BroadcastAsyncInvokeRetriesThenDeadLetters(t *testing.T) {
+	s := synth(t, defaults)
+	_, cfg := s.one(t, "AWS::Lambda::EventInvokeConfig")
+	p := props(cfg)
+	broadcastID, _ := s.function(t, "broadcast")
+	eventsDLQ, _ := s.queueNamed(t, "events-dlq")
+	assert.Equal(t, ref(broadcastID), p["FunctionName"])
+	assert.Equal(t, float64(2), p["MaximumRetryAttempts"])
+	assert.Equal(t, float64(3600), p["MaximumEventAgeInSeconds"])
+	assert.Equal(t, map[string]any{"OnFailure": map[string]any{"Destination": getAtt(eventsDLQ, "Arn")}}, p["DestinationConfig"])
+}
+
+func TestStack_TaskQueueFeedsBroadcast(t *testing.T) {
+	for ctx, concurrency := range map[*map[string]string]float64{&defaults: DefaultQueueMaxConcurrency, &configured: 20} {
+		s := synth(t, *ctx)
+		taskID, q := s.taskQueue(t)
+		dlqID, dlq := s.queueNamed(t, "tasks-dlq")
+		assert.Equal(t, true, props(q)["SqsManagedSseEnabled"])
+		assert.Equal(t, true, props(dlq)["SqsManagedSseEnabled"])
+		assert.Equal(t, map[string]any{"deadLetterTargetArn": getAtt(dlqID, "Arn"), "maxReceiveCount": float64(5)}, props(q)["RedrivePolicy"])
+		assert.Equal(t, float64(14*24*3600), props(dlq)["MessageRetentionPeriod"])
+
+		_, esm := s.one(t, "AWS::Lambda::EventSourceMapping")
+		p := props(esm)
+		broadcastID, _ := s.function(t, "broadcast")
+		assert.Equal(t, getAtt(taskID, "Arn"), p["EventSourceArn"])
+		assert.Equal(t, ref(broadcastID), p["FunctionName"])
+		assert.Equal(t, float64(10), p["BatchSize"])
+		assert.Equal(t, []any{"ReportBatchItemFailures"}, p["FunctionResponseTypes"])
+		assert.Equal(t, map[string]any{"MaximumConcurrency": concurrency}, p["ScalingConfig"])
+	}
+}
+
+func TestStack_QueuesRefuseUnencryptedTransport(t *testing.T) {
+	s := synth(t, defaults)
+	queues := s.resources("AWS::SQS::Queue")
+	require.Len(t, queues, 3)
+	for id := range queues {
+		var denies bool
+		for _, pol := range s.resources("AWS::SQS::QueuePolicy") {
+			if toJSON(t, props(pol)["Queues"]) != toJSON(t, []any{ref(id)}) {
+				continue
+			}
+			for _, st := range statements(props(pol)["PolicyDocument"]) {
+				if st.Effect == "Deny" && toJSON(t, st.Condition) == `{"Bool":{"aws:SecureTransport":"false"}}` {
+					denies = true
+				}
+			}
+		}
+		assert.True(t, denies, "%s enforces TLS", id)
+	}
+}
+
+func TestStack_GeneratedJwtSecretStaysOutOfEnvironment(t *testing.T) {
+	s := synth(t, defaults)
+	secretID, secret := s.one(t, "AWS::SecretsManager::Secret")
+	gen := props(secret)["GenerateSecretString"].(map[string]any)
+	assert.GreaterOrEqual(t, gen["PasswordLength"], float64(32))
+	assert.Nil(t, gen["GenerateStringKey"], "a plain string: the functions use SecretString as the key")
+	for name := range want {
+		env := s.env(t, name)
+		assert.NotContains(t, env, config.EnvJWTSecret, name)
+		assert.Equal(t, ref(secretID), env[config.EnvJWTSecretARN], name)
+		assert.NotContains(t, toJSON(t, env), "resolve:secretsmanager", name)
+	}
+	assert.NotContains(t, toJSON(t, s.tmpl), "{{resolve:secretsmanager", "the secret value never enters the template")
+}
+
+func TestStack_ExistingSecretIsReadNotCreated(t *testing.T) {
+	s := synth(t, configured)
+	assert.Empty(t, s.resources("AWS::SecretsManager::Secret"))
+	for _, name := range []string{"connect", "message"} {
+		sts := s.identityStatements()[s.roleOf(t, name)]
+		assert.Contains(t, sts, statement{Effect: "Allow", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []any{configured["jwtSecretArn"]}}, name)
+		var decrypt bool
+		for _, st := range sts {
+			if slices.Contains(st.Actions, "kms:Decrypt") {
+				decrypt = true
+				assert.Equal(t, []any{configured["jwtSecretKeyArn"]}, st.Resources)
+				assert.Contains(t, toJSON(t, st.Condition), "kms:ViaService")
+			}
+		}
+		assert.True(t, decrypt, "%s may decrypt the secret's customer managed key through Secrets Manager", name)
+	}
+
+	// A partial ARN (no random suffix) matches the suffix only.
+	p := synth(t, partialSecret)
+	assert.Contains(t, p.identityStatements()[p.roleOf(t, "connect")],
+		statement{Effect: "Allow", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []any{partialSecret["jwtSecretArn"] + "-??????"}})
+}
+
+func TestStack_PublicKeyAlgorithmsNeedNoSecret(t *testing.T) {
+	s := synth(t, es256)
+	assert.Empty(t, s.resources("AWS::SecretsManager::Secret"))
+	assert.NotContains(t, toJSON(t, s.identityStatements()), "secretsmanager:")
+	for name := range want {
+		env := s.env(t, name)
+		assert.Equal(t, "ES256", env[config.EnvJWTAlg])
+		assert.Equal(t, es256["jwtPublicKey"], env[config.EnvJWTPublicKey])
+		assert.NotContains(t, env, config.EnvJWTSecretARN)
+	}
+	assert.NotContains(t, s.tmpl["Outputs"], "JwtSecretArn")
+}
+
+// TestStack_NoPolicyGrantsWildcardResourceExceptXRay walks every identity
+// policy of every variant: Resource "*" is allowed only for X-Ray's two
+// actions, which support no resource-level permissions.
+func TestStack_NoPolicyGrantsWildcardResourceExceptXRay(t *testing.T) {
+	xray := []string{"xray:PutTelemetryRecords", "xray:PutTraceSegments"}
+	for _, ctx := range allContexts {
+		s := synth(t, ctx)
+		for owner, sts := range s.identityStatements() {
+			for _, st := range sts {
+				for _, a := range st.Actions {
+					assert.NotContains(t, a, "*", "%s/%s: wildcard action %s", s.stage, owner, a)
+				}
+				for _, r := range st.Resources {
+					if r == "*" {
+						sorted := slices.Clone(st.Actions)
+						sort.Strings(sorted)
+						assert.Equal(t, xray, sorted, "%s/%s: Resource * for %v", s.stage, owner, st.Actions)
+					}
+				}
+			}
+		}
+		// Resource policies allow no anonymous principal.
+		for id, pol := range s.resources("AWS::SQS::QueuePolicy") {
+			for _, st := range statements(props(pol)["PolicyDocument"]) {
+				if st.Effect == "Allow" {
+					assert.NotContains(t, toJSON(t, st.Principal), `"*"`, "%s/%s", s.stage, id)
+				}
+			}
+		}
+	}
+}
+
+func TestStack_ManageConnectionsScopedToStage(t *testing.T) {
+	s := synth(t, defaults)
+	apiID, _ := s.one(t, "AWS::ApiGatewayV2::Api")
+	arn := func(method string) any {
+		return map[string]any{"Fn::Join": []any{"", []any{
+			"arn:", ref("AWS::Partition"), ":execute-api:", ref("AWS::Region"), ":", ref("AWS::AccountId"), ":",
+			ref(apiID), "/dev/" + method + "/@connections/*",
+		}}}
+	}
+	all := s.identityStatements()
+	for name, methods := range map[string][]string{"connect": nil, "disconnect": nil, "message": {"POST", "DELETE"}, "broadcast": {"POST", "DELETE"}} {
+		var got []any
+		for _, st := range all[s.roleOf(t, name)] {
+			if slices.Contains(st.Actions, "execute-api:ManageConnections") {
+				assert.Equal(t, []string{"execute-api:ManageConnections"}, st.Actions, name)
+				got = append(got, st.Resources...)
+			}
+		}
+		var expect []any
+		for _, m := range methods {
+			expect = append(expect, arn(m))
+		}
+		assert.ElementsMatch(t, expect, got, "%s: only this stage's @connections, only the methods it calls", name)
+	}
+	// Nothing else in the stack may manage connections.
+	for owner, sts := range all {
+		for _, st := range sts {
+			if slices.Contains(st.Actions, "execute-api:ManageConnections") {
+				assert.Contains(t, []string{s.roleOf(t, "message"), s.roleOf(t, "broadcast")}, owner)
+			}
+		}
+	}
+}
+
+func TestStack_DynamoDBActionsOnlyOnTheTable(t *testing.T) {
+	for _, ctx := range allContexts {
+		s := synth(t, ctx)
+		tableID, _ := s.one(t, "AWS::DynamoDB::Table")
+		for owner, sts := range s.identityStatements() {
+			for _, st := range sts {
+				if slices.ContainsFunc(st.Actions, func(a string) bool { return strings.HasPrefix(a, "dynamodb:") }) {
+					assert.Equal(t, []any{getAtt(tableID, "Arn")}, st.Resources, "%s/%s", s.stage, owner)
+					for _, a := range st.Actions {
+						assert.True(t, strings.HasPrefix(a, "dynamodb:"), "%s mixed into a DynamoDB statement", a)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestStack_EachFunctionHoldsExactlyItsPermissions(t *testing.T) {
+	s := synth(t, defaults)
+	all := s.identityStatements()
+	taskQueue, _ := s.taskQueue(t)
+	eventsDLQ, _ := s.queueNamed(t, "events-dlq")
+	secretID, _ := s.one(t, "AWS::SecretsManager::Secret")
+	for name, w := range want {
+		t.Run(name, func(t *testing.T) {
+			role := s.roleOf(t, name)
+			actions := map[string]bool{}
+			for _, st := range all[role] {
+				assert.Equal(t, "Allow", st.Effect)
+				for _, a := range st.Actions {
+					actions[a] = true
+				}
+				switch {
+				case slices.Contains(st.Actions, "secretsmanager:GetSecretValue"):
+					assert.Equal(t, []any{ref(secretID)}, st.Resources)
+				case slices.ContainsFunc(st.Actions, func(a string) bool { return strings.HasPrefix(a, "sqs:") }):
+					if name == "broadcast" && !slices.Contains(st.Actions, "sqs:ReceiveMessage") {
+						// the asynchronous on-failure destination
+						assert.Equal(t, []any{getAtt(eventsDLQ, "Arn")}, st.Resources)
+					} else {
+						assert.Equal(t, []any{getAtt(taskQueue, "Arn")}, st.Resources)
+					}
+				case slices.Contains(st.Actions, "logs:PutLogEvents"):
+					_, p := s.function(t, name)
+					group := p["LoggingConfig"].(map[string]any)["LogGroup"].(map[string]any)["Ref"].(string)
+					assert.Equal(t, []any{getAtt(group, "Arn")}, st.Resources, "its own log group only")
+				}
+			}
+			assert.ElementsMatch(t, w.actions, keys(actions))
+			role2 := s.tmpl["Resources"].(map[string]any)[role].(map[string]any)
+			assert.Nil(t, props(role2)["ManagedPolicyArns"], "no managed policies (AWSLambdaBasicExecutionRole allows every log group)")
+			assert.Contains(t, toJSON(t, props(role2)["AssumeRolePolicyDocument"]), "lambda.amazonaws.com")
+		})
+	}
+}
+
+func TestStack_AlarmsCoverFailureModes(t *testing.T) {
+	s := synth(t, defaults)
+	alarms := map[string]map[string]any{}
+	for _, a := range s.resources("AWS::CloudWatch::Alarm") {
+		p := props(a)
+		alarms[p["AlarmName"].(string)] = p
+		assert.Nil(t, p["AlarmActions"], "no topic without alarmEmail")
+		assert.Equal(t, "notBreaching", p["TreatMissingData"])
+	}
+	for name := range want {
+		fnID, _ := s.function(t, name)
+		for _, metric := range []string{"Errors", "Throttles"} {
+			a, ok := alarms["wsgate-dev-"+name+"-"+strings.ToLower(metric)]
+			require.True(t, ok, "%s %s alarm", name, metric)
+			assert.Equal(t, "AWS/Lambda", a["Namespace"])
+			assert.Equal(t, metric, a["MetricName"])
+			assert.Equal(t, []any{map[string]any{"Name": "FunctionName", "Value": ref(fnID)}}, a["Dimensions"])
+			assert.Equal(t, float64(1), a["Threshold"])
+		}
+	}
+	for alarm, queue := range map[string]string{"wsgate-dev-task-dlq": "tasks-dlq", "wsgate-dev-events-dlq": "events-dlq"} {
+		a, ok := alarms[alarm]
+		require.True(t, ok, alarm)
+		qID, _ := s.queueNamed(t, queue)
+		assert.Equal(t, "AWS/SQS", a["Namespace"])
+		assert.Equal(t, "ApproximateNumberOfMessagesVisible", a["MetricName"])
+		assert.Equal(t, []any{map[string]any{"Name": "QueueName", "Value": getAtt(qID, "QueueName")}}, a["Dimensions"])
+		assert.Equal(t, "GreaterThanOrEqualToThreshold", a["ComparisonOperator"])
+		assert.Equal(t, float64(1), a["Threshold"], "depth > 0")
+	}
+	failed, ok := alarms["wsgate-dev-failed-deliveries"]
+	require.True(t, ok)
+	assert.Equal(t, metrics.Namespace, failed["Namespace"])
+	assert.Equal(t, "Failed", failed["MetricName"])
+	assert.ElementsMatch(t, []any{
+		map[string]any{"Name": "Stage", "Value": "dev"},
+		map[string]any{"Name": "Function", "Value": "broadcast"},
+	}, failed["Dimensions"])
+	assert.Len(t, alarms, 11)
+}
+
+func TestStack_AlarmEmailGetsEveryAlarm(t *testing.T) {
+	s := synth(t, configured)
+	topicID, topic := s.one(t, "AWS::SNS::Topic")
+	assert.Equal(t, "wsgate-staging-alarms", props(topic)["TopicName"])
+	_, sub := s.one(t, "AWS::SNS::Subscription")
+	assert.Equal(t, "email", props(sub)["Protocol"])
+	assert.Equal(t, "ops@example.com", props(sub)["Endpoint"])
+	for id, a := range s.resources("AWS::CloudWatch::Alarm") {
+		assert.Equal(t, []any{ref(topicID)}, props(a)["AlarmActions"], id)
+		assert.Equal(t, []any{ref(topicID)}, props(a)["OKActions"], id)
+	}
+	var tls bool
+	for _, pol := range s.resources("AWS::SNS::TopicPolicy") {
+		tls = tls || strings.Contains(toJSON(t, pol), "aws:SecureTransport")
+	}
+	assert.True(t, tls, "the topic enforces TLS")
+}
+
+func TestStack_DashboardShowsTrafficDeliveriesAndQueues(t *testing.T) {
+	s := synth(t, defaults)
+	_, d := s.one(t, "AWS::CloudWatch::Dashboard")
+	assert.Equal(t, "wsgate-dev", props(d)["DashboardName"])
+	body := toJSON(t, props(d)["DashboardBody"])
+	for _, m := range []string{
+		`\"AWS/ApiGateway\",\"ConnectCount\"`, `\"MessageCount\"`, `\"IntegrationError\"`, `\"ClientError\"`, `\"ExecutionError\"`,
+		`\"` + metrics.Namespace + `\",\"Delivered\"`, `\"Failed\"`, `\"Gone\"`, `\"Throttled\"`, `\"Retried\"`,
+		`\"FanoutDuration\"`, `\"EventAge\"`,
+		`\"AWS/Lambda\",\"Duration\"`, `\"AWS/Lambda\",\"Errors\"`, `\"AWS/Lambda\",\"Throttles\"`,
+		`\"AWS/SQS\",\"ApproximateNumberOfMessagesVisible\"`, `\"alarms\"`,
+	} {
+		assert.Contains(t, body, m)
+	}
+}
+
+func TestStack_OutputsForClientsAndPublishers(t *testing.T) {
+	s := synth(t, defaults)
+	outputs := s.tmpl["Outputs"].(map[string]any)
+	for _, o := range []string{"WebSocketUrl", "ManagementEndpoint", "EventBusName", "EventBusArn", "TableName", "TaskQueueUrl", "JwtSecretArn", "DashboardUrl"} {
+		assert.Contains(t, outputs, o)
+	}
+	url := toJSON(t, outputs["WebSocketUrl"].(map[string]any)["Value"])
+	assert.Contains(t, url, `"wss://"`)
+	assert.Contains(t, url, `"/dev"`)
+	assert.Contains(t, toJSON(t, outputs["ManagementEndpoint"].(map[string]any)["Value"]), `"https://"`)
+	busID, _ := s.one(t, "AWS::Events::EventBus")
+	assert.Equal(t, ref(busID), outputs["EventBusName"].(map[string]any)["Value"])
+	assert.Equal(t, getAtt(busID, "Arn"), outputs["EventBusArn"].(map[string]any)["Value"])
+	assert.NotContains(t, outputs, "CustomDomainUrl")
+}
+
+func TestStack_CustomDomainMapsToStage(t *testing.T) {
+	s := synth(t, configured)
+	domainID, domain := s.one(t, "AWS::ApiGatewayV2::DomainName")
+	assert.Equal(t, "ws.example.com", props(domain)["DomainName"])
+	cfg := props(domain)["DomainNameConfigurations"].([]any)[0].(map[string]any)
+	assert.Equal(t, configured["certificateArn"], cfg["CertificateArn"])
+	assert.Equal(t, "TLS_1_2", cfg["SecurityPolicy"])
+	assert.Equal(t, "REGIONAL", cfg["EndpointType"])
+
+	apiID, _ := s.one(t, "AWS::ApiGatewayV2::Api")
+	stageID, _ := s.one(t, "AWS::ApiGatewayV2::Stage")
+	_, mapping := s.one(t, "AWS::ApiGatewayV2::ApiMapping")
+	assert.Equal(t, ref(apiID), props(mapping)["ApiId"])
+	assert.Equal(t, ref(domainID), props(mapping)["DomainName"])
+	assert.Equal(t, "staging", props(mapping)["Stage"])
+	assert.Contains(t, mapping["DependsOn"], stageID, "mapped once the stage exists")
+
+	outputs := s.tmpl["Outputs"].(map[string]any)
+	assert.Equal(t, "wss://ws.example.com", outputs["CustomDomainUrl"].(map[string]any)["Value"])
+	assert.Equal(t, getAtt(domainID, "RegionalDomainName"), outputs["CustomDomainTarget"].(map[string]any)["Value"])
+}
+
+func TestStack_NamesDerivedFromStage(t *testing.T) {
+	for _, ctx := range []map[string]string{defaults, configured} {
+		s := synth(t, ctx)
+		prefix := "wsgate-" + s.stage
+		_, api := s.one(t, "AWS::ApiGatewayV2::Api")
+		assert.Equal(t, prefix, props(api)["Name"])
+		for name := range want {
+			s.function(t, name) // fails when not named prefix-name
+		}
+		var queues []string
+		for _, q := range s.resources("AWS::SQS::Queue") {
+			queues = append(queues, props(q)["QueueName"].(string))
+		}
+		assert.ElementsMatch(t, []string{prefix + "-tasks", prefix + "-tasks-dlq", prefix + "-events-dlq"}, queues)
+		_, rule := s.one(t, "AWS::Events::Rule")
+		assert.Equal(t, prefix+"-broadcast", props(rule)["Name"])
+		for id, a := range s.resources("AWS::CloudWatch::Alarm") {
+			assert.True(t, strings.HasPrefix(props(a)["AlarmName"].(string), prefix+"-"), id)
+		}
+		assert.Equal(t, "wsgate-"+s.stage, *s.stack.StackName())
+	}
+}
+
+func TestStack_TemplateIsEnvironmentAgnostic(t *testing.T) {
+	s := synth(t, defaults)
+	body := toJSON(t, s.tmpl)
+	assert.NotRegexp(t, regexp.MustCompile(`\b\d{12}\b`), body, "no account id")
+	assert.NotRegexp(t, regexp.MustCompile(`\b(us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-\d\b`), body, "no region")
+	assert.NotContains(t, body, "amazonaws.com/", "no hard-coded endpoints")
+}
+
+// TestStack_CdkNagFindsNoUnsuppressedIssues applies the AwsSolutions pack
+// (as `cdk synth` does) to every variant: any finding not suppressed with
+// a reason is an error or warning annotation.
+func TestStack_CdkNagFindsNoUnsuppressedIssues(t *testing.T) {
+	for _, ctx := range allContexts {
+		s := synth(t, ctx)
+		ann := assertions.Annotations_FromStack(s.stack)
+		nag := assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))
+		errs := ann.FindError(jsii.String("*"), nag)
+		warns := ann.FindWarning(jsii.String("*"), nag)
+		for _, m := range *errs {
+			t.Errorf("%s: cdk-nag error at %s: %v", s.stage, *m.Id, m.Entry.Data)
+		}
+		for _, m := range *warns {
+			t.Errorf("%s: cdk-nag warning at %s: %v", s.stage, *m.Id, m.Entry.Data)
+		}
+	}
+}
+
+// TestStack_SuppressionsGiveSpecificReasons reads the cdk-nag suppressions
+// written into the template's metadata.
+func TestStack_SuppressionsGiveSpecificReasons(t *testing.T) {
+	rules := map[string]int{}
+	for _, ctx := range allContexts {
+		s := synth(t, ctx)
+		for id, r := range s.tmpl["Resources"].(map[string]any) {
+			md, _ := r.(map[string]any)["Metadata"].(map[string]any)
+			nag, _ := md["cdk_nag"].(map[string]any)
+			sups, _ := nag["rules_to_suppress"].([]any)
+			for _, raw := range sups {
+				sup := raw.(map[string]any)
+				rules[sup["id"].(string)]++
+				assert.GreaterOrEqual(t, len(sup["reason"].(string)), 40, "%s %s: say why", id, sup["id"])
+				if sup["id"] == "AwsSolutions-IAM5" {
+					assert.NotEmpty(t, sup["applies_to"], "%s: IAM5 suppressions name the wildcard they accept", id)
+				}
+			}
+		}
+	}
+	// The findings the stack answers by design, and no others.
+	assert.ElementsMatch(t, []string{"AwsSolutions-IAM5", "AwsSolutions-APIG4", "AwsSolutions-SQS3", "AwsSolutions-SMG4", "AwsSolutions-SNS2"}, keys(rules))
+}
+
+func TestStack_MissingZipsTellToRunMakeBuild(t *testing.T) {
+	empty := t.TempDir()
+	ctx := cdkJSONContext(t)
+	ctx["binDir"] = empty
+	app := awscdk.NewApp(&awscdk.AppProps{Context: &ctx, Outdir: jsii.String(t.TempDir())})
+	_, err := build(app)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "make build")
+	assert.Contains(t, err.Error(), "connect.zip")
+}
+
+// Helpers specific to these tests.
+
+func (s *synthesized) queueNamed(t *testing.T, suffix string) (string, map[string]any) {
+	t.Helper()
+	for id, q := range s.resources("AWS::SQS::Queue") {
+		if props(q)["QueueName"] == "wsgate-"+s.stage+"-"+suffix {
+			return id, q
+		}
+	}
+	require.Failf(t, "queue not found", "%s", suffix)
+	return "", nil
+}
+
+func (s *synthesized) taskQueue(t *testing.T) (string, map[string]any) {
+	t.Helper()
+	return s.queueNamed(t, "tasks")
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func mapGetter(m map[string]any) func(string) any {
+	return func(k string) any { return m[k] }
+}
+
+func TestStack_ArchitectureFollowsContext(t *testing.T) {
+	s := synth(t, map[string]string{"architecture": "x86_64"})
+	for name := range want {
+		_, p := s.function(t, name)
+		assert.Equal(t, []any{"x86_64"}, p["Architectures"], name)
+	}
+}
