@@ -317,3 +317,30 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+func TestE2E_ManagementAPIGetAndDeleteConnection(t *testing.T) {
+	s := stacktest.Start(t)
+	st := storeOf(s)
+	c := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, auth.Grant{Sub: "kim"})})
+	id := connectionID(t, st, "kim")
+	mgmt := apigatewaymanagementapi.New(apigatewaymanagementapi.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(s.AWSEndpoint + "/" + s.Stage),
+		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""), RetryMaxAttempts: 1,
+	})
+	info, err := mgmt.GetConnection(context.Background(), &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now(), aws.ToTime(info.ConnectedAt), time.Minute)
+	assert.Equal(t, "127.0.0.1", aws.ToString(info.Identity.SourceIp))
+	assert.NotNil(t, info.LastActiveAt)
+
+	_, err = mgmt.PostToConnection(context.Background(), &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(id), Data: []byte("before close")})
+	require.NoError(t, err)
+	_, err = mgmt.DeleteConnection(context.Background(), &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: aws.String(id)})
+	require.NoError(t, err)
+	assert.Equal(t, "before close", string(c.Next(5*time.Second)), "frames posted before the delete arrive first")
+	assert.Equal(t, websocket.StatusNormalClosure, c.CloseStatus(5*time.Second))
+	waitGone(t, st, id)
+	_, err = mgmt.GetConnection(context.Background(), &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
+	var gone *mgmttypes.GoneException
+	assert.ErrorAs(t, err, &gone)
+}
