@@ -248,7 +248,14 @@ func (s *session) run(ctx context.Context, cmd protocol.Command) {
 	case protocol.Subscribe:
 		s.subscribe(ctx, c)
 	case protocol.Unsubscribe:
-		s.unsubscribe(ctx, c.ID, c.Patterns)
+		patterns := c.Patterns
+		if c.Covering {
+			patterns = s.covered(ctx, c.ID, c.Patterns)
+			if patterns == nil {
+				return
+			}
+		}
+		s.unsubscribe(ctx, c.ID, patterns)
 	case protocol.Register:
 		s.register(ctx, c)
 	case protocol.RequestCurrentState:
@@ -329,6 +336,31 @@ func (s *session) unsubscribe(ctx context.Context, id []byte, patterns []topic.P
 		topics = append(topics, p.String())
 	}
 	s.reply(protocol.Unsubscribed{Type: protocol.TypeUnsubscribed, ID: id, Topics: topics})
+}
+
+// covered returns the connection's subscriptions that the patterns cover
+// (nil after replying with an error).
+func (s *session) covered(ctx context.Context, id []byte, patterns []topic.Pattern) []topic.Pattern {
+	subs, err := s.g.store.ConnectionSubscriptions(ctx, s.conn.ID)
+	if err != nil {
+		s.internal(id, err)
+		return nil
+	}
+	direct, hasDirect := s.conn.Principal.DirectTopic()
+	out := []topic.Pattern{}
+	for _, sub := range subs {
+		p, err := topic.ParsePattern(sub.Pattern)
+		if err != nil || (hasDirect && p.String() == direct.String()) {
+			continue
+		}
+		for _, c := range patterns {
+			if c.Covers(p) {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // register serves Digital Rebar's text commands: the pattern is narrowed to

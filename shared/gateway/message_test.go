@@ -246,3 +246,15 @@ func TestMessage_UnknownConnectionIsClosed(t *testing.T) {
 	assert.Equal(t, "forbidden", errorCode(t, h.Send("ghost", `{"type":"ping"}`)))
 	assert.Contains(t, h.Conns.Deleted(), "ghost")
 }
+
+func TestMessage_UnsubscribeChannelLeavesEveryDevice(t *testing.T) {
+	h := connected(t)
+	one(t, h.Send("c1", `{"type":"subscribe","channel":"telemetry","device_id":[1,2]}`), "subscribed")
+	one(t, h.Send("c1", `{"type":"subscribe","channel":"telemetry"}`), "subscribed")
+	unsub := one(t, h.Send("c1", `{"type":"unsubscribe","channel":"telemetry"}`), "unsubscribed")
+	assert.ElementsMatch(t, []any{"telemetry.1", "telemetry.2", "telemetry.*"}, unsub["topics"])
+	subs, err := h.Store.ConnectionSubscriptions(context.Background(), "c1")
+	require.NoError(t, err)
+	require.Len(t, subs, 1)
+	assert.Equal(t, "direct.user.u1", subs[0].Pattern)
+}

@@ -52,6 +52,10 @@ type Subscribe struct {
 type Unsubscribe struct {
 	ID       json.RawMessage
 	Patterns []topic.Pattern
+	// Covering: remove every subscription the patterns cover, not only
+	// equal ones. Set for {"channel":...} without a device_id, which in
+	// Valtronics' clients means "leave the channel".
+	Covering bool
 }
 
 // Register is Digital Rebar's text command "register type.action.key" (or
@@ -138,7 +142,12 @@ type wire struct {
 	Since       json.RawMessage `json:"since"`
 	Token       *string         `json:"token"`
 	Messages    json.RawMessage `json:"messages"`
+	// extra holds the other top-level fields of a channel subscribe.
+	extra map[string]json.RawMessage
 }
+
+// wireFields are the JSON names of wire's fields.
+var wireFields = []string{"type", "id", "topic", "channel", "device_id", "filters", "timestamp", "operation_id", "batch_id", "since", "token", "messages"}
 
 // Parse parses one client frame. A JSON object is a command; anything else
 // is read as text lines ("register ...", "deregister ..."), several lines
@@ -166,6 +175,17 @@ func parseJSON(data []byte, maxBatch int, allowBatch bool) (Command, error) {
 	if err := json.Unmarshal(data, &w); err != nil {
 		return nil, Errorf(nil, CodeBadRequest, "bad JSON: %s", jsonProblem(err))
 	}
+	if w.Channel != nil {
+		// Valtronics' JavaScript client spreads its filters next to
+		// "channel" ({type, channel, severity: [...]}); its Python client
+		// nests them in "filters". Both mean the same.
+		if err := json.Unmarshal(data, &w.extra); err != nil {
+			return nil, Errorf(nil, CodeBadRequest, "bad JSON: %s", jsonProblem(err))
+		}
+		for _, known := range wireFields {
+			delete(w.extra, known)
+		}
+	}
 	id, err := parseID(w.ID)
 	if err != nil {
 		return nil, err
@@ -184,7 +204,7 @@ func parseJSON(data []byte, maxBatch int, allowBatch bool) (Command, error) {
 		if err != nil {
 			return nil, err
 		}
-		return Unsubscribe{ID: id, Patterns: pats}, nil
+		return Unsubscribe{ID: id, Patterns: pats, Covering: w.Channel != nil && len(w.DeviceID) == 0}, nil
 	case TypePing:
 		var ts string
 		if len(w.Timestamp) > 0 {
@@ -276,6 +296,21 @@ func (w wire) target(id json.RawMessage, withFilters bool) ([]topic.Pattern, fil
 		var err error
 		if filters, err = filter.ParseSet(w.Filters); err != nil {
 			return nil, nil, Errorf(id, CodeBadRequest, "%v", err)
+		}
+		if len(w.extra) > 0 {
+			raw, _ := json.Marshal(w.extra)
+			spread, err := filter.ParseSet(raw)
+			if err != nil {
+				return nil, nil, Errorf(id, CodeBadRequest, "%v", err)
+			}
+			if filters == nil {
+				filters = filter.Set{}
+			}
+			for k, v := range spread {
+				if _, nested := filters[k]; !nested {
+					filters[k] = v
+				}
+			}
 		}
 	}
 	switch {

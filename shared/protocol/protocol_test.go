@@ -46,8 +46,19 @@ func TestParse_Commands(t *testing.T) {
 		{"device_id inside filters is lifted", `{"type":"subscribe","channel":"alerts","filters":{"severity":["critical","warning"],"device_id":1}}`, TypeSubscribe, []string{"alerts.1"}, func(t *testing.T, c Command) {
 			assert.Equal(t, filter.Set{"severity": {"critical", "warning"}}, c.(Subscribe).Filters)
 		}},
+		{"filters spread next to channel (Valtronics' JS client)", `{"type":"subscribe","channel":"alerts","severity":["critical","warning"]}`, TypeSubscribe, []string{"alerts.*"}, func(t *testing.T, c Command) {
+			assert.Equal(t, filter.Set{"severity": {"critical", "warning"}}, c.(Subscribe).Filters)
+		}},
+		{"nested filters win over spread ones", `{"type":"subscribe","channel":"alerts","severity":"info","filters":{"severity":["critical"]}}`, TypeSubscribe, []string{"alerts.*"}, func(t *testing.T, c Command) {
+			assert.Equal(t, filter.Set{"severity": {"critical"}}, c.(Subscribe).Filters)
+		}},
+		{"unsubscribe a whole channel", `{"type":"unsubscribe","channel":"telemetry"}`, TypeUnsubscribe, []string{"telemetry.*"}, func(t *testing.T, c Command) {
+			assert.True(t, c.(Unsubscribe).Covering)
+		}},
 		{"device id with a dot is encoded", `{"type":"subscribe","channel":"devices","device_id":"a.b"}`, TypeSubscribe, []string{"devices.a%2Eb"}, nil},
-		{"unsubscribe channel", `{"type":"unsubscribe","channel":"telemetry","device_id":1}`, TypeUnsubscribe, []string{"telemetry.1"}, nil},
+		{"unsubscribe channel", `{"type":"unsubscribe","channel":"telemetry","device_id":1}`, TypeUnsubscribe, []string{"telemetry.1"}, func(t *testing.T, c Command) {
+			assert.False(t, c.(Unsubscribe).Covering)
+		}},
 		{"ping with timestamp", `{"type":"ping","timestamp":"2024-01-01T12:00:00Z"}`, TypePing, nil, func(t *testing.T, c Command) {
 			assert.Equal(t, "2024-01-01T12:00:00Z", c.(Ping).Timestamp)
 		}},
