@@ -28,7 +28,7 @@ var (
 const (
 	maxClaimList   = 100
 	maxClaimString = 256
-	leeway         = 5 * time.Second
+	leeway         = time.Second // clock skew allowed on exp, nbf and iat
 )
 
 // StringList is a claim that may be a string or a list of strings.
