@@ -3,6 +3,7 @@ package stacktest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"testing"
@@ -11,11 +12,25 @@ import (
 	"github.com/coder/websocket"
 )
 
-// Client is a real WebSocket client for tests.
-type Client struct {
-	t  testing.TB
-	WS *websocket.Conn
+// Message is one frame a Client received.
+type Message struct {
+	Type websocket.MessageType
+	Data []byte
 }
+
+// Client is a real WebSocket client for tests. A goroutine reads all the
+// time (as a browser does), so waiting for a message never closes the
+// connection, and the close handshake is always answered.
+type Client struct {
+	t    testing.TB
+	WS   *websocket.Conn
+	msgs chan Message
+	done chan struct{}
+	err  error // why reading stopped, once done is closed
+}
+
+// ErrTimeout: no message arrived in time.
+var ErrTimeout = errors.New("no message in time")
 
 // Dial connects to the stack's WebSocket URL with query parameters.
 func Dial(t testing.TB, base string, query map[string]string, opts *websocket.DialOptions) (*Client, *http.Response, error) {
@@ -36,9 +51,22 @@ func Dial(t testing.TB, base string, query map[string]string, opts *websocket.Di
 		return nil, resp, err
 	}
 	ws.SetReadLimit(1 << 20)
-	c := &Client{t: t, WS: ws}
+	c := &Client{t: t, WS: ws, msgs: make(chan Message, 4096), done: make(chan struct{})}
+	go c.read()
 	t.Cleanup(func() { ws.CloseNow() })
 	return c, resp, nil
+}
+
+func (c *Client) read() {
+	defer close(c.done)
+	for {
+		typ, data, err := c.WS.Read(context.Background())
+		if err != nil {
+			c.err = err
+			return
+		}
+		c.msgs <- Message{Type: typ, Data: data}
+	}
 }
 
 // MustDial connects or fails the test.
@@ -72,21 +100,37 @@ func (c *Client) SendJSON(v any) {
 	c.Send(string(b))
 }
 
-// Read waits up to timeout for the next message.
-func (c *Client) Read(timeout time.Duration) (websocket.MessageType, []byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return c.WS.Read(ctx)
+// Read waits up to timeout for the next message; the error is ErrTimeout
+// or why the connection ended.
+func (c *Client) Read(timeout time.Duration) (Message, error) {
+	select {
+	case m := <-c.msgs:
+		return m, nil
+	default:
+	}
+	select {
+	case m := <-c.msgs:
+		return m, nil
+	case <-c.done:
+		select {
+		case m := <-c.msgs:
+			return m, nil
+		default:
+			return Message{}, c.err
+		}
+	case <-time.After(timeout):
+		return Message{}, ErrTimeout
+	}
 }
 
 // Next returns the next message or fails the test after timeout.
 func (c *Client) Next(timeout time.Duration) []byte {
 	c.t.Helper()
-	_, b, err := c.Read(timeout)
+	m, err := c.Read(timeout)
 	if err != nil {
 		c.t.Fatalf("no message within %s: %v", timeout, err)
 	}
-	return b
+	return m.Data
 }
 
 // NextJSON returns the next message decoded as a JSON object.
@@ -110,23 +154,40 @@ func (c *Client) Expect(typ string, timeout time.Duration) map[string]any {
 	return m
 }
 
-// Quiet asserts no message arrives for d.
+// Quiet asserts no message arrives for d (the connection stays open).
 func (c *Client) Quiet(d time.Duration) {
 	c.t.Helper()
-	if _, b, err := c.Read(d); err == nil {
-		c.t.Fatalf("unexpected message: %s", b)
+	m, err := c.Read(d)
+	switch {
+	case err == nil:
+		c.t.Fatalf("unexpected message: %s", m.Data)
+	case !errors.Is(err, ErrTimeout):
+		c.t.Fatalf("the connection ended: %v", err)
 	}
 }
 
-// CloseStatus reads until the connection closes and returns its close
-// code (-1 when it did not close within timeout).
+// CloseStatus waits for the connection to end and returns its close code
+// (-1 when it did not close within timeout, or closed without a code).
+// Messages received meanwhile are dropped.
 func (c *Client) CloseStatus(timeout time.Duration) websocket.StatusCode {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		_, _, err := c.Read(time.Until(deadline))
-		if err != nil {
-			return websocket.CloseStatus(err)
+	deadline := time.After(timeout)
+	for {
+		select {
+		case <-c.msgs:
+		case <-c.done:
+			return websocket.CloseStatus(c.err)
+		case <-deadline:
+			return -1
 		}
 	}
-	return -1
+}
+
+// Closed reports whether the connection has ended.
+func (c *Client) Closed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }

@@ -108,3 +108,26 @@ func Start(t testing.TB, opts ...func(*stack.Options)) *stack.Stack {
 	t.Cleanup(s.Close)
 	return s
 }
+
+// LoadEnv reads KEY=VALUE lines (comments and blank lines skipped), such as
+// examples/wsgate.env.
+func LoadEnv(t testing.TB, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("%s: %q is not KEY=VALUE", path, line)
+		}
+		env[strings.TrimSpace(k)] = strings.Trim(strings.TrimSpace(v), `"'`)
+	}
+	return env
+}

@@ -1,0 +1,107 @@
+package stacktest
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+
+	"github.com/wsgate/wsgate/localstack/stack"
+	"github.com/wsgate/wsgate/shared/dynamolocal"
+	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/topic"
+)
+
+// Publisher returns a publisher on the stack's bus, through the real
+// EventBridge API of the local endpoint.
+func Publisher(s *stack.Stack) events.Publisher {
+	client := eventbridge.New(eventbridge.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(s.AWSEndpoint),
+		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),
+	})
+	return events.Publisher{Client: client, Bus: s.BusName, Source: "wsgate.examples"}
+}
+
+// Publish sends details and fails the test on any error.
+func Publish(t testing.TB, s *stack.Stack, details ...events.Detail) {
+	t.Helper()
+	if _, err := Publisher(s).Publish(context.Background(), details...); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+}
+
+// PublishFile sends the detail (or list of details) in a JSON file.
+func PublishFile(t testing.TB, s *stack.Stack, path string) {
+	t.Helper()
+	Publish(t, s, ReadDetails(t, path)...)
+}
+
+// ReadDetails reads a JSON file holding one detail or a list of them.
+func ReadDetails(t testing.TB, path string) []events.Detail {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []events.Detail
+	if err := json.Unmarshal(b, &list); err == nil {
+		return list
+	}
+	var one events.Detail
+	if err := json.Unmarshal(b, &one); err != nil {
+		t.Fatalf("%s: not an event detail: %v", path, err)
+	}
+	return []events.Detail{one}
+}
+
+// PublishAndWait publishes and waits until the broadcast function has
+// processed every detail (its topic's sequence number moved on), so a test
+// can rely on the stored state and history they carry.
+func PublishAndWait(t testing.TB, s *stack.Stack, details ...events.Detail) {
+	t.Helper()
+	st := store.New(dynamolocal.Client(s.DynamoDBEndpoint), s.Table)
+	want := map[string]uint64{}
+	for _, d := range details {
+		tp, err := topic.ParseTopic(d.Topic)
+		if err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		if _, ok := want[d.Topic]; !ok {
+			cur, err := st.CurrentSeq(context.Background(), tp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[d.Topic] = cur
+		}
+		want[d.Topic]++
+	}
+	Publish(t, s, details...)
+	deadline := time.Now().Add(20 * time.Second)
+	for tp, seq := range want {
+		for {
+			cur, err := st.CurrentSeq(context.Background(), topic.MustPattern(tp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cur >= seq {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("events on %s not processed within 20s (sequence %d, want %d)", tp, cur, seq)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// PublishFileAndWait is PublishAndWait for the details in a JSON file.
+func PublishFileAndWait(t testing.TB, s *stack.Stack, path string) {
+	t.Helper()
+	PublishAndWait(t, s, ReadDetails(t, path)...)
+}
