@@ -26,7 +26,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "start-up:", err)
 		os.Exit(1)
 	}
-	sender := fanout.NewSender(d.Connections, fanout.Options{Workers: cfg.FanoutWorkers})
+	pacer := fanout.NewPacer(float64(cfg.PostRate))
+	sender := fanout.NewSender(d.Connections, fanout.Options{Workers: cfg.FanoutWorkers, Pacer: pacer})
 	h := broadcast.New(cfg, broadcast.Deps{Store: d.Store, Sender: sender, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log, Metrics: os.Stdout})
 	lambda.Start(h.Handle)
 }

@@ -40,6 +40,7 @@ type Deps struct {
 // TaskSender enqueues deferred work.
 type TaskSender interface {
 	Send(ctx context.Context, t queue.Task, delay time.Duration) error
+	SendAll(ctx context.Context, ts []queue.Task) error
 }
 
 // Logger returns the JSON logger every function uses.

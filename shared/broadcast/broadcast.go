@@ -42,12 +42,14 @@ type Store interface {
 	ForgetPattern(ctx context.Context, ref store.PatternRef) error
 	DeleteConnection(ctx context.Context, id string) (int, error)
 	GetConnection(ctx context.Context, id string) (store.Connection, error)
+	GetShard(ctx context.Context, eventID string, shard int) (store.ShardProgress, bool, error)
+	PutShard(ctx context.Context, eventID string, shard int, p store.ShardProgress) error
 	delivery.HistoryReader
 }
 
 // Sender posts frames to connections.
 type Sender interface {
-	Send(ctx context.Context, ds []fanout.Delivery) fanout.Summary
+	SendTracked(ctx context.Context, ds []fanout.Delivery, delivered func(i int)) fanout.Summary
 }
 
 // Connections is the @connections API, for replies to one connection.
@@ -56,9 +58,10 @@ type Connections interface {
 	DeleteConnection(ctx context.Context, in *apigatewaymanagementapi.DeleteConnectionInput, optFns ...func(*apigatewaymanagementapi.Options)) (*apigatewaymanagementapi.DeleteConnectionOutput, error)
 }
 
-// Tasks re-schedules deferred work.
+// Tasks schedules deferred work: auth-deadline re-checks and fan-out shards.
 type Tasks interface {
 	Send(ctx context.Context, t queue.Task, delay time.Duration) error
+	SendAll(ctx context.Context, ts []queue.Task) error
 }
 
 // Handler is the broadcast function.
@@ -134,7 +137,14 @@ func (h *Handler) HandleEvent(ctx context.Context, cwe lambdaevents.CloudWatchEv
 	start := h.now()
 	m := metrics.New(map[string]string{"Stage": h.cfg.Stage, "Function": "broadcast"})
 	m.Property("event_id", cwe.ID)
-	defer func() { _ = m.Write(h.metrics) }()
+	meter := &store.Meter{}
+	ctx = store.WithMeter(ctx, meter)
+	defer func() {
+		read, write, _ := meter.Snapshot()
+		m.Add("ReadCapacity", read, metrics.Count)
+		m.Add("WriteCapacity", write, metrics.Count)
+		_ = m.Write(h.metrics)
+	}()
 	log := h.log.With("event_id", cwe.ID)
 	if reqID := requestID(ctx); reqID != "" {
 		log = log.With("request_id", reqID)
@@ -166,7 +176,7 @@ func (h *Handler) HandleEvent(ctx context.Context, cwe lambdaevents.CloudWatchEv
 	}
 	log = log.With("seq", rec.Seq)
 	if ev.HasPayload {
-		if err := h.deliver(ctx, log, m, ev, rec); err != nil {
+		if err := h.deliver(ctx, log, m, ev, rec, cwe.Detail); err != nil {
 			return err
 		}
 	}
@@ -184,21 +194,71 @@ type target struct {
 	sets []filter.Set
 }
 
-func (h *Handler) deliver(ctx context.Context, log *slog.Logger, m *metrics.Set, ev events.Event, rec store.EventRecord) error {
+// deliver finds the event's audience, decides each connection's frame, and
+// fans out: the first shard here, the others in parallel through the task
+// queue, each a fresh invocation with its own workers.
+func (h *Handler) deliver(ctx context.Context, log *slog.Logger, m *metrics.Set, ev events.Event, rec store.EventRecord, rawDetail []byte) error {
+	targets, order, err := h.audience(ctx, log, ev)
+	if err != nil {
+		return err
+	}
+	m.Add("Subscribers", float64(len(targets)), metrics.Count)
+
+	enc := delivery.NewEncoder(delivery.FromEvent(ev, rec.Seq))
+	p := plan{index: map[string]int{}}
+	for _, id := range order {
+		t := targets[id]
+		keep, ok := enc.Decide(t.sub.Identity, t.sets)
+		if ok {
+			p.add(id, t.sub.Envelope, keep)
+		}
+	}
+	m.Add("Filtered", float64(len(targets)-len(p.conns)), metrics.Count)
+
+	shards := p.split(h.cfg.FanoutPageSize)
+	m.Add("Shards", float64(len(shards)), metrics.Count)
+	if len(shards) > 1 && h.tasks != nil {
+		tasks := make([]queue.Task, 0, len(shards)-1)
+		for i, sh := range shards[1:] {
+			tasks = append(tasks, queue.Task{
+				Kind: queue.KindShard, EventID: ev.ID, EventTime: ev.Time, Seq: rec.Seq, Shard: i + 1,
+				Detail: rawDetail, Variants: p.variants, Conns: sh.conns, VariantOf: sh.variantOf,
+			})
+		}
+		if err := h.tasks.SendAll(ctx, tasks); err != nil {
+			log.Error("shards not queued; EventBridge will retry the event", "error", err.Error())
+			return err
+		}
+		return h.deliverShard(ctx, log, m, enc, ev.ID, 0, p.variants, shards[0], true)
+	}
+	// One shard, or no queue: deliver here. A single shard keeps no progress
+	// marker, so a small event costs no write beyond its sequence number.
+	for i, sh := range shards {
+		if err := h.deliverShard(ctx, log, m, enc, ev.ID, i, p.variants, sh, len(shards) > 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// audience reads every subscriber of the patterns matching the event's
+// topic, page by page, one entry per connection with all its matching
+// subscriptions' filters.
+func (h *Handler) audience(ctx context.Context, log *slog.Logger, ev events.Event) (map[string]*target, []string, error) {
 	refs, err := h.store.SubscriberPatterns(ctx, ev.Topic)
 	if err != nil {
 		log.Error("subscriber lookup failed", "error", err.Error())
-		return err
+		return nil, nil, err
 	}
 	targets := map[string]*target{}
 	var order []string
 	for _, ref := range refs {
 		var cursor store.Cursor
 		for page := 0; ; page++ {
-			subs, next, err := h.store.Subscribers(ctx, ref.Pattern, cursor, h.cfg.FanoutPageSize)
+			subs, next, err := h.store.Subscribers(ctx, ref.Pattern, cursor, 0)
 			if err != nil {
 				log.Error("subscriber page failed", "pattern", ref.Pattern, "error", err.Error())
-				return err
+				return nil, nil, err
 			}
 			if page == 0 && len(subs) == 0 && next == "" && ref.Wildcard {
 				if err := h.store.ForgetPattern(ctx, ref); err != nil {
@@ -221,32 +281,61 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, m *metrics.Set,
 			cursor = next
 		}
 	}
-	m.Add("Subscribers", float64(len(targets)), metrics.Count)
+	return targets, order, nil
+}
 
-	enc := delivery.NewEncoder(delivery.FromEvent(ev, rec.Seq))
-	deliveries := make([]fanout.Delivery, 0, len(targets))
-	for _, id := range order {
-		t := targets[id]
-		frame, ok, err := enc.For(t.sub.Identity, t.sub.Envelope, t.sets)
-		if err != nil {
-			log.Error("encode failed", "error", err.Error())
-			continue
-		}
-		if ok {
-			deliveries = append(deliveries, fanout.Delivery{ConnectionID: id, Data: frame})
-		}
+// plan is an event's decided audience: each connection and the variant of
+// the frame it gets.
+type plan struct {
+	variants  []queue.Variant
+	index     map[string]int
+	conns     []string
+	variantOf []int
+}
+
+func (p *plan) add(conn string, envelope bool, keep map[string][]string) {
+	k := filter.KeepKey(keep)
+	if envelope {
+		k = "env|" + k
 	}
-	m.Add("Filtered", float64(len(targets)-len(deliveries)), metrics.Count)
-	h.send(ctx, log, m, deliveries, ev.Time)
-	return nil
+	v, ok := p.index[k]
+	if !ok {
+		v = len(p.variants)
+		p.index[k] = v
+		p.variants = append(p.variants, queue.Variant{Envelope: envelope, Keep: keep})
+	}
+	p.conns = append(p.conns, conn)
+	p.variantOf = append(p.variantOf, v)
+}
+
+// shard is one slice of a plan.
+type shard struct {
+	conns     []string
+	variantOf []int // nil when there is one variant
+}
+
+// split cuts the plan into shards of at most size connections.
+func (p *plan) split(size int) []shard {
+	var out []shard
+	for start := 0; start < len(p.conns); start += size {
+		end := min(start+size, len(p.conns))
+		sh := shard{conns: p.conns[start:end]}
+		if len(p.variants) > 1 {
+			sh.variantOf = p.variantOf[start:end]
+		}
+		out = append(out, sh)
+	}
+	return out
 }
 
 // send fans out and removes gone connections.
-func (h *Handler) send(ctx context.Context, log *slog.Logger, m *metrics.Set, ds []fanout.Delivery, published time.Time) {
-	sum := h.sender.Send(ctx, ds)
+func (h *Handler) send(ctx context.Context, log *slog.Logger, m *metrics.Set, ds []fanout.Delivery, published time.Time, delivered func(int)) {
+	sum := h.sender.SendTracked(ctx, ds, delivered)
 	m.Add("Delivered", float64(sum.Delivered), metrics.Count)
 	m.Add("Gone", float64(len(sum.Gone)), metrics.Count)
 	m.Add("Throttled", float64(sum.Throttled), metrics.Count)
+	m.Add("BufferFull", float64(sum.BufferFull), metrics.Count)
+	m.Add("SlowClients", float64(len(sum.SlowClients)), metrics.Count)
 	m.Add("Retried", float64(sum.Retried), metrics.Count)
 	m.Add("Failed", float64(len(sum.Failed)), metrics.Count)
 	m.Add("PostCalls", float64(sum.Calls), metrics.Count)
@@ -260,7 +349,8 @@ func (h *Handler) send(ctx context.Context, log *slog.Logger, m *metrics.Set, ds
 		level = slog.LevelWarn
 	}
 	log.Log(ctx, level, "fanned out", "deliveries", len(ds), "delivered", sum.Delivered, "gone", len(sum.Gone),
-		"throttled", sum.Throttled, "retried", sum.Retried, "failed", len(sum.Failed), "duration_ms", sum.Duration.Milliseconds())
+		"throttled", sum.Throttled, "buffer_full", sum.BufferFull, "retried", sum.Retried, "failed", len(sum.Failed),
+		"duration_ms", sum.Duration.Milliseconds())
 }
 
 // removeGone deletes the records of connections that answered 410, a few
@@ -304,6 +394,8 @@ func (h *Handler) runTask(ctx context.Context, t queue.Task) error {
 		return h.authDeadline(ctx, t)
 	case queue.KindReplay:
 		return h.replay(ctx, t)
+	case queue.KindShard:
+		return h.shardTask(ctx, t)
 	}
 	return fmt.Errorf("task kind %q is not handled here", t.Kind)
 }

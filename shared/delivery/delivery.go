@@ -69,8 +69,22 @@ func (e *Encoder) Item() Item { return e.it }
 // and any of them accepts it, trimmed to the union of what accepting
 // subscriptions asked for.
 func (e *Encoder) For(id auth.Identity, envelope bool, sets []filter.Set) ([]byte, bool, error) {
-	if !e.it.Audience.Allows(id) {
+	keep, ok := e.Decide(id, sets)
+	if !ok {
 		return nil, false, nil
+	}
+	frame, err := e.Frame(envelope, keep)
+	if err != nil {
+		return nil, false, err
+	}
+	return frame, true, nil
+}
+
+// Decide is For without the encoding: whether the connection gets the item,
+// and which payload keys to keep (nil: all).
+func (e *Encoder) Decide(id auth.Identity, sets []filter.Set) (map[string][]string, bool) {
+	if !e.it.Audience.Allows(id) {
+		return nil, false
 	}
 	accepting := make([]filter.Set, 0, len(sets))
 	for _, s := range sets {
@@ -79,13 +93,9 @@ func (e *Encoder) For(id auth.Identity, envelope bool, sets []filter.Set) ([]byt
 		}
 	}
 	if len(accepting) == 0 {
-		return nil, false, nil
+		return nil, false
 	}
-	frame, err := e.Frame(envelope, e.it.Project.Keep(accepting))
-	if err != nil {
-		return nil, false, err
-	}
-	return frame, true, nil
+	return e.it.Project.Keep(accepting), true
 }
 
 // Frame returns the item as sent: the payload as published, or the gateway

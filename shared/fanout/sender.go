@@ -78,14 +78,20 @@ type Summary struct {
 	// Calls is the number of PostToConnection requests made.
 	Calls     int
 	Delivered int
-	// Retried counts retry attempts; Throttled counts 429 answers.
-	Retried   int
-	Throttled int
+	// Retried counts retry attempts. Throttled counts 429 answers judged to
+	// be the account's rate limit (they slow the pacer); BufferFull counts
+	// 429 answers judged to be one client's full buffer (they only delay
+	// that client).
+	Retried    int
+	Throttled  int
+	BufferFull int
 	// Gone lists connections that answered 410; Failed lists deliveries
-	// given up on (rejected, out of attempts or out of time).
-	Gone     []string
-	Failed   []string
-	Duration time.Duration
+	// given up on (rejected, out of attempts or out of time); SlowClients
+	// are the failed ones whose last answer was a full buffer.
+	Gone        []string
+	Failed      []string
+	SlowClients []string
+	Duration    time.Duration
 }
 
 // Options tune a Sender.
@@ -135,33 +141,46 @@ func NewSender(p Poster, opts Options) *Sender {
 }
 
 type job struct {
-	d       Delivery
+	index   int
 	attempt int
+	full    bool // the last answer was a full client buffer
 }
 
 // Send delivers every frame, each at most once successfully, and returns
 // when all are delivered, gone or given up on.
 func (s *Sender) Send(ctx context.Context, deliveries []Delivery) Summary {
+	return s.SendTracked(ctx, deliveries, nil)
+}
+
+// SendTracked is Send, calling delivered(i) (from any goroutine) as soon as
+// deliveries[i] is delivered, so a caller can checkpoint progress.
+func (s *Sender) SendTracked(ctx context.Context, deliveries []Delivery, delivered func(i int)) Summary {
 	start := time.Now()
 	var sum Summary
 	if len(deliveries) == 0 {
 		return sum
 	}
 	var (
-		mu                                   sync.Mutex
-		calls, delivered, retried, throttled atomic.Int64
-		pending                              sync.WaitGroup
-		work                                 = make(chan job, len(deliveries))
-		deadline, hasDeadline                = ctx.Deadline()
+		mu                                          sync.Mutex
+		calls, done, retried, throttled, bufferFull atomic.Int64
+		pending                                     sync.WaitGroup
+		work                                        = make(chan job, len(deliveries))
+		deadline, hasDeadline                       = ctx.Deadline()
+		window                                      = newThrottleWindow()
 	)
-	fail := func(id string) {
+	fail := func(j job) {
+		id := deliveries[j.index].ConnectionID
 		mu.Lock()
 		sum.Failed = append(sum.Failed, id)
+		if j.full {
+			sum.SlowClients = append(sum.SlowClients, id)
+		}
 		mu.Unlock()
+		pending.Done()
 	}
 	pending.Add(len(deliveries))
-	for _, d := range deliveries {
-		work <- job{d: d, attempt: 1}
+	for i := range deliveries {
+		work <- job{index: i, attempt: 1}
 	}
 	workers := min(s.opts.Workers, len(deliveries))
 	var wg sync.WaitGroup
@@ -170,57 +189,68 @@ func (s *Sender) Send(ctx context.Context, deliveries []Delivery) Summary {
 		go func() {
 			defer wg.Done()
 			for j := range work {
+				d := deliveries[j.index]
 				if s.opts.Pacer != nil {
 					if err := s.opts.Pacer.Wait(ctx); err != nil {
-						fail(j.d.ConnectionID)
-						pending.Done()
+						fail(j)
 						continue
 					}
 				}
 				calls.Add(1)
 				_, err := s.poster.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{
-					ConnectionId: &j.d.ConnectionID, Data: j.d.Data,
+					ConnectionId: &d.ConnectionID, Data: d.Data,
 				})
 				class := Classify(err)
+				accountWide := window.record(errors.Is(class, ErrThrottled))
 				switch {
 				case class == nil:
-					delivered.Add(1)
+					done.Add(1)
 					if s.opts.Pacer != nil {
 						s.opts.Pacer.Succeeded()
+					}
+					if delivered != nil {
+						delivered(j.index)
 					}
 					pending.Done()
 					continue
 				case errors.Is(class, ErrGone):
 					mu.Lock()
-					sum.Gone = append(sum.Gone, j.d.ConnectionID)
+					sum.Gone = append(sum.Gone, d.ConnectionID)
 					mu.Unlock()
 					pending.Done()
 					continue
 				case errors.Is(class, ErrRejected), ctx.Err() != nil:
-					fail(j.d.ConnectionID)
-					pending.Done()
+					fail(j)
 					continue
-				case errors.Is(class, ErrThrottled):
+				case errors.Is(class, ErrThrottled) && accountWide:
+					// Many clients throttled at once: the account's budget.
 					throttled.Add(1)
+					j.full = false
 					if s.opts.Pacer != nil {
 						s.opts.Pacer.Throttled()
 					}
+				case errors.Is(class, ErrThrottled):
+					// Others get through: this client's buffer is full. Only
+					// it waits; the pacer keeps its pace.
+					bufferFull.Add(1)
+					j.full = true
+				default:
+					j.full = false
 				}
-				// Transient or throttled: retry later without holding a worker,
-				// so one slow client's full buffer never stalls the others.
+				// Retry later without holding a worker, so one slow client's
+				// full buffer never stalls the others.
 				if j.attempt >= s.opts.MaxAttempts {
-					fail(j.d.ConnectionID)
-					pending.Done()
+					fail(j)
 					continue
 				}
 				delay := s.opts.Backoff(j.attempt)
 				if hasDeadline && time.Now().Add(delay+s.opts.Reserve).After(deadline) {
-					fail(j.d.ConnectionID)
-					pending.Done()
+					fail(j)
 					continue
 				}
 				retried.Add(1)
-				next := job{d: j.d, attempt: j.attempt + 1}
+				j.attempt++
+				next := j
 				time.AfterFunc(delay, func() { work <- next })
 			}
 		}()
@@ -229,11 +259,50 @@ func (s *Sender) Send(ctx context.Context, deliveries []Delivery) Summary {
 	close(work)
 	wg.Wait()
 	sum.Calls = int(calls.Load())
-	sum.Delivered = int(delivered.Load())
+	sum.Delivered = int(done.Load())
 	sum.Retried = int(retried.Load())
 	sum.Throttled = int(throttled.Load())
+	sum.BufferFull = int(bufferFull.Load())
 	sum.Duration = time.Since(start)
 	return sum
+}
+
+// throttleWindow remembers whether each of the last calls was throttled, to
+// tell the account's rate limit (a large share of calls throttled) from one
+// client's full buffer (a few).
+type throttleWindow struct {
+	mu        sync.Mutex
+	ring      [256]bool
+	n, next   int
+	throttled int
+}
+
+// Account-wide throttling: at least this share of the recent calls, over at
+// least minSamples of them.
+const (
+	accountShare = 0.2
+	minSamples   = 20
+)
+
+func newThrottleWindow() *throttleWindow { return &throttleWindow{} }
+
+// record adds one outcome and reports whether throttling is account-wide.
+func (w *throttleWindow) record(throttled bool) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n == len(w.ring) {
+		if w.ring[w.next] {
+			w.throttled--
+		}
+	} else {
+		w.n++
+	}
+	w.ring[w.next] = throttled
+	if throttled {
+		w.throttled++
+	}
+	w.next = (w.next + 1) % len(w.ring)
+	return w.n >= minSamples && float64(w.throttled) >= accountShare*float64(w.n)
 }
 
 // Backoff is exponential with full jitter: a random delay up to 25 ms

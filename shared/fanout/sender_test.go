@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,7 +60,8 @@ func TestSend_ThrottledAndServerErrorsAreRetried(t *testing.T) {
 	sum := fanout.NewSender(srv.Client(), fanout.Options{Backoff: fast}).Send(context.Background(), deliveries(3))
 	assert.Equal(t, 3, sum.Delivered)
 	assert.Equal(t, 4, sum.Retried)
-	assert.Equal(t, 2, sum.Throttled)
+	assert.Equal(t, 2, sum.BufferFull, "one client throttled while others get through: its buffer")
+	assert.Zero(t, sum.Throttled)
 	assert.Equal(t, 7, sum.Calls)
 	assert.Len(t, srv.Received("c000"), 1, "delivered exactly once after the retries")
 }
@@ -93,10 +95,13 @@ func TestSend_SlowClientDoesNotStallOthers(t *testing.T) {
 	srv.AlwaysFail("c000", 429)
 	var slowRetries atomic.Int32
 	backoff := func(int) time.Duration { slowRetries.Add(1); return 200 * time.Millisecond }
-	s := fanout.NewSender(srv.Client(), fanout.Options{Workers: 1, MaxAttempts: 3, Backoff: backoff})
+	pacer := &recordingPacer{}
+	s := fanout.NewSender(srv.Client(), fanout.Options{Workers: 1, MaxAttempts: 3, Backoff: backoff, Pacer: pacer})
 	sum := s.Send(context.Background(), deliveries(20))
 	assert.Equal(t, 19, sum.Delivered)
 	assert.Equal(t, []string{"c000"}, sum.Failed)
+	assert.Equal(t, []string{"c000"}, sum.SlowClients)
+	assert.Zero(t, pacer.throttled.Load(), "a slow client does not slow the pacer for everyone")
 	assert.Equal(t, int32(2), slowRetries.Load())
 	// With a single worker, a blocking retry would hold everyone behind
 	// c000; instead all 19 others are served before its first retry.
@@ -123,4 +128,59 @@ func TestClassify(t *testing.T) {
 	_, err := c.PostToConnection(context.Background(), &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: []byte("x")})
 	require.Error(t, err)
 	assert.NotErrorIs(t, fanout.Classify(err), fanout.ErrRejected)
+}
+
+type recordingPacer struct {
+	throttled, succeeded atomic.Int32
+}
+
+func (p *recordingPacer) Wait(context.Context) error { return nil }
+func (p *recordingPacer) Throttled()                 { p.throttled.Add(1) }
+func (p *recordingPacer) Succeeded()                 { p.succeeded.Add(1) }
+
+func TestSend_AccountWideThrottlingSlowsThePacer(t *testing.T) {
+	srv := connectionstest.New(t, "local")
+	for i := range 60 {
+		srv.Script(fmt.Sprintf("c%03d", i), 429)
+	}
+	pacer := &recordingPacer{}
+	sum := fanout.NewSender(srv.Client(), fanout.Options{Workers: 8, Backoff: fast, Pacer: pacer}).Send(context.Background(), deliveries(60))
+	assert.Equal(t, 60, sum.Delivered)
+	assert.Positive(t, sum.Throttled, "most calls throttled at once: the account's budget")
+	assert.Equal(t, int32(sum.Throttled), pacer.throttled.Load())
+	assert.Empty(t, sum.SlowClients)
+}
+
+func TestSendTracked_ReportsEachDelivery(t *testing.T) {
+	srv := connectionstest.New(t, "local")
+	srv.Gone("c002")
+	var got sync.Map
+	sum := fanout.NewSender(srv.Client(), fanout.Options{Backoff: fast}).SendTracked(context.Background(), deliveries(5), func(i int) { got.Store(i, true) })
+	assert.Equal(t, 4, sum.Delivered)
+	for i := range 5 {
+		_, ok := got.Load(i)
+		assert.Equal(t, i != 2, ok, "delivery %d", i)
+	}
+}
+
+func TestRatePacer_SpacesCallsAndBacksOff(t *testing.T) {
+	p := fanout.NewPacer(1000)
+	start := time.Now()
+	for range 101 {
+		require.NoError(t, p.Wait(context.Background()))
+	}
+	assert.GreaterOrEqual(t, time.Since(start), 95*time.Millisecond, "101 calls at 1000/s span 100 ms")
+	p.Throttled()
+	assert.Equal(t, 500.0, p.Rate())
+	p.Throttled()
+	assert.Equal(t, 250.0, p.Rate())
+	for range 1000 {
+		p.Succeeded()
+	}
+	assert.Equal(t, 1000.0, p.Rate(), "recovers up to the configured rate, no further")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	slow := fanout.NewPacer(1)
+	require.NoError(t, slow.Wait(ctx), "the first call needs no wait")
+	assert.Error(t, slow.Wait(ctx), "a cancelled wait returns")
 }

@@ -21,7 +21,7 @@ import (
 type Store interface {
 	PutConnection(ctx context.Context, c store.Connection, subs []store.NewSubscription) error
 	GetConnection(ctx context.Context, id string) (store.Connection, error)
-	TouchConnection(ctx context.Context, id string) (store.Connection, error)
+	TouchConnection(ctx context.Context, id string, at time.Time) (store.Connection, error)
 	Authenticate(ctx context.Context, c store.Connection, subs []store.NewSubscription) error
 	DeleteConnection(ctx context.Context, id string) (int, error)
 	CountConnections(ctx context.Context, direct topic.Pattern) (int, error)

@@ -28,6 +28,8 @@ type session struct {
 	conn    store.Connection
 	log     *slog.Logger
 	replies [][]byte
+	// arrived is when the frame arrived: the rate-limit window and pong's time.
+	arrived time.Time
 	// closeAfter: send the replies, then close the connection.
 	closeAfter bool
 }
@@ -59,9 +61,10 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 			body = []byte(req.Body)
 		}
 	}
-	conn, err := g.store.TouchConnection(ctx, rc.ConnectionID)
+	arrived := g.now()
+	conn, err := g.store.TouchConnection(ctx, rc.ConnectionID, arrived)
 	conn.ID = rc.ConnectionID
-	s := &session{g: g, conn: conn, log: log}
+	s := &session{g: g, conn: conn, log: log, arrived: arrived}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// No record: it expired or $connect never completed. Close it.
@@ -244,7 +247,7 @@ func (s *session) run(ctx context.Context, cmd protocol.Command) {
 	}
 	switch c := cmd.(type) {
 	case protocol.Ping:
-		s.reply(protocol.Pong{Type: protocol.TypePong, ID: c.ID, Time: s.g.now().UTC().Format(time.RFC3339Nano), Timestamp: c.Timestamp})
+		s.reply(protocol.Pong{Type: protocol.TypePong, ID: c.ID, Time: s.arrived.UTC().Format(time.RFC3339Nano), Timestamp: c.Timestamp})
 	case protocol.Subscribe:
 		s.subscribe(ctx, c)
 	case protocol.Unsubscribe:

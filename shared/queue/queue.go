@@ -36,15 +36,25 @@ type Task struct {
 	ConnectionID string `json:"connection_id,omitempty"`
 	Topic        string `json:"topic,omitempty"`
 	Since        uint64 `json:"since,omitempty"`
-	// Shard fields.
-	EventID string `json:"event_id,omitempty"`
-	Seq     uint64 `json:"seq,omitempty"`
-	Pattern string `json:"pattern,omitempty"`
-	Cursor  string `json:"cursor,omitempty"`
-	Shard   int    `json:"shard,omitempty"`
-	// Event is the validated event detail a shard delivers, so a shard
-	// never reads it back from the table.
-	Event json.RawMessage `json:"event,omitempty"`
+	// Shard fields: one slice of an event's audience, already decided (the
+	// coordinator applied audience and filters), so a shard reads nothing
+	// but its progress marker.
+	EventID   string          `json:"event_id,omitempty"`
+	EventTime time.Time       `json:"event_time,omitzero"`
+	Seq       uint64          `json:"seq,omitempty"`
+	Shard     int             `json:"shard,omitempty"`
+	Detail    json.RawMessage `json:"detail,omitempty"`
+	Variants  []Variant       `json:"variants,omitempty"`
+	Conns     []string        `json:"conns,omitempty"`
+	// VariantOf[i] is the variant of Conns[i]; omitted when there is one.
+	VariantOf []int `json:"variant_of,omitempty"`
+}
+
+// Variant is one form of an event's frame: enveloped or raw, whole or
+// with payload fields trimmed to the listed keys.
+type Variant struct {
+	Envelope bool                `json:"env,omitempty"`
+	Keep     map[string][]string `json:"keep,omitempty"`
 }
 
 // Decode parses a task from an SQS message body.
@@ -59,8 +69,16 @@ func Decode(body string) (Task, error) {
 			return Task{}, errors.New("queue: task without connection_id")
 		}
 	case KindShard:
-		if t.EventID == "" || t.Pattern == "" || len(t.Event) == 0 {
-			return Task{}, errors.New("queue: shard task without event_id, pattern or event")
+		if t.EventID == "" || len(t.Detail) == 0 || len(t.Conns) == 0 || len(t.Variants) == 0 {
+			return Task{}, errors.New("queue: shard task without event_id, detail, conns or variants")
+		}
+		if t.VariantOf != nil && len(t.VariantOf) != len(t.Conns) {
+			return Task{}, errors.New("queue: shard task's variant_of does not match its conns")
+		}
+		for _, v := range t.VariantOf {
+			if v < 0 || v >= len(t.Variants) {
+				return Task{}, errors.New("queue: shard task names an unknown variant")
+			}
 		}
 	default:
 		return Task{}, fmt.Errorf("queue: unknown task kind %q", t.Kind)

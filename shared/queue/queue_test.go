@@ -18,13 +18,16 @@ func TestDecode_ValidatesKinds(t *testing.T) {
 	ok := []string{
 		`{"kind":"auth_deadline","connection_id":"c"}`,
 		`{"kind":"replay","connection_id":"c","topic":"a","since":3}`,
-		`{"kind":"shard","event_id":"e","pattern":"a.*","event":{"topic":"a.b"}}`,
+		`{"kind":"shard","event_id":"e","detail":{"topic":"a.b"},"variants":[{}],"conns":["c1","c2"]}`,
+		`{"kind":"shard","event_id":"e","detail":{"topic":"a.b"},"variants":[{},{"env":true}],"conns":["c1","c2"],"variant_of":[0,1]}`,
 	}
 	for _, s := range ok {
 		_, err := Decode(s)
 		assert.NoError(t, err, s)
 	}
-	for _, s := range []string{`{`, `{"kind":"x"}`, `{"kind":"replay"}`, `{"kind":"shard","event_id":"e"}`} {
+	for _, s := range []string{`{`, `{"kind":"x"}`, `{"kind":"replay"}`, `{"kind":"shard","event_id":"e"}`,
+		`{"kind":"shard","event_id":"e","detail":{},"variants":[{}],"conns":["c1"],"variant_of":[0,1]}`,
+		`{"kind":"shard","event_id":"e","detail":{},"variants":[{}],"conns":["c1"],"variant_of":[3]}`} {
 		_, err := Decode(s)
 		assert.Error(t, err, s)
 	}

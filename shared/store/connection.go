@@ -165,9 +165,10 @@ func (s *Store) GetConnection(ctx context.Context, id string) (Connection, error
 // limit (a fixed one-second window kept in the record, so the limit holds
 // across every Lambda instance) and returns the record. It returns
 // ErrRateLimited, with the record, when the window is full, and ErrNotFound
-// for an unknown or expired connection. One write in the common case.
-func (s *Store) TouchConnection(ctx context.Context, id string) (Connection, error) {
-	now := s.now()
+// for an unknown or expired connection. One write in the common case. at
+// is when the message arrived: its second is the window it counts in.
+func (s *Store) TouchConnection(ctx context.Context, id string, at time.Time) (Connection, error) {
+	now := at
 	win := now.Unix()
 	for attempt := 0; attempt < 4; attempt++ {
 		out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{

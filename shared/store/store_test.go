@@ -108,7 +108,7 @@ func TestConnection_ExpiredRecordIsNotFound(t *testing.T) {
 	f.now = f.now.Add(3 * time.Hour)
 	_, err := f.s.GetConnection(ctx, "c1")
 	assert.ErrorIs(t, err, store.ErrNotFound)
-	_, err = f.s.TouchConnection(ctx, "c1")
+	_, err = f.s.TouchConnection(ctx, "c1", f.now)
 	assert.ErrorIs(t, err, store.ErrNotFound)
 }
 
@@ -117,16 +117,16 @@ func TestTouchConnection_RateLimitPerSecondWindow(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, f.s.PutConnection(ctx, f.conn("c1", "u1"), nil))
 	for i := range 3 {
-		_, err := f.s.TouchConnection(ctx, "c1")
+		_, err := f.s.TouchConnection(ctx, "c1", f.now)
 		require.NoError(t, err, "message %d", i)
 	}
-	c, err := f.s.TouchConnection(ctx, "c1")
+	c, err := f.s.TouchConnection(ctx, "c1", f.now)
 	assert.ErrorIs(t, err, store.ErrRateLimited)
 	assert.Equal(t, "u1", c.Principal.Sub, "the record comes back with the refusal")
 	f.now = f.now.Add(time.Second)
-	_, err = f.s.TouchConnection(ctx, "c1")
+	_, err = f.s.TouchConnection(ctx, "c1", f.now)
 	assert.NoError(t, err, "a new second opens a new window")
-	_, err = f.s.TouchConnection(ctx, "nope")
+	_, err = f.s.TouchConnection(ctx, "nope", f.now)
 	assert.ErrorIs(t, err, store.ErrNotFound)
 }
 
@@ -143,7 +143,7 @@ func TestTouchConnection_LimitHoldsAcrossConcurrentInstances(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := f.s.TouchConnection(ctx, "c1")
+			_, err := f.s.TouchConnection(ctx, "c1", f.now)
 			if err == nil {
 				mu.Lock()
 				accepted++

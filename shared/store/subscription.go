@@ -268,15 +268,18 @@ func (s *Store) SubscriberPatterns(ctx context.Context, t topic.Pattern) ([]Patt
 // Cursor is where a page of subscribers ends; empty means the start.
 type Cursor string
 
-// Subscribers reads one page (at most limit) of a pattern's live
-// subscribers, from cursor on. next is empty after the last page.
+// Subscribers reads one page of a pattern's live subscribers, from cursor
+// on: at most limit, or with limit 0 as many as DynamoDB returns in one
+// page (1 MB, thousands). next is empty after the last page.
 func (s *Store) Subscribers(ctx context.Context, pattern string, cursor Cursor, limit int) (subs []Subscription, next Cursor, err error) {
 	in := &dynamodb.QueryInput{
 		TableName:                 s.table,
 		KeyConditionExpression:    aws.String("pk = :pk"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(prefixPattern + pattern)},
-		Limit:                     aws.Int32(int32(limit)),
 		ReturnConsumedCapacity:    total,
+	}
+	if limit > 0 {
+		in.Limit = aws.Int32(int32(limit))
 	}
 	if cursor != "" {
 		in.ExclusiveStartKey = key(prefixPattern+pattern, string(cursor))

@@ -44,6 +44,14 @@ func (r *Tasks) Send(_ context.Context, t queue.Task, delay time.Duration) error
 	return nil
 }
 
+// SendAll records ts.
+func (r *Tasks) SendAll(ctx context.Context, ts []queue.Task) error {
+	for _, t := range ts {
+		_ = r.Send(ctx, t, 0)
+	}
+	return nil
+}
+
 // Take returns and forgets the recorded tasks.
 func (r *Tasks) Take() ([]queue.Task, []time.Duration) {
 	r.mu.Lock()

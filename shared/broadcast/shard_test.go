@@ -1,0 +1,130 @@
+package broadcast_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	lambdaevents "github.com/aws/aws-lambda-go/events"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/gateway/gatewaytest"
+	"github.com/wsgate/wsgate/shared/queue"
+	"github.com/wsgate/wsgate/shared/store"
+)
+
+// audienceOf connects n subscribers of topic (ids s00..), some enveloped,
+// some trimming the payload, so the shards carry several frame variants.
+func audienceOf(t *testing.T, h *gatewaytest.Harness, n int, topic string) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		id := fmt.Sprintf("s%02d", i)
+		q := map[string]string{}
+		if i%3 == 0 {
+			q["envelope"] = "1"
+		}
+		h.MustConnect(id, h.Token(auth.Grant{Sub: id, Topics: []string{"room.>"}}), q)
+		filters := ""
+		if i%4 == 0 {
+			filters = `,"filters":{"metrics":["a"]}`
+		}
+		h.Send(id, `{"type":"subscribe","topic":"`+topic+`"`+filters+`}`)
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func shardTasks(t *testing.T, h *gatewaytest.Harness) []queue.Task {
+	t.Helper()
+	tasks, _ := h.Tasks.Take()
+	for _, task := range tasks {
+		require.Equal(t, queue.KindShard, task.Kind)
+	}
+	return tasks
+}
+
+func runTasks(t *testing.T, h *gatewaytest.Harness, tasks []queue.Task) {
+	t.Helper()
+	var recs []lambdaevents.SQSMessage
+	for i, task := range tasks {
+		b, err := json.Marshal(task)
+		require.NoError(t, err)
+		recs = append(recs, lambdaevents.SQSMessage{MessageId: fmt.Sprint(i), Body: string(b)})
+	}
+	resp := h.Broadcast.HandleTasks(context.Background(), lambdaevents.SQSEvent{Records: recs})
+	require.Empty(t, resp.BatchItemFailures)
+}
+
+const shardedEvent = `{"topic":"room.1","payload":{"m":{"a":1,"b":2}},"attributes":{"metrics":["a","b"]},"project":{"metrics":"m"}}`
+
+func TestShards_EverySubscriberExactlyOnceAcrossShards(t *testing.T) {
+	h := gatewaytest.New(t, func(c *config.Config) { c.FanoutPageSize = 3 })
+	ids := audienceOf(t, h, 10, "room.1")
+	require.NoError(t, h.Publish("big", shardedEvent))
+	tasks := shardTasks(t, h)
+	assert.Len(t, tasks, 3, "10 subscribers in shards of 3: the first delivered inline, three queued")
+	runTasks(t, h, tasks)
+	for i, id := range ids {
+		got := h.Received(id)
+		require.Len(t, got, 1, "%s exactly once", id)
+		switch {
+		case i%3 == 0:
+			assert.Contains(t, got[0], `"type":"event"`, "%s asked for the envelope", id)
+		default:
+			assert.NotContains(t, got[0], `"type":"event"`)
+		}
+		if i%4 == 0 {
+			assert.Contains(t, got[0], `"m":{"a":1}`, "%s trims the payload", id)
+		} else {
+			assert.Contains(t, got[0], `"a":1,"b":2`)
+		}
+	}
+}
+
+func TestShards_RetriedShardDeliversNoDuplicates(t *testing.T) {
+	h := gatewaytest.New(t, func(c *config.Config) { c.FanoutPageSize = 4 })
+	ids := audienceOf(t, h, 8, "room.1")
+	require.NoError(t, h.Publish("big", shardedEvent))
+	tasks := shardTasks(t, h)
+	require.Len(t, tasks, 1)
+	runTasks(t, h, tasks)
+	runTasks(t, h, tasks) // SQS delivers the shard again, e.g. after a lost delete
+	assert.Equal(t, 1.0, h.Metrics.Last("ShardsSkipped"))
+	for _, id := range ids {
+		assert.Len(t, h.Received(id), 1, "%s exactly once", id)
+	}
+
+	// The coordinator's event redelivered after it queued the shards: done.
+	require.NoError(t, h.Publish("big", shardedEvent))
+	assert.Empty(t, shardTasks(t, h))
+	for _, id := range ids {
+		assert.Len(t, h.Received(id), 1)
+	}
+}
+
+func TestShards_ResumeSkipsWhatADeadWorkerDelivered(t *testing.T) {
+	h := gatewaytest.New(t, func(c *config.Config) { c.FanoutPageSize = 4 })
+	audienceOf(t, h, 8, "room.1")
+	require.NoError(t, h.Publish("big", shardedEvent))
+	tasks := shardTasks(t, h)
+	require.Len(t, tasks, 1)
+	task := tasks[0]
+	// A worker died after delivering the shard's first two connections and
+	// checkpointing them.
+	st := h.Store
+	require.NoError(t, st.PutShard(context.Background(), task.EventID, task.Shard, store.ShardProgress{Delivered: []byte{0b0011}, First: task.Conns[0]}))
+	runTasks(t, h, tasks)
+	for i, id := range task.Conns {
+		want := 1
+		if i < 2 {
+			want = 0 // the dead worker's deliveries are not repeated
+		}
+		assert.Len(t, h.Received(id), want, id)
+	}
+	assert.Equal(t, 2.0, h.Metrics.Last("ResumedDeliveries"))
+}
