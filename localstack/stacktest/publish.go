@@ -15,7 +15,6 @@ import (
 	"github.com/wsgate/wsgate/shared/dynamolocal"
 	"github.com/wsgate/wsgate/shared/events"
 	"github.com/wsgate/wsgate/shared/store"
-	"github.com/wsgate/wsgate/shared/topic"
 )
 
 // Publisher returns a publisher on the stack's bus, through the real
@@ -61,39 +60,27 @@ func ReadDetails(t testing.TB, path string) []events.Detail {
 }
 
 // PublishAndWait publishes and waits until the broadcast function has
-// processed every detail (its topic's sequence number moved on), so a test
-// can rely on the stored state and history they carry.
+// fully processed every detail, so a test can rely on the stored state and
+// history they carry.
 func PublishAndWait(t testing.TB, s *stack.Stack, details ...events.Detail) {
 	t.Helper()
 	st := store.New(dynamolocal.Client(s.DynamoDBEndpoint), s.Table)
-	want := map[string]uint64{}
-	for _, d := range details {
-		tp, err := topic.ParseTopic(d.Topic)
-		if err != nil {
-			t.Fatalf("publish: %v", err)
-		}
-		if _, ok := want[d.Topic]; !ok {
-			cur, err := st.CurrentSeq(context.Background(), tp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want[d.Topic] = cur
-		}
-		want[d.Topic]++
+	ids, err := Publisher(s).Publish(context.Background(), details...)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
 	}
-	Publish(t, s, details...)
 	deadline := time.Now().Add(20 * time.Second)
-	for tp, seq := range want {
+	for _, id := range ids {
 		for {
-			cur, err := st.CurrentSeq(context.Background(), topic.MustPattern(tp))
+			rec, ok, err := st.Event(context.Background(), id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cur >= seq {
+			if ok && rec.Done {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("events on %s not processed within 20s (sequence %d, want %d)", tp, cur, seq)
+				t.Fatalf("event %s not processed within 20s", id)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

@@ -176,17 +176,9 @@ func BuildReplay(ctx context.Context, r HistoryReader, conn store.Connection, t 
 	if cur-since > uint64(max) {
 		return Replay{}, fmt.Errorf("%w: %d events missed; at most %d are replayed", ErrHistoryExpired, cur-since, max)
 	}
-	entries, err := r.History(ctx, t, since, int(cur-since))
+	entries, err := history(ctx, r, t, since, cur)
 	if err != nil {
 		return Replay{}, err
-	}
-	for i, e := range entries {
-		if e.Seq != since+uint64(i)+1 {
-			return Replay{}, fmt.Errorf("%w: event %d is no longer kept", ErrHistoryExpired, since+uint64(i)+1)
-		}
-	}
-	if uint64(len(entries)) != cur-since {
-		return Replay{}, fmt.Errorf("%w: event %d is no longer kept", ErrHistoryExpired, since+uint64(len(entries))+1)
 	}
 	subs, err := r.ConnectionSubscriptions(ctx, conn.ID)
 	if err != nil {
@@ -204,6 +196,9 @@ func BuildReplay(ctx context.Context, r HistoryReader, conn store.Connection, t 
 	}
 	out := Replay{Last: cur, Events: len(entries)}
 	for _, e := range entries {
+		if e.Skip {
+			continue
+		}
 		frame, ok, err := NewEncoder(FromHistory(t.String(), e)).For(conn.Principal.Identity, conn.Envelope, sets)
 		if err != nil {
 			return Replay{}, err
@@ -213,4 +208,39 @@ func BuildReplay(ctx context.Context, r HistoryReader, conn store.Connection, t 
 		}
 	}
 	return out, nil
+}
+
+// tailWait bounds how long a replay waits for events in flight: an event
+// takes its number a moment before its history entry is written.
+const tailWait = 300 * time.Millisecond
+
+// history reads the entries (since, cur]; every one must be there, but
+// entries missing only at the end get a moment to land. Otherwise it is
+// ErrHistoryExpired.
+func history(ctx context.Context, r HistoryReader, t topic.Pattern, since, cur uint64) ([]store.HistoryEntry, error) {
+	deadline := time.Now().Add(tailWait)
+	for {
+		entries, err := r.History(ctx, t, since, int(cur-since))
+		if err != nil {
+			return nil, err
+		}
+		contiguous := 0
+		for i, e := range entries {
+			if e.Seq != since+uint64(i)+1 {
+				return nil, fmt.Errorf("%w: event %d is no longer kept", ErrHistoryExpired, since+uint64(i)+1)
+			}
+			contiguous++
+		}
+		if uint64(contiguous) == cur-since {
+			return entries, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: event %d is no longer kept", ErrHistoryExpired, since+uint64(contiguous)+1)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

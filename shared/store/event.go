@@ -31,6 +31,7 @@ const (
 	attrBinary   = "bin"
 	attrAttrs    = "attrs"
 	attrProject  = "proj"
+	attrSkip     = "skip"
 )
 
 // EventRecord is the outcome of BeginEvent.
@@ -43,131 +44,178 @@ type EventRecord struct {
 	Retry bool
 }
 
-// BeginEvent claims an EventBridge event for this invocation. A new event
-// gets the topic's next sequence number in one transaction with its
-// processed-id record, the topic's new state and its history entry, so a
-// crash never leaves a sequence number without its event, and a redelivery
-// of the same id never gets a second number. owner identifies this attempt;
-// lease bounds how long another attempt waits before taking over.
-// ErrInProgress means another attempt holds the event right now.
+// BeginEvent claims an EventBridge event for this invocation and gives it
+// the topic's next sequence number.
+//
+// The number comes from an atomic counter (UpdateItem ADD), so any number
+// of invocations publishing to one hot topic never contend; the event's
+// record (its id, number and lease), its history entry and its state are
+// then written in one transaction, conditional on the id being new, so a
+// redelivery never gets a second number: it finds the record and the
+// number the first attempt got. The number a redelivery drew meanwhile is
+// marked skipped in the history, so a resume steps over it; only an
+// invocation dying between the two writes leaves a number unmarked (a
+// resume across it answers history_expired). owner identifies this
+// attempt; lease bounds how long another attempt waits before taking over.
+// ErrInProgress: another attempt holds the event right now.
 func (s *Store) BeginEvent(ctx context.Context, ev events.Event, owner string, lease time.Duration, historyTTL time.Duration) (EventRecord, error) {
 	tp := ev.Topic.String()
 	eventKey := key(prefixEvent+ev.ID, skEvent)
-	seqKey := key(prefixTopic+tp, skSeq)
-	for attempt := 0; attempt < 12; attempt++ {
-		now := s.now()
-		got, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
-			RequestItems: map[string]types.KeysAndAttributes{*s.table: {
-				Keys: []map[string]types.AttributeValue{eventKey, seqKey}, ConsistentRead: aws.Bool(true),
-			}},
-			ReturnConsumedCapacity: total,
+	now := s.now()
+	seq, err := s.nextSeq(ctx, tp, now)
+	if err != nil {
+		return EventRecord{}, err
+	}
+	evRecord := key(prefixEvent+ev.ID, skEvent)
+	evRecord[attrTopic] = sv(tp)
+	evRecord[attrSeq] = uv(seq)
+	evRecord[attrOwner] = sv(owner)
+	evRecord[attrLease] = nv(now.Add(lease).UnixMilli())
+	evRecord[attrDone] = bv(false)
+	evRecord[TTLAttribute] = nv(now.Add(s.EventTTL).Unix())
+	items := []types.TransactWriteItem{{Put: &types.Put{TableName: s.table, Item: evRecord, ConditionExpression: aws.String("attribute_not_exists(pk)")}}}
+	if ev.History && ev.HasPayload {
+		h, err := historyItem(ev, seq, now.Add(historyTTL))
+		if err != nil {
+			return EventRecord{}, err
+		}
+		items = append(items, types.TransactWriteItem{Put: &types.Put{TableName: s.table, Item: h}})
+	}
+	stateAt := -1
+	if ev.ReplaceState {
+		stateAt = len(items)
+		items = append(items, s.stateWrite(ev, seq, now))
+	}
+	for {
+		err = s.transact(ctx, items)
+		reasons, cancelled := cancelReasons(err)
+		if cancelled && stateAt >= 0 && reasonIs(reasons, stateAt, "ConditionalCheckFailed") && !reasonIs(reasons, 0, "ConditionalCheckFailed") {
+			// A later event's state is stored already: keep it.
+			items, stateAt = items[:stateAt], -1
+			continue
+		}
+		break
+	}
+	if err == nil {
+		return EventRecord{Seq: seq}, nil
+	}
+	if reasons, ok := cancelReasons(err); !ok || !reasonIs(reasons, 0, "ConditionalCheckFailed") {
+		return EventRecord{}, fmt.Errorf("store: record event %s: %w", ev.ID, err)
+	}
+	// A redelivery: the event has its number already. Mark ours skipped.
+	if err := s.skipSeq(ctx, tp, seq, now.Add(historyTTL)); err != nil {
+		return EventRecord{}, err
+	}
+	for attempt := 0; attempt < 8; attempt++ {
+		got, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName: s.table, Key: eventKey, ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: total,
 		})
 		if err != nil {
 			return EventRecord{}, fmt.Errorf("store: begin event %s: %w", ev.ID, err)
 		}
-		meter(ctx, "BatchGetItem", got.ConsumedCapacity...)
-		if len(got.UnprocessedKeys) > 0 {
-			if err := sleep(ctx, backoff(attempt)); err != nil {
-				return EventRecord{}, err
-			}
-			continue
+		meter(ctx, "GetItem", ccOne(got.ConsumedCapacity)...)
+		if got.Item == nil {
+			return EventRecord{}, fmt.Errorf("store: event %s vanished while it was being claimed", ev.ID)
 		}
-		var evItem, seqItem map[string]types.AttributeValue
-		for _, it := range got.Responses[*s.table] {
-			if getS(it, PartitionKey) == prefixEvent+ev.ID {
-				evItem = it
-			} else {
-				seqItem = it
-			}
-		}
-		if evItem != nil {
-			rec := EventRecord{Seq: getU(evItem, attrSeq)}
-			if getBool(evItem, attrDone) {
-				rec.Done = true
-				return rec, nil
-			}
-			if getS(evItem, attrOwner) != owner && getN(evItem, attrLease) > now.UnixMilli() {
-				return rec, ErrInProgress
-			}
-			out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-				TableName:           s.table,
-				Key:                 eventKey,
-				UpdateExpression:    aws.String("SET #owner = :me, #lease = :until"),
-				ConditionExpression: aws.String("attribute_exists(pk) AND #done <> :true AND (#lease < :now OR #owner = :me)"),
-				ExpressionAttributeNames: map[string]string{
-					"#owner": attrOwner, "#lease": attrLease, "#done": attrDone,
-				},
-				ExpressionAttributeValues: map[string]types.AttributeValue{
-					":me": sv(owner), ":until": nv(now.Add(lease).UnixMilli()), ":now": nv(now.UnixMilli()), ":true": bv(true),
-				},
-				ReturnConsumedCapacity: total,
-			})
-			if err != nil {
-				if isConditionFailed(err) {
-					continue // finished or taken meanwhile: look again
-				}
-				return EventRecord{}, fmt.Errorf("store: take over event %s: %w", ev.ID, err)
-			}
-			meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
-			rec.Retry = true
-			return rec, nil
-		}
-
-		cur := getU(seqItem, attrSeq)
-		next := cur + 1
-		seqCond := "attribute_not_exists(pk)"
-		vals := map[string]types.AttributeValue{":next": uv(next), ":ttl": nv(now.Add(s.SeqTTL).Unix())}
-		if seqItem != nil {
-			seqCond = "seq = :cur"
-			vals[":cur"] = uv(cur)
-		}
-		evRecord := key(prefixEvent+ev.ID, skEvent)
-		evRecord[attrTopic] = sv(tp)
-		evRecord[attrSeq] = uv(next)
-		evRecord[attrOwner] = sv(owner)
-		evRecord[attrLease] = nv(now.Add(lease).UnixMilli())
-		evRecord[attrDone] = bv(false)
-		evRecord[TTLAttribute] = nv(now.Add(s.EventTTL).Unix())
-		items := []types.TransactWriteItem{
-			{Update: &types.Update{
-				TableName: s.table, Key: seqKey,
-				UpdateExpression:          aws.String("SET seq = :next, #ttl = :ttl"),
-				ConditionExpression:       aws.String(seqCond),
-				ExpressionAttributeNames:  map[string]string{"#ttl": TTLAttribute},
-				ExpressionAttributeValues: vals,
-			}},
-			{Put: &types.Put{TableName: s.table, Item: evRecord, ConditionExpression: aws.String("attribute_not_exists(pk)")}},
-		}
-		if ev.ReplaceState {
-			items = append(items, s.stateWrite(ev, next, now))
-		}
-		if ev.History && ev.HasPayload {
-			h, err := historyItem(ev, next, now.Add(historyTTL))
-			if err != nil {
-				return EventRecord{}, err
-			}
-			items = append(items, types.TransactWriteItem{Put: &types.Put{TableName: s.table, Item: h}})
-		}
-		err = s.transact(ctx, items)
-		if err == nil {
-			return EventRecord{Seq: next}, nil
-		}
-		if _, ok := cancelReasons(err); !ok {
-			return EventRecord{}, fmt.Errorf("store: assign sequence to %s: %w", ev.ID, err)
-		}
-		// Another event took this number, or this event was claimed
-		// concurrently: read again.
-		if err := sleep(ctx, backoff(attempt)); err != nil {
-			return EventRecord{}, err
+		rec, retry, err := s.takeOver(ctx, got.Item, eventKey, owner, lease, s.now())
+		if !retry {
+			return rec, err
 		}
 	}
-	return EventRecord{}, fmt.Errorf("store: assign sequence to %s: too much contention on %s", ev.ID, tp)
+	return EventRecord{}, fmt.Errorf("store: begin event %s: it keeps changing under us", ev.ID)
+}
+
+// Event reads an event's record: its number and whether it was fully
+// delivered; false when the id is unknown.
+func (s *Store) Event(ctx context.Context, eventID string) (EventRecord, bool, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: s.table, Key: key(prefixEvent+eventID, skEvent), ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: total,
+	})
+	if err != nil {
+		return EventRecord{}, false, fmt.Errorf("store: event %s: %w", eventID, err)
+	}
+	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
+	if out.Item == nil {
+		return EventRecord{}, false, nil
+	}
+	return EventRecord{Seq: getU(out.Item, attrSeq), Done: getBool(out.Item, attrDone)}, true, nil
+}
+
+// takeOver handles an event already recorded: done, held by another
+// attempt, or abandoned (its lease expired), which this attempt takes over.
+// retry is true when the record changed meanwhile and must be read again.
+func (s *Store) takeOver(ctx context.Context, item map[string]types.AttributeValue, eventKey map[string]types.AttributeValue, owner string, lease time.Duration, now time.Time) (rec EventRecord, retry bool, err error) {
+	rec = EventRecord{Seq: getU(item, attrSeq)}
+	if getBool(item, attrDone) {
+		rec.Done = true
+		return rec, false, nil
+	}
+	if getS(item, attrOwner) != owner && getN(item, attrLease) > now.UnixMilli() {
+		return rec, false, ErrInProgress
+	}
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           s.table,
+		Key:                 eventKey,
+		UpdateExpression:    aws.String("SET #owner = :me, #lease = :until"),
+		ConditionExpression: aws.String("attribute_exists(pk) AND #done <> :true AND (#lease < :now OR #owner = :me)"),
+		ExpressionAttributeNames: map[string]string{
+			"#owner": attrOwner, "#lease": attrLease, "#done": attrDone,
+		},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":me": sv(owner), ":until": nv(now.Add(lease).UnixMilli()), ":now": nv(now.UnixMilli()), ":true": bv(true),
+		},
+		ReturnConsumedCapacity: total,
+	})
+	if err != nil {
+		if isConditionFailed(err) {
+			return rec, true, nil // finished or taken meanwhile: look again
+		}
+		return rec, false, fmt.Errorf("store: take over event: %w", err)
+	}
+	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
+	rec.Retry = true
+	return rec, false, nil
+}
+
+// nextSeq atomically takes a topic's next sequence number.
+func (s *Store) nextSeq(ctx context.Context, tp string, now time.Time) (uint64, error) {
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 s.table,
+		Key:                       key(prefixTopic+tp, skSeq),
+		UpdateExpression:          aws.String("ADD seq :one SET #ttl = :ttl"),
+		ExpressionAttributeNames:  map[string]string{"#ttl": TTLAttribute},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":one": nv(1), ":ttl": nv(now.Add(s.SeqTTL).Unix())},
+		ReturnValues:              types.ReturnValueUpdatedNew,
+		ReturnConsumedCapacity:    total,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: next sequence of %s: %w", tp, err)
+	}
+	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
+	return getU(out.Attributes, attrSeq), nil
+}
+
+// skipSeq marks a sequence number no event will have, for resume.
+func (s *Store) skipSeq(ctx context.Context, tp string, seq uint64, expires time.Time) error {
+	it := key(historyPK(tp), seqSK(seq))
+	it[attrSkip] = bv(true)
+	it[TTLAttribute] = nv(expires.Unix())
+	out, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: it, ReturnConsumedCapacity: total})
+	if err != nil {
+		return fmt.Errorf("store: mark sequence %d of %s skipped: %w", seq, tp, err)
+	}
+	meter(ctx, "PutItem", ccOne(out.ConsumedCapacity)...)
+	return nil
 }
 
 func (s *Store) stateWrite(ev events.Event, seq uint64, now time.Time) types.TransactWriteItem {
 	k := key(prefixTopic+ev.Topic.String(), skState)
 	if len(ev.State) == 0 {
-		return types.TransactWriteItem{Delete: &types.Delete{TableName: s.table, Key: k}}
+		return types.TransactWriteItem{Delete: &types.Delete{
+			TableName: s.table, Key: k,
+			ConditionExpression:       aws.String("attribute_not_exists(seq) OR seq < :seq"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":seq": uv(seq)},
+		}}
 	}
 	frames := make([]types.AttributeValue, len(ev.State))
 	for i, f := range ev.State {
@@ -180,7 +228,13 @@ func (s *Store) stateWrite(ev events.Event, seq uint64, now time.Time) types.Tra
 		b, _ := json.Marshal(ev.Audience)
 		k[attrAudience] = sv(string(b))
 	}
-	return types.TransactWriteItem{Put: &types.Put{TableName: s.table, Item: k}}
+	// Events on one topic may be processed out of order: never let an
+	// older event's state replace a newer one's.
+	return types.TransactWriteItem{Put: &types.Put{
+		TableName: s.table, Item: k,
+		ConditionExpression:       aws.String("attribute_not_exists(seq) OR seq < :seq"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":seq": uv(seq)},
+	}}
 }
 
 // FinishEvent marks an event delivered, so a redelivery does nothing.
@@ -252,7 +306,9 @@ func (s *Store) CurrentSeq(ctx context.Context, t topic.Pattern) (uint64, error)
 
 // HistoryEntry is one event kept for resume, with what delivery rules need.
 type HistoryEntry struct {
-	Seq        uint64
+	Seq uint64
+	// Skip marks a number no event has (see BeginEvent).
+	Skip       bool
 	ID         string
 	Time       time.Time
 	Payload    []byte
@@ -325,7 +381,7 @@ func (s *Store) History(ctx context.Context, t topic.Pattern, since uint64, limi
 				continue
 			}
 			e := HistoryEntry{
-				Seq: parseSeq(getS(it, SortKey)), ID: getS(it, attrID),
+				Seq: parseSeq(getS(it, SortKey)), ID: getS(it, attrID), Skip: getBool(it, attrSkip),
 				Time: time.UnixMilli(getN(it, attrTime)), Payload: getB(it, attrPayload), Binary: getBool(it, attrBinary),
 			}
 			if a := getS(it, attrAttrs); a != "" {

@@ -420,9 +420,19 @@ func TestBeginEvent_SequenceAndDedupe(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, store.EventRecord{Seq: 1, Done: true}, done)
 
+	// Each redelivery drew a number before finding the event: those are
+	// marked skipped, so the history stays contiguous for resume.
 	seq, err := f.s.CurrentSeq(ctx, topic.MustPattern("t.x"))
 	require.NoError(t, err)
-	assert.Equal(t, uint64(2), seq, "redeliveries never consume a number")
+	h, err := f.s.History(ctx, topic.MustPattern("t.x"), 0, 100)
+	require.NoError(t, err)
+	var skipped []uint64
+	for _, e := range h {
+		require.True(t, e.Skip)
+		skipped = append(skipped, e.Seq)
+	}
+	assert.Equal(t, []uint64{3, 4, 5}, skipped)
+	assert.Equal(t, uint64(5), seq)
 }
 
 func TestBeginEvent_ConcurrentEventsGetContiguousNumbers(t *testing.T) {
@@ -512,4 +522,48 @@ func TestClaimTicket_SecondUseRefused(t *testing.T) {
 	require.NoError(t, f.s.ClaimTicket(ctx, "j1", f.now.Add(time.Minute)))
 	assert.ErrorIs(t, f.s.ClaimTicket(ctx, "j1", f.now.Add(time.Minute)), auth.ErrTicketUsed)
 	require.NoError(t, f.s.ClaimTicket(ctx, "j2", f.now.Add(time.Minute)))
+}
+
+func TestBeginEvent_ConcurrentDuplicatesTakeOneNumberAndMarkTheRestSkipped(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	ev := event(t, "dup", "", `{"topic":"d.t","payload":{"x":1},"history":true}`)
+	const n = 8
+	var wg sync.WaitGroup
+	results := make([]error, n)
+	seqs := make([]uint64, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := f.s.BeginEvent(ctx, ev, fmt.Sprintf("w%d", i), time.Minute, time.Hour)
+			results[i], seqs[i] = err, r.Seq
+		}()
+	}
+	wg.Wait()
+	won := 0
+	var seq uint64
+	for i, err := range results {
+		if err == nil {
+			won++
+			seq = seqs[i]
+		} else {
+			assert.ErrorIs(t, err, store.ErrInProgress)
+		}
+	}
+	require.Equal(t, 1, won, "exactly one attempt holds the event")
+	cur, err := f.s.CurrentSeq(ctx, topic.MustPattern("d.t"))
+	require.NoError(t, err)
+	h, err := f.s.History(ctx, topic.MustPattern("d.t"), 0, 100)
+	require.NoError(t, err)
+	require.Len(t, h, int(cur), "every number taken is in the history, kept or skipped")
+	kept := 0
+	for i, e := range h {
+		assert.Equal(t, uint64(i+1), e.Seq)
+		if !e.Skip {
+			kept++
+			assert.Equal(t, seq, e.Seq)
+		}
+	}
+	assert.Equal(t, 1, kept)
 }
