@@ -27,7 +27,7 @@ func main() {
 		os.Exit(1)
 	}
 	pacer := fanout.NewPacer(float64(cfg.PostRate))
-	sender := fanout.NewSender(d.Connections, fanout.Options{Workers: cfg.FanoutWorkers, Pacer: pacer})
+	sender := fanout.NewSender(d.Poster, fanout.Options{Workers: cfg.FanoutWorkers, Pacer: pacer})
 	h := broadcast.New(cfg, broadcast.Deps{Store: d.Store, Sender: sender, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log, Metrics: os.Stdout})
 	lambda.Start(h.Handle)
 }

@@ -33,6 +33,8 @@ type Deps struct {
 	Store       *store.Store
 	Verifier    *auth.Verifier
 	Connections *apigatewaymanagementapi.Client
+	// Poster is the fan-out's lean @connections client (see fanout.LeanPoster).
+	Poster *fanout.LeanPoster
 	// Tasks is nil when WSGATE_QUEUE_URL is not set.
 	Tasks TaskSender
 }
@@ -62,11 +64,15 @@ func Load(ctx context.Context, cfg config.Config, withVerifier bool) (Deps, erro
 	if err != nil {
 		return Deps{}, err
 	}
+	httpClient := fanout.NewHTTPClient(cfg.FanoutWorkers)
 	d.Connections = apigatewaymanagementapi.NewFromConfig(awsCfg, func(o *apigatewaymanagementapi.Options) {
 		o.BaseEndpoint = aws.String(endpoint)
-		o.HTTPClient = fanout.NewHTTPClient(cfg.FanoutWorkers)
+		o.HTTPClient = httpClient
 		o.RetryMaxAttempts = 1 // fanout retries without blocking its workers
 	})
+	if d.Poster, err = fanout.NewLeanPoster(endpoint, awsCfg, httpClient); err != nil {
+		return Deps{}, err
+	}
 	if cfg.QueueURL != "" {
 		d.Tasks = queue.New(sqs.NewFromConfig(awsCfg), cfg.QueueURL)
 	}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -183,4 +186,40 @@ func TestRatePacer_SpacesCallsAndBacksOff(t *testing.T) {
 	slow := fanout.NewPacer(1)
 	require.NoError(t, slow.Wait(ctx), "the first call needs no wait")
 	assert.Error(t, slow.Wait(ctx), "a cancelled wait returns")
+}
+
+func TestLeanPoster_SignsAndReturnsTheSDKsErrors(t *testing.T) {
+	var auth, date string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth, date = r.Header.Get("Authorization"), r.Header.Get("X-Amz-Date")
+		switch r.URL.Path {
+		case "/prod/@connections/ok=":
+			w.WriteHeader(200)
+		case "/prod/@connections/gone":
+			w.Header().Set("X-Amzn-ErrorType", "GoneException")
+			w.WriteHeader(410)
+		case "/prod/@connections/busy":
+			w.WriteHeader(429)
+		default:
+			w.WriteHeader(503)
+		}
+	}))
+	defer srv.Close()
+	p, err := fanout.NewLeanPoster(srv.URL+"/prod/", aws.Config{Region: "eu-west-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", "session")}, srv.Client())
+	require.NoError(t, err)
+	post := func(id string) error {
+		_, err := p.PostToConnection(context.Background(), &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(id), Data: []byte("x")})
+		return err
+	}
+	require.NoError(t, post("ok="))
+	assert.Contains(t, auth, "AWS4-HMAC-SHA256 Credential=AKID/")
+	assert.Contains(t, auth, "/eu-west-1/execute-api/aws4_request")
+	assert.NotEmpty(t, date)
+	assert.ErrorIs(t, fanout.Classify(post("gone")), fanout.ErrGone)
+	assert.ErrorIs(t, fanout.Classify(post("busy")), fanout.ErrThrottled)
+	err = fanout.Classify(post("other"))
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, fanout.ErrRejected, "503 is transient")
+	_, err = fanout.NewLeanPoster("not a url", aws.Config{}, srv.Client())
+	assert.Error(t, err)
 }
