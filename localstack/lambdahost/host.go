@@ -75,7 +75,6 @@ func (h *Host) Register(f Function) error {
 		arn:       fmt.Sprintf("arn:aws:lambda:%s:000000000000:function:%s", h.opts.Region, cfg.Name),
 		initLimit: max(initTimeout, cfg.Timeout),
 		instances: make(map[*instance]struct{}),
-		changed:   make(chan struct{}),
 	}
 	return nil
 }
@@ -187,11 +186,17 @@ func (h *Host) acquire(ctx context.Context, inv *invocation) error {
 			}
 			continue
 		}
-		changed := f.changed
+		w := make(chan struct{})
+		f.waiters = append(f.waiters, w)
 		h.mu.Unlock()
 		select {
-		case <-changed:
+		case <-w:
 		case <-ctx.Done():
+			h.mu.Lock()
+			if !f.dropWaiterLocked(w) {
+				f.broadcastLocked() // woken meanwhile: pass the instance on
+			}
+			h.mu.Unlock()
 			return fmt.Errorf("lambdahost: invoke %s: waiting for an instance: %w", f.cfg.Name, ctx.Err())
 		case <-h.done:
 			return ErrClosed
