@@ -357,8 +357,10 @@ func (g *gateway) broadcastSources(pattern *awsevents.EventPattern) {
 		MaxEventAge:   maxAge,
 		OnFailure:     awslambdadestinations.NewSqsDestination(g.eventsDLQ),
 	})
+	// One task per invocation: a fan-out shard is up to a thousand posts,
+	// and shards run in parallel only as separate invocations.
 	fn.AddEventSource(awslambdaeventsources.NewSqsEventSource(g.tasks, &awslambdaeventsources.SqsEventSourceProps{
-		BatchSize:               jsii.Number(10),
+		BatchSize:               jsii.Number(1),
 		ReportBatchItemFailures: jsii.Bool(true),
 		MaxConcurrency:          jsii.Number(float64(g.s.QueueMaxConcurrency)),
 	}))

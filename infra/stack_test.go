@@ -429,7 +429,7 @@ func TestStack_TaskQueueFeedsBroadcast(t *testing.T) {
 		broadcastID, _ := s.function(t, "broadcast")
 		assert.Equal(t, getAtt(taskID, "Arn"), p["EventSourceArn"])
 		assert.Equal(t, ref(broadcastID), p["FunctionName"])
-		assert.Equal(t, float64(10), p["BatchSize"])
+		assert.Equal(t, float64(1), p["BatchSize"], "one shard per invocation, so shards run in parallel")
 		assert.Equal(t, []any{"ReportBatchItemFailures"}, p["FunctionResponseTypes"])
 		assert.Equal(t, map[string]any{"MaximumConcurrency": concurrency}, p["ScalingConfig"])
 	}

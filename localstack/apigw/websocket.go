@@ -59,7 +59,10 @@ type Options struct {
 	SendQueue int
 	// IntegrationTimeout bounds each route invocation (29 s on AWS).
 	IntegrationTimeout time.Duration
-	Log                *slog.Logger
+	// IDPrefix starts every connection id, so a gateway split across
+	// processes can route @connections calls to the one holding it.
+	IDPrefix string
+	Log      *slog.Logger
 }
 
 // Gateway is the local WebSocket API.
@@ -96,7 +99,7 @@ func New(opts Options) *Gateway {
 		opts.MaxMessageBytes = 128 * 1024
 	}
 	if opts.SendQueue == 0 {
-		opts.SendQueue = 1024
+		opts.SendQueue = 256
 	}
 	if opts.IntegrationTimeout == 0 {
 		opts.IntegrationTimeout = 29 * time.Second
@@ -182,7 +185,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.live.Add(1)
 	defer g.live.Done()
-	id := newConnectionID()
+	id := newConnectionID(g.opts.IDPrefix)
 	now := time.Now()
 	sourceIP, _, _ := net.SplitHostPort(r.RemoteAddr)
 	log := g.log.With("connection_id", id)
@@ -493,12 +496,12 @@ func headerValue(single map[string]string, multi map[string][]string, name strin
 const idAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 // newConnectionID returns an id shaped like API Gateway's: 15 characters
-// and a trailing '='.
-func newConnectionID() string {
-	b := make([]byte, 15)
-	for i := range b {
+// (the prefix first) and a trailing '='.
+func newConnectionID(prefix string) string {
+	b := []byte(prefix)
+	for len(b) < 15 {
 		n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(idAlphabet))))
-		b[i] = idAlphabet[n.Int64()]
+		b = append(b, idAlphabet[n.Int64()])
 	}
 	return string(b) + "="
 }

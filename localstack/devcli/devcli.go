@@ -35,6 +35,12 @@ func Run(ctx context.Context, args []string, st Streams) error {
 		return Publish(ctx, rest, st)
 	case "listen":
 		return Listen(ctx, rest, st)
+	case "node":
+		return Node(ctx, rest, st)
+	case "bench":
+		return Bench(ctx, rest, st)
+	case "bench-clients":
+		return BenchClients(ctx, rest, st)
 	case "help", "-h", "--help":
 		usage(st.Out)
 		return nil
@@ -50,6 +56,8 @@ func usage(w io.Writer) {
   wsgate token     mint a token or single-use ticket (HS256, WSGATE_JWT_SECRET)
   wsgate publish   send an event with EventBridge PutEvents (local with --endpoint, else AWS)
   wsgate listen    connect, subscribe, print every message as a JSON line; stdin lines are sent
+  wsgate node      one more WebSocket front end of a running dev stack, in its own process
+  wsgate bench     the fan-out benchmark (make bench)
 
 Run "wsgate <command> -h" for a command's flags.
 `)

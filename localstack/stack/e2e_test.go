@@ -3,6 +3,7 @@ package stack_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -343,4 +344,29 @@ func TestE2E_ManagementAPIGetAndDeleteConnection(t *testing.T) {
 	_, err = mgmt.GetConnection(context.Background(), &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
 	var gone *mgmttypes.GoneException
 	assert.ErrorAs(t, err, &gone)
+}
+
+// A WebSocket node in its own process (here a goroutine running the same
+// code) serves clients for the stack; posts for its connections reach it.
+func TestE2E_WebSocketNodeServesClientsOfTheStack(t *testing.T) {
+	s := stacktest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- devcli.Node(ctx, []string{"--stack", s.AWSEndpoint, "--prefix", "N7"}, devcli.Streams{Out: out, Err: io.Discard})
+	}()
+	defer func() { cancel(); <-done }()
+	var node struct{ Websocket string }
+	require.Eventually(t, func() bool { return json.Unmarshal([]byte(out.String()), &node) == nil && node.Websocket != "" }, 10*time.Second, 10*time.Millisecond)
+
+	c := stacktest.MustDial(t, node.Websocket, map[string]string{"token": token(t, s, auth.Grant{Sub: "nina", Topics: []string{"n.>"}})})
+	c.SendJSON(map[string]string{"type": "subscribe", "topic": "n.1"})
+	c.Expect("subscribed", 10*time.Second)
+	id := connectionID(t, storeOf(s), "nina")
+	assert.True(t, strings.HasPrefix(id, "N7"), id)
+	publish(t, s, `{"topic":"n.1","payload":{"via":"node"}}`)
+	assert.JSONEq(t, `{"via":"node"}`, string(c.Next(10*time.Second)))
+	require.NoError(t, c.WS.CloseNow())
+	waitGone(t, storeOf(s), id)
 }

@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,8 +66,14 @@ type Options struct {
 	JWTSecret string
 	// Env adds or overrides function environment (WSGATE_* limits...).
 	Env map[string]string
-	// Concurrency is the number of instances each function may run.
-	Concurrency int
+	// Concurrency is the number of instances each function may run;
+	// BroadcastConcurrency, when set, overrides it for broadcast, which runs
+	// one instance per fan-out shard in parallel.
+	Concurrency          int
+	BroadcastConcurrency int
+	// Extra registers more functions (name to bootstrap path), with the
+	// same environment, for tools such as make bench's baseline.
+	Extra map[string]string
 	// FunctionTimeout bounds each invocation (default 30 s).
 	FunctionTimeout time.Duration
 	// IdleTimeout and MaxLifetime of WebSocket connections (10 min, 2 h).
@@ -104,6 +112,9 @@ type Stack struct {
 
 	log       *slog.Logger
 	dynamo    *dynamolocal.Server
+	fnEnv     map[string]string
+	nodesMu   sync.RWMutex
+	nodes     map[string]http.Handler // WebSocket nodes by connection-id prefix
 	servers   []*http.Server
 	stopESM   func()
 	closeOnce sync.Once
@@ -123,6 +134,9 @@ func (o *Options) defaults() {
 	def(&o.JWTSecret, DevSecret)
 	if o.Concurrency == 0 {
 		o.Concurrency = 4
+	}
+	if o.BroadcastConcurrency == 0 {
+		o.BroadcastConcurrency = o.Concurrency
 	}
 	if o.FunctionTimeout == 0 {
 		o.FunctionTimeout = 30 * time.Second
@@ -182,14 +196,25 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 
 	s.Host = lambdahost.New(lambdahost.Options{Log: opts.FunctionLog})
 	env := s.functionEnv(opts)
+	s.fnEnv = env
+	paths := map[string]string{}
 	for _, fn := range []string{FnConnect, FnDisconnect, FnMessage, FnBroadcast} {
-		path := filepath.Join(opts.FunctionsDir, fn, "bootstrap")
-		if p, ok := opts.FunctionPaths[fn]; ok {
-			path = p
+		paths[fn] = filepath.Join(opts.FunctionsDir, fn, "bootstrap")
+	}
+	for name, p := range opts.FunctionPaths {
+		paths[name] = p
+	}
+	for name, p := range opts.Extra {
+		paths[name] = p
+	}
+	for fn, path := range paths {
+		concurrency := opts.Concurrency
+		if fn == FnBroadcast {
+			concurrency = opts.BroadcastConcurrency
 		}
 		f := lambdahost.Function{
 			Name: fn, Path: path, Env: env,
-			Timeout: opts.FunctionTimeout, MemoryMB: 512, Concurrency: opts.Concurrency,
+			Timeout: opts.FunctionTimeout, MemoryMB: 512, Concurrency: concurrency,
 		}
 		if err := s.Host.Register(f); err != nil {
 			return nil, fmt.Errorf("function %s: %w (build the functions for this machine first: make dev does)", fn, err)
@@ -197,7 +222,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 
 	s.Gateway = apigw.New(apigw.Options{
-		Stage: opts.Stage, DomainName: wsLn.Addr().String(),
+		Stage: opts.Stage, DomainName: wsLn.Addr().String(), IDPrefix: localPrefix,
 		Routes:      apigw.Routes{Connect: FnConnect, Disconnect: FnDisconnect, Default: FnMessage},
 		Invoker:     s.Host,
 		IdleTimeout: opts.IdleTimeout, MaxLifetime: opts.MaxLifetime,
@@ -215,8 +240,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}); err != nil {
 		return nil, err
 	}
+	// One task per invocation: a fan-out shard is a thousand posts, and
+	// shards run in parallel only as separate invocations (the CDK stack's
+	// event source mapping does the same).
 	s.stopESM = s.SQS.AddEventSource(sqslocal.EventSourceMapping{
-		QueueURL: s.QueueURL, BatchSize: 10, MaxConcurrency: opts.Concurrency, ReportBatchItemFailures: true,
+		QueueURL: s.QueueURL, BatchSize: 1, MaxConcurrency: opts.BroadcastConcurrency, ReportBatchItemFailures: true,
 		Invoke: func(ctx context.Context, payload []byte) ([]byte, error) {
 			return s.Host.Invoke(ctx, FnBroadcast, payload)
 		},
@@ -228,7 +256,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	awsMux := &edge.Router{
 		DynamoDB: dynamo, Events: s.Bus, SQS: s.SQS,
-		Management: http.HandlerFunc(s.Gateway.ServeManagement), IsManagement: s.Gateway.ManagementPath,
+		Management: http.HandlerFunc(s.management), IsManagement: s.Gateway.ManagementPath,
 		Admin: s.admin(opts),
 	}
 	wsMux := http.NewServeMux()
@@ -260,6 +288,9 @@ func (s *Stack) startDynamoDB(ctx context.Context, opts Options) error {
 	s.dynamo, s.StartedDynamoDB = srv, true
 	return nil
 }
+
+// FunctionEnv is the environment the stack gives its functions.
+func (s *Stack) FunctionEnv() map[string]string { return maps.Clone(s.fnEnv) }
 
 // functionEnv is what every function sees besides the Lambda variables:
 // the SDK pointed at the local AWS endpoint, and the gateway's settings.
@@ -318,7 +349,81 @@ func (s *Stack) admin(opts Options) http.Handler {
 	if opts.DevTokens != nil {
 		mux.Handle("/_wsgate/token", opts.DevTokens)
 	}
+	mux.HandleFunc("POST /_wsgate/invoke/{function}", s.invokeForNode)
+	mux.HandleFunc("POST /_wsgate/nodes", s.registerNode)
 	return mux
+}
+
+// Connection ids of this stack's own gateway start with localPrefix;
+// WebSocket nodes (wsgate node) use prefixes starting with NodePrefix.
+const (
+	localPrefix = "L"
+	NodePrefix  = "N"
+)
+
+// management routes an @connections call to the gateway holding the
+// connection: this process's, or a registered node's.
+func (s *Stack) management(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.EscapedPath(), "/"+s.Stage+"/@connections/")
+	if strings.HasPrefix(rest, NodePrefix) {
+		s.nodesMu.RLock()
+		var node http.Handler
+		for prefix, h := range s.nodes {
+			if strings.HasPrefix(rest, prefix) {
+				node = h
+				break
+			}
+		}
+		s.nodesMu.RUnlock()
+		if node != nil {
+			node.ServeHTTP(w, r)
+			return
+		}
+	}
+	s.Gateway.ServeManagement(w, r)
+}
+
+// registerNode adds a WebSocket node: {"prefix":"N1","management":"http://host:port"}.
+func (s *Stack) registerNode(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Prefix     string `json:"prefix"`
+		Management string `json:"management"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&in); err != nil || !strings.HasPrefix(in.Prefix, NodePrefix) || len(in.Prefix) < 2 || len(in.Prefix) > 6 {
+		http.Error(w, `want {"prefix":"N<digits>","management":"http://host:port"}`, http.StatusBadRequest)
+		return
+	}
+	proxy, err := edge.Proxy(in.Management)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.nodesMu.Lock()
+	if s.nodes == nil {
+		s.nodes = map[string]http.Handler{}
+	}
+	s.nodes[in.Prefix] = proxy
+	s.nodesMu.Unlock()
+	s.log.Info("WebSocket node registered", "prefix", in.Prefix, "management", in.Management)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// invokeForNode lets a WebSocket node run the route functions here.
+func (s *Stack) invokeForNode(w http.ResponseWriter, r *http.Request) {
+	payload, err := io.ReadAll(io.LimitReader(r.Body, 6<<20))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	out, err := s.Host.Invoke(r.Context(), r.PathValue("function"), payload)
+	if err != nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadGateway)
+		_ = json.NewEncoder(w).Encode(map[string]string{"errorMessage": err.Error()})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out)
 }
 
 // Close stops everything this stack started: connections first (their

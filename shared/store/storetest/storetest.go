@@ -36,7 +36,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		srv, err := dynamolocal.Start(ctx, jar, dynamolocal.Options{})
+		srv, err := dynamolocal.Start(ctx, jar, dynamolocal.Options{QuickStart: true})
 		cancel()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "storetest:", err)
