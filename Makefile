@@ -19,8 +19,7 @@ deps: ## Install what the stack and tests need, where missing: Java 17, DynamoDB
 .PHONY: dev
 dev: deps ## Run the whole gateway on this machine; Ctrl-C stops it (ARGS="--quiet" etc.)
 	@echo "==> building the functions and the wsgate CLI for this machine"
-	@for fn in $(FUNCTIONS); do go build -tags lambda.norpc -o bin/local/$$fn/bootstrap ./functions/$$fn || exit 1; done
-	@go build -o bin/wsgate ./localstack/cmd/wsgate
+	@$(MAKE) --no-print-directory local-bin
 	@exec bin/wsgate dev $(ARGS)
 
 .PHONY: build
@@ -45,6 +44,16 @@ test: deps lint ## Run every test (DynamoDB Local starts by itself), the CDK ass
 	go test -count=1 ./...
 	$(MAKE) test-infra
 	$(MAKE) synth
+
+.PHONY: local-bin
+local-bin:
+	@for fn in $(FUNCTIONS); do go build -tags lambda.norpc -o bin/local/$$fn/bootstrap ./functions/$$fn || exit 1; done
+	@go build -o bin/wsgate ./localstack/cmd/wsgate
+
+.PHONY: bench
+bench: deps build local-bin ## Measure fan-out at 100 to 50,000 subscribers; writes bench/results/latest.md (ARGS=...)
+	@go build -tags lambda.norpc -o bin/local/naive/bootstrap ./localstack/bench/naive
+	@bin/wsgate bench $(ARGS)
 
 # The CDK app (infra/) adds synth, deploy and destroy.
 -include infra/infra.mk

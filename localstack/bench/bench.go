@@ -1,0 +1,714 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	lambdaevents "github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+
+	"github.com/wsgate/wsgate/localstack/apigw"
+	"github.com/wsgate/wsgate/localstack/lambdahost"
+	"github.com/wsgate/wsgate/localstack/stack"
+	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/events"
+)
+
+// Options configure a benchmark run.
+type Options struct {
+	Audiences []int
+	// Reps measured events per audience, after one warm-up event.
+	Reps int
+	// Latency (± Jitter) of every PostToConnection, and the share of them
+	// throttled (429), injected by the local @connections API.
+	Latency      time.Duration
+	Jitter       time.Duration
+	ThrottleRate float64
+	// Workers is WSGATE_FANOUT_WORKERS, ShardSize WSGATE_FANOUT_PAGE_SIZE,
+	// MaxShards the broadcast invocations that may run at once.
+	Workers   int
+	ShardSize int
+	MaxShards int
+	// Connections is how many clients are connected before the smaller
+	// audiences are measured (10,000: "1% subscribed" for 100).
+	Connections int
+	// LocalClients connect to the stack's own gateway; the rest to
+	// WebSocket node processes of PerNode clients each (each process may
+	// hold only so many open files). Node clients cost an extra HTTP hop
+	// per delivery (the stack forwards their @connections calls).
+	LocalClients int
+	PerNode      int
+	// The latency run: RateEvents per second for RateDuration to an
+	// audience of RateAudience.
+	RateEvents   int
+	RateDuration time.Duration
+	RateAudience int
+	// FunctionsDir has the functions built for this machine; Naive is the
+	// baseline's bootstrap; ArmDir has make build's linux/arm64 bootstraps.
+	FunctionsDir string
+	Naive        string
+	ArmDir       string
+	// Self is the wsgate binary (for node and client processes).
+	Self string
+	Log  io.Writer
+}
+
+// naiveSockets is the baseline's concurrency (the JavaScript SDK's default).
+const naiveSockets = 50
+
+// Row is one audience's figures for one system.
+type Row struct {
+	System              string
+	Audience            int
+	First, Last         []time.Duration
+	DeliveriesPerSecond float64
+	CallsPerDelivery    float64
+	RetriesPerDelivery  float64
+	ReadPerEvent        float64
+	WritePerEvent       float64
+	InvocationsPerEvent float64
+	PeakRSS             int64 // bytes, broadcast processes
+	Ideal               time.Duration
+	Concurrency         int
+	Scans               float64
+	Delivered, Expected int
+}
+
+// Report is a whole run.
+type Report struct {
+	Options     Options
+	Rows        []Row
+	Sizes       map[string]int64
+	ColdStarts  map[string][]time.Duration
+	RateLatency []time.Duration
+	RateEvents  int
+	Connected   int
+	ConnectTime time.Duration
+	Machine     string
+	Took        time.Duration
+}
+
+type bench struct {
+	o       Options
+	s       *stack.Stack
+	nodes   []string // WebSocket URLs
+	clients []*clientProc
+	emf     *emfLines
+	bus     events.Publisher
+	log     func(format string, args ...any)
+	procs   []*exec.Cmd
+	rss     int64
+}
+
+type clientProc struct {
+	from, to int
+	cmd      *exec.Cmd
+	in       io.WriteCloser
+	out      *bufio.Scanner
+	mu       sync.Mutex
+}
+
+func (c *clientProc) call(v any, resp any) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, _ := json.Marshal(v)
+	if _, err := c.in.Write(append(b, '\n')); err != nil {
+		return err
+	}
+	if !c.out.Scan() {
+		return fmt.Errorf("client process %d-%d ended: %v", c.from, c.to, c.out.Err())
+	}
+	return json.Unmarshal(c.out.Bytes(), resp)
+}
+
+// emfLines keeps the broadcast function's metric lines by event id.
+type emfLines struct {
+	mu    sync.Mutex
+	lines map[string][]map[string]any
+}
+
+func (e *emfLines) add(line []byte) {
+	if !strings.Contains(string(line), `"_aws"`) {
+		return
+	}
+	var m map[string]any
+	if json.Unmarshal(line, &m) != nil {
+		return
+	}
+	id, _ := m["event_id"].(string)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.lines[id] = append(e.lines[id], m)
+}
+
+func (e *emfLines) get(id string) []map[string]any {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.lines[id])
+}
+
+// Run starts the stack, the WebSocket nodes and the clients, and measures.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	start := time.Now()
+	b := &bench{o: o, emf: &emfLines{lines: map[string][]map[string]any{}}}
+	b.log = func(format string, args ...any) {
+		fmt.Fprintf(o.Log, "%s  %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, args...))
+	}
+	defer b.stop()
+	if err := b.start(ctx); err != nil {
+		return nil, err
+	}
+	r := &Report{Options: o, Machine: machine()}
+	var err error
+	if r.ColdStarts, err = b.coldStarts(ctx, 10); err != nil {
+		return nil, err
+	}
+	audiences := slices.Sorted(slices.Values(o.Audiences))
+	connectStart := time.Now()
+	for _, a := range audiences {
+		if err := b.connect(ctx, max(a, min(o.Connections, audiences[len(audiences)-1]))); err != nil {
+			return nil, err
+		}
+		r.ConnectTime = time.Since(connectStart)
+		base, err := b.measure(ctx, "naive", a)
+		if err != nil {
+			return nil, err
+		}
+		r.Rows = append(r.Rows, base)
+		row, err := b.measure(ctx, "wsgate", a)
+		if err != nil {
+			return nil, err
+		}
+		r.Rows = append(r.Rows, row)
+		b.log("audience %d: wsgate last delivery p50 %s (ideal %s); naive %s", a, median(row.Last), row.Ideal, median(base.Last))
+	}
+	r.Connected = b.connected()
+	if o.RateAudience > 0 && o.RateEvents > 0 {
+		if r.RateLatency, r.RateEvents, err = b.rate(ctx); err != nil {
+			return nil, err
+		}
+	}
+	r.Sizes = map[string]int64{}
+	for _, fn := range []string{stack.FnConnect, stack.FnDisconnect, stack.FnMessage, stack.FnBroadcast} {
+		if fi, err := os.Stat(filepath.Join(o.ArmDir, fn, "bootstrap")); err == nil {
+			r.Sizes[fn] = fi.Size()
+		}
+	}
+	r.Took = time.Since(start)
+	return r, nil
+}
+
+func (b *bench) start(ctx context.Context) error {
+	o := b.o
+	b.log("starting the local stack")
+	env := map[string]string{
+		config.EnvFanoutWorkers:  strconv.Itoa(o.Workers),
+		config.EnvFanoutPageSize: strconv.Itoa(o.ShardSize),
+		config.EnvLogLevel:       "warn",
+		// Tokens for 50,000 clients are minted once and must outlive the run.
+		config.EnvConnectionTTL: "3h",
+	}
+	ddb, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	s, err := stack.Start(ctx, stack.Options{
+		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
+		FunctionsDir: o.FunctionsDir, Extra: map[string]string{"naive": o.Naive},
+		Concurrency: 8, BroadcastConcurrency: o.MaxShards, FunctionTimeout: 120 * time.Second,
+		Env: env, Log: slog.New(slog.DiscardHandler),
+		FunctionLog: func(fn string, line []byte) {
+			if fn == stack.FnBroadcast {
+				b.emf.add(line)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	b.s = s
+	s.Gateway.SetFaults(apigw.Faults{Latency: o.Latency, Jitter: o.Jitter, ThrottleRate: o.ThrottleRate})
+	b.bus = events.Publisher{
+		Client: eventbridge.New(eventbridge.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.AWSEndpoint), Credentials: credentials.NewStaticCredentialsProvider("b", "b", "")}),
+		Bus:    s.BusName, Source: "bench",
+	}
+	return nil
+}
+
+func (b *bench) stop() {
+	for _, c := range b.clients {
+		if c.in != nil {
+			_, _ = c.in.Write([]byte(`{"cmd":"quit"}` + "\n"))
+			_ = c.in.Close()
+		}
+	}
+	for _, c := range b.clients {
+		done := make(chan struct{})
+		go func() { _ = c.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = c.cmd.Process.Kill()
+		}
+	}
+	for _, p := range b.procs {
+		_ = p.Process.Signal(syscall.SIGTERM)
+		_, _ = p.Process.Wait()
+	}
+	if b.s != nil {
+		b.s.Close()
+	}
+}
+
+func (b *bench) connected() int {
+	n := 0
+	for _, c := range b.clients {
+		n += c.to - c.from
+	}
+	return n
+}
+
+// connect brings the client count up to n: the first LocalClients on the
+// stack's own gateway, then nodes of PerNode clients each, one client
+// process per range.
+func (b *bench) connect(ctx context.Context, n int) error {
+	have := b.connected()
+	if have >= n {
+		return nil
+	}
+	b.log("connecting clients %d..%d", have, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for from := have; from < n; {
+		url, to := b.s.WebSocketURL, min(n, b.o.LocalClients)
+		if from >= b.o.LocalClients {
+			node := (from - b.o.LocalClients) / b.o.PerNode
+			to = min(n, b.o.LocalClients+(node+1)*b.o.PerNode)
+			for len(b.nodes) <= node {
+				if err := b.startNode(ctx, len(b.nodes)); err != nil {
+					return err
+				}
+			}
+			url = b.nodes[node]
+		}
+		c, err := b.startClients(ctx, url, from, to)
+		if err != nil {
+			return err
+		}
+		b.clients = append(b.clients, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !c.out.Scan() {
+				errs <- fmt.Errorf("client process %d-%d ended before connecting", c.from, c.to)
+				return
+			}
+			var res struct {
+				Connected, Failed, Ms int64
+				Error                 string
+			}
+			if err := json.Unmarshal(c.out.Bytes(), &res); err != nil {
+				errs <- err
+				return
+			}
+			if res.Failed > 0 {
+				errs <- fmt.Errorf("clients %d-%d: %d failed to connect: %s", c.from, c.to, res.Failed, res.Error)
+			}
+		}()
+		from = to
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return err
+	}
+	b.log("%d clients connected", n)
+	return nil
+}
+
+func (b *bench) startNode(ctx context.Context, i int) error {
+	cmd := exec.CommandContext(ctx, b.o.Self, "node", "--stack", b.s.AWSEndpoint, "--prefix", fmt.Sprintf("%s%d", stack.NodePrefix, i), "--idle-timeout", "2h")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	b.procs = append(b.procs, cmd)
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() {
+		return errors.New("WebSocket node did not start")
+	}
+	var n struct{ Websocket, Management string }
+	if err := json.Unmarshal(sc.Bytes(), &n); err != nil {
+		return err
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	b.nodes = append(b.nodes, n.Websocket)
+	return b.setFaults(n.Management)
+}
+
+func (b *bench) setFaults(management string) error {
+	f, _ := json.Marshal(apigw.Faults{Latency: b.o.Latency, Jitter: b.o.Jitter, ThrottleRate: b.o.ThrottleRate})
+	resp, err := httpPost(management+"/_wsgate/faults", f)
+	if err != nil {
+		return err
+	}
+	if resp != 204 {
+		return fmt.Errorf("set faults on %s: HTTP %d", management, resp)
+	}
+	return nil
+}
+
+func (b *bench) startClients(ctx context.Context, url string, from, to int) (*clientProc, error) {
+	aud := make([]string, len(b.o.Audiences))
+	for i, a := range b.o.Audiences {
+		aud[i] = strconv.Itoa(a)
+	}
+	cmd := exec.CommandContext(ctx, b.o.Self, "bench-clients", "--url", url, "--secret", b.s.Secret,
+		"--from", strconv.Itoa(from), "--to", strconv.Itoa(to), "--audiences", strings.Join(aud, ","))
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	return &clientProc{from: from, to: to, cmd: cmd, in: in, out: sc}, nil
+}
+
+// deliveries sums an event's deliveries over the client processes.
+func (b *bench) deliveries(label string, audience int) (count int, first, last int64, err error) {
+	for _, c := range b.clients {
+		if c.from >= audience {
+			continue
+		}
+		var st struct{ Count, First, Last int64 }
+		if err := c.call(map[string]string{"cmd": "stats", "event": label}, &st); err != nil {
+			return 0, 0, 0, err
+		}
+		count += int(st.Count)
+		if st.Count > 0 {
+			if first == 0 || st.First < first {
+				first = st.First
+			}
+			last = max(last, st.Last)
+		}
+	}
+	return count, first, last, nil
+}
+
+// measure publishes a warm-up and Reps events to an audience, through
+// wsgate or the naive baseline, and collects the figures.
+func (b *bench) measure(ctx context.Context, system string, a int) (Row, error) {
+	row := Row{System: system, Audience: a, Expected: a}
+	var calls, retries, read, write, invocations, scans float64
+	for rep := 0; rep <= b.o.Reps; rep++ {
+		label := fmt.Sprintf("%s-%d-%d", system, a, rep)
+		t0 := time.Now()
+		detail, _ := json.Marshal(map[string]any{"topic": Topic(a), "payload": Payload{Label: label, Sent: t0.UnixNano()}})
+		var naive struct {
+			Scanned   int     `json:"scanned"`
+			Delivered int64   `json:"delivered"`
+			Calls     int64   `json:"calls"`
+			Read      float64 `json:"read_capacity"`
+			Write     float64 `json:"write_capacity"`
+		}
+		var eventID string
+		if system == "naive" {
+			ev, _ := json.Marshal(lambdaevents.CloudWatchEvent{ID: label, Source: "bench", DetailType: "bench", Time: t0, Detail: detail})
+			out, err := b.s.Host.Invoke(ctx, "naive", ev)
+			if err != nil {
+				return row, fmt.Errorf("naive fan-out: %w", err)
+			}
+			if err := json.Unmarshal(out, &naive); err != nil {
+				return row, err
+			}
+		} else {
+			ids, err := b.bus.Publish(ctx, events.Detail{Topic: Topic(a), Payload: json.RawMessage(mustJSON(Payload{Label: label, Sent: t0.UnixNano()}))})
+			if err != nil {
+				return row, err
+			}
+			eventID = ids[0]
+		}
+		count, first, last, err := b.waitDelivered(ctx, label, a)
+		if err != nil {
+			return row, err
+		}
+		if rep == 0 {
+			continue // warm-up
+		}
+		row.First = append(row.First, time.Duration(first-t0.UnixNano()))
+		row.Last = append(row.Last, time.Duration(last-t0.UnixNano()))
+		row.Delivered += count
+		if system == "naive" {
+			calls += float64(naive.Calls)
+			retries += float64(naive.Calls - naive.Delivered)
+			read += naive.Read
+			write += naive.Write
+			invocations++
+			scans++
+			continue
+		}
+		lines := b.waitMetrics(eventID)
+		for _, m := range lines {
+			calls += num(m["PostCalls"])
+			retries += num(m["Retried"])
+			read += num(m["ReadCapacity"])
+			write += num(m["WriteCapacity"])
+		}
+		invocations += float64(len(lines))
+	}
+	n := float64(b.o.Reps)
+	if row.Delivered > 0 {
+		row.CallsPerDelivery = calls / float64(row.Delivered)
+		row.RetriesPerDelivery = retries / float64(row.Delivered)
+	}
+	row.ReadPerEvent, row.WritePerEvent, row.InvocationsPerEvent, row.Scans = read/n, write/n, invocations/n, scans/n
+	row.DeliveriesPerSecond = float64(a) / median(row.Last).Seconds()
+	if system == "naive" {
+		row.Concurrency = min(a, naiveSockets)
+	} else {
+		shards := (a + b.o.ShardSize - 1) / b.o.ShardSize
+		row.Concurrency = min(a, b.o.Workers*min(shards, b.o.MaxShards))
+		row.PeakRSS = b.peakRSS()
+	}
+	row.Ideal = time.Duration(float64(a) * float64(b.o.Latency) / float64(row.Concurrency))
+	return row, nil
+}
+
+// coldStarts starts each function n times on an idle machine, each time in
+// a fresh host, and returns the time from process start to its first
+// request for work.
+func (b *bench) coldStarts(ctx context.Context, n int) (map[string][]time.Duration, error) {
+	out := map[string][]time.Duration{}
+	for _, fn := range []string{stack.FnConnect, stack.FnDisconnect, stack.FnMessage, stack.FnBroadcast} {
+		for range n {
+			h := lambdahost.New(lambdahost.Options{})
+			if err := h.Register(lambdahost.Function{Name: fn, Path: filepath.Join(b.o.FunctionsDir, fn, "bootstrap"), Env: b.s.FunctionEnv(), Concurrency: 1}); err != nil {
+				return nil, err
+			}
+			ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, _ = h.Invoke(ictx, fn, []byte(`{}`))
+			cancel()
+			out[fn] = append(out[fn], h.Stats(fn).ColdStartDurations...)
+			_ = h.Close()
+		}
+	}
+	return out, nil
+}
+
+// waitDelivered waits until an audience has an event, or two minutes.
+func (b *bench) waitDelivered(ctx context.Context, label string, a int) (int, int64, int64, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		count, first, last, err := b.deliveries(label, a)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		if count >= a {
+			return count, first, last, nil
+		}
+		if time.Now().After(deadline) {
+			return count, first, last, fmt.Errorf("%s: %d of %d delivered after 2 minutes", label, count, a)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, 0, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// waitMetrics returns an event's metric lines once every invocation that
+// worked on it has written its line (the coordinator says how many shards).
+func (b *bench) waitMetrics(eventID string) []map[string]any {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		lines := b.emf.get(eventID)
+		shards := 0.0
+		for _, m := range lines {
+			shards = max(shards, num(m["Shards"]))
+		}
+		if (shards > 0 && float64(len(lines)) >= shards) || time.Now().After(deadline) {
+			return lines
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// peakRSS is the largest peak resident set of the broadcast processes.
+func (b *bench) peakRSS() int64 {
+	bootstrap, _ := filepath.Abs(filepath.Join(b.o.FunctionsDir, stack.FnBroadcast, "bootstrap"))
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		exe, err := os.Readlink("/proc/" + e.Name() + "/exe")
+		if err != nil || exe != bootstrap {
+			continue
+		}
+		status, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				b.rss = max(b.rss, kb*1024)
+			}
+		}
+	}
+	return b.rss
+}
+
+// rate publishes RateEvents per second for RateDuration and returns every
+// publish-to-receive latency.
+func (b *bench) rate(ctx context.Context) ([]time.Duration, int, error) {
+	b.log("latency run: %d events/s for %s to %d subscribers", b.o.RateEvents, b.o.RateDuration, b.o.RateAudience)
+	interval := time.Second / time.Duration(b.o.RateEvents)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	end := time.Now().Add(b.o.RateDuration)
+	sent := 0
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	var firstErr error
+	for time.Now().Before(end) {
+		<-tick.C
+		label := fmt.Sprintf("rate-%d", sent)
+		sent++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := Payload{Label: label, Sent: time.Now().UnixNano(), Latency: true}
+			if _, err := b.bus.Publish(ctx, events.Detail{Topic: Topic(b.o.RateAudience), Payload: json.RawMessage(mustJSON(p))}); err != nil {
+				errMu.Lock()
+				firstErr = err
+				errMu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, 0, firstErr
+	}
+	if _, _, _, err := b.waitDelivered(ctx, fmt.Sprintf("rate-%d", sent-1), b.o.RateAudience); err != nil {
+		return nil, 0, err
+	}
+	time.Sleep(500 * time.Millisecond)
+	var all []time.Duration
+	for _, c := range b.clients {
+		if c.from >= b.o.RateAudience {
+			continue
+		}
+		var res struct {
+			Latencies []int64 `json:"latencies_ns"`
+		}
+		if err := c.call(map[string]string{"cmd": "latencies"}, &res); err != nil {
+			return nil, 0, err
+		}
+		for _, l := range res.Latencies {
+			all = append(all, time.Duration(l))
+		}
+	}
+	slices.Sort(all)
+	return all, sent, nil
+}
+
+func num(v any) float64 {
+	f, _ := v.(float64)
+	return f
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+func median(d []time.Duration) time.Duration { return percentile(d, 50) }
+
+func percentile(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100
+	return s[min(max(i-1, 0), len(s)-1)]
+}
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				model = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		if f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0]); len(f) >= 2 {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			mem = fmt.Sprintf(", %d GiB", kb>>20)
+		}
+	}
+	return fmt.Sprintf("%s, %d cores%s", model, numCPU(), mem)
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func httpPost(url string, body []byte) (int, error) {
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func numCPU() int { return runtime.NumCPU() }

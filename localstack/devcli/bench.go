@@ -1,0 +1,87 @@
+package devcli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/wsgate/wsgate/localstack/bench"
+)
+
+// Bench runs the fan-out benchmark and writes its table.
+func Bench(ctx context.Context, args []string, st Streams) error {
+	fs := newFlags("bench", st)
+	audiences := fs.String("audiences", "100,1000,10000,50000", "audience sizes")
+	reps := fs.Int("reps", 5, "measured events per audience (after one warm-up)")
+	latency := fs.Duration("latency", 20*time.Millisecond, "PostToConnection latency injected")
+	jitter := fs.Duration("jitter", 5*time.Millisecond, "± jitter on that latency")
+	throttle := fs.Float64("throttle", 0.001, "share of PostToConnection calls answered 429")
+	workers := fs.Int("workers", 8, "WSGATE_FANOUT_WORKERS: posts in flight per invocation")
+	shard := fs.Int("shard-size", 1000, "WSGATE_FANOUT_PAGE_SIZE: subscribers per shard")
+	maxShards := fs.Int("max-shards", 51, "broadcast invocations at once (the task queue's concurrency, plus the coordinator)")
+	connections := fs.Int("connections", 10000, "clients connected before the smaller audiences are measured")
+	local := fs.Int("local-clients", 14000, "clients on the stack's own gateway; the rest go to node processes")
+	perNode := fs.Int("per-node", 17000, "clients per WebSocket node process (open-file limits)")
+	rateEvents := fs.Int("rate", 100, "events per second in the latency run")
+	rateFor := fs.Duration("rate-for", 10*time.Second, "length of the latency run")
+	rateAudience := fs.Int("rate-audience", 100, "subscribers in the latency run")
+	functions := fs.String("functions", "bin/local", "functions built for this machine")
+	naive := fs.String("naive", "bin/local/naive/bootstrap", "the baseline's bootstrap")
+	arm := fs.String("arm", "bin", "make build's linux/arm64 bootstraps, for their sizes")
+	out := fs.String("out", "bench/results/latest.md", "where to write the table")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	aud, err := bench.ParseAudiences(*audiences)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	r, err := bench.Run(ctx, bench.Options{
+		Audiences: aud, Reps: *reps, Latency: *latency, Jitter: *jitter, ThrottleRate: *throttle,
+		Workers: *workers, ShardSize: *shard, MaxShards: *maxShards, Connections: *connections, LocalClients: *local, PerNode: *perNode,
+		RateEvents: *rateEvents, RateDuration: *rateFor, RateAudience: *rateAudience,
+		FunctionsDir: *functions, Naive: *naive, ArmDir: *arm, Self: self, Log: st.Err,
+	})
+	if err != nil {
+		return err
+	}
+	r.Markdown(st.Out)
+	if *out != "" {
+		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+			return err
+		}
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r.Markdown(f)
+		fmt.Fprintf(st.Err, "wrote %s\n", *out)
+	}
+	return nil
+}
+
+// BenchClients is the benchmark's client process.
+func BenchClients(ctx context.Context, args []string, st Streams) error {
+	fs := newFlags("bench-clients", st)
+	url := fs.String("url", "", "WebSocket endpoint")
+	secret := fs.String("secret", DevSecret, "HS256 secret")
+	from := fs.Int("from", 0, "first client index")
+	to := fs.Int("to", 0, "client index after the last")
+	audiences := fs.String("audiences", "", "audience sizes")
+	parallel := fs.Int("parallel", 64, "dials at once")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	aud, err := bench.ParseAudiences(*audiences)
+	if err != nil {
+		return err
+	}
+	return bench.RunClients(ctx, bench.ClientOptions{URL: *url, Secret: *secret, From: *from, To: *to, Audiences: aud, Parallel: *parallel}, st.In, st.Out)
+}
