@@ -444,6 +444,9 @@ func (b *bench) measure(ctx context.Context, system string, a int) (Row, error) 
 		var naive struct {
 			Scanned   int     `json:"scanned"`
 			Delivered int64   `json:"delivered"`
+			Gone      int64   `json:"gone"`
+			Failed    int64   `json:"failed"`
+			Error     string  `json:"error"`
 			Calls     int64   `json:"calls"`
 			Read      float64 `json:"read_capacity"`
 			Write     float64 `json:"write_capacity"`
@@ -457,6 +460,9 @@ func (b *bench) measure(ctx context.Context, system string, a int) (Row, error) 
 			}
 			if err := json.Unmarshal(out, &naive); err != nil {
 				return row, err
+			}
+			if naive.Failed > 0 || naive.Gone > 0 {
+				b.log("naive %s: %d delivered, %d gone, %d failed (%s)", label, naive.Delivered, naive.Gone, naive.Failed, naive.Error)
 			}
 		} else {
 			ids, err := b.bus.Publish(ctx, events.Detail{Topic: Topic(a), Payload: json.RawMessage(mustJSON(Payload{Label: label, Sent: t0.UnixNano()}))})

@@ -22,7 +22,7 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 	shard := fs.Int("shard-size", 1000, "WSGATE_FANOUT_PAGE_SIZE: subscribers per shard")
 	maxShards := fs.Int("max-shards", 51, "broadcast invocations at once (the task queue's concurrency, plus the coordinator)")
 	connections := fs.Int("connections", 10000, "clients connected before the smaller audiences are measured")
-	local := fs.Int("local-clients", 14000, "clients on the stack's own gateway; the rest go to node processes")
+	local := fs.Int("local-clients", 9000, "clients on the stack's own gateway (it also holds the functions' and nodes' connections); the rest go to node processes")
 	perNode := fs.Int("per-node", 17000, "clients per WebSocket node process (open-file limits)")
 	rateEvents := fs.Int("rate", 100, "events per second in the latency run")
 	rateFor := fs.Duration("rate-for", 10*time.Second, "length of the latency run")

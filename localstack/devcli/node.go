@@ -43,7 +43,7 @@ func Node(ctx context.Context, args []string, st Streams) error {
 	gw := apigw.New(apigw.Options{
 		Stage: *stage, DomainName: ln.Addr().String(), IDPrefix: *prefix, IdleTimeout: *idle,
 		Routes:  apigw.Routes{Connect: stack.FnConnect, Disconnect: stack.FnDisconnect, Default: stack.FnMessage},
-		Invoker: httpInvoker{base: base, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}},
+		Invoker: httpInvoker{base: base, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}},
 		Log:     slog.New(slog.NewJSONHandler(st.Err, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	mux := http.NewServeMux()

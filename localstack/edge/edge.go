@@ -34,6 +34,12 @@ func Proxy(backend string) (http.Handler, error) {
 		return nil, err
 	}
 	p := httputil.NewSingleHostReverseProxy(u)
+	// Keep connections to the backend for reuse under load (the default
+	// keeps two and churns through a file descriptor per request).
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 512
+	tr.MaxConnsPerHost = 1024
+	p.Transport = tr
 	p.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
 		serviceError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "backend unavailable: "+err.Error())
 	}

@@ -34,6 +34,9 @@ type Result struct {
 	Scanned   int     `json:"scanned"`
 	Audience  int     `json:"audience"`
 	Delivered int64   `json:"delivered"`
+	Gone      int64   `json:"gone"`
+	Failed    int64   `json:"failed"`
+	Error     string  `json:"error,omitempty"`
 	Calls     int64   `json:"calls"`
 	Read      float64 `json:"read_capacity"`
 	Write     float64 `json:"write_capacity"`
@@ -92,18 +95,19 @@ func (h handler) handle(ctx context.Context, ev events.CloudWatchEvent) (Result,
 	r.Audience = len(ids)
 	h.calls.Store(0)
 	var wg sync.WaitGroup
-	var delivered atomic.Int64
+	var delivered, gone, failed atomic.Int64
 	var mu sync.Mutex
 	for _, id := range ids {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			_, err := h.mgmt.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(id), Data: d.Payload})
-			var gone *mgmttypes.GoneException
+			var goneErr *mgmttypes.GoneException
 			switch {
 			case err == nil:
 				delivered.Add(1)
-			case errors.As(err, &gone):
+			case errors.As(err, &goneErr):
+				gone.Add(1)
 				out, err := h.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 					TableName: aws.String(h.table), ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
 					Key: map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "P#" + d.Topic}, "sk": &types.AttributeValueMemberS{Value: id}},
@@ -113,11 +117,18 @@ func (h handler) handle(ctx context.Context, ev events.CloudWatchEvent) (Result,
 					r.Write += aws.ToFloat64(out.ConsumedCapacity.CapacityUnits)
 					mu.Unlock()
 				}
+			default:
+				failed.Add(1)
+				mu.Lock()
+				if r.Error == "" {
+					r.Error = err.Error()
+				}
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	r.Delivered = delivered.Load()
+	r.Delivered, r.Gone, r.Failed = delivered.Load(), gone.Load(), failed.Load()
 	r.Calls = h.calls.Load()
 	return r, nil
 }
