@@ -12,14 +12,17 @@ import (
 	"github.com/coder/websocket"
 )
 
-// Faults make the @connections API behave like a busy AWS account, for
-// benchmarks and fault tests: every POST waits Latency ± Jitter, and a
-// ThrottleRate / ErrorRate share of them answer 429 / 500.
+// Faults make the gateway behave like a busy AWS account, for benchmarks
+// and fault tests: every @connections POST waits Latency ± Jitter, and a
+// ThrottleRate / ErrorRate share of them answer 429 / 500 without
+// delivering; a SkipDisconnectRate share of closed connections get no
+// $disconnect (API Gateway invokes it on a best-effort basis).
 type Faults struct {
-	Latency      time.Duration `json:"latency"`
-	Jitter       time.Duration `json:"jitter"`
-	ThrottleRate float64       `json:"throttle_rate"`
-	ErrorRate    float64       `json:"error_rate"`
+	Latency            time.Duration `json:"latency"`
+	Jitter             time.Duration `json:"jitter"`
+	ThrottleRate       float64       `json:"throttle_rate"`
+	ErrorRate          float64       `json:"error_rate"`
+	SkipDisconnectRate float64       `json:"skip_disconnect_rate"`
 }
 
 // SetFaults replaces the injected faults.

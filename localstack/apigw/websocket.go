@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -73,8 +74,11 @@ type Gateway struct {
 	mu    sync.RWMutex
 	conns map[string]*conn
 
-	faults atomic.Pointer[Faults]
-	stats  Stats
+	faults    atomic.Pointer[Faults]
+	stats     Stats
+	sweepOnce sync.Once
+	stop      chan struct{} // closed by Close
+	stopOnce  sync.Once
 	// live counts connections until their $disconnect has run.
 	live sync.WaitGroup
 }
@@ -82,6 +86,8 @@ type Gateway struct {
 // Stats counts what the management API did.
 type Stats struct {
 	Posts, Gone, Throttled, Injected atomic.Int64
+	// SkippedDisconnects counts closes whose $disconnect a fault skipped.
+	SkippedDisconnects atomic.Int64
 }
 
 // New returns a Gateway.
@@ -110,7 +116,7 @@ func New(opts Options) *Gateway {
 	if opts.APIID == "" {
 		opts.APIID = "wsgatelocl"
 	}
-	g := &Gateway{opts: opts, log: opts.Log, conns: map[string]*conn{}}
+	g := &Gateway{opts: opts, log: opts.Log, conns: map[string]*conn{}, stop: make(chan struct{})}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -139,6 +145,7 @@ type conn struct {
 	out         chan frame
 	done        chan struct{}
 	closeOnce   sync.Once
+	crashed     atomic.Bool // cut by Crash: no $disconnect
 	// why the server closed it, for $disconnect
 	mu          sync.Mutex
 	closeCode   websocket.StatusCode
@@ -240,7 +247,7 @@ func (g *Gateway) serve(c *conn, log *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go g.writeLoop(ctx, c)
-	go g.watchTimeouts(c)
+	g.sweepOnce.Do(func() { go g.sweep() })
 
 	code, reason := g.readLoop(ctx, c, log)
 
@@ -251,6 +258,9 @@ func (g *Gateway) serve(c *conn, log *slog.Logger) {
 		code, reason = int(sc), sr
 	}
 	c.close(websocket.StatusNormalClosure, "")
+	if c.crashed.Load() {
+		return
+	}
 	g.disconnect(c.id, c.connectedAt, c.sourceIP, c.userAgent, code, reason)
 }
 
@@ -346,30 +356,44 @@ func (g *Gateway) closeAfterQueued(c *conn, code websocket.StatusCode, reason st
 	}
 }
 
-// watchTimeouts closes idle and over-age connections.
-func (g *Gateway) watchTimeouts(c *conn) {
-	tick := min(g.opts.IdleTimeout/4, time.Second)
-	t := time.NewTicker(tick)
+// sweep closes idle and over-age connections, checking every connection
+// on one ticker (a ticker per connection costs tens of thousands of
+// wake-ups a second at benchmark sizes).
+func (g *Gateway) sweep() {
+	t := time.NewTicker(min(g.opts.IdleTimeout/4, time.Second))
 	defer t.Stop()
 	for {
+		var now time.Time
 		select {
-		case <-c.done:
+		case <-g.stop:
 			return
-		case now := <-t.C:
+		case now = <-t.C:
+		}
+		g.mu.RLock()
+		var expired []*conn
+		var why []string
+		for _, c := range g.conns {
 			_, last := c.sniff.state()
 			switch {
 			case now.Sub(c.connectedAt) >= g.opts.MaxLifetime:
-				c.close(websocket.StatusGoingAway, "Connection Duration Timeout")
-				return
+				expired, why = append(expired, c), append(why, "Connection Duration Timeout")
 			case now.Sub(last) >= g.opts.IdleTimeout:
-				c.close(websocket.StatusGoingAway, "Connection Idle Timeout")
-				return
+				expired, why = append(expired, c), append(why, "Connection Idle Timeout")
 			}
+		}
+		g.mu.RUnlock()
+		for i, c := range expired {
+			c.close(websocket.StatusGoingAway, why[i])
 		}
 	}
 }
 
 func (g *Gateway) disconnect(id string, connectedAt time.Time, sourceIP, ua string, code int, reason string) {
+	if f := g.faults.Load(); f.SkipDisconnectRate > 0 && mathrand.Float64() < f.SkipDisconnectRate {
+		g.stats.SkippedDisconnects.Add(1)
+		g.log.Info("$disconnect skipped (injected fault)", "connection_id", id)
+		return
+	}
 	req := g.baseRequest(id, "$disconnect", "DISCONNECT", connectedAt, sourceIP, ua)
 	req.Headers = map[string]string{"Host": g.opts.DomainName, "x-api-key": "", "x-restapi": ""}
 	req.RequestContext.DisconnectStatusCode = int64(code)
@@ -410,6 +434,25 @@ func (g *Gateway) CloseAll(ctx context.Context) {
 	case <-done:
 	}
 }
+
+// Crash cuts every connection at once, with no close frame and no
+// $disconnect, as a gateway process dying would; it returns how many.
+func (g *Gateway) Crash() int {
+	g.mu.RLock()
+	conns := make([]*conn, 0, len(g.conns))
+	for _, c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.mu.RUnlock()
+	for _, c := range conns {
+		c.crashed.Store(true)
+		_ = c.ws.CloseNow()
+	}
+	return len(conns)
+}
+
+// Close stops the gateway's own goroutines; call it after CloseAll.
+func (g *Gateway) Close() { g.stopOnce.Do(func() { close(g.stop) }) }
 
 // closeGrace is how long CloseAll waits for clients to complete the close
 // handshake before cutting them off.

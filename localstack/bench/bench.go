@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,8 +38,11 @@ import (
 // Options configure a benchmark run.
 type Options struct {
 	Audiences []int
-	// Reps measured events per audience, after one warm-up event.
-	Reps int
+	// Reps measured events per audience up to 10,000, after one warm-up
+	// event; RepsLarge above that (each naive event to 50,000 takes half
+	// a minute here).
+	Reps      int
+	RepsLarge int
 	// Latency (± Jitter) of every PostToConnection, and the share of them
 	// throttled (429), injected by the local @connections API.
 	Latency      time.Duration
@@ -49,6 +53,11 @@ type Options struct {
 	Workers   int
 	ShardSize int
 	MaxShards int
+	// ScaleWorkers, when set, measures audiences of 10,000 and more again
+	// with that many workers per invocation: few enough that the ideal
+	// rate is within what this machine can emulate, so the rows show how
+	// delivery time scales rather than the machine's ceiling.
+	ScaleWorkers int
 	// Connections is how many clients are connected before the smaller
 	// audiences are measured (10,000: "1% subscribed" for 100).
 	Connections int
@@ -58,11 +67,13 @@ type Options struct {
 	// per delivery (the stack forwards their @connections calls).
 	LocalClients int
 	PerNode      int
-	// The latency run: RateEvents per second for RateDuration to an
-	// audience of RateAudience.
-	RateEvents   int
-	RateDuration time.Duration
-	RateAudience int
+	// The latency runs: RateEvents per second for RateDuration to an
+	// audience of RateAudience, then again at SustainedRate (what this
+	// machine keeps up with), when set.
+	RateEvents    int
+	SustainedRate int
+	RateDuration  time.Duration
+	RateAudience  int
 	// FunctionsDir has the functions built for this machine; Naive is the
 	// baseline's bootstrap; ArmDir has make build's linux/arm64 bootstraps.
 	FunctionsDir string
@@ -70,7 +81,9 @@ type Options struct {
 	ArmDir       string
 	// Self is the wsgate binary (for node and client processes).
 	Self string
-	Log  io.Writer
+	// SkipNaive leaves the baseline out (to look into wsgate alone).
+	SkipNaive bool
+	Log       io.Writer
 }
 
 // naiveSockets is the baseline's concurrency (the JavaScript SDK's default).
@@ -79,6 +92,8 @@ const naiveSockets = 50
 // Row is one audience's figures for one system.
 type Row struct {
 	System              string
+	Workers             int // per invocation (wsgate)
+	Events              int // measured
 	Audience            int
 	First, Last         []time.Duration
 	DeliveriesPerSecond float64
@@ -100,12 +115,19 @@ type Report struct {
 	Rows        []Row
 	Sizes       map[string]int64
 	ColdStarts  map[string][]time.Duration
-	RateLatency []time.Duration
-	RateEvents  int
+	Rates       []RateRun
 	Connected   int
 	ConnectTime time.Duration
 	Machine     string
 	Took        time.Duration
+}
+
+// RateRun is one latency run.
+type RateRun struct {
+	PerSecond int             // events published per second
+	Events    int             // published
+	Latency   []time.Duration // publish to receive, every delivery, sorted
+	Took      time.Duration   // first publish to last delivery
 }
 
 type bench struct {
@@ -118,6 +140,22 @@ type bench struct {
 	log     func(format string, args ...any)
 	procs   []*exec.Cmd
 	rss     int64
+	workers int // per broadcast invocation now
+
+	problems atomic.Int64 // function log lines at warning level and above
+}
+
+// problem shows the first function warnings and errors of the run (the
+// functions log at warn level here), and counts the rest.
+func (b *bench) problem(fn string, line []byte) {
+	if !bytes.Contains(line, []byte(`"level":"WARN"`)) && !bytes.Contains(line, []byte(`"level":"ERROR"`)) {
+		return
+	}
+	if n := b.problems.Add(1); n <= 20 {
+		b.log("%s: %s", fn, line)
+	} else if n%1000 == 0 {
+		b.log("%d function warnings and errors so far", n)
+	}
 }
 
 type clientProc struct {
@@ -170,7 +208,7 @@ func (e *emfLines) get(id string) []map[string]any {
 // Run starts the stack, the WebSocket nodes and the clients, and measures.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	start := time.Now()
-	b := &bench{o: o, emf: &emfLines{lines: map[string][]map[string]any{}}}
+	b := &bench{o: o, emf: &emfLines{lines: map[string][]map[string]any{}}, workers: o.Workers}
 	b.log = func(format string, args ...any) {
 		fmt.Fprintf(o.Log, "%s  %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, args...))
 	}
@@ -190,22 +228,35 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 		r.ConnectTime = time.Since(connectStart)
-		base, err := b.measure(ctx, "naive", a)
-		if err != nil {
-			return nil, err
+		var base Row
+		if !o.SkipNaive {
+			if base, err = b.measure(ctx, "naive", a); err != nil {
+				return nil, err
+			}
+			r.Rows = append(r.Rows, base)
 		}
-		r.Rows = append(r.Rows, base)
 		row, err := b.measure(ctx, "wsgate", a)
 		if err != nil {
 			return nil, err
 		}
 		r.Rows = append(r.Rows, row)
 		b.log("audience %d: wsgate last delivery p50 %s (ideal %s); naive %s", a, median(row.Last), row.Ideal, median(base.Last))
+		if o.ScaleWorkers > 0 && o.ScaleWorkers != o.Workers && a >= 10000 {
+			row, err := b.measureWith(ctx, o.ScaleWorkers, a)
+			if err != nil {
+				return nil, err
+			}
+			r.Rows = append(r.Rows, row)
+		}
 	}
 	r.Connected = b.connected()
-	if o.RateAudience > 0 && o.RateEvents > 0 {
-		if r.RateLatency, r.RateEvents, err = b.rate(ctx); err != nil {
-			return nil, err
+	for _, perSecond := range []int{o.RateEvents, o.SustainedRate} {
+		if o.RateAudience > 0 && perSecond > 0 {
+			run, err := b.rate(ctx, perSecond)
+			if err != nil {
+				return nil, err
+			}
+			r.Rates = append(r.Rates, run)
 		}
 	}
 	r.Sizes = map[string]int64{}
@@ -241,6 +292,7 @@ func (b *bench) start(ctx context.Context) error {
 			if fn == stack.FnBroadcast {
 				b.emf.add(line)
 			}
+			b.problem(fn, line)
 		},
 	})
 	if err != nil {
@@ -255,25 +307,18 @@ func (b *bench) start(ctx context.Context) error {
 	return nil
 }
 
+// stop ends the run without the disconnect storm a clean close would
+// cause (tens of thousands of $disconnect invocations): the WebSocket nodes
+// and client processes are killed, and the stack with its in-memory table
+// goes.
 func (b *bench) stop() {
-	for _, c := range b.clients {
-		if c.in != nil {
-			_, _ = c.in.Write([]byte(`{"cmd":"quit"}` + "\n"))
-			_ = c.in.Close()
-		}
-	}
-	for _, c := range b.clients {
-		done := make(chan struct{})
-		go func() { _ = c.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = c.cmd.Process.Kill()
-		}
-	}
 	for _, p := range b.procs {
-		_ = p.Process.Signal(syscall.SIGTERM)
+		_ = p.Process.Kill()
 		_, _ = p.Process.Wait()
+	}
+	for _, c := range b.clients {
+		_ = c.cmd.Process.Kill()
+		_ = c.cmd.Wait()
 	}
 	if b.s != nil {
 		b.s.Close()
@@ -432,13 +477,42 @@ func (b *bench) deliveries(label string, audience int) (count int, first, last i
 	return count, first, last, nil
 }
 
+// measureWith measures wsgate with another worker count per invocation,
+// set as Lambda would (UpdateFunctionConfiguration: fresh instances), and
+// puts the configured count back.
+func (b *bench) measureWith(ctx context.Context, workers, a int) (Row, error) {
+	set := func(w int) error {
+		return b.s.Host.UpdateEnv(stack.FnBroadcast, map[string]string{config.EnvFanoutWorkers: strconv.Itoa(w)})
+	}
+	if err := set(workers); err != nil {
+		return Row{}, err
+	}
+	b.workers = workers
+	row, err := b.measure(ctx, "wsgate", a)
+	b.workers = b.o.Workers
+	if err != nil {
+		return row, err
+	}
+	return row, set(b.o.Workers)
+}
+
 // measure publishes a warm-up and Reps events to an audience, through
 // wsgate or the naive baseline, and collects the figures.
 func (b *bench) measure(ctx context.Context, system string, a int) (Row, error) {
-	row := Row{System: system, Audience: a, Expected: a}
+	// One warm-up event first, for the first rows: above 10,000, and on a
+	// second worker count, everything is warm already and events are dear.
+	reps, warm := b.o.Reps, 1
+	if (a > 10000 || b.workers != b.o.Workers) && b.o.RepsLarge > 0 {
+		reps, warm = b.o.RepsLarge, 0
+	}
+	row := Row{System: system, Audience: a, Expected: a, Events: reps}
+	if system == "wsgate" {
+		row.Workers = b.workers
+	}
+	b.log("%s (%d workers): %d events to %d subscribers", system, row.Workers, reps+warm, a)
 	var calls, retries, read, write, invocations, scans float64
-	for rep := 0; rep <= b.o.Reps; rep++ {
-		label := fmt.Sprintf("%s-%d-%d", system, a, rep)
+	for rep := 1 - warm; rep <= reps; rep++ {
+		label := fmt.Sprintf("%s-%d-%d-%d", system, row.Workers, a, rep)
 		t0 := time.Now()
 		detail, _ := json.Marshal(map[string]any{"topic": Topic(a), "payload": Payload{Label: label, Sent: t0.UnixNano()}})
 		var naive struct {
@@ -499,7 +573,7 @@ func (b *bench) measure(ctx context.Context, system string, a int) (Row, error) 
 		}
 		invocations += float64(len(lines))
 	}
-	n := float64(b.o.Reps)
+	n := float64(reps)
 	if row.Delivered > 0 {
 		row.CallsPerDelivery = calls / float64(row.Delivered)
 		row.RetriesPerDelivery = retries / float64(row.Delivered)
@@ -510,7 +584,7 @@ func (b *bench) measure(ctx context.Context, system string, a int) (Row, error) 
 		row.Concurrency = min(a, naiveSockets)
 	} else {
 		shards := (a + b.o.ShardSize - 1) / b.o.ShardSize
-		row.Concurrency = min(a, b.o.Workers*min(shards, b.o.MaxShards))
+		row.Concurrency = min(a, row.Workers*min(shards, b.o.MaxShards))
 		row.PeakRSS = b.peakRSS()
 	}
 	row.Ideal = time.Duration(float64(a) * float64(b.o.Latency) / float64(row.Concurrency))
@@ -603,22 +677,23 @@ func (b *bench) peakRSS() int64 {
 	return b.rss
 }
 
-// rate publishes RateEvents per second for RateDuration and returns every
-// publish-to-receive latency.
-func (b *bench) rate(ctx context.Context) ([]time.Duration, int, error) {
-	b.log("latency run: %d events/s for %s to %d subscribers", b.o.RateEvents, b.o.RateDuration, b.o.RateAudience)
-	interval := time.Second / time.Duration(b.o.RateEvents)
-	tick := time.NewTicker(interval)
+// rate publishes perSecond events a second for RateDuration to
+// RateAudience subscribers and returns every publish-to-receive latency.
+func (b *bench) rate(ctx context.Context, perSecond int) (RateRun, error) {
+	b.log("latency run: %d events/s for %s to %d subscribers", perSecond, b.o.RateDuration, b.o.RateAudience)
+	run := RateRun{PerSecond: perSecond}
+	tick := time.NewTicker(time.Second / time.Duration(perSecond))
 	defer tick.Stop()
-	end := time.Now().Add(b.o.RateDuration)
-	sent := 0
+	start := time.Now()
+	end := start.Add(b.o.RateDuration)
+	prefix := fmt.Sprintf("rate%d-", perSecond)
 	var wg sync.WaitGroup
 	var errMu sync.Mutex
 	var firstErr error
 	for time.Now().Before(end) {
 		<-tick.C
-		label := fmt.Sprintf("rate-%d", sent)
-		sent++
+		label := fmt.Sprintf("%s%d", prefix, run.Events)
+		run.Events++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -632,13 +707,18 @@ func (b *bench) rate(ctx context.Context) ([]time.Duration, int, error) {
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return nil, 0, firstErr
+		return run, firstErr
 	}
-	if _, _, _, err := b.waitDelivered(ctx, fmt.Sprintf("rate-%d", sent-1), b.o.RateAudience); err != nil {
-		return nil, 0, err
+	// Events may arrive out of publishing order: wait for each.
+	var last int64
+	for i := range run.Events {
+		_, _, l, err := b.waitDelivered(ctx, fmt.Sprintf("%s%d", prefix, i), b.o.RateAudience)
+		if err != nil {
+			return run, err
+		}
+		last = max(last, l)
 	}
-	time.Sleep(500 * time.Millisecond)
-	var all []time.Duration
+	run.Took = time.Duration(last - start.UnixNano())
 	for _, c := range b.clients {
 		if c.from >= b.o.RateAudience {
 			continue
@@ -647,14 +727,14 @@ func (b *bench) rate(ctx context.Context) ([]time.Duration, int, error) {
 			Latencies []int64 `json:"latencies_ns"`
 		}
 		if err := c.call(map[string]string{"cmd": "latencies"}, &res); err != nil {
-			return nil, 0, err
+			return run, err
 		}
 		for _, l := range res.Latencies {
-			all = append(all, time.Duration(l))
+			run.Latency = append(run.Latency, time.Duration(l))
 		}
 	}
-	slices.Sort(all)
-	return all, sent, nil
+	slices.Sort(run.Latency)
+	return run, nil
 }
 
 func num(v any) float64 {

@@ -8,29 +8,34 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/localstack/bench"
+	"github.com/wsgate/wsgate/shared/config"
 )
 
 // Bench runs the fan-out benchmark and writes its table.
 func Bench(ctx context.Context, args []string, st Streams) error {
 	fs := newFlags("bench", st)
 	audiences := fs.String("audiences", "100,1000,10000,50000", "audience sizes")
-	reps := fs.Int("reps", 5, "measured events per audience (after one warm-up)")
+	reps := fs.Int("reps", 5, "measured events per audience up to 10,000 (after one warm-up)")
+	repsLarge := fs.Int("reps-large", 2, "measured events per audience above 10,000, and with --scale-workers (no warm-up)")
 	latency := fs.Duration("latency", 20*time.Millisecond, "PostToConnection latency injected")
 	jitter := fs.Duration("jitter", 5*time.Millisecond, "± jitter on that latency")
 	throttle := fs.Float64("throttle", 0.001, "share of PostToConnection calls answered 429")
-	workers := fs.Int("workers", 8, "WSGATE_FANOUT_WORKERS: posts in flight per invocation")
+	workers := fs.Int("workers", config.DefaultFanoutWorkers, "WSGATE_FANOUT_WORKERS: posts in flight per invocation")
+	scaleWorkers := fs.Int("scale-workers", 2, "measure 10,000 and more subscribers again with this many workers, within what the machine can emulate (0: don't)")
 	shard := fs.Int("shard-size", 1000, "WSGATE_FANOUT_PAGE_SIZE: subscribers per shard")
 	maxShards := fs.Int("max-shards", 51, "broadcast invocations at once (the task queue's concurrency, plus the coordinator)")
 	connections := fs.Int("connections", 10000, "clients connected before the smaller audiences are measured")
 	local := fs.Int("local-clients", 9000, "clients on the stack's own gateway (it also holds the functions' and nodes' connections); the rest go to node processes")
 	perNode := fs.Int("per-node", 17000, "clients per WebSocket node process (open-file limits)")
 	rateEvents := fs.Int("rate", 100, "events per second in the latency run")
-	rateFor := fs.Duration("rate-for", 10*time.Second, "length of the latency run")
+	sustained := fs.Int("rate-sustained", 20, "events per second in a second latency run, one this machine keeps up with (0: none)")
+	rateFor := fs.Duration("rate-for", 5*time.Second, "length of each latency run")
 	rateAudience := fs.Int("rate-audience", 100, "subscribers in the latency run")
 	functions := fs.String("functions", "bin/local", "functions built for this machine")
 	naive := fs.String("naive", "bin/local/naive/bootstrap", "the baseline's bootstrap")
 	arm := fs.String("arm", "bin", "make build's linux/arm64 bootstraps, for their sizes")
 	out := fs.String("out", "bench/results/latest.md", "where to write the table")
+	noNaive := fs.Bool("no-naive", false, "leave the naive baseline out")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,10 +48,10 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 		return err
 	}
 	r, err := bench.Run(ctx, bench.Options{
-		Audiences: aud, Reps: *reps, Latency: *latency, Jitter: *jitter, ThrottleRate: *throttle,
+		Audiences: aud, Reps: *reps, RepsLarge: *repsLarge, ScaleWorkers: *scaleWorkers, SustainedRate: *sustained, Latency: *latency, Jitter: *jitter, ThrottleRate: *throttle,
 		Workers: *workers, ShardSize: *shard, MaxShards: *maxShards, Connections: *connections, LocalClients: *local, PerNode: *perNode,
 		RateEvents: *rateEvents, RateDuration: *rateFor, RateAudience: *rateAudience,
-		FunctionsDir: *functions, Naive: *naive, ArmDir: *arm, Self: self, Log: st.Err,
+		FunctionsDir: *functions, Naive: *naive, ArmDir: *arm, Self: self, Log: st.Err, SkipNaive: *noNaive,
 	})
 	if err != nil {
 		return err

@@ -5,11 +5,18 @@
 package edge
 
 import (
+	"bytes"
 	"encoding/json"
+	"hash/crc32"
+	"io"
+	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Router dispatches AWS API requests.
@@ -27,18 +34,54 @@ type Router struct {
 	Admin http.Handler
 }
 
+// proxyConns bounds the connections to one backend; a request beyond it
+// waits for one to be free.
+const proxyConns = 1024
+
 // Proxy returns a reverse proxy to a backend such as DynamoDB Local.
-func Proxy(backend string) (http.Handler, error) {
+func Proxy(backend string) (http.Handler, error) { return newProxy(backend) }
+
+// DynamoDB returns a reverse proxy to DynamoDB Local that adds the
+// X-Amz-Crc32 header DynamoDB sends on every response and DynamoDB Local
+// leaves off its error responses: the SDK checks the body against it and
+// warns on each response without it.
+func DynamoDB(backend string) (http.Handler, error) {
+	p, err := newProxy(backend)
+	if err != nil {
+		return nil, err
+	}
+	p.ModifyResponse = func(resp *http.Response) error {
+		if resp.Header.Get(crc32Header) != "" {
+			return nil
+		}
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		resp.Header.Set(crc32Header, strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10))
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		return nil
+	}
+	return p, nil
+}
+
+const crc32Header = "X-Amz-Crc32"
+
+func newProxy(backend string) (*httputil.ReverseProxy, error) {
 	u, err := url.Parse(backend)
 	if err != nil {
 		return nil, err
 	}
 	p := httputil.NewSingleHostReverseProxy(u)
-	// Keep connections to the backend for reuse under load (the default
-	// keeps two and churns through a file descriptor per request).
+	// Keep every connection to the backend for reuse under load: the
+	// default keeps two per host and 100 in all, so thousands of requests
+	// in flight churn through new connections, and connect() slows to a
+	// crawl as the ephemeral ports fill with TIME_WAIT.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 512
-	tr.MaxConnsPerHost = 1024
+	tr.MaxIdleConns = 0 // no overall cap
+	tr.MaxIdleConnsPerHost = proxyConns
+	tr.MaxConnsPerHost = proxyConns
 	p.Transport = tr
 	p.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
 		serviceError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "backend unavailable: "+err.Error())
@@ -69,8 +112,40 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func serviceError(w http.ResponseWriter, status int, code, msg string) {
+	body, _ := json.Marshal(map[string]string{"__type": code, "message": msg})
+	w.Header().Set(crc32Header, strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Amzn-ErrorType", code)
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"__type": code, "message": msg})
+	_, _ = w.Write(body)
+}
+
+// Throttle answers a share of the requests it passes on with DynamoDB's
+// throttling error (HTTP 400 ProvisionedThroughputExceededException), as a
+// table over its capacity does; the SDKs retry it with backoff. Rate 0
+// passes everything.
+type Throttle struct {
+	next http.Handler
+	rate atomic.Uint64 // math.Float64bits
+	// Throttled counts the requests answered with the error.
+	Throttled atomic.Int64
+}
+
+// NewThrottle wraps next.
+func NewThrottle(next http.Handler) *Throttle { return &Throttle{next: next} }
+
+// SetRate sets the share of requests throttled, 0 to 1.
+func (t *Throttle) SetRate(r float64) { t.rate.Store(math.Float64bits(min(max(r, 0), 1))) }
+
+// Rate is the share of requests throttled.
+func (t *Throttle) Rate() float64 { return math.Float64frombits(t.rate.Load()) }
+
+func (t *Throttle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rate := t.Rate(); rate > 0 && rand.Float64() < rate {
+		t.Throttled.Add(1)
+		serviceError(w, http.StatusBadRequest, "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+			"The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API.")
+		return
+	}
+	t.next.ServeHTTP(w, r)
 }

@@ -49,9 +49,12 @@ type Stats struct {
 // function is a registered Function and its instances; everything but cfg
 // and arn is guarded by Host.mu.
 type function struct {
-	cfg       Function
+	cfg       Function // its Env is the one at Register; env is current
 	arn       string
 	initLimit time.Duration // how long a process may take to ask for work
+
+	env     map[string]string // Function.Env as UpdateEnv left it
+	version int               // bumped by UpdateEnv; instances of older versions retire
 
 	live      int                    // instances counted against Concurrency, starting ones included
 	instances map[*instance]struct{} // started processes not yet reaped

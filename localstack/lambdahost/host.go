@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -75,6 +76,38 @@ func (h *Host) Register(f Function) error {
 		arn:       fmt.Sprintf("arn:aws:lambda:%s:000000000000:function:%s", h.opts.Region, cfg.Name),
 		initLimit: max(initTimeout, cfg.Timeout),
 		instances: make(map[*instance]struct{}),
+		env:       maps.Clone(cfg.Env),
+	}
+	return nil
+}
+
+// UpdateEnv changes a function's environment variables, as Lambda's
+// UpdateFunctionConfiguration does: vars are set (an empty value removes
+// the variable), idle instances are retired at once, busy ones when their
+// invocation ends, and every invocation from now on starts a fresh
+// instance with the new environment.
+func (h *Host) UpdateEnv(name string, vars map[string]string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f, ok := h.functions[name]
+	switch {
+	case h.closed:
+		return ErrClosed
+	case !ok:
+		return fmt.Errorf("%w: %s", ErrUnknownFunction, name)
+	}
+	env := maps.Clone(f.env)
+	for k, v := range vars {
+		if v == "" {
+			delete(env, k)
+		} else {
+			env[k] = v
+		}
+	}
+	f.env = env
+	f.version++
+	for _, inst := range slices.Clone(f.idle) {
+		h.killLocked(inst)
 	}
 	return nil
 }
@@ -118,6 +151,27 @@ func (h *Host) Invoke(ctx context.Context, name string, payload []byte) ([]byte,
 		<-inv.finished
 	}
 	return inv.response, inv.err
+}
+
+// Crash kills the processes of the named function that hold an
+// invocation, as an out-of-memory kill or a hardware fault would: their
+// invocations fail (Runtime.ExitError) and the callers' retries take over.
+// It returns how many it killed.
+func (h *Host) Crash(name string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f, ok := h.functions[name]
+	if !ok {
+		return 0
+	}
+	n := 0
+	for inst := range f.instances {
+		if inst.state == stateBusy {
+			h.killLocked(inst)
+			n++
+		}
+	}
+	return n
 }
 
 // Stats returns the counters of the named function; zero if unknown.

@@ -354,6 +354,34 @@ func TestInvoke_ExitMidInvocationIsExitErrorAndNextInvocationWorks(t *testing.T)
 	assert.Equal(t, 1, st.Running)
 }
 
+func TestCrash_KillsBusyInstancesAndTheirInvocationsFail(t *testing.T) {
+	t.Parallel()
+	h, _ := newHost(t, Function{Name: "crash", Concurrency: 2})
+	ctx := context.Background()
+	_, err := invokeEcho(ctx, h, "crash", echoRequest{Action: "echo"})
+	require.NoError(t, err)
+	assert.Zero(t, h.Crash("crash"), "an idle instance is not crashed")
+
+	slow := make(chan error, 1)
+	go func() {
+		_, err := invokeEcho(ctx, h, "crash", echoRequest{Action: "sleep", MS: 5000})
+		slow <- err
+	}()
+	require.Eventually(t, func() bool { return h.busy("crash") }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, 1, h.Crash("crash"))
+	select {
+	case err := <-slow:
+		fe := requireFunctionError(t, err)
+		assert.Equal(t, ErrorTypeExit, fe.Type)
+	case <-time.After(3 * time.Second):
+		t.Fatal("the crashed invocation did not end")
+	}
+	again, err := invokeEcho(ctx, h, "crash", echoRequest{Action: "echo"})
+	require.NoError(t, err, "the function serves the next invocation")
+	assert.Positive(t, again.PID)
+	assert.Zero(t, h.Crash("nope"))
+}
+
 func TestInvoke_TimeoutKillsProcessAndNextInvocationWorks(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -501,6 +529,45 @@ func TestInvoke_WarmInstanceIsReused(t *testing.T) {
 	assert.Equal(t, 1, st.Running)
 	require.Len(t, st.ColdStartDurations, 1)
 	assert.Positive(t, st.ColdStartDurations[0])
+}
+
+func TestUpdateEnv_NewInvocationsRunWithTheNewEnvironment(t *testing.T) {
+	t.Parallel()
+	h, _ := newHost(t, Function{Name: "conf", Concurrency: 1, Env: map[string]string{"WSGATE_A": "1", "WSGATE_B": "kept"}})
+	ctx := context.Background()
+
+	before, err := invokeEcho(ctx, h, "conf", echoRequest{Action: "env"})
+	require.NoError(t, err)
+	assert.Equal(t, "1", before.Env["WSGATE_A"])
+
+	// Busy while configured: it finishes its invocation on the old
+	// environment, then retires; the next invocation starts afresh.
+	slow := make(chan error, 1)
+	go func() {
+		_, err := invokeEcho(ctx, h, "conf", echoRequest{Action: "sleep", MS: 300})
+		slow <- err
+	}()
+	require.Eventually(t, func() bool { return h.busy("conf") }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, h.UpdateEnv("conf", map[string]string{"WSGATE_A": "2", "WSGATE_C": "new"}))
+	after, err := invokeEcho(ctx, h, "conf", echoRequest{Action: "env"})
+	require.NoError(t, err)
+	require.NoError(t, <-slow)
+
+	assert.NotEqual(t, before.PID, after.PID, "a fresh instance")
+	assert.Equal(t, "2", after.Env["WSGATE_A"])
+	assert.Equal(t, "kept", after.Env["WSGATE_B"])
+	assert.Equal(t, "new", after.Env["WSGATE_C"])
+
+	// An idle instance retires at once; an empty value unsets.
+	require.NoError(t, h.UpdateEnv("conf", map[string]string{"WSGATE_C": ""}))
+	last, err := invokeEcho(ctx, h, "conf", echoRequest{Action: "env"})
+	require.NoError(t, err)
+	assert.NotEqual(t, after.PID, last.PID)
+	assert.NotContains(t, last.Env, "WSGATE_C")
+	assert.Equal(t, 3, h.Stats("conf").ColdStarts)
+	assert.Eventually(t, func() bool { return h.Stats("conf").Running == 1 }, 5*time.Second, 10*time.Millisecond, "retired processes are gone")
+
+	assert.ErrorIs(t, h.UpdateEnv("nope", nil), ErrUnknownFunction)
 }
 
 func TestInvoke_ContextEndingWhileWaitingForAnInstanceReturnsItsError(t *testing.T) {
@@ -854,4 +921,16 @@ func runHostHelper() {
 	}
 	fmt.Println(resp.PID)
 	select {}
+}
+
+// busy reports whether an instance of the function holds an invocation.
+func (h *Host) busy(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for inst := range h.functions[name].instances {
+		if inst.state == stateBusy {
+			return true
+		}
+	}
+	return false
 }

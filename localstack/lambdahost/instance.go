@@ -45,6 +45,7 @@ type instance struct {
 	gone     chan struct{}    // closed when the instance turns dead
 	stopped  chan struct{}    // closed once the process is reaped and accounted for
 
+	version   int // the function's version it was started with
 	state     instanceState
 	wasReady  bool        // it has asked for work at least once
 	reserved  bool        // the Invoke that started it is waiting to use it
@@ -81,7 +82,10 @@ func (h *Host) launch(f *function) (*instance, error) {
 
 	cmd := exec.Command(f.cfg.Path)
 	cmd.Dir = filepath.Dir(f.cfg.Path)
+	h.mu.Lock()
+	inst.version = f.version
 	cmd.Env = h.environment(f, ln.Addr().String(), inst.logStream)
+	h.mu.Unlock()
 	cmd.SysProcAttr = processAttr()
 	cmd.WaitDelay = waitDelay
 	if log := h.opts.Log; log != nil {
@@ -101,6 +105,7 @@ func (h *Host) launch(f *function) (*instance, error) {
 
 // environment is the process environment of an instance: what Lambda sets,
 // then Function.Env on top. Nothing else of the host's leaks in but PATH.
+// The caller holds h.mu.
 func (h *Host) environment(f *function, api, logStream string) []string {
 	root := filepath.Dir(f.cfg.Path)
 	env := map[string]string{
@@ -122,7 +127,7 @@ func (h *Host) environment(f *function, api, logStream string) []string {
 		"AWS_SECRET_ACCESS_KEY":           "local",
 		"AWS_SESSION_TOKEN":               "local",
 	}
-	for k, v := range f.cfg.Env {
+	for k, v := range f.env {
 		env[k] = v
 	}
 	out := make([]string, 0, len(env))

@@ -61,7 +61,11 @@ func (h *Host) next(inst *instance, w http.ResponseWriter, r *http.Request) {
 		inst.initTimer.Stop()
 		f.stats.ColdStartDurations = append(f.stats.ColdStartDurations, time.Since(inst.started))
 		close(inst.ready)
-		if !inst.reserved {
+		switch {
+		case inst.reserved:
+		case inst.version != f.version:
+			h.killLocked(inst) // configured again while it started
+		default:
 			f.idle = append(f.idle, inst)
 			f.broadcastLocked()
 		}
@@ -73,6 +77,10 @@ func (h *Host) next(inst *instance, w http.ResponseWriter, r *http.Request) {
 		inv.timer.Stop()
 		close(inv.finished)
 		inst.inv = nil
+		if inst.version != f.version {
+			h.killLocked(inst) // UpdateEnv retired it
+			break
+		}
 		inst.state = stateIdle
 		f.idle = append(f.idle, inst)
 		f.broadcastLocked()

@@ -112,6 +112,9 @@ type Stack struct {
 
 	log       *slog.Logger
 	dynamo    *dynamolocal.Server
+	throttle  *edge.Throttle
+	wsMu      sync.Mutex // guards servers[0], the WebSocket server, across restarts
+	wsHandler http.Handler
 	fnEnv     map[string]string
 	nodesMu   sync.RWMutex
 	nodes     map[string]http.Handler // WebSocket nodes by connection-id prefix
@@ -250,12 +253,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		},
 	})
 
-	dynamo, err := edge.Proxy(s.DynamoDBEndpoint)
+	dynamo, err := edge.DynamoDB(s.DynamoDBEndpoint)
 	if err != nil {
 		return nil, err
 	}
+	s.throttle = edge.NewThrottle(dynamo)
 	awsMux := &edge.Router{
-		DynamoDB: dynamo, Events: s.Bus, SQS: s.SQS,
+		DynamoDB: s.throttle, Events: s.Bus, SQS: s.SQS,
 		Management: http.HandlerFunc(s.management), IsManagement: s.Gateway.ManagementPath,
 		Admin: s.admin(opts),
 	}
@@ -265,6 +269,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		wsMux.Handle("/console/", opts.Console)
 	}
 	wsMux.Handle("/", s.Gateway)
+	s.wsHandler = wsMux
 	s.serve(wsLn, wsMux)
 	s.serve(awsLn, awsMux)
 	s.log.Info("local stack up", "websocket", s.WebSocketURL, "aws", s.AWSEndpoint, "dynamodb", s.DynamoDBEndpoint, "table", s.Table)
@@ -336,15 +341,15 @@ func (s *Stack) admin(opts Options) http.Handler {
 	})
 	mux.HandleFunc("/_wsgate/faults", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost || r.Method == http.MethodPut {
-			var f apigw.Faults
+			var f Faults
 			if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&f); err != nil {
-				http.Error(w, "want {\"latency\":..., \"jitter\":..., \"throttle_rate\":..., \"error_rate\":...} (durations in nanoseconds)", http.StatusBadRequest)
+				http.Error(w, "want {\"latency\":..., \"jitter\":..., \"throttle_rate\":..., \"error_rate\":..., \"skip_disconnect_rate\":..., \"dynamodb_throttle_rate\":...} (durations in nanoseconds, rates 0 to 1)", http.StatusBadRequest)
 				return
 			}
-			s.Gateway.SetFaults(f)
+			s.SetFaults(f)
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(s.Gateway.CurrentFaults())
+		_ = json.NewEncoder(w).Encode(s.CurrentFaults())
 	})
 	if opts.DevTokens != nil {
 		mux.Handle("/_wsgate/token", opts.DevTokens)
@@ -426,6 +431,50 @@ func (s *Stack) invokeForNode(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out)
 }
 
+// Faults are the failures the stack injects, for fault tests and
+// benchmarks: the gateway's (@connections latency, throttling and errors,
+// skipped $disconnects) and a share of DynamoDB requests throttled.
+type Faults struct {
+	apigw.Faults
+	DynamoDBThrottleRate float64 `json:"dynamodb_throttle_rate"`
+}
+
+// SetFaults replaces the injected faults.
+func (s *Stack) SetFaults(f Faults) {
+	s.Gateway.SetFaults(f.Faults)
+	s.throttle.SetRate(f.DynamoDBThrottleRate)
+}
+
+// CurrentFaults returns the injected faults.
+func (s *Stack) CurrentFaults() Faults {
+	return Faults{Faults: s.Gateway.CurrentFaults(), DynamoDBThrottleRate: s.throttle.Rate()}
+}
+
+// DynamoDBThrottled counts the DynamoDB requests answered with a
+// throttling error so far.
+func (s *Stack) DynamoDBThrottled() int64 { return s.throttle.Throttled.Load() }
+
+// RestartWebSocket stops the WebSocket endpoint as a crashing gateway
+// would (every connection cut, no close frame, no $disconnect), keeps it
+// down for the given time, and serves again on the same address.
+func (s *Stack) RestartWebSocket(down time.Duration) error {
+	s.wsMu.Lock()
+	defer s.wsMu.Unlock()
+	addr := strings.TrimSuffix(strings.TrimPrefix(s.WebSocketURL, "ws://"), "/")
+	_ = s.servers[0].Close()
+	cut := s.Gateway.Crash()
+	s.log.Info("WebSocket endpoint down", "connections_cut", cut, "for", down.String())
+	time.Sleep(down)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen again on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: s.wsHandler, ReadHeaderTimeout: 10 * time.Second}
+	s.servers[0] = srv
+	go func() { _ = srv.Serve(ln) }()
+	return nil
+}
+
 // Close stops everything this stack started: connections first (their
 // $disconnect still runs), then the servers, the functions and DynamoDB.
 func (s *Stack) Close() {
@@ -434,11 +483,14 @@ func (s *Stack) Close() {
 		defer cancel()
 		// Stop what starts invocations, letting those in flight finish while
 		// the AWS endpoint they call is still up.
+		s.wsMu.Lock()
 		for _, srv := range s.servers[:min(1, len(s.servers))] {
 			_ = srv.Shutdown(ctx) // the WebSocket listener: no new clients
 		}
+		s.wsMu.Unlock()
 		if s.Gateway != nil {
 			s.Gateway.CloseAll(ctx)
+			s.Gateway.Close()
 		}
 		if s.stopESM != nil {
 			s.stopESM()
