@@ -29,6 +29,9 @@ func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketPro
 		log.Info("connect refused", append([]any{"status", status, "reason", reason}, attrs...)...)
 		return events.APIGatewayProxyResponse{StatusCode: status, Body: http.StatusText(status) + ": " + reason}, nil
 	}
+	if rc.ConnectionID == "" {
+		return refuse(http.StatusBadRequest, "not a WebSocket $connect request: no requestContext.connectionId")
+	}
 	q := queryParams(req)
 
 	var scope topic.Pattern
@@ -185,6 +188,10 @@ func queryParams(req events.APIGatewayWebsocketProxyRequest) map[string]string {
 func (g *Gateway) Disconnect(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	rc := req.RequestContext
 	log := g.log.With("connection_id", rc.ConnectionID, "request_id", rc.RequestID, "route", "$disconnect")
+	if rc.ConnectionID == "" {
+		log.Error("not a WebSocket $disconnect request: no requestContext.connectionId")
+		return events.APIGatewayProxyResponse{StatusCode: http.StatusBadRequest}, nil
+	}
 	n, err := g.store.DeleteConnection(ctx, rc.ConnectionID)
 	if err != nil {
 		// Returning an error lets Lambda's retry and the TTL finish the job.

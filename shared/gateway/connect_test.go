@@ -117,6 +117,16 @@ func TestConnect_Refusals(t *testing.T) {
 	assert.Equal(t, http.StatusOK, h.Connect("su", map[string]string{"token": su, "topic": "topology.globex1"}, nil).StatusCode, "superusers see every topic")
 }
 
+func TestRoutes_RequestWithoutConnectionIDIsRefusedAndWritesNothing(t *testing.T) {
+	h := gatewaytest.New(t)
+	assert.Equal(t, http.StatusBadRequest, h.Connect("", nil, nil).StatusCode, "no pending connection, no auth deadline task")
+	assert.Equal(t, http.StatusBadRequest, h.Connect("", map[string]string{"token": h.Token(user)}, nil).StatusCode)
+	assert.Empty(t, h.Send("", `{"type":"ping"}`))
+	h.Disconnect("")
+	_, err := h.Store.GetConnection(context.Background(), "")
+	assert.ErrorIs(t, err, store.ErrNotFound)
+}
+
 func TestConnect_TokenAttacksRefused(t *testing.T) {
 	h := gatewaytest.New(t, func(c *config.Config) { c.JWTIssuer = "https://idp"; c.JWTAudience = "wsgate" })
 	good := h.Token(user)
