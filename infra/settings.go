@@ -113,6 +113,7 @@ var functionSettings = []struct {
 	{"fanoutWorkers", config.EnvFanoutWorkers, integer},
 	{"fanoutPageSize", config.EnvFanoutPageSize, integer},
 	{"postRate", config.EnvPostRate, integer},
+	{"eventLease", config.EnvEventLease, duration},
 	{"logLevel", config.EnvLogLevel, text},
 }
 

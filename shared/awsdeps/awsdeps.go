@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -59,7 +60,7 @@ func Load(ctx context.Context, cfg config.Config, withVerifier bool) (Deps, erro
 	if err != nil {
 		return Deps{}, fmt.Errorf("aws config: %w", err)
 	}
-	d := Deps{Log: Logger(cfg), Store: store.New(dynamodb.NewFromConfig(awsCfg), cfg.Table)}
+	d := Deps{Log: Logger(cfg), Store: store.New(dynamodb.NewFromConfig(awsCfg, dynamoRetries), cfg.Table)}
 	endpoint, err := ManagementEndpoint(cfg, awsCfg)
 	if err != nil {
 		return Deps{}, err
@@ -82,6 +83,14 @@ func Load(ctx context.Context, cfg config.Config, withVerifier bool) (Deps, erro
 		}
 	}
 	return d, nil
+}
+
+// dynamoRetries gives DynamoDB calls eight attempts, backing off at most
+// a second: a throttled table (ProvisionedThroughputExceeded, on-demand
+// tables' partition limits) recovers within seconds, which the SDK's three
+// attempts do not cover, and a Lambda cannot wait its 20 s maximum backoff.
+func dynamoRetries(o *dynamodb.Options) {
+	o.Retryer = retry.AddWithMaxBackoffDelay(retry.AddWithMaxAttempts(retry.NewStandard(), 8), time.Second)
 }
 
 // ManagementEndpoint is the @connections endpoint: WSGATE_MANAGEMENT_ENDPOINT,

@@ -36,14 +36,17 @@ import (
 // Store is the storage broadcast uses.
 type Store interface {
 	BeginEvent(ctx context.Context, ev events.Event, owner string, lease, historyTTL time.Duration) (store.EventRecord, error)
+	ClaimEvent(ctx context.Context, eventID, owner string, lease time.Duration) (store.EventRecord, error)
+	RenewEvent(ctx context.Context, eventID, owner string, lease time.Duration) error
+	ReleaseEvent(ctx context.Context, eventID, owner string) error
 	FinishEvent(ctx context.Context, eventID string) error
 	SubscriberPatterns(ctx context.Context, t topic.Pattern) ([]store.PatternRef, error)
 	Subscribers(ctx context.Context, pattern string, cursor store.Cursor, limit int) ([]store.Subscription, store.Cursor, error)
 	ForgetPattern(ctx context.Context, ref store.PatternRef) error
 	DeleteConnection(ctx context.Context, id string) (int, error)
 	GetConnection(ctx context.Context, id string) (store.Connection, error)
-	GetShard(ctx context.Context, eventID string, shard int) (store.ShardProgress, bool, error)
-	PutShard(ctx context.Context, eventID string, shard int, p store.ShardProgress) error
+	ClaimShard(ctx context.Context, eventID string, shard int, owner string, lease time.Duration) (store.ShardProgress, bool, error)
+	PutShard(ctx context.Context, eventID string, shard int, owner string, lease time.Duration, p store.ShardProgress) error
 	delivery.HistoryReader
 }
 
@@ -161,10 +164,19 @@ func (h *Handler) HandleEvent(ctx context.Context, cwe lambdaevents.CloudWatchEv
 	}
 	log = log.With("topic", ev.Topic.String())
 
-	rec, err := h.store.BeginEvent(ctx, ev, owner(ctx), h.lease(ctx), h.cfg.HistoryRetention)
+	me := owner(ctx)
+	rec, err := h.store.BeginEvent(ctx, ev, me, h.cfg.EventLease, h.cfg.HistoryRetention)
+	if errors.Is(err, store.ErrInProgress) {
+		// Another attempt holds it: wait for it to finish, or for its
+		// lease to lapse if it died, and take over.
+		err = h.await(ctx, func() (err error) {
+			rec, err = h.store.ClaimEvent(ctx, ev.ID, me, h.cfg.EventLease)
+			return err
+		})
+	}
 	switch {
 	case errors.Is(err, store.ErrInProgress):
-		log.Info("event in progress elsewhere; EventBridge will retry")
+		log.Info("event in progress elsewhere; a retry will find it done or abandoned")
 		return err
 	case err != nil:
 		log.Error("sequence assignment failed", "error", err.Error())
@@ -175,13 +187,25 @@ func (h *Handler) HandleEvent(ctx context.Context, cwe lambdaevents.CloudWatchEv
 		return nil
 	}
 	log = log.With("seq", rec.Seq)
+	stopLease := h.keepLease(ctx, log, func(ctx context.Context) error { return h.store.RenewEvent(ctx, ev.ID, me, h.cfg.EventLease) })
+	defer stopLease()
 	if ev.HasPayload {
-		if err := h.deliver(ctx, log, m, ev, rec, cwe.Detail); err != nil {
-			return err
+		err = h.deliver(ctx, log, m, ev, rec, cwe.Detail)
+	}
+	if err == nil {
+		if err = h.store.FinishEvent(ctx, ev.ID); err != nil {
+			log.Error("finish failed; a redelivery will repeat the fan-out", "error", err.Error())
 		}
 	}
-	if err := h.store.FinishEvent(ctx, ev.ID); err != nil {
-		log.Error("finish failed; a redelivery will repeat the fan-out", "error", err.Error())
+	if err != nil {
+		// Let EventBridge's retry take the event over without waiting
+		// out the lease.
+		stopLease()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if rerr := h.store.ReleaseEvent(rctx, ev.ID, me); rerr != nil {
+			log.Warn("lease not released; the retry waits for it to lapse", "error", rerr.Error())
+		}
 		return err
 	}
 	m.Duration("ProcessingDuration", h.now().Sub(start))
@@ -488,11 +512,49 @@ func owner(ctx context.Context) string {
 	return hex.EncodeToString(b[:])
 }
 
-// lease lasts until this invocation's deadline: past it, a redelivery may
-// take the event over.
-func (h *Handler) lease(ctx context.Context) time.Duration {
-	if d, ok := ctx.Deadline(); ok {
-		return d.Sub(h.now()) + 5*time.Second
+// await runs claim until it stops answering ErrInProgress, for at most
+// one lease and a second: the holder finishes, or its lease lapses if it
+// died. It leaves time for the work the claim is for.
+func (h *Handler) await(ctx context.Context, claim func() error) error {
+	lease := h.cfg.EventLease
+	until := time.Now().Add(lease + time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Add(-lease).Before(until) {
+		until = d.Add(-lease)
 	}
-	return 5 * time.Minute
+	for {
+		err := claim()
+		if !errors.Is(err, store.ErrInProgress) || !time.Now().Before(until) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(max(lease/5, 50*time.Millisecond)):
+		}
+	}
+}
+
+// keepLease renews a lease every third of its length until the returned
+// stop is called (once or more).
+func (h *Handler) keepLease(ctx context.Context, log *slog.Logger, renew func(context.Context) error) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(h.cfg.EventLease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := renew(ctx); err != nil {
+					log.Warn("lease not renewed", "error", err.Error())
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/events"
 	"github.com/wsgate/wsgate/shared/gateway/gatewaytest"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/store/storetest"
@@ -64,6 +66,48 @@ func TestBroadcast_RedeliveredEventIsNotDeliveredTwice(t *testing.T) {
 	assert.Contains(t, resumed[0], `"data":{"n":2}`, "only the next event is replayed")
 	assert.Contains(t, resumed[1], `"type":"resumed"`)
 	assert.Equal(t, 0.0, h.Metrics.Last("Duplicate"), "the last line is the new event's")
+}
+
+func TestBroadcast_EventADeadInvocationHeldIsTakenOverOnceItsLeaseLapses(t *testing.T) {
+	h := gatewaytest.New(t, func(c *config.Config) { c.EventLease = time.Second })
+	h.MustConnect("c", h.Token(reader), map[string]string{"envelope": "1"})
+	h.Send("c", `{"type":"subscribe","topic":"telemetry.1"}`)
+	detail := `{"topic":"telemetry.1","payload":{"n":1}}`
+	// An invocation took the event and its number, then died without
+	// renewing its lease.
+	ev, err := events.Parse("e1", h.Now, []byte(detail), false)
+	require.NoError(t, err)
+	rec, err := h.Store.BeginEvent(context.Background(), ev, "dead-invocation", time.Second, time.Hour)
+	require.NoError(t, err)
+
+	// The harness clock stands still: move it past the lease while the
+	// retry waits.
+	start := time.Now()
+	go func() { time.Sleep(500 * time.Millisecond); h.Advance(2 * time.Second) }()
+	require.NoError(t, h.Publish("e1", detail), "the retry waits out the lease and takes over")
+	assert.GreaterOrEqual(t, time.Since(start), 500*time.Millisecond)
+	got := h.Received("c")
+	require.Len(t, got, 1)
+	assert.Contains(t, got[0], fmt.Sprintf(`"seq":%d`, rec.Seq), "with the number the dead attempt drew")
+	require.NoError(t, h.Publish("e1", detail))
+	assert.Len(t, h.Received("c"), 1, "then it is done")
+}
+
+func TestBroadcast_EventALiveInvocationHoldsIsLeftToIt(t *testing.T) {
+	h := gatewaytest.New(t, func(c *config.Config) { c.EventLease = time.Second })
+	h.MustConnect("c", h.Token(reader), nil)
+	h.Send("c", `{"type":"subscribe","topic":"telemetry.1"}`)
+	detail := `{"topic":"telemetry.1","payload":{"n":1}}`
+	ev, err := events.Parse("e1", h.Now, []byte(detail), false)
+	require.NoError(t, err)
+	_, err = h.Store.BeginEvent(context.Background(), ev, "live-invocation", time.Minute, time.Hour)
+	require.NoError(t, err)
+
+	err = h.Publish("e1", detail)
+	assert.ErrorIs(t, err, store.ErrInProgress, "EventBridge retries later")
+	assert.Empty(t, h.Received("c"), "not delivered twice at once")
+	require.NoError(t, h.Store.RenewEvent(context.Background(), "e1", "live-invocation", time.Minute), "the holder keeps its lease")
+	assert.ErrorIs(t, h.Store.RenewEvent(context.Background(), "e1", "someone-else", time.Minute), store.ErrInProgress)
 }
 
 func TestBroadcast_GoneConnectionIsRemoved(t *testing.T) {

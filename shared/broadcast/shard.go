@@ -2,6 +2,7 @@ package broadcast
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -18,16 +19,24 @@ import (
 // delivers: a worker that dies re-sends at most what it delivered since.
 const checkpointEvery = 250 * time.Millisecond
 
-// deliverShard delivers one shard. With markers, it skips a shard already
-// delivered and, within a shard, the connections an earlier attempt
-// recorded as delivered, and records its own progress as it goes.
+// deliverShard delivers one shard. With markers, it claims the shard (a
+// shard another live attempt holds is waited for, then left to it), skips
+// a shard already delivered and, within a shard, the connections an
+// earlier attempt recorded as delivered, and records its own progress as
+// it goes, which also renews its claim.
 func (h *Handler) deliverShard(ctx context.Context, log *slog.Logger, m *metrics.Set, enc *delivery.Encoder, eventID string, idx int, variants []queue.Variant, sh shard, markers bool) error {
 	log = log.With("shard", idx)
 	done := make([]byte, (len(sh.conns)+7)/8)
+	me, lease := owner(ctx), h.cfg.EventLease
 	if markers {
-		prev, ok, err := h.store.GetShard(ctx, eventID, idx)
+		var prev store.ShardProgress
+		var ok bool
+		err := h.await(ctx, func() (err error) {
+			prev, ok, err = h.store.ClaimShard(ctx, eventID, idx, me, lease)
+			return err
+		})
 		if err != nil {
-			log.Error("shard progress unreadable", "error", err.Error())
+			log.Warn("shard not claimed; it will be retried", "error", err.Error())
 			return err
 		}
 		if ok && prev.Done {
@@ -74,34 +83,47 @@ func (h *Handler) deliverShard(ctx context.Context, log *slog.Logger, m *metrics
 		p := store.ShardProgress{Done: final, Delivered: append([]byte(nil), done...), First: sh.conns[0]}
 		progressed = false
 		mu.Unlock()
-		return h.store.PutShard(ctx, eventID, idx, p)
+		return h.store.PutShard(ctx, eventID, idx, me, lease, p)
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	sendCtx, lost := context.WithCancel(ctx)
+	defer lost()
 	if markers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			t := time.NewTicker(checkpointEvery)
 			defer t.Stop()
+			last := time.Now()
 			for {
 				select {
 				case <-stop:
 					return
-				case <-t.C:
+				case now := <-t.C:
 					mu.Lock()
 					dirty := progressed
 					mu.Unlock()
-					if dirty {
-						if err := record(false); err != nil {
-							log.Warn("shard checkpoint failed", "error", err.Error())
-						}
+					// Progress, or a claim about to lapse (retries can
+					// stall progress), is written down.
+					if !dirty && now.Sub(last) < lease/3 {
+						continue
+					}
+					last = now
+					err := record(false)
+					if errors.Is(err, store.ErrInProgress) {
+						log.Warn("shard taken over by another attempt; stopping", "error", err.Error())
+						lost()
+						return
+					}
+					if err != nil {
+						log.Warn("shard checkpoint failed", "error", err.Error())
 					}
 				}
 			}
 		}()
 	}
-	h.send(ctx, log, m, ds, enc.Item().Time, func(k int) {
+	h.send(sendCtx, log, m, ds, enc.Item().Time, func(k int) {
 		i := pos[k]
 		mu.Lock()
 		done[i/8] |= 1 << (i % 8)
@@ -110,6 +132,9 @@ func (h *Handler) deliverShard(ctx context.Context, log *slog.Logger, m *metrics
 	})
 	close(stop)
 	wg.Wait()
+	if sendCtx.Err() != nil && ctx.Err() == nil {
+		return nil // the attempt that took over finishes the shard
+	}
 	if markers {
 		if err := record(true); err != nil {
 			log.Error("shard completion not recorded; a retry will skip what was delivered", "error", err.Error())

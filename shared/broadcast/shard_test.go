@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	lambdaevents "github.com/aws/aws-lambda-go/events"
 	"github.com/stretchr/testify/assert"
@@ -117,7 +118,7 @@ func TestShards_ResumeSkipsWhatADeadWorkerDelivered(t *testing.T) {
 	// A worker died after delivering the shard's first two connections and
 	// checkpointing them.
 	st := h.Store
-	require.NoError(t, st.PutShard(context.Background(), task.EventID, task.Shard, store.ShardProgress{Delivered: []byte{0b0011}, First: task.Conns[0]}))
+	require.NoError(t, st.PutShard(context.Background(), task.EventID, task.Shard, "dead-worker", -time.Second, store.ShardProgress{Delivered: []byte{0b0011}, First: task.Conns[0]}))
 	runTasks(t, h, tasks)
 	for i, id := range task.Conns {
 		want := 1
@@ -127,4 +128,34 @@ func TestShards_ResumeSkipsWhatADeadWorkerDelivered(t *testing.T) {
 		assert.Len(t, h.Received(id), want, id)
 	}
 	assert.Equal(t, 2.0, h.Metrics.Last("ResumedDeliveries"))
+}
+
+func TestShards_AShardALiveWorkerHoldsIsNotDeliveredTwice(t *testing.T) {
+	h := gatewaytest.New(t, func(c *config.Config) { c.FanoutPageSize = 4; c.EventLease = time.Second })
+	audienceOf(t, h, 8, "room.1")
+	require.NoError(t, h.Publish("big", shardedEvent))
+	tasks := shardTasks(t, h)
+	require.Len(t, tasks, 1)
+	task := tasks[0]
+	// SQS handed the same task to a second worker while the first, alive,
+	// holds the shard: the second waits out the claim, then gives up.
+	ctx := context.Background()
+	require.NoError(t, h.Store.PutShard(ctx, task.EventID, task.Shard, "live-worker", time.Minute, store.ShardProgress{First: task.Conns[0]}))
+	b, err := json.Marshal(task)
+	require.NoError(t, err)
+	start := time.Now()
+	resp := h.Broadcast.HandleTasks(ctx, lambdaevents.SQSEvent{Records: []lambdaevents.SQSMessage{{MessageId: "m1", Body: string(b)}}})
+	assert.Len(t, resp.BatchItemFailures, 1, "the task goes back to the queue")
+	assert.GreaterOrEqual(t, time.Since(start), time.Second, "it waited for the holder's lease")
+	for _, id := range task.Conns {
+		assert.Empty(t, h.Received(id), "%s: nothing sent while the shard is held", id)
+	}
+
+	// The holder finished: the redelivered task finds the shard done.
+	require.NoError(t, h.Store.PutShard(ctx, task.EventID, task.Shard, "live-worker", time.Minute, store.ShardProgress{Done: true, First: task.Conns[0]}))
+	runTasks(t, h, tasks)
+	for _, id := range task.Conns {
+		assert.Empty(t, h.Received(id))
+	}
+	assert.Equal(t, 1.0, h.Metrics.Last("ShardsSkipped"))
 }

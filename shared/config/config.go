@@ -46,6 +46,7 @@ const (
 	EnvProfiles                   = "WSGATE_PROFILES"
 
 	EnvHistoryRetention = "WSGATE_HISTORY_RETENTION"
+	EnvEventLease       = "WSGATE_EVENT_LEASE"
 	EnvHistoryDefault   = "WSGATE_HISTORY_DEFAULT"
 	EnvTicketLifetime   = "WSGATE_TICKET_LIFETIME"
 	EnvConnectionTTL    = "WSGATE_CONNECTION_TTL"
@@ -68,11 +69,15 @@ const (
 	DefaultMaxSubscriptions           = 100
 	DefaultMaxBatch                   = 50
 	DefaultHistoryRetention           = 24 * time.Hour
-	DefaultTicketLifetime             = 60 * time.Second
-	DefaultConnectionTTL              = 2*time.Hour + 10*time.Minute
-	DefaultFanoutWorkers              = 64
-	DefaultFanoutPageSize             = 1000
-	DefaultPostRate                   = 2000
+	// DefaultEventLease: how long an event or shard stays claimed by an
+	// invocation that stops renewing (it died); a redelivery then takes
+	// over. Renewed every third of it.
+	DefaultEventLease     = 10 * time.Second
+	DefaultTicketLifetime = 60 * time.Second
+	DefaultConnectionTTL  = 2*time.Hour + 10*time.Minute
+	DefaultFanoutWorkers  = 64
+	DefaultFanoutPageSize = 1000
+	DefaultPostRate       = 2000
 )
 
 // Hard ceilings that configuration cannot raise: API Gateway's own limits.
@@ -116,6 +121,7 @@ type Config struct {
 	MaxBatch int
 
 	HistoryRetention time.Duration
+	EventLease       time.Duration
 	HistoryDefault   bool
 	TicketLifetime   time.Duration
 	ConnectionTTL    time.Duration
@@ -159,6 +165,7 @@ func Load(getenv func(string) string) (Config, error) {
 		},
 		MaxBatch:         r.integer(EnvMaxBatch, DefaultMaxBatch),
 		HistoryRetention: r.duration(EnvHistoryRetention, DefaultHistoryRetention),
+		EventLease:       r.duration(EnvEventLease, DefaultEventLease),
 		HistoryDefault:   r.boolean(EnvHistoryDefault, false),
 		TicketLifetime:   r.duration(EnvTicketLifetime, DefaultTicketLifetime),
 		ConnectionTTL:    r.duration(EnvConnectionTTL, DefaultConnectionTTL),
@@ -235,6 +242,9 @@ func (c Config) validate() error {
 	}
 	if c.HistoryRetention < time.Minute {
 		bad(EnvHistoryRetention, "%s is shorter than a minute", c.HistoryRetention)
+	}
+	if c.EventLease < time.Second || c.EventLease > 5*time.Minute {
+		bad(EnvEventLease, "%s is outside 1s..5m", c.EventLease)
 	}
 	if c.FanoutWorkers < 1 || c.FanoutWorkers > 1024 {
 		bad(EnvFanoutWorkers, "%d is outside 1..1024", c.FanoutWorkers)

@@ -60,7 +60,6 @@ type EventRecord struct {
 // ErrInProgress: another attempt holds the event right now.
 func (s *Store) BeginEvent(ctx context.Context, ev events.Event, owner string, lease time.Duration, historyTTL time.Duration) (EventRecord, error) {
 	tp := ev.Topic.String()
-	eventKey := key(prefixEvent+ev.ID, skEvent)
 	now := s.now()
 	seq, err := s.nextSeq(ctx, tp, now)
 	if err != nil {
@@ -100,29 +99,86 @@ func (s *Store) BeginEvent(ctx context.Context, ev events.Event, owner string, l
 		return EventRecord{Seq: seq}, nil
 	}
 	if reasons, ok := cancelReasons(err); !ok || !reasonIs(reasons, 0, "ConditionalCheckFailed") {
+		// The number is drawn but no event has it: tell resuming clients
+		// so, when the table lets us (a retry draws another).
+		_ = s.skipSeq(ctx, tp, seq, now.Add(historyTTL))
 		return EventRecord{}, fmt.Errorf("store: record event %s: %w", ev.ID, err)
 	}
 	// A redelivery: the event has its number already. Mark ours skipped.
 	if err := s.skipSeq(ctx, tp, seq, now.Add(historyTTL)); err != nil {
 		return EventRecord{}, err
 	}
+	return s.ClaimEvent(ctx, ev.ID, owner, lease)
+}
+
+// ClaimEvent takes over an event an earlier attempt began: its record
+// comes back with Done when that attempt finished, with Retry when this
+// attempt now holds it (the earlier one's lease ran out), and
+// ErrInProgress while the earlier one's lease runs.
+func (s *Store) ClaimEvent(ctx context.Context, eventID, owner string, lease time.Duration) (EventRecord, error) {
+	eventKey := key(prefixEvent+eventID, skEvent)
 	for attempt := 0; attempt < 8; attempt++ {
 		got, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 			TableName: s.table, Key: eventKey, ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: total,
 		})
 		if err != nil {
-			return EventRecord{}, fmt.Errorf("store: begin event %s: %w", ev.ID, err)
+			return EventRecord{}, fmt.Errorf("store: claim event %s: %w", eventID, err)
 		}
 		meter(ctx, "GetItem", ccOne(got.ConsumedCapacity)...)
 		if got.Item == nil {
-			return EventRecord{}, fmt.Errorf("store: event %s vanished while it was being claimed", ev.ID)
+			return EventRecord{}, fmt.Errorf("store: event %s vanished while it was being claimed", eventID)
 		}
 		rec, retry, err := s.takeOver(ctx, got.Item, eventKey, owner, lease, s.now())
 		if !retry {
 			return rec, err
 		}
 	}
-	return EventRecord{}, fmt.Errorf("store: begin event %s: it keeps changing under us", ev.ID)
+	return EventRecord{}, fmt.Errorf("store: claim event %s: it keeps changing under us", eventID)
+}
+
+// RenewEvent extends the lease of an attempt that holds an event;
+// ErrInProgress when another attempt has taken it over meanwhile.
+func (s *Store) RenewEvent(ctx context.Context, eventID, owner string, lease time.Duration) error {
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 s.table,
+		Key:                       key(prefixEvent+eventID, skEvent),
+		UpdateExpression:          aws.String("SET #lease = :until"),
+		ConditionExpression:       aws.String("#owner = :me"),
+		ExpressionAttributeNames:  map[string]string{"#owner": attrOwner, "#lease": attrLease},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(owner), ":until": nv(s.now().Add(lease).UnixMilli())},
+		ReturnConsumedCapacity:    total,
+	})
+	if isConditionFailed(err) {
+		return fmt.Errorf("store: renew event %s: %w", eventID, ErrInProgress)
+	}
+	if err != nil {
+		return fmt.Errorf("store: renew event %s: %w", eventID, err)
+	}
+	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
+	return nil
+}
+
+// ReleaseEvent gives up the lease an attempt holds on an event it could not
+// finish, so that a retry takes it over at once rather than after the
+// lease; nothing when another attempt holds it.
+func (s *Store) ReleaseEvent(ctx context.Context, eventID, owner string) error {
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 s.table,
+		Key:                       key(prefixEvent+eventID, skEvent),
+		UpdateExpression:          aws.String("SET #lease = :zero"),
+		ConditionExpression:       aws.String("#owner = :me"),
+		ExpressionAttributeNames:  map[string]string{"#owner": attrOwner, "#lease": attrLease},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(owner), ":zero": nv(0)},
+		ReturnConsumedCapacity:    total,
+	})
+	if isConditionFailed(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: release event %s: %w", eventID, err)
+	}
+	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
+	return nil
 }
 
 // Event reads an event's record: its number and whether it was fully

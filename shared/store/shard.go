@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -30,31 +31,69 @@ func shardKey(eventID string, shard int) map[string]types.AttributeValue {
 	return key(prefixEvent+eventID, fmt.Sprintf("%s%06d", skShardPrefix, shard))
 }
 
-// GetShard reads a shard's progress; false when it has none.
-func (s *Store) GetShard(ctx context.Context, eventID string, shard int) (ShardProgress, bool, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: s.table, Key: shardKey(eventID, shard), ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: total,
+// ClaimShard takes a shard for this attempt (owner) for lease and returns
+// the progress an earlier attempt recorded (false: none). A finished shard
+// comes back with Done; one another attempt holds, its lease running, is
+// ErrInProgress: two workers never deliver the same shard at once.
+func (s *Store) ClaimShard(ctx context.Context, eventID string, shard int, owner string, lease time.Duration) (ShardProgress, bool, error) {
+	now := s.now()
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           s.table,
+		Key:                 shardKey(eventID, shard),
+		UpdateExpression:    aws.String("SET #owner = :me, #lease = :until, #ttl = :ttl"),
+		ConditionExpression: aws.String("attribute_not_exists(pk) OR ((attribute_not_exists(#done) OR #done <> :true) AND (#lease < :now OR #owner = :me))"),
+		ExpressionAttributeNames: map[string]string{
+			"#owner": attrOwner, "#lease": attrLease, "#done": attrDone, "#ttl": TTLAttribute,
+		},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":me": sv(owner), ":until": nv(now.Add(lease).UnixMilli()), ":now": nv(now.UnixMilli()),
+			":true": bv(true), ":ttl": nv(now.Add(s.EventTTL).Unix()),
+		},
+		ReturnValues:                        types.ReturnValueAllOld,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		ReturnConsumedCapacity:              total,
 	})
-	if err != nil {
-		return ShardProgress{}, false, fmt.Errorf("store: shard %d of %s: %w", shard, eventID, err)
+	var ccf *types.ConditionalCheckFailedException
+	if asCCF(err, &ccf) {
+		meter(ctx, "UpdateItem")
+		if getBool(ccf.Item, attrDone) {
+			return ShardProgress{Done: true}, true, nil
+		}
+		return ShardProgress{}, false, fmt.Errorf("store: shard %d of %s: %w", shard, eventID, ErrInProgress)
 	}
-	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
-	if out.Item == nil {
+	if err != nil {
+		return ShardProgress{}, false, fmt.Errorf("store: claim shard %d of %s: %w", shard, eventID, err)
+	}
+	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
+	if len(out.Attributes) == 0 {
 		return ShardProgress{}, false, nil
 	}
-	return ShardProgress{Done: getBool(out.Item, attrDone), Delivered: getB(out.Item, attrBitmap), First: getS(out.Item, attrFirst)}, true, nil
+	a := out.Attributes
+	return ShardProgress{Done: getBool(a, attrDone), Delivered: getB(a, attrBitmap), First: getS(a, attrFirst)}, true, nil
 }
 
-// PutShard records a shard's progress.
-func (s *Store) PutShard(ctx context.Context, eventID string, shard int, p ShardProgress) error {
+// PutShard records the progress of the attempt holding a shard and renews
+// its lease; ErrInProgress when another attempt has taken the shard over.
+func (s *Store) PutShard(ctx context.Context, eventID string, shard int, owner string, lease time.Duration, p ShardProgress) error {
+	now := s.now()
 	it := shardKey(eventID, shard)
 	it[attrDone] = bv(p.Done)
 	it[attrFirst] = sv(p.First)
 	if len(p.Delivered) > 0 {
 		it[attrBitmap] = &types.AttributeValueMemberB{Value: p.Delivered}
 	}
-	it[TTLAttribute] = nv(s.now().Add(s.EventTTL).Unix())
-	out, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: it, ReturnConsumedCapacity: total})
+	it[attrOwner] = sv(owner)
+	it[attrLease] = nv(now.Add(lease).UnixMilli())
+	it[TTLAttribute] = nv(now.Add(s.EventTTL).Unix())
+	out, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: s.table, Item: it, ReturnConsumedCapacity: total,
+		ConditionExpression:       aws.String("attribute_not_exists(pk) OR #owner = :me"),
+		ExpressionAttributeNames:  map[string]string{"#owner": attrOwner},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(owner)},
+	})
+	if isConditionFailed(err) {
+		return fmt.Errorf("store: record shard %d of %s: %w", shard, eventID, ErrInProgress)
+	}
 	if err != nil {
 		return fmt.Errorf("store: record shard %d of %s: %w", shard, eventID, err)
 	}
