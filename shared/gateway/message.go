@@ -55,6 +55,10 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 		}
 	}()
 
+	if rc.ConnectionID == "" {
+		log.Error("not a WebSocket $default request: no requestContext.connectionId")
+		return events.APIGatewayProxyResponse{StatusCode: http.StatusBadRequest}, nil
+	}
 	body := []byte(req.Body)
 	if req.IsBase64Encoded {
 		if body, err = base64.StdEncoding.DecodeString(req.Body); err != nil {
@@ -279,7 +283,24 @@ func (s *session) subscribe(ctx context.Context, c protocol.Subscribe) {
 		s.replyErr(perr)
 		return
 	}
-	s.reply(protocol.Subscribed{Type: protocol.TypeSubscribed, ID: c.ID, Topics: topics})
+	// Read after the subscriptions are written: every event numbered
+	// later finds them, so a client that resumes from here misses nothing.
+	var seqs map[string]uint64
+	for _, p := range c.Patterns {
+		if p.HasWildcard() {
+			continue
+		}
+		seq, err := s.g.store.CurrentSeq(ctx, p)
+		if err != nil {
+			s.log.Warn("sequence number unreadable; subscribed without it", "topic", p.String(), "error", err.Error())
+			continue
+		}
+		if seqs == nil {
+			seqs = map[string]uint64{}
+		}
+		seqs[p.String()] = seq
+	}
+	s.reply(protocol.Subscribed{Type: protocol.TypeSubscribed, ID: c.ID, Topics: topics, Seqs: seqs})
 }
 
 // addSubscriptions subscribes to every pattern or none: a refusal part-way
@@ -448,7 +469,9 @@ func (s *session) resume(ctx context.Context, c protocol.Resume) {
 		s.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "not allowed to read %s", c.Topic))
 		return
 	}
-	r, err := delivery.BuildReplay(ctx, s.g.store, s.conn, c.Topic, c.Since, delivery.MaxReplay)
+	conn := s.conn
+	conn.Envelope = conn.Envelope || c.Envelope
+	r, err := delivery.BuildReplay(ctx, s.g.store, conn, c.Topic, c.Since, delivery.MaxReplay)
 	if errors.Is(err, delivery.ErrHistoryExpired) {
 		s.replyErr(protocol.Errorf(c.ID, protocol.CodeHistoryExpired, "%v", err))
 		return

@@ -82,10 +82,13 @@ type RequestCurrentState struct {
 }
 
 // Resume asks for the history of a topic after a sequence number.
+// Envelope asks for the events in the gateway envelope, with their seq,
+// also on a connection that receives raw payloads.
 type Resume struct {
-	ID    json.RawMessage
-	Topic topic.Pattern
-	Since uint64
+	ID       json.RawMessage
+	Topic    topic.Pattern
+	Since    uint64
+	Envelope bool
 }
 
 // Auth authenticates a pending connection.
@@ -142,12 +145,13 @@ type wire struct {
 	Since       json.RawMessage `json:"since"`
 	Token       *string         `json:"token"`
 	Messages    json.RawMessage `json:"messages"`
+	Envelope    json.RawMessage `json:"envelope"`
 	// extra holds the other top-level fields of a channel subscribe.
 	extra map[string]json.RawMessage
 }
 
 // wireFields are the JSON names of wire's fields.
-var wireFields = []string{"type", "id", "topic", "channel", "device_id", "filters", "timestamp", "operation_id", "batch_id", "since", "token", "messages"}
+var wireFields = []string{"type", "id", "topic", "channel", "device_id", "filters", "timestamp", "operation_id", "batch_id", "since", "token", "messages", "envelope"}
 
 // Parse parses one client frame. A JSON object is a command; anything else
 // is read as text lines ("register ...", "deregister ..."), several lines
@@ -244,7 +248,11 @@ func parseJSON(data []byte, maxBatch int, allowBatch bool) (Command, error) {
 		if err := json.Unmarshal(w.Since, &since); err != nil {
 			return nil, Errorf(id, CodeBadRequest, "resume needs \"since\", a sequence number >= 0")
 		}
-		return Resume{ID: id, Topic: t, Since: since}, nil
+		var envelope bool
+		if len(w.Envelope) > 0 && json.Unmarshal(w.Envelope, &envelope) != nil {
+			return nil, Errorf(id, CodeBadRequest, "resume's \"envelope\" is true or false")
+		}
+		return Resume{ID: id, Topic: t, Since: since, Envelope: envelope}, nil
 	case TypeAuth:
 		if w.Token == nil || *w.Token == "" {
 			return nil, Errorf(id, CodeBadRequest, "auth needs \"token\"")

@@ -54,11 +54,14 @@ func (e *Error) MarshalJSON() ([]byte, error) {
 	return json.Marshal(c)
 }
 
-// Subscribed confirms a subscribe.
+// Subscribed confirms a subscribe. Seqs holds, for each subscribed topic
+// without wildcards, its sequence number when the subscription began: the
+// point a client resumes from if it drops before its first event.
 type Subscribed struct {
-	Type   string          `json:"type"`
-	ID     json.RawMessage `json:"id,omitempty"`
-	Topics []string        `json:"topics"`
+	Type   string            `json:"type"`
+	ID     json.RawMessage   `json:"id,omitempty"`
+	Topics []string          `json:"topics"`
+	Seqs   map[string]uint64 `json:"seqs,omitempty"`
 }
 
 // Unsubscribed confirms an unsubscribe.

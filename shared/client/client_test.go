@@ -1,0 +1,347 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// server is a scripted gateway: each accepted connection is handed to the
+// test, which reads the client's commands and writes frames.
+type server struct {
+	t      *testing.T
+	url    string
+	conns  chan *serverConn
+	status int // refuse handshakes with this status when set
+	mu     sync.Mutex
+	seen   []*http.Request
+}
+
+type serverConn struct {
+	t   *testing.T
+	ws  *websocket.Conn
+	req *http.Request
+	in  chan map[string]any
+}
+
+func newServer(t *testing.T) *server {
+	s := &server{t: t, conns: make(chan *serverConn, 8)}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.seen = append(s.seen, r)
+		status := s.status
+		s.mu.Unlock()
+		if status != 0 {
+			w.WriteHeader(status)
+			return
+		}
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		c := &serverConn{t: t, ws: ws, req: r, in: make(chan map[string]any, 64)}
+		s.conns <- c
+		for {
+			_, data, err := ws.Read(context.Background())
+			if err != nil {
+				close(c.in)
+				return
+			}
+			var m map[string]any
+			_ = json.Unmarshal(data, &m)
+			c.in <- m
+		}
+	}))
+	t.Cleanup(hs.Close)
+	s.url = "ws" + strings.TrimPrefix(hs.URL, "http")
+	return s
+}
+
+func (s *server) refuse(status int) {
+	s.mu.Lock()
+	s.status = status
+	s.mu.Unlock()
+}
+
+func (s *server) next() *serverConn {
+	s.t.Helper()
+	select {
+	case c := <-s.conns:
+		return c
+	case <-time.After(5 * time.Second):
+		s.t.Fatal("the client did not connect")
+		return nil
+	}
+}
+
+// expect returns the client's next command, which must have type typ.
+func (c *serverConn) expect(typ string) map[string]any {
+	c.t.Helper()
+	select {
+	case m, ok := <-c.in:
+		require.True(c.t, ok, "connection closed while waiting for %s", typ)
+		require.Equal(c.t, typ, m["type"], "got %v", m)
+		return m
+	case <-time.After(5 * time.Second):
+		c.t.Fatalf("no %s command", typ)
+		return nil
+	}
+}
+
+func (c *serverConn) send(v any) {
+	c.t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(c.t, err)
+	require.NoError(c.t, c.ws.Write(context.Background(), websocket.MessageText, b))
+}
+
+func (c *serverConn) event(topic string, seq uint64) {
+	c.t.Helper()
+	c.send(map[string]any{"type": "event", "topic": topic, "seq": seq, "id": fmt.Sprintf("ev-%d", seq), "time": "2026-11-23T10:00:00Z", "data": map[string]any{"n": seq}})
+}
+
+// recorder collects what the client hands the application.
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+	gaps   []Gap
+}
+
+func (r *recorder) seqs(topic string) []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []uint64
+	for _, e := range r.events {
+		if e.Topic == topic {
+			out = append(out, e.Seq)
+		}
+	}
+	return out
+}
+
+func (r *recorder) waitSeqs(t *testing.T, topic string, want ...uint64) {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(r.seqs(topic)) >= len(want) }, 5*time.Second, 5*time.Millisecond, "got %v, want %v", r.seqs(topic), want)
+	assert.Equal(t, want, r.seqs(topic))
+}
+
+func start(t *testing.T, o Options) (*Client, *recorder, chan error) {
+	t.Helper()
+	rec := &recorder{}
+	o.OnEvent = func(e Event) { rec.mu.Lock(); rec.events = append(rec.events, e); rec.mu.Unlock() }
+	o.OnGap = func(g Gap) { rec.mu.Lock(); rec.gaps = append(rec.gaps, g); rec.mu.Unlock() }
+	if o.MinBackoff == 0 {
+		o.MinBackoff, o.MaxBackoff = 5*time.Millisecond, 20*time.Millisecond
+	}
+	c, err := New(o)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	return c, rec, done
+}
+
+func TestClient_DropsDuplicatesAndRestoresOrder(t *testing.T) {
+	s := newServer(t)
+	c, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.b"}, GapWait: time.Second})
+	conn := s.next()
+	assert.Equal(t, "1", conn.req.URL.Query().Get("envelope"), "the client always asks for the envelope")
+	conn.expect("subscribe")
+	conn.send(map[string]any{"type": "subscribed", "id": "sub:a.b", "topics": []string{"a.b"}, "seqs": map[string]uint64{"a.b": 4}})
+	for _, seq := range []uint64{5, 7, 6, 5, 8, 7} {
+		conn.event("a.b", seq)
+	}
+	rec.waitSeqs(t, "a.b", 5, 6, 7, 8)
+	assert.Equal(t, 2, c.Stats().Duplicates)
+	assert.Equal(t, uint64(8), c.Position("a.b"))
+}
+
+func TestClient_AsksForAHoleThatStaysOpen(t *testing.T) {
+	s := newServer(t)
+	c, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.b"}, GapWait: 50 * time.Millisecond})
+	conn := s.next()
+	conn.expect("subscribe")
+	conn.event("a.b", 1)
+	conn.event("a.b", 4) // 2 lost, 3 filtered out for this client
+	rec.waitSeqs(t, "a.b", 1)
+
+	r := conn.expect("resume")
+	assert.Equal(t, "a.b", r["topic"])
+	assert.EqualValues(t, 1, r["since"])
+	conn.event("a.b", 2)
+	conn.event("a.b", 5) // live, while the replay is in flight
+	conn.send(map[string]any{"type": "resumed", "id": r["id"], "topic": "a.b", "seq": 4, "replayed": 1})
+	rec.waitSeqs(t, "a.b", 1, 2, 4, 5)
+	assert.Equal(t, 1, c.Stats().Resumes)
+}
+
+func TestClient_ReconnectsAndResumesFromTheLastEvent(t *testing.T) {
+	s := newServer(t)
+	c, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.*"}})
+	conn := s.next()
+	conn.expect("subscribe")
+	conn.event("a.x", 10)
+	conn.event("a.y", 3)
+	rec.waitSeqs(t, "a.x", 10)
+	require.NoError(t, conn.ws.CloseNow())
+
+	conn = s.next()
+	assert.Equal(t, "a.*", conn.expect("subscribe")["topic"])
+	resumes := map[string]float64{}
+	for range 2 {
+		r := conn.expect("resume")
+		resumes[r["topic"].(string)] = r["since"].(float64)
+	}
+	assert.Equal(t, map[string]float64{"a.x": 10, "a.y": 3}, resumes)
+	conn.event("a.x", 12) // live first
+	conn.event("a.x", 10) // replay repeats what was seen
+	conn.event("a.x", 11)
+	conn.send(map[string]any{"type": "resumed", "id": "resume:a.x", "topic": "a.x", "seq": 11})
+	conn.send(map[string]any{"type": "resumed", "id": "resume:a.y", "topic": "a.y", "seq": 3})
+	rec.waitSeqs(t, "a.x", 10, 11, 12)
+	assert.Equal(t, 2, c.Stats().Connects)
+}
+
+func TestClient_ResumesFromTheSubscribePointBeforeAnyEvent(t *testing.T) {
+	s := newServer(t)
+	c, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.b"}})
+	conn := s.next()
+	conn.expect("subscribe")
+	conn.send(map[string]any{"type": "subscribed", "id": "sub:a.b", "topics": []string{"a.b"}, "seqs": map[string]uint64{"a.b": 41}})
+	require.Eventually(t, func() bool { return c.Position("a.b") == 41 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, conn.ws.CloseNow())
+
+	conn = s.next()
+	conn.expect("subscribe")
+	r := conn.expect("resume")
+	assert.EqualValues(t, 41, r["since"])
+	conn.event("a.b", 42)
+	conn.send(map[string]any{"type": "resumed", "id": "resume:a.b", "topic": "a.b", "seq": 42})
+	rec.waitSeqs(t, "a.b", 42)
+}
+
+func TestClient_ScopedConnectionResumesWithSince(t *testing.T) {
+	s := newServer(t)
+	_, rec, _ := start(t, Options{URL: s.url, Scope: "op.7"})
+	conn := s.next()
+	assert.Equal(t, "op.7", conn.req.URL.Query().Get("topic"))
+	assert.Empty(t, conn.req.URL.Query().Get("since"))
+	conn.event("op.7", 1)
+	rec.waitSeqs(t, "op.7", 1)
+	require.NoError(t, conn.ws.CloseNow())
+
+	conn = s.next()
+	assert.Equal(t, "1", conn.req.URL.Query().Get("since"))
+	conn.event("op.7", 3) // live before the replay task's frames
+	conn.event("op.7", 2)
+	conn.send(map[string]any{"type": "resumed", "topic": "op.7", "seq": 2})
+	rec.waitSeqs(t, "op.7", 1, 2, 3)
+}
+
+func TestClient_HistoryExpiredIsAGapAndDeliveryGoesOn(t *testing.T) {
+	s := newServer(t)
+	c, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.b"}})
+	conn := s.next()
+	conn.expect("subscribe")
+	conn.event("a.b", 1)
+	rec.waitSeqs(t, "a.b", 1)
+	require.NoError(t, conn.ws.CloseNow())
+
+	conn = s.next()
+	conn.expect("subscribe")
+	r := conn.expect("resume")
+	conn.event("a.b", 900)
+	conn.send(map[string]any{"type": "error", "id": r["id"], "code": "history_expired", "message": "899 events missed"})
+	rec.waitSeqs(t, "a.b", 1, 900)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	require.Len(t, rec.gaps, 1)
+	assert.Equal(t, Gap{Topic: "a.b", After: 1, Err: rec.gaps[0].Err}, rec.gaps[0])
+	assert.Contains(t, rec.gaps[0].Err.Error(), "history_expired")
+	assert.Equal(t, 1, c.Stats().Gaps)
+}
+
+func TestClient_RefusedForGoodEndsRun(t *testing.T) {
+	s := newServer(t)
+	s.refuse(http.StatusUnauthorized)
+	_, _, done := start(t, Options{URL: s.url, Token: func(context.Context) (string, error) { return "tok", nil }})
+	select {
+	case err := <-done:
+		done <- err // for the cleanup
+		var refused *RefusedError
+		require.ErrorAs(t, err, &refused)
+		assert.Equal(t, http.StatusUnauthorized, refused.Status)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run kept going after a 401")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	assert.Equal(t, "Bearer tok", s.seen[0].Header.Get("Authorization"))
+	assert.Empty(t, s.seen[0].URL.Query().Get("token"), "the token is not put in the URL")
+}
+
+func TestClient_RetriesWhileTheGatewayIsUnavailable(t *testing.T) {
+	s := newServer(t)
+	s.refuse(http.StatusServiceUnavailable)
+	var mu sync.Mutex
+	var states []StateChange
+	_, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.b"}, OnState: func(st StateChange) { mu.Lock(); states = append(states, st); mu.Unlock() }})
+	require.Eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.seen) >= 3 }, 5*time.Second, time.Millisecond)
+	s.refuse(0)
+	conn := s.next()
+	conn.expect("subscribe")
+	conn.event("a.b", 1)
+	rec.waitSeqs(t, "a.b", 1)
+	mu.Lock()
+	defer mu.Unlock()
+	var refused *RefusedError
+	require.ErrorAs(t, states[1].Err, &refused)
+	assert.Equal(t, Disconnected, states[1].State)
+	assert.Positive(t, states[1].Wait)
+}
+
+func TestClient_BackoffGrowsWithJitterUpToTheCap(t *testing.T) {
+	c, err := New(Options{URL: "ws://x", OnEvent: func(Event) {}, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second})
+	require.NoError(t, err)
+	for n, full := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
+		full *= time.Millisecond
+		seen := map[time.Duration]bool{}
+		for range 50 {
+			d := c.backoff(n)
+			assert.GreaterOrEqual(t, d, full/2)
+			assert.LessOrEqual(t, d, full)
+			seen[d] = true
+		}
+		assert.Greater(t, len(seen), 1, "jittered")
+	}
+	assert.LessOrEqual(t, c.backoff(1000), time.Second)
+}
+
+func TestNew_RejectsBadOptions(t *testing.T) {
+	for _, o := range []Options{
+		{URL: "http://x", OnEvent: func(Event) {}},
+		{URL: "ws://", OnEvent: func(Event) {}},
+		{URL: "ws://x"},
+	} {
+		_, err := New(o)
+		assert.Error(t, err, "%+v", o)
+	}
+}
