@@ -9,46 +9,121 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/wsgate/wsgate/shared/client"
+	"github.com/wsgate/wsgate/shared/protocol"
 )
 
 // Listen connects, subscribes, prints every message as a JSON line and sends
-// each line typed on standard input as a frame.
+// each line typed on standard input as a frame. It runs shared/client: it
+// reconnects with backoff, resumes every topic from the last event it
+// printed, and prints each event once, in order, in the gateway envelope.
+// --raw instead prints exactly what one connection receives, and ends with it.
 func Listen(ctx context.Context, args []string, st Streams) error {
 	fs := newFlags("listen", st)
 	var t tokenFlags
 	t.register(fs)
 	endpoint := fs.String("url", envOr("WSGATE_URL", "ws://127.0.0.1:4510/"), "WebSocket endpoint")
-	token := fs.String("token", "", "token (default: mint one from the claim flags when --sub is given)")
+	token := fs.String("token", "", "token (default: mint one from the claim flags, afresh for every connect, when --sub is given)")
 	var subscribe list
 	fs.Var(&subscribe, "subscribe", "patterns to subscribe to after connecting (repeat or comma-separate)")
 	scope := fs.String("topic", "", "connect scoped to this topic (push-only)")
-	envelope := fs.Bool("envelope", false, "receive events in the gateway envelope, with seq")
-	since := fs.String("since", "", "with --topic: replay the history after this sequence number")
+	since := fs.Uint64("since", 0, "with --topic: start after this sequence number (replays the history after it)")
+	raw := fs.Bool("raw", false, "one connection, frames exactly as the gateway sends them; no reconnect, resume or dedup")
+	envelope := fs.Bool("envelope", false, "with --raw: receive events in the gateway envelope, with seq")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	tok := *token
-	if tok == "" && t.sub != "" {
-		var err error
-		if tok, err = t.mint(); err != nil {
-			return err
-		}
+	if *since > 0 && *scope == "" {
+		return errors.New("--since needs --topic")
 	}
-	u, err := url.Parse(*endpoint)
+	tokenFor := func(context.Context) (string, error) {
+		if *token != "" || t.sub == "" {
+			return *token, nil
+		}
+		return t.mint()
+	}
+	if *raw {
+		return rawListen(ctx, st, *endpoint, tokenFor, subscribe, *scope, *since, *envelope)
+	}
+
+	lines := json.NewEncoder(st.Out)
+	lines.SetEscapeHTML(false)
+	o := client.Options{
+		URL: *endpoint, Token: tokenFor, Topics: subscribe, Scope: *scope,
+		OnEvent: func(e client.Event) {
+			ev := protocol.Event{Type: protocol.TypeEvent, Topic: e.Topic, Seq: e.Seq, ID: e.ID, Time: e.Time.UTC().Format(time.RFC3339Nano), Data: e.Data}
+			if e.Data == nil {
+				ev.DataBase64 = base64.StdEncoding.EncodeToString(e.Binary)
+			}
+			_ = lines.Encode(ev)
+		},
+		OnGap: func(g client.Gap) {
+			_ = lines.Encode(map[string]any{"type": "gap", "topic": g.Topic, "after": g.After, "error": g.Err.Error()})
+		},
+		OnReply: func(b []byte) { fmt.Fprintln(st.Out, string(jsonLine(websocket.MessageText, b))) },
+		OnState: func(c client.StateChange) {
+			switch {
+			case c.State == client.Connected:
+				fmt.Fprintf(st.Err, "connected to %s\n", *endpoint)
+			case c.State == client.Disconnected && c.Err != nil && c.Wait > 0:
+				fmt.Fprintf(st.Err, "disconnected (%v); reconnecting in %s\n", c.Err, c.Wait.Round(time.Millisecond))
+			}
+		},
+	}
+	if *scope != "" && *since > 0 {
+		o.Positions = map[string]uint64{*scope: *since}
+	}
+	c, err := client.New(o)
+	if err != nil {
+		return err
+	}
+	if st.In != nil {
+		go func() {
+			sc := bufio.NewScanner(st.In)
+			sc.Buffer(make([]byte, 64*1024), 1<<20)
+			for sc.Scan() {
+				if line := strings.TrimSpace(sc.Text()); line != "" {
+					if err := c.Send(ctx, []byte(line)); err != nil {
+						fmt.Fprintf(st.Err, "not sent: %v\n", err)
+					}
+				}
+			}
+		}()
+	}
+	err = c.Run(ctx)
+	var refused *client.RefusedError
+	if errors.As(err, &refused) {
+		return fmt.Errorf("connect refused: HTTP %d", refused.Status)
+	}
+	return err
+}
+
+// rawListen is one plain connection printing every frame as it comes.
+func rawListen(ctx context.Context, st Streams, endpoint string, tokenFor func(context.Context) (string, error), subscribe []string, scope string, since uint64, envelope bool) error {
+	tok, err := tokenFor(ctx)
+	if err != nil {
+		return err
+	}
+	u, err := url.Parse(endpoint)
 	if err != nil {
 		return fmt.Errorf("--url: %w", err)
 	}
 	q := u.Query()
-	for k, v := range map[string]string{"token": tok, "topic": *scope, "since": *since} {
+	for k, v := range map[string]string{"token": tok, "topic": scope} {
 		if v != "" {
 			q.Set(k, v)
 		}
 	}
-	if *envelope {
+	if since > 0 {
+		q.Set("since", strconv.FormatUint(since, 10))
+	}
+	if envelope {
 		q.Set("envelope", "1")
 	}
 	u.RawQuery = q.Encode()
