@@ -24,6 +24,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "start-up:", err)
 		os.Exit(1)
 	}
-	g := gateway.New(cfg, gateway.Deps{Store: d.Store, Verifier: d.Verifier, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log})
+	g := gateway.New(cfg, gateway.Deps{Store: d.Store, Verifier: d.Verifier, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log, Metrics: os.Stdout})
 	lambda.Start(g.Message)
 }

@@ -123,6 +123,7 @@ func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketPro
 			return g.fail(log, err)
 		}
 		if n >= limits.MaxConnectionsPerPrincipal {
+			g.limited("$connect", MetricTooManyConnections, rc.ConnectionID, conn.Principal.Sub)
 			return refuse(http.StatusTooManyRequests, "too many connections for this principal", "connections", n, "limit", limits.MaxConnectionsPerPrincipal)
 		}
 	}
@@ -131,6 +132,7 @@ func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketPro
 	if !conn.Pending {
 		subs = initialSubscriptions(conn.Principal, scope)
 		if len(subs) > limits.MaxSubscriptions {
+			g.limited("$connect", MetricTooManySubscriptions, rc.ConnectionID, conn.Principal.Sub)
 			return refuse(http.StatusForbidden, "the token subscribes to more topics than a connection may hold", "subscriptions", len(subs), "limit", limits.MaxSubscriptions)
 		}
 	}

@@ -5,6 +5,7 @@ package gateway
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/metrics"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
@@ -58,6 +60,7 @@ type Gateway struct {
 	conns    Connections
 	tasks    Tasks
 	log      *slog.Logger
+	metrics  io.Writer
 	now      func() time.Time
 }
 
@@ -70,19 +73,46 @@ type Deps struct {
 	Connections Connections
 	Tasks       Tasks
 	Log         *slog.Logger
-	Now         func() time.Time
+	// Metrics receives an EMF line per refusal by an abuse limit
+	// (the function's stdout, which CloudWatch turns into metrics).
+	Metrics io.Writer
+	Now     func() time.Time
 }
 
 // New returns a Gateway.
 func New(cfg config.Config, d Deps) *Gateway {
-	g := &Gateway{cfg: cfg, store: d.Store, verifier: d.Verifier, conns: d.Connections, tasks: d.Tasks, log: d.Log, now: d.Now}
+	g := &Gateway{cfg: cfg, store: d.Store, verifier: d.Verifier, conns: d.Connections, tasks: d.Tasks, log: d.Log, metrics: d.Metrics, now: d.Now}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.metrics == nil {
+		g.metrics = io.Discard
 	}
 	if g.now == nil {
 		g.now = time.Now
 	}
 	return g
+}
+
+// The abuse limits' metrics, one count per refusal.
+const (
+	MetricRateLimited          = "RateLimited"
+	MetricMessageTooLarge      = "MessageTooLarge"
+	MetricTooManyConnections   = "TooManyConnections"
+	MetricTooManySubscriptions = "TooManySubscriptions"
+)
+
+// limited counts a refusal by an abuse limit in the route's EMF line, with
+// the connection and principal as searchable properties (not dimensions:
+// one metric per tenant would cost per tenant).
+func (g *Gateway) limited(route, metric, connID, sub string) {
+	m := metrics.New(map[string]string{"Stage": g.cfg.Stage, "Route": route})
+	m.Add(metric, 1, metrics.Count)
+	m.Property("connection_id", connID)
+	if sub != "" {
+		m.Property("sub", sub)
+	}
+	_ = m.Write(g.metrics)
 }
 
 // initialSubscriptions are a principal's subscriptions at connect or auth:

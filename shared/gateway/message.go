@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/delivery"
+	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/filter"
 	"github.com/wsgate/wsgate/shared/protocol"
 	"github.com/wsgate/wsgate/shared/store"
@@ -78,6 +80,7 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 		return g.finish(ctx, s), nil
 	case errors.Is(err, store.ErrRateLimited):
 		log.Info("rate limited", "limit", conn.Limits.MessagesPerSecond)
+		g.limited("$default", MetricRateLimited, conn.ID, conn.Principal.Sub)
 		if !conn.PushOnly() {
 			s.reply(protocol.Errorf(nil, protocol.CodeRateLimited, "more than %d messages per second", conn.Limits.MessagesPerSecond))
 		}
@@ -92,6 +95,7 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 	}
 
 	if max := conn.Limits.MaxMessageBytes; max > 0 && len(body) > max {
+		g.limited("$default", MetricMessageTooLarge, conn.ID, conn.Principal.Sub)
 		if !conn.PushOnly() {
 			s.replyErr(protocol.Errorf(nil, protocol.CodeTooLarge, "message is %d bytes; at most %d", len(body), max))
 		}
@@ -127,6 +131,30 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 
 // finish posts all replies but the last, which becomes the route response,
 // or all of them and then closes the connection.
+// replyAttempts bounds the posts of one reply frame: a 429 or 5xx is
+// retried with the fan-out's backoff, as the broadcast does.
+const replyAttempts = 5
+
+// post sends one frame to a connection, retrying what may succeed later.
+func (g *Gateway) post(ctx context.Context, id string, frame []byte) error {
+	var err error
+	for attempt := 1; attempt <= replyAttempts; attempt++ {
+		_, err = g.conns.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: frame})
+		switch c := fanout.Classify(err); {
+		case c == nil:
+			return nil
+		case errors.Is(c, fanout.ErrGone), errors.Is(c, fanout.ErrRejected):
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(fanout.Backoff(attempt)):
+		}
+	}
+	return err
+}
+
 func (g *Gateway) finish(ctx context.Context, s *session) events.APIGatewayProxyResponse {
 	id := s.conn.ID
 	n := len(s.replies)
@@ -135,10 +163,16 @@ func (g *Gateway) finish(ctx context.Context, s *session) events.APIGatewayProxy
 		posted = n
 	}
 	for i := 0; i < posted; i++ {
-		_, err := g.conns.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: s.replies[i]})
-		if err != nil {
+		if err := g.post(ctx, id, s.replies[i]); err != nil {
 			s.log.Warn("reply not delivered", "error", err.Error())
-			break
+			if s.closeAfter {
+				break
+			}
+			// The last reply (resumed, say) would vouch for frames the
+			// client never got: answer the command with an error instead.
+			var last struct{ ID json.RawMessage }
+			_ = json.Unmarshal(s.replies[n-1], &last)
+			return respond(protocol.Encode(protocol.Errorf(last.ID, protocol.CodeBadRequest, "%d of %d replies not delivered (temporarily unavailable); retry", posted-i, posted)))
 		}
 	}
 	if s.closeAfter {
@@ -201,12 +235,14 @@ func (s *session) pending(ctx context.Context, cmd protocol.Command, perr error)
 			return
 		}
 		if n >= limits.MaxConnectionsPerPrincipal {
+			g.limited("$default", MetricTooManyConnections, s.conn.ID, p.Sub)
 			s.authFailed(a.ID, protocol.AuthTooManyConnections, fmt.Sprintf("at most %d connections per user", limits.MaxConnectionsPerPrincipal))
 			return
 		}
 	}
 	subs := initialSubscriptions(p, topic.Pattern{})
 	if len(subs) > limits.MaxSubscriptions {
+		g.limited("$default", MetricTooManySubscriptions, s.conn.ID, p.Sub)
 		s.authFailed(a.ID, protocol.AuthForbidden, "the token subscribes to more topics than a connection may hold")
 		return
 	}
@@ -325,6 +361,7 @@ func (s *session) addSubscriptions(ctx context.Context, id []byte, patterns []to
 		switch {
 		case errors.Is(err, store.ErrLimit):
 			undo()
+			s.g.limited("$default", MetricTooManySubscriptions, s.conn.ID, s.conn.Principal.Sub)
 			return nil, protocol.Errorf(id, protocol.CodeRateLimited, "at most %d subscriptions per connection", s.conn.Limits.MaxSubscriptions)
 		case errors.Is(err, store.ErrNotFound):
 			undo()

@@ -218,6 +218,28 @@ func TestMessage_Resume(t *testing.T) {
 	assert.Equal(t, "history_expired", errorCode(t, h.Send("c1", `{"type":"resume","topic":"telemetry.1","since":99}`)))
 }
 
+func TestMessage_ResumeNeverVouchesForFramesThatWereNotDelivered(t *testing.T) {
+	h := connected(t)
+	for i := 1; i <= 3; i++ {
+		require.NoError(t, h.Publish(fmt.Sprintf("e%d", i), fmt.Sprintf(`{"topic":"telemetry.1","payload":{"i":%d},"history":true}`, i)))
+	}
+	h.Received("c1")
+	// Throttled twice, then through: retried like the fan-out.
+	h.Conns.Script("c1", http.StatusTooManyRequests, http.StatusInternalServerError)
+	frames := h.Send("c1", `{"type":"resume","id":"r1","topic":"telemetry.1","since":0}`)
+	require.Len(t, frames, 4)
+	assert.Equal(t, "resumed", decode(t, frames[3])["type"])
+
+	// Refused on every attempt: the command gets an error, not "resumed".
+	h.Conns.Script("c1", http.StatusInternalServerError, http.StatusInternalServerError, http.StatusInternalServerError,
+		http.StatusInternalServerError, http.StatusInternalServerError)
+	frames = h.Send("c1", `{"type":"resume","id":"r2","topic":"telemetry.1","since":0}`)
+	require.Len(t, frames, 1, "nothing delivered but the answer")
+	e := decode(t, frames[0])
+	assert.Equal(t, "error", e["type"])
+	assert.Equal(t, "r2", e["id"], "the client knows which command to repeat")
+}
+
 func TestMessage_AuthMessageMode(t *testing.T) {
 	h := gatewaytest.New(t)
 	tok := h.Token(auth.Grant{Sub: "v1", Topics: []string{"telemetry.*"}})

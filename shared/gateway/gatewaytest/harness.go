@@ -63,13 +63,21 @@ func (r *Tasks) Take() ([]queue.Task, []time.Duration) {
 
 // Harness is a gateway under test.
 type Harness struct {
-	t         testing.TB
-	Cfg       config.Config
-	Store     *store.Store
-	Conns     *connectionstest.Server
-	Minter    auth.Minter
-	Verifier  *auth.Verifier
-	Gateway   *gateway.Gateway
+	t        testing.TB
+	Cfg      config.Config
+	Store    *store.Store
+	Conns    *connectionstest.Server
+	Minter   auth.Minter
+	Verifier *auth.Verifier
+	Gateway  *gateway.Gateway
+	// other is a second Gateway on the same store: Connect, Send and
+	// Disconnect take turns between the two, as Lambda spreads one
+	// connection's requests over instances, so nothing passes that keeps
+	// state in process memory.
+	other *gateway.Gateway
+	turn  int
+	// Limits holds the gateways' EMF lines: one per abuse-limit refusal.
+	Limits    MetricLines
 	Broadcast *broadcast.Handler
 	Tasks     *Tasks
 	// Metrics holds the broadcast handler's EMF lines.
@@ -105,7 +113,8 @@ func New(t testing.TB, opts ...func(*config.Config)) *Harness {
 		t.Fatal(err)
 	}
 	client := h.Conns.Client()
-	h.Gateway = gateway.New(h.Cfg, gateway.Deps{Store: h.Store, Verifier: h.Verifier, Connections: client, Tasks: h.Tasks, Now: now})
+	gd := gateway.Deps{Store: h.Store, Verifier: h.Verifier, Connections: client, Tasks: h.Tasks, Now: now, Metrics: &h.Limits}
+	h.Gateway, h.other = gateway.New(h.Cfg, gd), gateway.New(h.Cfg, gd)
 	sender := fanout.NewSender(client, fanout.Options{Workers: 16, Backoff: func(int) time.Duration { return 2 * time.Millisecond }})
 	h.Broadcast = broadcast.New(h.Cfg, broadcast.Deps{Store: h.Store, Sender: sender, Connections: client, Tasks: h.Tasks, Now: now, Metrics: &h.Metrics})
 	return h
@@ -154,7 +163,7 @@ func (h *Harness) Connect(id string, query, headers map[string]string) events.AP
 	h.t.Helper()
 	req := h.request(id, "$connect")
 	req.QueryStringParameters, req.Headers = query, headers
-	resp, err := h.Gateway.Connect(context.Background(), req)
+	resp, err := h.next().Connect(context.Background(), req)
 	if err != nil {
 		h.t.Fatalf("connect returned an error: %v", err)
 	}
@@ -173,6 +182,17 @@ func (h *Harness) MustConnect(id, token string, query map[string]string) {
 	}
 }
 
+// next is the instance whose turn it is.
+func (h *Harness) next() *gateway.Gateway {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.turn++
+	if h.turn%2 == 0 {
+		return h.other
+	}
+	return h.Gateway
+}
+
 // Send runs $default with body and returns every frame the client got
 // because of it: the ones posted during the call, then the route response.
 func (h *Harness) Send(id, body string) []string {
@@ -180,7 +200,7 @@ func (h *Harness) Send(id, body string) []string {
 	before := len(h.Conns.Received(id))
 	req := h.request(id, "$default")
 	req.Body = body
-	resp, err := h.Gateway.Message(context.Background(), req)
+	resp, err := h.next().Message(context.Background(), req)
 	if err != nil {
 		h.t.Fatalf("message returned an error: %v", err)
 	}
@@ -204,7 +224,7 @@ func (h *Harness) SendJSON(id string, v any) []string {
 // Disconnect runs $disconnect.
 func (h *Harness) Disconnect(id string) {
 	h.t.Helper()
-	if _, err := h.Gateway.Disconnect(context.Background(), h.request(id, "$disconnect")); err != nil {
+	if _, err := h.next().Disconnect(context.Background(), h.request(id, "$disconnect")); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -265,6 +285,18 @@ func (m *MetricLines) Write(b []byte) (int, error) {
 	defer m.mu.Unlock()
 	m.lines = append(m.lines, line)
 	return len(b), nil
+}
+
+// Sum adds a metric over every line.
+func (m *MetricLines) Sum(name string) float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var sum float64
+	for _, l := range m.lines {
+		v, _ := l[name].(float64)
+		sum += v
+	}
+	return sum
 }
 
 // Last returns the value of a metric in the latest line (0 when absent).
