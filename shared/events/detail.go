@@ -55,7 +55,15 @@ type Detail struct {
 	State []json.RawMessage `json:"state,omitempty"`
 	// History keeps the event for resume; nil means the configured default.
 	History *bool `json:"history,omitempty"`
+	// PublishedAt is when the backend published, to the millisecond
+	// (Publish sets it): the envelope's time. EventBridge's own event time
+	// has whole seconds, too coarse for publish-to-receive latency.
+	PublishedAt *time.Time `json:"published_at,omitempty"`
 }
+
+// maxClockSkew bounds how far published_at may be from EventBridge's time
+// to be used instead of it.
+const maxClockSkew = 5 * time.Minute
 
 // Event is a validated event, ready for fan-out.
 type Event struct {
@@ -85,6 +93,7 @@ type wireDetail struct {
 	Audience      *auth.Audience    `json:"audience"`
 	State         json.RawMessage   `json:"state"`
 	History       *bool             `json:"history"`
+	PublishedAt   *time.Time        `json:"published_at"`
 }
 
 // Parse validates an EventBridge detail. id and t are the EventBridge event
@@ -107,6 +116,9 @@ func Parse(id string, t time.Time, detail []byte, historyDefault bool) (Event, e
 		return Event{}, fmt.Errorf("%w: detail.topic: %v", ErrInvalid, err)
 	}
 	ev := Event{ID: id, Time: t, Topic: tp, History: historyDefault}
+	if p := w.PublishedAt; p != nil && p.Sub(t).Abs() <= maxClockSkew+time.Second {
+		ev.Time = p.UTC()
+	}
 	if w.History != nil {
 		ev.History = *w.History
 	}

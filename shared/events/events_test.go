@@ -46,6 +46,18 @@ func TestParse_Valid(t *testing.T) {
 	assert.True(t, stateOnly.ReplaceState, "an empty list clears the state")
 }
 
+func TestParse_PublishedAtGivesTheEnvelopeMillisecondsUnlessFarOff(t *testing.T) {
+	ebTime := time.Date(2026, 11, 23, 6, 45, 24, 0, time.UTC) // EventBridge: whole seconds
+	ev, err := Parse("e", ebTime, []byte(`{"topic":"a.b","payload":{},"published_at":"2026-11-23T06:45:24.789Z"}`), false)
+	require.NoError(t, err)
+	assert.Equal(t, ebTime.Add(789*time.Millisecond), ev.Time)
+	ev, err = Parse("e", ebTime, []byte(`{"topic":"a.b","payload":{},"published_at":"2026-11-23T07:45:24Z"}`), false)
+	require.NoError(t, err)
+	assert.Equal(t, ebTime, ev.Time, "a publisher clock an hour off is not believed")
+	_, err = Parse("e", ebTime, []byte(`{"topic":"a.b","payload":{},"published_at":"yesterday"}`), false)
+	assert.ErrorIs(t, err, ErrInvalid)
+}
+
 func TestParse_RefusesBadEvents(t *testing.T) {
 	big := strings.Repeat("x", MaxFrameBytes)
 	cases := []struct {

@@ -83,7 +83,11 @@ func (p Publisher) Publish(ctx context.Context, details ...Detail) ([]string, er
 	}
 	entries := make([]types.PutEventsRequestEntry, len(details))
 	sizes := make([]int, len(details))
+	now := time.Now().UTC()
 	for i, d := range details {
+		if d.PublishedAt == nil {
+			d.PublishedAt = &now
+		}
 		b, err := json.Marshal(d)
 		if err != nil {
 			return nil, fmt.Errorf("publish #%d: %w", i, err)
