@@ -40,8 +40,9 @@ lint: ## go vet and gofmt (and staticcheck when installed)
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; fi
 
 .PHONY: test
-test: deps lint ## Run every test (DynamoDB Local starts by itself), the CDK assertions and a synth
+test: deps lint ## Run every test (DynamoDB Local starts by itself), a short fuzz pass, the CDK assertions and a synth
 	go test -count=1 ./...
+	$(MAKE) fuzz
 	$(MAKE) test-infra
 	$(MAKE) synth
 
@@ -54,6 +55,26 @@ local-bin:
 bench: deps build local-bin ## Measure fan-out at 100 to 50,000 subscribers; writes bench/results/latest.md (ARGS=...)
 	@go build -tags lambda.norpc -o bin/local/naive/bootstrap ./localstack/bench/naive
 	@bin/wsgate bench $(ARGS)
+
+# Every parser of outside input, as package:target.
+FUZZ_TARGETS := shared/protocol:FuzzParse shared/topic:FuzzParsePattern shared/filter:FuzzParseSet \
+  shared/auth:FuzzExtract shared/auth:FuzzVerify shared/events:FuzzParse \
+  localstack/sqslocal:FuzzServeHTTP localstack/sqslocal:FuzzParseRedrivePolicy
+# A count, not a duration: with a duration Go 1.26's fuzz coordinator can
+# fail a clean run with "context deadline exceeded" (golang/go#75804).
+FUZZTIME ?= 100000x
+
+.PHONY: fuzz
+fuzz: ## Fuzz each parser for FUZZTIME (100000x) executions and print its time; the committed corpus (testdata/fuzz) runs in every go test
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; start=$$(date +%s%N); \
+	  out=$$(go test ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) 2>&1) || { echo "$$out"; exit 1; }; \
+	  printf '  %-20s %-24s %s in %d ms (build included)\n' $$pkg $$fn "$$(echo "$$out" | grep -o 'execs: [0-9]*' | tail -1)" $$(( ($$(date +%s%N) - start) / 1000000 )); \
+	done
+
+.PHONY: soak
+soak: deps local-bin ## Clients drop and resume at random while events flow; prints lost/duplicated (ARGS="--clients 200 --for 5m")
+	@bin/wsgate soak $(ARGS)
 
 # The CDK app (infra/) adds synth, deploy and destroy.
 -include infra/infra.mk
