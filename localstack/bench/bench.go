@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,6 +31,7 @@ import (
 	"github.com/wsgate/wsgate/localstack/lambdahost"
 	"github.com/wsgate/wsgate/localstack/stack"
 	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/dynamolocal"
 	"github.com/wsgate/wsgate/shared/events"
 )
 
@@ -279,7 +279,7 @@ func (b *bench) start(ctx context.Context) error {
 		// Tokens for 50,000 clients are minted once and must outlive the run.
 		config.EnvConnectionTTL: "3h",
 	}
-	ddb, err := freeAddr()
+	ddb, err := dynamolocal.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -777,15 +777,6 @@ func machine() string {
 		}
 	}
 	return fmt.Sprintf("%s, %d cores%s", model, numCPU(), mem)
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 func httpPost(url string, body []byte) (int, error) {

@@ -41,6 +41,8 @@ func Run(ctx context.Context, args []string, st Streams) error {
 		return Bench(ctx, rest, st)
 	case "bench-clients":
 		return BenchClients(ctx, rest, st)
+	case "soak":
+		return Soak(ctx, rest, st)
 	case "help", "-h", "--help":
 		usage(st.Out)
 		return nil
@@ -58,6 +60,7 @@ func usage(w io.Writer) {
   wsgate listen    connect, subscribe, print every message as a JSON line; stdin lines are sent
   wsgate node      one more WebSocket front end of a running dev stack, in its own process
   wsgate bench     the fan-out benchmark (make bench)
+  wsgate soak      clients dropping and resuming at random while events flow (make soak)
 
 Run "wsgate <command> -h" for a command's flags.
 `)

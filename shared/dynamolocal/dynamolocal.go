@@ -80,7 +80,7 @@ func Start(ctx context.Context, jar string, opts Options) (*Server, error) {
 	}
 	addr := opts.Addr
 	if addr == "" {
-		if addr, err = freeAddr(); err != nil {
+		if addr, err = FreeAddr(); err != nil {
 			return nil, err
 		}
 	}
@@ -159,7 +159,9 @@ func Listening(addr string) bool {
 	return true
 }
 
-func freeAddr() (string, error) {
+// FreeAddr is a 127.0.0.1 address nothing listens on now: for a DynamoDB
+// Local of one's own.
+func FreeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err

@@ -1,0 +1,45 @@
+package devcli
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/wsgate/wsgate/localstack/soak"
+)
+
+// Soak runs the soak test and prints its table; it fails when an event was
+// lost, repeated or reordered, or a record outlived its TTL.
+func Soak(ctx context.Context, args []string, st Streams) error {
+	fs := newFlags("soak", st)
+	o := soak.Options{FunctionsDir: "bin/local", Log: st.Err}
+	fs.IntVar(&o.Clients, "clients", 200, "clients")
+	fs.DurationVar(&o.Duration, "for", 5*time.Minute, "how long events flow and clients drop")
+	fs.IntVar(&o.Topics, "topics", 20, "topics in all")
+	fs.IntVar(&o.TopicsPerClient, "topics-per-client", 3, "topics each client subscribes to")
+	fs.IntVar(&o.Rate, "rate", 20, "events per second over all topics")
+	fs.DurationVar(&o.DropEvery, "drop-every", 30*time.Second, "mean time between two drops of one client")
+	fs.Float64Var(&o.ThrottleRate, "throttle", 0.02, "share of PostToConnection calls answered 429")
+	fs.Float64Var(&o.ErrorRate, "errors", 0.01, "share of PostToConnection calls answered 500")
+	fs.Float64Var(&o.SkipDisconnectRate, "skip-disconnect", 0.05, "share of $disconnects API Gateway skips")
+	fs.DurationVar(&o.Settle, "settle", time.Minute, "longest wait for the clients to catch up at the end")
+	fs.StringVar(&o.FunctionsDir, "functions", o.FunctionsDir, "functions built for this machine")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case o.Clients < 1 || o.Topics < 1 || o.TopicsPerClient < 1 || o.TopicsPerClient > o.Topics:
+		return errors.New("soak: need at least one client and topic, and at most --topics per client")
+	case o.Rate < 1 || o.Duration <= 0 || o.DropEvery <= 0:
+		return errors.New("soak: --rate, --for and --drop-every must be positive")
+	}
+	r, err := soak.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	r.Print(st.Out)
+	if !r.OK() {
+		return errors.New("soak: events were lost, repeated or reordered, or records outlived their TTL")
+	}
+	return nil
+}

@@ -1,0 +1,394 @@
+// Package soak runs many shared/client subscribers against the local stack
+// for a fixed time while events flow and connections drop at random, then
+// checks that every client has every event of its topics exactly once, in
+// order, and that the store keeps no record of a closed connection.
+package soak
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+
+	"github.com/wsgate/wsgate/localstack/apigw"
+	"github.com/wsgate/wsgate/localstack/stack"
+	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/client"
+	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/dynamolocal"
+	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/store"
+)
+
+// Options configure a run.
+type Options struct {
+	Clients  int
+	Duration time.Duration
+	// Topics in all; each client subscribes to TopicsPerClient of them.
+	Topics, TopicsPerClient int
+	// Rate is events per second over all topics.
+	Rate int
+	// DropEvery is the mean time between two drops of one client.
+	DropEvery time.Duration
+	// Faults injected on @connections and $disconnect while it runs.
+	ThrottleRate, ErrorRate, SkipDisconnectRate float64
+	// Settle bounds the wait for the clients to catch up at the end.
+	Settle       time.Duration
+	FunctionsDir string
+	Log          io.Writer
+}
+
+// Result is what a run saw.
+type Result struct {
+	Options                      Options
+	Published                    int // events accepted by PutEvents
+	Expected                     int // deliveries owed: each client, each event of its topics
+	Delivered                    int // events handed to the application, repeats included
+	Lost, Duplicated, OutOfOrder int
+	Gaps                         int // unrecoverable holes the clients reported
+	Drops, Connects, Resumes     int
+	WireDuplicates               int // repeats on the wire the clients dropped
+	SkippedDisconnects, Gone     int64
+	Leftover, LeftoverPastTTL    int // records of connections after every client closed
+	Took                         time.Duration
+}
+
+// OK is true when nothing was lost, repeated or reordered and no record
+// outlived its connection's TTL.
+func (r Result) OK() bool {
+	return r.Lost == 0 && r.Duplicated == 0 && r.OutOfOrder == 0 && r.Gaps == 0 && r.LeftoverPastTTL == 0
+}
+
+// Print writes the result as a small table.
+func (r Result) Print(w io.Writer) {
+	o := r.Options
+	fmt.Fprintf(w, "soak: %d clients, %s, %d topics (%d per client), %d events/s, a drop per client every %s on average\n",
+		o.Clients, o.Duration, o.Topics, o.TopicsPerClient, o.Rate, o.DropEvery)
+	fmt.Fprintf(w, "faults: %.1f%% posts throttled, %.1f%% failing with 500, %.0f%% of $disconnects skipped\n\n",
+		100*o.ThrottleRate, 100*o.ErrorRate, 100*o.SkipDisconnectRate)
+	rows := [][2]string{
+		{"events published", strconv.Itoa(r.Published)},
+		{"deliveries owed (client x event of its topics)", strconv.Itoa(r.Expected)},
+		{"delivered to the application", strconv.Itoa(r.Delivered)},
+		{"lost (must be 0)", strconv.Itoa(r.Lost)},
+		{"duplicated (must be 0)", strconv.Itoa(r.Duplicated)},
+		{"out of order (must be 0)", strconv.Itoa(r.OutOfOrder)},
+		{"gaps reported (must be 0)", strconv.Itoa(r.Gaps)},
+		{"drops / connects / resumes", fmt.Sprintf("%d / %d / %d", r.Drops, r.Connects, r.Resumes)},
+		{"repeats on the wire, dropped by the clients", strconv.Itoa(r.WireDuplicates)},
+		{"$disconnects skipped / 410s answered", fmt.Sprintf("%d / %d", r.SkippedDisconnects, r.Gone)},
+		{"store: connection records left after every client closed", strconv.Itoa(r.Leftover)},
+		{"store: of them past their TTL (must be 0)", strconv.Itoa(r.LeftoverPastTTL)},
+		{"took", r.Took.Round(time.Second).String()},
+	}
+	fmt.Fprintln(w, "| | |\n|---|---:|")
+	for _, row := range rows {
+		fmt.Fprintf(w, "| %s | %s |\n", row[0], row[1])
+	}
+}
+
+// subscriber is one client and what it handed over.
+type subscriber struct {
+	c      *client.Client
+	topics []string
+	mu     sync.Mutex
+	got    map[string][]int // each topic's event numbers, in the order delivered
+	gaps   int
+	ready  chan struct{}
+	nSubs  atomic.Int32
+}
+
+// Run runs the soak.
+func Run(ctx context.Context, o Options) (Result, error) {
+	start := time.Now()
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(o.Log, "%6s  %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, a...))
+	}
+	ddb, err := dynamolocal.FreeAddr()
+	if err != nil {
+		return Result{}, err
+	}
+	logf("starting the local stack")
+	s, err := stack.Start(ctx, stack.Options{
+		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
+		FunctionsDir: o.FunctionsDir,
+		Env:          map[string]string{config.EnvHistoryDefault: "true", config.EnvLogLevel: "warn"},
+		Log:          slog.New(slog.DiscardHandler),
+		FunctionLog: func(fn string, line []byte) {
+			if strings.Contains(string(line), `"level":"ERROR"`) {
+				logf("%s: %s", fn, strings.TrimSpace(string(line)))
+			}
+		},
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	defer s.Close()
+
+	topics := make([]string, o.Topics)
+	for i := range topics {
+		topics[i] = fmt.Sprintf("soak.t%d", i)
+	}
+	runCtx, stopClients := context.WithCancel(ctx)
+	defer stopClients()
+	var wg sync.WaitGroup
+	subs := make([]*subscriber, o.Clients)
+	logf("connecting %d clients", o.Clients)
+	for i := range subs {
+		sub, err := newSubscriber(s, i, pick(topics, o.TopicsPerClient))
+		if err != nil {
+			return Result{}, err
+		}
+		subs[i] = sub
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = sub.c.Run(runCtx) }()
+	}
+	for _, sub := range subs {
+		select {
+		case <-sub.ready:
+		case <-time.After(time.Minute):
+			return Result{}, fmt.Errorf("soak: a client did not subscribe within a minute")
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		}
+	}
+
+	logf("publishing %d events/s for %s while clients drop", o.Rate, o.Duration)
+	s.SetFaults(stack.Faults{Faults: apigw.Faults{ThrottleRate: o.ThrottleRate, ErrorRate: o.ErrorRate, SkipDisconnectRate: o.SkipDisconnectRate}})
+	pub := events.Publisher{
+		Client: eventbridge.New(eventbridge.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.AWSEndpoint), Credentials: credentials.NewStaticCredentialsProvider("soak", "soak", "")}),
+		Bus:    s.BusName, Source: "soak",
+	}
+	published := make(map[string]int, len(topics))
+	var drops atomic.Int64
+	phase, endPhase := context.WithTimeout(ctx, o.Duration)
+	go dropAtRandom(phase, subs, o.DropEvery, &drops)
+	if err := publish(phase, pub, topics, o.Rate, published); err != nil {
+		endPhase()
+		return Result{}, err
+	}
+	endPhase()
+	if ctx.Err() != nil {
+		return Result{}, ctx.Err()
+	}
+	s.SetFaults(stack.Faults{})
+
+	r := Result{Options: o}
+	for _, sub := range subs {
+		for _, t := range sub.topics {
+			r.Expected += published[t]
+		}
+	}
+	for _, n := range published {
+		r.Published += n
+	}
+	logf("published %d events; waiting up to %s for the clients to catch up", r.Published, o.Settle)
+	caughtUp(subs, published, o.Settle)
+	stopClients()
+	wg.Wait()
+
+	for _, sub := range subs {
+		sub.score(&r, published)
+		st := sub.c.Stats()
+		r.Connects += st.Connects
+		r.Resumes += st.Resumes
+		r.WireDuplicates += st.Duplicates
+	}
+	r.Drops = int(drops.Load())
+	gw := s.Gateway.Stats()
+	r.SkippedDisconnects, r.Gone = gw.SkippedDisconnects.Load(), gw.Gone.Load()
+
+	// Every client closed cleanly: their $disconnects ran, except the
+	// skipped ones, whose records wait for their TTL (or a 410).
+	time.Sleep(2 * time.Second)
+	if r.Leftover, r.LeftoverPastTTL, err = leftovers(ctx, s); err != nil {
+		return r, err
+	}
+	r.Took = time.Since(start)
+	return r, nil
+}
+
+func newSubscriber(s *stack.Stack, i int, topics []string) (*subscriber, error) {
+	sub := &subscriber{topics: topics, got: map[string][]int{}, ready: make(chan struct{})}
+	name := fmt.Sprintf("soak-%d", i)
+	minter := auth.Minter{Alg: "HS256", Key: []byte(s.Secret)}
+	c, err := client.New(client.Options{
+		URL: s.WebSocketURL,
+		Token: func(context.Context) (string, error) {
+			return minter.Token(auth.Grant{Sub: name, Topics: []string{"soak.>"}})
+		},
+		Topics: topics, MinBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second, GapWait: 500 * time.Millisecond,
+		OnEvent: func(e client.Event) {
+			var p struct{ N int }
+			_ = json.Unmarshal(e.Data, &p)
+			sub.mu.Lock()
+			sub.got[e.Topic] = append(sub.got[e.Topic], p.N)
+			sub.mu.Unlock()
+		},
+		OnGap: func(client.Gap) { sub.mu.Lock(); sub.gaps++; sub.mu.Unlock() },
+		OnReply: func(b []byte) {
+			var r struct{ Type string }
+			if json.Unmarshal(b, &r) == nil && r.Type == "subscribed" && int(sub.nSubs.Add(1)) == len(topics) {
+				close(sub.ready)
+			}
+		},
+	})
+	sub.c = c
+	return sub, err
+}
+
+// score adds what one client got to r.
+func (sub *subscriber) score(r *Result, published map[string]int) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	r.Gaps += sub.gaps
+	for _, t := range sub.topics {
+		got := sub.got[t]
+		r.Delivered += len(got)
+		seen := make(map[int]bool, len(got))
+		for i, n := range got {
+			if seen[n] {
+				r.Duplicated++
+				continue
+			}
+			seen[n] = true
+			if i > 0 && n < got[i-1] {
+				r.OutOfOrder++
+			}
+		}
+		for n := 1; n <= published[t]; n++ {
+			if !seen[n] {
+				r.Lost++
+			}
+		}
+	}
+}
+
+// last is the highest event number of topic t delivered.
+func (sub *subscriber) last(t string) int {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if g := sub.got[t]; len(g) > 0 {
+		return slices.Max(g)
+	}
+	return 0
+}
+
+// publish sends rate events a second, round robin over topics, numbering
+// each topic's events from 1 in its payload, until ctx ends.
+func publish(ctx context.Context, pub events.Publisher, topics []string, rate int, published map[string]int) error {
+	tick := time.NewTicker(time.Second / time.Duration(max(rate, 1)))
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		t := topics[i%len(topics)]
+		n := published[t] + 1
+		_, err := pub.Publish(context.WithoutCancel(ctx), events.Detail{Topic: t, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))})
+		if err != nil {
+			return fmt.Errorf("soak: publish: %w", err)
+		}
+		published[t] = n
+	}
+}
+
+// dropAtRandom cuts client connections without a close frame, each client
+// about once per every.
+func dropAtRandom(ctx context.Context, subs []*subscriber, every time.Duration, drops *atomic.Int64) {
+	const step = 100 * time.Millisecond
+	p := float64(step) / float64(every)
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, sub := range subs {
+			if rand.Float64() < p {
+				sub.c.Drop()
+				drops.Add(1)
+			}
+		}
+	}
+}
+
+// caughtUp waits until every client has the last event of each of its
+// topics, for at most within.
+func caughtUp(subs []*subscriber, published map[string]int, within time.Duration) {
+	deadline := time.Now().Add(within)
+	for _, sub := range subs {
+		for _, t := range sub.topics {
+			for sub.last(t) < published[t] && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+}
+
+// leftovers counts the connection records in the table, and those past
+// their TTL. The soak owns its DynamoDB Local, so a Scan of the table is
+// the honest census (the gateway itself never scans).
+func leftovers(ctx context.Context, s *stack.Stack) (all, pastTTL int, err error) {
+	db := dynamolocal.Client(s.DynamoDBEndpoint)
+	now := time.Now().Unix()
+	p := dynamodb.NewScanPaginator(db, &dynamodb.ScanInput{TableName: aws.String(s.Table)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return 0, 0, fmt.Errorf("soak: census of the table: %w", err)
+		}
+		for _, it := range page.Items {
+			if !isConnectionItem(it) {
+				continue
+			}
+			all++
+			if ttl := ttlOf(it); ttl > 0 && ttl < now {
+				pastTTL++
+			}
+		}
+	}
+	return all, pastTTL, nil
+}
+
+// isConnectionItem: a connection's record, its reverse subscription
+// entries (C#id) and its entries under the patterns it subscribed (P#...).
+func isConnectionItem(it map[string]types.AttributeValue) bool {
+	pk, ok := it[store.PartitionKey].(*types.AttributeValueMemberS)
+	return ok && (strings.HasPrefix(pk.Value, "C#") || strings.HasPrefix(pk.Value, "P#"))
+}
+
+func ttlOf(it map[string]types.AttributeValue) int64 {
+	if n, ok := it[store.TTLAttribute].(*types.AttributeValueMemberN); ok {
+		v, _ := strconv.ParseInt(n.Value, 10, 64)
+		return v
+	}
+	return 0
+}
+
+// pick is n distinct topics at random.
+func pick(topics []string, n int) []string {
+	out := slices.Clone(topics)
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	out = out[:min(n, len(out))]
+	slices.Sort(out)
+	return out
+}
