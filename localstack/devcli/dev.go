@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wsgate/wsgate/localstack/console"
 	"github.com/wsgate/wsgate/localstack/stack"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
@@ -61,7 +62,7 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 	s, err := stack.Start(ctx, stack.Options{
 		WebSocketAddr: *wsAddr, AWSAddr: *awsAddr, DynamoDBAddr: *ddbAddr, DynamoDBPath: *ddbPath,
 		FunctionsDir: *functions, JWTSecret: secret, Env: fnEnv, IdleTimeout: *idle,
-		Log: logger, FunctionLog: fnLog, DevTokens: devTokenHandler(minter),
+		Log: logger, FunctionLog: fnLog, DevTokens: console.DevTokens(minter), Console: console.ForStack,
 	})
 	if err != nil {
 		return err

@@ -85,8 +85,9 @@ type Options struct {
 	// functions' output lines. Either may be nil.
 	Log         *slog.Logger
 	FunctionLog func(function string, line []byte)
-	// Console, when set, serves the web console at /console.
-	Console http.Handler
+	// Console, when set, builds the handler of /console on the WebSocket
+	// port (given the stack, for what the page does locally).
+	Console func(*Stack) http.Handler
 	// DevTokens, when set, is served at /_wsgate/token on the AWS port.
 	DevTokens http.Handler
 }
@@ -265,8 +266,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	wsMux := http.NewServeMux()
 	if opts.Console != nil {
-		wsMux.Handle("/console", opts.Console)
-		wsMux.Handle("/console/", opts.Console)
+		h := opts.Console(s)
+		wsMux.Handle("/console", h)
+		wsMux.Handle("/console/", h)
 	}
 	wsMux.Handle("/", s.Gateway)
 	s.wsHandler = wsMux
@@ -325,7 +327,8 @@ func (s *Stack) serve(ln net.Listener, h http.Handler) {
 	}()
 }
 
-// admin serves /_wsgate/health, /_wsgate/faults and, in dev, /_wsgate/token.
+// admin serves /_wsgate/health, /_wsgate/faults, /_wsgate/drop (cut every
+// client, as a network failure would) and, in dev, /_wsgate/token.
 func (s *Stack) admin(opts Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_wsgate/health", func(w http.ResponseWriter, r *http.Request) {
@@ -350,6 +353,10 @@ func (s *Stack) admin(opts Options) http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(s.CurrentFaults())
+	})
+	mux.HandleFunc("POST /_wsgate/drop", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]int{"dropped": s.Gateway.Drop()})
 	})
 	if opts.DevTokens != nil {
 		mux.Handle("/_wsgate/token", opts.DevTokens)

@@ -1,0 +1,116 @@
+// Drives the console in headless Chromium against a running local stack.
+// Run by TestConsole_InHeadlessChromium (console_test.go) with:
+//   CONSOLE_URL  http://127.0.0.1:<port>/console
+//   AWS_ENDPOINT http://127.0.0.1:<port>   (PutEvents and /_wsgate/drop)
+//   BUS          the stack's event bus
+//   SCREENSHOT   where to save the page at the end
+//   CHROMIUM     the browser (default /usr/bin/chromium)
+// Prints one JSON line of figures; exits non-zero on the first failed check.
+import { chromium } from 'playwright-core';
+
+const env = (k, d) => process.env[k] || d || (() => { throw new Error(`${k} is not set`); })();
+const consoleURL = env('CONSOLE_URL');
+const aws = env('AWS_ENDPOINT');
+const bus = env('BUS');
+const TOPIC = 'demo.browser';
+
+function check(ok, what) {
+  if (!ok) throw new Error('check failed: ' + what);
+}
+
+// PutEvents as a backend sends it (the local endpoint takes any signature).
+async function putEvent(n) {
+  const r = await fetch(aws + '/', {
+    method: 'POST',
+    headers: {
+      'Content-Type': 'application/x-amz-json-1.1',
+      'X-Amz-Target': 'AWSEvents.PutEvents',
+      Authorization: 'AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/events/aws4_request, SignedHeaders=host, Signature=00',
+    },
+    body: JSON.stringify({ Entries: [{ EventBusName: bus, Source: 'browser-test', DetailType: 'wsgate.event', Detail: JSON.stringify({ topic: TOPIC, payload: { n }, history: true, published_at: new Date().toISOString() }) }] }),
+  });
+  const body = await r.json();
+  check(r.ok && body.FailedEntryCount === 0, `PutEvents accepted event ${n}: ${JSON.stringify(body)}`);
+  return Date.now();
+}
+
+const seqs = (page) => page.$$eval('#events tr.event', (rows) => rows.map((r) => Number(r.dataset.seq)).sort((a, b) => a - b));
+const rowFor = (seq) => `#events tr.event[data-topic="${TOPIC}"][data-seq="${seq}"]`;
+
+const browser = await chromium.launch({
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+});
+const figures = {};
+let failure = null;
+const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+const pageErrors = [];
+page.on('pageerror', (e) => pageErrors.push(String(e)));
+try {
+  await page.goto(consoleURL);
+  check(await page.isVisible('#mint'), 'the local stack offers dev tokens');
+
+  // Connect with a dev token.
+  await page.fill('#mint-sub', 'browser');
+  await page.fill('#mint-topics', 'demo.>');
+  await page.click('#mint');
+  await page.waitForFunction(() => document.getElementById('token').value.split('.').length === 3);
+  await page.click('#connect');
+  await page.waitForSelector('#state[data-state="connected"]', { timeout: 10000 });
+
+  // Subscribe.
+  await page.fill('#topic', TOPIC);
+  await page.click('#subscribe');
+  await page.waitForSelector(`#subs li[data-pattern="${TOPIC}"]`);
+  await page.waitForFunction(() => [...document.querySelectorAll('#log li')].some((li) => li.textContent.includes('"subscribed"')), null, { timeout: 5000 });
+
+  // An event published through PutEvents shows within a second.
+  const sent = await putEvent(1);
+  await page.waitForSelector(rowFor(1), { timeout: 1000 });
+  figures.first_event_ms = Date.now() - sent;
+  check((await page.textContent(`${rowFor(1)} td.payload summary`)).includes('"n":1'), 'the row shows the payload');
+
+  // A forced disconnect: the network drops every connection. Events
+  // published meanwhile come back through resume, in order, once.
+  const drop = await fetch(aws + '/_wsgate/drop', { method: 'POST' });
+  check(drop.ok && (await drop.json()).dropped >= 1, 'the stack dropped the connection');
+  await page.waitForSelector('#state[data-state="reconnecting"]', { timeout: 5000 });
+  await putEvent(2);
+  await putEvent(3);
+  await page.waitForSelector('#state[data-state="connected"]', { timeout: 10000 });
+  await putEvent(4);
+  await page.waitForSelector(rowFor(4), { timeout: 5000 });
+  await page.waitForSelector(rowFor(3), { timeout: 5000 });
+  await page.waitForSelector(rowFor(2), { timeout: 5000 });
+
+  // The page's own publish button (PutEvents through the local stack).
+  await page.fill('#pub-topic', TOPIC);
+  await page.fill('#pub-payload', '{"n":5,"from":"the console"}');
+  await page.click('#publish');
+  await page.waitForSelector(rowFor(5), { timeout: 5000 });
+
+  await page.waitForTimeout(300); // anything repeated would show by now
+  const got = await seqs(page);
+  check(JSON.stringify(got) === '[1,2,3,4,5]', `every event once: ${JSON.stringify(got)}`);
+  check((await page.$$('#events tr.gap')).length === 0, 'no gap highlighted');
+  const counts = await page.textContent('#counts');
+  check(/1 reconnects/.test(counts), `one reconnect counted: ${counts}`);
+  figures.counts = counts;
+  figures.resumed_rows = (await page.$$('#events tr.event.resumed')).length;
+
+  // Filter and pause work on the table.
+  await page.fill('#filter', 'the console');
+  check((await page.$$eval('#events tr.event', (rows) => rows.filter((r) => !r.hidden).length)) === 1, 'the filter leaves one row');
+  await page.fill('#filter', '');
+  check(pageErrors.length === 0, 'no script errors: ' + pageErrors.join('; '));
+} catch (e) {
+  failure = e;
+} finally {
+  if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true }).catch(() => {});
+  await browser.close();
+}
+console.log(JSON.stringify(figures));
+if (failure) {
+  console.error(failure.stack || String(failure));
+  process.exit(1);
+}

@@ -1,0 +1,120 @@
+// Package console serves the web console: one static page that connects to
+// a wsgate WebSocket endpoint (local or deployed), subscribes, shows events
+// as they arrive and resumes after drops. On the local stack it also mints
+// dev tokens and publishes test events through PutEvents.
+package console
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/wsgate/wsgate/localstack/stack"
+	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/events"
+)
+
+//go:embed static
+var static embed.FS
+
+// Options are the local stack's extras; a nil field turns its feature off
+// in the page.
+type Options struct {
+	// Token mints a dev token: GET with the query of /_wsgate/token.
+	Token http.Handler
+	// Publish sends one event through the local EventBridge bus.
+	Publish func(ctx context.Context, d events.Detail) (string, error)
+}
+
+// maxPublish bounds a test event's body: EventBridge's entry limit.
+const maxPublish = 256 << 10
+
+// Handler serves the page under /console.
+func Handler(o Options) http.Handler {
+	files, _ := fs.Sub(static, "static")
+	mux := http.NewServeMux()
+	mux.Handle("GET /console/", http.StripPrefix("/console/", noCache(http.FileServerFS(files))))
+	mux.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/console/"+query(r), http.StatusFound)
+	})
+	mux.HandleFunc("GET /console/api/config", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"local": true, "token": o.Token != nil, "publish": o.Publish != nil})
+	})
+	if o.Token != nil {
+		mux.Handle("GET /console/api/token", o.Token)
+	}
+	if o.Publish != nil {
+		mux.HandleFunc("POST /console/api/publish", func(w http.ResponseWriter, r *http.Request) {
+			var d events.Detail
+			dec := json.NewDecoder(io.LimitReader(r.Body, maxPublish+1))
+			if err := dec.Decode(&d); err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want the event's detail: {\"topic\":..., \"payload\":...}: " + err.Error()})
+				return
+			}
+			b, _ := json.Marshal(d)
+			if _, err := events.Parse("console", time.Now(), b, false); err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+				return
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+			defer cancel()
+			id, err := o.Publish(ctx, d)
+			var refused *events.PublishError
+			switch {
+			case errors.As(err, &refused):
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			case err != nil:
+				writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+			default:
+				writeJSON(w, http.StatusOK, map[string]string{"id": id})
+			}
+		})
+	}
+	return mux
+}
+
+func query(r *http.Request) string {
+	if r.URL.RawQuery == "" {
+		return ""
+	}
+	return "?" + r.URL.RawQuery
+}
+
+// noCache makes a reload pick up a rebuilt page.
+func noCache(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		if strings.HasSuffix(r.URL.Path, ".js") {
+			w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ForStack is the console of a local stack: dev tokens signed with the
+// stack's secret, and test events published to the stack's bus.
+func ForStack(s *stack.Stack) http.Handler {
+	pub := s.Publisher("wsgate.console")
+	return Handler(Options{
+		Token: DevTokens(auth.Minter{Alg: "HS256", Key: []byte(s.Secret)}),
+		Publish: func(ctx context.Context, d events.Detail) (string, error) {
+			ids, err := pub.Publish(ctx, d)
+			if err != nil {
+				return "", err
+			}
+			return ids[0], nil
+		},
+	})
+}

@@ -1,0 +1,101 @@
+package console_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wsgate/wsgate/localstack/console"
+	"github.com/wsgate/wsgate/localstack/stack"
+	"github.com/wsgate/wsgate/localstack/stacktest"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
+
+// consoleURL is the page's address on the stack's WebSocket port.
+func consoleURL(s *stack.Stack) string {
+	return "http" + strings.TrimPrefix(s.WebSocketURL, "ws") + "console"
+}
+
+func TestConsole_ServesThePageAndRefusesBadTestEvents(t *testing.T) {
+	s := stacktest.Start(t, func(o *stack.Options) { o.Console = console.ForStack })
+	for _, path := range []string{"/", "/console.js", "/console.css"} {
+		resp, err := http.Get(consoleURL(s) + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, path)
+	}
+	resp, err := http.Get(consoleURL(s) + "/api/token?sub=alice&topics=demo.>")
+	require.NoError(t, err)
+	var tok struct{ Token, Sub string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
+	resp.Body.Close()
+	assert.Equal(t, "alice", tok.Sub)
+	assert.Len(t, strings.Split(tok.Token, "."), 3)
+
+	for body, want := range map[string]int{
+		`{"topic":"demo.x","payload":{"a":1}}`: http.StatusOK,
+		`{"topic":"bad topic","payload":{}}`:   http.StatusBadRequest,
+		`{"payload":{}}`:                       http.StatusBadRequest,
+		`not json`:                             http.StatusBadRequest,
+	} {
+		resp, err := http.Post(consoleURL(s)+"/api/publish", "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		var out map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		assert.Equal(t, want, resp.StatusCode, "%s: %v", body, out)
+		if want != http.StatusOK {
+			assert.NotEmpty(t, out["error"], "a refusal says why")
+		}
+	}
+}
+
+// TestConsole_InHeadlessChromium drives the page in a real browser: connect
+// with a dev token, subscribe, receive an event published through PutEvents
+// within a second, survive a dropped connection by resuming without a gap.
+// The screenshot lands in $WSGATE_ARTIFACTS (default test-artifacts/).
+func TestConsole_InHeadlessChromium(t *testing.T) {
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	node, err := exec.LookPath("node")
+	_, statErr := os.Stat(chromium)
+	_, pwErr := os.Stat("../../node_modules/playwright-core")
+	if err != nil || statErr != nil || pwErr != nil {
+		msg := "needs node, Chromium (apt-get install chromium; or set CHROMIUM) and node_modules/playwright-core (make deps)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	artifacts := os.Getenv("WSGATE_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = "../../test-artifacts"
+	}
+	require.NoError(t, os.MkdirAll(artifacts, 0o755))
+	shot, err := filepath.Abs(filepath.Join(artifacts, "console.png"))
+	require.NoError(t, err)
+
+	s := stacktest.Start(t, func(o *stack.Options) { o.Console = console.ForStack })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "browser_test.mjs")
+	cmd.Env = append(os.Environ(),
+		"CONSOLE_URL="+consoleURL(s), "AWS_ENDPOINT="+s.AWSEndpoint, "BUS="+s.BusName,
+		"SCREENSHOT="+shot, "CHROMIUM="+chromium)
+	out, err := cmd.CombinedOutput()
+	t.Logf("browser: %s", out)
+	require.NoError(t, err, "the browser checks failed")
+	t.Logf("screenshot: %s", shot)
+}
