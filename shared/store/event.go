@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -139,43 +140,36 @@ func (s *Store) ClaimEvent(ctx context.Context, eventID, owner string, lease tim
 // RenewEvent extends the lease of an attempt that holds an event;
 // ErrInProgress when another attempt has taken it over meanwhile.
 func (s *Store) RenewEvent(ctx context.Context, eventID, owner string, lease time.Duration) error {
-	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 s.table,
-		Key:                       key(prefixEvent+eventID, skEvent),
-		UpdateExpression:          aws.String("SET #lease = :until"),
-		ConditionExpression:       aws.String("#owner = :me"),
-		ExpressionAttributeNames:  map[string]string{"#owner": attrOwner, "#lease": attrLease},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(owner), ":until": nv(s.now().Add(lease).UnixMilli())},
-		ReturnConsumedCapacity:    total,
-	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("store: renew event %s: %w", eventID, ErrInProgress)
-	}
-	if err != nil {
-		return fmt.Errorf("store: renew event %s: %w", eventID, err)
-	}
-	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
-	return nil
+	return s.setLease(ctx, eventID, owner, s.now().Add(lease).UnixMilli())
 }
 
 // ReleaseEvent gives up the lease an attempt holds on an event it could not
 // finish, so that a retry takes it over at once rather than after the
 // lease; nothing when another attempt holds it.
 func (s *Store) ReleaseEvent(ctx context.Context, eventID, owner string) error {
+	if err := s.setLease(ctx, eventID, owner, 0); err != nil && !errors.Is(err, ErrInProgress) {
+		return err
+	}
+	return nil
+}
+
+// setLease moves the lease of an event owner holds to until (Unix ms);
+// ErrInProgress when owner no longer holds it.
+func (s *Store) setLease(ctx context.Context, eventID, owner string, until int64) error {
 	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 s.table,
 		Key:                       key(prefixEvent+eventID, skEvent),
-		UpdateExpression:          aws.String("SET #lease = :zero"),
+		UpdateExpression:          aws.String("SET #lease = :until"),
 		ConditionExpression:       aws.String("#owner = :me"),
 		ExpressionAttributeNames:  map[string]string{"#owner": attrOwner, "#lease": attrLease},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(owner), ":zero": nv(0)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(owner), ":until": nv(until)},
 		ReturnConsumedCapacity:    total,
 	})
 	if isConditionFailed(err) {
-		return nil
+		return fmt.Errorf("store: lease of event %s: %w", eventID, ErrInProgress)
 	}
 	if err != nil {
-		return fmt.Errorf("store: release event %s: %w", eventID, err)
+		return fmt.Errorf("store: lease of event %s: %w", eventID, err)
 	}
 	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
 	return nil

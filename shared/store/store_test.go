@@ -435,6 +435,22 @@ func TestBeginEvent_SequenceAndDedupe(t *testing.T) {
 	assert.Equal(t, uint64(5), seq)
 }
 
+func TestReleaseEvent_OnlyTheHolderReleasesAndARetryTakesOverAtOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	r, err := f.s.BeginEvent(ctx, event(t, "e1", "t.x", ""), "w1", time.Minute, time.Hour)
+	require.NoError(t, err)
+	require.NoError(t, f.s.ReleaseEvent(ctx, "e1", "w2"), "not the holder: nothing happens")
+	_, err = f.s.ClaimEvent(ctx, "e1", "w3", time.Minute)
+	assert.ErrorIs(t, err, store.ErrInProgress, "w1 still holds it")
+
+	require.NoError(t, f.s.ReleaseEvent(ctx, "e1", "w1"))
+	got, err := f.s.ClaimEvent(ctx, "e1", "w3", time.Minute)
+	require.NoError(t, err, "released: taken over without waiting out the lease")
+	assert.Equal(t, r.Seq, got.Seq, "with the number the first attempt drew")
+	assert.ErrorIs(t, f.s.RenewEvent(ctx, "e1", "w1", time.Minute), store.ErrInProgress, "the old holder cannot renew it back")
+}
+
 func TestBeginEvent_ConcurrentEventsGetContiguousNumbers(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
