@@ -3,29 +3,17 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/wsgate/wsgate/shared/awsdeps"
 	"github.com/wsgate/wsgate/shared/broadcast"
-	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/fanout"
 )
 
 func main() {
-	cfg, err := config.FromEnv()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "config:", err)
-		os.Exit(1)
-	}
-	d, err := awsdeps.Load(context.Background(), cfg, false)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start-up:", err)
-		os.Exit(1)
-	}
+	cfg, d := awsdeps.MustLoad(false)
 	pacer := fanout.NewPacer(float64(cfg.PostRate))
 	sender := fanout.NewSender(d.Poster, fanout.Options{Workers: cfg.FanoutWorkers, Pacer: pacer})
 	h := broadcast.New(cfg, broadcast.Deps{Store: d.Store, Sender: sender, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log, Metrics: os.Stdout})

@@ -24,6 +24,7 @@ import (
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/fanout"
+	"github.com/wsgate/wsgate/shared/gateway"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 )
@@ -51,6 +52,29 @@ func Logger(cfg config.Config) *slog.Logger {
 	level := slog.LevelInfo
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	return slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
+}
+
+// MustLoad reads the configuration from the environment and builds the
+// dependencies, or ends the process with the reason: every function's
+// start-up (Lambda reports the exit as an init error).
+func MustLoad(withVerifier bool) (config.Config, Deps) {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "config:", err)
+		os.Exit(1)
+	}
+	d, err := Load(context.Background(), cfg, withVerifier)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start-up:", err)
+		os.Exit(1)
+	}
+	return cfg, d
+}
+
+// Gateway is the WebSocket routes' Gateway on these dependencies, writing
+// its metrics to stdout.
+func (d Deps) Gateway(cfg config.Config) *gateway.Gateway {
+	return gateway.New(cfg, gateway.Deps{Store: d.Store, Verifier: d.Verifier, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log, Metrics: os.Stdout})
 }
 
 // Load builds the dependencies. withVerifier is false for functions that
