@@ -533,23 +533,31 @@ func (c *call) deleteMessageBatch() (any, *apiError) {
 		for i := range in.Entries {
 			ids[i] = in.Entries[i].Id
 		}
-		if err := checkBatch(ids); err != nil {
-			return nil, err
-		}
-		out := batchOutput{Successful: []batchResultEntry{}, Failed: []batchResultErrorEntry{}}
-		for _, e := range in.Entries {
-			err := errMissing("ReceiptHandle")
-			if e.ReceiptHandle != nil {
-				err = c.s.deleteMessage(q, *e.ReceiptHandle)
+		return eachEntry(ids, func(i int) *apiError {
+			if in.Entries[i].ReceiptHandle == nil {
+				return errMissing("ReceiptHandle")
 			}
-			if err != nil {
-				out.Failed = append(out.Failed, failedEntry(*e.Id, err))
-				continue
-			}
-			out.Successful = append(out.Successful, batchResultEntry{Id: *e.Id})
-		}
-		return out, nil
+			return c.s.deleteMessage(q, *in.Entries[i].ReceiptHandle)
+		})
 	})
+}
+
+// eachEntry checks a batch's ids, runs do for each entry, and reports each
+// entry's outcome as SQS does: Successful and Failed, never a whole-call
+// error for one entry.
+func eachEntry(ids []*string, do func(i int) *apiError) (any, *apiError) {
+	if err := checkBatch(ids); err != nil {
+		return nil, err
+	}
+	out := batchOutput{Successful: []batchResultEntry{}, Failed: []batchResultErrorEntry{}}
+	for i, id := range ids {
+		if err := do(i); err != nil {
+			out.Failed = append(out.Failed, failedEntry(*id, err))
+			continue
+		}
+		out.Successful = append(out.Successful, batchResultEntry{Id: *id})
+	}
+	return out, nil
 }
 
 func (c *call) changeMessageVisibility() (any, *apiError) {
@@ -572,21 +580,12 @@ func (c *call) changeMessageVisibilityBatch() (any, *apiError) {
 		for i := range in.Entries {
 			ids[i] = in.Entries[i].Id
 		}
-		if err := checkBatch(ids); err != nil {
-			return nil, err
-		}
-		out := batchOutput{Successful: []batchResultEntry{}, Failed: []batchResultErrorEntry{}}
-		for _, e := range in.Entries {
-			err := errMissing("ReceiptHandle")
-			if e.ReceiptHandle != nil {
-				err = c.s.changeVisibility(q, *e.ReceiptHandle, e.VisibilityTimeout, now)
+		return eachEntry(ids, func(i int) *apiError {
+			e := in.Entries[i]
+			if e.ReceiptHandle == nil {
+				return errMissing("ReceiptHandle")
 			}
-			if err != nil {
-				out.Failed = append(out.Failed, failedEntry(*e.Id, err))
-				continue
-			}
-			out.Successful = append(out.Successful, batchResultEntry{Id: *e.Id})
-		}
-		return out, nil
+			return c.s.changeVisibility(q, *e.ReceiptHandle, e.VisibilityTimeout, now)
+		})
 	})
 }
