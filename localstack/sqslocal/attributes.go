@@ -116,7 +116,10 @@ func parseRedrivePolicy(value string) (*redrivePolicy, *apiError) {
 
 // String renders the policy the way SQS returns it.
 func (r *redrivePolicy) String() string {
-	return fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":%d}`, r.deadLetterTargetARN, r.maxReceiveCount)
+	// JSON quoting, not Go's %q: an ARN with a control byte must come back
+	// as JSON SQS clients can read.
+	arn, _ := json.Marshal(r.deadLetterTargetARN)
+	return fmt.Sprintf(`{"deadLetterTargetArn":%s,"maxReceiveCount":%d}`, arn, r.maxReceiveCount)
 }
 
 // opaqueAttributes are accepted and echoed back unchanged.
