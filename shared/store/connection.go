@@ -303,6 +303,7 @@ func (s *Store) CountConnections(ctx context.Context, direct topic.Pattern) (int
 		ExpressionAttributeNames:  map[string]string{"#ttl": TTLAttribute},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(prefixPattern + direct.String()), ":now": nv(s.now().Unix())},
 		Select:                    types.SelectCount,
+		ConsistentRead:            aws.Bool(true), // a connection made a moment ago counts
 		ReturnConsumedCapacity:    total,
 	}
 	for {

@@ -33,6 +33,7 @@ const (
 	attrAttrs    = "attrs"
 	attrProject  = "proj"
 	attrSkip     = "skip"
+	attrNumbered = "nt"
 )
 
 // EventRecord is the outcome of BeginEvent.
@@ -43,6 +44,13 @@ type EventRecord struct {
 	// Retry: an earlier attempt assigned Seq but did not finish; deliver
 	// again (shards already marked delivered are skipped).
 	Retry bool
+	// Published and Numbered are when the event was published and given
+	// its number (Event fills them).
+	Published, Numbered time.Time
+	// Overtaken is how long after this event the event that took the
+	// topic's previous number was published (0 when it was published
+	// earlier): subscribers see this one after an event published later.
+	Overtaken time.Duration
 }
 
 // BeginEvent claims an EventBridge event for this invocation and gives it
@@ -50,19 +58,22 @@ type EventRecord struct {
 //
 // The number comes from an atomic counter (UpdateItem ADD), so any number
 // of invocations publishing to one hot topic never contend; the event's
-// record (its id, number and lease), its history entry and its state are
-// then written in one transaction, conditional on the id being new, so a
-// redelivery never gets a second number: it finds the record and the
-// number the first attempt got. The number a redelivery drew meanwhile is
-// marked skipped in the history, so a resume steps over it; only an
-// invocation dying between the two writes leaves a number unmarked (a
-// resume across it answers history_expired). owner identifies this
-// attempt; lease bounds how long another attempt waits before taking over.
-// ErrInProgress: another attempt holds the event right now.
+// record (its id, number, lease and when it was numbered) and its history
+// entry are then written in one transaction, conditional on the id being
+// new, so a redelivery never gets a second number: it finds the record and
+// the number the first attempt got. The transaction touches only items of
+// this event (no topic-wide item), so parallel events on one topic never
+// conflict; the topic's state is written apart (ReplaceState). The number
+// a redelivery drew meanwhile is marked skipped in the history, so a resume
+// steps over it; only an invocation dying between the two writes leaves a
+// number unmarked (a resume across it answers history_expired). owner
+// identifies this attempt; lease bounds how long another attempt waits
+// before taking over. ErrInProgress: another attempt holds the event right
+// now.
 func (s *Store) BeginEvent(ctx context.Context, ev events.Event, owner string, lease time.Duration, historyTTL time.Duration) (EventRecord, error) {
 	tp := ev.Topic.String()
 	now := s.now()
-	seq, err := s.nextSeq(ctx, tp, now)
+	seq, prevPublished, err := s.nextSeq(ctx, tp, ev.Time, now)
 	if err != nil {
 		return EventRecord{}, err
 	}
@@ -72,6 +83,8 @@ func (s *Store) BeginEvent(ctx context.Context, ev events.Event, owner string, l
 	evRecord[attrOwner] = sv(owner)
 	evRecord[attrLease] = nv(now.Add(lease).UnixMilli())
 	evRecord[attrDone] = bv(false)
+	evRecord[attrNumbered] = nv(now.UnixMilli())
+	evRecord[attrTime] = nv(ev.Time.UnixMilli())
 	evRecord[TTLAttribute] = nv(now.Add(s.EventTTL).Unix())
 	items := []types.TransactWriteItem{{Put: &types.Put{TableName: s.table, Item: evRecord, ConditionExpression: aws.String("attribute_not_exists(pk)")}}}
 	if ev.History && ev.HasPayload {
@@ -81,23 +94,13 @@ func (s *Store) BeginEvent(ctx context.Context, ev events.Event, owner string, l
 		}
 		items = append(items, types.TransactWriteItem{Put: &types.Put{TableName: s.table, Item: h}})
 	}
-	stateAt := -1
-	if ev.ReplaceState {
-		stateAt = len(items)
-		items = append(items, s.stateWrite(ev, seq, now))
-	}
-	for {
-		err = s.transact(ctx, items)
-		reasons, cancelled := cancelReasons(err)
-		if cancelled && stateAt >= 0 && reasonIs(reasons, stateAt, "ConditionalCheckFailed") && !reasonIs(reasons, 0, "ConditionalCheckFailed") {
-			// A later event's state is stored already: keep it.
-			items, stateAt = items[:stateAt], -1
-			continue
-		}
-		break
-	}
+	err = s.transact(ctx, items)
 	if err == nil {
-		return EventRecord{Seq: seq}, nil
+		rec := EventRecord{Seq: seq}
+		if prevPublished.After(ev.Time) {
+			rec.Overtaken = prevPublished.Sub(ev.Time)
+		}
+		return rec, nil
 	}
 	if reasons, ok := cancelReasons(err); !ok || !reasonIs(reasons, 0, "ConditionalCheckFailed") {
 		// The number is drawn but no event has it: tell resuming clients
@@ -110,6 +113,44 @@ func (s *Store) BeginEvent(ctx context.Context, ev events.Event, owner string, l
 		return EventRecord{}, err
 	}
 	return s.ClaimEvent(ctx, ev.ID, owner, lease)
+}
+
+// ReplaceState stores an event's state as its topic's current state,
+// unless a later-numbered event's state is stored already (events on one
+// topic may be processed out of order). It is one conditional write on the
+// topic's state item, outside any transaction, so parallel events on one
+// hot topic serialize on it instead of cancelling each other; repeating it
+// (a retried event) changes nothing.
+func (s *Store) ReplaceState(ctx context.Context, ev events.Event, seq uint64) error {
+	k := key(prefixTopic+ev.Topic.String(), skState)
+	cond := aws.String("attribute_not_exists(seq) OR seq < :seq")
+	vals := map[string]types.AttributeValue{":seq": uv(seq)}
+	var err error
+	var cc *types.ConsumedCapacity
+	op := "PutItem"
+	if len(ev.State) == 0 {
+		op = "DeleteItem"
+		var out *dynamodb.DeleteItemOutput
+		out, err = s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+			TableName: s.table, Key: k, ConditionExpression: cond, ExpressionAttributeValues: vals, ReturnConsumedCapacity: total,
+		})
+		if out != nil {
+			cc = out.ConsumedCapacity
+		}
+	} else {
+		var out *dynamodb.PutItemOutput
+		out, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+			TableName: s.table, Item: s.stateItem(ev, seq, k), ConditionExpression: cond, ExpressionAttributeValues: vals, ReturnConsumedCapacity: total,
+		})
+		if out != nil {
+			cc = out.ConsumedCapacity
+		}
+	}
+	meter(ctx, op, ccOne(cc)...)
+	if err != nil && !isConditionFailed(err) {
+		return fmt.Errorf("store: state of %s: %w", ev.Topic, err)
+	}
+	return nil
 }
 
 // ClaimEvent takes over an event an earlier attempt began: its record
@@ -188,7 +229,10 @@ func (s *Store) Event(ctx context.Context, eventID string) (EventRecord, bool, e
 	if out.Item == nil {
 		return EventRecord{}, false, nil
 	}
-	return EventRecord{Seq: getU(out.Item, attrSeq), Done: getBool(out.Item, attrDone)}, true, nil
+	return EventRecord{
+		Seq: getU(out.Item, attrSeq), Done: getBool(out.Item, attrDone),
+		Published: time.UnixMilli(getN(out.Item, attrTime)), Numbered: time.UnixMilli(getN(out.Item, attrNumbered)),
+	}, true, nil
 }
 
 // takeOver handles an event already recorded: done, held by another
@@ -227,22 +271,29 @@ func (s *Store) takeOver(ctx context.Context, item map[string]types.AttributeVal
 	return rec, false, nil
 }
 
-// nextSeq atomically takes a topic's next sequence number.
-func (s *Store) nextSeq(ctx context.Context, tp string, now time.Time) (uint64, error) {
+// nextSeq atomically takes a topic's next sequence number. It also
+// records the publish time of the event numbered, and returns the one of
+// the event that took the previous number (zero for the first), so a
+// caller can tell when an event is numbered after one published later.
+func (s *Store) nextSeq(ctx context.Context, tp string, published, now time.Time) (uint64, time.Time, error) {
 	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 s.table,
 		Key:                       key(prefixTopic+tp, skSeq),
-		UpdateExpression:          aws.String("ADD seq :one SET #ttl = :ttl"),
-		ExpressionAttributeNames:  map[string]string{"#ttl": TTLAttribute},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":one": nv(1), ":ttl": nv(now.Add(s.SeqTTL).Unix())},
-		ReturnValues:              types.ReturnValueUpdatedNew,
+		UpdateExpression:          aws.String("ADD seq :one SET #ttl = :ttl, #pub = :pub"),
+		ExpressionAttributeNames:  map[string]string{"#ttl": TTLAttribute, "#pub": attrTime},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":one": nv(1), ":ttl": nv(now.Add(s.SeqTTL).Unix()), ":pub": nv(published.UnixMilli())},
+		ReturnValues:              types.ReturnValueAllOld,
 		ReturnConsumedCapacity:    total,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("store: next sequence of %s: %w", tp, err)
+		return 0, time.Time{}, fmt.Errorf("store: next sequence of %s: %w", tp, err)
 	}
 	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
-	return getU(out.Attributes, attrSeq), nil
+	var prev time.Time
+	if _, ok := out.Attributes[attrTime]; ok {
+		prev = time.UnixMilli(getN(out.Attributes, attrTime))
+	}
+	return getU(out.Attributes, attrSeq) + 1, prev, nil
 }
 
 // skipSeq marks a sequence number no event will have, for resume.
@@ -258,33 +309,19 @@ func (s *Store) skipSeq(ctx context.Context, tp string, seq uint64, expires time
 	return nil
 }
 
-func (s *Store) stateWrite(ev events.Event, seq uint64, now time.Time) types.TransactWriteItem {
-	k := key(prefixTopic+ev.Topic.String(), skState)
-	if len(ev.State) == 0 {
-		return types.TransactWriteItem{Delete: &types.Delete{
-			TableName: s.table, Key: k,
-			ConditionExpression:       aws.String("attribute_not_exists(seq) OR seq < :seq"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":seq": uv(seq)},
-		}}
-	}
+func (s *Store) stateItem(ev events.Event, seq uint64, k map[string]types.AttributeValue) map[string]types.AttributeValue {
 	frames := make([]types.AttributeValue, len(ev.State))
 	for i, f := range ev.State {
 		frames[i] = &types.AttributeValueMemberB{Value: f}
 	}
 	k[attrFrames] = &types.AttributeValueMemberL{Value: frames}
 	k[attrSeq] = uv(seq)
-	k[attrAt] = nv(now.UnixMilli())
+	k[attrAt] = nv(s.now().UnixMilli())
 	if ev.Audience != nil {
 		b, _ := json.Marshal(ev.Audience)
 		k[attrAudience] = sv(string(b))
 	}
-	// Events on one topic may be processed out of order: never let an
-	// older event's state replace a newer one's.
-	return types.TransactWriteItem{Put: &types.Put{
-		TableName: s.table, Item: k,
-		ConditionExpression:       aws.String("attribute_not_exists(seq) OR seq < :seq"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":seq": uv(seq)},
-	}}
+	return k
 }
 
 // FinishEvent marks an event delivered, so a redelivery does nothing.
@@ -315,7 +352,10 @@ type State struct {
 // GetState reads a topic's state; ErrNotFound when it has none.
 func (s *Store) GetState(ctx context.Context, t topic.Pattern) (State, error) {
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: s.table, Key: key(prefixTopic+t.String(), skState), ReturnConsumedCapacity: total,
+		// Consistent: a client must not be told "no state" (or refused a
+		// state-required scope) just after the state was published.
+		TableName: s.table, Key: key(prefixTopic+t.String(), skState), ConsistentRead: aws.Bool(true),
+		ReturnConsumedCapacity: total,
 	})
 	if err != nil {
 		return State{}, fmt.Errorf("store: state of %s: %w", t, err)

@@ -54,6 +54,7 @@ const (
 	skState        = "#STATE"
 	skEvent        = "#EVENT"
 	skShardPrefix  = "#SHARD#"
+	skDetail       = "#DETAIL"
 	skTicket       = "#TICKET"
 )
 

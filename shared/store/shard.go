@@ -100,3 +100,38 @@ func (s *Store) PutShard(ctx context.Context, eventID string, shard int, owner s
 	meter(ctx, "PutItem", ccOne(out.ConsumedCapacity)...)
 	return nil
 }
+
+// attrDetail holds an event's detail stored for its shards.
+const attrDetail = "d"
+
+// PutDetail stores an event's detail once, for its fan-out shards to read
+// instead of each carrying a copy (a detail is up to 256 KB; a queue
+// batch of ten shards carrying it would not fit SQS's 1 MiB). It expires
+// with the event's record; writing it again is harmless.
+func (s *Store) PutDetail(ctx context.Context, eventID string, detail []byte) error {
+	it := key(prefixEvent+eventID, skDetail)
+	it[attrDetail] = &types.AttributeValueMemberB{Value: detail}
+	it[TTLAttribute] = nv(s.now().Add(s.EventTTL).Unix())
+	out, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: it, ReturnConsumedCapacity: total})
+	if err != nil {
+		return fmt.Errorf("store: detail of %s: %w", eventID, err)
+	}
+	meter(ctx, "PutItem", ccOne(out.ConsumedCapacity)...)
+	return nil
+}
+
+// Detail reads the detail PutDetail stored (consistently: a shard may run
+// a moment after it was written); ErrNotFound when it is gone.
+func (s *Store) Detail(ctx context.Context, eventID string) ([]byte, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: s.table, Key: key(prefixEvent+eventID, skDetail), ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: total,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: detail of %s: %w", eventID, err)
+	}
+	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
+	if out.Item == nil {
+		return nil, ErrNotFound
+	}
+	return getB(out.Item, attrDetail), nil
+}

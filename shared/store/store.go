@@ -51,7 +51,7 @@ type Store struct {
 
 // New returns a Store on table.
 func New(db DB, table string) *Store {
-	return &Store{db: db, table: aws.String(table), now: time.Now, SeqTTL: 30 * 24 * time.Hour, EventTTL: 25 * time.Hour}
+	return &Store{db: conflictRetry{db}, table: aws.String(table), now: time.Now, SeqTTL: 30 * 24 * time.Hour, EventTTL: 25 * time.Hour}
 }
 
 // WithClock returns a copy of s that reads time from now (tests).
@@ -72,6 +72,9 @@ type Meter struct {
 	Write    float64
 	Calls    map[string]int
 	Requests int
+	// Conflicts counts writes retried because another request was
+	// changing the same item (see IsConflict).
+	Conflicts int
 }
 
 type meterKey struct{}
@@ -101,6 +104,12 @@ func (m *Meter) add(op string, cc ...types.ConsumedCapacity) {
 			}
 		}
 	}
+}
+
+func (m *Meter) conflict() {
+	m.mu.Lock()
+	m.Conflicts++
+	m.mu.Unlock()
 }
 
 // Snapshot returns a copy of the meter's counts.

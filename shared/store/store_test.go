@@ -473,6 +473,18 @@ func TestBeginEvent_ConcurrentEventsGetContiguousNumbers(t *testing.T) {
 	}
 }
 
+// beginWithState numbers an event and stores its state, as broadcast does.
+func beginWithState(t *testing.T, f *fixture, ev events.Event) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	r, err := f.s.BeginEvent(ctx, ev, "w", time.Minute, time.Hour)
+	require.NoError(t, err)
+	if ev.ReplaceState {
+		require.NoError(t, f.s.ReplaceState(ctx, ev, r.Seq))
+	}
+	return r.Seq
+}
+
 func TestState_ReplaceReadAndClear(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -480,8 +492,7 @@ func TestState_ReplaceReadAndClear(t *testing.T) {
 	_, err := f.s.GetState(ctx, tp)
 	assert.ErrorIs(t, err, store.ErrNotFound)
 
-	_, err = f.s.BeginEvent(ctx, event(t, "e1", "", `{"topic":"firmware.device.d1","state":[{"a":1},{"b":2}],"audience":{"orgs":["acme"]}}`), "w", time.Minute, time.Hour)
-	require.NoError(t, err)
+	beginWithState(t, f, event(t, "e1", "", `{"topic":"firmware.device.d1","state":[{"a":1},{"b":2}],"audience":{"orgs":["acme"]}}`))
 	st, err := f.s.GetState(ctx, tp)
 	require.NoError(t, err)
 	require.Len(t, st.Frames, 2)
@@ -489,16 +500,47 @@ func TestState_ReplaceReadAndClear(t *testing.T) {
 	assert.Equal(t, &auth.Audience{Orgs: []string{"acme"}}, st.Audience)
 	assert.Equal(t, uint64(1), st.Seq)
 
-	_, err = f.s.BeginEvent(ctx, event(t, "e2", "firmware.device.d1", ""), "w", time.Minute, time.Hour)
-	require.NoError(t, err)
+	beginWithState(t, f, event(t, "e2", "firmware.device.d1", ""))
 	st, err = f.s.GetState(ctx, tp)
 	require.NoError(t, err)
 	assert.Len(t, st.Frames, 2, "an event without state leaves it alone")
 
-	_, err = f.s.BeginEvent(ctx, event(t, "e3", "", `{"topic":"firmware.device.d1","state":[]}`), "w", time.Minute, time.Hour)
-	require.NoError(t, err)
+	beginWithState(t, f, event(t, "e3", "", `{"topic":"firmware.device.d1","state":[]}`))
 	_, err = f.s.GetState(ctx, tp)
 	assert.ErrorIs(t, err, store.ErrNotFound, "an empty state list clears it")
+}
+
+// Events carrying state on one hot topic, processed in parallel, all
+// succeed at once (no transaction shares an item between them), and the
+// state left is the highest-numbered event's, whatever order they finished in.
+func TestState_ParallelEventsOnOneTopicKeepTheLatest(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	const n = 20
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ev := event(t, fmt.Sprintf("s%d", i), "", fmt.Sprintf(`{"topic":"hot.state","state":[{"i":%d}]}`, i))
+			r, err := f.s.BeginEvent(ctx, ev, "w", time.Minute, time.Hour)
+			if !assert.NoError(t, err) {
+				return
+			}
+			assert.NoError(t, f.s.ReplaceState(ctx, ev, r.Seq))
+		}()
+	}
+	wg.Wait()
+	st, err := f.s.GetState(ctx, topic.MustPattern("hot.state"))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(n), st.Seq, "the last number's state wins")
+
+	// An older event's state arriving late changes nothing.
+	old := event(t, "late", "", `{"topic":"hot.state","state":[{"late":true}]}`)
+	require.NoError(t, f.s.ReplaceState(ctx, old, 3))
+	st, err = f.s.GetState(ctx, topic.MustPattern("hot.state"))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(n), st.Seq)
 }
 
 func TestHistory_AfterSinceInOrderAndExpiry(t *testing.T) {
@@ -582,4 +624,27 @@ func TestBeginEvent_ConcurrentDuplicatesTakeOneNumberAndMarkTheRestSkipped(t *te
 		}
 	}
 	assert.Equal(t, 1, kept)
+}
+
+// An event numbered after one published later says by how much, and its
+// record keeps when it was published and numbered (the soak checks the
+// wait between the two).
+func TestBeginEvent_ReportsOvertakingAndTimes(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	later := event(t, "later", "order.t", "")
+	later.Time = later.Time.Add(5 * time.Second)
+	r, err := f.s.BeginEvent(ctx, later, "w", time.Minute, time.Hour)
+	require.NoError(t, err)
+	assert.Zero(t, r.Overtaken, "the first event overtakes nothing")
+
+	r, err = f.s.BeginEvent(ctx, event(t, "earlier", "order.t", ""), "w", time.Minute, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, 5*time.Second, r.Overtaken)
+
+	rec, ok, err := f.s.Event(ctx, "earlier")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, time.Unix(1_800_000_000, 0), rec.Published)
+	assert.Equal(t, f.now.UnixMilli(), rec.Numbered.UnixMilli())
 }

@@ -245,6 +245,9 @@ func (s *Store) SubscriberPatterns(ctx context.Context, t topic.Pattern) ([]Patt
 				KeyConditionExpression:    aws.String("pk = :pk"),
 				ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(prefixWildcard + prefix)},
 				ProjectionExpression:      aws.String("sk, rev"),
+				// A stale read could miss a pattern subscribed before the
+				// event took its number, and its subscribers with it.
+				ConsistentRead: aws.Bool(true),
 			}, func(item map[string]types.AttributeValue) {
 				p, err := topic.ParsePattern(getS(item, SortKey))
 				if err != nil || !p.Match(t) {
@@ -276,7 +279,11 @@ func (s *Store) Subscribers(ctx context.Context, pattern string, cursor Cursor, 
 		TableName:                 s.table,
 		KeyConditionExpression:    aws.String("pk = :pk"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(prefixPattern + pattern)},
-		ReturnConsumedCapacity:    total,
+		// Every subscription made before the event took its number must be
+		// found (subscribed's seqs promise it), and an empty answer may
+		// remove the pattern's index entry: neither may rest on a stale read.
+		ConsistentRead:         aws.Bool(true),
+		ReturnConsumedCapacity: total,
 	}
 	if limit > 0 {
 		in.Limit = aws.Int32(int32(limit))

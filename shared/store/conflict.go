@@ -1,0 +1,82 @@
+package store
+
+import (
+	"context"
+	"errors"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// conflictAttempts bounds the tries of one write that keeps meeting a
+// transaction conflict: with backoff growing to 640 ms that is about
+// 2 s of contention, far longer than any of our transactions holds an item.
+const conflictAttempts = 10
+
+// conflictRetry retries the writes DynamoDB refuses because another
+// request was changing the same item at that moment: a transaction
+// cancelled only for TransactionConflict, and a single-item write that met
+// an ongoing transaction (TransactionConflictException). The SDK retries
+// neither, and on AWS they happen whenever two frames of one connection,
+// or two events of one topic, touch one item at once.
+type conflictRetry struct {
+	DB
+}
+
+// IsConflict reports whether err is a write refused only because another
+// request was changing the same item (retrying may succeed).
+func IsConflict(err error) bool {
+	var tce *types.TransactionConflictException
+	if errors.As(err, &tce) {
+		return true
+	}
+	reasons, ok := cancelReasons(err)
+	if !ok {
+		return false
+	}
+	conflict := false
+	for _, r := range reasons {
+		switch aws.ToString(r.Code) {
+		case "TransactionConflict":
+			conflict = true
+		case "None", "":
+		default:
+			return false // a real refusal (a condition) beside it: not ours to retry
+		}
+	}
+	return conflict
+}
+
+// retryOnConflict runs op until it succeeds, fails for another reason, runs out of
+// attempts or ctx ends; conflicts are counted on ctx's meter.
+func retryOnConflict[T any](ctx context.Context, op func() (T, error)) (T, error) {
+	for attempt := 0; ; attempt++ {
+		out, err := op()
+		if err == nil || !IsConflict(err) || attempt+1 >= conflictAttempts {
+			return out, err
+		}
+		if m, ok := ctx.Value(meterKey{}).(*Meter); ok {
+			m.conflict()
+		}
+		if serr := sleep(ctx, backoff(attempt)); serr != nil {
+			return out, err
+		}
+	}
+}
+
+func (c conflictRetry) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	return retryOnConflict(ctx, func() (*dynamodb.TransactWriteItemsOutput, error) { return c.DB.TransactWriteItems(ctx, in, optFns...) })
+}
+
+func (c conflictRetry) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	return retryOnConflict(ctx, func() (*dynamodb.PutItemOutput, error) { return c.DB.PutItem(ctx, in, optFns...) })
+}
+
+func (c conflictRetry) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	return retryOnConflict(ctx, func() (*dynamodb.UpdateItemOutput, error) { return c.DB.UpdateItem(ctx, in, optFns...) })
+}
+
+func (c conflictRetry) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	return retryOnConflict(ctx, func() (*dynamodb.DeleteItemOutput, error) { return c.DB.DeleteItem(ctx, in, optFns...) })
+}
