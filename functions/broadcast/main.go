@@ -15,7 +15,9 @@ import (
 func main() {
 	cfg, d := awsdeps.MustLoad(false)
 	pacer := fanout.NewPacer(float64(cfg.PostRate))
-	sender := fanout.NewSender(d.Poster, fanout.Options{Workers: cfg.FanoutWorkers, Pacer: pacer})
+	sender := fanout.NewSender(d.Poster, fanout.Options{
+		Workers: cfg.FanoutWorkers, Pacer: pacer, Settling: broadcast.Settling(d.Store, nil),
+	})
 	h := broadcast.New(cfg, broadcast.Deps{Store: d.Store, Sender: sender, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log, Metrics: os.Stdout})
 	lambda.Start(h.Handle)
 }

@@ -85,6 +85,9 @@ type Summary struct {
 	Retried    int
 	Throttled  int
 	BufferFull int
+	// Settling counts 410 answers from connections still registering
+	// (retried, see Options.Settling).
+	Settling int
 	// Gone lists connections that answered 410; Failed lists deliveries
 	// given up on (rejected, out of attempts or out of time); SlowClients
 	// are the failed ones whose last answer was a full buffer.
@@ -107,6 +110,30 @@ type Options struct {
 	Reserve time.Duration
 	// Pacer, when set, is waited on before every call.
 	Pacer Pacer
+	// Settling, when set, is asked about a connection that answered 410:
+	// true means it may still be registering (its $connect finished a
+	// moment ago, see ConnectWindow), so the post is retried after
+	// SettleDelay instead of the connection being reported gone.
+	Settling func(ctx context.Context, connectionID string) bool
+}
+
+// ConnectWindow is how long after its $connect a connection may answer
+// 410 while API Gateway finishes registering it: AWS documents the lag
+// without bounding it, and it is well under a second in practice. Within
+// the window a 410 means "not yet", never "gone".
+const ConnectWindow = 5 * time.Second
+
+// SettleDelay is the wait before posting again to a settling connection;
+// maxSettles bounds those retries whatever the clock says.
+const (
+	SettleDelay = 250 * time.Millisecond
+	maxSettles  = int(ConnectWindow / SettleDelay)
+)
+
+// Settling reports whether a connection that connected at connectedAt may
+// still be registering at now.
+func Settling(connectedAt, now time.Time) bool {
+	return !connectedAt.IsZero() && now.Sub(connectedAt) < ConnectWindow
 }
 
 // Pacer bounds the call rate (see NewPacer).
@@ -144,6 +171,7 @@ type job struct {
 	index   int
 	attempt int
 	full    bool // the last answer was a full client buffer
+	settles int  // 410s retried as a connection still registering
 }
 
 // Send delivers every frame, each at most once successfully, and returns
@@ -163,6 +191,7 @@ func (s *Sender) SendTracked(ctx context.Context, deliveries []Delivery, deliver
 	var (
 		mu                                          sync.Mutex
 		calls, done, retried, throttled, bufferFull atomic.Int64
+		settling                                    atomic.Int64
 		pending                                     sync.WaitGroup
 		work                                        = make(chan job, len(deliveries))
 		deadline, hasDeadline                       = ctx.Deadline()
@@ -212,6 +241,18 @@ func (s *Sender) SendTracked(ctx context.Context, deliveries []Delivery, deliver
 						delivered(j.index)
 					}
 					pending.Done()
+					continue
+				case errors.Is(class, ErrGone) && j.settles < maxSettles && s.opts.Settling != nil && s.opts.Settling(ctx, d.ConnectionID):
+					// Not registered yet: try again once it may be. The
+					// window bounds these retries, not MaxAttempts.
+					settling.Add(1)
+					if hasDeadline && time.Now().Add(SettleDelay+s.opts.Reserve).After(deadline) {
+						fail(j)
+						continue
+					}
+					next := j
+					next.settles++
+					time.AfterFunc(SettleDelay, func() { work <- next })
 					continue
 				case errors.Is(class, ErrGone):
 					mu.Lock()
@@ -263,6 +304,7 @@ func (s *Sender) SendTracked(ctx context.Context, deliveries []Delivery, deliver
 	sum.Retried = int(retried.Load())
 	sum.Throttled = int(throttled.Load())
 	sum.BufferFull = int(bufferFull.Load())
+	sum.Settling = int(settling.Load())
 	sum.Duration = time.Since(start)
 	return sum
 }

@@ -223,3 +223,29 @@ func TestLeanPoster_SignsAndReturnsTheSDKsErrors(t *testing.T) {
 	_, err = fanout.NewLeanPoster("not a url", aws.Config{}, srv.Client())
 	assert.Error(t, err)
 }
+
+// A connection still registering answers 410 for a moment after its
+// $connect: the post is retried, and the connection is not reported gone,
+// while one that is really gone still is.
+func TestSend_SettlingConnectionIsRetriedNotGone(t *testing.T) {
+	srv := connectionstest.New(t, "local")
+	srv.Script("c000", 410, 410)
+	srv.Gone("c001")
+	var asked sync.Map
+	settling := func(_ context.Context, id string) bool {
+		asked.Store(id, true)
+		return id == "c000"
+	}
+	sum := fanout.NewSender(srv.Client(), fanout.Options{Backoff: fast, Settling: settling}).
+		Send(context.Background(), deliveries(3))
+	assert.Equal(t, []string{"c001"}, sum.Gone)
+	assert.Equal(t, 2, sum.Delivered)
+	assert.Equal(t, 2, sum.Settling)
+	assert.Len(t, srv.Received("c000"), 1)
+	_, ok := asked.Load("c001")
+	assert.True(t, ok, "every 410 is checked")
+
+	assert.True(t, fanout.Settling(time.Now().Add(-time.Second), time.Now()))
+	assert.False(t, fanout.Settling(time.Now().Add(-fanout.ConnectWindow), time.Now()))
+	assert.False(t, fanout.Settling(time.Time{}, time.Now()), "unknown connect time: not settling")
+}

@@ -115,7 +115,9 @@ func New(t testing.TB, opts ...func(*config.Config)) *Harness {
 	client := h.Conns.Client()
 	gd := gateway.Deps{Store: h.Store, Verifier: h.Verifier, Connections: client, Tasks: h.Tasks, Now: now, Metrics: &h.Limits}
 	h.Gateway, h.other = gateway.New(h.Cfg, gd), gateway.New(h.Cfg, gd)
-	sender := fanout.NewSender(client, fanout.Options{Workers: 16, Backoff: func(int) time.Duration { return 2 * time.Millisecond }})
+	sender := fanout.NewSender(client, fanout.Options{
+		Workers: 16, Backoff: func(int) time.Duration { return 2 * time.Millisecond }, Settling: broadcast.Settling(h.Store, now),
+	})
 	h.Broadcast = broadcast.New(h.Cfg, broadcast.Deps{Store: h.Store, Sender: sender, Connections: client, Tasks: h.Tasks, Now: now, Metrics: &h.Metrics})
 	return h
 }
