@@ -36,6 +36,7 @@ import (
 // Store is the storage broadcast uses.
 type Store interface {
 	BeginEvent(ctx context.Context, ev events.Event, owner string, lease, historyTTL time.Duration) (store.EventRecord, error)
+	ReplaceState(ctx context.Context, ev events.Event, seq uint64) error
 	ClaimEvent(ctx context.Context, eventID, owner string, lease time.Duration) (store.EventRecord, error)
 	RenewEvent(ctx context.Context, eventID, owner string, lease time.Duration) error
 	ReleaseEvent(ctx context.Context, eventID, owner string) error
@@ -47,6 +48,8 @@ type Store interface {
 	GetConnection(ctx context.Context, id string) (store.Connection, error)
 	ClaimShard(ctx context.Context, eventID string, shard int, owner string, lease time.Duration) (store.ShardProgress, bool, error)
 	PutShard(ctx context.Context, eventID string, shard int, owner string, lease time.Duration, p store.ShardProgress) error
+	PutDetail(ctx context.Context, eventID string, detail []byte) error
+	Detail(ctx context.Context, eventID string) ([]byte, error)
 	delivery.HistoryReader
 }
 
@@ -187,11 +190,22 @@ func (h *Handler) HandleEvent(ctx context.Context, cwe lambdaevents.CloudWatchEv
 		return nil
 	}
 	log = log.With("seq", rec.Seq)
+	if rec.Overtaken > OrderWindow {
+		// The ordering promise is broken for this event: say so.
+		m.Add("NumberedOutOfOrder", 1, metrics.Count)
+		log.Warn("numbered after an event published later", "overtaken_ms", rec.Overtaken.Milliseconds())
+	}
 	stopLease := h.keepLease(ctx, log, func(ctx context.Context) error { return h.store.RenewEvent(ctx, ev.ID, me, h.cfg.EventLease) })
 	defer stopLease()
-	if ev.HasPayload {
+	if ev.ReplaceState {
+		err = h.store.ReplaceState(ctx, ev, rec.Seq)
+	}
+	if err == nil && ev.HasPayload {
 		err = h.deliver(ctx, log, m, ev, rec, cwe.Detail)
 	}
+	// Renewals stop before the finish: finishing clears the owner, and a
+	// renewal after it would read as another attempt having taken over.
+	stopLease()
 	if err == nil {
 		if err = h.store.FinishEvent(ctx, ev.ID); err != nil {
 			log.Error("finish failed; a redelivery will repeat the fan-out", "error", err.Error())
@@ -200,7 +214,6 @@ func (h *Handler) HandleEvent(ctx context.Context, cwe lambdaevents.CloudWatchEv
 	if err != nil {
 		// Let EventBridge's retry take the event over without waiting
 		// out the lease.
-		stopLease()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		if rerr := h.store.ReleaseEvent(rctx, ev.ID, me); rerr != nil {
@@ -211,6 +224,16 @@ func (h *Handler) HandleEvent(ctx context.Context, cwe lambdaevents.CloudWatchEv
 	m.Duration("ProcessingDuration", h.now().Sub(start))
 	return nil
 }
+
+// OrderWindow is the gateway's ordering promise: events one publisher
+// sends to one topic at least this far apart are numbered, and so
+// delivered, in the order they were published.
+const OrderWindow = time.Second
+
+// InlineDetailBytes is the largest event detail a shard task carries
+// itself; a larger one is stored in the table once and the tasks name it.
+// With FanoutPageSize's 10,000 connection ids a task stays under 256 KB.
+const InlineDetailBytes = 16 << 10
 
 // target is one connection's matching subscriptions.
 type target struct {
@@ -242,11 +265,20 @@ func (h *Handler) deliver(ctx context.Context, log *slog.Logger, m *metrics.Set,
 	shards := p.split(h.cfg.FanoutPageSize)
 	m.Add("Shards", float64(len(shards)), metrics.Count)
 	if len(shards) > 1 && h.tasks != nil {
+		detail, ref := json.RawMessage(rawDetail), ""
+		if len(rawDetail) > InlineDetailBytes {
+			// Stored once rather than copied into every shard's message.
+			if err := h.store.PutDetail(ctx, ev.ID, rawDetail); err != nil {
+				log.Error("detail not stored; EventBridge will retry the event", "error", err.Error())
+				return err
+			}
+			detail, ref = nil, ev.ID
+		}
 		tasks := make([]queue.Task, 0, len(shards)-1)
 		for i, sh := range shards[1:] {
 			tasks = append(tasks, queue.Task{
 				Kind: queue.KindShard, EventID: ev.ID, EventTime: ev.Time, Seq: rec.Seq, Shard: i + 1,
-				Detail: rawDetail, Variants: p.variants, Conns: sh.conns, VariantOf: sh.variantOf,
+				Detail: detail, DetailRef: ref, Variants: p.variants, Conns: sh.conns, VariantOf: sh.variantOf,
 			})
 		}
 		if err := h.tasks.SendAll(ctx, tasks); err != nil {
@@ -357,6 +389,7 @@ func (h *Handler) send(ctx context.Context, log *slog.Logger, m *metrics.Set, ds
 	sum := h.sender.SendTracked(ctx, ds, delivered)
 	m.Add("Delivered", float64(sum.Delivered), metrics.Count)
 	m.Add("Gone", float64(len(sum.Gone)), metrics.Count)
+	m.Add("Settling", float64(sum.Settling), metrics.Count)
 	m.Add("Throttled", float64(sum.Throttled), metrics.Count)
 	m.Add("BufferFull", float64(sum.BufferFull), metrics.Count)
 	m.Add("SlowClients", float64(len(sum.SlowClients)), metrics.Count)
@@ -483,7 +516,9 @@ func (h *Handler) replay(ctx context.Context, t queue.Task) error {
 	}
 	id := t.ConnectionID
 	for _, f := range frames {
-		if _, err := h.conns.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: f}); err != nil {
+		// The replay is queued by $connect and may arrive before API
+		// Gateway has registered the connection: Post waits that out.
+		if err := fanout.Post(ctx, h.conns, id, f, c.ConnectedAt, h.now); err != nil {
 			if errors.Is(fanout.Classify(err), fanout.ErrGone) {
 				_, _ = h.store.DeleteConnection(ctx, id)
 				return nil

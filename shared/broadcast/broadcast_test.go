@@ -17,6 +17,7 @@ import (
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/gateway/gatewaytest"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/store/storetest"
@@ -118,6 +119,7 @@ func TestBroadcast_GoneConnectionIsRemoved(t *testing.T) {
 		h.Send(id, `{"type":"subscribe","topic":"alerts.*"}`)
 	}
 	h.Conns.Gone("dead")
+	h.Advance(fanout.ConnectWindow) // long registered: a 410 means gone
 	require.NoError(t, h.Publish("e1", `{"topic":"alerts.7","payload":{"a":1}}`))
 	assert.Len(t, h.Received("alive"), 1)
 	assert.Equal(t, 1.0, h.Metrics.Last("Gone"))
@@ -130,6 +132,24 @@ func TestBroadcast_GoneConnectionIsRemoved(t *testing.T) {
 
 	require.NoError(t, h.Publish("e2", `{"topic":"alerts.7","payload":{"a":2}}`))
 	assert.Equal(t, 0.0, h.Metrics.Last("Gone"), "never posted to again after the first 410")
+}
+
+// API Gateway answers 410 for a moment after $connect while it registers
+// the connection: a post in that window is retried, and the connection and
+// its subscriptions are kept.
+func TestBroadcast_NewConnectionAnswering410IsKept(t *testing.T) {
+	h := gatewaytest.New(t)
+	h.MustConnect("new", h.Token(reader), nil)
+	h.Send("new", `{"type":"subscribe","topic":"alerts.*"}`)
+	h.Conns.Script("new", http.StatusGone, http.StatusGone)
+	require.NoError(t, h.Publish("e1", `{"topic":"alerts.7","payload":{"a":1}}`))
+	assert.Len(t, h.Received("new"), 1, "delivered once registered")
+	assert.Equal(t, 0.0, h.Metrics.Last("Gone"))
+	_, err := h.Store.GetConnection(context.Background(), "new")
+	require.NoError(t, err, "not removed")
+	subs, _, err := h.Store.Subscribers(context.Background(), "alerts.*", "", 10)
+	require.NoError(t, err)
+	assert.Len(t, subs, 1)
 }
 
 func TestBroadcast_ThrottledThenDelivered(t *testing.T) {

@@ -158,7 +158,19 @@ func (h *Handler) shardTask(ctx context.Context, t queue.Task) error {
 		_ = m.Write(h.metrics)
 	}()
 	log := h.log.With("event_id", t.EventID, "seq", t.Seq)
-	ev, err := events.Parse(t.EventID, t.EventTime, t.Detail, false)
+	detail := []byte(t.Detail)
+	if t.DetailRef != "" {
+		var err error
+		detail, err = h.store.Detail(ctx, t.DetailRef)
+		if errors.Is(err, store.ErrNotFound) {
+			log.Error("shard's event detail expired; shard dropped")
+			return nil
+		}
+		if err != nil {
+			return err // SQS retries the shard
+		}
+	}
+	ev, err := events.Parse(t.EventID, t.EventTime, detail, false)
 	if err != nil {
 		log.Error("shard with an invalid event dropped", "error", err.Error())
 		return nil

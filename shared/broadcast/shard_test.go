@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,4 +159,36 @@ func TestShards_AShardALiveWorkerHoldsIsNotDeliveredTwice(t *testing.T) {
 		assert.Empty(t, h.Received(id))
 	}
 	assert.Equal(t, 1.0, h.Metrics.Last("ShardsSkipped"))
+}
+
+// A large detail is stored once and the shards name it, so every shard
+// task is small whatever the event's size; each shard still delivers the
+// whole payload.
+func TestShards_LargeDetailIsStoredOnceAndReferenced(t *testing.T) {
+	h := gatewaytest.New(t, func(c *config.Config) { c.FanoutPageSize = 2 })
+	ids := audienceOf(t, h, 8, "room.big")
+	blob := strings.Repeat("x", 100_000)
+	require.NoError(t, h.Publish("huge", `{"topic":"room.big","payload":{"blob":"`+blob+`"}}`))
+	tasks := shardTasks(t, h)
+	require.Len(t, tasks, 3)
+	for _, task := range tasks {
+		assert.Empty(t, task.Detail)
+		assert.Equal(t, "huge", task.DetailRef)
+		b, err := json.Marshal(task)
+		require.NoError(t, err)
+		assert.Less(t, len(b), 4096, "the task carries a reference, not the 100 KB detail")
+	}
+	runTasks(t, h, tasks)
+	for _, id := range ids {
+		got := h.Received(id)
+		require.Len(t, got, 1, id)
+		assert.Contains(t, got[0], blob)
+	}
+
+	// A small detail still travels in the task: no extra write.
+	require.NoError(t, h.Publish("small", `{"topic":"room.big","payload":{"n":1}}`))
+	for _, task := range shardTasks(t, h) {
+		assert.NotEmpty(t, task.Detail)
+		assert.Empty(t, task.DetailRef)
+	}
 }

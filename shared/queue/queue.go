@@ -30,6 +30,16 @@ const (
 // MaxDelay is SQS's longest message delay.
 const MaxDelay = 15 * time.Minute
 
+// SQS's limits: a message, and a batch's messages together, at most
+// MaxMessageBytes; at most maxBatchEntries entries per batch.
+const (
+	MaxMessageBytes = 1 << 20
+	maxBatchEntries = 10
+)
+
+// ErrTooLarge: a task does not fit in one SQS message.
+var ErrTooLarge = errors.New("queue: task larger than an SQS message")
+
 // Task is one unit of deferred work.
 type Task struct {
 	Kind         string `json:"kind"`
@@ -44,8 +54,12 @@ type Task struct {
 	Seq       uint64          `json:"seq,omitempty"`
 	Shard     int             `json:"shard,omitempty"`
 	Detail    json.RawMessage `json:"detail,omitempty"`
-	Variants  []Variant       `json:"variants,omitempty"`
-	Conns     []string        `json:"conns,omitempty"`
+	// DetailRef names the event whose detail is stored in the table
+	// instead (store.PutDetail): a large detail is stored once, not once
+	// per shard. A shard has Detail or DetailRef.
+	DetailRef string    `json:"detail_ref,omitempty"`
+	Variants  []Variant `json:"variants,omitempty"`
+	Conns     []string  `json:"conns,omitempty"`
 	// VariantOf[i] is the variant of Conns[i]; omitted when there is one.
 	VariantOf []int `json:"variant_of,omitempty"`
 }
@@ -69,8 +83,8 @@ func Decode(body string) (Task, error) {
 			return Task{}, errors.New("queue: task without connection_id")
 		}
 	case KindShard:
-		if t.EventID == "" || len(t.Detail) == 0 || len(t.Conns) == 0 || len(t.Variants) == 0 {
-			return Task{}, errors.New("queue: shard task without event_id, detail, conns or variants")
+		if t.EventID == "" || (len(t.Detail) == 0) == (t.DetailRef == "") || len(t.Conns) == 0 || len(t.Variants) == 0 {
+			return Task{}, errors.New("queue: shard task without event_id, conns or variants, or without exactly one of detail and detail_ref")
 		}
 		if t.VariantOf != nil && len(t.VariantOf) != len(t.Conns) {
 			return Task{}, errors.New("queue: shard task's variant_of does not match its conns")
@@ -118,45 +132,73 @@ func (q *Queue) Send(ctx context.Context, t Task, delay time.Duration) error {
 	return nil
 }
 
-// SendAll enqueues tasks in batches of ten, retrying entries SQS refused.
+// SendAll enqueues tasks in batches of at most ten entries and
+// MaxMessageBytes, retrying entries SQS refused.
 func (q *Queue) SendAll(ctx context.Context, tasks []Task) error {
-	for start := 0; start < len(tasks); start += 10 {
-		batch := tasks[start:min(start+10, len(tasks))]
-		entries := make([]types.SendMessageBatchRequestEntry, len(batch))
-		for i, t := range batch {
-			body, err := json.Marshal(t)
-			if err != nil {
-				return err
-			}
-			entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(string(body))}
+	batches, err := batch(tasks)
+	if err != nil {
+		return err
+	}
+	for _, entries := range batches {
+		if err := q.sendBatch(ctx, entries); err != nil {
+			return err
 		}
-		for attempt := 0; len(entries) > 0; attempt++ {
-			out, err := q.client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(q.url), Entries: entries})
-			if err != nil {
-				return fmt.Errorf("queue: send batch: %w", err)
+	}
+	return nil
+}
+
+// batch encodes tasks and groups them into batches SQS accepts.
+func batch(tasks []Task) ([][]types.SendMessageBatchRequestEntry, error) {
+	var out [][]types.SendMessageBatchRequestEntry
+	var cur []types.SendMessageBatchRequestEntry
+	size := 0
+	for _, t := range tasks {
+		body, err := json.Marshal(t)
+		if err != nil {
+			return nil, err
+		}
+		if len(body) > MaxMessageBytes {
+			return nil, fmt.Errorf("%w: %s task of %d bytes", ErrTooLarge, t.Kind, len(body))
+		}
+		if len(cur) == maxBatchEntries || size+len(body) > MaxMessageBytes {
+			out, cur, size = append(out, cur), nil, 0
+		}
+		cur = append(cur, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(len(cur))), MessageBody: aws.String(string(body))})
+		size += len(body)
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out, nil
+}
+
+func (q *Queue) sendBatch(ctx context.Context, entries []types.SendMessageBatchRequestEntry) error {
+	for attempt := 0; len(entries) > 0; attempt++ {
+		out, err := q.client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(q.url), Entries: entries})
+		if err != nil {
+			return fmt.Errorf("queue: send batch: %w", err)
+		}
+		if len(out.Failed) == 0 {
+			return nil
+		}
+		if attempt >= 4 {
+			return fmt.Errorf("queue: %d tasks refused: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
+		}
+		failed := map[string]bool{}
+		for _, f := range out.Failed {
+			failed[aws.ToString(f.Id)] = true
+		}
+		var retry []types.SendMessageBatchRequestEntry
+		for _, e := range entries {
+			if failed[aws.ToString(e.Id)] {
+				retry = append(retry, e)
 			}
-			if len(out.Failed) == 0 {
-				break
-			}
-			if attempt >= 4 {
-				return fmt.Errorf("queue: %d tasks refused: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
-			}
-			failed := map[string]bool{}
-			for _, f := range out.Failed {
-				failed[aws.ToString(f.Id)] = true
-			}
-			var retry []types.SendMessageBatchRequestEntry
-			for _, e := range entries {
-				if failed[aws.ToString(e.Id)] {
-					retry = append(retry, e)
-				}
-			}
-			entries = retry
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
-			}
+		}
+		entries = retry
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
 		}
 	}
 	return nil

@@ -20,6 +20,7 @@ func TestDecode_ValidatesKinds(t *testing.T) {
 		`{"kind":"replay","connection_id":"c","topic":"a","since":3}`,
 		`{"kind":"shard","event_id":"e","detail":{"topic":"a.b"},"variants":[{}],"conns":["c1","c2"]}`,
 		`{"kind":"shard","event_id":"e","detail":{"topic":"a.b"},"variants":[{},{"env":true}],"conns":["c1","c2"],"variant_of":[0,1]}`,
+		`{"kind":"shard","event_id":"e","detail_ref":"e","variants":[{}],"conns":["c1"]}`,
 	}
 	for _, s := range ok {
 		_, err := Decode(s)
@@ -27,7 +28,8 @@ func TestDecode_ValidatesKinds(t *testing.T) {
 	}
 	for _, s := range []string{`{`, `{"kind":"x"}`, `{"kind":"replay"}`, `{"kind":"shard","event_id":"e"}`,
 		`{"kind":"shard","event_id":"e","detail":{},"variants":[{}],"conns":["c1"],"variant_of":[0,1]}`,
-		`{"kind":"shard","event_id":"e","detail":{},"variants":[{}],"conns":["c1"],"variant_of":[3]}`} {
+		`{"kind":"shard","event_id":"e","detail":{},"variants":[{}],"conns":["c1"],"variant_of":[3]}`,
+		`{"kind":"shard","event_id":"e","detail":{"topic":"a.b"},"detail_ref":"e","variants":[{}],"conns":["c1"]}`} {
 		_, err := Decode(s)
 		assert.Error(t, err, s)
 	}
@@ -80,4 +82,35 @@ func TestSendAll_BatchesOfTenAndRetriesRefused(t *testing.T) {
 		sizes = append(sizes, len(b))
 	}
 	assert.Equal(t, []int{10, 2, 10, 3}, sizes, "the two refused entries were sent again")
+}
+
+// Batches stay within SQS's 1 MiB per batch as well as ten entries, and a
+// task larger than a message is refused before anything is sent.
+func TestSendAll_BatchesByBytes(t *testing.T) {
+	f := &fakeSQS{}
+	big := make([]string, 0, 30_000)
+	for i := range cap(big) {
+		big = append(big, fmt.Sprintf("conn-%05d", i))
+	}
+	var tasks []Task
+	for range 5 {
+		tasks = append(tasks, Task{Kind: KindShard, EventID: "e", DetailRef: "e", Variants: []Variant{{}}, Conns: big[:24_000]}) // ~310 KB each
+	}
+	require.NoError(t, New(f, "http://q").SendAll(context.Background(), tasks))
+	var sizes []int
+	for _, b := range f.batches {
+		sizes = append(sizes, len(b))
+		total := 0
+		for _, e := range b {
+			total += len(*e.MessageBody)
+		}
+		assert.LessOrEqual(t, total, MaxMessageBytes)
+	}
+	assert.Equal(t, []int{3, 2}, sizes)
+
+	f = &fakeSQS{}
+	huge := Task{Kind: KindShard, EventID: "e", DetailRef: "e", Variants: []Variant{{}}, Conns: append(append(big, big...), big...)}
+	err := New(f, "http://q").SendAll(context.Background(), []Task{huge})
+	assert.ErrorIs(t, err, ErrTooLarge)
+	assert.Empty(t, f.batches)
 }
