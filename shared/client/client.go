@@ -31,6 +31,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/wsgate/wsgate/shared/protocol"
 	"github.com/wsgate/wsgate/shared/topic"
 )
 
@@ -146,6 +147,7 @@ type Stats struct {
 	Duplicates int // events received again and dropped
 	Resumes    int // resume requests (after reconnects and holes)
 	Gaps       int // OnGap calls
+	Retries    int // subscribes sent again after an "unavailable" answer
 }
 
 // RefusedError is a handshake the gateway refused with an HTTP status.
@@ -163,10 +165,13 @@ type Client struct {
 	o   Options
 	log *slog.Logger
 
-	mu     sync.Mutex // guards ws, stats and topics (read by Position)
+	mu     sync.Mutex // guards ws, stats, topics (read by Position) and retries
 	ws     *websocket.Conn
 	stats  Stats
 	topics map[string]*topicState
+	// retries counts the subscribes of each pattern the gateway answered
+	// "unavailable" in a row, for their backoff.
+	retries map[string]int
 }
 
 // topicState is the client's position in one topic.
@@ -203,7 +208,7 @@ func New(o Options) (*Client, error) {
 	if o.GapWait == 0 {
 		o.GapWait = DefaultGapWait
 	}
-	c := &Client{o: o, log: o.Log, topics: map[string]*topicState{}}
+	c := &Client{o: o, log: o.Log, topics: map[string]*topicState{}, retries: map[string]int{}}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -425,11 +430,7 @@ func (c *Client) start(ctx context.Context, ws *websocket.Conn) error {
 		c.mu.Unlock()
 	}
 	for _, p := range c.o.Topics {
-		cmd := map[string]any{"type": "subscribe", "id": "sub:" + p, "topic": p}
-		if len(c.o.Filters) > 0 {
-			cmd["filters"] = c.o.Filters
-		}
-		if err := c.write(ctx, ws, cmd); err != nil {
+		if err := c.subscribe(ctx, ws, p); err != nil {
 			return err
 		}
 	}
@@ -449,6 +450,34 @@ func (c *Client) start(ctx context.Context, ws *websocket.Conn) error {
 		}
 	}
 	return nil
+}
+
+func (c *Client) subscribe(ctx context.Context, ws *websocket.Conn, p string) error {
+	cmd := map[string]any{"type": "subscribe", "id": "sub:" + p, "topic": p}
+	if len(c.o.Filters) > 0 {
+		cmd["filters"] = c.o.Filters
+	}
+	return c.write(ctx, ws, cmd)
+}
+
+// retrySubscribe sends pattern p's subscribe again after a backoff, on the
+// same connection (a new connection subscribes anyway).
+func (c *Client) retrySubscribe(ctx context.Context, ws *websocket.Conn, p string) {
+	c.mu.Lock()
+	n := c.retries[p]
+	c.retries[p] = n + 1
+	c.stats.Retries++
+	c.mu.Unlock()
+	wait := c.backoff(n)
+	c.log.Info("subscribe unavailable; retrying", "pattern", p, "in", wait.String())
+	time.AfterFunc(wait, func() {
+		c.mu.Lock()
+		current := c.ws == ws
+		c.mu.Unlock()
+		if current && ctx.Err() == nil {
+			_ = c.subscribe(ctx, ws, p)
+		}
+	})
 }
 
 // covered reports whether one of Topics matches topic t.
@@ -523,8 +552,12 @@ func (c *Client) handle(ctx context.Context, ws *websocket.Conn, data []byte) {
 			e.Binary, _ = base64.StdEncoding.DecodeString(r.DataBase64)
 		}
 		c.receive(e)
+	case r.Type == "error" && r.Code == protocol.CodeUnavailable && strings.HasPrefix(id, "sub:"):
+		c.retrySubscribe(ctx, ws, strings.TrimPrefix(id, "sub:"))
+		c.onReply(data)
 	case r.Type == "subscribed":
 		c.mu.Lock()
+		delete(c.retries, strings.TrimPrefix(id, "sub:"))
 		for t, seq := range r.Seqs {
 			if ts := c.topic(t); !ts.known && !ts.resuming && len(ts.held) == 0 {
 				// Events after this number are ours: a hole before the

@@ -345,3 +345,26 @@ func TestNew_RejectsBadOptions(t *testing.T) {
 		assert.Error(t, err, "%+v", o)
 	}
 }
+
+// A subscribe the gateway could not do now ("unavailable": the store was
+// busy) is sent again after a backoff; other refusals are not.
+func TestClient_RetriesASubscribeAnsweredUnavailable(t *testing.T) {
+	s := newServer(t)
+	c, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.b", "x.y"}})
+	conn := s.next()
+	first := conn.expect("subscribe")
+	second := conn.expect("subscribe")
+	conn.send(map[string]any{"type": "error", "id": first["id"], "code": "unavailable", "message": "temporarily unavailable; retry"})
+	conn.send(map[string]any{"type": "error", "id": second["id"], "code": "forbidden", "message": "no"})
+	again := conn.expect("subscribe")
+	assert.Equal(t, first["topic"], again["topic"])
+	conn.send(map[string]any{"type": "subscribed", "id": again["id"], "topics": []string{"a.b"}, "seqs": map[string]uint64{"a.b": 0}})
+	conn.event("a.b", 1)
+	rec.waitSeqs(t, "a.b", 1)
+	assert.Equal(t, 1, c.Stats().Retries)
+	select {
+	case m := <-conn.in:
+		t.Fatalf("unexpected command %v: a forbidden subscribe is not retried", m)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

@@ -49,6 +49,7 @@ const (
 	EnvEventLease       = "WSGATE_EVENT_LEASE"
 	EnvHistoryDefault   = "WSGATE_HISTORY_DEFAULT"
 	EnvTicketLifetime   = "WSGATE_TICKET_LIFETIME"
+	EnvFrameBudget      = "WSGATE_FRAME_BUDGET"
 	EnvConnectionTTL    = "WSGATE_CONNECTION_TTL"
 
 	EnvFanoutWorkers  = "WSGATE_FANOUT_WORKERS"
@@ -74,6 +75,9 @@ const (
 	// over. Renewed every third of it.
 	DefaultEventLease     = 10 * time.Second
 	DefaultTicketLifetime = 60 * time.Second
+	// DefaultFrameBudget bounds the work of one client frame, well inside
+	// API Gateway's 29 s integration timeout.
+	DefaultFrameBudget    = 10 * time.Second
 	DefaultConnectionTTL  = 2*time.Hour + 10*time.Minute
 	DefaultFanoutWorkers  = 64
 	DefaultFanoutPageSize = 1000
@@ -124,7 +128,11 @@ type Config struct {
 	EventLease       time.Duration
 	HistoryDefault   bool
 	TicketLifetime   time.Duration
-	ConnectionTTL    time.Duration
+	// FrameBudget is how long the commands of one client frame may run:
+	// commands not started within it are answered "unavailable" (send
+	// again), and store calls stop half as much (at least 5 s) later.
+	FrameBudget   time.Duration
+	ConnectionTTL time.Duration
 
 	FanoutWorkers  int
 	FanoutPageSize int
@@ -168,6 +176,7 @@ func Load(getenv func(string) string) (Config, error) {
 		EventLease:       r.duration(EnvEventLease, DefaultEventLease),
 		HistoryDefault:   r.boolean(EnvHistoryDefault, false),
 		TicketLifetime:   r.duration(EnvTicketLifetime, DefaultTicketLifetime),
+		FrameBudget:      r.duration(EnvFrameBudget, DefaultFrameBudget),
 		ConnectionTTL:    r.duration(EnvConnectionTTL, DefaultConnectionTTL),
 		FanoutWorkers:    r.integer(EnvFanoutWorkers, DefaultFanoutWorkers),
 		FanoutPageSize:   r.integer(EnvFanoutPageSize, DefaultFanoutPageSize),
@@ -233,6 +242,9 @@ func (c Config) validate() error {
 	}
 	if c.AuthDeadline < time.Second || c.AuthDeadline > 15*time.Minute {
 		bad(EnvAuthDeadline, "%s is outside 1s..15m (SQS delays at most 15 minutes)", c.AuthDeadline)
+	}
+	if c.FrameBudget < 100*time.Millisecond || c.FrameBudget > 12*time.Second {
+		bad(EnvFrameBudget, "%s is outside 100ms..12s (1.5 times it must fit API Gateway's 29 s timeout)", c.FrameBudget)
 	}
 	if c.TicketLifetime < time.Second || c.TicketLifetime > time.Hour {
 		bad(EnvTicketLifetime, "%s is outside 1s..1h", c.TicketLifetime)

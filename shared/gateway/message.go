@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 
 	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/delivery"
 	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/filter"
@@ -34,6 +35,16 @@ type session struct {
 	arrived time.Time
 	// closeAfter: send the replies, then close the connection.
 	closeAfter bool
+	// budgetEnds is when the frame's commands must stop starting work.
+	budgetEnds time.Time
+}
+
+// spent reports whether the frame's work budget is used up.
+func (s *session) spent() bool { return time.Now().After(s.budgetEnds) }
+
+// errBudget answers a command left undone because the frame's budget ran out.
+func errBudget(id []byte) *protocol.Error {
+	return protocol.Errorf(id, protocol.CodeUnavailable, "this frame's work took too long; send the command again")
 }
 
 func (s *session) reply(v any) { s.replies = append(s.replies, protocol.Encode(v)) }
@@ -87,7 +98,7 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 		return g.finish(ctx, s), nil
 	case err != nil:
 		log.Error("touch failed", "error", err.Error())
-		s.reply(protocol.Errorf(nil, protocol.CodeBadRequest, "temporarily unavailable; retry"))
+		s.reply(protocol.Errorf(nil, protocol.CodeUnavailable, "temporarily unavailable; retry"))
 		return g.finish(ctx, s), nil
 	}
 	if conn.Principal.Sub != "" {
@@ -113,48 +124,42 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 		}
 		return g.finish(ctx, s), nil
 	}
+	// Bound the frame's work, however large its batch, well inside API
+	// Gateway's 29 s: commands start within the budget, and store calls
+	// stop half as much (at least 5 s) later; the replies go out on ctx.
+	budget := g.cfg.FrameBudget
+	if budget <= 0 {
+		budget = config.DefaultFrameBudget
+	}
+	s.budgetEnds = time.Now().Add(budget)
+	wctx, cancel := context.WithTimeout(ctx, budget+max(budget/2, 5*time.Second))
+	defer cancel()
 	if b, ok := cmd.(protocol.Batch); ok {
-		for _, it := range b.Items {
+		for i, it := range b.Items {
 			if it.Err != nil {
 				if !conn.PushOnly() {
 					s.replyErr(it.Err)
 				}
 				continue
 			}
-			s.run(ctx, it.Command)
+			if i > 0 && s.spent() {
+				if !conn.PushOnly() {
+					s.replyErr(errBudget(it.Command.RequestID()))
+				}
+				continue
+			}
+			s.run(wctx, it.Command)
 		}
 	} else {
-		s.run(ctx, cmd)
+		s.run(wctx, cmd)
 	}
 	return g.finish(ctx, s), nil
 }
 
 // finish posts all replies but the last, which becomes the route response,
-// or all of them and then closes the connection.
-// replyAttempts bounds the posts of one reply frame: a 429 or 5xx is
-// retried with the fan-out's backoff, as the broadcast does.
-const replyAttempts = 5
-
-// post sends one frame to a connection, retrying what may succeed later.
-func (g *Gateway) post(ctx context.Context, id string, frame []byte) error {
-	var err error
-	for attempt := 1; attempt <= replyAttempts; attempt++ {
-		_, err = g.conns.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: frame})
-		switch c := fanout.Classify(err); {
-		case c == nil:
-			return nil
-		case errors.Is(c, fanout.ErrGone), errors.Is(c, fanout.ErrRejected):
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(fanout.Backoff(attempt)):
-		}
-	}
-	return err
-}
-
+// or all of them and then closes the connection. A post that meets the
+// connection still registering (a frame sent right after the upgrade) is
+// retried, never taken as the connection being gone.
 func (g *Gateway) finish(ctx context.Context, s *session) events.APIGatewayProxyResponse {
 	id := s.conn.ID
 	n := len(s.replies)
@@ -163,7 +168,7 @@ func (g *Gateway) finish(ctx context.Context, s *session) events.APIGatewayProxy
 		posted = n
 	}
 	for i := 0; i < posted; i++ {
-		if err := g.post(ctx, id, s.replies[i]); err != nil {
+		if err := fanout.Post(ctx, g.conns, id, s.replies[i], s.conn.ConnectedAt, g.now); err != nil {
 			s.log.Warn("reply not delivered", "error", err.Error())
 			if s.closeAfter {
 				break
@@ -172,7 +177,7 @@ func (g *Gateway) finish(ctx context.Context, s *session) events.APIGatewayProxy
 			// client never got: answer the command with an error instead.
 			var last struct{ ID json.RawMessage }
 			_ = json.Unmarshal(s.replies[n-1], &last)
-			return respond(protocol.Encode(protocol.Errorf(last.ID, protocol.CodeBadRequest, "%d of %d replies not delivered (temporarily unavailable); retry", posted-i, posted)))
+			return respond(protocol.Encode(protocol.Errorf(last.ID, protocol.CodeUnavailable, "%d of %d replies not delivered (temporarily unavailable); retry", posted-i, posted)))
 		}
 	}
 	if s.closeAfter {
@@ -272,7 +277,7 @@ func (s *session) authFailed(id []byte, code, msg string) {
 
 func (s *session) internal(id []byte, err error) {
 	s.log.Error("internal error", "error", err.Error())
-	s.reply(protocol.Errorf(id, protocol.CodeBadRequest, "temporarily unavailable; retry"))
+	s.reply(protocol.Errorf(id, protocol.CodeUnavailable, "temporarily unavailable; retry"))
 }
 
 // run executes one command. Push-only connections answer only ping and
@@ -349,14 +354,21 @@ func (s *session) addSubscriptions(ctx context.Context, id []byte, patterns []to
 	}
 	var created []topic.Pattern
 	undo := func() {
+		// Undo even when ctx ran out: a half-made command must not stay.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
 		for _, p := range created {
-			if _, err := s.g.store.Unsubscribe(ctx, s.conn.ID, p); err != nil {
+			if _, err := s.g.store.Unsubscribe(uctx, s.conn.ID, p); err != nil {
 				s.log.Error("undo subscribe failed", "pattern", p.String(), "error", err.Error())
 			}
 		}
 	}
 	topics := make([]string, 0, len(patterns))
-	for _, p := range patterns {
+	for i, p := range patterns {
+		if i > 0 && s.spent() {
+			undo()
+			return nil, errBudget(id)
+		}
 		isNew, err := s.g.store.Subscribe(ctx, s.conn, store.NewSubscription{Pattern: p, Filters: filters})
 		switch {
 		case errors.Is(err, store.ErrLimit):
@@ -369,7 +381,7 @@ func (s *session) addSubscriptions(ctx context.Context, id []byte, patterns []to
 		case err != nil:
 			undo()
 			s.log.Error("subscribe failed", "error", err.Error())
-			return nil, protocol.Errorf(id, protocol.CodeBadRequest, "temporarily unavailable; retry")
+			return nil, protocol.Errorf(id, protocol.CodeUnavailable, "temporarily unavailable; retry")
 		}
 		if isNew {
 			created = append(created, p)

@@ -280,3 +280,26 @@ func TestMessage_UnsubscribeChannelLeavesEveryDevice(t *testing.T) {
 	require.Len(t, subs, 1)
 	assert.Equal(t, "direct.user.u1", subs[0].Pattern)
 }
+
+// However large its batch, a frame's work stops within its budget: the
+// commands left are answered "unavailable" (the client sends them again)
+// and nothing of them is done.
+func TestMessage_FrameWorkIsBounded(t *testing.T) {
+	h := gatewaytest.New(t, func(c *config.Config) { c.FrameBudget = time.Nanosecond })
+	h.MustConnect("c1", h.Token(auth.Grant{Sub: "u1", Orgs: []string{"acme"}, Topics: []string{"telemetry.>"}}), nil)
+	frames := h.Send("c1", `{"type":"batch","messages":[{"type":"subscribe","topic":"telemetry.1","id":1},{"type":"subscribe","topic":"telemetry.2","id":2},{"type":"ping","id":3}]}`)
+	require.Len(t, frames, 3)
+	assert.Equal(t, "subscribed", decode(t, frames[0])["type"], "the first command always runs")
+	for _, f := range frames[1:] {
+		m := decode(t, f)
+		assert.Equal(t, "error", m["type"])
+		assert.Equal(t, "unavailable", m["code"])
+	}
+	subs, err := h.Store.ConnectionSubscriptions(context.Background(), "c1")
+	require.NoError(t, err)
+	var pats []string
+	for _, s := range subs {
+		pats = append(pats, s.Pattern)
+	}
+	assert.ElementsMatch(t, []string{"direct.user.u1", "telemetry.1"}, pats)
+}

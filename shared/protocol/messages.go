@@ -15,6 +15,10 @@ const (
 	CodeRateLimited    = "rate_limited"
 	CodeTooLarge       = "too_large"
 	CodeHistoryExpired = "history_expired"
+	// CodeUnavailable: the command could not be done now (the store failed
+	// or stayed busy); nothing of it was kept, and sending it again may
+	// succeed. Clients retry it with backoff.
+	CodeUnavailable = "unavailable"
 )
 
 // Message types the gateway sends.
