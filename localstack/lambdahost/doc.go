@@ -6,7 +6,8 @@
 // a clean Lambda-like environment and its own process group. Instances start
 // lazily (a cold start), are reused while warm, are killed when an invocation
 // times out, and are replaced when they exit. At most Function.Concurrency
-// instances of a function run at once; further invocations wait for one.
+// instances of a function run at once; further invocations wait for one
+// and are served strictly in arrival order.
 //
 // Process groups are signalled safely on Linux only (the leader is left
 // unreaped until its group has been killed); children also get Pdeathsig

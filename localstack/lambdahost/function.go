@@ -59,7 +59,7 @@ type function struct {
 	live      int                    // instances counted against Concurrency, starting ones included
 	instances map[*instance]struct{} // started processes not yet reaped
 	idle      []*instance            // ready for an invocation, most recently used last
-	waiters   []chan struct{}        // Invokes waiting for an instance, oldest first
+	waiters   []*waiter              // Invokes waiting for an instance, in arrival order
 	stats     Stats
 }
 
@@ -98,30 +98,6 @@ func (f Function) validate() (Function, error) {
 		f.Concurrency = DefaultConcurrency
 	}
 	return f, nil
-}
-
-// broadcastLocked wakes the oldest Invoke waiting for an instance of f:
-// each call frees one instance or one slot, so one waiter can use it, and
-// waking only it spares the others a stampede on the lock.
-func (f *function) broadcastLocked() {
-	if len(f.waiters) == 0 {
-		return
-	}
-	w := f.waiters[0]
-	f.waiters = f.waiters[1:]
-	close(w)
-}
-
-// dropWaiterLocked forgets a waiter that gives up; false when it was
-// already woken, and so must pass the wake-up on.
-func (f *function) dropWaiterLocked(w chan struct{}) bool {
-	for i, x := range f.waiters {
-		if x == w {
-			f.waiters = append(f.waiters[:i], f.waiters[i+1:]...)
-			return true
-		}
-	}
-	return false
 }
 
 func (f *function) removeIdleLocked(inst *instance) {

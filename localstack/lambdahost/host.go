@@ -115,7 +115,9 @@ func (h *Host) UpdateEnv(name string, vars map[string]string) error {
 // Invoke runs the function synchronously and returns its response payload.
 //
 // It uses an idle instance, or starts one while the function has fewer than
-// Concurrency, or waits for one; ctx bounds that wait. The invocation's
+// Concurrency, or waits for one; ctx bounds that wait. Waiting invocations
+// are served in arrival order, and a call that arrives while others wait
+// queues behind them even if an instance frees up as it arrives. The invocation's
 // deadline is the earlier of Timeout from now and ctx's deadline. A function
 // that fails returns a *FunctionError.
 //
@@ -211,54 +213,7 @@ func (h *Host) Close() error {
 	return nil
 }
 
-// acquire finds or starts an instance for inv and dispatches inv to it.
-func (h *Host) acquire(ctx context.Context, inv *invocation) error {
-	f := inv.fn
-	for {
-		h.mu.Lock()
-		if h.closed {
-			h.mu.Unlock()
-			return ErrClosed
-		}
-		if err := ctx.Err(); err != nil {
-			h.mu.Unlock()
-			return fmt.Errorf("lambdahost: invoke %s: %w", f.cfg.Name, err)
-		}
-		if n := len(f.idle); n > 0 {
-			inst := f.idle[n-1]
-			f.idle = f.idle[:n-1]
-			h.dispatchLocked(ctx, inst, inv)
-			h.mu.Unlock()
-			return nil
-		}
-		if f.live < f.cfg.Concurrency {
-			f.live++
-			h.wg.Add(2) // the new instance's server and watcher
-			h.mu.Unlock()
-			if done, err := h.coldStart(ctx, inv); done {
-				return err
-			}
-			continue
-		}
-		w := make(chan struct{})
-		f.waiters = append(f.waiters, w)
-		h.mu.Unlock()
-		select {
-		case <-w:
-		case <-ctx.Done():
-			h.mu.Lock()
-			if !f.dropWaiterLocked(w) {
-				f.broadcastLocked() // woken meanwhile: pass the instance on
-			}
-			h.mu.Unlock()
-			return fmt.Errorf("lambdahost: invoke %s: waiting for an instance: %w", f.cfg.Name, ctx.Err())
-		case <-h.done:
-			return ErrClosed
-		}
-	}
-}
-
-// coldStart starts an instance for inv, in the slot acquire counted, and
+// coldStart starts an instance for inv, in the slot it was granted, and
 // dispatches inv to it once it asks for work. It reports done false when the
 // instance died after becoming ready but before inv got it: acquire tries
 // again. If ctx ends first the instance carries on starting and serves
@@ -268,8 +223,7 @@ func (h *Host) coldStart(ctx context.Context, inv *invocation) (done bool, err e
 	inst, err := h.launch(f)
 	if err != nil {
 		h.mu.Lock()
-		f.live--
-		f.broadcastLocked()
+		h.passSlotLocked(f)
 		var fe *FunctionError
 		if errors.As(err, &fe) {
 			fe.Message = fmt.Sprintf("RequestId: %s Error: %s", inv.id, fe.Message)
@@ -277,8 +231,6 @@ func (h *Host) coldStart(ctx context.Context, inv *invocation) (done bool, err e
 			f.stats.Errors++
 		}
 		h.mu.Unlock()
-		h.wg.Done()
-		h.wg.Done()
 		return true, err
 	}
 	h.mu.Lock()
@@ -300,8 +252,7 @@ func (h *Host) coldStart(ctx context.Context, inv *invocation) (done bool, err e
 			h.mu.Unlock()
 			return true, nil
 		}
-		f.idle = append(f.idle, inst)
-		f.broadcastLocked()
+		h.idleLocked(inst)
 	}
 	h.mu.Unlock()
 

@@ -212,7 +212,7 @@ func (h *Host) watch(inst *instance) {
 	}
 	delete(f.instances, inst)
 	f.live--
-	f.broadcastLocked()
+	h.offerSlotLocked(f)
 	h.mu.Unlock()
 	close(inst.stopped)
 }

@@ -66,8 +66,7 @@ func (h *Host) next(inst *instance, w http.ResponseWriter, r *http.Request) {
 		case inst.version != f.version:
 			h.killLocked(inst) // configured again while it started
 		default:
-			f.idle = append(f.idle, inst)
-			f.broadcastLocked()
+			h.idleLocked(inst)
 		}
 	case inv != nil && inv.delivered && !inv.answered:
 		h.mu.Unlock()
@@ -82,8 +81,7 @@ func (h *Host) next(inst *instance, w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		inst.state = stateIdle
-		f.idle = append(f.idle, inst)
-		f.broadcastLocked()
+		h.idleLocked(inst)
 	}
 	h.mu.Unlock()
 
