@@ -1,7 +1,8 @@
 // Package eventbus emulates Amazon EventBridge's PutEvents on one machine:
 // AWS JSON 1.1 requests with AWS's entry validation and per-entry results,
 // buses, rules with event patterns, and asynchronous delivery to Lambda
-// targets with retries, as EventBridge invokes Lambda.
+// targets, retried on Lambda's schedule for asynchronous invocations, as
+// EventBridge invokes Lambda.
 package eventbus
 
 import (
@@ -35,9 +36,24 @@ type Rule struct {
 type Options struct {
 	Region    string
 	AccountID string
-	// Retries after a failed delivery, and the delay before the first
-	// (doubling each time). Lambda's asynchronous invocation retries a
-	// failing function twice; EventBridge retries for up to 24 hours.
+	// RetryDelays are the waits before each retry of a delivery whose
+	// target failed, one element per retry. nil means Lambda's schedule
+	// for an asynchronous invocation, LambdaRetryDelays(1): a retry after
+	// 1 minute, another 2 minutes later. Tests shorten it with
+	// LambdaRetryDelays(scale); an empty, non-nil slice means no retries.
+	RetryDelays []time.Duration
+	// MaxEventAge bounds how long after PutEvents an event is still
+	// retried (Lambda's MaximumEventAgeInSeconds): a retry that would start
+	// later is not made and the event is dead-lettered. 0 means
+	// LambdaMaxEventAge, 6 hours.
+	MaxEventAge time.Duration
+	// Retries and RetryDelay are the older way to give the schedule, used
+	// only when RetryDelays is nil and Retries is positive: Retries
+	// retries, the first RetryDelay (default 1 s) after the failure, each
+	// next one twice as long after the one before. {Retries: 2,
+	// RetryDelay: time.Minute} is Lambda's schedule.
+	//
+	// Deprecated: use RetryDelays.
 	Retries    int
 	RetryDelay time.Duration
 	Log        *slog.Logger
@@ -77,8 +93,9 @@ func New(opts Options) *Service {
 	if opts.AccountID == "" {
 		opts.AccountID = "000000000000"
 	}
-	if opts.RetryDelay == 0 {
-		opts.RetryDelay = time.Second
+	opts.RetryDelays = retryDelays(opts)
+	if opts.MaxEventAge <= 0 {
+		opts.MaxEventAge = LambdaMaxEventAge
 	}
 	s := &Service{opts: opts, log: opts.Log, buses: map[string]bool{"default": true}, stop: make(chan struct{})}
 	if s.log == nil {
@@ -141,7 +158,21 @@ type resultEntry struct {
 	ErrorMessage string `json:"ErrorMessage,omitempty"`
 }
 
-const maxRequestBytes = 256 * 1024
+// PutEvents limits, as AWS has them: at most MaxEntries entries a call,
+// and at most MaxRequestBytes for all of them together, counted as
+// EventBridge counts an entry (entrySize). AWS raised the size from
+// 256 KB to 1 MiB on 2026-01-29, with SQS's messages and Lambda's
+// asynchronous payloads.
+const (
+	MaxEntries      = 10
+	MaxRequestBytes = 1 << 20
+)
+
+// maxBodyBytes bounds the request body read: JSON escaping takes at most 6
+// bytes per byte of entry (\u00XX), and what is not counted (keys, bus
+// names, trace headers) fits in the slack, so a longer body cannot hold
+// entries within MaxRequestBytes.
+const maxBodyBytes = 6*MaxRequestBytes + 1<<20
 
 // ServeHTTP answers AWSEvents.* requests (PutEvents).
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -150,9 +181,13 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		awsError(w, http.StatusBadRequest, "UnknownOperationException", fmt.Sprintf("the local EventBridge serves PutEvents only, not %s", op))
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 4*maxRequestBytes))
-	if err != nil {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	switch {
+	case err != nil:
 		awsError(w, http.StatusBadRequest, "SerializationException", "could not read the request")
+		return
+	case len(body) > maxBodyBytes:
+		awsError(w, http.StatusBadRequest, "ValidationException", msgTooLarge)
 		return
 	}
 	var in struct {
@@ -162,17 +197,17 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		awsError(w, http.StatusBadRequest, "SerializationException", "the request is not valid JSON")
 		return
 	}
-	if n := len(in.Entries); n < 1 || n > 10 {
+	if n := len(in.Entries); n < 1 || n > MaxEntries {
 		awsError(w, http.StatusBadRequest, "ValidationException",
-			fmt.Sprintf("1 validation error detected: Value at 'entries' failed to satisfy constraint: Member must have length between 1 and 10 (got %d)", n))
+			fmt.Sprintf("1 validation error detected: Value at 'entries' failed to satisfy constraint: Member must have length between 1 and %d (got %d)", MaxEntries, n))
 		return
 	}
 	size := 0
 	for _, e := range in.Entries {
 		size += entrySize(e)
 	}
-	if size > maxRequestBytes {
-		awsError(w, http.StatusBadRequest, "ValidationException", "Total size of the entries in the request is over the limit.")
+	if size > MaxRequestBytes {
+		awsError(w, http.StatusBadRequest, "ValidationException", msgTooLarge)
 		return
 	}
 	out := struct {
@@ -190,7 +225,11 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// entrySize counts bytes as EventBridge does for its 256 KB limit.
+const msgTooLarge = "Total size of the entries in the request is over the limit."
+
+// entrySize counts an entry's bytes as EventBridge does for its size
+// limit: Time (when given) 14, then the UTF-8 bytes of Source, DetailType,
+// Detail and each of Resources. EventBusName and TraceHeader do not count.
 func entrySize(e putEventsEntry) int {
 	n := 0
 	if e.Time != nil {
@@ -263,38 +302,6 @@ func (s *Service) put(e putEventsEntry) resultEntry {
 		s.deliver(r, id, raw)
 	}
 	return resultEntry{EventID: id}
-}
-
-// deliver invokes the target asynchronously, retrying with backoff.
-func (s *Service) deliver(r compiledRule, id string, event []byte) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		delay := s.opts.RetryDelay
-		for attempt := 0; ; attempt++ {
-			err := r.Target(context.Background(), event)
-			if err == nil {
-				s.stats.Delivered.Add(1)
-				return
-			}
-			if attempt >= s.opts.Retries {
-				s.stats.DeadLettered.Add(1)
-				s.dlqMu.Lock()
-				s.deadLetters = append(s.deadLetters, event)
-				s.dlqMu.Unlock()
-				s.log.Error("event delivery failed for good", "rule", r.Name, "event_id", id, "error", err.Error())
-				return
-			}
-			s.stats.Retried.Add(1)
-			s.log.Warn("event delivery failed; retrying", "rule", r.Name, "event_id", id, "attempt", attempt+1, "error", err.Error())
-			select {
-			case <-s.stop:
-				return
-			case <-time.After(delay):
-			}
-			delay *= 2
-		}
-	}()
 }
 
 func nonNil(s []string) []string {

@@ -103,12 +103,6 @@ func TestPutEvents_EntryValidation(t *testing.T) {
 
 	_, err = c.PutEvents(context.Background(), &eventbridge.PutEventsInput{Entries: []types.PutEventsRequestEntry{}})
 	assert.Error(t, err)
-	big := make([]byte, 260*1024)
-	for i := range big {
-		big[i] = 'x'
-	}
-	_, err = c.PutEvents(context.Background(), &eventbridge.PutEventsInput{Entries: []types.PutEventsRequestEntry{entry("default", `{"x":"`+string(big)+`"}`)}})
-	assert.ErrorContains(t, err, "ValidationException")
 }
 
 func TestDelivery_RetriesThenDeadLetters(t *testing.T) {

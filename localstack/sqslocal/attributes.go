@@ -26,9 +26,13 @@ const (
 	attrFifoQueue                     = "FifoQueue"
 )
 
-// Limits SQS enforces.
+// Limits SQS enforces. Since August 2025 a message may be up to 1 MiB
+// (body plus attributes), the most MaximumMessageSize allows and its
+// default; the messages of one SendMessageBatch together may be 1 MiB too.
 const (
-	maxMessageSize       = 256 * 1024
+	maxMessageSize       = 1 << 20
+	minMessageSize       = 1024
+	maxBatchBytes        = 1 << 20
 	maxBatchEntries      = 10
 	maxVisibilityTimeout = 43200
 	maxDelaySeconds      = 900
@@ -159,7 +163,7 @@ func (c *queueConfig) set(name, value string, creating bool, deadLetterExists fu
 	case name == attrMessageRetentionPeriod:
 		c.retentionPeriod, err = intRange(60, 1209600)
 	case name == attrMaximumMessageSize:
-		c.maxMessageSize, err = intRange(1024, maxMessageSize)
+		c.maxMessageSize, err = intRange(minMessageSize, maxMessageSize)
 	case name == attrReceiveMessageWaitTimeSeconds:
 		c.waitTimeSeconds, err = intRange(0, maxWaitTimeSeconds)
 	case name == attrRedrivePolicy:

@@ -122,3 +122,26 @@ func errMissing(param string) *apiError {
 func errInvalidValue(param, value, reason string) *apiError {
 	return newError(codeInvalidParameterValue, "Value %s for parameter %s is invalid. Reason: %s", value, param, reason)
 }
+
+func errMessageTooLong(limit int) *apiError {
+	return newError(codeInvalidParameterValue,
+		"One or more parameters are invalid. Reason: Message must be shorter than %d bytes.", limit)
+}
+
+func errBatchTooLong(sent int) *apiError {
+	return newError(codeBatchRequestTooLong,
+		"Batch requests cannot be longer than %d bytes. You have sent %d bytes.", maxBatchBytes, sent)
+}
+
+// errRequestTooLong answers a body longer than maxRequestBody, which
+// cannot hold messages within the limits: as SQS answers messages that are
+// too long, for the operations that send them.
+func errRequestTooLong(op string) *apiError {
+	switch op {
+	case "SendMessage":
+		return errMessageTooLong(maxMessageSize)
+	case "SendMessageBatch":
+		return newError(codeBatchRequestTooLong, "Batch requests cannot be longer than %d bytes.", maxBatchBytes)
+	}
+	return newError(codeInvalidParameterValue, "The request body is longer than %d bytes.", maxRequestBody)
+}

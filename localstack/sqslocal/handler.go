@@ -2,6 +2,7 @@ package sqslocal
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"sort"
@@ -10,9 +11,12 @@ import (
 	"time"
 )
 
-// maxRequestBody bounds a request body: a 256 KiB batch grows with JSON
-// escaping and base64, so allow generous headroom.
-const maxRequestBody = 8 << 20
+// maxRequestBody bounds a request body. JSON escaping takes at most 6
+// bytes per byte of message (\u00XX; base64 attributes take 4 per 3), and
+// ids, attribute names and the rest of the request fit in the slack: a
+// longer body cannot hold a request within maxBatchBytes, and is answered
+// as one whose messages are too long.
+const maxRequestBody = 6*maxBatchBytes + 2<<20
 
 // ServeHTTP answers SQS requests in the AWS JSON 1.0 protocol: POST with
 // X-Amz-Target "AmazonSQS.<Operation>". Signatures are not checked.
@@ -24,7 +28,12 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
-	if err != nil {
+	var tooLong *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLong):
+		writeError(w, errRequestTooLong(op))
+		return
+	case err != nil:
 		writeError(w, newError(codeInvalidParameterValue, "Request body could not be read: %v", err))
 		return
 	}
@@ -434,9 +443,8 @@ func (c *call) sendMessageBatch() (any, *apiError) {
 				total += len(deref(e.MessageBody))
 			}
 		}
-		if total > maxMessageSize {
-			return nil, newError(codeBatchRequestTooLong,
-				"Batch requests cannot be longer than %d bytes. You have sent %d bytes.", maxMessageSize, total)
+		if total > maxBatchBytes {
+			return nil, errBatchTooLong(total)
 		}
 		for i, e := range in.Entries {
 			if errs[i] != nil {

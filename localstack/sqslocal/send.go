@@ -48,8 +48,7 @@ func (s *Service) prepareSend(q *queue, f sendMessageFields, senderID string) (s
 	}
 	size := len(body) + attrSize
 	if size > q.cfg.maxMessageSize {
-		return sendRequest{}, newError(codeInvalidParameterValue,
-			"One or more parameters are invalid. Reason: Message must be shorter than %d bytes.", q.cfg.maxMessageSize)
+		return sendRequest{}, errMessageTooLong(q.cfg.maxMessageSize)
 	}
 	return sendRequest{
 		msg: &message{

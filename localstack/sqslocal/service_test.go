@@ -275,7 +275,7 @@ func TestSendMessageBatch_RejectsMalformedBatches(t *testing.T) {
 			var target *types.EmptyBatchRequest
 			assert.ErrorAs(t, err, &target)
 		}},
-		{"over 256 KiB in total", entries(2, strings.Repeat("a", 200*1024)), func(t *testing.T, err error) {
+		{"over 1 MiB in total", entries(2, strings.Repeat("a", 600*1024)), func(t *testing.T, err error) {
 			var target *types.BatchRequestTooLong
 			assert.ErrorAs(t, err, &target)
 		}},
@@ -647,8 +647,8 @@ func TestErrors_InvalidRequestsAreRejectedWithSQSCodes(t *testing.T) {
 			_, err := h.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: queueURL, WaitTimeSeconds: 21})
 			return err
 		}, "InvalidParameterValue"},
-		{"message over 256 KiB", func(ctx context.Context) error {
-			_, err := h.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: queueURL, MessageBody: aws.String(strings.Repeat("a", 256*1024+1))})
+		{"message over 1 MiB", func(ctx context.Context) error {
+			_, err := h.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: queueURL, MessageBody: aws.String(strings.Repeat("a", 1<<20+1))})
 			return err
 		}, "InvalidParameterValue"},
 		{"empty body", func(ctx context.Context) error {
