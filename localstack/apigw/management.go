@@ -37,6 +37,8 @@ func (g *Gateway) ManagementPath(r *http.Request) bool {
 }
 
 // ServeManagement serves POST, GET and DELETE /{stage}/@connections/{id}.
+// A connection whose $connect has not returned, or returned less than
+// ConnectLag ago, is gone to all three, as on AWS.
 func (g *Gateway) ServeManagement(w http.ResponseWriter, r *http.Request) {
 	prefix := "/" + g.opts.Stage + "/@connections/"
 	raw := strings.TrimPrefix(r.URL.EscapedPath(), prefix)
@@ -45,64 +47,79 @@ func (g *Gateway) ServeManagement(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusNotFound, "NotFoundException", "Not Found")
 		return
 	}
-	g.mu.RLock()
-	c := g.conns[id]
-	g.mu.RUnlock()
-
 	switch r.Method {
 	case http.MethodPost:
-		g.stats.Posts.Add(1)
-		body, err := io.ReadAll(io.LimitReader(r.Body, g.opts.MaxMessageBytes+1))
-		if err != nil {
-			apiError(w, http.StatusBadRequest, "BadRequestException", "could not read the body")
-			return
-		}
-		if int64(len(body)) > g.opts.MaxMessageBytes {
-			apiError(w, http.StatusRequestEntityTooLarge, "PayloadTooLargeException", "Message too long")
-			return
-		}
-		if g.injectFault(w) {
-			return
-		}
-		if c == nil {
-			g.stats.Gone.Add(1)
-			apiError(w, http.StatusGone, "GoneException", "")
-			return
-		}
-		if !g.enqueue(c, body) {
-			select {
-			case <-c.done:
-				g.stats.Gone.Add(1)
-				apiError(w, http.StatusGone, "GoneException", "")
-			default:
-				g.stats.Throttled.Add(1)
-				apiError(w, http.StatusTooManyRequests, "LimitExceededException", "the client's buffer is full")
-			}
-			return
-		}
-		w.WriteHeader(http.StatusOK)
+		g.postConnection(w, r, id)
 	case http.MethodGet:
-		if c == nil {
-			apiError(w, http.StatusGone, "GoneException", "")
-			return
+		if c := g.usable(w, id); c != nil {
+			getConnection(w, c)
 		}
-		_, last := c.sniff.state()
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"connectedAt":  c.connectedAt.UTC().Format(time.RFC3339Nano),
-			"lastActiveAt": last.UTC().Format(time.RFC3339Nano),
-			"identity":     map[string]string{"sourceIp": c.sourceIP, "userAgent": c.userAgent},
-		})
 	case http.MethodDelete:
-		if c == nil {
-			apiError(w, http.StatusGone, "GoneException", "")
-			return
+		if c := g.usable(w, id); c != nil {
+			g.closeAfterQueued(c, websocket.StatusNormalClosure, "Connection closed by the server")
+			w.WriteHeader(http.StatusNoContent)
 		}
-		g.closeAfterQueued(c, websocket.StatusNormalClosure, "Connection closed by the server")
-		w.WriteHeader(http.StatusNoContent)
 	default:
 		apiError(w, http.StatusMethodNotAllowed, "MethodNotAllowedException", "use POST, GET or DELETE")
 	}
+}
+
+// usable returns the connection, or answers 410 and returns nil.
+func (g *Gateway) usable(w http.ResponseWriter, id string) *conn {
+	c, connecting := g.lookup(id)
+	if connecting {
+		g.stats.GoneDuringConnect.Add(1)
+	}
+	if c == nil {
+		apiError(w, http.StatusGone, "GoneException", "")
+	}
+	return c
+}
+
+// postConnection is PostToConnection: the body is queued as one message.
+func (g *Gateway) postConnection(w http.ResponseWriter, r *http.Request, id string) {
+	g.stats.Posts.Add(1)
+	body, err := io.ReadAll(io.LimitReader(r.Body, g.opts.MaxMessageBytes+1))
+	if err != nil {
+		apiError(w, http.StatusBadRequest, "BadRequestException", "could not read the body")
+		return
+	}
+	if int64(len(body)) > g.opts.MaxMessageBytes {
+		apiError(w, http.StatusRequestEntityTooLarge, "PayloadTooLargeException", "Message too long")
+		return
+	}
+	if g.injectFault(w) {
+		return
+	}
+	// Looked up after the injected latency: the post lands when it lands.
+	c := g.usable(w, id)
+	if c == nil {
+		g.stats.Gone.Add(1)
+		return
+	}
+	if !g.enqueue(c, body) {
+		select {
+		case <-c.done:
+			g.stats.Gone.Add(1)
+			apiError(w, http.StatusGone, "GoneException", "")
+		default:
+			g.stats.Throttled.Add(1)
+			apiError(w, http.StatusTooManyRequests, "LimitExceededException", "the client's buffer is full")
+		}
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// getConnection is GetConnection's answer.
+func getConnection(w http.ResponseWriter, c *conn) {
+	_, last := c.sniff.state()
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"connectedAt":  c.connectedAt.UTC().Format(time.RFC3339Nano),
+		"lastActiveAt": last.UTC().Format(time.RFC3339Nano),
+		"identity":     map[string]string{"sourceIp": c.sourceIP, "userAgent": c.userAgent},
+	})
 }
 
 // injectFault applies the configured latency and failure rates; true when

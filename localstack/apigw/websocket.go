@@ -3,6 +3,14 @@
 // $default, route responses back, $disconnect on every close) and the
 // @connections management API the functions post through. The functions
 // receive the same events.APIGatewayWebsocketProxyRequest AWS sends.
+//
+// It is as harsh as API Gateway where a function could come to rely on
+// something AWS does not promise: one connection's frames are invoked
+// concurrently and complete in any order (Options.SerialFrames restores
+// the old one-at-a-time order), a new connection id is gone to
+// @connections until $connect has returned and Options.ConnectLag has
+// passed, in-flight invocations outlive the connection, and $disconnect is
+// not ordered after them.
 package apigw
 
 import (
@@ -63,8 +71,33 @@ type Options struct {
 	// IDPrefix starts every connection id, so a gateway split across
 	// processes can route @connections calls to the one holding it.
 	IDPrefix string
-	Log      *slog.Logger
+	// SerialFrames invokes $default for one connection's frames one at a
+	// time, in arrival order. By default (false) every frame is invoked at
+	// once, as API Gateway does: frames of one connection run concurrently
+	// and their invocations finish in any order.
+	SerialFrames bool
+	// MaxFramesInFlight bounds one connection's concurrent $default
+	// invocations; at the bound the gateway stops reading that connection
+	// until one returns. AWS has no such bound: this only keeps a flooding
+	// client from piling up goroutines on one machine. 0 means
+	// DefaultMaxFramesInFlight; negative means no bound.
+	MaxFramesInFlight int
+	// FrameJitter delays each $default invocation by a random 0..FrameJitter,
+	// so tests see frames of one connection complete out of order. 0: none.
+	FrameJitter time.Duration
+	// ConnectLag is how long after $connect returns the connection id stays
+	// unknown to @connections (POST, GET and DELETE answer 410, as API
+	// Gateway does while it registers a new connection). Frames the client
+	// sends meanwhile are routed, and their route responses delivered. 0:
+	// usable once the upgrade completes on the gateway's side (the client
+	// may read its 101 a moment before).
+	ConnectLag time.Duration
+	Log        *slog.Logger
 }
+
+// DefaultMaxFramesInFlight is MaxFramesInFlight's zero value: generous
+// enough that no honest client meets it.
+const DefaultMaxFramesInFlight = 1024
 
 // Gateway is the local WebSocket API.
 type Gateway struct {
@@ -73,21 +106,34 @@ type Gateway struct {
 
 	mu    sync.RWMutex
 	conns map[string]*conn
+	// pending holds the ids whose $connect is running or whose upgrade is
+	// not done: known to the gateway, gone to @connections.
+	pending map[string]struct{}
 
 	faults    atomic.Pointer[Faults]
 	stats     Stats
 	sweepOnce sync.Once
 	stop      chan struct{} // closed by Close
 	stopOnce  sync.Once
-	// live counts connections until their $disconnect has run.
+	// live counts connections until their $disconnect has run, and frame
+	// invocations until they return.
 	live sync.WaitGroup
 }
 
 // Stats counts what the management API did.
 type Stats struct {
+	// Gone counts POSTs answered 410, for any reason.
 	Posts, Gone, Throttled, Injected atomic.Int64
 	// SkippedDisconnects counts closes whose $disconnect a fault skipped.
 	SkippedDisconnects atomic.Int64
+	// GoneDuringConnect counts @connections calls (any method) answered 410
+	// because the connection's $connect had not returned, its upgrade was
+	// not done, or its ConnectLag had not passed.
+	GoneDuringConnect atomic.Int64
+	// DroppedResponses counts route responses not sent because the
+	// connection had closed (or its send queue was full) when the $default
+	// invocation returned.
+	DroppedResponses atomic.Int64
 }
 
 // New returns a Gateway.
@@ -116,7 +162,13 @@ func New(opts Options) *Gateway {
 	if opts.APIID == "" {
 		opts.APIID = "wsgatelocl"
 	}
-	g := &Gateway{opts: opts, log: opts.Log, conns: map[string]*conn{}, stop: make(chan struct{})}
+	if opts.MaxFramesInFlight == 0 {
+		opts.MaxFramesInFlight = DefaultMaxFramesInFlight
+	}
+	g := &Gateway{
+		opts: opts, log: opts.Log, conns: map[string]*conn{}, pending: map[string]struct{}{},
+		stop: make(chan struct{}),
+	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -142,7 +194,9 @@ type conn struct {
 	connectedAt time.Time
 	sourceIP    string
 	userAgent   string
+	readyAt     time.Time // @connections answers 410 before this
 	out         chan frame
+	slots       chan struct{} // one per $default invocation in flight; nil: unbounded
 	done        chan struct{}
 	closeOnce   sync.Once
 	crashed     atomic.Bool // cut by Crash: no $disconnect
@@ -197,24 +251,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sourceIP, _, _ := net.SplitHostPort(r.RemoteAddr)
 	log := g.log.With("connection_id", id)
 
-	req := g.baseRequest(id, "$connect", "CONNECT", now, sourceIP, r.UserAgent())
-	req.Headers, req.MultiValueHeaders = flattenHeaders(r.Header)
-	req.Headers["X-Forwarded-For"] = sourceIP
-	req.MultiValueHeaders["X-Forwarded-For"] = []string{sourceIP}
-	req.QueryStringParameters, req.MultiValueQueryStringParameters = flattenQuery(r)
-	resp, err := g.invoke(r.Context(), g.opts.Routes.Connect, req)
-	if err != nil {
-		log.Warn("$connect failed", "error", err.Error())
-		http.Error(w, `{"message": "Internal server error"}`, http.StatusInternalServerError)
+	// Until the upgrade is done the id is known but not connected: a post
+	// racing $connect is answered 410, as on AWS.
+	g.setPending(id, true)
+	defer g.setPending(id, false)
+	resp, ok := g.connect(w, r, id, now, sourceIP, log)
+	if !ok {
 		return
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		log.Info("handshake refused by $connect", "status", resp.StatusCode)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(resp.StatusCode)
-		_, _ = w.Write([]byte(resp.Body))
-		return
-	}
+	readyAt := time.Now().Add(g.opts.ConnectLag)
 	var protocols []string
 	if p := headerValue(resp.Headers, resp.MultiValueHeaders, "Sec-WebSocket-Protocol"); p != "" {
 		protocols = []string{p}
@@ -233,13 +278,64 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(g.opts.MaxMessageBytes)
 	c := &conn{
 		id: id, ws: ws, sniff: sw.sniffer, connectedAt: now, sourceIP: sourceIP, userAgent: r.UserAgent(),
-		out: make(chan frame, g.opts.SendQueue), done: make(chan struct{}),
+		readyAt: readyAt, out: make(chan frame, g.opts.SendQueue), done: make(chan struct{}),
+	}
+	if g.opts.MaxFramesInFlight > 0 && !g.opts.SerialFrames {
+		c.slots = make(chan struct{}, g.opts.MaxFramesInFlight)
 	}
 	g.mu.Lock()
+	delete(g.pending, id)
 	g.conns[id] = c
 	g.mu.Unlock()
 	log.Debug("connected")
 	g.serve(c, log)
+}
+
+// connect invokes $connect with the handshake's headers and query; false
+// when it refused or failed, after answering the handshake with its status.
+func (g *Gateway) connect(w http.ResponseWriter, r *http.Request, id string, now time.Time, sourceIP string, log *slog.Logger) (events.APIGatewayProxyResponse, bool) {
+	req := g.baseRequest(id, "$connect", "CONNECT", now, sourceIP, r.UserAgent())
+	req.Headers, req.MultiValueHeaders = connectHeaders(r, sourceIP)
+	req.QueryStringParameters, req.MultiValueQueryStringParameters = flattenQuery(r)
+	resp, err := g.invoke(r.Context(), g.opts.Routes.Connect, req)
+	if err != nil {
+		log.Warn("$connect failed", "error", err.Error())
+		http.Error(w, `{"message": "Internal server error"}`, http.StatusInternalServerError)
+		return resp, false
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		log.Info("handshake refused by $connect", "status", resp.StatusCode)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(resp.StatusCode)
+		_, _ = w.Write([]byte(resp.Body))
+		return resp, false
+	}
+	return resp, true
+}
+
+func (g *Gateway) setPending(id string, on bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if on {
+		g.pending[id] = struct{}{}
+	} else {
+		delete(g.pending, id)
+	}
+}
+
+// lookup finds a connection for @connections; connecting is true when the
+// id exists but is not usable yet ($connect running, or within ConnectLag).
+func (g *Gateway) lookup(id string) (c *conn, connecting bool) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if _, ok := g.pending[id]; ok {
+		return nil, true
+	}
+	c = g.conns[id]
+	if c != nil && time.Now().Before(c.readyAt) {
+		return nil, true
+	}
+	return c, false
 }
 
 // serve runs a connection until it closes, then invokes $disconnect.
@@ -289,12 +385,45 @@ func (g *Gateway) readLoop(ctx context.Context, c *conn, log *slog.Logger) (int,
 			c.close(websocket.StatusUnsupportedData, "Binary frames are not supported")
 			return int(websocket.StatusUnsupportedData), "Binary frames are not supported"
 		}
-		g.route(c, log, data)
+		if !g.dispatch(c, log, data) {
+			return int(websocket.StatusAbnormalClosure), "Going away"
+		}
 	}
+}
+
+// dispatch routes one frame: inline under SerialFrames, else on its own
+// goroutine, as API Gateway invokes the integration for every frame
+// independently. It waits for a slot when MaxFramesInFlight are running;
+// false if the connection closed meanwhile. The invocation outlives the
+// connection, as on AWS; only its route response is dropped.
+func (g *Gateway) dispatch(c *conn, log *slog.Logger, data []byte) bool {
+	if g.opts.SerialFrames {
+		g.route(c, log, data)
+		return true
+	}
+	if c.slots != nil {
+		select {
+		case c.slots <- struct{}{}:
+		case <-c.done:
+			return false
+		}
+	}
+	g.live.Add(1) // the connection's own count keeps live above zero here
+	go func() {
+		defer g.live.Done()
+		if c.slots != nil {
+			defer func() { <-c.slots }()
+		}
+		g.route(c, log, data)
+	}()
+	return true
 }
 
 // route sends one client message to $default and its route response back.
 func (g *Gateway) route(c *conn, log *slog.Logger, data []byte) {
+	if j := g.opts.FrameJitter; j > 0 {
+		time.Sleep(mathrand.N(j))
+	}
 	req := g.baseRequest(c.id, "$default", "MESSAGE", c.connectedAt, c.sourceIP, c.userAgent)
 	req.RequestContext.MessageID = newID()
 	req.Body = string(data)
@@ -302,15 +431,29 @@ func (g *Gateway) route(c *conn, log *slog.Logger, data []byte) {
 	if err != nil {
 		log.Warn("$default failed", "error", err.Error())
 		body, _ := json.Marshal(map[string]string{"message": "Internal server error", "connectionId": c.id, "requestId": req.RequestContext.RequestID})
-		g.enqueue(c, body)
+		g.respond(c, body)
 		return
 	}
 	if resp.Body != "" {
-		g.enqueue(c, []byte(resp.Body))
+		g.respond(c, []byte(resp.Body))
 	}
 }
 
+// respond queues a route response, counting it when it cannot be sent.
+func (g *Gateway) respond(c *conn, body []byte) {
+	if !g.enqueue(c, body) {
+		g.stats.DroppedResponses.Add(1)
+	}
+}
+
+// enqueue queues a message for the client; false when the connection has
+// closed or its queue is full.
 func (g *Gateway) enqueue(c *conn, data []byte) bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+	}
 	select {
 	case c.out <- frame{data: data, bin: !utf8.Valid(data)}:
 		return true
@@ -336,7 +479,7 @@ func (g *Gateway) writeLoop(ctx context.Context, c *conn) {
 				typ = websocket.MessageBinary
 			}
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := c.ws.Write(wctx, typ, f.data)
+			err := writeMessage(wctx, c.ws, typ, f.data, g.opts.MaxFrameBytes)
 			cancel()
 			if err != nil {
 				c.close(websocket.StatusGoingAway, "Going away")
@@ -344,6 +487,27 @@ func (g *Gateway) writeLoop(ctx context.Context, c *conn) {
 			}
 		}
 	}
+}
+
+// writeMessage writes one message, split into frames of at most maxFrame
+// bytes as API Gateway splits what @connections posts (its frame quota is
+// 32 KB): clients see continuation frames for anything larger.
+func writeMessage(ctx context.Context, ws *websocket.Conn, typ websocket.MessageType, data []byte, maxFrame int64) error {
+	if int64(len(data)) <= maxFrame {
+		return ws.Write(ctx, typ, data)
+	}
+	w, err := ws.Writer(ctx, typ)
+	if err != nil {
+		return err
+	}
+	for len(data) > 0 {
+		n := min(int64(len(data)), maxFrame)
+		if _, err := w.Write(data[:n]); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return w.Close()
 }
 
 // closeAfterQueued closes the connection once the frames already queued for
@@ -360,7 +524,7 @@ func (g *Gateway) closeAfterQueued(c *conn, code websocket.StatusCode, reason st
 // on one ticker (a ticker per connection costs tens of thousands of
 // wake-ups a second at benchmark sizes).
 func (g *Gateway) sweep() {
-	t := time.NewTicker(min(g.opts.IdleTimeout/4, time.Second))
+	t := time.NewTicker(max(min(g.opts.IdleTimeout/4, g.opts.MaxLifetime/4, time.Second), time.Millisecond))
 	defer t.Stop()
 	for {
 		var now time.Time
@@ -509,6 +673,44 @@ func (g *Gateway) baseRequest(id, route, eventType string, connectedAt time.Time
 			APIID:             g.opts.APIID,
 		},
 	}
+}
+
+// connectHeaders are the handshake's headers as API Gateway passes them to
+// $connect: every header the client sent (Origin included: API Gateway
+// checks none), plus Host, which Go keeps out of r.Header, and the headers
+// its load balancer adds.
+func connectHeaders(r *http.Request, sourceIP string) (map[string]string, map[string][]string) {
+	single, multi := flattenHeaders(r.Header)
+	// Go canonicalises "Sec-WebSocket-Key" to "Sec-Websocket-Key"; API
+	// Gateway passes the casing clients send.
+	for k := range single {
+		if rest, ok := strings.CutPrefix(k, "Sec-Websocket-"); ok {
+			single["Sec-WebSocket-"+rest], multi["Sec-WebSocket-"+rest] = single[k], multi[k]
+			delete(single, k)
+			delete(multi, k)
+		}
+	}
+	proto, port := "http", "80"
+	if r.TLS != nil {
+		proto, port = "https", "443"
+	}
+	if addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if _, p, err := net.SplitHostPort(addr.String()); err == nil {
+			port = p
+		}
+	}
+	added := map[string]string{
+		"Host":              r.Host,
+		"X-Forwarded-For":   sourceIP,
+		"X-Forwarded-Port":  port,
+		"X-Forwarded-Proto": proto,
+		"X-Amzn-Trace-Id":   "Root=1-" + fmt.Sprintf("%08x", time.Now().Unix()) + "-" + strings.ReplaceAll(newID(), "-", "")[:24],
+	}
+	for k, v := range added {
+		single[k] = v
+		multi[k] = []string{v}
+	}
+	return single, multi
 }
 
 func flattenHeaders(h http.Header) (map[string]string, map[string][]string) {
