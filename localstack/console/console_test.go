@@ -92,7 +92,7 @@ func TestConsole_InHeadlessChromium(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "browser_test.mjs")
 	cmd.Env = append(os.Environ(),
-		"CONSOLE_URL="+consoleURL(s), "AWS_ENDPOINT="+s.AWSEndpoint, "BUS="+s.BusName,
+		"CONSOLE_URL="+consoleURL(s), "AWS_ENDPOINT="+s.AWSEndpoint,
 		"SCREENSHOT="+shot, "CHROMIUM="+chromium)
 	out, err := cmd.CombinedOutput()
 	t.Logf("browser: %s", out)

@@ -25,6 +25,13 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 	functions := fs.String("functions", "bin/local", "folder with <function>/bootstrap built for this machine")
 	idle := fs.Duration("idle-timeout", 10*time.Minute, "close connections idle this long (API Gateway: 10m)")
 	quiet := fs.Bool("quiet", false, "do not print the functions' log lines")
+	// The stack is as harsh as AWS by default; these tune or soften it.
+	serial := fs.Bool("serial-frames", false, "run one connection's frames one at a time (API Gateway runs them at once)")
+	connectLag := fs.Duration("connect-lag", stack.DefaultConnectLag, "how long @connections answers 410 after $connect (negative: not at all)")
+	readLag := fs.Duration("read-lag", stack.DefaultReadLag, "how stale DynamoDB reads without ConsistentRead are (negative: never)")
+	noConflicts := fs.Bool("no-conflicts", false, "let DynamoDB transactions touching one item at once all succeed")
+	noSignatures := fs.Bool("no-signatures", false, "accept AWS API requests without checking their SigV4 signature")
+	retryScale := fs.Float64("retry-scale", 1, "scale Lambda's retry delays of a failed broadcast (1 and 2 minutes on AWS)")
 	var env list
 	fs.Var(&env, "env", "KEY=VALUE for the functions, e.g. WSGATE_MAX_MESSAGE_BYTES=1024 (repeatable; WSGATE_* variables of this shell pass through too)")
 	if err := fs.Parse(args); err != nil {
@@ -63,6 +70,8 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 		WebSocketAddr: *wsAddr, AWSAddr: *awsAddr, DynamoDBAddr: *ddbAddr, DynamoDBPath: *ddbPath,
 		FunctionsDir: *functions, JWTSecret: secret, Env: fnEnv, IdleTimeout: *idle,
 		Log: logger, FunctionLog: fnLog, DevTokens: console.DevTokens(minter), Console: console.ForStack,
+		SerialFrames: *serial, ConnectLag: *connectLag, ReadLag: *readLag, NoConflicts: *noConflicts,
+		NoSignatures: *noSignatures, RetryScale: *retryScale,
 	})
 	if err != nil {
 		return err
@@ -90,7 +99,8 @@ func banner(st Streams, s *stack.Stack, tok string, took time.Duration) {
 	fmt.Fprintf(st.Out, `
 wsgate local stack is up (stage %s, started in %s)
   WebSocket   %s
-  AWS APIs    %s   EventBridge PutEvents, SQS, DynamoDB, @connections
+  AWS APIs    %s   EventBridge PutEvents, SQS, DynamoDB, @connections;
+              requests signed with the dev credentials test / test, checked as AWS does
   DynamoDB    %s   table %s
   Console     %s
   JWT secret  %s   HS256 (set WSGATE_JWT_SECRET to change)
@@ -103,6 +113,7 @@ Listen in another terminal:
 Publish an event:
   bin/wsgate publish --endpoint %s --topic demo.hello --payload '{"hello":"world"}'
 or with the AWS CLI:
+  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
   aws --endpoint-url %s events put-events --entries '[{"EventBusName":"%s","Source":"demo","DetailType":"demo","Detail":"{\"topic\":\"demo.hello\",\"payload\":{\"hello\":\"world\"}}"}]'
 
 Ctrl-C stops everything.

@@ -8,9 +8,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
+	"github.com/wsgate/wsgate/localstack/stack"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/events"
@@ -91,9 +91,10 @@ func eventBridgeClient(ctx context.Context, endpoint, region string) (*eventbrid
 		opts = append(opts, awsconfig.WithRegion(region))
 	}
 	if endpoint != "" {
-		// The local stack accepts any signature; don't require real credentials.
+		// The local stack checks signatures against its dev credentials
+		// (as LocalStack does), so no real credentials are needed.
 		opts = append(opts, awsconfig.WithBaseEndpoint(endpoint),
-			awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("local", "local", "")))
+			awsconfig.WithCredentialsProvider(stack.DevCredentials()))
 		if region == "" {
 			opts = append(opts, awsconfig.WithRegion("us-east-1"))
 		}

@@ -5,10 +5,8 @@
 package edge
 
 import (
-	"bytes"
 	"encoding/json"
 	"hash/crc32"
-	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -21,7 +19,8 @@ import (
 
 // Router dispatches AWS API requests.
 type Router struct {
-	// DynamoDB receives DynamoDB_20120810.* requests.
+	// DynamoDB receives DynamoDB_20120810.* requests (ddbproxy in front of
+	// DynamoDB Local).
 	DynamoDB http.Handler
 	// Events receives AWSEvents.* requests.
 	Events http.Handler
@@ -40,31 +39,6 @@ const proxyConns = 1024
 
 // Proxy returns a reverse proxy to a backend such as DynamoDB Local.
 func Proxy(backend string) (http.Handler, error) { return newProxy(backend) }
-
-// DynamoDB returns a reverse proxy to DynamoDB Local that adds the
-// X-Amz-Crc32 header DynamoDB sends on every response and DynamoDB Local
-// leaves off its error responses: the SDK checks the body against it and
-// warns on each response without it.
-func DynamoDB(backend string) (http.Handler, error) {
-	p, err := newProxy(backend)
-	if err != nil {
-		return nil, err
-	}
-	p.ModifyResponse = func(resp *http.Response) error {
-		if resp.Header.Get(crc32Header) != "" {
-			return nil
-		}
-		body, err := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		resp.Header.Set(crc32Header, strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10))
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		return nil
-	}
-	return p, nil
-}
 
 const crc32Header = "X-Amz-Crc32"
 

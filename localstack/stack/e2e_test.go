@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	mgmttypes "github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
@@ -46,7 +45,7 @@ func token(t *testing.T, s *stack.Stack, g auth.Grant) string {
 func busClient(s *stack.Stack) *eventbridge.Client {
 	return eventbridge.New(eventbridge.Options{
 		Region: "us-east-1", BaseEndpoint: aws.String(s.AWSEndpoint),
-		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),
+		Credentials: s.Credentials(),
 	})
 }
 
@@ -161,7 +160,7 @@ func TestE2E_PostToGoneConnectionIs410AndTheSubscriberIsRemoved(t *testing.T) {
 	st := storeOf(s)
 	mgmt := apigatewaymanagementapi.New(apigatewaymanagementapi.Options{
 		Region: "us-east-1", BaseEndpoint: aws.String(s.AWSEndpoint + "/" + s.Stage),
-		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""), RetryMaxAttempts: 1,
+		Credentials: s.Credentials(), RetryMaxAttempts: 1,
 	})
 	_, err := mgmt.PostToConnection(context.Background(), &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String("Nope0000000000A="), Data: []byte("x")})
 	var gone *mgmttypes.GoneException
@@ -326,10 +325,16 @@ func TestE2E_ManagementAPIGetAndDeleteConnection(t *testing.T) {
 	id := connectionID(t, st, "kim")
 	mgmt := apigatewaymanagementapi.New(apigatewaymanagementapi.Options{
 		Region: "us-east-1", BaseEndpoint: aws.String(s.AWSEndpoint + "/" + s.Stage),
-		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""), RetryMaxAttempts: 1,
+		Credentials: s.Credentials(), RetryMaxAttempts: 1,
 	})
-	info, err := mgmt.GetConnection(context.Background(), &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
-	require.NoError(t, err)
+	// API Gateway registers a connection a moment after $connect returns:
+	// until then @connections answers 410 for it.
+	var info *apigatewaymanagementapi.GetConnectionOutput
+	var err error
+	require.Eventually(t, func() bool {
+		info, err = mgmt.GetConnection(context.Background(), &apigatewaymanagementapi.GetConnectionInput{ConnectionId: aws.String(id)})
+		return err == nil
+	}, 5*time.Second, 50*time.Millisecond, "registered after the connect lag: %v", err)
 	assert.WithinDuration(t, time.Now(), aws.ToTime(info.ConnectedAt), time.Minute)
 	assert.Equal(t, "127.0.0.1", aws.ToString(info.Identity.SourceIp))
 	assert.NotNil(t, info.LastActiveAt)

@@ -24,6 +24,7 @@ import (
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/dynamolocal"
 	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/store"
 )
 
@@ -158,7 +159,7 @@ func TestFaults_BroadcastKilledMidFanOutCompletesWithoutDuplicateSeq(t *testing.
 		o.Env = map[string]string{config.EnvFanoutPageSize: "20", config.EnvFanoutWorkers: "1", config.EnvEventLease: "2s", config.EnvHistoryDefault: "true"}
 		o.BroadcastConcurrency = 4
 		o.FunctionTimeout = 4 * time.Second // the task queue's visibility timeout is twice this
-		o.EventRetryDelay = 300 * time.Millisecond
+		o.RetryScale = 0.005                // retries 300 ms and 600 ms later
 	})
 	var ls []*listener
 	for i := range 60 {
@@ -201,7 +202,7 @@ func TestFaults_BroadcastKilledMidFanOutCompletesWithoutDuplicateSeq(t *testing.
 }
 
 func TestFaults_DynamoDBThrottlingIsRetriedThenRecovered(t *testing.T) {
-	s := stacktest.Start(t, func(o *stack.Options) { o.EventRetryDelay = 300 * time.Millisecond })
+	s := stacktest.Start(t, func(o *stack.Options) { o.RetryScale = 0.005 }) // retries 300 ms and 600 ms later
 	l := listen(t, s, "d", "fault.ddb")
 
 	// Some throttling: the SDK's own retries absorb it.
@@ -252,6 +253,9 @@ func TestFaults_MissedDisconnectIsRemovedAtTheFirst410AndNeverPostedToAgain(t *t
 	assert.WithinDuration(t, time.Now().Add(config.DefaultConnectionTTL), rec.ExpiresAt, time.Minute, "until its TTL")
 	assert.WithinDuration(t, rec.ExpiresAt, subs[0].ExpiresAt, time.Second, "and so do its subscriptions")
 
+	// A 410 within fanout.ConnectWindow of $connect may be API Gateway
+	// still registering the connection, and is retried: let it age first.
+	time.Sleep(time.Until(rec.ConnectedAt.Add(fanout.ConnectWindow)))
 	gone := s.Gateway.Stats().Gone.Load()
 	stacktest.PublishAndWait(t, s, detail("fault.gone", 1))
 	assert.Equal(t, gone+1, s.Gateway.Stats().Gone.Load(), "one post, answered 410")

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/localstack/apigw"
+	"github.com/wsgate/wsgate/localstack/awsauth"
+	"github.com/wsgate/wsgate/localstack/ddbproxy"
 	"github.com/wsgate/wsgate/localstack/edge"
 	"github.com/wsgate/wsgate/localstack/eventbus"
 	"github.com/wsgate/wsgate/localstack/lambdahost"
@@ -79,8 +81,6 @@ type Options struct {
 	// IdleTimeout and MaxLifetime of WebSocket connections (10 min, 2 h).
 	IdleTimeout time.Duration
 	MaxLifetime time.Duration
-	// EventRetryDelay is EventBridge's first retry delay (default 1 s).
-	EventRetryDelay time.Duration
 	// Log receives the stack's own JSON log lines; FunctionLog the
 	// functions' output lines. Either may be nil.
 	Log         *slog.Logger
@@ -90,7 +90,40 @@ type Options struct {
 	Console func(*Stack) http.Handler
 	// DevTokens, when set, is served at /_wsgate/token on the AWS port.
 	DevTokens http.Handler
+
+	// The stack reproduces what AWS does that a kind emulator would hide
+	// (the README's "how the local stack differs from AWS"). Each behaviour
+	// is on by default; these fields tune one or switch it off.
+
+	// SerialFrames runs one connection's frames one at a time, in order;
+	// API Gateway invokes $default for every frame at once.
+	SerialFrames bool
+	// ConnectLag is how long after $connect returns a connection still
+	// answers 410 to @connections, as API Gateway does while it registers
+	// it: DefaultConnectLag when 0, none when negative.
+	ConnectLag time.Duration
+	// NoSignatures accepts requests to the AWS endpoint without checking
+	// their SigV4 signature against the dev credentials.
+	NoSignatures bool
+	// ReadLag is how far behind the table DynamoDB reads without
+	// ConsistentRead are served (from a replica fed every write after the
+	// lag): DefaultReadLag when 0, none when negative.
+	ReadLag time.Duration
+	// RetryScale scales the delays of Lambda's retries of a failed
+	// asynchronous invocation (the broadcast function's events): 1 minute,
+	// then 2, on AWS. 0 means 1; tests shorten them.
+	RetryScale float64
+	// NoConflicts lets DynamoDB transactions and writes that touch one item
+	// at the same time all succeed; DynamoDB cancels one of them.
+	NoConflicts bool
 }
+
+// Defaults of the harsh behaviours: the local gateway's registration lag
+// after $connect, and how stale an eventually consistent read may be.
+const (
+	DefaultConnectLag = 300 * time.Millisecond
+	DefaultReadLag    = 500 * time.Millisecond
+)
 
 // Stack is a running local gateway.
 type Stack struct {
@@ -113,6 +146,7 @@ type Stack struct {
 
 	log       *slog.Logger
 	dynamo    *dynamolocal.Server
+	ddb       *ddbproxy.Proxy
 	throttle  *edge.Throttle
 	wsMu      sync.Mutex // guards servers[0], the WebSocket server, across restarts
 	wsHandler http.Handler
@@ -145,9 +179,25 @@ func (o *Options) defaults() {
 	if o.FunctionTimeout == 0 {
 		o.FunctionTimeout = 30 * time.Second
 	}
+	if o.RetryScale <= 0 {
+		o.RetryScale = 1
+	}
+	o.ConnectLag = orDefault(o.ConnectLag, DefaultConnectLag)
+	o.ReadLag = orDefault(o.ReadLag, DefaultReadLag)
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+}
+
+// orDefault reads a duration option: def when 0, none when negative.
+func orDefault(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
 }
 
 // Start brings the stack up; Close takes it down.
@@ -230,10 +280,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		Routes:      apigw.Routes{Connect: FnConnect, Disconnect: FnDisconnect, Default: FnMessage},
 		Invoker:     s.Host,
 		IdleTimeout: opts.IdleTimeout, MaxLifetime: opts.MaxLifetime,
+		SerialFrames: opts.SerialFrames, ConnectLag: opts.ConnectLag,
 		Log: opts.Log,
 	})
 
-	s.Bus = eventbus.New(eventbus.Options{Retries: 2, RetryDelay: opts.EventRetryDelay, Log: opts.Log})
+	// Lambda retries a failed asynchronous invocation twice, about 1 and
+	// 2 minutes later.
+	s.Bus = eventbus.New(eventbus.Options{RetryDelays: eventbus.LambdaRetryDelays(opts.RetryScale), Log: opts.Log})
 	s.Bus.CreateBus(s.BusName)
 	if err := s.Bus.PutRule(eventbus.Rule{
 		Name: s.BusName + "-broadcast", Bus: s.BusName, Pattern: events.RulePattern,
@@ -254,15 +307,28 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		},
 	})
 
-	dynamo, err := edge.DynamoDB(s.DynamoDBEndpoint)
+	// DynamoDB as AWS serves it: stale eventually consistent reads and
+	// transaction conflicts.
+	s.ddb, err = ddbproxy.New(ddbproxy.Options{
+		Backend: s.DynamoDBEndpoint, ReadLag: opts.ReadLag, Conflicts: !opts.NoConflicts, Log: opts.Log,
+	})
 	if err != nil {
 		return nil, err
 	}
-	s.throttle = edge.NewThrottle(dynamo)
-	awsMux := &edge.Router{
+	s.throttle = edge.NewThrottle(s.ddb)
+	router := &edge.Router{
 		DynamoDB: s.throttle, Events: s.Bus, SQS: s.SQS,
 		Management: http.HandlerFunc(s.management), IsManagement: s.Gateway.ManagementPath,
 		Admin: s.admin(opts),
+	}
+	// Every AWS API call must carry a valid signature by the dev
+	// credentials, as on AWS; the stack's own /_wsgate/ endpoints need none.
+	awsMux, err := awsauth.Verify(router, awsauth.Options{
+		Disabled: opts.NoSignatures, Log: opts.Log,
+		Exempt: func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/_wsgate/") },
+	})
+	if err != nil {
+		return nil, err
 	}
 	wsMux := http.NewServeMux()
 	if opts.Console != nil {
@@ -302,14 +368,17 @@ func (s *Stack) FunctionEnv() map[string]string { return maps.Clone(s.fnEnv) }
 // functionEnv is what every function sees besides the Lambda variables:
 // the SDK pointed at the local AWS endpoint, and the gateway's settings.
 func (s *Stack) functionEnv(opts Options) map[string]string {
+	dev := awsauth.Dev()
 	env := map[string]string{
-		"AWS_ENDPOINT_URL":  s.AWSEndpoint,
-		config.EnvTable:     opts.Table,
-		config.EnvStage:     opts.Stage,
-		config.EnvQueueURL:  s.QueueURL,
-		config.EnvJWTAlg:    "HS256",
-		config.EnvJWTSecret: opts.JWTSecret,
-		config.EnvLogLevel:  "info",
+		"AWS_ENDPOINT_URL":      s.AWSEndpoint,
+		"AWS_ACCESS_KEY_ID":     dev.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY": dev.SecretAccessKey,
+		config.EnvTable:         opts.Table,
+		config.EnvStage:         opts.Stage,
+		config.EnvQueueURL:      s.QueueURL,
+		config.EnvJWTAlg:        "HS256",
+		config.EnvJWTSecret:     opts.JWTSecret,
+		config.EnvLogLevel:      "info",
 	}
 	for k, v := range opts.Env {
 		env[k] = v
@@ -513,6 +582,9 @@ func (s *Stack) Close() {
 		}
 		if s.Host != nil {
 			_ = s.Host.Close()
+		}
+		if s.ddb != nil {
+			s.ddb.Close()
 		}
 		if s.dynamo != nil {
 			s.dynamo.Stop()

@@ -7,10 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-
 	"github.com/wsgate/wsgate/localstack/stack"
 	"github.com/wsgate/wsgate/shared/dynamolocal"
 	"github.com/wsgate/wsgate/shared/events"
@@ -19,13 +15,7 @@ import (
 
 // Publisher returns a publisher on the stack's bus, through the real
 // EventBridge API of the local endpoint.
-func Publisher(s *stack.Stack) events.Publisher {
-	client := eventbridge.New(eventbridge.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String(s.AWSEndpoint),
-		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),
-	})
-	return events.Publisher{Client: client, Bus: s.BusName, Source: "wsgate.examples"}
-}
+func Publisher(s *stack.Stack) events.Publisher { return s.Publisher("wsgate.examples") }
 
 // Publish sends details and fails the test on any error.
 func Publish(t testing.TB, s *stack.Stack, details ...events.Detail) {

@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
@@ -186,6 +188,9 @@ func queryParams(req events.APIGatewayWebsocketProxyRequest) map[string]string {
 	return q
 }
 
+// disconnectAttempts bounds the tries to remove a closed connection.
+const disconnectAttempts = 3
+
 // Disconnect handles $disconnect: every item of the connection goes.
 func (g *Gateway) Disconnect(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	rc := req.RequestContext
@@ -194,11 +199,24 @@ func (g *Gateway) Disconnect(ctx context.Context, req events.APIGatewayWebsocket
 		log.Error("not a WebSocket $disconnect request: no requestContext.connectionId")
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusBadRequest}, nil
 	}
-	n, err := g.store.DeleteConnection(ctx, rc.ConnectionID)
+	// API Gateway invokes $disconnect once, synchronously, at best: nothing
+	// retries it. Try a few times here; what is left behind is removed by
+	// the first fan-out that meets the connection's 410, or by its TTL.
+	var n int
+	var err error
+	for attempt := range disconnectAttempts {
+		if n, err = g.store.DeleteConnection(ctx, rc.ConnectionID); err == nil || ctx.Err() != nil {
+			break
+		}
+		log.Warn("disconnect cleanup failed; retrying", "attempt", attempt+1, "error", err.Error())
+		select {
+		case <-ctx.Done():
+		case <-time.After(fanout.Backoff(attempt + 4)): // 200 ms and up
+		}
+	}
 	if err != nil {
-		// Returning an error lets Lambda's retry and the TTL finish the job.
-		log.Error("disconnect cleanup failed", "error", err.Error())
-		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, err
+		log.Error("disconnect cleanup failed; a 410 on the next fan-out or the TTL will remove the connection", "error", err.Error())
+		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, nil
 	}
 	reason := ""
 	if rc.DisconnectReason != nil {

@@ -39,6 +39,26 @@ type session struct {
 	budgetEnds time.Time
 }
 
+// requestIDs are the ids of a frame's commands, one nil for a frame that
+// could not be read.
+func requestIDs(cmd protocol.Command) []json.RawMessage {
+	switch c := cmd.(type) {
+	case nil:
+		return []json.RawMessage{nil}
+	case protocol.Batch:
+		ids := make([]json.RawMessage, 0, len(c.Items))
+		for _, it := range c.Items {
+			if it.Err != nil {
+				ids = append(ids, it.Err.ID)
+			} else {
+				ids = append(ids, it.Command.RequestID())
+			}
+		}
+		return ids
+	}
+	return []json.RawMessage{cmd.RequestID()}
+}
+
 // spent reports whether the frame's work budget is used up.
 func (s *session) spent() bool { return time.Now().After(s.budgetEnds) }
 
@@ -97,8 +117,13 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 		}
 		return g.finish(ctx, s), nil
 	case err != nil:
+		// Answer each command, by its id, so the client knows what to send
+		// again.
 		log.Error("touch failed", "error", err.Error())
-		s.reply(protocol.Errorf(nil, protocol.CodeUnavailable, "temporarily unavailable; retry"))
+		cmd, _ := protocol.Parse(body, g.cfg.MaxBatch)
+		for _, id := range requestIDs(cmd) {
+			s.reply(protocol.Errorf(id, protocol.CodeUnavailable, "temporarily unavailable; retry"))
+		}
 		return g.finish(ctx, s), nil
 	}
 	if conn.Principal.Sub != "" {
