@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -23,6 +24,10 @@ func (r *Report) Markdown(w io.Writer) {
 	fmt.Fprintln(w, "| audience | system | events | first p50 / p99 | last p50 / p99 | deliveries/s | calls / delivery | retries / delivery | read units / event | write units / event | scans / event | invocations / event | broadcast peak RSS | concurrency | ideal | last p50 ÷ ideal |")
 	fmt.Fprintln(w, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, row := range r.Rows {
+		if row.Error != "" {
+			fmt.Fprintf(w, "| %d | %s | failed: %s |%s\n", row.Audience, row.label(), oneLine(row.Error), strings.Repeat(" |", 13))
+			continue
+		}
 		rss := "n/a"
 		if row.PeakRSS > 0 {
 			rss = fmt.Sprintf("%d MB", row.PeakRSS>>20)
@@ -55,6 +60,15 @@ func (r *Report) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "| clients connected (through $connect, with auto-subscriptions) | %d in %s |\n", r.Connected, r.ConnectTime.Round(time.Second))
 	fmt.Fprintf(w, "| most deliveries per second this machine emulated (any row) | %.0f |\n", r.ceiling())
 	fmt.Fprintln(w)
+}
+
+// oneLine keeps an error message fit for a table cell.
+func oneLine(s string) string {
+	s = strings.ReplaceAll(strings.ReplaceAll(s, "\n", " "), "|", "/")
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return s
 }
 
 func (row Row) label() string {
@@ -159,4 +173,59 @@ func ms(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.1f ms", m)
 	}
+}
+
+// Spread writes how the runs' figures varied: for each row, its last
+// delivery p50 in every run, and for wsgate the factor by which it beat the
+// naive baseline measured in the same run (never across runs or machines).
+func Spread(w io.Writer, reports []*Report) {
+	if len(reports) < 2 {
+		return
+	}
+	fmt.Fprintf(w, "## Spread over %d runs\n\n", len(reports))
+	fmt.Fprintln(w, "Each run started its own stack and clients. Last delivery p50 per run, min–max; for wsgate rows, the naive baseline's last p50 divided by wsgate's in the same run, min–max.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| audience | system | last p50 per run | min – max | × faster than naive, per run | min – max |")
+	fmt.Fprintln(w, "| ---: | --- | --- | --- | --- | --- |")
+	for _, row := range reports[0].Rows {
+		var lasts, factors []string
+		var lo, hi time.Duration
+		flo, fhi := 0.0, 0.0
+		for i, r := range reports {
+			cur, ok := r.row(row.System, row.Workers, row.Audience)
+			if !ok || cur.Error != "" || len(cur.Last) == 0 {
+				lasts = append(lasts, "failed")
+				continue
+			}
+			last := median(cur.Last)
+			lasts = append(lasts, ms(last))
+			if i == 0 || lo == 0 || last < lo {
+				lo = last
+			}
+			hi = max(hi, last)
+			if row.System != "wsgate" {
+				continue
+			}
+			base, ok := r.row("naive", 0, row.Audience)
+			if !ok || base.Error != "" || len(base.Last) == 0 {
+				factors = append(factors, "baseline failed")
+				continue
+			}
+			f := float64(median(base.Last)) / float64(last)
+			factors = append(factors, fmt.Sprintf("%.1f", f))
+			if flo == 0 || f < flo {
+				flo = f
+			}
+			fhi = max(fhi, f)
+		}
+		rng, frng := "n/a", ""
+		if hi > 0 {
+			rng = ms(lo) + " – " + ms(hi)
+		}
+		if fhi > 0 {
+			frng = fmt.Sprintf("%.1f – %.1f", flo, fhi)
+		}
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s |\n", row.Audience, row.label(), strings.Join(lasts, ", "), rng, strings.Join(factors, ", "), frng)
+	}
+	fmt.Fprintln(w)
 }

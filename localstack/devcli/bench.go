@@ -3,6 +3,7 @@ package devcli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -36,6 +37,7 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 	arm := fs.String("arm", "bin", "make build's linux/arm64 bootstraps, for their sizes")
 	out := fs.String("out", "bench/results/latest.md", "where to write the table")
 	noNaive := fs.Bool("no-naive", false, "leave the naive baseline out")
+	runs := fs.Int("runs", 3, "whole runs, each on a fresh stack: the table is the first's, followed by the spread over all")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,16 +49,33 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 	if err != nil {
 		return err
 	}
-	r, err := bench.Run(ctx, bench.Options{
+	o := bench.Options{
 		Audiences: aud, Reps: *reps, RepsLarge: *repsLarge, ScaleWorkers: *scaleWorkers, SustainedRate: *sustained, Latency: *latency, Jitter: *jitter, ThrottleRate: *throttle,
 		Workers: *workers, ShardSize: *shard, MaxShards: *maxShards, Connections: *connections, LocalClients: *local, PerNode: *perNode,
 		RateEvents: *rateEvents, RateDuration: *rateFor, RateAudience: *rateAudience,
 		FunctionsDir: *functions, Naive: *naive, ArmDir: *arm, Self: self, Log: st.Err, SkipNaive: *noNaive,
-	})
-	if err != nil {
+	}
+	if err := o.Validate(); err != nil {
 		return err
 	}
-	r.Markdown(st.Out)
+	if *runs < 1 {
+		return fmt.Errorf("bench: --runs %d: at least 1", *runs)
+	}
+	var reports []*bench.Report
+	for i := range *runs {
+		fmt.Fprintf(st.Err, "run %d of %d\n", i+1, *runs)
+		r, err := bench.Run(ctx, o)
+		if err != nil {
+			return fmt.Errorf("run %d: %w", i+1, err)
+		}
+		reports = append(reports, r)
+	}
+	r := reports[0]
+	write := func(w io.Writer) {
+		r.Markdown(w)
+		bench.Spread(w, reports)
+	}
+	write(st.Out)
 	if *out != "" {
 		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 			return err
@@ -66,7 +85,7 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 			return err
 		}
 		defer f.Close()
-		r.Markdown(f)
+		write(f)
 		fmt.Fprintf(st.Err, "wrote %s\n", *out)
 	}
 	return nil

@@ -3,9 +3,11 @@ package devcli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/wsgate/wsgate/localstack/soak"
+	"github.com/wsgate/wsgate/shared/broadcast"
 )
 
 // Soak runs the soak test and prints its table; it fails when an event was
@@ -32,6 +34,10 @@ func Soak(ctx context.Context, args []string, st Streams) error {
 		return errors.New("soak: need at least one client and topic, and at most --topics per client")
 	case o.Rate < 1 || o.Duration <= 0 || o.DropEvery <= 0:
 		return errors.New("soak: --rate, --for and --drop-every must be positive")
+	case time.Duration(o.Topics)*time.Second/time.Duration(o.Rate) < broadcast.OrderWindow:
+		// The soak checks the gateway's ordering promise, which is for
+		// events one publisher sends to one topic at least that far apart.
+		return fmt.Errorf("soak: %d events/s over %d topics sends a topic an event more often than every %s; raise --topics or lower --rate", o.Rate, o.Topics, broadcast.OrderWindow)
 	}
 	r, err := soak.Run(ctx, o)
 	if err != nil {
@@ -39,7 +45,7 @@ func Soak(ctx context.Context, args []string, st Streams) error {
 	}
 	r.Print(st.Out)
 	if !r.OK() {
-		return errors.New("soak: events were lost, repeated or reordered, or records outlived their TTL")
+		return errors.New("soak: events were lost, repeated, reordered or numbered late, or records outlived their TTL")
 	}
 	return nil
 }

@@ -5,6 +5,7 @@
 package soak
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,7 +20,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
@@ -64,13 +64,23 @@ type Result struct {
 	WireDuplicates               int // repeats on the wire the clients dropped
 	SkippedDisconnects, Gone     int64
 	Leftover, LeftoverPastTTL    int // records of connections after every client closed
-	Took                         time.Duration
+	// Numbering is how long events waited between PutEvents and their
+	// sequence number (the event record's numbering time): its largest
+	// and 99th percentile, and how many waited over MaxNumberingWait.
+	NumberingMax, NumberingP99 time.Duration
+	NumberedLate               int
+	Took                       time.Duration
 }
+
+// MaxNumberingWait is the longest an event may wait for its sequence
+// number: the ordering promise (broadcast.OrderWindow) holds only when
+// events are numbered promptly.
+const MaxNumberingWait = 2 * time.Second
 
 // OK is true when nothing was lost, repeated or reordered and no record
 // outlived its connection's TTL.
 func (r Result) OK() bool {
-	return r.Lost == 0 && r.Duplicated == 0 && r.OutOfOrder == 0 && r.Gaps == 0 && r.LeftoverPastTTL == 0
+	return r.Lost == 0 && r.Duplicated == 0 && r.OutOfOrder == 0 && r.Gaps == 0 && r.LeftoverPastTTL == 0 && r.NumberedLate == 0
 }
 
 // Print writes the result as a small table.
@@ -88,6 +98,8 @@ func (r Result) Print(w io.Writer) {
 		{"duplicated (must be 0)", strconv.Itoa(r.Duplicated)},
 		{"out of order (must be 0)", strconv.Itoa(r.OutOfOrder)},
 		{"gaps reported (must be 0)", strconv.Itoa(r.Gaps)},
+		{"wait for a sequence number: p99 / max", fmt.Sprintf("%s / %s", r.NumberingP99.Round(time.Millisecond), r.NumberingMax.Round(time.Millisecond))},
+		{"events numbered over " + MaxNumberingWait.String() + " after publishing (must be 0)", strconv.Itoa(r.NumberedLate)},
 		{"drops / connects / resumes", fmt.Sprintf("%d / %d / %d", r.Drops, r.Connects, r.Resumes)},
 		{"repeats on the wire, dropped by the clients", strconv.Itoa(r.WireDuplicates)},
 		{"$disconnects skipped / 410s answered", fmt.Sprintf("%d / %d", r.SkippedDisconnects, r.Gone)},
@@ -170,14 +182,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	logf("publishing %d events/s for %s while clients drop", o.Rate, o.Duration)
 	s.SetFaults(stack.Faults{Faults: apigw.Faults{ThrottleRate: o.ThrottleRate, ErrorRate: o.ErrorRate, SkipDisconnectRate: o.SkipDisconnectRate}})
 	pub := events.Publisher{
-		Client: eventbridge.New(eventbridge.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.AWSEndpoint), Credentials: credentials.NewStaticCredentialsProvider("soak", "soak", "")}),
+		Client: eventbridge.New(eventbridge.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.AWSEndpoint), Credentials: s.Credentials()}),
 		Bus:    s.BusName, Source: "soak",
 	}
 	published := make(map[string]int, len(topics))
+	sent := map[string]time.Time{} // event id: when PutEvents was called
 	var drops atomic.Int64
 	phase, endPhase := context.WithTimeout(ctx, o.Duration)
 	go dropAtRandom(phase, subs, o.DropEvery, &drops)
-	if err := publish(phase, pub, topics, o.Rate, published); err != nil {
+	if err := publish(phase, pub, topics, o.Rate, published, sent); err != nil {
 		endPhase()
 		return Result{}, err
 	}
@@ -207,6 +220,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		r.Connects += st.Connects
 		r.Resumes += st.Resumes
 		r.WireDuplicates += st.Duplicates
+	}
+	if err := r.numbering(ctx, s, sent); err != nil {
+		return r, err
 	}
 	r.Drops = int(drops.Load())
 	gw := s.Gateway.Stats()
@@ -289,8 +305,9 @@ func (sub *subscriber) last(t string) int {
 }
 
 // publish sends rate events a second, round robin over topics, numbering
-// each topic's events from 1 in its payload, until ctx ends.
-func publish(ctx context.Context, pub events.Publisher, topics []string, rate int, published map[string]int) error {
+// each topic's events from 1 in its payload, until ctx ends; sent records
+// when each event id was published.
+func publish(ctx context.Context, pub events.Publisher, topics []string, rate int, published map[string]int, sent map[string]time.Time) error {
 	tick := time.NewTicker(time.Second / time.Duration(max(rate, 1)))
 	defer tick.Stop()
 	for i := 0; ; i++ {
@@ -301,12 +318,75 @@ func publish(ctx context.Context, pub events.Publisher, topics []string, rate in
 		}
 		t := topics[i%len(topics)]
 		n := published[t] + 1
-		_, err := pub.Publish(context.WithoutCancel(ctx), events.Detail{Topic: t, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))})
+		at := time.Now()
+		ids, err := pub.Publish(context.WithoutCancel(ctx), events.Detail{Topic: t, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))})
 		if err != nil {
 			return fmt.Errorf("soak: publish: %w", err)
 		}
 		published[t] = n
+		for _, id := range ids {
+			sent[id] = at
+		}
 	}
+}
+
+// numbering reads every event's record and measures how long it waited
+// for its sequence number after it was published.
+func (r *Result) numbering(ctx context.Context, s *stack.Stack, sent map[string]time.Time) error {
+	st := store.New(dynamolocal.Client(s.DynamoDBEndpoint), s.Table)
+	type wait struct {
+		d   time.Duration
+		err error
+	}
+	ids := make(chan string)
+	out := make(chan wait)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range ids {
+				rec, ok, err := st.Event(ctx, id)
+				switch {
+				case err != nil:
+					out <- wait{err: err}
+				case !ok || rec.Numbered.IsZero():
+					out <- wait{err: fmt.Errorf("soak: event %s was never numbered", id)}
+				default:
+					out <- wait{d: rec.Numbered.Sub(sent[id])}
+				}
+			}
+		}()
+	}
+	go func() {
+		for id := range sent {
+			ids <- id
+		}
+		close(ids)
+		wg.Wait()
+		close(out)
+	}()
+	var waits []time.Duration
+	var firstErr error
+	for w := range out {
+		if w.err != nil {
+			firstErr = cmp.Or(firstErr, w.err)
+			continue
+		}
+		waits = append(waits, w.d)
+		if w.d > MaxNumberingWait {
+			r.NumberedLate++
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	if len(waits) > 0 {
+		slices.Sort(waits)
+		r.NumberingMax = waits[len(waits)-1]
+		r.NumberingP99 = waits[(len(waits)*99)/100]
+	}
+	return nil
 }
 
 // dropAtRandom cuts client connections without a close frame, each client
