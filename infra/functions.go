@@ -27,12 +27,13 @@ import (
 //	            BatchWriteItem), ConnectionSubscriptions, History,
 //	            CountConnections (Query), GetState, CurrentSeq (GetItem),
 //	            ClaimTicket (PutItem)
-//	broadcast   BeginEvent (BatchGetItem, UpdateItem, TransactWriteItems:
-//	            Update, Put, Delete), FinishEvent (UpdateItem),
-//	            SubscriberPatterns, Subscribers, History,
-//	            ConnectionSubscriptions (Query), ForgetPattern (DeleteItem),
-//	            DeleteConnection (Query, BatchWriteItem), GetConnection,
-//	            CurrentSeq (GetItem)
+//	broadcast   BeginEvent (UpdateItem, PutItem, TransactWriteItems: Put;
+//	            GetItem when redelivered), ReplaceState (PutItem,
+//	            DeleteItem), FinishEvent, leases, ClaimShard (UpdateItem),
+//	            PutShard, PutDetail (PutItem), Detail, GetConnection
+//	            (GetItem), SubscriberPatterns, Subscribers, History (Query),
+//	            ForgetPattern (DeleteItem), DeleteConnection (Query,
+//	            BatchWriteItem)
 //
 // IAM has no TransactWriteItems action: each item is authorized as its
 // PutItem, UpdateItem, DeleteItem or ConditionCheckItem.
@@ -94,7 +95,7 @@ var functionSpecs = []functionSpec{{
 	// queue's visibility timeout is six times this.
 	memoryMB:   1024,
 	timeout:    60 * time.Second,
-	dynamo:     []string{"GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"},
+	dynamo:     []string{"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"},
 	manage:     []string{"POST", "DELETE"},
 	sendsTasks: true, // re-scheduled auth deadlines, fan-out shards
 }}

@@ -25,7 +25,7 @@ import (
 // environment and the function uses the default in shared/config.
 const (
 	DefaultStage               = "dev"
-	DefaultThrottleRate        = 2000 // requests per second, stage-wide (connects + messages)
+	DefaultThrottleRate        = 2000 // requests per second, per route (default route throttling)
 	DefaultThrottleBurst       = 1000
 	DefaultLogRetentionDays    = 30
 	DefaultQueueMaxConcurrency = 50

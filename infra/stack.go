@@ -274,9 +274,12 @@ func (g *gateway) webSocketAPI() {
 		StageName:    jsii.String(g.s.Stage),
 		AutoDeploy:   jsii.Bool(true),
 		Description:  jsii.String("wsgate " + g.s.Stage),
-		// Stage-wide limits on connects and messages, below the account's
-		// regional 10,000 requests/s (5,000 burst) so one stage cannot
-		// starve the others; the functions also limit each connection.
+		// The stage's default route throttling: API Gateway applies it to
+		// each route on its own ($connect, $disconnect, $default each get
+		// this rate and burst), not to the stage as a whole, all within the
+		// account's regional 10,000 requests/s (5,000 burst); new
+		// connections are also held to the account's 500/s. The functions
+		// also limit each connection and principal.
 		Throttle: &awsapigatewayv2.ThrottleSettings{
 			RateLimit:  jsii.Number(g.s.ThrottleRate),
 			BurstLimit: jsii.Number(g.s.ThrottleBurst),

@@ -60,7 +60,7 @@ var want = map[string]struct {
 		env: []string{config.EnvTable, config.EnvStage, config.EnvManagementEndpoint, config.EnvJWTAlg, config.EnvJWTSecretARN, config.EnvQueueURL},
 		actions: []string{
 			"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
-			"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
+			"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem",
 			"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
 			"execute-api:ManageConnections",
 			// the task queue: send, and the event source mapping's receive
