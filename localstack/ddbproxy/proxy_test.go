@@ -50,7 +50,18 @@ func newFixture(t *testing.T, opts ddbproxy.Options) *fixture {
 	t.Cleanup(srv.Close) // runs before p.Close
 	f := &fixture{p: p, url: srv.URL, db: dynamolocal.Client(srv.URL), direct: storetest.Client(t)}
 	f.table = storetest.NewTable(t, f.direct)
+	if opts.ReadLag > 0 {
+		warm(t, f.db, f.table)
+	}
 	return f
+}
+
+// warm reads table eventually consistently once, which gives it its
+// replica: writes reach a replica only from then on.
+func warm(t *testing.T, db *dynamodb.Client, table string) {
+	t.Helper()
+	_, err := db.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(table), Key: key("warm-up", "s")})
+	require.NoError(t, err)
 }
 
 func key(pk, sk string) map[string]types.AttributeValue {
@@ -439,6 +450,7 @@ func TestIndexReads(t *testing.T) {
 		}},
 	})
 	require.NoError(t, err)
+	warm(t, f.db, table)
 	it := item("a", "s", "1")
 	it["c"] = &types.AttributeValueMemberS{Value: "red"}
 	_, err = f.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: it})
@@ -482,11 +494,12 @@ func TestReplica_StartsWithTheTablesItems(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, ddbproxy.Options{ReadLag: time.Second})
 	ctx := context.Background()
+	table := storetest.NewTable(t, f.direct) // not read through the proxy yet
 	for i := range 60 { // written before the proxy ever saw the table
-		_, err := f.direct.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.table), Item: item(fmt.Sprint(i), "s", "1")})
+		_, err := f.direct.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: item(fmt.Sprint(i), "s", "1")})
 		require.NoError(t, err)
 	}
-	out, err := f.db.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(f.table)})
+	out, err := f.db.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(table)})
 	require.NoError(t, err)
 	assert.Len(t, out.Items, 60)
 }
@@ -514,6 +527,31 @@ func TestReplicas_AreHiddenAndDeletedWithTheirTable(t *testing.T) {
 	_, err := f.db.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(f.table)})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return !slices.Contains(listed(f.direct), replica) }, eventually, tick)
+}
+
+// A table nobody reads eventually consistently has no replica, and its
+// writes cost nothing extra; the first such read builds one from the
+// table's items, and later writes reach it after the lag.
+func TestReplica_OnlyForTablesReadEventually(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, ddbproxy.Options{ReadLag: time.Second})
+	ctx := context.Background()
+	cold := storetest.NewTable(t, f.direct)
+	for i := range 5 {
+		_, err := f.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(cold), Item: item(fmt.Sprint(i), "s", "1")})
+		require.NoError(t, err)
+	}
+	f.settle(t)
+	assert.Zero(t, f.p.Stats().ReplicaWrites, "no replica for a table only read consistently")
+
+	out, err := f.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(cold), Key: key("0", "s")})
+	require.NoError(t, err)
+	assert.NotNil(t, out.Item, "the replica starts with the table's items")
+	_, err = f.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(cold), Item: item("new", "s", "1")})
+	require.NoError(t, err)
+	out, err = f.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(cold), Key: key("new", "s")})
+	require.NoError(t, err)
+	assert.Nil(t, out.Item, "from then on a write reaches it only after the lag")
 }
 
 func TestReadLagZero_PassesThrough(t *testing.T) {
@@ -594,13 +632,14 @@ func TestWritesOfEveryKindReachTheReplica(t *testing.T) {
 func TestEventualRead_NamesTheTableInConsumedCapacity(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, ddbproxy.Options{ReadLag: time.Second})
+	before := f.p.Stats().StaleReads
 	out, err := f.db.GetItem(context.Background(), &dynamodb.GetItemInput{
 		TableName: aws.String(f.table), Key: key("a", "s"), ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
 	})
 	require.NoError(t, err)
 	require.NotNil(t, out.ConsumedCapacity)
 	assert.Equal(t, f.table, aws.ToString(out.ConsumedCapacity.TableName))
-	assert.Equal(t, int64(1), f.p.Stats().StaleReads)
+	assert.Equal(t, before+1, f.p.Stats().StaleReads)
 }
 
 func TestReplica_CopiesTheTablesTTL(t *testing.T) {

@@ -14,6 +14,20 @@ type replicaState struct {
 	err  error
 }
 
+// replicated keeps the keys of tables that have a replica (built or being
+// built).
+func (p *Proxy) replicated(keys []itemKey) []itemKey {
+	p.replicaMu.Lock()
+	defer p.replicaMu.Unlock()
+	out := keys[:0:0]
+	for _, k := range keys {
+		if _, ok := p.replicas[k.table]; ok {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // replicaReady returns once table's replica is built and seeded, building it
 // on first need.
 func (p *Proxy) replicaReady(ctx context.Context, table string) error {

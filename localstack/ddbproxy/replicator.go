@@ -72,8 +72,18 @@ func newReplicator(p *Proxy) *replicator {
 // Called before the write is answered, so Settle covers it; the items'
 // lanes exist from now on until their images are applied, which tells a
 // replica being seeded to leave them to their lanes.
+//
+// Only tables someone has read eventually consistently have a replica:
+// the first such read builds it, seeded from the table, and from then on
+// every write reaches it after the lag. Until then a write costs nothing
+// extra, so a client that only reads consistently (as wsgate's store
+// does) does not pay for a replica it never reads.
 func (r *replicator) written(keys []itemKey, t time.Time) {
 	if r.lag <= 0 || len(keys) == 0 {
+		return
+	}
+	keys = r.p.replicated(keys)
+	if len(keys) == 0 {
 		return
 	}
 	r.pending.Add(int64(len(keys)))

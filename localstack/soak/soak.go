@@ -46,6 +46,11 @@ type Options struct {
 	DropEvery time.Duration
 	// Faults injected on @connections and $disconnect while it runs.
 	ThrottleRate, ErrorRate, SkipDisconnectRate float64
+	// BroadcastConcurrency is how many broadcast invocations run at once.
+	// Lambda scales a function to the account's concurrency (1,000 by
+	// default); the local host runs at most this many, and an event waits
+	// for its turn before it is numbered.
+	BroadcastConcurrency int
 	// Settle bounds the wait for the clients to catch up at the end.
 	Settle       time.Duration
 	FunctionsDir string
@@ -88,8 +93,8 @@ func (r Result) Print(w io.Writer) {
 	o := r.Options
 	fmt.Fprintf(w, "soak: %d clients, %s, %d topics (%d per client), %d events/s, a drop per client every %s on average\n",
 		o.Clients, o.Duration, o.Topics, o.TopicsPerClient, o.Rate, o.DropEvery)
-	fmt.Fprintf(w, "faults: %.1f%% posts throttled, %.1f%% failing with 500, %.0f%% of $disconnects skipped\n\n",
-		100*o.ThrottleRate, 100*o.ErrorRate, 100*o.SkipDisconnectRate)
+	fmt.Fprintf(w, "faults: %.1f%% posts throttled, %.1f%% failing with 500, %.0f%% of $disconnects skipped; the stack as harsh as AWS (defaults); %d broadcast invocations at once\n\n",
+		100*o.ThrottleRate, 100*o.ErrorRate, 100*o.SkipDisconnectRate, o.BroadcastConcurrency)
 	rows := [][2]string{
 		{"events published", strconv.Itoa(r.Published)},
 		{"deliveries owed (client x event of its topics)", strconv.Itoa(r.Expected)},
@@ -137,9 +142,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	logf("starting the local stack")
 	s, err := stack.Start(ctx, stack.Options{
 		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
-		FunctionsDir: o.FunctionsDir,
-		Env:          map[string]string{config.EnvHistoryDefault: "true", config.EnvLogLevel: "warn"},
-		Log:          slog.New(slog.DiscardHandler),
+		FunctionsDir: o.FunctionsDir, BroadcastConcurrency: o.BroadcastConcurrency,
+		Env: map[string]string{config.EnvHistoryDefault: "true", config.EnvLogLevel: "warn"},
+		Log: slog.New(slog.DiscardHandler),
 		FunctionLog: func(fn string, line []byte) {
 			if strings.Contains(string(line), `"level":"ERROR"`) {
 				logf("%s: %s", fn, strings.TrimSpace(string(line)))

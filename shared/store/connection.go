@@ -195,12 +195,19 @@ func (s *Store) TouchConnection(ctx context.Context, id string, at time.Time) (C
 		if old == nil || !alive(old, now) {
 			return Connection{}, ErrNotFound
 		}
-		if getN(old, attrRateWin) == win {
+		switch stored := getN(old, attrRateWin); {
+		case stored == win:
 			c, err := connectionFrom(old)
 			if err != nil {
 				return Connection{}, err
 			}
 			return c, ErrRateLimited
+		case stored > win:
+			// A frame that arrived later already opened the next window
+			// (frames of one connection run at once, in any order): count
+			// this one there.
+			win = stored
+			continue
 		}
 		// A new window: reset the counter, unless another instance just did.
 		out, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{

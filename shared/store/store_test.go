@@ -130,6 +130,23 @@ func TestTouchConnection_RateLimitPerSecondWindow(t *testing.T) {
 	assert.ErrorIs(t, err, store.ErrNotFound)
 }
 
+// Frames of one connection run at once on API Gateway, so a frame may be
+// counted after one that arrived a second later: it counts in that later
+// window instead of failing.
+func TestTouchConnection_FrameCountedAfterALaterOne(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	require.NoError(t, f.s.PutConnection(ctx, f.conn("c1", "u1"), nil))
+	_, err := f.s.TouchConnection(ctx, "c1", f.now.Add(time.Second))
+	require.NoError(t, err)
+	_, err = f.s.TouchConnection(ctx, "c1", f.now)
+	require.NoError(t, err, "counted in the later window")
+	_, err = f.s.TouchConnection(ctx, "c1", f.now.Add(time.Second))
+	require.NoError(t, err)
+	_, err = f.s.TouchConnection(ctx, "c1", f.now)
+	assert.ErrorIs(t, err, store.ErrRateLimited, "the later window is full (3 a second)")
+}
+
 func TestTouchConnection_LimitHoldsAcrossConcurrentInstances(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
