@@ -34,15 +34,25 @@ func (p *Proxy) serveRead(w http.ResponseWriter, r *http.Request, body []byte) {
 		p.forward(w, r, body)
 		return
 	}
+	renamed := map[string]string{}
+	if wantsCapacity(f) {
+		renamed[table+ReplicaSuffix] = table
+	}
+	p.readReplicas(w, r, rewritten, 1, renamed)
+}
+
+// readReplicas sends a read rewritten to replicas, counts its stale reads
+// (n tables) and names the tables back in a successful answer.
+func (p *Proxy) readReplicas(w http.ResponseWriter, r *http.Request, rewritten []byte, n int, renamed map[string]string) {
 	resp, b, err := p.exchange(r, rewritten)
 	if err != nil {
 		backendDown(w, err)
 		return
 	}
 	if resp.StatusCode == http.StatusOK {
-		p.staleReads.Add(1)
-		if wantsCapacity(f) {
-			b = renameTables(b, map[string]string{table + ReplicaSuffix: table})
+		p.staleReads.Add(int64(n))
+		if len(renamed) > 0 {
+			b = renameTables(b, renamed)
 		}
 	}
 	writeResponse(w, resp, b)
@@ -94,16 +104,7 @@ func (p *Proxy) serveBatchGet(w http.ResponseWriter, r *http.Request, body []byt
 		p.forward(w, r, body)
 		return
 	}
-	resp, b, err := p.exchange(r, rewritten)
-	if err != nil {
-		backendDown(w, err)
-		return
-	}
-	if resp.StatusCode == http.StatusOK {
-		p.staleReads.Add(int64(len(renamed)))
-		b = renameTables(b, renamed)
-	}
-	writeResponse(w, resp, b)
+	p.readReplicas(w, r, rewritten, len(renamed), renamed)
 }
 
 // renameTables names tables back in a read's answer: the keys of Responses
