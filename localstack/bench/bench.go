@@ -323,6 +323,10 @@ func (b *bench) start(ctx context.Context) error {
 		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
 		FunctionsDir: o.FunctionsDir, Extra: map[string]string{"naive": o.Naive},
 		Concurrency: 8, BroadcastConcurrency: o.MaxShards, FunctionTimeout: 120 * time.Second,
+		// The clients stay silent for the whole run: API Gateway's 10-minute
+		// idle cut would close the first ones mid-run (as the nodes, they
+		// get the 2-hour maximum instead).
+		IdleTimeout: 2 * time.Hour,
 		Env: env, Log: slog.New(slog.DiscardHandler),
 		FunctionLog: func(fn string, line []byte) {
 			if fn == stack.FnBroadcast {
