@@ -327,7 +327,7 @@ func (b *bench) start(ctx context.Context) error {
 		// idle cut would close the first ones mid-run (as the nodes, they
 		// get the 2-hour maximum instead).
 		IdleTimeout: 2 * time.Hour,
-		Env: env, Log: slog.New(slog.DiscardHandler),
+		Env:         env, Log: slog.New(slog.DiscardHandler),
 		FunctionLog: func(fn string, line []byte) {
 			if fn == stack.FnBroadcast {
 				b.emf.add(line)
