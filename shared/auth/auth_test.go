@@ -311,11 +311,19 @@ func FuzzVerify(f *testing.F) {
 	f.Add(tok)
 	f.Add("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1MSJ9.")
 	f.Add("a.b.c")
+	long, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "u1", "exp": 7258118400}).SignedString(secret)
+	f.Add(long)
 	v, _ := NewVerifier(VerifierConfig{Alg: "HS256", Secret: secret, TicketLifetime: time.Minute})
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := v.Verify(context.Background(), s)
 		if err == nil && p.Sub == "" {
 			t.Fatal("accepted a token without sub")
+		}
+		if err == nil && time.Until(p.ExpiresAt) > DefaultMaxTokenLifetime+leeway {
+			t.Fatal("accepted a token living longer than the maximum")
+		}
+		if err == nil && p.TicketID != "" && time.Until(p.ExpiresAt) > time.Minute+leeway {
+			t.Fatal("accepted a ticket living longer than the ticket lifetime")
 		}
 	})
 }

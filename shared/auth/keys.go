@@ -60,53 +60,124 @@ func checkKeyType(alg string, key any) (crypto.PublicKey, error) {
 	return nil, fmt.Errorf("auth: unsupported key type %T", key)
 }
 
-// jwksCache fetches a JSON Web Key Set and refreshes it when a token names
-// an unknown key id, at most once per refreshGap.
+// jwksCache holds the keys of a JSON Web Key Set. A token naming an
+// unknown kid refreshes it, at most once per jwksRefreshGap; keys older
+// than jwksMaxAge are still served while a refresh runs in the background.
+//
+// A JWKS outage must not stall verifications: one fetch runs at a time
+// (every caller that needs it waits for that one, outside the lock), it
+// gives up after jwksFetchTimeout, and after a failure no fetch starts
+// again before a doubling backoff: meanwhile known keys keep verifying (for
+// at most jwksMaxStale after the last good fetch) and unknown kids are
+// refused at once.
 type jwksCache struct {
-	url    string
-	client *http.Client
-	now    func() time.Time
+	url     string
+	alg     string
+	client  *http.Client
+	now     func() time.Time
+	timeout time.Duration
 
-	mu      sync.Mutex
-	keys    map[string]crypto.PublicKey
-	fetched time.Time
+	mu        sync.Mutex
+	keys      map[string]crypto.PublicKey
+	fetched   time.Time // last successful fetch
+	attempted time.Time // start of the last fetch
+	failures  int       // consecutive failed fetches
+	retryAt   time.Time // no fetch before this after a failure
+	lastErr   error
+	inflight  *jwksFetch
+}
+
+// jwksFetch is one fetch in flight; done closes when err is set.
+type jwksFetch struct {
+	done chan struct{}
+	err  error
 }
 
 const (
-	jwksMaxAge     = 10 * time.Minute
-	jwksRefreshGap = 30 * time.Second
-	jwksMaxBytes   = 1 << 20
+	jwksMaxAge       = 10 * time.Minute
+	jwksMaxStale     = 24 * time.Hour
+	jwksRefreshGap   = 30 * time.Second
+	jwksFetchTimeout = 3 * time.Second
+	jwksBackoffMin   = 5 * time.Second
+	jwksBackoffMax   = 5 * time.Minute
+	jwksMaxBytes     = 1 << 20
 )
 
-func newJWKSCache(url string, client *http.Client, now func() time.Time) *jwksCache {
-	return &jwksCache{url: url, client: client, now: now}
+func newJWKSCache(url, alg string, client *http.Client, now func() time.Time) *jwksCache {
+	return &jwksCache{url: url, alg: alg, client: client, now: now, timeout: jwksFetchTimeout}
 }
 
-func (c *jwksCache) key(ctx context.Context, kid, alg string) (crypto.PublicKey, error) {
+// key returns the key named kid, fetching the set when it must.
+func (c *jwksCache) key(ctx context.Context, kid string) (crypto.PublicKey, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	age := c.now().Sub(c.fetched)
+	now := c.now()
+	age := now.Sub(c.fetched)
+	if k, ok := c.keys[kid]; ok && age < jwksMaxStale {
+		if age >= jwksMaxAge {
+			_, _ = c.startLocked(ctx, now) // refresh in the background, serve the cached key
+		}
+		c.mu.Unlock()
+		return k, nil
+	}
+	call, err := c.startLocked(ctx, now)
+	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-call.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for the JWKS: %w", ctx.Err())
+	}
+	if call.err != nil {
+		return nil, call.err
+	}
+	c.mu.Lock()
 	k, ok := c.keys[kid]
-	if ok && age < jwksMaxAge {
-		return k, nil
+	c.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("no key %q in the JWKS", kid)
 	}
-	if c.keys == nil || age >= jwksRefreshGap {
-		keys, err := c.fetch(ctx, alg)
-		if err != nil {
-			if ok {
-				return k, nil // keep serving a known key through a JWKS outage
-			}
-			return nil, err
-		}
-		c.keys, c.fetched = keys, c.now()
-		if k, ok = keys[kid]; ok {
-			return k, nil
-		}
+	return k, nil
+}
+
+// startLocked returns the fetch in flight, or starts one unless a failure's
+// backoff or the refresh gap forbids it. c.mu is held.
+func (c *jwksCache) startLocked(ctx context.Context, now time.Time) (*jwksFetch, error) {
+	if c.inflight != nil {
+		return c.inflight, nil
 	}
-	if ok {
-		return k, nil
+	if now.Before(c.retryAt) {
+		return nil, fmt.Errorf("JWKS unavailable (%d failed fetches, last: %v); next attempt in %s",
+			c.failures, c.lastErr, c.retryAt.Sub(now).Round(time.Second))
 	}
-	return nil, fmt.Errorf("no key %q in the JWKS", kid)
+	if c.keys != nil && now.Sub(c.attempted) < jwksRefreshGap {
+		return nil, errors.New("unknown key id; the JWKS was refreshed moments ago")
+	}
+	call := &jwksFetch{done: make(chan struct{})}
+	c.inflight, c.attempted = call, now
+	// The fetch outlives the caller that started it: others wait for it.
+	go c.run(context.WithoutCancel(ctx), call)
+	return call, nil
+}
+
+// run fetches the set and records the outcome for every waiting caller.
+func (c *jwksCache) run(ctx context.Context, call *jwksFetch) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	keys, err := c.fetch(ctx)
+	c.mu.Lock()
+	now := c.now()
+	if err != nil {
+		c.failures++
+		backoff := min(jwksBackoffMin<<min(c.failures-1, 16), jwksBackoffMax)
+		c.retryAt, c.lastErr = now.Add(backoff), err
+	} else {
+		c.keys, c.fetched, c.failures, c.retryAt, c.lastErr = keys, now, 0, time.Time{}, nil
+	}
+	c.inflight, call.err = nil, err
+	c.mu.Unlock()
+	close(call.done)
 }
 
 type jwk struct {
@@ -121,7 +192,8 @@ type jwk struct {
 	Y   string `json:"y"`
 }
 
-func (c *jwksCache) fetch(ctx context.Context, alg string) (map[string]crypto.PublicKey, error) {
+func (c *jwksCache) fetch(ctx context.Context) (map[string]crypto.PublicKey, error) {
+	alg := c.alg
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
 	if err != nil {
 		return nil, err

@@ -41,9 +41,13 @@ type Minter struct {
 	KeyID    string
 	Issuer   string
 	Audience string
-	// TicketLifetime bounds single-use tickets; zero means 60 seconds.
+	// TicketLifetime bounds single-use tickets; zero means
+	// DefaultTicketLifetime.
 	TicketLifetime time.Duration
-	Now            func() time.Time
+	// MaxLifetime refuses to mint a token the Verifier would refuse for
+	// living too long; zero means DefaultMaxTokenLifetime.
+	MaxLifetime time.Duration
+	Now         func() time.Time
 }
 
 // DefaultTokenTTL is the lifetime of a token minted without one.
@@ -54,15 +58,23 @@ func (m Minter) Token(g Grant) (string, error) {
 	if g.TTL == 0 {
 		g.TTL = DefaultTokenTTL
 	}
+	limit := m.MaxLifetime
+	if limit <= 0 {
+		limit = DefaultMaxTokenLifetime
+	}
+	if g.TTL > limit {
+		return "", fmt.Errorf("auth: a token may live at most %s (asked %s)", limit, g.TTL)
+	}
 	return m.sign(g, "")
 }
 
-// Ticket mints a single-use ticket: a token with a random jti that lives at
-// most the ticket lifetime. A second connect with it is refused.
+// Ticket mints a single-use ticket: a token marked by the claim tkt, with a
+// random jti, that lives at most the ticket lifetime. A second connect with
+// it is refused.
 func (m Minter) Ticket(g Grant) (string, error) {
 	limit := m.TicketLifetime
-	if limit == 0 {
-		limit = 60 * time.Second
+	if limit <= 0 {
+		limit = DefaultTicketLifetime
 	}
 	if g.TTL == 0 || g.TTL > limit {
 		g.TTL = limit
@@ -74,6 +86,7 @@ func (m Minter) Ticket(g Grant) (string, error) {
 	return m.sign(g, hex.EncodeToString(b[:]))
 }
 
+// sign mints the token; a jti (only Ticket gives one) makes it a ticket.
 func (m Minter) sign(g Grant, jti string) (string, error) {
 	if g.Sub == "" {
 		return "", errors.New("auth: grant needs a sub")
@@ -93,6 +106,7 @@ func (m Minter) sign(g Grant, jti string) (string, error) {
 		},
 		PType: g.Type, Org: g.Orgs, Roles: g.Roles, Su: g.Superuser,
 		Topics: g.Topics, Subscribe: g.Subscribe, Mode: g.Mode, Profile: g.Profile,
+		Ticket: jti != "",
 	}
 	if m.Audience != "" {
 		claims.Audience = jwt.ClaimStrings{m.Audience}

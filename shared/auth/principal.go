@@ -4,7 +4,10 @@
 package auth
 
 import (
+	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/wsgate/wsgate/shared/topic"
@@ -123,13 +126,55 @@ func (p Principal) Narrow(pattern topic.Pattern) []topic.Pattern {
 // Audience restricts an event to principals matching any listed org, sub or
 // role. Superusers always match; anonymous principals never do.
 type Audience struct {
-	Orgs  []string `json:"orgs,omitempty"`
+	Orgs []string `json:"orgs,omitempty"`
+	// Subs name principals by type and id, "device:42" (AudienceSub); a
+	// bare "42" names the principal of the default type (user) only, so
+	// device 42 never receives what was meant for user 42.
 	Subs  []string `json:"subs,omitempty"`
 	Roles []string `json:"roles,omitempty"`
 }
 
+// AudienceSub is the Audience.Subs entry naming one principal.
+func AudienceSub(ptype, sub string) string { return ptype + ":" + sub }
+
+// splitAudienceSub reads a Subs entry: "<ptype>:<sub>", split at the first
+// colon (a ptype never holds one; a sub may), or a bare sub of the default
+// type.
+func splitAudienceSub(entry string) (ptype, sub string) {
+	if t, s, ok := strings.Cut(entry, ":"); ok {
+		return t, s
+	}
+	return DefaultPrincipalType, entry
+}
+
 // Empty reports whether the audience lists nobody.
 func (a Audience) Empty() bool { return len(a.Orgs)+len(a.Subs)+len(a.Roles) == 0 }
+
+// Validate refuses an audience that lists nobody or holds an entry no
+// principal can match, so a publisher's mistake is reported rather than
+// silently delivering to nobody (or, for a bad subs entry, to the wrong
+// principal).
+func (a Audience) Validate() error {
+	if a.Empty() {
+		return errors.New("lists nobody")
+	}
+	for _, l := range []struct {
+		name string
+		list []string
+	}{{"orgs", a.Orgs}, {"subs", a.Subs}, {"roles", a.Roles}} {
+		for _, s := range l.list {
+			if s == "" || len(s) > 2*maxClaimString+1 {
+				return fmt.Errorf("%s has an empty or overlong entry", l.name)
+			}
+		}
+	}
+	for _, s := range a.Subs {
+		if t, sub := splitAudienceSub(s); t == "" || sub == "" {
+			return fmt.Errorf("subs entry %q is neither <ptype>:<sub> nor a bare <sub>", s)
+		}
+	}
+	return nil
+}
 
 // Allows reports whether the identity is in the audience. A nil audience
 // allows everyone.
@@ -143,7 +188,7 @@ func (a *Audience) Allows(id Identity) bool {
 	if id.Anonymous {
 		return false
 	}
-	if id.Sub != "" && slices.Contains(a.Subs, id.Sub) {
+	if id.Sub != "" && a.namesSub(id) {
 		return true
 	}
 	for _, o := range id.Orgs {
@@ -153,6 +198,20 @@ func (a *Audience) Allows(id Identity) bool {
 	}
 	for _, r := range id.Roles {
 		if slices.Contains(a.Roles, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// namesSub reports whether a Subs entry names the identity's type and sub.
+func (a *Audience) namesSub(id Identity) bool {
+	ptype := id.Type
+	if ptype == "" {
+		ptype = DefaultPrincipalType
+	}
+	for _, e := range a.Subs {
+		if t, s := splitAudienceSub(e); t == ptype && s == id.Sub {
 			return true
 		}
 	}

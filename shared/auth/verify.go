@@ -64,7 +64,18 @@ type Claims struct {
 	Subscribe []string   `json:"subscribe,omitempty"`
 	Mode      string     `json:"mode,omitempty"`
 	Profile   string     `json:"profile,omitempty"`
+	// Ticket marks a single-use ticket (Minter.Ticket sets it); a jti alone
+	// does not make a token single-use.
+	Ticket bool `json:"tkt,omitempty"`
 }
+
+// Lifetime defaults, for a VerifierConfig or Minter that leaves them zero.
+const (
+	// DefaultMaxTokenLifetime bounds exp - iat of every token.
+	DefaultMaxTokenLifetime = 24 * time.Hour
+	// DefaultTicketLifetime bounds exp - iat of single-use tickets.
+	DefaultTicketLifetime = 60 * time.Second
+)
 
 // VerifierConfig pins how tokens are checked.
 type VerifierConfig struct {
@@ -78,8 +89,11 @@ type VerifierConfig struct {
 	JWKSURL      string
 	Issuer       string
 	Audience     string
-	// TicketLifetime: a token with a jti that lives at most this long is a
-	// single-use ticket.
+	// MaxLifetime refuses tokens whose exp - iat (exp - now without iat)
+	// is longer; zero means DefaultMaxTokenLifetime.
+	MaxLifetime time.Duration
+	// TicketLifetime is the same bound for single-use tickets (claim tkt);
+	// zero means DefaultTicketLifetime.
 	TicketLifetime time.Duration
 	HTTPClient     *http.Client
 	Now            func() time.Time
@@ -97,6 +111,12 @@ type Verifier struct {
 func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxLifetime <= 0 {
+		cfg.MaxLifetime = DefaultMaxTokenLifetime
+	}
+	if cfg.TicketLifetime <= 0 {
+		cfg.TicketLifetime = DefaultTicketLifetime
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{cfg.Alg}),
@@ -129,9 +149,9 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		case cfg.JWKSURL != "":
 			client := cfg.HTTPClient
 			if client == nil {
-				client = &http.Client{Timeout: 5 * time.Second}
+				client = &http.Client{Timeout: jwksFetchTimeout}
 			}
-			v.jwks = newJWKSCache(cfg.JWKSURL, client, cfg.Now)
+			v.jwks = newJWKSCache(cfg.JWKSURL, cfg.Alg, client, cfg.Now)
 		default:
 			return nil, fmt.Errorf("auth: %s needs a public key or a JWKS URL", cfg.Alg)
 		}
@@ -139,6 +159,31 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		return nil, fmt.Errorf("auth: unsupported algorithm %q", cfg.Alg)
 	}
 	return v, nil
+}
+
+// MinSecretBytes is the shortest HMAC secret CheckSecret accepts for alg:
+// the hash's output size, as RFC 7518 section 3.2 requires (32 bytes for
+// HS256); 0 for other algorithms.
+func MinSecretBytes(alg string) int {
+	switch alg {
+	case "HS256":
+		return 32
+	case "HS384":
+		return 48
+	case "HS512":
+		return 64
+	}
+	return 0
+}
+
+// CheckSecret refuses an HMAC secret shorter than MinSecretBytes: a short
+// secret can be brute-forced offline from any one token. The message gives
+// the length, never the secret.
+func CheckSecret(alg string, secret []byte) error {
+	if n := MinSecretBytes(alg); len(secret) < n {
+		return fmt.Errorf("auth: an %s secret must be at least %d bytes; this one has %d", alg, n, len(secret))
+	}
+	return nil
 }
 
 // Verify checks the token and returns its principal. Every failure wraps
@@ -154,7 +199,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 			return v.static, nil
 		case v.jwks != nil:
 			kid, _ := t.Header["kid"].(string)
-			return v.jwks.key(ctx, kid, v.cfg.Alg)
+			return v.jwks.key(ctx, kid)
 		default:
 			return v.cfg.Secret, nil
 		}
@@ -166,16 +211,38 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
-	if claims.ID != "" && v.cfg.TicketLifetime > 0 {
-		start := v.cfg.Now()
-		if claims.IssuedAt != nil {
-			start = claims.IssuedAt.Time
-		}
-		if claims.ExpiresAt.Sub(start) <= v.cfg.TicketLifetime {
-			p.TicketID = claims.ID
-		}
+	if err := v.checkLifetime(claims); err != nil {
+		return Principal{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
+	if claims.Ticket {
+		p.TicketID = claims.ID
 	}
 	return p, nil
+}
+
+// checkLifetime refuses a token that lives longer than MaxLifetime (a
+// stolen token with exp in 2200 is a permanent credential), and a ticket
+// without a jti or living longer than TicketLifetime. The lifetime is
+// exp - iat, or exp - now for a token without iat.
+func (v *Verifier) checkLifetime(c Claims) error {
+	start := v.cfg.Now()
+	if c.IssuedAt != nil {
+		start = c.IssuedAt.Time
+	}
+	life := c.ExpiresAt.Sub(start)
+	if life > v.cfg.MaxLifetime {
+		return fmt.Errorf("token lives %s; at most %s is accepted", life.Round(time.Second), v.cfg.MaxLifetime)
+	}
+	if !c.Ticket {
+		return nil
+	}
+	if c.ID == "" || len(c.ID) > maxClaimString {
+		return fmt.Errorf("a ticket (claim tkt) needs a jti of at most %d bytes", maxClaimString)
+	}
+	if life > v.cfg.TicketLifetime {
+		return fmt.Errorf("ticket lives %s; at most %s is accepted", life.Round(time.Second), v.cfg.TicketLifetime)
+	}
+	return nil
 }
 
 func (c Claims) principal() (Principal, error) {
@@ -191,6 +258,10 @@ func (c Claims) principal() (Principal, error) {
 	}
 	if p.Type == "" {
 		p.Type = DefaultPrincipalType
+	}
+	if strings.Contains(p.Type, ":") {
+		// Audience subs entries are "<ptype>:<sub>", split at the first colon.
+		return Principal{}, fmt.Errorf("claim ptype %q holds a colon", p.Type)
 	}
 	if p.Mode != "" && p.Mode != ModePush {
 		return Principal{}, fmt.Errorf("claim mode %q is not %q", p.Mode, ModePush)

@@ -140,9 +140,13 @@ func verifier(ctx context.Context, cfg config.Config, awsCfg aws.Config) (*auth.
 			return nil, fmt.Errorf("read the JWT secret (%s): %w", config.EnvJWTSecretARN, err)
 		}
 		secret = aws.ToString(out.SecretString)
+		if err := cfg.CheckJWTSecret(secret); err != nil {
+			return nil, fmt.Errorf("%s: %w", config.EnvJWTSecretARN, err)
+		}
 	}
 	return auth.NewVerifier(auth.VerifierConfig{
 		Alg: cfg.JWTAlg, Secret: []byte(secret), PublicKeyPEM: cfg.JWTPublicKey, JWKSURL: cfg.JWKSURL,
 		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TicketLifetime: cfg.TicketLifetime,
+		MaxLifetime: cfg.MaxTokenLifetime,
 	})
 }

@@ -141,7 +141,11 @@ func isolationRun(t *testing.T, seed uint64) {
 		case 0:
 			aud = &auth.Audience{Orgs: []string{pick(orgs)}}
 		case 1:
-			aud = &auth.Audience{Subs: []string{fmt.Sprintf("p%d", r.IntN(24))}, Roles: []string{pick(roles)}}
+			sub := fmt.Sprintf("p%d", r.IntN(24))
+			if r.IntN(2) == 0 {
+				sub = auth.AudienceSub(pick([]string{"user", "device"}), sub)
+			}
+			aud = &auth.Audience{Subs: []string{sub}, Roles: []string{pick(roles)}}
 		}
 		if aud != nil {
 			detail["audience"] = aud
@@ -243,8 +247,15 @@ func modelAudience(a *auth.Audience, id auth.Identity) bool {
 	if a == nil || id.Superuser {
 		return true
 	}
-	if slices.Contains(a.Subs, id.Sub) {
-		return true
+	for _, s := range a.Subs {
+		// "<ptype>:<sub>", or a bare sub of a user
+		ptype, sub, typed := strings.Cut(s, ":")
+		if !typed {
+			ptype, sub = "user", s
+		}
+		if ptype == id.Type && sub == id.Sub {
+			return true
+		}
 	}
 	for _, o := range id.Orgs {
 		if slices.Contains(a.Orgs, o) {

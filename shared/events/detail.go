@@ -99,14 +99,9 @@ type wireDetail struct {
 // Parse validates an EventBridge detail. id and t are the EventBridge event
 // id and time; historyDefault applies when the detail does not say.
 func Parse(id string, t time.Time, detail []byte, historyDefault bool) (Event, error) {
-	var w wireDetail
-	dec := json.NewDecoder(bytes.NewReader(detail))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		return Event{}, fmt.Errorf("%w: detail: %v", ErrInvalid, err)
-	}
-	if dec.More() {
-		return Event{}, fmt.Errorf("%w: detail has trailing data", ErrInvalid)
+	w, err := decodeDetail(detail)
+	if err != nil {
+		return Event{}, err
 	}
 	if w.Topic == nil {
 		return Event{}, fmt.Errorf("%w: detail.topic is required", ErrInvalid)
@@ -122,26 +117,9 @@ func Parse(id string, t time.Time, detail []byte, historyDefault bool) (Event, e
 	if w.History != nil {
 		ev.History = *w.History
 	}
-
-	hasJSON := len(w.Payload) > 0 && !bytes.Equal(w.Payload, []byte("null"))
-	switch {
-	case hasJSON && w.PayloadBase64 != nil:
-		return Event{}, fmt.Errorf("%w: give payload or payload_base64, not both", ErrInvalid)
-	case hasJSON:
-		ev.Payload, ev.HasPayload = []byte(w.Payload), true
-	case w.PayloadBase64 != nil:
-		b, err := base64.StdEncoding.DecodeString(*w.PayloadBase64)
-		if err != nil {
-			return Event{}, fmt.Errorf("%w: payload_base64 is not standard base64", ErrInvalid)
-		}
-		ev.Payload, ev.Binary, ev.HasPayload = b, true, true
+	if err := parsePayload(w, &ev); err != nil {
+		return Event{}, err
 	}
-	if ev.HasPayload {
-		if err := checkFrameSize(ev); err != nil {
-			return Event{}, err
-		}
-	}
-
 	if ev.Attributes, err = filter.ParseAttributes(w.Attributes); err != nil {
 		return Event{}, fmt.Errorf("%w: detail.attributes: %v", ErrInvalid, err)
 	}
@@ -160,35 +138,85 @@ func Parse(id string, t time.Time, detail []byte, historyDefault bool) (Event, e
 		if w.Audience.Empty() {
 			return Event{}, fmt.Errorf("%w: detail.audience lists nobody; omit it to reach every allowed subscriber", ErrInvalid)
 		}
+		if err := w.Audience.Validate(); err != nil {
+			return Event{}, fmt.Errorf("%w: detail.audience: %v", ErrInvalid, err)
+		}
 		ev.Audience = w.Audience
 	}
-
-	if len(w.State) > 0 && !bytes.Equal(w.State, []byte("null")) {
-		var frames []json.RawMessage
-		if err := json.Unmarshal(w.State, &frames); err != nil {
-			return Event{}, fmt.Errorf("%w: detail.state must be a list of messages", ErrInvalid)
-		}
-		if len(frames) > MaxStateFrames {
-			return Event{}, fmt.Errorf("%w: detail.state holds %d messages; at most %d", ErrTooLarge, len(frames), MaxStateFrames)
-		}
-		total := 0
-		ev.State = make([][]byte, 0, len(frames))
-		for i, f := range frames {
-			if len(f) > MaxFrameBytes {
-				return Event{}, fmt.Errorf("%w: detail.state[%d] is %d bytes; a frame is at most %d", ErrTooLarge, i, len(f), MaxFrameBytes)
-			}
-			total += len(f)
-			ev.State = append(ev.State, []byte(f))
-		}
-		if total > MaxStateBytes {
-			return Event{}, fmt.Errorf("%w: detail.state is %d bytes; at most %d", ErrTooLarge, total, MaxStateBytes)
-		}
-		ev.ReplaceState = true
+	if ev.State, ev.ReplaceState, err = parseState(w.State); err != nil {
+		return Event{}, err
 	}
 	if !ev.HasPayload && !ev.ReplaceState {
 		return Event{}, fmt.Errorf("%w: detail needs payload, payload_base64 or state", ErrInvalid)
 	}
 	return ev, nil
+}
+
+// decodeDetail decodes the detail strictly: unknown fields, trailing data,
+// duplicated or case-variant keys are refused.
+func decodeDetail(detail []byte) (wireDetail, error) {
+	var w wireDetail
+	dec := json.NewDecoder(bytes.NewReader(detail))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return wireDetail{}, fmt.Errorf("%w: detail: %v", ErrInvalid, err)
+	}
+	if dec.More() {
+		return wireDetail{}, fmt.Errorf("%w: detail has trailing data", ErrInvalid)
+	}
+	if err := checkKeys(detail); err != nil {
+		return wireDetail{}, err
+	}
+	return w, nil
+}
+
+// parsePayload sets the event's payload from payload or payload_base64.
+func parsePayload(w wireDetail, ev *Event) error {
+	hasJSON := len(w.Payload) > 0 && !bytes.Equal(w.Payload, []byte("null"))
+	switch {
+	case hasJSON && w.PayloadBase64 != nil:
+		return fmt.Errorf("%w: give payload or payload_base64, not both", ErrInvalid)
+	case hasJSON:
+		ev.Payload, ev.HasPayload = []byte(w.Payload), true
+	case w.PayloadBase64 != nil:
+		b, err := base64.StdEncoding.DecodeString(*w.PayloadBase64)
+		if err != nil {
+			return fmt.Errorf("%w: payload_base64 is not standard base64", ErrInvalid)
+		}
+		ev.Payload, ev.Binary, ev.HasPayload = b, true, true
+	}
+	if ev.HasPayload {
+		return checkFrameSize(*ev)
+	}
+	return nil
+}
+
+// parseState reads detail.state: absent or null leaves the stored state
+// alone; a list (even empty) replaces it.
+func parseState(raw json.RawMessage) (frames [][]byte, replace bool, err error) {
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, false, nil
+	}
+	var list []json.RawMessage
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, false, fmt.Errorf("%w: detail.state must be a list of messages", ErrInvalid)
+	}
+	if len(list) > MaxStateFrames {
+		return nil, false, fmt.Errorf("%w: detail.state holds %d messages; at most %d", ErrTooLarge, len(list), MaxStateFrames)
+	}
+	total := 0
+	frames = make([][]byte, 0, len(list))
+	for i, f := range list {
+		if len(f) > MaxFrameBytes {
+			return nil, false, fmt.Errorf("%w: detail.state[%d] is %d bytes; a frame is at most %d", ErrTooLarge, i, len(f), MaxFrameBytes)
+		}
+		total += len(f)
+		frames = append(frames, []byte(f))
+	}
+	if total > MaxStateBytes {
+		return nil, false, fmt.Errorf("%w: detail.state is %d bytes; at most %d", ErrTooLarge, total, MaxStateBytes)
+	}
+	return frames, true, nil
 }
 
 // checkFrameSize refuses a payload whose raw or enveloped frame would exceed

@@ -181,6 +181,9 @@ func FuzzParse(f *testing.F) {
 		`{"topic":"a","payload_base64":"AAE=","history":true}`,
 		`{"topic":"a","state":[{"x":1}],"project":{"m":"t"},"payload":{"t":{"m":1}}}`,
 		`{}`, `[]`, `null`,
+		`{"topic":"a","payload":1,"audience":{"orgs":["o"]},"AUDIENCE":null}`,
+		`{"topic":"a","payload":1,"audience":null}`,
+		`{"topic":"a","payload":1,"audience":{"subs":["device:42"]},"audience":{"orgs":["o"]}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -200,6 +203,17 @@ func FuzzParse(f *testing.F) {
 		}
 		if ev.Audience != nil && ev.Audience.Empty() {
 			t.Fatal("accepted an empty audience")
+		}
+		// Whatever spells "audience" must be the one audience delivered by:
+		// a null, duplicated or case-variant key must never widen it.
+		var top map[string]json.RawMessage
+		if json.Unmarshal(b, &top) != nil {
+			t.Fatal("accepted a detail that is not an object")
+		}
+		for k := range top {
+			if strings.EqualFold(k, "audience") && (k != "audience" || ev.Audience == nil) {
+				t.Fatalf("accepted audience key %q but delivers to %v", k, ev.Audience)
+			}
 		}
 	})
 }
