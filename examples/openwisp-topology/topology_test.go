@@ -72,7 +72,11 @@ func TestTopology_BroadcastTopologyOnNodeLinkAndPropertyChanges(t *testing.T) {
 func TestTopology_BrowserSessionCookieConnects(t *testing.T) {
 	s := deployment(t, nil)
 	stacktest.PublishFileAndWait(t, s, "events/topology-saved.json")
-	headers := http.Header{"Cookie": {"csrftoken=x; wsgate_session=" + token(t, s, "browser-user", []string{"rome-isp"}, false)}}
+	// The browser sends the page's origin, which WSGATE_ALLOWED_ORIGINS lists.
+	headers := http.Header{
+		"Cookie": {"csrftoken=x; wsgate_session=" + token(t, s, "browser-user", []string{"rome-isp"}, false)},
+		"Origin": {"http://localhost:4510"},
+	}
 	c, _, err := stacktest.Dial(t, s.WebSocketURL, map[string]string{"topic": rome}, &websocket.DialOptions{HTTPHeader: headers})
 	require.NoError(t, err)
 	stacktest.PublishFile(t, s, "events/node-added.json")

@@ -68,7 +68,7 @@ try {
 
   // A forced disconnect: the network drops every connection. Events
   // published meanwhile come back through resume, in order, once.
-  const drop = await fetch(aws + '/_wsgate/drop', { method: 'POST' });
+  const drop = await fetch(aws + '/_wsgate/drop', { method: 'POST', headers: { 'Content-Type': 'application/json' } });
   check(drop.ok && (await drop.json()).dropped >= 1, 'the stack dropped the connection');
   await page.waitForSelector('#state[data-state="reconnecting"]', { timeout: 5000 });
   await putEvent(2);

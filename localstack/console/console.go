@@ -104,10 +104,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // ForStack is the console of a local stack: dev tokens signed with the
-// stack's secret, and test events published to the stack's bus.
+// stack's secret, and test events published to the stack's bus. Its API
+// answers the page itself and this machine's programs only (see
+// stack.DevAccess); the page stays reachable by any name.
 func ForStack(s *stack.Stack) http.Handler {
 	pub := s.Publisher("wsgate.console")
-	return Handler(Options{
+	h := Handler(Options{
 		Token: DevTokens(auth.Minter{Alg: "HS256", Key: []byte(s.Secret)}),
 		Publish: func(ctx context.Context, d events.Detail) (string, error) {
 			ids, err := pub.Publish(ctx, d)
@@ -116,5 +118,16 @@ func ForStack(s *stack.Stack) http.Handler {
 			}
 			return ids[0], nil
 		},
+	})
+	api := stack.DevAccess{
+		Addrs:      []string{strings.TrimSuffix(strings.TrimPrefix(s.WebSocketURL, "ws://"), "/")},
+		SameOrigin: true,
+	}.Guard(h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/console/api/") {
+			api.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }

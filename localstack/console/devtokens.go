@@ -11,7 +11,9 @@ import (
 
 // DevTokens mints tokens for the console and local tools:
 // GET ?sub=alice&topics=demo.>,x.*&org=acme&ttl=1h
-// It exists only in the local stack, which signs with a development secret.
+// It exists only in the local stack, which signs with a development secret,
+// and is served behind stack.DevAccess: no CORS of its own, as any page
+// allowed to read a token could act as its holder.
 func DevTokens(m auth.Minter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -38,7 +40,6 @@ func DevTokens(m auth.Minter) http.Handler {
 		}
 		tok, err := m.Token(g)
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Access-Control-Allow-Origin", "*")
 		if err != nil {
 			w.WriteHeader(http.StatusBadRequest)
 			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})

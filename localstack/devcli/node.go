@@ -96,6 +96,7 @@ func (h httpInvoker) Invoke(ctx context.Context, name string, payload []byte) ([
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := h.client.Do(req)
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/topic"
 )
 
@@ -32,6 +33,10 @@ const (
 	EnvJWTIssuer    = "WSGATE_JWT_ISSUER"
 	EnvJWTAudience  = "WSGATE_JWT_AUDIENCE"
 	EnvTokenCookie  = "WSGATE_TOKEN_COOKIE"
+	// EnvAllowedOrigins lists the web origins browsers may connect from.
+	EnvAllowedOrigins = "WSGATE_ALLOWED_ORIGINS"
+	// EnvMaxTokenLifetime bounds how long a token may live (exp - iat).
+	EnvMaxTokenLifetime = "WSGATE_MAX_TOKEN_LIFETIME"
 
 	EnvAnonymousTopics     = "WSGATE_ANONYMOUS_TOPICS"
 	EnvStateRequiredTopics = "WSGATE_STATE_REQUIRED_TOPICS"
@@ -42,6 +47,9 @@ const (
 	EnvMessagesPerSecond          = "WSGATE_MESSAGES_PER_SECOND"
 	EnvMaxConnectionsPerPrincipal = "WSGATE_MAX_CONNECTIONS_PER_PRINCIPAL"
 	EnvMaxSubscriptions           = "WSGATE_MAX_SUBSCRIPTIONS"
+	EnvMaxWildcards               = "WSGATE_MAX_WILDCARDS"
+	EnvMaxPendingPerIP            = "WSGATE_MAX_PENDING_PER_IP"
+	EnvMaxPending                 = "WSGATE_MAX_PENDING"
 	EnvMaxBatch                   = "WSGATE_MAX_BATCH"
 	EnvProfiles                   = "WSGATE_PROFILES"
 
@@ -50,7 +58,13 @@ const (
 	EnvHistoryDefault   = "WSGATE_HISTORY_DEFAULT"
 	EnvTicketLifetime   = "WSGATE_TICKET_LIFETIME"
 	EnvFrameBudget      = "WSGATE_FRAME_BUDGET"
-	EnvConnectionTTL    = "WSGATE_CONNECTION_TTL"
+	// EnvFrameStoreCalls bounds the store calls one client frame may make.
+	EnvFrameStoreCalls = "WSGATE_FRAME_STORE_CALLS"
+	// EnvMaxReplayBytes bounds the history one frame (or one ?since=
+	// replay) sends; EnvMaxReplayBytesPerMinute what one connection gets.
+	EnvMaxReplayBytes          = "WSGATE_MAX_REPLAY_BYTES"
+	EnvMaxReplayBytesPerMinute = "WSGATE_MAX_REPLAY_BYTES_PER_MINUTE"
+	EnvConnectionTTL           = "WSGATE_CONNECTION_TTL"
 
 	EnvFanoutWorkers  = "WSGATE_FANOUT_WORKERS"
 	EnvFanoutPageSize = "WSGATE_FANOUT_PAGE_SIZE"
@@ -63,11 +77,14 @@ const (
 const (
 	DefaultStage                      = "local"
 	DefaultJWTAlg                     = "HS256"
-	DefaultAuthDeadline               = 10 * time.Second
+	DefaultAuthDeadline               = 5 * time.Second
 	DefaultMaxMessageBytes            = 32 * 1024
 	DefaultMessagesPerSecond          = 100
 	DefaultMaxConnectionsPerPrincipal = 100
 	DefaultMaxSubscriptions           = 100
+	DefaultMaxWildcards               = 20
+	DefaultMaxPendingPerIP            = 10
+	DefaultMaxPending                 = 1000
 	DefaultMaxBatch                   = 50
 	DefaultHistoryRetention           = 24 * time.Hour
 	// DefaultEventLease: how long an event or shard stays claimed by an
@@ -77,17 +94,33 @@ const (
 	DefaultTicketLifetime = 60 * time.Second
 	// DefaultFrameBudget bounds the work of one client frame, well inside
 	// API Gateway's 29 s integration timeout.
-	DefaultFrameBudget    = 10 * time.Second
-	DefaultConnectionTTL  = 2*time.Hour + 10*time.Minute
-	DefaultFanoutWorkers  = 64
-	DefaultFanoutPageSize = 1000
-	DefaultPostRate       = 2000
+	DefaultFrameBudget = 10 * time.Second
+	// DefaultFrameStoreCalls: a subscribe of 99 device ids (99
+	// transactions and 99 sequence reads) fits; two do not.
+	DefaultFrameStoreCalls = 200
+	// DefaultMaxReplayBytes and DefaultMaxReplayBytesPerMinute bound what
+	// resumes send: a 3 KB frame of 50 resumes must not send 100 MB.
+	DefaultMaxReplayBytes          = 1 << 20
+	DefaultMaxReplayBytesPerMinute = 8 << 20
+	DefaultConnectionTTL           = 2*time.Hour + 10*time.Minute
+	DefaultFanoutWorkers           = 64
+	DefaultFanoutPageSize          = 1000
+	DefaultPostRate                = 2000
+	// DefaultAllowedOrigins: none listed, so the Origin header is not
+	// checked, which is allowed only without a token cookie.
+	DefaultAllowedOrigins = ""
+	// DefaultMaxTokenLifetime: a token living longer (exp in 2200) is a
+	// permanent credential once stolen.
+	DefaultMaxTokenLifetime = auth.DefaultMaxTokenLifetime
 )
 
 // Hard ceilings that configuration cannot raise: API Gateway's own limits.
 const (
 	MaxFrameBytes   = 32 * 1024
 	MaxPayloadBytes = 128 * 1024
+	// MinReplayBytes is the smallest replay cap: one enveloped event of
+	// MaxPayloadBytes (base64) fits.
+	MinReplayBytes = 256 * 1024
 )
 
 // Limits are the per-connection abuse limits. A profile overrides some of
@@ -97,6 +130,11 @@ type Limits struct {
 	MessagesPerSecond          int `json:"messages_per_second,omitempty"`
 	MaxConnectionsPerPrincipal int `json:"max_connections_per_principal,omitempty"`
 	MaxSubscriptions           int `json:"max_subscriptions,omitempty"`
+	// MaxWildcards bounds the distinct wildcard patterns a principal's
+	// connections hold together: each is an index entry that every event
+	// under its prefix reads. 0 (a record written before it existed) is
+	// no bound.
+	MaxWildcards int `json:"max_wildcards,omitempty"`
 }
 
 // Config is every setting a function needs.
@@ -114,11 +152,21 @@ type Config struct {
 	JWTIssuer    string
 	JWTAudience  string
 	TokenCookie  string
+	// AllowedOrigins are the pages browsers may open connections from. When
+	// set, a handshake with any other Origin is refused; a cookie token
+	// also needs one of them (cross-site WebSocket hijacking).
+	AllowedOrigins []OriginPattern
 
 	AnonymousTopics     []topic.Pattern
 	StateRequiredTopics []topic.Pattern
 	AuthMessage         bool
 	AuthDeadline        time.Duration
+	// MaxPendingPerIP and MaxPending bound the connections waiting to
+	// authenticate (auth-message mode), per source address and in all:
+	// $connect answers 429 beyond them. A pending connection holds its
+	// place until it authenticates, closes or its AuthDeadline passes.
+	MaxPendingPerIP int
+	MaxPending      int
 
 	Limits   Limits
 	Profiles map[string]Limits
@@ -128,11 +176,21 @@ type Config struct {
 	EventLease       time.Duration
 	HistoryDefault   bool
 	TicketLifetime   time.Duration
+	MaxTokenLifetime time.Duration
 	// FrameBudget is how long the commands of one client frame may run:
 	// commands not started within it are answered "unavailable" (send
 	// again), and store calls stop half as much (at least 5 s) later.
-	FrameBudget   time.Duration
-	ConnectionTTL time.Duration
+	FrameBudget time.Duration
+	// FrameStoreCalls bounds the store calls of one client frame: a
+	// command that would take the frame past it is refused whole, before
+	// it writes anything.
+	FrameStoreCalls int
+	// MaxReplayBytes bounds the replayed frames one client frame (all its
+	// resumes) or one ?since= replay sends; MaxReplayBytesPerMinute the
+	// replayed bytes one connection gets in a minute (kept in its record).
+	MaxReplayBytes          int
+	MaxReplayBytesPerMinute int
+	ConnectionTTL           time.Duration
 
 	FanoutWorkers  int
 	FanoutPageSize int
@@ -161,27 +219,35 @@ func Load(getenv func(string) string) (Config, error) {
 		JWTIssuer:           getenv(EnvJWTIssuer),
 		JWTAudience:         getenv(EnvJWTAudience),
 		TokenCookie:         getenv(EnvTokenCookie),
+		AllowedOrigins:      r.origins(EnvAllowedOrigins, DefaultAllowedOrigins),
 		AnonymousTopics:     r.patterns(EnvAnonymousTopics),
 		StateRequiredTopics: r.patterns(EnvStateRequiredTopics),
 		AuthMessage:         r.boolean(EnvAuthMessage, true),
 		AuthDeadline:        r.duration(EnvAuthDeadline, DefaultAuthDeadline),
+		MaxPendingPerIP:     r.integer(EnvMaxPendingPerIP, DefaultMaxPendingPerIP),
+		MaxPending:          r.integer(EnvMaxPending, DefaultMaxPending),
 		Limits: Limits{
 			MaxMessageBytes:            r.integer(EnvMaxMessageBytes, DefaultMaxMessageBytes),
 			MessagesPerSecond:          r.integer(EnvMessagesPerSecond, DefaultMessagesPerSecond),
 			MaxConnectionsPerPrincipal: r.integer(EnvMaxConnectionsPerPrincipal, DefaultMaxConnectionsPerPrincipal),
 			MaxSubscriptions:           r.integer(EnvMaxSubscriptions, DefaultMaxSubscriptions),
+			MaxWildcards:               r.integer(EnvMaxWildcards, DefaultMaxWildcards),
 		},
-		MaxBatch:         r.integer(EnvMaxBatch, DefaultMaxBatch),
-		HistoryRetention: r.duration(EnvHistoryRetention, DefaultHistoryRetention),
-		EventLease:       r.duration(EnvEventLease, DefaultEventLease),
-		HistoryDefault:   r.boolean(EnvHistoryDefault, false),
-		TicketLifetime:   r.duration(EnvTicketLifetime, DefaultTicketLifetime),
-		FrameBudget:      r.duration(EnvFrameBudget, DefaultFrameBudget),
-		ConnectionTTL:    r.duration(EnvConnectionTTL, DefaultConnectionTTL),
-		FanoutWorkers:    r.integer(EnvFanoutWorkers, DefaultFanoutWorkers),
-		FanoutPageSize:   r.integer(EnvFanoutPageSize, DefaultFanoutPageSize),
-		PostRate:         r.integer(EnvPostRate, DefaultPostRate),
-		LogLevel:         r.str(EnvLogLevel, "info"),
+		MaxBatch:                r.integer(EnvMaxBatch, DefaultMaxBatch),
+		HistoryRetention:        r.duration(EnvHistoryRetention, DefaultHistoryRetention),
+		EventLease:              r.duration(EnvEventLease, DefaultEventLease),
+		HistoryDefault:          r.boolean(EnvHistoryDefault, false),
+		TicketLifetime:          r.duration(EnvTicketLifetime, DefaultTicketLifetime),
+		MaxTokenLifetime:        r.duration(EnvMaxTokenLifetime, DefaultMaxTokenLifetime),
+		FrameBudget:             r.duration(EnvFrameBudget, DefaultFrameBudget),
+		FrameStoreCalls:         r.integer(EnvFrameStoreCalls, DefaultFrameStoreCalls),
+		MaxReplayBytes:          r.integer(EnvMaxReplayBytes, DefaultMaxReplayBytes),
+		MaxReplayBytesPerMinute: r.integer(EnvMaxReplayBytesPerMinute, DefaultMaxReplayBytesPerMinute),
+		ConnectionTTL:           r.duration(EnvConnectionTTL, DefaultConnectionTTL),
+		FanoutWorkers:           r.integer(EnvFanoutWorkers, DefaultFanoutWorkers),
+		FanoutPageSize:          r.integer(EnvFanoutPageSize, DefaultFanoutPageSize),
+		PostRate:                r.integer(EnvPostRate, DefaultPostRate),
+		LogLevel:                r.str(EnvLogLevel, "info"),
 	}
 	if raw := getenv(EnvProfiles); raw != "" {
 		dec := json.NewDecoder(strings.NewReader(raw))
@@ -209,6 +275,9 @@ func (c Config) validate() error {
 		if c.JWTSecret == "" && c.JWTSecretARN == "" {
 			bad(EnvJWTSecret, "or %s is required for %s", EnvJWTSecretARN, c.JWTAlg)
 		}
+		if err := c.CheckJWTSecret(c.JWTSecret); c.JWTSecret != "" && err != nil {
+			bad(EnvJWTSecret, "%v", err)
+		}
 	case "RS256", "ES256":
 		if c.JWTPublicKey == "" && c.JWKSURL == "" {
 			bad(EnvJWTPublicKey, "or %s is required for %s", EnvJWKSURL, c.JWTAlg)
@@ -229,6 +298,7 @@ func (c Config) validate() error {
 		check(EnvMessagesPerSecond, l.MessagesPerSecond, 1, 10000)
 		check(EnvMaxConnectionsPerPrincipal, l.MaxConnectionsPerPrincipal, 1, 100000)
 		check(EnvMaxSubscriptions, l.MaxSubscriptions, 1, 1000)
+		check(EnvMaxWildcards, l.MaxWildcards, 1, 1000)
 	}
 	checkLimits("", c.Limits, true)
 	for name, l := range c.Profiles {
@@ -240,14 +310,36 @@ func (c Config) validate() error {
 	if c.MaxBatch < 1 || c.MaxBatch > 500 {
 		bad(EnvMaxBatch, "%d is outside 1..500", c.MaxBatch)
 	}
+	if c.MaxPending < 1 || c.MaxPending > 1000000 {
+		bad(EnvMaxPending, "%d is outside 1..1000000", c.MaxPending)
+	}
+	if c.MaxPendingPerIP < 1 || c.MaxPendingPerIP > c.MaxPending {
+		bad(EnvMaxPendingPerIP, "%d is outside 1..%d (%s)", c.MaxPendingPerIP, c.MaxPending, EnvMaxPending)
+	}
 	if c.AuthDeadline < time.Second || c.AuthDeadline > 15*time.Minute {
 		bad(EnvAuthDeadline, "%s is outside 1s..15m (SQS delays at most 15 minutes)", c.AuthDeadline)
 	}
 	if c.FrameBudget < 100*time.Millisecond || c.FrameBudget > 12*time.Second {
 		bad(EnvFrameBudget, "%s is outside 100ms..12s (1.5 times it must fit API Gateway's 29 s timeout)", c.FrameBudget)
 	}
+	if c.FrameStoreCalls < 10 || c.FrameStoreCalls > 10000 {
+		bad(EnvFrameStoreCalls, "%d is outside 10..10000", c.FrameStoreCalls)
+	}
+	// One replayed event (a 128 KB payload, base64 in an envelope) must
+	// fit, or a resume behind it could never get past it.
+	if c.MaxReplayBytes < MinReplayBytes || c.MaxReplayBytes > 64<<20 {
+		bad(EnvMaxReplayBytes, "%d is outside %d..%d (256 KiB..64 MiB)", c.MaxReplayBytes, MinReplayBytes, 64<<20)
+	}
+	if c.MaxReplayBytesPerMinute < c.MaxReplayBytes || c.MaxReplayBytesPerMinute > 1<<30 {
+		bad(EnvMaxReplayBytesPerMinute, "%d is outside %s (%d)..%d (1 GiB)", c.MaxReplayBytesPerMinute, EnvMaxReplayBytes, c.MaxReplayBytes, 1<<30)
+	}
 	if c.TicketLifetime < time.Second || c.TicketLifetime > time.Hour {
 		bad(EnvTicketLifetime, "%s is outside 1s..1h", c.TicketLifetime)
+	}
+	if c.MaxTokenLifetime < time.Minute || c.MaxTokenLifetime > 30*24*time.Hour {
+		bad(EnvMaxTokenLifetime, "%s is outside 1m..720h (30 days)", c.MaxTokenLifetime)
+	} else if c.TicketLifetime > c.MaxTokenLifetime {
+		bad(EnvTicketLifetime, "%s is longer than %s (%s): tickets would be refused", c.TicketLifetime, EnvMaxTokenLifetime, c.MaxTokenLifetime)
 	}
 	if c.ConnectionTTL < time.Minute {
 		bad(EnvConnectionTTL, "%s is shorter than a minute", c.ConnectionTTL)
@@ -264,10 +356,28 @@ func (c Config) validate() error {
 	if c.FanoutPageSize < 1 || c.FanoutPageSize > 10000 {
 		bad(EnvFanoutPageSize, "%d is outside 1..10000", c.FanoutPageSize)
 	}
+	if c.TokenCookie != "" && len(c.AllowedOrigins) == 0 {
+		bad(EnvAllowedOrigins, "is required when %s is set: any web page could otherwise open the gateway with its visitors' cookie and read their events; list your pages' origins, e.g. https://app.example.com,https://*.example.com", EnvTokenCookie)
+	}
 	if c.PostRate < 1 {
 		bad(EnvPostRate, "must be at least 1 (PostToConnection calls per second per invocation)")
 	}
 	return errors.Join(errs...)
+}
+
+// CheckJWTSecret refuses an HMAC secret shorter than the algorithm's hash
+// (auth.MinSecretBytes: 32 bytes for HS256), which can be brute-forced from
+// any one token, on every stage but local, whose development secret is
+// short and public anyway. Load checks WSGATE_JWT_SECRET; a secret read
+// from Secrets Manager is checked by whoever reads it.
+func (c Config) CheckJWTSecret(secret string) error {
+	if c.Stage == DefaultStage {
+		return nil
+	}
+	if err := auth.CheckSecret(c.JWTAlg, []byte(secret)); err != nil {
+		return fmt.Errorf("%w; only stage %q accepts a short development secret (generate one with: openssl rand -base64 48)", err, DefaultStage)
+	}
+	return nil
 }
 
 // LimitsFor returns the limits for a profile: the defaults, overridden by
@@ -292,6 +402,9 @@ func (c Config) LimitsFor(profile string) (Limits, error) {
 	}
 	if p.MaxSubscriptions != 0 {
 		l.MaxSubscriptions = p.MaxSubscriptions
+	}
+	if p.MaxWildcards != 0 {
+		l.MaxWildcards = p.MaxWildcards
 	}
 	return l, nil
 }
@@ -377,4 +490,137 @@ func (r *reader) patterns(name string) []topic.Pattern {
 		out = append(out, p)
 	}
 	return out
+}
+
+// origins reads a comma-separated list of origin patterns.
+func (r *reader) origins(name, def string) []OriginPattern {
+	var out []OriginPattern
+	for _, s := range strings.Split(r.str(name, def), ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := ParseOriginPattern(s)
+		if err != nil {
+			r.fail(name, err)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// OriginPattern is an allowed web origin, scheme://host[:port]. A host
+// starting with "*." matches one or more DNS labels in place of the "*";
+// scheme and port must match exactly (no port matches only no port, as
+// browsers omit the default one).
+type OriginPattern struct {
+	scheme, host, port string
+	wildcard           bool
+}
+
+// ParseOriginPattern parses an origin pattern such as https://app.example.com,
+// https://*.example.com or http://localhost:4510.
+func ParseOriginPattern(s string) (OriginPattern, error) {
+	if strings.TrimSpace(s) == "*" {
+		return OriginPattern{}, errors.New(`"*" is not an origin: list the origins of your pages (https://app.example.com, https://*.example.com), or leave the list empty to check no Origin (not allowed with a token cookie)`)
+	}
+	var p OriginPattern
+	rest := strings.ToLower(s)
+	if scheme, host, ok := strings.Cut(rest, "://"); ok && strings.HasPrefix(host, "*.") {
+		p.wildcard, rest = true, scheme+"://"+host[len("*."):]
+	}
+	var err error
+	if p.scheme, p.host, p.port, err = splitOrigin(rest); err != nil {
+		return OriginPattern{}, fmt.Errorf("origin %q: %w", s, err)
+	}
+	if p.wildcard && strings.HasPrefix(p.host, "[") {
+		return OriginPattern{}, fmt.Errorf("origin %q: a * stands for DNS labels, not an IP address", s)
+	}
+	return p, nil
+}
+
+// Match reports whether origin, an Origin header's value, is allowed.
+func (p OriginPattern) Match(origin string) bool {
+	scheme, host, port, err := splitOrigin(strings.ToLower(origin))
+	if err != nil || scheme != p.scheme || port != p.port {
+		return false
+	}
+	if !p.wildcard {
+		return host == p.host
+	}
+	// splitOrigin refuses empty labels, so a non-empty prefix is whole labels.
+	prefix, ok := strings.CutSuffix(host, "."+p.host)
+	return ok && prefix != ""
+}
+
+// String is the pattern as written, lower-cased.
+func (p OriginPattern) String() string {
+	s := p.scheme + "://"
+	if p.wildcard {
+		s += "*."
+	}
+	s += p.host
+	if p.port != "" {
+		s += ":" + p.port
+	}
+	return s
+}
+
+// AllowsOrigin reports whether any of the patterns matches origin.
+func AllowsOrigin(patterns []OriginPattern, origin string) bool {
+	for _, p := range patterns {
+		if p.Match(origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitOrigin splits a lower-case scheme://host[:port], the form browsers
+// send in Origin: no path, user or query, DNS labels or an IP address.
+func splitOrigin(s string) (scheme, host, port string, err error) {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok || !validScheme(scheme) {
+		return "", "", "", errors.New("want scheme://host[:port], e.g. https://app.example.com")
+	}
+	if rest == "" || strings.ContainsAny(rest, "/?#@\\ \t") {
+		return "", "", "", errors.New("want scheme://host[:port] and nothing else: an origin has no path, query or user")
+	}
+	host = rest
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 && !strings.HasSuffix(rest, "]") {
+		host, port = rest[:i], rest[i+1:]
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			return "", "", "", fmt.Errorf("port %q is not a number from 1 to 65535", port)
+		}
+	}
+	if !validHost(host) {
+		return "", "", "", fmt.Errorf("host %q is not DNS labels or an IP address (a * stands only for whole leftmost labels: https://*.example.com)", host)
+	}
+	return scheme, host, port, nil
+}
+
+func validScheme(s string) bool {
+	for i, c := range s {
+		letter := c >= 'a' && c <= 'z'
+		if !letter && (i == 0 || !(c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// validHost accepts dot-separated labels of letters, digits, '-' and '_',
+// or a bracketed IPv6 address.
+func validHost(h string) bool {
+	if inner, ok := strings.CutPrefix(h, "["); ok {
+		inner, ok = strings.CutSuffix(inner, "]")
+		return ok && strings.Contains(inner, ":") && strings.Trim(inner, "0123456789abcdef:.") == ""
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || strings.Trim(label, "abcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+			return false
+		}
+	}
+	return true
 }
