@@ -495,7 +495,7 @@ func TestReplica_StartsWithTheTablesItems(t *testing.T) {
 	f := newFixture(t, ddbproxy.Options{ReadLag: time.Second})
 	ctx := context.Background()
 	table := storetest.NewTable(t, f.direct) // not read through the proxy yet
-	for i := range 60 { // written before the proxy ever saw the table
+	for i := range 60 {                      // written before the proxy ever saw the table
 		_, err := f.direct.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: item(fmt.Sprint(i), "s", "1")})
 		require.NoError(t, err)
 	}

@@ -13,9 +13,11 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"mime"
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -397,7 +399,8 @@ func (s *Stack) serve(ln net.Listener, h http.Handler) {
 }
 
 // admin serves /_wsgate/health, /_wsgate/faults, /_wsgate/drop (cut every
-// client, as a network failure would) and, in dev, /_wsgate/token.
+// client, as a network failure would) and, in dev, /_wsgate/token, to this
+// machine's programs and the console only (DevAccess).
 func (s *Stack) admin(opts Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_wsgate/health", func(w http.ResponseWriter, r *http.Request) {
@@ -432,7 +435,120 @@ func (s *Stack) admin(opts Options) http.Handler {
 	}
 	mux.HandleFunc("POST /_wsgate/invoke/{function}", s.invokeForNode)
 	mux.HandleFunc("POST /_wsgate/nodes", s.registerNode)
-	return mux
+	return DevAccess{
+		Addrs:   []string{opts.AWSAddr, strings.TrimPrefix(s.AWSEndpoint, "http://")},
+		Origins: ConsoleOrigins(opts.WebSocketAddr, strings.TrimSuffix(strings.TrimPrefix(s.WebSocketURL, "ws://"), "/")),
+	}.Guard(mux)
+}
+
+// DevAccess keeps web pages away from the stack's development endpoints
+// (dev tokens, faults, drop, invoke, node registration, the console's API),
+// which answer without credentials:
+//   - the Host must be this machine: 127.0.0.1, localhost, [::1] or a
+//     listener's own host, on a listener's port. A page whose name the
+//     attacker resolves to 127.0.0.1 (DNS rebinding) still sends its own
+//     name as Host. An unspecified listener host (0.0.0.0, ::) admits any
+//     IP address as Host: rebinding needs a name.
+//   - a request with an Origin (browsers send one with every cross-origin
+//     request and every POST) must come from Origins, or with SameOrigin
+//     from the Host itself; CORS allows those origins and no other.
+//   - POST and PUT must be application/json, which a page can send to
+//     another origin only after a preflight the guard refuses. A request
+//     with neither Origin nor Content-Type is a program's (browsers always
+//     send Origin with a POST), such as wsgate node's invoke calls.
+type DevAccess struct {
+	// Addrs are the listener's addresses (host:port), as configured and
+	// as bound.
+	Addrs      []string
+	Origins    []string
+	SameOrigin bool
+}
+
+// Guard serves h to the requests DevAccess admits and refuses the others:
+// 403 for a foreign Host or Origin, 415 for a body that is not JSON.
+func (a DevAccess) Guard(h http.Handler) http.Handler {
+	hosts, ports := map[string]bool{"127.0.0.1": true, "localhost": true, "::1": true}, map[string]bool{}
+	anyIP := false
+	for _, addr := range a.Addrs {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			continue
+		}
+		if port != "0" {
+			ports[port] = true
+		}
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			anyIP = true
+		} else {
+			hosts[strings.ToLower(host)] = true
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, port, err := net.SplitHostPort(r.Host)
+		if err != nil {
+			host, port = strings.Trim(r.Host, "[]"), "80"
+		}
+		host = strings.ToLower(host)
+		if !ports[port] || !hosts[host] && !(anyIP && net.ParseIP(host) != nil) {
+			http.Error(w, fmt.Sprintf("Forbidden: Host %q is not this machine: the local stack's dev endpoints answer 127.0.0.1, localhost or [::1] on their own port only (a guard against DNS rebinding)", r.Host), http.StatusForbidden)
+			return
+		}
+		w.Header().Add("Vary", "Origin")
+		origin := r.Header.Get("Origin")
+		if origin != "" {
+			if !slices.Contains(a.Origins, origin) && !(a.SameOrigin && origin == "http://"+r.Host) {
+				http.Error(w, fmt.Sprintf("Forbidden: origin %q may not call the local stack's dev endpoints (only the console may)", origin), http.StatusForbidden)
+				return
+			}
+			w.Header().Set("Access-Control-Allow-Origin", origin)
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				w.Header().Set("Access-Control-Allow-Methods", "GET, POST, PUT")
+				w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
+				w.Header().Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		if (r.Method == http.MethodPost || r.Method == http.MethodPut) && !jsonRequest(r) {
+			http.Error(w, "Unsupported Media Type: send the body as Content-Type: application/json", http.StatusUnsupportedMediaType)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// jsonRequest reports whether a request says its body is JSON, or comes
+// from a program: no Content-Type and none of the headers browsers add.
+func jsonRequest(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return r.Header.Get("Origin") == "" && r.Header.Get("Sec-Fetch-Site") == ""
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
+}
+
+// ConsoleOrigins are the origins of the console page served on the
+// WebSocket listener at addrs (as configured and as bound): loopback by
+// address and by name, and the listener's own host when it names one.
+func ConsoleOrigins(addrs ...string) []string {
+	var out []string
+	for _, addr := range addrs {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || port == "0" {
+			continue
+		}
+		hosts := []string{"127.0.0.1", "localhost", "::1"}
+		if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+			hosts = append(hosts, host)
+		}
+		for _, h := range hosts {
+			if o := "http://" + net.JoinHostPort(h, port); !slices.Contains(out, o) {
+				out = append(out, o)
+			}
+		}
+	}
+	return out
 }
 
 // Connection ids of this stack's own gateway start with localPrefix;

@@ -23,7 +23,8 @@ import (
 // connection with its initial subscriptions. A refusal is an HTTP status
 // API Gateway returns to the client instead of upgrading: 400 bad query,
 // 401 no or bad token, 403 not allowed, 404 scope has no state, 429 too many
-// connections.
+// connections (for the principal, or waiting to authenticate from the
+// address or in all).
 func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	rc := req.RequestContext
 	log := g.log.With("connection_id", rc.ConnectionID, "request_id", rc.RequestID, "route", "$connect")
@@ -69,6 +70,9 @@ func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketPro
 	}
 
 	ex := auth.Extract(auth.Handshake{Headers: req.Headers, MultiHeaders: req.MultiValueHeaders, Query: q}, g.cfg.TokenCookie)
+	if reason, origin := g.originRefusal(req, ex.Source); reason != "" {
+		return refuse(http.StatusForbidden, reason, "origin", origin, "token_source", ex.Source)
+	}
 	switch {
 	case ex.Token != "":
 		p, err := g.verifier.Verify(ctx, ex.Token)
@@ -119,17 +123,6 @@ func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketPro
 		}
 	}
 
-	if d, ok := conn.Principal.DirectTopic(); ok && !conn.Pending {
-		n, err := g.store.CountConnections(ctx, d)
-		if err != nil {
-			return g.fail(log, err)
-		}
-		if n >= limits.MaxConnectionsPerPrincipal {
-			g.limited("$connect", MetricTooManyConnections, rc.ConnectionID, conn.Principal.Sub)
-			return refuse(http.StatusTooManyRequests, "too many connections for this principal", "connections", n, "limit", limits.MaxConnectionsPerPrincipal)
-		}
-	}
-
 	var subs []store.NewSubscription
 	if !conn.Pending {
 		subs = initialSubscriptions(conn.Principal, scope)
@@ -138,7 +131,14 @@ func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketPro
 			return refuse(http.StatusForbidden, "the token subscribes to more topics than a connection may hold", "subscriptions", len(subs), "limit", limits.MaxSubscriptions)
 		}
 	}
+	// The store enforces the caps in the transaction that writes the
+	// record: a count read first would admit every concurrent handshake.
+	conn.MaxPendingPerIP, conn.MaxPending = g.cfg.MaxPendingPerIP, g.cfg.MaxPending
 	if err := g.store.PutConnection(ctx, conn, subs); err != nil {
+		if r, ok := admissionRefusal(err, conn); ok {
+			g.limited("$connect", r.metric, rc.ConnectionID, conn.Principal.Sub)
+			return refuse(http.StatusTooManyRequests, r.reason, "limit", r.limit)
+		}
 		return g.fail(log, err)
 	}
 
@@ -165,6 +165,29 @@ func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketPro
 		resp.Headers = map[string]string{"Sec-WebSocket-Protocol": ex.Subprotocol}
 	}
 	return resp, nil
+}
+
+// MetricTooManyPending counts handshakes refused because too many
+// connections wait to authenticate, from their address or in all.
+const MetricTooManyPending = "TooManyPendingConnections"
+
+// refusal is why a cap refused a connection.
+type refusal struct {
+	reason, metric string
+	limit          int
+}
+
+// admissionRefusal explains a cap PutConnection refused at.
+func admissionRefusal(err error, c store.Connection) (refusal, bool) {
+	switch {
+	case errors.Is(err, store.ErrConnectionLimit):
+		return refusal{"too many connections for this principal", MetricTooManyConnections, c.Limits.MaxConnectionsPerPrincipal}, true
+	case errors.Is(err, store.ErrPendingIPLimit):
+		return refusal{"too many connections waiting to authenticate from this address", MetricTooManyPending, c.MaxPendingPerIP}, true
+	case errors.Is(err, store.ErrPendingLimit):
+		return refusal{"too many connections waiting to authenticate", MetricTooManyPending, c.MaxPending}, true
+	}
+	return refusal{}, false
 }
 
 func (g *Gateway) fail(log *slog.Logger, err error) (events.APIGatewayProxyResponse, error) {

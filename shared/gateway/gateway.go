@@ -13,6 +13,7 @@ import (
 
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/delivery"
 	"github.com/wsgate/wsgate/shared/metrics"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
@@ -23,17 +24,17 @@ import (
 type Store interface {
 	PutConnection(ctx context.Context, c store.Connection, subs []store.NewSubscription) error
 	GetConnection(ctx context.Context, id string) (store.Connection, error)
-	TouchConnection(ctx context.Context, id string, at time.Time) (store.Connection, error)
+	CountCommands(ctx context.Context, id string, at time.Time, n int) (store.Connection, int, error)
 	Authenticate(ctx context.Context, c store.Connection, subs []store.NewSubscription) error
 	DeleteConnection(ctx context.Context, id string) (int, error)
-	CountConnections(ctx context.Context, direct topic.Pattern) (int, error)
 	Subscribe(ctx context.Context, c store.Connection, sub store.NewSubscription) (bool, error)
 	Unsubscribe(ctx context.Context, connID string, pattern topic.Pattern) (bool, error)
 	ConnectionSubscriptions(ctx context.Context, connID string) ([]store.Subscription, error)
 	GetState(ctx context.Context, t topic.Pattern) (store.State, error)
 	CurrentSeq(ctx context.Context, t topic.Pattern) (uint64, error)
-	History(ctx context.Context, t topic.Pattern, since uint64, limit int) ([]store.HistoryEntry, error)
 	ClaimTicket(ctx context.Context, jti string, expires time.Time) error
+	// What resume reads and charges.
+	delivery.ReplayStore
 }
 
 // Verifier checks tokens.

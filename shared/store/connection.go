@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -31,6 +33,11 @@ type Connection struct {
 	Subscriptions int
 	Limits        config.Limits
 	SourceIP      string
+	// MaxPendingPerIP and MaxPending cap the pending connections
+	// PutConnection admits, from SourceIP and in all (0: no cap). They are
+	// admission settings, not stored.
+	MaxPendingPerIP int
+	MaxPending      int
 }
 
 // PushOnly reports whether the connection ignores client commands other
@@ -53,11 +60,54 @@ const (
 	attrMaxBytes  = "mb"
 	attrMaxSubs   = "ms"
 	attrMaxConns  = "mc"
+	attrMaxWild   = "mw"
 	attrIP        = "ip"
 	attrLast      = "la"
 )
 
 func connPK(id string) string { return prefixConn + id }
+
+// claims are the places a new connection takes: among the pending ones
+// (from its address, and in all) while it waits to authenticate, or among
+// its principal's connections.
+func (c Connection) claims() []claim {
+	if c.Pending {
+		var out []claim
+		if c.SourceIP != "" && c.MaxPendingPerIP > 0 {
+			out = append(out, claim{t: connTally(prefixTally + tallyIP + c.SourceIP), slot: c.ID, exp: c.AuthDeadline, limit: c.MaxPendingPerIP, err: ErrPendingIPLimit})
+		}
+		if c.MaxPending > 0 {
+			out = append(out, claim{t: connTally(prefixTally + tallyPending), slot: c.ID, exp: c.AuthDeadline, limit: c.MaxPending, err: ErrPendingLimit})
+		}
+		return out
+	}
+	if pk, ok := principalKey(c.Principal); ok {
+		return []claim{{t: connTally(pk), slot: c.ID, exp: c.ExpiresAt, limit: c.Limits.MaxConnectionsPerPrincipal, err: ErrConnectionLimit}}
+	}
+	return nil
+}
+
+// heldAttr lists the tallies of claims, for the record.
+func heldAttr(claims []claim) types.AttributeValue {
+	held := make([]string, len(claims))
+	for i, cl := range claims {
+		held[i] = cl.t.pk
+	}
+	return &types.AttributeValueMemberSS{Value: held}
+}
+
+// heldSlots are the places a connection record says it holds.
+func heldSlots(item map[string]types.AttributeValue, id string) []heldSlot {
+	ss, _ := item[attrHeld].(*types.AttributeValueMemberSS)
+	if ss == nil {
+		return nil
+	}
+	out := make([]heldSlot, len(ss.Value))
+	for i, pk := range ss.Value {
+		out[i] = heldSlot{t: connTally(pk), slot: id}
+	}
+	return out
+}
 
 func (c Connection) item() (map[string]types.AttributeValue, error) {
 	p, err := json.Marshal(c.Principal)
@@ -76,6 +126,10 @@ func (c Connection) item() (map[string]types.AttributeValue, error) {
 	it[attrMaxBytes] = nv(int64(c.Limits.MaxMessageBytes))
 	it[attrMaxSubs] = nv(int64(c.Limits.MaxSubscriptions))
 	it[attrMaxConns] = nv(int64(c.Limits.MaxConnectionsPerPrincipal))
+	it[attrMaxWild] = nv(int64(c.Limits.MaxWildcards))
+	if claims := c.claims(); len(claims) > 0 {
+		it[attrHeld] = heldAttr(claims)
+	}
 	if c.Scope != "" {
 		it[attrScope] = sv(c.Scope)
 	}
@@ -102,6 +156,7 @@ func connectionFrom(item map[string]types.AttributeValue) (Connection, error) {
 			MaxMessageBytes:            int(getN(item, attrMaxBytes)),
 			MaxSubscriptions:           int(getN(item, attrMaxSubs)),
 			MaxConnectionsPerPrincipal: int(getN(item, attrMaxConns)),
+			MaxWildcards:               int(getN(item, attrMaxWild)),
 		},
 	}
 	if _, ok := item[attrPending]; ok {
@@ -114,25 +169,71 @@ func connectionFrom(item map[string]types.AttributeValue) (Connection, error) {
 	return c, nil
 }
 
-// PutConnection stores a new connection and its initial subscriptions.
-// Subscriptions counts them; the record is written first so a failure
-// part-way leaves only items that expire with the connection's TTL.
+// PutConnection stores a new connection and its initial subscriptions,
+// taking its places in the caps it is counted against (see claims) in the
+// same transaction as the record. A full cap is first reclaimed of places
+// whose holders expired, then refused with ErrConnectionLimit,
+// ErrPendingIPLimit or ErrPendingLimit, writing nothing. Subscriptions
+// counts the subscriptions; they are written after the record, so a
+// failure part-way leaves only items that expire with the connection's TTL.
 func (s *Store) PutConnection(ctx context.Context, c Connection, subs []NewSubscription) error {
 	c.Subscriptions = len(subs)
 	item, err := c.item()
 	if err != nil {
 		return err
 	}
-	out, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: s.table, Item: item,
-		ConditionExpression:    aws.String("attribute_not_exists(pk)"),
-		ReturnConsumedCapacity: total,
-	})
-	if err != nil {
-		return fmt.Errorf("store: put connection %s: %w", c.ID, err)
+	if err := s.admit(ctx, c.ID, item, c.claims()); err != nil {
+		return err
 	}
-	meter(ctx, "PutItem", ccOne(out.ConsumedCapacity)...)
 	return s.putSubscriptions(ctx, c, subs)
+}
+
+// admit writes a new connection record with its places in claims.
+func (s *Store) admit(ctx context.Context, id string, item map[string]types.AttributeValue, claims []claim) error {
+	cond := aws.String("attribute_not_exists(pk)")
+	if len(claims) == 0 {
+		out, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: item, ConditionExpression: cond, ReturnConsumedCapacity: total})
+		if err != nil {
+			return fmt.Errorf("store: put connection %s: %w", id, err)
+		}
+		meter(ctx, "PutItem", ccOne(out.ConsumedCapacity)...)
+		return nil
+	}
+	err := s.takePlaces(ctx, id, types.TransactWriteItem{Put: &types.Put{TableName: s.table, Item: item, ConditionExpression: cond}}, claims, nil)
+	switch reasons, _ := cancelReasons(err); {
+	case err == nil || errors.Is(err, ErrLimit):
+		return err
+	case reasonIs(reasons, 0, "ConditionalCheckFailed"):
+		return fmt.Errorf("store: put connection %s: the id exists", id)
+	}
+	return fmt.Errorf("store: put connection %s: %w", id, err)
+}
+
+// takePlaces runs first, the takes of claims and the gives as one
+// transaction. A full cap is reclaimed of expired places and tried again,
+// then refused with its claim's error; any other refusal is returned as is
+// (its reasons index first at 0).
+func (s *Store) takePlaces(ctx context.Context, id string, first types.TransactWriteItem, claims []claim, gives []heldSlot) error {
+	for attempt := 0; attempt < takeAttempts; attempt++ {
+		items := []types.TransactWriteItem{first}
+		for _, cl := range claims {
+			items = append(items, s.take(cl, id)...)
+		}
+		_, err := s.transactGiving(ctx, items, gives)
+		reasons, _ := cancelReasons(err)
+		full := fullClaim(reasons, claims, 1)
+		if full < 0 {
+			return err
+		}
+		freed, err := s.reclaim(ctx, claims[full].t)
+		if err != nil {
+			return err
+		}
+		if !freed {
+			return claims[full].err
+		}
+	}
+	return errors.New("contention did not settle")
 }
 
 func (s *Store) putSubscriptions(ctx context.Context, c Connection, subs []NewSubscription) error {
@@ -162,46 +263,63 @@ func (s *Store) GetConnection(ctx context.Context, id string) (Connection, error
 }
 
 // TouchConnection counts one client message against the connection's rate
-// limit (a fixed one-second window kept in the record, so the limit holds
-// across every Lambda instance) and returns the record. It returns
-// ErrRateLimited, with the record, when the window is full, and ErrNotFound
-// for an unknown or expired connection. One write in the common case. at
-// is when the message arrived: its second is the window it counts in.
+// limit and returns the record: CountCommands with n = 1.
 func (s *Store) TouchConnection(ctx context.Context, id string, at time.Time) (Connection, error) {
+	c, _, err := s.CountCommands(ctx, id, at, 1)
+	return c, err
+}
+
+// CountCommands counts a frame's n client commands against the
+// connection's rate limit (a fixed one-second window kept in the record, so
+// the limit holds across every Lambda instance) and returns the record and
+// how many of the n fit: the first ones, in order, up to what the window
+// has left; the caller refuses the rest. All n are counted, so a frame
+// that found the window nearly full leaves it full. It returns
+// ErrRateLimited, with the record, when the window is full (none fit), and
+// ErrNotFound for an unknown or expired connection. One write in the
+// common case. at is when the frame arrived: its second is the window it
+// counts in.
+func (s *Store) CountCommands(ctx context.Context, id string, at time.Time, n int) (Connection, int, error) {
+	n = max(n, 1)
 	now := at
 	win := now.Unix()
 	for attempt := 0; attempt < 4; attempt++ {
+		// DynamoDB conditions cannot add, so the condition is only that
+		// the window is not full yet; what fits is worked out from the
+		// count before this frame's.
 		out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName:                           s.table,
 			Key:                                 key(connPK(id), skMeta),
-			UpdateExpression:                    aws.String("SET rlc = rlc + :one, la = :now"),
+			UpdateExpression:                    aws.String("SET rlc = rlc + :n, la = :now"),
 			ConditionExpression:                 aws.String("attribute_exists(pk) AND rlw = :win AND rlc < rlm AND #ttl > :nows"),
 			ExpressionAttributeNames:            map[string]string{"#ttl": TTLAttribute},
-			ExpressionAttributeValues:           map[string]types.AttributeValue{":one": nv(1), ":now": nv(now.UnixMilli()), ":win": nv(win), ":nows": nv(now.Unix())},
+			ExpressionAttributeValues:           map[string]types.AttributeValue{":n": nv(int64(n)), ":now": nv(now.UnixMilli()), ":win": nv(win), ":nows": nv(now.Unix())},
 			ReturnValues:                        types.ReturnValueAllNew,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 			ReturnConsumedCapacity:              total,
 		})
 		if err == nil {
 			meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
-			return connectionFrom(out.Attributes)
+			before := getN(out.Attributes, attrRateCount) - int64(n)
+			c, err := connectionFrom(out.Attributes)
+			return c, fits(n, getN(out.Attributes, attrRateMax)-before), err
 		}
 		var ccf *types.ConditionalCheckFailedException
 		if !asCCF(err, &ccf) {
-			return Connection{}, fmt.Errorf("store: touch %s: %w", id, err)
+			return Connection{}, 0, fmt.Errorf("store: touch %s: %w", id, err)
 		}
 		meter(ctx, "UpdateItem")
 		old := ccf.Item
 		if old == nil || !alive(old, now) {
-			return Connection{}, ErrNotFound
+			return Connection{}, 0, ErrNotFound
 		}
 		switch stored := getN(old, attrRateWin); {
 		case stored == win:
 			c, err := connectionFrom(old)
 			if err != nil {
-				return Connection{}, err
+				return Connection{}, 0, err
 			}
-			return c, ErrRateLimited
+			return c, 0, ErrRateLimited
 		case stored > win:
 			// A frame that arrived later already opened the next window
 			// (frames of one connection run at once, in any order): count
@@ -213,21 +331,29 @@ func (s *Store) TouchConnection(ctx context.Context, id string, at time.Time) (C
 		out, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName:                 s.table,
 			Key:                       key(connPK(id), skMeta),
-			UpdateExpression:          aws.String("SET rlw = :win, rlc = :one, la = :now"),
+			UpdateExpression:          aws.String("SET rlw = :win, rlc = :n, la = :now"),
 			ConditionExpression:       aws.String("attribute_exists(pk) AND rlw < :win"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":one": nv(1), ":now": nv(now.UnixMilli()), ":win": nv(win)},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":n": nv(int64(n)), ":now": nv(now.UnixMilli()), ":win": nv(win)},
 			ReturnValues:              types.ReturnValueAllNew,
 			ReturnConsumedCapacity:    total,
 		})
 		if err == nil {
 			meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
-			return connectionFrom(out.Attributes)
+			c, err := connectionFrom(out.Attributes)
+			// The first frame of a window always runs a command, as it
+			// did when every frame counted one.
+			return c, fits(n, max(getN(out.Attributes, attrRateMax), 1)), err
 		}
 		if !isConditionFailed(err) {
-			return Connection{}, fmt.Errorf("store: touch %s: %w", id, err)
+			return Connection{}, 0, fmt.Errorf("store: touch %s: %w", id, err)
 		}
 	}
-	return Connection{}, fmt.Errorf("store: touch %s: contention did not settle", id)
+	return Connection{}, 0, fmt.Errorf("store: touch %s: contention did not settle", id)
+}
+
+// fits is how many of n commands a window with left places takes.
+func fits(n int, left int64) int {
+	return int(max(0, min(int64(n), left)))
 }
 
 func asCCF(err error, target **types.ConditionalCheckFailedException) bool {
@@ -235,45 +361,91 @@ func asCCF(err error, target **types.ConditionalCheckFailedException) bool {
 }
 
 // Authenticate turns a pending connection into an authenticated one and
-// adds its initial subscriptions. ErrExpired when the deadline has passed,
-// ErrNotFound when the connection is gone or was not pending.
+// adds its initial subscriptions: in one transaction the connection gives
+// back its places among the pending ones and takes one among its
+// principal's connections. ErrExpired when the deadline has passed,
+// ErrNotFound when the connection is gone or was not pending,
+// ErrConnectionLimit when the principal has as many connections as it may.
 func (s *Store) Authenticate(ctx context.Context, c Connection, subs []NewSubscription) error {
 	now := s.now()
+	rec, err := s.pendingRecord(ctx, c.ID, now)
+	if err != nil {
+		return err
+	}
+	// The record knows the connection's expiry and the places it holds.
+	c.Pending = false
+	c.ExpiresAt = time.Unix(getN(rec, TTLAttribute), 0)
 	p, err := json.Marshal(c.Principal)
 	if err != nil {
 		return fmt.Errorf("store: encode principal: %w", err)
 	}
-	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	update := &types.Update{
 		TableName:           s.table,
 		Key:                 key(connPK(c.ID), skMeta),
-		UpdateExpression:    aws.String("SET p = :p, ns = :ns, rlm = :rlm, mb = :mb, ms = :ms, mc = :mc REMOVE pend"),
+		UpdateExpression:    aws.String("SET p = :p, ns = :ns, rlm = :rlm, mb = :mb, ms = :ms, mc = :mc, mw = :mw REMOVE pend, held"),
 		ConditionExpression: aws.String("attribute_exists(pend) AND pend >= :now"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":p": sv(string(p)), ":ns": nv(int64(len(subs))), ":now": nv(now.UnixMilli()),
 			":rlm": nv(int64(c.Limits.MessagesPerSecond)), ":mb": nv(int64(c.Limits.MaxMessageBytes)),
 			":ms": nv(int64(c.Limits.MaxSubscriptions)), ":mc": nv(int64(c.Limits.MaxConnectionsPerPrincipal)),
+			":mw": nv(int64(c.Limits.MaxWildcards)),
 		},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		ReturnConsumedCapacity:              total,
-	})
-	if err != nil {
-		var ccf *types.ConditionalCheckFailedException
-		if asCCF(err, &ccf) {
-			if ccf.Item != nil && getN(ccf.Item, attrPending) != 0 {
-				return ErrExpired
-			}
-			return ErrNotFound
-		}
-		return fmt.Errorf("store: authenticate %s: %w", c.ID, err)
 	}
-	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
+	claims := c.claims()
+	if len(claims) > 0 {
+		update.UpdateExpression = aws.String("SET p = :p, ns = :ns, rlm = :rlm, mb = :mb, ms = :ms, mc = :mc, mw = :mw, held = :held REMOVE pend")
+		update.ExpressionAttributeValues[":held"] = heldAttr(claims)
+	}
+	if err := s.promote(ctx, c.ID, update, claims, heldSlots(rec, c.ID)); err != nil {
+		return err
+	}
 	return s.putSubscriptions(ctx, c, subs)
 }
 
+// pendingRecord reads a connection that is still waiting to authenticate.
+func (s *Store) pendingRecord(ctx context.Context, id string, now time.Time) (map[string]types.AttributeValue, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: s.table, Key: key(connPK(id), skMeta), ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: total,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: authenticate %s: %w", id, err)
+	}
+	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
+	switch {
+	case out.Item == nil || getN(out.Item, attrPending) == 0:
+		return nil, ErrNotFound
+	case getN(out.Item, attrPending) < now.UnixMilli():
+		return nil, ErrExpired
+	}
+	return out.Item, nil
+}
+
+// promote applies a pending record's update, taking claims' places and
+// giving back the pending ones, in one transaction.
+func (s *Store) promote(ctx context.Context, id string, update *types.Update, claims []claim, pending []heldSlot) error {
+	err := s.takePlaces(ctx, id, types.TransactWriteItem{Update: update}, claims, pending)
+	switch reasons, _ := cancelReasons(err); {
+	case err == nil || errors.Is(err, ErrLimit):
+		return err
+	case reasonIs(reasons, 0, "ConditionalCheckFailed"):
+		if old := reasons[0].Item; old != nil && getN(old, attrPending) != 0 {
+			return ErrExpired
+		}
+		return ErrNotFound
+	}
+	return fmt.Errorf("store: authenticate %s: %w", id, err)
+}
+
 // DeleteConnection removes a connection's record and every subscription
-// (both entries). It is idempotent and returns how many items it removed.
+// (both entries), gives back the places it holds in caps, and lets go of
+// its wildcard patterns (removing their index entries when nobody else
+// subscribes). It is idempotent, gives each place back once however often
+// it runs, and returns how many of the connection's items it removed.
 func (s *Store) DeleteConnection(ctx context.Context, id string) (int, error) {
+	var meta map[string]types.AttributeValue
 	var reqs []types.WriteRequest
+	var wild []topic.Pattern
 	del := func(pk, sk string) {
 		reqs = append(reqs, types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: key(pk, sk)}})
 	}
@@ -281,50 +453,110 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) (int, error) {
 		TableName:                 s.table,
 		KeyConditionExpression:    aws.String("pk = :pk"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(connPK(id))},
-		ProjectionExpression:      aws.String("pk, sk"),
+		ProjectionExpression:      aws.String("pk, sk, #p, #held"),
+		ExpressionAttributeNames:  map[string]string{"#p": attrPrincipal, "#held": attrHeld},
 		ConsistentRead:            aws.Bool(true),
 	}, func(item map[string]types.AttributeValue) {
 		sk := getS(item, SortKey)
-		if len(sk) > len(skSubPrefix) && sk[:len(skSubPrefix)] == skSubPrefix {
-			del(prefixPattern+sk[len(skSubPrefix):], id)
+		if sk == skMeta {
+			meta = item
+			return
+		}
+		if pat, ok := strings.CutPrefix(sk, skSubPrefix); ok && pat != "" {
+			del(prefixPattern+pat, id)
+			if p, err := topic.ParsePattern(pat); err == nil && p.HasWildcard() {
+				wild = append(wild, p)
+			}
 		}
 		del(connPK(id), sk)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: delete connection %s: %w", id, err)
 	}
-	if len(reqs) == 0 {
-		return 0, nil
+	// The subscriptions first, the record last: a record gone means its
+	// subscriptions are gone, and a delete cut short is finished by the
+	// next one (a 410, or the TTL), which finds the record still there.
+	n := 0
+	if len(reqs) > 0 {
+		if err := s.batchWrite(ctx, reqs); err != nil {
+			return n, fmt.Errorf("store: delete connection %s: %w", id, err)
+		}
+		n += len(reqs)
 	}
-	return len(reqs), s.batchWrite(ctx, reqs)
+	if meta != nil {
+		removed, err := s.deleteRecord(ctx, id, meta)
+		if err != nil {
+			return n, err
+		}
+		n += removed
+	}
+	return n, s.letGo(ctx, id, principalOf(meta), wild)
 }
 
-// CountConnections counts the live connections of a principal, found
-// through their direct-topic subscriptions.
-func (s *Store) CountConnections(ctx context.Context, direct topic.Pattern) (int, error) {
-	n := 0
-	in := &dynamodb.QueryInput{
-		TableName:                 s.table,
-		KeyConditionExpression:    aws.String("pk = :pk"),
-		FilterExpression:          aws.String("#ttl > :now"),
-		ExpressionAttributeNames:  map[string]string{"#ttl": TTLAttribute},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(prefixPattern + direct.String()), ":now": nv(s.now().Unix())},
-		Select:                    types.SelectCount,
-		ConsistentRead:            aws.Bool(true), // a connection made a moment ago counts
-		ReturnConsumedCapacity:    total,
-	}
-	for {
-		out, err := s.db.Query(ctx, in)
+// deleteRecord deletes a connection record with the places it holds, once:
+// a concurrent or repeated delete finds the record gone and gives nothing
+// back. It returns the items removed.
+func (s *Store) deleteRecord(ctx context.Context, id string, meta map[string]types.AttributeValue) (int, error) {
+	held := heldSlots(meta, id)
+	if len(held) == 0 {
+		// Nothing to give back: a plain delete costs half a transaction.
+		out, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: s.table, Key: key(connPK(id), skMeta), ReturnConsumedCapacity: total})
 		if err != nil {
-			return 0, fmt.Errorf("store: count connections: %w", err)
+			return 0, fmt.Errorf("store: delete connection %s: %w", id, err)
 		}
-		meter(ctx, "Query", ccOne(out.ConsumedCapacity)...)
-		n += int(out.Count)
-		if out.LastEvaluatedKey == nil {
-			return n, nil
-		}
-		in.ExclusiveStartKey = out.LastEvaluatedKey
+		meter(ctx, "DeleteItem", ccOne(out.ConsumedCapacity)...)
+		return 1, nil
 	}
+	given, err := s.transactGiving(ctx, []types.TransactWriteItem{{Delete: &types.Delete{
+		TableName: s.table, Key: key(connPK(id), skMeta), ConditionExpression: aws.String("attribute_exists(pk)"),
+	}}}, held)
+	if reasons, ok := cancelReasons(err); ok && reasonIs(reasons, 0, "ConditionalCheckFailed") {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: delete connection %s: %w", id, err)
+	}
+	return 1 + given, nil
+}
+
+// principalOf reads the principal of a connection record (zero when
+// unknown).
+func principalOf(meta map[string]types.AttributeValue) auth.Principal {
+	var p auth.Principal
+	if meta != nil {
+		_ = json.Unmarshal([]byte(getS(meta, attrPrincipal)), &p)
+	}
+	return p
+}
+
+// letGo releases a connection's wildcard patterns after their
+// subscriptions are gone: its hold on each among the principal's distinct
+// patterns, and each index entry nobody else needs.
+func (s *Store) letGo(ctx context.Context, id string, p auth.Principal, patterns []topic.Pattern) error {
+	t, counted := wildTally(p)
+	errs := make([]error, len(patterns))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, pat := range patterns {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if counted {
+				errs[i] = s.releasePattern(ctx, t, pat.String(), id)
+			}
+			errs[i] = errors.Join(errs[i], s.forgetIfUnused(ctx, pat))
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// CountConnections counts the live connections of the principal whose
+// direct topic is direct (its own connections only: a principal that
+// subscribes to someone's direct topic does not count as them).
+func (s *Store) CountConnections(ctx context.Context, direct topic.Pattern) (int, error) {
+	return s.countLive(ctx, connTally(prefixTally+direct.String()))
 }
 
 // queryAll runs a query to its end, calling fn for each item.

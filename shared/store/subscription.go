@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -86,12 +87,49 @@ func randomRev() string {
 // Subscribe adds one subscription to a live connection, atomically with its
 // reverse entry, the wildcard index and the connection's count. It returns
 // created=false when the subscription existed (its filters are replaced),
-// ErrLimit when the connection has as many subscriptions as it may, and
-// ErrNotFound when the connection is gone or still pending.
+// ErrLimit when the connection has as many subscriptions as it may,
+// ErrWildcardLimit (an ErrLimit), before writing anything, when a new
+// wildcard pattern would take the principal past c.Limits.MaxWildcards
+// distinct ones, and ErrNotFound when the connection is gone or still
+// pending.
 func (s *Store) Subscribe(ctx context.Context, c Connection, sub NewSubscription) (bool, error) {
+	t, counted := wildTally(c.Principal)
+	if !counted || !sub.Pattern.HasWildcard() {
+		return s.subscribe(ctx, c, sub, nil)
+	}
+	pat := sub.Pattern.String()
+	cl := claim{t: t, slot: pat, exp: c.ExpiresAt, limit: c.Limits.MaxWildcards, err: ErrWildcardLimit}
+	for attempt := 0; attempt < takeAttempts; attempt++ {
+		added, err := s.holdPattern(ctx, cl, c.ID)
+		if err != nil {
+			return false, err
+		}
+		created, err := s.subscribe(ctx, c, sub, []types.TransactWriteItem{s.heldCheck(t, pat, c.ID)})
+		if errors.Is(err, errHoldLost) {
+			continue // an unsubscribe let go of it meanwhile: hold it again
+		}
+		if err != nil && added {
+			// Let go even when ctx ran out: the hold would count until the
+			// connection expires.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			err = errors.Join(err, s.releasePattern(rctx, t, pat, c.ID))
+		}
+		return created, err
+	}
+	return false, fmt.Errorf("store: subscribe %s to %s: contention did not settle", c.ID, pat)
+}
+
+// errHoldLost: the subscription's wildcard hold was released before the
+// subscription was written.
+var errHoldLost = errors.New("wildcard hold released meanwhile")
+
+// subscribe writes a subscription; checks are transaction items that must
+// hold too (refused with errHoldLost).
+func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription, checks []types.TransactWriteItem) (bool, error) {
 	items := s.subscriptionItems(c, sub)
 	puts := func(firstCond string) []types.TransactWriteItem {
-		out := make([]types.TransactWriteItem, 0, len(items))
+		out := make([]types.TransactWriteItem, 0, len(items)+len(checks))
 		for i, it := range items {
 			p := &types.Put{TableName: s.table, Item: it}
 			if i == 0 && firstCond != "" {
@@ -99,7 +137,15 @@ func (s *Store) Subscribe(ctx context.Context, c Connection, sub NewSubscription
 			}
 			out = append(out, types.TransactWriteItem{Put: p})
 		}
-		return out
+		return append(out, checks...)
+	}
+	checkFailed := func(reasons []types.CancellationReason, n int) bool {
+		for i := n - len(checks); i < n; i++ {
+			if reasonIs(reasons, i, "ConditionalCheckFailed") {
+				return true
+			}
+		}
+		return false
 	}
 	create := append([]types.TransactWriteItem{{Update: &types.Update{
 		TableName:                           s.table,
@@ -124,6 +170,9 @@ func (s *Store) Subscribe(ctx context.Context, c Connection, sub NewSubscription
 			}
 			return false, ErrLimit
 		}
+		if checkFailed(reasons, len(create)) {
+			return false, errHoldLost
+		}
 		return false, fmt.Errorf("store: subscribe %s to %s: %w", c.ID, sub.Pattern, err)
 	}
 	// Already subscribed: replace the filters, keep the count.
@@ -133,16 +182,56 @@ func (s *Store) Subscribe(ctx context.Context, c Connection, sub NewSubscription
 		ConditionExpression: aws.String("attribute_exists(pk) AND attribute_not_exists(pend)"),
 	}}}, puts("")...)
 	if err := s.transact(ctx, update); err != nil {
-		if reasons, ok := cancelReasons(err); ok && reasonIs(reasons, 0, "ConditionalCheckFailed") {
+		reasons, ok := cancelReasons(err)
+		switch {
+		case ok && reasonIs(reasons, 0, "ConditionalCheckFailed"):
 			return false, ErrNotFound
+		case ok && checkFailed(reasons, len(update)):
+			return false, errHoldLost
 		}
 		return false, fmt.Errorf("store: resubscribe %s to %s: %w", c.ID, sub.Pattern, err)
 	}
 	return false, nil
 }
 
-// Unsubscribe removes one subscription. It returns false when there was none.
+// Unsubscribe removes one subscription. It returns false when there was
+// none. A wildcard pattern's hold among the principal's distinct patterns
+// goes with it, and its index entry with its last subscriber.
 func (s *Store) Unsubscribe(ctx context.Context, connID string, pattern topic.Pattern) (bool, error) {
+	if !pattern.HasWildcard() {
+		return s.unsubscribe(ctx, connID, pattern)
+	}
+	// Read the principal first: the record may be gone after.
+	p, err := s.principal(ctx, connID)
+	if err != nil {
+		return false, err
+	}
+	removed, err := s.unsubscribe(ctx, connID, pattern)
+	if err != nil {
+		return false, err
+	}
+	// Also when there was nothing to remove: a retry after a failed
+	// cleanup, or a hold left by a subscribe that failed part-way.
+	return removed, s.letGo(ctx, connID, p, []topic.Pattern{pattern})
+}
+
+// principal reads a connection's principal (zero when it is gone).
+func (s *Store) principal(ctx context.Context, connID string) (auth.Principal, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: s.table, Key: key(connPK(connID), skMeta),
+		// A connection that authenticated a moment ago must not read as
+		// its pending, anonymous self.
+		ConsistentRead:       aws.Bool(true),
+		ProjectionExpression: aws.String(attrPrincipal), ReturnConsumedCapacity: total,
+	})
+	if err != nil {
+		return auth.Principal{}, fmt.Errorf("store: principal of %s: %w", connID, err)
+	}
+	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
+	return principalOf(out.Item), nil
+}
+
+func (s *Store) unsubscribe(ctx context.Context, connID string, pattern topic.Pattern) (bool, error) {
 	pat := pattern.String()
 	err := s.transact(ctx, []types.TransactWriteItem{
 		{Delete: &types.Delete{TableName: s.table, Key: key(connPK(connID), skSubPrefix+pat), ConditionExpression: aws.String("attribute_exists(pk)")}},
@@ -323,6 +412,38 @@ func (s *Store) Subscribers(ctx context.Context, pattern string, cursor Cursor, 
 	}
 	return subs, next, nil
 }
+
+// forgetIfUnused removes a wildcard pattern's index entry when the pattern
+// has no subscriber left. The entry's rev is read before the subscribers:
+// a subscribe that lands after that read rewrites the rev, so the
+// conditional delete cannot remove the entry from under a subscriber this
+// call did not see (the order ForgetPattern's callers keep too).
+func (s *Store) forgetIfUnused(ctx context.Context, p topic.Pattern) error {
+	ref := PatternRef{Pattern: p.String(), Wildcard: true, Prefix: p.LiteralPrefix()}
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: s.table, Key: key(prefixWildcard+ref.Prefix, ref.Pattern),
+		ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: total,
+	})
+	if err != nil {
+		return fmt.Errorf("store: read index entry %s: %w", ref.Pattern, err)
+	}
+	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
+	if out.Item == nil {
+		return nil
+	}
+	ref.Rev = getS(out.Item, attrRev)
+	// A few entries tell: a live one keeps the pattern, and so, to bound
+	// the read, does a first page of expired ones (fan-out's ForgetPattern
+	// removes the entry once they are all gone).
+	subs, next, err := s.Subscribers(ctx, ref.Pattern, "", forgetProbe)
+	if err != nil || len(subs) > 0 || next != "" {
+		return err
+	}
+	return s.ForgetPattern(ctx, ref)
+}
+
+// forgetProbe is how many subscriber entries forgetIfUnused reads.
+const forgetProbe = 10
 
 // ForgetPattern removes a wildcard index entry found to have no
 // subscribers, unless a subscribe rewrote it since it was read.

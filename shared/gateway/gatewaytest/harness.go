@@ -104,9 +104,9 @@ func New(t testing.TB, opts ...func(*config.Config)) *Harness {
 	h.Store = storetest.New(t).WithClock(now)
 	h.Cfg.Table = h.Store.Table()
 	h.Conns = connectionstest.New(t, cfg.Stage)
-	h.Minter = auth.Minter{Alg: "HS256", Key: []byte(Secret), Now: now, TicketLifetime: h.Cfg.TicketLifetime, Issuer: h.Cfg.JWTIssuer, Audience: h.Cfg.JWTAudience}
+	h.Minter = auth.Minter{Alg: "HS256", Key: []byte(Secret), Now: now, TicketLifetime: h.Cfg.TicketLifetime, MaxLifetime: h.Cfg.MaxTokenLifetime, Issuer: h.Cfg.JWTIssuer, Audience: h.Cfg.JWTAudience}
 	h.Verifier, err = auth.NewVerifier(auth.VerifierConfig{
-		Alg: "HS256", Secret: []byte(Secret), TicketLifetime: h.Cfg.TicketLifetime, Now: now,
+		Alg: "HS256", Secret: []byte(Secret), TicketLifetime: h.Cfg.TicketLifetime, MaxLifetime: h.Cfg.MaxTokenLifetime, Now: now,
 		Issuer: h.Cfg.JWTIssuer, Audience: h.Cfg.JWTAudience,
 	})
 	if err != nil {
