@@ -17,21 +17,26 @@ import (
 // actions follow the shared/store methods each function calls (see
 // shared/gateway and shared/broadcast):
 //
-//	connect     PutConnection (PutItem, BatchWriteItem), CountConnections
-//	            (Query), GetState (GetItem), ClaimTicket (PutItem),
-//	            DeleteConnection (Query, BatchWriteItem)
-//	disconnect  DeleteConnection (Query, BatchWriteItem)
-//	message     TouchConnection, Authenticate (UpdateItem, BatchWriteItem),
-//	            Subscribe (TransactWriteItems: Update, Put, ConditionCheck),
+//	connect     PutConnection (TransactWriteItems: Put, Update with the
+//	            connection caps; reclaiming expired places: Update, Delete,
+//	            ConditionCheck; Query), GetState (GetItem), ClaimTicket
+//	            (PutItem), DeleteConnection (below)
+//	disconnect  DeleteConnection (Query, GetItem, BatchWriteItem;
+//	            TransactWriteItems giving places and wildcard holds back:
+//	            Update, Delete, ConditionCheck)
+//	message     CountCommands, ReserveReplay, ReturnReplay, Authenticate
+//	            (UpdateItem, BatchWriteItem), Subscribe
+//	            (TransactWriteItems: Update, Put, ConditionCheck),
 //	            Unsubscribe (TransactWriteItems: Delete, Update;
 //	            BatchWriteItem), ConnectionSubscriptions, History,
-//	            CountConnections (Query), GetState, CurrentSeq (GetItem),
-//	            ClaimTicket (PutItem)
+//	            CountConnections (Query), GetState, CurrentSeq, TopicSeq
+//	            (GetItem), ClaimTicket (PutItem)
 //	broadcast   BeginEvent (UpdateItem, PutItem, TransactWriteItems: Put;
 //	            GetItem when redelivered), ReplaceState (PutItem,
 //	            DeleteItem), FinishEvent, leases, ClaimShard (UpdateItem),
 //	            PutShard, PutDetail (PutItem), Detail, GetConnection
-//	            (GetItem), SubscriberPatterns, Subscribers, History (Query),
+//	            (GetItem), TopicSeq (GetItem), ReserveReplay, ReturnReplay
+//	            (UpdateItem), SubscriberPatterns, Subscribers, History (Query),
 //	            ForgetPattern (DeleteItem), DeleteConnection (Query,
 //	            BatchWriteItem)
 //
@@ -53,6 +58,8 @@ type functionSpec struct {
 	sendsTasks bool
 	// readsSecret: verifies tokens, so reads the HMAC key at start-up.
 	readsSecret bool
+	// reserved is the function's reserved concurrency (0: none).
+	reserved func(Settings) int
 }
 
 var functionSpecs = []functionSpec{{
@@ -64,7 +71,7 @@ var functionSpecs = []functionSpec{{
 	// integration timeout.
 	memoryMB:    512,
 	timeout:     10 * time.Second,
-	dynamo:      []string{"GetItem", "PutItem", "Query", "BatchWriteItem"},
+	dynamo:      []string{"GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchWriteItem"},
 	sendsTasks:  true, // the auth-message deadline and ?since= replays
 	readsSecret: true,
 }, {
@@ -74,7 +81,7 @@ var functionSpecs = []functionSpec{{
 	// batches of 25; nobody waits on it and TTL cleans up a miss.
 	memoryMB: 256,
 	timeout:  10 * time.Second,
-	dynamo:   []string{"Query", "BatchWriteItem"},
+	dynamo:   []string{"GetItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchWriteItem"},
 }, {
 	name:        "message",
 	description: "$default: client commands (subscribe, ping, request_current_state, resume, auth, batch)",
@@ -86,6 +93,10 @@ var functionSpecs = []functionSpec{{
 	dynamo:      []string{"GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchWriteItem"},
 	manage:      []string{"POST", "DELETE"},
 	readsSecret: true, // the auth command verifies tokens
+	// Clients choose how many frames they send: reserved concurrency
+	// caps the frames running at once, so a flood is throttled here
+	// instead of starving $connect and broadcast of the account's pool.
+	reserved: func(s Settings) int { return s.MessageReservedConcurrency },
 }, {
 	name:        "broadcast",
 	description: "Delivers EventBridge events to subscribers and drains the task queue",
@@ -95,7 +106,7 @@ var functionSpecs = []functionSpec{{
 	// queue's visibility timeout is six times this.
 	memoryMB:   1024,
 	timeout:    60 * time.Second,
-	dynamo:     []string{"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"},
+	dynamo:     []string{"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "BatchWriteItem"},
 	manage:     []string{"POST", "DELETE"},
 	sendsTasks: true, // re-scheduled auth deadlines, fan-out shards
 }}
@@ -189,10 +200,19 @@ func (g *gateway) newFunction(spec functionSpec) *function {
 		ApplicationLogLevelV2: appLevel,
 		SystemLogLevelV2:      awslambda.SystemLogLevel_INFO,
 		LogGroup:              f.logs,
-		// Reserved concurrency is left to the user: it carves capacity out
-		// of the account's pool, which only the account owner can weigh.
+		// Reserved concurrency carves capacity out of the account's pool:
+		// only the message function has it, set by a context setting.
+		ReservedConcurrentExecutions: reserved(spec, g.s),
 	})
 	return f
+}
+
+// reserved is a function's reserved concurrency, nil for none.
+func reserved(spec functionSpec, s Settings) *float64 {
+	if spec.reserved == nil || spec.reserved(s) <= 0 {
+		return nil
+	}
+	return jsii.Number(float64(spec.reserved(s)))
 }
 
 // connectionsArn is the @connections API of this stage for one method:

@@ -143,6 +143,7 @@ var (
 		"jwtIssuer":                  "https://auth.example.com/",
 		"jwtAudience":                "wsgate",
 		"tokenCookie":                "session",
+		"allowedOrigins":             "https://app.example.com, https://*.example.com",
 		"anonymousTopics":            "topology.*, public.>",
 		"stateRequiredTopics":        "firmware.operation.*",
 		"authMessage":                "false",
@@ -162,6 +163,10 @@ var (
 		"postRate":                   "1000",
 		"logLevel":                   "debug",
 		"queueMaxConcurrency":        "20",
+		"messageReservedConcurrency": "40",
+		"frameStoreCalls":            "150",
+		"maxReplayBytes":             "524288",
+		"maxReplayBytesPerMinute":    "4194304",
 		"apiGatewayCloudWatchRole":   "false",
 	}
 	es256 = map[string]string{

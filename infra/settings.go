@@ -29,8 +29,11 @@ const (
 	DefaultThrottleBurst       = 1000
 	DefaultLogRetentionDays    = 30
 	DefaultQueueMaxConcurrency = 50
-	DefaultBinDir              = "../bin"
-	DefaultArchitecture        = "arm64"
+	// DefaultMessageReservedConcurrency keeps a flood of client frames
+	// from taking every concurrent execution $connect and broadcast need.
+	DefaultMessageReservedConcurrency = 100
+	DefaultBinDir                     = "../bin"
+	DefaultArchitecture               = "arm64"
 )
 
 // Functions are the four Lambda functions `make build` packages as
@@ -63,6 +66,10 @@ type Settings struct {
 	// x86_64 (make build LAMBDA_ARCH=amd64), e.g. for LocalStack on x86.
 	Architecture        string
 	QueueMaxConcurrency int
+	// MessageReservedConcurrency is the message function's reserved
+	// concurrency: at most this many frames run at once, and the rest of
+	// the account's concurrency stays for the other functions. 0: none.
+	MessageReservedConcurrency int
 	// APIGatewayCloudWatchRole sets the account's API Gateway CloudWatch
 	// Logs role (needed once per account and region for access logs).
 	APIGatewayCloudWatchRole bool
@@ -96,6 +103,7 @@ var functionSettings = []struct {
 	{"jwtIssuer", config.EnvJWTIssuer, text},
 	{"jwtAudience", config.EnvJWTAudience, text},
 	{"tokenCookie", config.EnvTokenCookie, text},
+	{"allowedOrigins", config.EnvAllowedOrigins, list},
 	{"anonymousTopics", config.EnvAnonymousTopics, list},
 	{"stateRequiredTopics", config.EnvStateRequiredTopics, list},
 	{"authMessage", config.EnvAuthMessage, boolean},
@@ -105,10 +113,18 @@ var functionSettings = []struct {
 	{"maxConnectionsPerPrincipal", config.EnvMaxConnectionsPerPrincipal, integer},
 	{"maxSubscriptions", config.EnvMaxSubscriptions, integer},
 	{"maxBatch", config.EnvMaxBatch, integer},
+	{"frameBudget", config.EnvFrameBudget, duration},
+	{"maxWildcards", config.EnvMaxWildcards, integer},
+	{"maxPendingPerIp", config.EnvMaxPendingPerIP, integer},
+	{"maxPending", config.EnvMaxPending, integer},
+	{"frameStoreCalls", config.EnvFrameStoreCalls, integer},
+	{"maxReplayBytes", config.EnvMaxReplayBytes, integer},
+	{"maxReplayBytesPerMinute", config.EnvMaxReplayBytesPerMinute, integer},
 	{"profiles", config.EnvProfiles, jsonObject},
 	{"historyRetention", config.EnvHistoryRetention, duration},
 	{"historyDefault", config.EnvHistoryDefault, boolean},
 	{"ticketLifetime", config.EnvTicketLifetime, duration},
+	{"maxTokenLifetime", config.EnvMaxTokenLifetime, duration},
 	{"connectionTtl", config.EnvConnectionTTL, duration},
 	{"fanoutWorkers", config.EnvFanoutWorkers, integer},
 	{"fanoutPageSize", config.EnvFanoutPageSize, integer},
@@ -143,23 +159,24 @@ func SettingsFromContext(node constructs.Node) (Settings, error) {
 func settingsFrom(get func(string) any) (Settings, error) {
 	r := contextReader{get: get}
 	s := Settings{
-		Stage:                    r.str("stage", DefaultStage),
-		DomainName:               r.str("domainName", ""),
-		CertificateArn:           r.str("certificateArn", ""),
-		JWTAlg:                   strings.ToUpper(r.str("jwtAlg", config.DefaultJWTAlg)),
-		JWTSecretArn:             r.str("jwtSecretArn", ""),
-		JWTSecretKeyArn:          r.str("jwtSecretKeyArn", ""),
-		JWTPublicKey:             r.str("jwtPublicKey", ""),
-		JWKSURL:                  r.str("jwksUrl", ""),
-		ThrottleRate:             float64(r.integer("throttleRate", DefaultThrottleRate)),
-		ThrottleBurst:            float64(r.integer("throttleBurst", DefaultThrottleBurst)),
-		LogRetentionDays:         r.integer("logRetentionDays", DefaultLogRetentionDays),
-		AlarmEmail:               r.str("alarmEmail", ""),
-		BinDir:                   r.str("binDir", DefaultBinDir),
-		Architecture:             r.str("architecture", DefaultArchitecture),
-		QueueMaxConcurrency:      r.integer("queueMaxConcurrency", DefaultQueueMaxConcurrency),
-		APIGatewayCloudWatchRole: r.boolean("apiGatewayCloudWatchRole", true),
-		FunctionEnv:              map[string]string{},
+		Stage:                      r.str("stage", DefaultStage),
+		DomainName:                 r.str("domainName", ""),
+		CertificateArn:             r.str("certificateArn", ""),
+		JWTAlg:                     strings.ToUpper(r.str("jwtAlg", config.DefaultJWTAlg)),
+		JWTSecretArn:               r.str("jwtSecretArn", ""),
+		JWTSecretKeyArn:            r.str("jwtSecretKeyArn", ""),
+		JWTPublicKey:               r.str("jwtPublicKey", ""),
+		JWKSURL:                    r.str("jwksUrl", ""),
+		ThrottleRate:               float64(r.integer("throttleRate", DefaultThrottleRate)),
+		ThrottleBurst:              float64(r.integer("throttleBurst", DefaultThrottleBurst)),
+		LogRetentionDays:           r.integer("logRetentionDays", DefaultLogRetentionDays),
+		AlarmEmail:                 r.str("alarmEmail", ""),
+		BinDir:                     r.str("binDir", DefaultBinDir),
+		Architecture:               r.str("architecture", DefaultArchitecture),
+		QueueMaxConcurrency:        r.integer("queueMaxConcurrency", DefaultQueueMaxConcurrency),
+		MessageReservedConcurrency: r.integer("messageReservedConcurrency", DefaultMessageReservedConcurrency),
+		APIGatewayCloudWatchRole:   r.boolean("apiGatewayCloudWatchRole", true),
+		FunctionEnv:                map[string]string{},
 	}
 	s.Prod = r.boolean("prod", false) || s.Stage == "prod"
 
@@ -201,6 +218,9 @@ func settingsFrom(get func(string) any) (Settings, error) {
 	}
 	if s.QueueMaxConcurrency < 2 || s.QueueMaxConcurrency > 1000 {
 		r.fail("queueMaxConcurrency", "%d is outside 2..1000 (Lambda's limits for SQS event sources)", s.QueueMaxConcurrency)
+	}
+	if s.MessageReservedConcurrency < 0 || s.MessageReservedConcurrency > 10000 {
+		r.fail("messageReservedConcurrency", "%d is outside 0..10000 (0: no reservation; it must leave the account 100 unreserved)", s.MessageReservedConcurrency)
 	}
 	if s.AlarmEmail != "" && !strings.Contains(s.AlarmEmail, "@") {
 		r.fail("alarmEmail", "%q is not an email address", s.AlarmEmail)

@@ -15,16 +15,17 @@ func TestSettings_DefaultsLeaveFunctionSettingsToSharedConfig(t *testing.T) {
 	s, err := settingsFrom(mapGetter(nil))
 	require.NoError(t, err)
 	assert.Equal(t, Settings{
-		Stage:                    "dev",
-		JWTAlg:                   config.DefaultJWTAlg,
-		ThrottleRate:             DefaultThrottleRate,
-		ThrottleBurst:            DefaultThrottleBurst,
-		LogRetentionDays:         DefaultLogRetentionDays,
-		BinDir:                   DefaultBinDir,
-		Architecture:             DefaultArchitecture,
-		QueueMaxConcurrency:      DefaultQueueMaxConcurrency,
-		APIGatewayCloudWatchRole: true,
-		FunctionEnv:              map[string]string{},
+		Stage:                      "dev",
+		JWTAlg:                     config.DefaultJWTAlg,
+		ThrottleRate:               DefaultThrottleRate,
+		ThrottleBurst:              DefaultThrottleBurst,
+		LogRetentionDays:           DefaultLogRetentionDays,
+		BinDir:                     DefaultBinDir,
+		Architecture:               DefaultArchitecture,
+		QueueMaxConcurrency:        DefaultQueueMaxConcurrency,
+		MessageReservedConcurrency: DefaultMessageReservedConcurrency,
+		APIGatewayCloudWatchRole:   true,
+		FunctionEnv:                map[string]string{},
 	}, s)
 	assert.False(t, s.Prod)
 	assert.True(t, s.HMAC())
@@ -91,6 +92,8 @@ func TestSettings_RejectsBadValuesNamingTheKey(t *testing.T) {
 		{map[string]any{"throttleBurst": "many"}, "throttleBurst"},
 		{map[string]any{"logRetentionDays": "10"}, "logRetentionDays"},
 		{map[string]any{"queueMaxConcurrency": "1"}, "queueMaxConcurrency"},
+		{map[string]any{"messageReservedConcurrency": "-1"}, "messageReservedConcurrency"},
+		{map[string]any{"messageReservedConcurrency": "lots"}, "messageReservedConcurrency"},
 		{map[string]any{"alarmEmail": "ops"}, "alarmEmail"},
 		{map[string]any{"maxBatch": "lots"}, "maxBatch"},
 		{map[string]any{"authDeadline": "10"}, "authDeadline"},

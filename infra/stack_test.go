@@ -33,7 +33,7 @@ var want = map[string]struct {
 		env: []string{config.EnvTable, config.EnvStage, config.EnvManagementEndpoint, config.EnvJWTAlg, config.EnvJWTSecretARN, config.EnvQueueURL},
 		actions: []string{
 			"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
-			"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchWriteItem",
+			"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:Query", "dynamodb:BatchWriteItem",
 			"sqs:SendMessage", "secretsmanager:GetSecretValue",
 		},
 	},
@@ -42,7 +42,7 @@ var want = map[string]struct {
 		env: []string{config.EnvTable, config.EnvStage, config.EnvManagementEndpoint, config.EnvJWTAlg, config.EnvJWTSecretARN},
 		actions: []string{
 			"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
-			"dynamodb:Query", "dynamodb:BatchWriteItem",
+			"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:Query", "dynamodb:BatchWriteItem",
 		},
 	},
 	"message": {
@@ -61,7 +61,7 @@ var want = map[string]struct {
 		actions: []string{
 			"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
 			"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem",
-			"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+			"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:BatchWriteItem",
 			"execute-api:ManageConnections",
 			// the task queue: send, and the event source mapping's receive
 			"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
@@ -194,7 +194,11 @@ func TestStack_FunctionsRunArm64BootstrapWithTracing(t *testing.T) {
 			assert.Equal(t, w.memory, p["MemorySize"])
 			assert.Equal(t, w.timeout, p["Timeout"])
 			assert.Equal(t, map[string]any{"Mode": "Active"}, p["TracingConfig"])
-			assert.Nil(t, p["ReservedConcurrentExecutions"], "reserved concurrency is the user's call")
+			if name == "message" {
+				assert.Equal(t, float64(DefaultMessageReservedConcurrency), p["ReservedConcurrentExecutions"], "a flood of frames cannot take the pool $connect and broadcast need")
+			} else {
+				assert.Nil(t, p["ReservedConcurrentExecutions"], "only the message function's concurrency is reserved")
+			}
 			lc := p["LoggingConfig"].(map[string]any)
 			assert.Equal(t, "JSON", lc["LogFormat"])
 			assert.Equal(t, "INFO", lc["ApplicationLogLevel"], "EMF lines have no level (INFO); a higher level drops metrics")
@@ -207,6 +211,25 @@ func TestStack_FunctionsRunArm64BootstrapWithTracing(t *testing.T) {
 	// The broadcast timeout and the task queue's visibility agree.
 	_, q := s.taskQueue(t)
 	assert.Equal(t, 6*want["broadcast"].timeout, props(q)["VisibilityTimeout"])
+}
+
+func TestStack_MessageReservedConcurrencyFollowsContext(t *testing.T) {
+	for _, tc := range []struct {
+		ctx  map[string]string
+		want any
+	}{
+		{defaults, float64(DefaultMessageReservedConcurrency)},
+		{configured, 40.0},
+		{map[string]string{"stage": "unreserved", "messageReservedConcurrency": "0"}, nil},
+	} {
+		s := synth(t, tc.ctx)
+		_, p := s.function(t, "message")
+		assert.Equal(t, tc.want, p["ReservedConcurrentExecutions"], "%v", tc.ctx)
+		for _, other := range []string{"connect", "disconnect", "broadcast"} {
+			_, p := s.function(t, other)
+			assert.Nil(t, p["ReservedConcurrentExecutions"], other)
+		}
+	}
 }
 
 func TestStack_LogRetentionFollowsContext(t *testing.T) {
@@ -252,6 +275,7 @@ func TestStack_ContextSettingsReachEveryFunction(t *testing.T) {
 		config.EnvJWTIssuer:                  "https://auth.example.com/",
 		config.EnvJWTAudience:                "wsgate",
 		config.EnvTokenCookie:                "session",
+		config.EnvAllowedOrigins:             "https://app.example.com,https://*.example.com",
 		config.EnvAnonymousTopics:            "topology.*,public.>",
 		config.EnvStateRequiredTopics:        "firmware.operation.*",
 		config.EnvAuthMessage:                "false",
@@ -261,6 +285,9 @@ func TestStack_ContextSettingsReachEveryFunction(t *testing.T) {
 		config.EnvMaxConnectionsPerPrincipal: "10",
 		config.EnvMaxSubscriptions:           "20",
 		config.EnvMaxBatch:                   "25",
+		config.EnvFrameStoreCalls:            "150",
+		config.EnvMaxReplayBytes:             "524288",
+		config.EnvMaxReplayBytesPerMinute:    "4194304",
 		config.EnvProfiles:                   `{"valtronics":{"max_message_bytes":1024}}`,
 		config.EnvHistoryRetention:           "48h",
 		config.EnvHistoryDefault:             "true",

@@ -50,7 +50,7 @@ type Store interface {
 	PutShard(ctx context.Context, eventID string, shard int, owner string, lease time.Duration, p store.ShardProgress) error
 	PutDetail(ctx context.Context, eventID string, detail []byte) error
 	Detail(ctx context.Context, eventID string) ([]byte, error)
-	delivery.HistoryReader
+	delivery.ReplayStore
 }
 
 // Sender posts frames to connections.
@@ -489,7 +489,10 @@ func (h *Handler) authDeadline(ctx context.Context, t queue.Task) error {
 	return err
 }
 
-// replay sends a connection the history it asked for with ?since=.
+// replay sends a connection the history it asked for with ?since=, under
+// a resume's caps: at most MaxReplayBytes, taken from the connection's
+// allowance per minute, each frame posted as soon as it is read, then
+// resumed (with more when the cap stopped it short) or the error.
 func (h *Handler) replay(ctx context.Context, t queue.Task) error {
 	log := h.log.With("connection_id", t.ConnectionID, "topic", t.Topic)
 	c, err := h.store.GetConnection(ctx, t.ConnectionID)
@@ -504,30 +507,42 @@ func (h *Handler) replay(ctx context.Context, t queue.Task) error {
 		log.Error("replay task with a bad topic", "error", err.Error())
 		return nil
 	}
-	r, err := delivery.BuildReplay(ctx, h.store, c, tp, t.Since, delivery.MaxReplay)
-	var frames [][]byte
+	id := t.ConnectionID
+	// The replay is queued by $connect and may arrive before API Gateway
+	// has registered the connection: Post waits that out.
+	post := func(f []byte) error { return fanout.Post(ctx, h.conns, id, f, c.ConnectedAt, h.now) }
+	lim := delivery.ReplayLimits{Bytes: int64(h.cfg.MaxReplayBytes), PerMinute: int64(h.cfg.MaxReplayBytesPerMinute)}
+	p := delivery.NewReplayer(h.store, c, lim, h.now)
+	r, err := p.Replay(ctx, delivery.Request{Topic: tp, Since: t.Since, Envelope: c.Envelope}, post)
+	if cerr := p.Close(ctx); cerr != nil {
+		log.Warn("replay allowance not given back", "error", cerr.Error())
+	}
+	var last []byte
 	switch {
 	case errors.Is(err, delivery.ErrHistoryExpired):
-		frames = [][]byte{protocol.Encode(protocol.Errorf(nil, protocol.CodeHistoryExpired, "%v", err))}
+		last = protocol.Encode(protocol.Errorf(nil, protocol.CodeHistoryExpired, "%v", err))
+	case errors.Is(err, delivery.ErrReplayLimited):
+		last = protocol.Encode(protocol.Errorf(nil, protocol.CodeRateLimited, "%v; connect again later with since=%d", err, t.Since))
 	case err != nil:
-		return err
+		return h.replayFailed(ctx, id, err)
 	default:
-		frames = append(r.Frames, protocol.Encode(protocol.Resumed{Type: protocol.TypeResumed, Topic: tp.String(), Seq: r.Last, Replayed: len(r.Frames)}))
+		last = protocol.Encode(protocol.Resumed{Type: protocol.TypeResumed, Topic: tp.String(), Seq: r.Last, Replayed: r.Frames, More: r.More})
 	}
-	id := t.ConnectionID
-	for _, f := range frames {
-		// The replay is queued by $connect and may arrive before API
-		// Gateway has registered the connection: Post waits that out.
-		if err := fanout.Post(ctx, h.conns, id, f, c.ConnectedAt, h.now); err != nil {
-			if errors.Is(fanout.Classify(err), fanout.ErrGone) {
-				_, _ = h.store.DeleteConnection(ctx, id)
-				return nil
-			}
-			return err
-		}
+	if err := post(last); err != nil {
+		return h.replayFailed(ctx, id, err)
 	}
-	log.Info("replayed", "since", t.Since, "frames", len(frames)-1)
+	log.Info("replayed", "since", t.Since, "frames", r.Frames, "seq", r.Last, "more", r.More)
 	return nil
+}
+
+// replayFailed ends a replay that could not go on: a connection gone is
+// removed and the task done; anything else is retried by the queue.
+func (h *Handler) replayFailed(ctx context.Context, id string, err error) error {
+	if errors.Is(fanout.Classify(err), fanout.ErrGone) {
+		_, _ = h.store.DeleteConnection(ctx, id)
+		return nil
+	}
+	return err
 }
 
 func requestID(ctx context.Context) string {

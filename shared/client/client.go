@@ -180,6 +180,9 @@ type topicState struct {
 	known    bool    // last is a position the gateway or the caller gave, or an event set
 	held     []Event // received past a hole or during a resume, by seq
 	resuming bool    // a resume is in flight
+	// owed: a resume must be asked again (the gateway stopped one at its
+	// replay cap, or could not do it now), even with nothing held.
+	owed     bool
 	gapSince time.Time
 }
 
@@ -533,6 +536,7 @@ type reply struct {
 	Code       string            `json:"code"`
 	Message    string            `json:"message"`
 	Seqs       map[string]uint64 `json:"seqs"`
+	More       bool              `json:"more"`
 }
 
 func (c *Client) handle(ctx context.Context, ws *websocket.Conn, data []byte) {
@@ -569,6 +573,19 @@ func (c *Client) handle(ctx context.Context, ws *websocket.Conn, data []byte) {
 		c.onReply(data)
 	case r.Type == "resumed" && (strings.HasPrefix(id, "resume:") || (id == "" && c.o.Scope != "" && r.Topic == c.o.Scope)):
 		c.resumed(r.Topic, r.Seq, nil)
+		if r.More {
+			// The replay cap stopped it short of the topic's number: ask
+			// for the rest, at once (a scoped connection cannot resume:
+			// it reconnects with since).
+			if id == "" {
+				go c.Drop()
+				break
+			}
+			c.mu.Lock()
+			ts := c.topic(r.Topic)
+			ts.owed, ts.gapSince = true, time.Time{}
+			c.mu.Unlock()
+		}
 	case r.Type == "error" && r.Code == "history_expired" && (strings.HasPrefix(id, "resume:") || (id == "" && c.o.Scope != "")):
 		t := strings.TrimPrefix(id, "resume:")
 		if id == "" {
@@ -580,6 +597,7 @@ func (c *Client) handle(ctx context.Context, ws *websocket.Conn, data []byte) {
 		c.mu.Lock()
 		ts := c.topic(strings.TrimPrefix(id, "resume:"))
 		ts.resuming = false
+		ts.owed = true
 		ts.gapSince = time.Now()
 		if len(ts.held) == 0 {
 			ts.held = nil
@@ -673,8 +691,8 @@ func (c *Client) checkGaps(ctx context.Context, ws *websocket.Conn, now time.Tim
 	c.mu.Lock()
 	var ask []string
 	for t, ts := range c.topics {
-		if len(ts.held) > 0 && !ts.resuming && now.Sub(ts.gapSince) >= c.o.GapWait {
-			ts.resuming = true
+		if (len(ts.held) > 0 || ts.owed) && !ts.resuming && now.Sub(ts.gapSince) >= c.o.GapWait {
+			ts.resuming, ts.owed = true, false
 			ask = append(ask, t)
 		}
 	}

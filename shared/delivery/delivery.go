@@ -5,9 +5,7 @@
 package delivery
 
 import (
-	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"time"
 
@@ -16,7 +14,6 @@ import (
 	"github.com/wsgate/wsgate/shared/filter"
 	"github.com/wsgate/wsgate/shared/protocol"
 	"github.com/wsgate/wsgate/shared/store"
-	"github.com/wsgate/wsgate/shared/topic"
 )
 
 // Item is one event to deliver, live or from history.
@@ -131,116 +128,4 @@ func (e *Encoder) Frame(envelope bool, keep map[string][]string) ([]byte, error)
 	}
 	e.cache[k] = frame
 	return frame, nil
-}
-
-// MaxReplay bounds the events one resume replays; a client further behind
-// gets history_expired and should reload the topic's state.
-const MaxReplay = 500
-
-// ErrHistoryExpired: the history no longer holds every event after the
-// requested sequence number (not kept, past retention, or too many).
-var ErrHistoryExpired = errors.New("history expired")
-
-// HistoryReader is what a replay reads.
-type HistoryReader interface {
-	CurrentSeq(ctx context.Context, t topic.Pattern) (uint64, error)
-	History(ctx context.Context, t topic.Pattern, since uint64, limit int) ([]store.HistoryEntry, error)
-	ConnectionSubscriptions(ctx context.Context, connID string) ([]store.Subscription, error)
-}
-
-// Replay is the frames a connection missed on a topic, in order.
-type Replay struct {
-	Frames [][]byte
-	// Last is the sequence number the connection is now at.
-	Last uint64
-	// Events counts the events the replay covered (sent or filtered out).
-	Events int
-}
-
-// BuildReplay collects the events of t after since for conn, applying the
-// same audience and filter rules as live delivery. Every event after since
-// must be in the history, else ErrHistoryExpired: a client is never told it
-// is caught up when it is not. At most max events are replayed.
-func BuildReplay(ctx context.Context, r HistoryReader, conn store.Connection, t topic.Pattern, since uint64, max int) (Replay, error) {
-	cur, err := r.CurrentSeq(ctx, t)
-	if err != nil {
-		return Replay{}, err
-	}
-	if since > cur {
-		// The client is ahead of the topic: its counter restarted.
-		return Replay{}, fmt.Errorf("%w: since %d is after the topic's sequence %d", ErrHistoryExpired, since, cur)
-	}
-	if since == cur {
-		return Replay{Last: cur}, nil
-	}
-	if cur-since > uint64(max) {
-		return Replay{}, fmt.Errorf("%w: %d events missed; at most %d are replayed", ErrHistoryExpired, cur-since, max)
-	}
-	entries, err := history(ctx, r, t, since, cur)
-	if err != nil {
-		return Replay{}, err
-	}
-	subs, err := r.ConnectionSubscriptions(ctx, conn.ID)
-	if err != nil {
-		return Replay{}, err
-	}
-	var sets []filter.Set
-	for _, s := range subs {
-		p, err := topic.ParsePattern(s.Pattern)
-		if err == nil && p.Match(t) {
-			sets = append(sets, s.Filters)
-		}
-	}
-	if len(sets) == 0 {
-		sets = []filter.Set{nil} // not subscribed: everything the audience allows
-	}
-	out := Replay{Last: cur, Events: len(entries)}
-	for _, e := range entries {
-		if e.Skip {
-			continue
-		}
-		frame, ok, err := NewEncoder(FromHistory(t.String(), e)).For(conn.Principal.Identity, conn.Envelope, sets)
-		if err != nil {
-			return Replay{}, err
-		}
-		if ok {
-			out.Frames = append(out.Frames, frame)
-		}
-	}
-	return out, nil
-}
-
-// tailWait bounds how long a replay waits for events in flight: an event
-// takes its number a moment before its history entry is written.
-const tailWait = 300 * time.Millisecond
-
-// history reads the entries (since, cur]; every one must be there, but
-// entries missing only at the end get a moment to land. Otherwise it is
-// ErrHistoryExpired.
-func history(ctx context.Context, r HistoryReader, t topic.Pattern, since, cur uint64) ([]store.HistoryEntry, error) {
-	deadline := time.Now().Add(tailWait)
-	for {
-		entries, err := r.History(ctx, t, since, int(cur-since))
-		if err != nil {
-			return nil, err
-		}
-		contiguous := 0
-		for i, e := range entries {
-			if e.Seq != since+uint64(i)+1 {
-				return nil, fmt.Errorf("%w: event %d is no longer kept", ErrHistoryExpired, since+uint64(i)+1)
-			}
-			contiguous++
-		}
-		if uint64(contiguous) == cur-since {
-			return entries, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%w: event %d is no longer kept", ErrHistoryExpired, since+uint64(contiguous)+1)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }

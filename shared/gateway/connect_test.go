@@ -29,7 +29,10 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 var user = auth.Grant{Sub: "u1", Orgs: []string{"acme"}, Topics: []string{"telemetry.>", "topology.*"}}
 
 func TestConnect_TokenSourcesAndSubprotocolEcho(t *testing.T) {
-	h := gatewaytest.New(t, func(c *config.Config) { c.TokenCookie = "wsgate_session" })
+	h := gatewaytest.New(t, func(c *config.Config) {
+		c.TokenCookie = "wsgate_session"
+		c.AllowedOrigins = origins(t, "https://app.example.com")
+	})
 	tok := h.Token(user)
 	cases := []struct {
 		name     string
@@ -42,7 +45,7 @@ func TestConnect_TokenSourcesAndSubprotocolEcho(t *testing.T) {
 		{"authorization header", nil, map[string]string{"Authorization": "Bearer " + tok}, ""},
 		{"subprotocol, echoing the app protocol", nil, map[string]string{"Sec-WebSocket-Protocol": "wsgate, bearer." + tok}, "wsgate"},
 		{"subprotocol alone is echoed", nil, map[string]string{"Sec-WebSocket-Protocol": "bearer." + tok}, "bearer." + tok},
-		{"cookie", nil, map[string]string{"Cookie": "theme=dark; wsgate_session=" + tok}, ""},
+		{"cookie", nil, map[string]string{"Cookie": "theme=dark; wsgate_session=" + tok, "Origin": "https://app.example.com"}, ""},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -186,7 +189,7 @@ func TestConnect_PendingAndReplayScheduleTasks(t *testing.T) {
 	tasks, delays := h.Tasks.Take()
 	require.Len(t, tasks, 1)
 	assert.Equal(t, queue.Task{Kind: queue.KindAuthDeadline, ConnectionID: "pending"}, tasks[0])
-	assert.Equal(t, 10*time.Second, delays[0])
+	assert.Equal(t, config.DefaultAuthDeadline, delays[0])
 	subs, err := h.Store.ConnectionSubscriptions(context.Background(), "pending")
 	require.NoError(t, err)
 	assert.Empty(t, subs, "a pending connection subscribes to nothing")

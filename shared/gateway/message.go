@@ -37,6 +37,12 @@ type session struct {
 	closeAfter bool
 	// budgetEnds is when the frame's commands must stop starting work.
 	budgetEnds time.Time
+	// calls counts the store calls the frame's commands made or are about
+	// to make; callsMax bounds them.
+	calls, callsMax int
+	// replay streams the frame's resumes, within the frame's replay cap
+	// (made by the first resume).
+	replay *delivery.Replayer
 }
 
 // requestIDs are the ids of a frame's commands, one nil for a frame that
@@ -48,15 +54,29 @@ func requestIDs(cmd protocol.Command) []json.RawMessage {
 	case protocol.Batch:
 		ids := make([]json.RawMessage, 0, len(c.Items))
 		for _, it := range c.Items {
-			if it.Err != nil {
-				ids = append(ids, it.Err.ID)
-			} else {
-				ids = append(ids, it.Command.RequestID())
-			}
+			ids = append(ids, itemID(it))
 		}
 		return ids
 	}
 	return []json.RawMessage{cmd.RequestID()}
+}
+
+// itemID is the id of a batch's command, or of the one that could not be
+// read.
+func itemID(it protocol.BatchItem) json.RawMessage {
+	if it.Err != nil {
+		return it.Err.ID
+	}
+	return it.Command.RequestID()
+}
+
+// commandCount is how many commands a frame counts for in the rate limit:
+// each command of a batch, one for anything else (an unreadable frame too).
+func commandCount(cmd protocol.Command) int {
+	if b, ok := cmd.(protocol.Batch); ok {
+		return max(len(b.Items), 1)
+	}
+	return 1
 }
 
 // spent reports whether the frame's work budget is used up.
@@ -65,6 +85,30 @@ func (s *session) spent() bool { return time.Now().After(s.budgetEnds) }
 // errBudget answers a command left undone because the frame's budget ran out.
 func errBudget(id []byte) *protocol.Error {
 	return protocol.Errorf(id, protocol.CodeUnavailable, "this frame's work took too long; send the command again")
+}
+
+// spend counts n store calls a command is about to make against the
+// frame's budget, before it makes any: a command that would go past it is
+// refused whole (too_large when it could never fit in a frame).
+func (s *session) spend(id []byte, n int) *protocol.Error {
+	switch {
+	case n > s.callsMax:
+		s.g.limited("$default", MetricMessageTooLarge, s.conn.ID, s.conn.Principal.Sub)
+		return protocol.Errorf(id, protocol.CodeTooLarge, "this command needs %d store operations; a frame may use at most %d: split it", n, s.callsMax)
+	case s.calls+n > s.callsMax:
+		s.g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
+		return protocol.Errorf(id, protocol.CodeRateLimited, "this frame has used %d of its %d store operations and this command needs %d: send it again in another frame", s.calls, s.callsMax, n)
+	}
+	s.calls += n
+	return nil
+}
+
+// refused answers a refusal, if any, and reports whether there was one.
+func (s *session) refused(perr *protocol.Error) bool {
+	if perr != nil {
+		s.replyErr(perr)
+	}
+	return perr != nil
 }
 
 func (s *session) reply(v any) { s.replies = append(s.replies, protocol.Encode(v)) }
@@ -76,7 +120,8 @@ func (s *session) replyErr(e *protocol.Error) {
 
 // Message handles $default: one client frame, which may hold a batch. The
 // last reply goes back as the route response; earlier ones (batches, state
-// frames, replays) are posted in order before it. No input makes it fail.
+// frames) are posted in order before it, replayed frames as they are read.
+// No input makes it fail.
 func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (resp events.APIGatewayProxyResponse, err error) {
 	rc := req.RequestContext
 	log := g.log.With("connection_id", rc.ConnectionID, "request_id", rc.RequestID, "route", "$default")
@@ -98,38 +143,13 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 			body = []byte(req.Body)
 		}
 	}
-	arrived := g.now()
-	conn, err := g.store.TouchConnection(ctx, rc.ConnectionID, arrived)
-	conn.ID = rc.ConnectionID
-	s := &session{g: g, conn: conn, log: log, arrived: arrived}
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		// No record: it expired or $connect never completed. Close it.
-		log.Warn("message from unknown connection")
-		s.reply(protocol.Errorf(nil, protocol.CodeForbidden, "unknown connection; reconnect"))
-		s.closeAfter = true
-		return g.finish(ctx, s), nil
-	case errors.Is(err, store.ErrRateLimited):
-		log.Info("rate limited", "limit", conn.Limits.MessagesPerSecond)
-		g.limited("$default", MetricRateLimited, conn.ID, conn.Principal.Sub)
-		if !conn.PushOnly() {
-			s.reply(protocol.Errorf(nil, protocol.CodeRateLimited, "more than %d messages per second", conn.Limits.MessagesPerSecond))
-		}
-		return g.finish(ctx, s), nil
-	case err != nil:
-		// Answer each command, by its id, so the client knows what to send
-		// again.
-		log.Error("touch failed", "error", err.Error())
-		cmd, _ := protocol.Parse(body, g.cfg.MaxBatch)
-		for _, id := range requestIDs(cmd) {
-			s.reply(protocol.Errorf(id, protocol.CodeUnavailable, "temporarily unavailable; retry"))
-		}
+	// Parsed before it is counted: a batch counts as its commands.
+	cmd, perr := protocol.Parse(body, g.cfg.MaxBatch)
+	s, granted, answered := g.admit(ctx, log, rc.ConnectionID, cmd)
+	if answered {
 		return g.finish(ctx, s), nil
 	}
-	if conn.Principal.Sub != "" {
-		s.log = log.With("sub", conn.Principal.Sub)
-	}
-
+	conn := s.conn
 	if max := conn.Limits.MaxMessageBytes; max > 0 && len(body) > max {
 		g.limited("$default", MetricMessageTooLarge, conn.ID, conn.Principal.Sub)
 		if !conn.PushOnly() {
@@ -137,8 +157,6 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 		}
 		return g.finish(ctx, s), nil
 	}
-
-	cmd, perr := protocol.Parse(body, g.cfg.MaxBatch)
 	if conn.Pending {
 		s.pending(ctx, cmd, perr)
 		return g.finish(ctx, s), nil
@@ -149,6 +167,59 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 		}
 		return g.finish(ctx, s), nil
 	}
+	s.runFrame(ctx, cmd, granted)
+	return g.finish(ctx, s), nil
+}
+
+// admit counts the frame's commands against the connection's rate limit
+// and returns the session, how many of the commands (the first ones) may
+// run, and whether the frame is answered already: unknown connection, rate
+// limit reached, or the store failing.
+func (g *Gateway) admit(ctx context.Context, log *slog.Logger, id string, cmd protocol.Command) (*session, int, bool) {
+	arrived := g.now()
+	n := commandCount(cmd)
+	conn, granted, err := g.store.CountCommands(ctx, id, arrived, n)
+	conn.ID = id
+	s := &session{g: g, conn: conn, log: log, arrived: arrived}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// No record: it expired or $connect never completed. Close it.
+		log.Warn("message from unknown connection")
+		s.reply(protocol.Errorf(nil, protocol.CodeForbidden, "unknown connection; reconnect"))
+		s.closeAfter = true
+		return s, 0, true
+	case errors.Is(err, store.ErrRateLimited):
+		// One reply, whatever the batch: a refused frame must cost little.
+		log.Info("rate limited", "limit", conn.Limits.MessagesPerSecond, "commands", n)
+		g.limited("$default", MetricRateLimited, conn.ID, conn.Principal.Sub)
+		if !conn.PushOnly() {
+			var fid json.RawMessage
+			if cmd != nil {
+				fid = cmd.RequestID()
+			}
+			s.reply(protocol.Errorf(fid, protocol.CodeRateLimited, "more than %d messages per second; none of this frame's %d commands ran", conn.Limits.MessagesPerSecond, n))
+		}
+		return s, 0, true
+	case err != nil:
+		// Answer each command, by its id, so the client knows what to send
+		// again.
+		log.Error("touch failed", "error", err.Error())
+		for _, id := range requestIDs(cmd) {
+			s.reply(protocol.Errorf(id, protocol.CodeUnavailable, "temporarily unavailable; retry"))
+		}
+		return s, 0, true
+	}
+	if conn.Principal.Sub != "" {
+		s.log = log.With("sub", conn.Principal.Sub)
+	}
+	return s, granted, false
+}
+
+// runFrame runs the frame's commands in order: the first granted ones (the
+// rate limit refuses the rest, each by its id), each started within the
+// frame's time budget and its store calls within the frame's.
+func (s *session) runFrame(ctx context.Context, cmd protocol.Command, granted int) {
+	g := s.g
 	// Bound the frame's work, however large its batch, well inside API
 	// Gateway's 29 s: commands start within the budget, and store calls
 	// stop half as much (at least 5 s) later; the replies go out on ctx.
@@ -157,28 +228,37 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 		budget = config.DefaultFrameBudget
 	}
 	s.budgetEnds = time.Now().Add(budget)
+	s.callsMax = g.cfg.FrameStoreCalls
+	if s.callsMax <= 0 {
+		s.callsMax = config.DefaultFrameStoreCalls
+	}
 	wctx, cancel := context.WithTimeout(ctx, budget+max(budget/2, 5*time.Second))
 	defer cancel()
+	defer s.closeReplay(ctx)
+	items := []protocol.BatchItem{{Command: cmd}}
 	if b, ok := cmd.(protocol.Batch); ok {
-		for i, it := range b.Items {
-			if it.Err != nil {
-				if !conn.PushOnly() {
-					s.replyErr(it.Err)
-				}
-				continue
+		items = b.Items
+	}
+	if refused := len(items) - granted; refused > 0 {
+		s.log.Info("rate limited", "limit", s.conn.Limits.MessagesPerSecond, "commands", len(items), "refused", refused)
+		g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
+	}
+	for i, it := range items {
+		switch {
+		case s.conn.PushOnly() && (i >= granted || it.Err != nil):
+		case i >= granted:
+			// Logged once above.
+			s.reply(protocol.Errorf(itemID(it), protocol.CodeRateLimited, "more than %d messages per second: the first %d of this frame's %d commands ran", s.conn.Limits.MessagesPerSecond, granted, len(items)))
+		case it.Err != nil:
+			s.replyErr(it.Err)
+		case i > 0 && s.spent():
+			if !s.conn.PushOnly() {
+				s.replyErr(errBudget(it.Command.RequestID()))
 			}
-			if i > 0 && s.spent() {
-				if !conn.PushOnly() {
-					s.replyErr(errBudget(it.Command.RequestID()))
-				}
-				continue
-			}
+		default:
 			s.run(wctx, it.Command)
 		}
-	} else {
-		s.run(wctx, cmd)
 	}
-	return g.finish(ctx, s), nil
 }
 
 // finish posts all replies but the last, which becomes the route response,
@@ -229,11 +309,15 @@ func (s *session) pending(ctx context.Context, cmd protocol.Command, perr error)
 	}
 	a, ok := cmd.(protocol.Auth)
 	if perr != nil || !ok {
+		// Nothing but auth is served before auth, so a connection that
+		// sends anything else is not a client waiting to authenticate:
+		// close it rather than let it hold a pending place and send more.
 		var id []byte
 		if cmd != nil {
 			id = cmd.RequestID()
 		}
-		s.replyErr(protocol.Errorf(id, protocol.CodeForbidden, `authenticate first: {"type":"auth","token":"..."}`))
+		s.replyErr(protocol.Errorf(id, protocol.CodeForbidden, `authenticate first: {"type":"auth","token":"..."}; closing`))
+		s.closeAfter = true
 		return
 	}
 	g := s.g
@@ -258,18 +342,6 @@ func (s *session) pending(ctx context.Context, cmd protocol.Command, perr error)
 		s.authFailed(a.ID, protocol.AuthForbidden, err.Error())
 		return
 	}
-	if d, ok := p.DirectTopic(); ok {
-		n, err := g.store.CountConnections(ctx, d)
-		if err != nil {
-			s.internal(a.ID, err)
-			return
-		}
-		if n >= limits.MaxConnectionsPerPrincipal {
-			g.limited("$default", MetricTooManyConnections, s.conn.ID, p.Sub)
-			s.authFailed(a.ID, protocol.AuthTooManyConnections, fmt.Sprintf("at most %d connections per user", limits.MaxConnectionsPerPrincipal))
-			return
-		}
-	}
 	subs := initialSubscriptions(p, topic.Pattern{})
 	if len(subs) > limits.MaxSubscriptions {
 		g.limited("$default", MetricTooManySubscriptions, s.conn.ID, p.Sub)
@@ -284,6 +356,11 @@ func (s *session) pending(ctx context.Context, cmd protocol.Command, perr error)
 		return
 	case errors.Is(err, store.ErrNotFound):
 		s.authFailed(a.ID, protocol.AuthForbidden, "connection is not waiting for authentication")
+		return
+	case errors.Is(err, store.ErrLimit):
+		// The principal's cap, taken atomically with the authentication.
+		g.limited("$default", MetricTooManyConnections, s.conn.ID, p.Sub)
+		s.authFailed(a.ID, protocol.AuthTooManyConnections, fmt.Sprintf("at most %d connections per user", limits.MaxConnectionsPerPrincipal))
 		return
 	case err != nil:
 		s.internal(a.ID, err)
@@ -323,15 +400,23 @@ func (s *session) run(ctx context.Context, cmd protocol.Command) {
 	case protocol.Unsubscribe:
 		patterns := c.Patterns
 		if c.Covering {
-			patterns = s.covered(ctx, c.ID, c.Patterns)
-			if patterns == nil {
+			if s.refused(s.spend(c.ID, 1)) {
 				return
 			}
+			if patterns = s.covered(ctx, c.ID, c.Patterns); patterns == nil {
+				return
+			}
+		}
+		if s.refused(s.spend(c.ID, len(patterns))) {
+			return
 		}
 		s.unsubscribe(ctx, c.ID, patterns)
 	case protocol.Register:
 		s.register(ctx, c)
 	case protocol.RequestCurrentState:
+		if s.refused(s.spend(c.ID, 1)) {
+			return
+		}
 		s.currentState(ctx, c)
 	case protocol.Resume:
 		s.resume(ctx, c)
@@ -344,7 +429,13 @@ func (s *session) run(ctx context.Context, cmd protocol.Command) {
 
 // subscribe adds every pattern or none and answers subscribed.
 func (s *session) subscribe(ctx context.Context, c protocol.Subscribe) {
-	topics, perr := s.addSubscriptions(ctx, c.ID, c.Patterns, c.Filters)
+	reads := 0 // the sequence numbers read after subscribing
+	for _, p := range c.Patterns {
+		if !p.HasWildcard() {
+			reads++
+		}
+	}
+	topics, perr := s.addSubscriptions(ctx, c.ID, c.Patterns, c.Filters, reads)
 	if perr != nil {
 		s.replyErr(perr)
 		return
@@ -369,13 +460,23 @@ func (s *session) subscribe(ctx context.Context, c protocol.Subscribe) {
 	s.reply(protocol.Subscribed{Type: protocol.TypeSubscribed, ID: c.ID, Topics: topics, Seqs: seqs})
 }
 
-// addSubscriptions subscribes to every pattern or none: a refusal part-way
-// undoes the subscriptions this command created.
-func (s *session) addSubscriptions(ctx context.Context, id []byte, patterns []topic.Pattern, filters filter.Set) ([]string, *protocol.Error) {
+// addSubscriptions subscribes to every pattern or none. What is checked
+// before anything is written refuses it whole: permission, the
+// subscription limit, and the frame's store calls (one transaction per
+// pattern, and reads more after). A refusal part-way (the limit reached by
+// a frame running at once, the store failing) undoes the subscriptions
+// this command created.
+func (s *session) addSubscriptions(ctx context.Context, id []byte, patterns []topic.Pattern, filters filter.Set, reads int) ([]string, *protocol.Error) {
 	for _, p := range patterns {
 		if !s.conn.Principal.MaySubscribe(p) {
 			return nil, protocol.Errorf(id, protocol.CodeForbidden, "not allowed to subscribe to %s", p)
 		}
+	}
+	if perr := s.checkRoom(ctx, id, patterns); perr != nil {
+		return nil, perr
+	}
+	if perr := s.spend(id, len(patterns)+reads); perr != nil {
+		return nil, perr
 	}
 	var created []topic.Pattern
 	undo := func() {
@@ -396,6 +497,10 @@ func (s *session) addSubscriptions(ctx context.Context, id []byte, patterns []to
 		}
 		isNew, err := s.g.store.Subscribe(ctx, s.conn, store.NewSubscription{Pattern: p, Filters: filters})
 		switch {
+		case errors.Is(err, store.ErrWildcardLimit):
+			undo()
+			s.g.limited("$default", MetricTooManySubscriptions, s.conn.ID, s.conn.Principal.Sub)
+			return nil, protocol.Errorf(id, protocol.CodeRateLimited, "at most %d distinct wildcard patterns per principal", s.conn.Limits.MaxWildcards)
 		case errors.Is(err, store.ErrLimit):
 			undo()
 			s.g.limited("$default", MetricTooManySubscriptions, s.conn.ID, s.conn.Principal.Sub)
@@ -413,8 +518,42 @@ func (s *session) addSubscriptions(ctx context.Context, id []byte, patterns []to
 		}
 		topics = append(topics, p.String())
 	}
+	s.conn.Subscriptions += len(created)
 	s.log.Info("subscribed", "patterns", strings.Join(topics, ","))
 	return topics, nil
+}
+
+// checkRoom refuses, before anything is written, a subscribe that would
+// take the connection past its subscription limit. The count is the
+// record's as this frame found it, kept up to date by its commands; only
+// near the limit are the connection's subscriptions read, since
+// subscribing again to a pattern (new filters) takes no more room. The
+// store's own conditional count still holds against frames running at once.
+func (s *session) checkRoom(ctx context.Context, id []byte, patterns []topic.Pattern) *protocol.Error {
+	limit := s.conn.Limits.MaxSubscriptions
+	distinct := map[string]bool{}
+	for _, p := range patterns {
+		distinct[p.String()] = true
+	}
+	if limit <= 0 || s.conn.Subscriptions+len(distinct) <= limit {
+		return nil
+	}
+	if perr := s.spend(id, 1); perr != nil {
+		return perr
+	}
+	subs, err := s.g.store.ConnectionSubscriptions(ctx, s.conn.ID)
+	if err != nil {
+		s.log.Error("subscriptions unreadable", "error", err.Error())
+		return protocol.Errorf(id, protocol.CodeUnavailable, "temporarily unavailable; retry")
+	}
+	for _, sub := range subs {
+		delete(distinct, sub.Pattern)
+	}
+	if s.conn.Subscriptions+len(distinct) <= limit {
+		return nil
+	}
+	s.g.limited("$default", MetricTooManySubscriptions, s.conn.ID, s.conn.Principal.Sub)
+	return protocol.Errorf(id, protocol.CodeRateLimited, "at most %d subscriptions per connection: it holds %d and this adds %d", limit, s.conn.Subscriptions, len(distinct))
 }
 
 func (s *session) unsubscribe(ctx context.Context, id []byte, patterns []topic.Pattern) {
@@ -427,9 +566,13 @@ func (s *session) unsubscribe(ctx context.Context, id []byte, patterns []topic.P
 	}
 	topics := make([]string, 0, len(patterns))
 	for _, p := range patterns {
-		if _, err := s.g.store.Unsubscribe(ctx, s.conn.ID, p); err != nil {
+		removed, err := s.g.store.Unsubscribe(ctx, s.conn.ID, p)
+		if err != nil {
 			s.internal(id, err)
 			return
+		}
+		if removed {
+			s.conn.Subscriptions--
 		}
 		topics = append(topics, p.String())
 	}
@@ -471,19 +614,26 @@ func (s *session) register(ctx context.Context, c protocol.Register) {
 		return
 	}
 	if c.Deregister {
+		if s.refused(s.spend(nil, len(parts))) {
+			return
+		}
 		direct, hasDirect := s.conn.Principal.DirectTopic()
 		for _, p := range parts {
 			if hasDirect && p.String() == direct.String() {
 				continue // the direct topic stays for the connection's life
 			}
-			if _, err := s.g.store.Unsubscribe(ctx, s.conn.ID, p); err != nil {
+			removed, err := s.g.store.Unsubscribe(ctx, s.conn.ID, p)
+			if err != nil {
 				s.internal(nil, err)
 				return
+			}
+			if removed {
+				s.conn.Subscriptions--
 			}
 		}
 		return
 	}
-	if _, perr := s.addSubscriptions(ctx, nil, parts, nil); perr != nil {
+	if _, perr := s.addSubscriptions(ctx, nil, parts, nil, 0); perr != nil {
 		s.replyErr(perr)
 	}
 }
@@ -535,25 +685,4 @@ func (s *session) currentState(ctx context.Context, c protocol.RequestCurrentSta
 		return
 	}
 	s.replies = append(s.replies, st.Frames...)
-}
-
-// resume replays a topic's history after since, then confirms with resumed.
-func (s *session) resume(ctx context.Context, c protocol.Resume) {
-	if !s.conn.Principal.MaySubscribe(c.Topic) {
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "not allowed to read %s", c.Topic))
-		return
-	}
-	conn := s.conn
-	conn.Envelope = conn.Envelope || c.Envelope
-	r, err := delivery.BuildReplay(ctx, s.g.store, conn, c.Topic, c.Since, delivery.MaxReplay)
-	if errors.Is(err, delivery.ErrHistoryExpired) {
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeHistoryExpired, "%v", err))
-		return
-	}
-	if err != nil {
-		s.internal(c.ID, err)
-		return
-	}
-	s.replies = append(s.replies, r.Frames...)
-	s.reply(protocol.Resumed{Type: protocol.TypeResumed, ID: c.ID, Topic: c.Topic.String(), Seq: r.Last, Replayed: len(r.Frames)})
 }

@@ -123,7 +123,7 @@ func TestMessage_SubscriptionLimitIsAllOrNothing(t *testing.T) {
 	assert.Equal(t, "rate_limited", errorCode(t, h.Send("c1", `{"type":"subscribe","channel":"telemetry","device_id":[2,3]}`)))
 	subs, err := h.Store.ConnectionSubscriptions(context.Background(), "c1")
 	require.NoError(t, err)
-	assert.Len(t, subs, 2, "telemetry.2 was undone when telemetry.3 hit the limit")
+	assert.Len(t, subs, 2, "neither telemetry.2 nor telemetry.3: the subscribe would pass the limit")
 	c, err := h.Store.GetConnection(context.Background(), "c1")
 	require.NoError(t, err)
 	assert.Equal(t, 2, c.Subscriptions)
@@ -244,8 +244,11 @@ func TestMessage_AuthMessageMode(t *testing.T) {
 	h := gatewaytest.New(t)
 	tok := h.Token(auth.Grant{Sub: "v1", Topics: []string{"telemetry.*"}})
 
+	require.Equal(t, http.StatusOK, h.Connect("p0", nil, nil).StatusCode)
+	assert.Equal(t, "forbidden", errorCode(t, h.Send("p0", `{"type":"subscribe","channel":"telemetry"}`)), "nothing but auth before auth")
+	assert.Contains(t, h.Conns.Deleted(), "p0", "and a connection that tries is closed")
+
 	require.Equal(t, http.StatusOK, h.Connect("p1", nil, nil).StatusCode)
-	assert.Equal(t, "forbidden", errorCode(t, h.Send("p1", `{"type":"subscribe","channel":"telemetry"}`)), "nothing but auth before auth")
 	ok := one(t, h.Send("p1", `{"type":"auth","token":"`+tok+`"}`), "auth_response")
 	assert.Equal(t, true, ok["success"])
 	one(t, h.Send("p1", `{"type":"subscribe","channel":"telemetry","device_id":1}`), "subscribed")

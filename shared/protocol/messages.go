@@ -85,13 +85,16 @@ type Pong struct {
 }
 
 // Resumed ends a resume: Seq is the last sequence number replayed or, when
-// nothing was missed, the topic's current one.
+// nothing was missed, the topic's current one. More: the replay stopped at
+// its byte cap before the topic's current number; resume again from Seq
+// (later: the cap is per frame and per minute) for the rest.
 type Resumed struct {
 	Type     string          `json:"type"`
 	ID       json.RawMessage `json:"id,omitempty"`
 	Topic    string          `json:"topic"`
 	Seq      uint64          `json:"seq"`
 	Replayed int             `json:"replayed"`
+	More     bool            `json:"more,omitempty"`
 }
 
 // AuthResponse answers an auth message.

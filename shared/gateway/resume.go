@@ -1,0 +1,90 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+
+	"github.com/wsgate/wsgate/shared/delivery"
+	"github.com/wsgate/wsgate/shared/fanout"
+	"github.com/wsgate/wsgate/shared/protocol"
+)
+
+// resumeCalls is what a resume counts for in the frame's store calls
+// before it starts: the topic's number, the connection's subscriptions, a
+// page of history and the replay allowance. Further history pages count as
+// they are read; the frame's replay byte cap bounds them.
+const resumeCalls = 4
+
+// resume replays a topic's history after since, then confirms with
+// resumed. The replayed frames are posted as they are read, after the
+// frame's replies so far; resumed follows them. What the frame's (or the
+// connection's per-minute) replay cap leaves no room for is refused with
+// rate_limited, or, once some of it was replayed, confirmed as far as it
+// got with more set. A replayed frame that cannot be delivered makes the
+// command answer an error instead of resumed, which would vouch for it.
+func (s *session) resume(ctx context.Context, c protocol.Resume) {
+	if !s.conn.Principal.MaySubscribe(c.Topic) {
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "not allowed to read %s", c.Topic))
+		return
+	}
+	if s.refused(s.spend(c.ID, resumeCalls)) {
+		return
+	}
+	p := s.replayer()
+	before := p.Calls()
+	req := delivery.Request{Topic: c.Topic, Since: c.Since, Envelope: s.conn.Envelope || c.Envelope}
+	r, err := p.Replay(ctx, req, func(frame []byte) error { return s.post(ctx, frame) })
+	s.calls += max(0, p.Calls()-before-resumeCalls)
+	log := s.log.With("topic", c.Topic.String(), "since", c.Since)
+	switch {
+	case errors.Is(err, delivery.ErrHistoryExpired):
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeHistoryExpired, "%v", err))
+	case errors.Is(err, delivery.ErrReplayLimited):
+		s.g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeRateLimited, "%v; resume again later", err))
+	case errors.Is(err, delivery.ErrNotDelivered):
+		log.Warn("replay not delivered", "error", err.Error(), "delivered", r.Frames)
+		s.reply(protocol.Errorf(c.ID, protocol.CodeUnavailable, "%d replayed frames delivered, then one was not (temporarily unavailable); resume again", r.Frames))
+	case err != nil:
+		s.internal(c.ID, err)
+	default:
+		if r.Frames > 0 || r.More {
+			log.Info("replayed", "frames", r.Frames, "events", r.Events, "seq", r.Last, "more", r.More)
+		}
+		s.reply(protocol.Resumed{Type: protocol.TypeResumed, ID: c.ID, Topic: c.Topic.String(), Seq: r.Last, Replayed: r.Frames, More: r.More})
+	}
+}
+
+// replayer is the frame's Replayer: every resume of the frame shares its
+// byte cap and its one wait for events in flight.
+func (s *session) replayer() *delivery.Replayer {
+	if s.replay == nil {
+		lim := delivery.ReplayLimits{Bytes: int64(s.g.cfg.MaxReplayBytes), PerMinute: int64(s.g.cfg.MaxReplayBytesPerMinute)}
+		s.replay = delivery.NewReplayer(s.g.store, s.conn, lim, s.g.now)
+	}
+	return s.replay
+}
+
+// post sends a frame at once, after the replies so far, so a replay is
+// never held in memory and the replies keep their order.
+func (s *session) post(ctx context.Context, frame []byte) error {
+	for len(s.replies) > 0 {
+		r := s.replies[0]
+		s.replies = s.replies[1:]
+		if err := fanout.Post(ctx, s.g.conns, s.conn.ID, r, s.conn.ConnectedAt, s.g.now); err != nil {
+			return err
+		}
+	}
+	return fanout.Post(ctx, s.g.conns, s.conn.ID, frame, s.conn.ConnectedAt, s.g.now)
+}
+
+// closeReplay gives back the replay allowance the frame reserved and did
+// not use.
+func (s *session) closeReplay(ctx context.Context) {
+	if s.replay == nil {
+		return
+	}
+	if err := s.replay.Close(ctx); err != nil {
+		s.log.Warn("replay allowance not given back", "error", err.Error())
+	}
+}
