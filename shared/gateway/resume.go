@@ -7,6 +7,7 @@ import (
 	"github.com/wsgate/wsgate/shared/delivery"
 	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/protocol"
+	"github.com/wsgate/wsgate/shared/store"
 )
 
 // resumeCalls is what a resume counts for in the frame's store calls
@@ -45,6 +46,10 @@ func (s *session) resume(ctx context.Context, c protocol.Resume) {
 	case errors.Is(err, delivery.ErrNotDelivered):
 		log.Warn("replay not delivered", "error", err.Error(), "delivered", r.Frames)
 		s.reply(protocol.Errorf(c.ID, protocol.CodeUnavailable, "%d replayed frames delivered, then one was not (temporarily unavailable); resume again", r.Frames))
+	case errors.Is(err, store.ErrNotFound):
+		// The connection closed while its resume ran: nobody to answer.
+		log.Info("resume of a connection that is gone")
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeNotFound, "connection is gone"))
 	case err != nil:
 		s.internal(c.ID, err)
 	default:
