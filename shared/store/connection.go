@@ -262,13 +262,6 @@ func (s *Store) GetConnection(ctx context.Context, id string) (Connection, error
 	return connectionFrom(out.Item)
 }
 
-// TouchConnection counts one client message against the connection's rate
-// limit and returns the record: CountCommands with n = 1.
-func (s *Store) TouchConnection(ctx context.Context, id string, at time.Time) (Connection, error) {
-	c, _, err := s.CountCommands(ctx, id, at, 1)
-	return c, err
-}
-
 // CountCommands counts a frame's n client commands against the
 // connection's rate limit (a fixed one-second window kept in the record, so
 // the limit holds across every Lambda instance) and returns the record and

@@ -108,46 +108,46 @@ func TestConnection_ExpiredRecordIsNotFound(t *testing.T) {
 	f.now = f.now.Add(3 * time.Hour)
 	_, err := f.s.GetConnection(ctx, "c1")
 	assert.ErrorIs(t, err, store.ErrNotFound)
-	_, err = f.s.TouchConnection(ctx, "c1", f.now)
+	_, err = touch(ctx, f, "c1", f.now)
 	assert.ErrorIs(t, err, store.ErrNotFound)
 }
 
-func TestTouchConnection_RateLimitPerSecondWindow(t *testing.T) {
+func TestCountCommands_RateLimitPerSecondWindow(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	require.NoError(t, f.s.PutConnection(ctx, f.conn("c1", "u1"), nil))
 	for i := range 3 {
-		_, err := f.s.TouchConnection(ctx, "c1", f.now)
+		_, err := touch(ctx, f, "c1", f.now)
 		require.NoError(t, err, "message %d", i)
 	}
-	c, err := f.s.TouchConnection(ctx, "c1", f.now)
+	c, err := touch(ctx, f, "c1", f.now)
 	assert.ErrorIs(t, err, store.ErrRateLimited)
 	assert.Equal(t, "u1", c.Principal.Sub, "the record comes back with the refusal")
 	f.now = f.now.Add(time.Second)
-	_, err = f.s.TouchConnection(ctx, "c1", f.now)
+	_, err = touch(ctx, f, "c1", f.now)
 	assert.NoError(t, err, "a new second opens a new window")
-	_, err = f.s.TouchConnection(ctx, "nope", f.now)
+	_, err = touch(ctx, f, "nope", f.now)
 	assert.ErrorIs(t, err, store.ErrNotFound)
 }
 
 // Frames of one connection run at once on API Gateway, so a frame may be
 // counted after one that arrived a second later: it counts in that later
 // window instead of failing.
-func TestTouchConnection_FrameCountedAfterALaterOne(t *testing.T) {
+func TestCountCommands_FrameCountedAfterALaterOne(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	require.NoError(t, f.s.PutConnection(ctx, f.conn("c1", "u1"), nil))
-	_, err := f.s.TouchConnection(ctx, "c1", f.now.Add(time.Second))
+	_, err := touch(ctx, f, "c1", f.now.Add(time.Second))
 	require.NoError(t, err)
-	_, err = f.s.TouchConnection(ctx, "c1", f.now)
+	_, err = touch(ctx, f, "c1", f.now)
 	require.NoError(t, err, "counted in the later window")
-	_, err = f.s.TouchConnection(ctx, "c1", f.now.Add(time.Second))
+	_, err = touch(ctx, f, "c1", f.now.Add(time.Second))
 	require.NoError(t, err)
-	_, err = f.s.TouchConnection(ctx, "c1", f.now)
+	_, err = touch(ctx, f, "c1", f.now)
 	assert.ErrorIs(t, err, store.ErrRateLimited, "the later window is full (3 a second)")
 }
 
-func TestTouchConnection_LimitHoldsAcrossConcurrentInstances(t *testing.T) {
+func TestCountCommands_LimitHoldsAcrossConcurrentInstances(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	c := f.conn("c1", "u1")
@@ -160,7 +160,7 @@ func TestTouchConnection_LimitHoldsAcrossConcurrentInstances(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := f.s.TouchConnection(ctx, "c1", f.now)
+			_, err := touch(ctx, f, "c1", f.now)
 			if err == nil {
 				mu.Lock()
 				accepted++
@@ -664,4 +664,10 @@ func TestBeginEvent_ReportsOvertakingAndTimes(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, time.Unix(1_800_000_000, 0), rec.Published)
 	assert.Equal(t, f.now.UnixMilli(), rec.Numbered.UnixMilli())
+}
+
+// touch counts one client message, as a frame of one command does.
+func touch(ctx context.Context, f *fixture, id string, at time.Time) (store.Connection, error) {
+	c, _, err := f.s.CountCommands(ctx, id, at, 1)
+	return c, err
 }
