@@ -5,12 +5,14 @@
 package soak
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -74,7 +76,12 @@ type Result struct {
 	// and 99th percentile, and how many waited over MaxNumberingWait.
 	NumberingMax, NumberingP99 time.Duration
 	NumberedLate               int
-	Took                       time.Duration
+	// Late lists when (since publishing began) the late events were
+	// published, and Losses what each client that missed events saw:
+	// the evidence to find a cause with.
+	Late   []time.Duration
+	Losses []string
+	Took   time.Duration
 }
 
 // MaxNumberingWait is the longest an event may wait for its sequence
@@ -116,10 +123,34 @@ func (r Result) Print(w io.Writer) {
 	for _, row := range rows {
 		fmt.Fprintf(w, "| %s | %s |\n", row[0], row[1])
 	}
+	if len(r.Late) > 0 {
+		fmt.Fprintf(w, "\nevents numbered late, by when they were published:\n")
+		for _, l := range lateBuckets(r.Late, 10*time.Second) {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
+	for _, l := range r.Losses {
+		fmt.Fprintf(w, "\n%s", l)
+	}
+}
+
+// lateBuckets counts late events per window of publishing time.
+func lateBuckets(late []time.Duration, window time.Duration) []string {
+	counts := map[time.Duration]int{}
+	for _, d := range late {
+		counts[d.Truncate(window)]++
+	}
+	keys := slices.Sorted(maps.Keys(counts))
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, fmt.Sprintf("%s to %s: %d", k, k+window, counts[k]))
+	}
+	return out
 }
 
 // subscriber is one client and what it handed over.
 type subscriber struct {
+	name   string
 	c      *client.Client
 	topics []string
 	mu     sync.Mutex
@@ -127,6 +158,22 @@ type subscriber struct {
 	gaps   int
 	ready  chan struct{}
 	nSubs  atomic.Int32
+	// trail is the client's last connection changes and replies other
+	// than events, with when they came, to explain a loss.
+	trail []string
+	start time.Time
+}
+
+// note adds a line to the trail, keeping the last trailLen.
+func (sub *subscriber) note(format string, a ...any) {
+	const trailLen = 24
+	line := fmt.Sprintf("%8s  ", time.Since(sub.start).Round(time.Millisecond)) + fmt.Sprintf(format, a...)
+	sub.mu.Lock()
+	sub.trail = append(sub.trail, line)
+	if len(sub.trail) > trailLen {
+		sub.trail = sub.trail[len(sub.trail)-trailLen:]
+	}
+	sub.mu.Unlock()
 }
 
 // Run runs the soak.
@@ -166,7 +213,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	subs := make([]*subscriber, o.Clients)
 	logf("connecting %d clients", o.Clients)
 	for i := range subs {
-		sub, err := newSubscriber(s, i, pick(topics, o.TopicsPerClient))
+		sub, err := newSubscriber(s, i, pick(topics, o.TopicsPerClient), start)
 		if err != nil {
 			return Result{}, err
 		}
@@ -193,6 +240,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	published := make(map[string]int, len(topics))
 	sent := map[string]time.Time{} // event id: when PutEvents was called
 	var drops atomic.Int64
+	began := time.Now()
 	phase, endPhase := context.WithTimeout(ctx, o.Duration)
 	go dropAtRandom(phase, subs, o.DropEvery, &drops)
 	if err := publish(phase, pub, topics, o.Rate, published, sent); err != nil {
@@ -226,7 +274,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		r.Resumes += st.Resumes
 		r.WireDuplicates += st.Duplicates
 	}
-	if err := r.numbering(ctx, s, sent); err != nil {
+	if err := r.numbering(ctx, s, sent, began); err != nil {
 		return r, err
 	}
 	r.Drops = int(drops.Load())
@@ -243,9 +291,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	return r, nil
 }
 
-func newSubscriber(s *stack.Stack, i int, topics []string) (*subscriber, error) {
-	sub := &subscriber{topics: topics, got: map[string][]int{}, ready: make(chan struct{})}
-	name := fmt.Sprintf("soak-%d", i)
+func newSubscriber(s *stack.Stack, i int, topics []string, start time.Time) (*subscriber, error) {
+	sub := &subscriber{name: fmt.Sprintf("soak-%d", i), topics: topics, got: map[string][]int{}, ready: make(chan struct{}), start: start}
+	name := sub.name
 	minter := auth.Minter{Alg: "HS256", Key: []byte(s.Secret)}
 	c, err := client.New(client.Options{
 		URL: s.WebSocketURL,
@@ -261,7 +309,17 @@ func newSubscriber(s *stack.Stack, i int, topics []string) (*subscriber, error) 
 			sub.mu.Unlock()
 		},
 		OnGap: func(client.Gap) { sub.mu.Lock(); sub.gaps++; sub.mu.Unlock() },
+		OnState: func(c client.StateChange) {
+			if c.Err != nil {
+				sub.note("%s: %v", c.State, c.Err)
+			} else {
+				sub.note("%s", c.State)
+			}
+		},
 		OnReply: func(b []byte) {
+			if !bytes.Contains(b, []byte(`"pong"`)) {
+				sub.note("%s", b)
+			}
 			var r struct{ Type string }
 			if json.Unmarshal(b, &r) == nil && r.Type == "subscribed" && int(sub.nSubs.Add(1)) == len(topics) {
 				close(sub.ready)
@@ -277,6 +335,7 @@ func (sub *subscriber) score(r *Result, published map[string]int) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	r.Gaps += sub.gaps
+	var missed []string
 	for _, t := range sub.topics {
 		got := sub.got[t]
 		r.Delivered += len(got)
@@ -291,11 +350,20 @@ func (sub *subscriber) score(r *Result, published map[string]int) {
 				r.OutOfOrder++
 			}
 		}
+		var lost []int
 		for n := 1; n <= published[t]; n++ {
 			if !seen[n] {
 				r.Lost++
+				lost = append(lost, n)
 			}
 		}
+		if len(lost) > 0 {
+			missed = append(missed, fmt.Sprintf("%s missed %v", t, lost))
+		}
+	}
+	if len(missed) > 0 && len(r.Losses) < 10 {
+		r.Losses = append(r.Losses, fmt.Sprintf("client %s (topics %v): %s; its last connection changes and replies:\n  %s\n",
+			sub.name, sub.topics, strings.Join(missed, ", "), strings.Join(sub.trail, "\n  ")))
 	}
 }
 
@@ -337,11 +405,11 @@ func publish(ctx context.Context, pub events.Publisher, topics []string, rate in
 
 // numbering reads every event's record and measures how long it waited
 // for its sequence number after it was published.
-func (r *Result) numbering(ctx context.Context, s *stack.Stack, sent map[string]time.Time) error {
+func (r *Result) numbering(ctx context.Context, s *stack.Stack, sent map[string]time.Time, began time.Time) error {
 	st := store.New(dynamolocal.Client(s.DynamoDBEndpoint), s.Table)
 	type wait struct {
-		d   time.Duration
-		err error
+		d, at time.Duration // the wait, and when it was published
+		err   error
 	}
 	ids := make(chan string)
 	out := make(chan wait)
@@ -358,7 +426,7 @@ func (r *Result) numbering(ctx context.Context, s *stack.Stack, sent map[string]
 				case !ok || rec.Numbered.IsZero():
 					out <- wait{err: fmt.Errorf("soak: event %s was never numbered", id)}
 				default:
-					out <- wait{d: rec.Numbered.Sub(sent[id])}
+					out <- wait{d: rec.Numbered.Sub(sent[id]), at: sent[id].Sub(began)}
 				}
 			}
 		}()
@@ -381,6 +449,7 @@ func (r *Result) numbering(ctx context.Context, s *stack.Stack, sent map[string]
 		waits = append(waits, w.d)
 		if w.d > MaxNumberingWait {
 			r.NumberedLate++
+			r.Late = append(r.Late, w.at)
 		}
 	}
 	if firstErr != nil {

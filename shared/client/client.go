@@ -179,7 +179,13 @@ type topicState struct {
 	last     uint64
 	known    bool    // last is a position the gateway or the caller gave, or an event set
 	held     []Event // received past a hole or during a resume, by seq
-	resuming bool    // a resume is in flight
+	resuming bool    // a resume is in flight, or waits for its subscription
+	// waiting: the resume is not sent yet; it goes once the subscription
+	// covering the topic is confirmed on this connection. A resume run
+	// before it (API Gateway runs a connection's frames at once) could
+	// answer before an event that fan-out then misses, the subscription
+	// not being written yet: that event would be lost without a trace.
+	waiting bool
 	// owed: a resume must be asked again (the gateway stopped one at its
 	// replay cap, or could not do it now), even with nothing held.
 	owed     bool
@@ -437,11 +443,30 @@ func (c *Client) start(ctx context.Context, ws *websocket.Conn) error {
 			return err
 		}
 	}
+	// Each topic resumes once the subscription covering it answers (see
+	// topicState.waiting); meanwhile its events are held.
+	c.mu.Lock()
+	for t, ts := range c.topics {
+		if t != c.o.Scope && ts.last > 0 && c.covered(t) {
+			ts.resuming, ts.waiting = true, true
+		}
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// resumeUnder sends the resumes waiting for pattern p's subscription: it
+// answered (subscribed, or refused for good).
+func (c *Client) resumeUnder(ctx context.Context, ws *websocket.Conn, p string) {
+	pat, err := topic.ParsePattern(p)
+	if err != nil {
+		return
+	}
 	c.mu.Lock()
 	var resume []string
 	for t, ts := range c.topics {
-		if t != c.o.Scope && ts.last > 0 && c.covered(t) {
-			ts.resuming = true
+		if tp, err := topic.ParseTopic(t); ts.waiting && err == nil && pat.Match(tp) {
+			ts.waiting = false
 			resume = append(resume, t)
 		}
 	}
@@ -449,10 +474,9 @@ func (c *Client) start(ctx context.Context, ws *websocket.Conn) error {
 	slices.Sort(resume)
 	for _, t := range resume {
 		if err := c.resume(ctx, ws, t); err != nil {
-			return err
+			return // the connection is going; the next one resumes
 		}
 	}
-	return nil
 }
 
 func (c *Client) subscribe(ctx context.Context, ws *websocket.Conn, p string) error {
@@ -519,7 +543,7 @@ func (c *Client) interrupted() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, ts := range c.topics {
-		ts.resuming = false
+		ts.resuming, ts.waiting = false, false
 	}
 }
 
@@ -570,6 +594,12 @@ func (c *Client) handle(ctx context.Context, ws *websocket.Conn, data []byte) {
 			}
 		}
 		c.mu.Unlock()
+		c.resumeUnder(ctx, ws, strings.TrimPrefix(id, "sub:"))
+		c.onReply(data)
+	case r.Type == "error" && strings.HasPrefix(id, "sub:"):
+		// Refused for good (forbidden, a limit): resume what it covers
+		// anyway, from history.
+		c.resumeUnder(ctx, ws, strings.TrimPrefix(id, "sub:"))
 		c.onReply(data)
 	case r.Type == "resumed" && (strings.HasPrefix(id, "resume:") || (id == "" && c.o.Scope != "" && r.Topic == c.o.Scope)):
 		c.resumed(r.Topic, r.Seq, nil)

@@ -110,6 +110,22 @@ func (c *serverConn) event(topic string, seq uint64) {
 	c.send(map[string]any{"type": "event", "topic": topic, "seq": seq, "id": fmt.Sprintf("ev-%d", seq), "time": "2026-11-23T10:00:00Z", "data": map[string]any{"n": seq}})
 }
 
+// subscribed answers the client's subscribe to pattern.
+func (c *serverConn) subscribed(pattern string) {
+	c.t.Helper()
+	c.send(map[string]any{"type": "subscribed", "id": "sub:" + pattern, "topics": []string{pattern}})
+}
+
+// quiet asserts the client sends nothing for d.
+func (c *serverConn) quiet(d time.Duration) {
+	c.t.Helper()
+	select {
+	case m := <-c.in:
+		c.t.Fatalf("the client sent %v", m)
+	case <-time.After(d):
+	}
+}
+
 // recorder collects what the client hands the application.
 type recorder struct {
 	mu     sync.Mutex
@@ -205,6 +221,7 @@ func TestClient_ReconnectsAndResumesFromTheLastEvent(t *testing.T) {
 
 	conn = s.next()
 	assert.Equal(t, "a.*", conn.expect("subscribe")["topic"])
+	conn.subscribed("a.*")
 	resumes := map[string]float64{}
 	for range 2 {
 		r := conn.expect("resume")
@@ -231,6 +248,7 @@ func TestClient_ResumesFromTheSubscribePointBeforeAnyEvent(t *testing.T) {
 
 	conn = s.next()
 	conn.expect("subscribe")
+	conn.subscribed("a.b")
 	r := conn.expect("resume")
 	assert.EqualValues(t, 41, r["since"])
 	conn.event("a.b", 42)
@@ -256,6 +274,40 @@ func TestClient_ScopedConnectionResumesWithSince(t *testing.T) {
 	rec.waitSeqs(t, "op.7", 1, 2, 3)
 }
 
+// API Gateway runs a connection's frames at once: a resume sent with its
+// subscribe could be answered before the subscription exists, and an
+// event numbered between the two would reach neither. The soak lost one
+// that way; the client now resumes a topic only once the subscription
+// covering it has answered, holding its events meanwhile.
+func TestClient_ResumesOnlyAfterTheSubscriptionIsConfirmed(t *testing.T) {
+	s := newServer(t)
+	_, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.b", "c.*"}})
+	conn := s.next()
+	conn.expect("subscribe")
+	conn.expect("subscribe")
+	conn.event("a.b", 1)
+	conn.event("c.d", 7)
+	rec.waitSeqs(t, "a.b", 1)
+	require.NoError(t, conn.ws.CloseNow())
+
+	conn = s.next()
+	conn.expect("subscribe")
+	conn.expect("subscribe")
+	conn.quiet(200 * time.Millisecond)
+	conn.event("a.b", 3) // live, right after the subscription was written
+	conn.subscribed("c.*")
+	r := conn.expect("resume")
+	assert.Equal(t, "c.d", r["topic"])
+	conn.quiet(100 * time.Millisecond)
+	conn.subscribed("a.b")
+	r = conn.expect("resume")
+	assert.Equal(t, "a.b", r["topic"])
+	assert.EqualValues(t, 1, r["since"])
+	conn.event("a.b", 2)
+	conn.send(map[string]any{"type": "resumed", "id": r["id"], "topic": "a.b", "seq": 3})
+	rec.waitSeqs(t, "a.b", 1, 2, 3)
+}
+
 func TestClient_HistoryExpiredIsAGapAndDeliveryGoesOn(t *testing.T) {
 	s := newServer(t)
 	c, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.b"}})
@@ -267,6 +319,7 @@ func TestClient_HistoryExpiredIsAGapAndDeliveryGoesOn(t *testing.T) {
 
 	conn = s.next()
 	conn.expect("subscribe")
+	conn.subscribed("a.b")
 	r := conn.expect("resume")
 	conn.event("a.b", 900)
 	conn.send(map[string]any{"type": "error", "id": r["id"], "code": "history_expired", "message": "899 events missed"})
