@@ -30,7 +30,8 @@ import (
 //	            Unsubscribe (TransactWriteItems: Delete, Update;
 //	            BatchWriteItem), ConnectionSubscriptions, History,
 //	            CountConnections (Query), GetState, CurrentSeq, TopicSeq
-//	            (GetItem), ClaimTicket (PutItem)
+//	            (GetItem), ClaimTicket (PutItem), Refresh
+//	            (TransactWriteItems: Update, ConditionCheck)
 //	broadcast   BeginEvent (UpdateItem, PutItem, TransactWriteItems: Put;
 //	            GetItem when redelivered), ReplaceState (PutItem,
 //	            DeleteItem), FinishEvent, leases, ClaimShard (UpdateItem),
@@ -38,7 +39,7 @@ import (
 //	            (GetItem), TopicSeq (GetItem), ReserveReplay, ReturnReplay
 //	            (UpdateItem), SubscriberPatterns, Subscribers, History (Query),
 //	            ForgetPattern (DeleteItem), DeleteConnection (Query,
-//	            BatchWriteItem)
+//	            BatchWriteItem), Revoke (UpdateItem, Query, GetItem)
 //
 // IAM has no TransactWriteItems action: each item is authorized as its
 // PutItem, UpdateItem, DeleteItem or ConditionCheckItem.
@@ -72,7 +73,7 @@ var functionSpecs = []functionSpec{{
 	memoryMB:    512,
 	timeout:     10 * time.Second,
 	dynamo:      []string{"GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchWriteItem"},
-	sendsTasks:  true, // the auth-message deadline and ?since= replays
+	sendsTasks:  true, // the auth-message deadline, the token-expiry check and ?since= replays
 	readsSecret: true,
 }, {
 	name:        "disconnect",
@@ -92,6 +93,7 @@ var functionSpecs = []functionSpec{{
 	timeout:     29 * time.Second,
 	dynamo:      []string{"GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchWriteItem"},
 	manage:      []string{"POST", "DELETE"},
+	sendsTasks:  true, // the token-expiry check after an auth message or a refresh
 	readsSecret: true, // the auth command verifies tokens
 	// Clients choose how many frames they send: reserved concurrency
 	// caps the frames running at once, so a flood is throttled here
@@ -108,7 +110,7 @@ var functionSpecs = []functionSpec{{
 	timeout:    60 * time.Second,
 	dynamo:     []string{"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "BatchWriteItem"},
 	manage:     []string{"POST", "DELETE"},
-	sendsTasks: true, // re-scheduled auth deadlines, fan-out shards
+	sendsTasks: true, // re-scheduled auth deadlines and token-expiry checks, fan-out shards
 }}
 
 func broadcastSpec() functionSpec {

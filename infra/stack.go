@@ -342,17 +342,22 @@ func (g *gateway) routes() {
 func (g *gateway) broadcastSources(pattern *awsevents.EventPattern) {
 	fn := g.functions["broadcast"].fn
 	maxAge := awscdk.Duration_Hours(jsii.Number(eventMaxAgeHours))
-	awsevents.NewRule(g.stack, jsii.String("BroadcastRule"), &awsevents.RuleProps{
-		EventBus:     g.bus,
-		RuleName:     jsii.String(g.prefix + "-broadcast"),
-		Description:  jsii.String("Every event with detail.topic, whatever its source and detail-type (events.RulePattern)"),
-		EventPattern: pattern,
-		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fn, &awseventstargets.LambdaFunctionProps{
-			DeadLetterQueue: g.eventsDLQ,
-			MaxEventAge:     maxAge,
-			RetryAttempts:   jsii.Number(eventBridgeRetries),
-		})},
-	})
+	rule := func(id, name, description string, pattern *awsevents.EventPattern) {
+		awsevents.NewRule(g.stack, jsii.String(id), &awsevents.RuleProps{
+			EventBus:     g.bus,
+			RuleName:     jsii.String(g.prefix + "-" + name),
+			Description:  jsii.String(description),
+			EventPattern: pattern,
+			Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fn, &awseventstargets.LambdaFunctionProps{
+				DeadLetterQueue: g.eventsDLQ,
+				MaxEventAge:     maxAge,
+				RetryAttempts:   jsii.Number(eventBridgeRetries),
+			})},
+		})
+	}
+	rule("BroadcastRule", "broadcast", "Every event with detail.topic, whatever its source and detail-type (events.RulePattern)", pattern)
+	rule("RevokeRule", "revoke", "Revocations: detail-type "+events.RevokeDetailType+" (events.RevokeRulePattern)",
+		&awsevents.EventPattern{DetailType: jsii.Strings(events.RevokeDetailType)})
 	// EventBridge invokes Lambda asynchronously: these retries apply when
 	// the function itself fails.
 	fn.ConfigureAsyncInvoke(&awslambda.EventInvokeConfigOptions{

@@ -47,12 +47,12 @@ var want = map[string]struct {
 	},
 	"message": {
 		memory: 512, timeout: 29,
-		env: []string{config.EnvTable, config.EnvStage, config.EnvManagementEndpoint, config.EnvJWTAlg, config.EnvJWTSecretARN},
+		env: []string{config.EnvTable, config.EnvStage, config.EnvManagementEndpoint, config.EnvJWTAlg, config.EnvJWTSecretARN, config.EnvQueueURL},
 		actions: []string{
 			"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
 			"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
 			"dynamodb:ConditionCheckItem", "dynamodb:Query", "dynamodb:BatchWriteItem",
-			"execute-api:ManageConnections", "secretsmanager:GetSecretValue",
+			"execute-api:ManageConnections", "sqs:SendMessage", "secretsmanager:GetSecretValue",
 		},
 	},
 	"broadcast": {
@@ -387,32 +387,39 @@ func TestStack_BusNamedForStage(t *testing.T) {
 	}
 }
 
-func TestStack_RuleMatchesPublisherContract(t *testing.T) {
+// The stack's two rules are the local stack's: events with a topic, and
+// revocations, both to broadcast with the same retries and dead letters.
+func TestStack_RulesMatchPublisherContract(t *testing.T) {
 	s := synth(t, defaults)
 	busID, _ := s.one(t, "AWS::Events::EventBus")
-	_, rule := s.one(t, "AWS::Events::Rule")
-	p := props(rule)
-	var pattern any
-	require.NoError(t, json.Unmarshal([]byte(events.RulePattern), &pattern))
-	assert.Equal(t, pattern, p["EventPattern"], "exactly events.RulePattern")
-	assert.Equal(t, ref(busID), p["EventBusName"])
+	rules := s.resources("AWS::Events::Rule")
+	require.Len(t, rules, 2)
+	want := map[string]string{"wsgate-dev-broadcast": events.RulePattern, "wsgate-dev-revoke": events.RevokeRulePattern}
+	for _, rule := range rules {
+		p := props(rule)
+		name, _ := p["Name"].(string)
+		require.Contains(t, want, name)
+		var pattern any
+		require.NoError(t, json.Unmarshal([]byte(want[name]), &pattern))
+		assert.Equal(t, pattern, p["EventPattern"], "exactly the events package's pattern")
+		assert.Equal(t, ref(busID), p["EventBusName"])
 
-	targets := p["Targets"].([]any)
-	require.Len(t, targets, 1)
-	target := targets[0].(map[string]any)
-	broadcastID, _ := s.function(t, "broadcast")
-	assert.Equal(t, getAtt(broadcastID, "Arn"), target["Arn"])
-	assert.Equal(t, map[string]any{"MaximumEventAgeInSeconds": float64(3600), "MaximumRetryAttempts": float64(eventBridgeRetries)}, target["RetryPolicy"])
-	eventsDLQ, _ := s.queueNamed(t, "events-dlq")
-	assert.Equal(t, map[string]any{"Arn": getAtt(eventsDLQ, "Arn")}, target["DeadLetterConfig"])
+		targets := p["Targets"].([]any)
+		require.Len(t, targets, 1)
+		target := targets[0].(map[string]any)
+		broadcastID, _ := s.function(t, "broadcast")
+		assert.Equal(t, getAtt(broadcastID, "Arn"), target["Arn"])
+		assert.Equal(t, map[string]any{"MaximumEventAgeInSeconds": float64(3600), "MaximumRetryAttempts": float64(eventBridgeRetries)}, target["RetryPolicy"])
+		eventsDLQ, _ := s.queueNamed(t, "events-dlq")
+		assert.Equal(t, map[string]any{"Arn": getAtt(eventsDLQ, "Arn")}, target["DeadLetterConfig"])
+	}
 }
 
 func TestStack_EventDeadLetterQueueAcceptsOnlyTheRule(t *testing.T) {
 	s := synth(t, defaults)
 	eventsDLQ, q := s.queueNamed(t, "events-dlq")
 	assert.Equal(t, true, props(q)["SqsManagedSseEnabled"])
-	ruleID, _ := s.one(t, "AWS::Events::Rule")
-	var allowed bool
+	allowed := map[string]bool{}
 	for _, pol := range s.resources("AWS::SQS::QueuePolicy") {
 		if !slices.ContainsFunc(props(pol)["Queues"].([]any), func(q any) bool { return toJSON(t, q) == toJSON(t, ref(eventsDLQ)) }) {
 			continue
@@ -421,12 +428,15 @@ func TestStack_EventDeadLetterQueueAcceptsOnlyTheRule(t *testing.T) {
 			if st.Effect == "Allow" {
 				assert.Equal(t, map[string]any{"Service": "events.amazonaws.com"}, st.Principal)
 				assert.Equal(t, []string{"sqs:SendMessage"}, st.Actions)
-				assert.Equal(t, map[string]any{"ArnEquals": map[string]any{"aws:SourceArn": getAtt(ruleID, "Arn")}}, st.Condition)
-				allowed = true
+				allowed[toJSON(t, st.Condition)] = true
 			}
 		}
 	}
-	assert.True(t, allowed, "EventBridge may send the rule's failures to the DLQ")
+	for ruleID := range s.resources("AWS::Events::Rule") {
+		cond := map[string]any{"ArnEquals": map[string]any{"aws:SourceArn": getAtt(ruleID, "Arn")}}
+		assert.True(t, allowed[toJSON(t, cond)], "EventBridge may send rule %s's failures to the DLQ", ruleID)
+	}
+	assert.Len(t, allowed, 2, "only the two rules may")
 }
 
 func TestStack_BroadcastAsyncInvokeRetriesThenDeadLetters(t *testing.T) {
@@ -782,8 +792,11 @@ func TestStack_NamesDerivedFromStage(t *testing.T) {
 			queues = append(queues, props(q)["QueueName"].(string))
 		}
 		assert.ElementsMatch(t, []string{prefix + "-tasks", prefix + "-tasks-dlq", prefix + "-events-dlq"}, queues)
-		_, rule := s.one(t, "AWS::Events::Rule")
-		assert.Equal(t, prefix+"-broadcast", props(rule)["Name"])
+		var rules []string
+		for _, r := range s.resources("AWS::Events::Rule") {
+			rules = append(rules, props(r)["Name"].(string))
+		}
+		assert.ElementsMatch(t, []string{prefix + "-broadcast", prefix + "-revoke"}, rules)
 		for id, a := range s.resources("AWS::CloudWatch::Alarm") {
 			assert.True(t, strings.HasPrefix(props(a)["AlarmName"].(string), prefix+"-"), id)
 		}

@@ -1,10 +1,12 @@
 package stack_test
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
@@ -14,6 +16,7 @@ import (
 	"github.com/wsgate/wsgate/localstack/stacktest"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/events"
 )
 
 // These replay attacks through the whole local stack: a real browser-like
@@ -68,4 +71,52 @@ func TestSecurity_ConnectionCapHoldsUnderConcurrentConnects(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, int32(2), admitted.Load())
 	assert.Equal(t, int32(18), refused.Load())
+}
+
+// Issue 13, "sessions outlive their token": a backend's revocation, sent
+// through the bus like any event, closes the principal's open connection
+// at once and refuses its next handshake.
+func TestSecurity_RevocationOnTheBusClosesAndRefuses(t *testing.T) {
+	s := stacktest.Start(t)
+	tok := token(t, s, auth.Grant{Sub: "mallory", Topics: []string{"private.>"}, ID: "tok-1"})
+	c := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": tok})
+	bystander := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, auth.Grant{Sub: "alice"})})
+
+	require.NoError(t, stacktest.Publisher(s).Revoke(context.Background(), events.Revocation{Principal: "user:mallory", TokenID: "tok-1"}))
+	m := c.Expect("error", 15*time.Second)
+	assert.Equal(t, "revoked", m["code"])
+	assert.NotEqual(t, websocket.StatusCode(-1), c.CloseStatus(5*time.Second), "the gateway closed it")
+
+	_, resp, err := stacktest.Dial(t, s.WebSocketURL, map[string]string{"token": tok}, nil)
+	require.Error(t, err)
+	require.NotNil(t, resp)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "the revoked token cannot reconnect")
+	other := token(t, s, auth.Grant{Sub: "mallory", ID: "tok-2"})
+	stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": other}) // only tok-1 was revoked
+
+	bystander.SendJSON(map[string]any{"type": "ping", "id": 1})
+	bystander.Expect("pong", 10*time.Second)
+}
+
+// A connection ends when its token expires (the queued check, through
+// SQS's delay), unless the client sent a fresh token before.
+func TestSecurity_ConnectionEndsWithItsTokenUnlessRefreshed(t *testing.T) {
+	s := stacktest.Start(t)
+	short := func(sub string) string {
+		return token(t, s, auth.Grant{Sub: sub, TTL: 3 * time.Second})
+	}
+	expiring := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": short("eve")})
+	refreshed := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": short("bob")})
+	refreshed.SendJSON(map[string]any{"type": "auth", "id": 1, "token": token(t, s, auth.Grant{Sub: "bob", TTL: time.Hour})})
+	m := refreshed.Expect("auth_response", 10*time.Second)
+	require.Equal(t, true, m["success"], "%v", m)
+
+	m = expiring.Expect("error", 20*time.Second)
+	assert.Equal(t, "token_expired", m["code"])
+	assert.NotEqual(t, websocket.StatusCode(-1), expiring.CloseStatus(5*time.Second))
+
+	time.Sleep(2 * time.Second) // well past the first token's exp
+	refreshed.SendJSON(map[string]any{"type": "ping", "id": 2})
+	refreshed.Expect("pong", 10*time.Second)
+	assert.False(t, refreshed.Closed())
 }

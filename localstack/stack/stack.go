@@ -290,14 +290,18 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	// 2 minutes later.
 	s.Bus = eventbus.New(eventbus.Options{RetryDelays: eventbus.LambdaRetryDelays(opts.RetryScale), Log: opts.Log})
 	s.Bus.CreateBus(s.BusName)
-	if err := s.Bus.PutRule(eventbus.Rule{
-		Name: s.BusName + "-broadcast", Bus: s.BusName, Pattern: events.RulePattern,
-		Target: func(ctx context.Context, event []byte) error {
-			_, err := s.Host.Invoke(ctx, FnBroadcast, event)
-			return err
-		},
-	}); err != nil {
-		return nil, err
+	// The stack's two rules, as the CDK stack has them: events with a
+	// topic, and revocations.
+	for name, pattern := range map[string]string{"broadcast": events.RulePattern, "revoke": events.RevokeRulePattern} {
+		if err := s.Bus.PutRule(eventbus.Rule{
+			Name: s.BusName + "-" + name, Bus: s.BusName, Pattern: pattern,
+			Target: func(ctx context.Context, event []byte) error {
+				_, err := s.Host.Invoke(ctx, FnBroadcast, event)
+				return err
+			},
+		}); err != nil {
+			return nil, err
+		}
 	}
 	// One task per invocation: a fan-out shard is a thousand posts, and
 	// shards run in parallel only as separate invocations (the CDK stack's

@@ -30,6 +30,9 @@ type Grant struct {
 	// TTL is the token's lifetime; zero means one hour for tokens and the
 	// ticket lifetime for tickets.
 	TTL time.Duration
+	// ID is a token's jti, what a revocation of that one token names
+	// (tickets get a random one).
+	ID string
 }
 
 // Minter issues tokens a Verifier with the same settings accepts.
@@ -65,7 +68,7 @@ func (m Minter) Token(g Grant) (string, error) {
 	if g.TTL > limit {
 		return "", fmt.Errorf("auth: a token may live at most %s (asked %s)", limit, g.TTL)
 	}
-	return m.sign(g, "")
+	return m.sign(g, g.ID, false)
 }
 
 // Ticket mints a single-use ticket: a token marked by the claim tkt, with a
@@ -83,11 +86,11 @@ func (m Minter) Ticket(g Grant) (string, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
 	}
-	return m.sign(g, hex.EncodeToString(b[:]))
+	return m.sign(g, hex.EncodeToString(b[:]), true)
 }
 
-// sign mints the token; a jti (only Ticket gives one) makes it a ticket.
-func (m Minter) sign(g Grant, jti string) (string, error) {
+// sign mints the token with jti, marked a ticket when ticket.
+func (m Minter) sign(g Grant, jti string, ticket bool) (string, error) {
 	if g.Sub == "" {
 		return "", errors.New("auth: grant needs a sub")
 	}
@@ -106,7 +109,7 @@ func (m Minter) sign(g Grant, jti string) (string, error) {
 		},
 		PType: g.Type, Org: g.Orgs, Roles: g.Roles, Su: g.Superuser,
 		Topics: g.Topics, Subscribe: g.Subscribe, Mode: g.Mode, Profile: g.Profile,
-		Ticket: jti != "",
+		Ticket: ticket,
 	}
 	if m.Audience != "" {
 		claims.Audience = jwt.ClaimStrings{m.Audience}

@@ -41,7 +41,12 @@ type Principal struct {
 	Mode      string   `json:"mode,omitempty"`
 	Profile   string   `json:"profile,omitempty"`
 	// TicketID is the jti of a single-use ticket, empty for reusable tokens.
-	TicketID  string    `json:"-"`
+	TicketID string `json:"-"`
+	// TokenID is the token's jti (empty when it has none): what a backend
+	// names to revoke that one token.
+	TokenID string `json:"jti,omitempty"`
+	// ExpiresAt is the token's exp: the connection closes then unless the
+	// client sends a fresh token first.
 	ExpiresAt time.Time `json:"-"`
 }
 

@@ -214,6 +214,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	if err := v.checkLifetime(claims); err != nil {
 		return Principal{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
+	if len(claims.ID) > maxClaimString {
+		return Principal{}, fmt.Errorf("%w: claim jti is longer than %d bytes", ErrInvalidToken, maxClaimString)
+	}
+	p.TokenID = claims.ID
 	if claims.Ticket {
 		p.TicketID = claims.ID
 	}

@@ -46,6 +46,7 @@ type Store interface {
 	ForgetPattern(ctx context.Context, ref store.PatternRef) error
 	DeleteConnection(ctx context.Context, id string) (int, error)
 	GetConnection(ctx context.Context, id string) (store.Connection, error)
+	Revoke(ctx context.Context, r store.Revocation) ([]store.Connection, error)
 	ClaimShard(ctx context.Context, eventID string, shard int, owner string, lease time.Duration) (store.ShardProgress, bool, error)
 	PutShard(ctx context.Context, eventID string, shard int, owner string, lease time.Duration, p store.ShardProgress) error
 	PutDetail(ctx context.Context, eventID string, detail []byte) error
@@ -154,6 +155,10 @@ func (h *Handler) HandleEvent(ctx context.Context, cwe lambdaevents.CloudWatchEv
 	log := h.log.With("event_id", cwe.ID)
 	if reqID := requestID(ctx); reqID != "" {
 		log = log.With("request_id", reqID)
+	}
+	if cwe.DetailType == events.RevokeDetailType {
+		m.Add("Revocations", 1, metrics.Count)
+		return h.HandleRevocation(ctx, log, cwe)
 	}
 
 	ev, err := events.Parse(cwe.ID, cwe.Time, cwe.Detail, h.cfg.HistoryDefault)
@@ -453,6 +458,8 @@ func (h *Handler) runTask(ctx context.Context, t queue.Task) error {
 		return h.replay(ctx, t)
 	case queue.KindShard:
 		return h.shardTask(ctx, t)
+	case queue.KindTokenExpiry:
+		return h.tokenExpiry(ctx, t)
 	}
 	return fmt.Errorf("task kind %q is not handled here", t.Kind)
 }
@@ -470,23 +477,12 @@ func (h *Handler) authDeadline(ctx context.Context, t queue.Task) error {
 	if !c.Pending {
 		return nil
 	}
-	if wait := c.AuthDeadline.Sub(h.now()); wait > 0 {
-		if h.tasks == nil {
-			return errors.New("deadline not reached and no queue to wait on")
-		}
-		return h.tasks.Send(ctx, t, wait+time.Second)
+	if c.AuthDeadline.After(h.now()) {
+		return h.waitAgain(ctx, t, c.AuthDeadline)
 	}
 	log.Info("auth deadline passed; closing")
-	id := t.ConnectionID
-	_, _ = h.conns.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{
-		ConnectionId: &id,
-		Data:         protocol.Encode(protocol.AuthResponse{Type: protocol.TypeAuthResponse, Success: false, Error: protocol.AuthTimeout, Message: "authentication deadline passed"}),
-	})
-	if _, err := h.conns.DeleteConnection(ctx, &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: &id}); err != nil && !errors.Is(fanout.Classify(err), fanout.ErrGone) {
-		return err
-	}
-	_, err = h.store.DeleteConnection(ctx, id)
-	return err
+	return h.closeConnection(ctx, c,
+		protocol.Encode(protocol.AuthResponse{Type: protocol.TypeAuthResponse, Success: false, Error: protocol.AuthTimeout, Message: "authentication deadline passed"}))
 }
 
 // replay sends a connection the history it asked for with ?since=, under

@@ -38,6 +38,7 @@ func audienceOf(t *testing.T, h *gatewaytest.Harness, n int, topic string) []str
 		h.Send(id, `{"type":"subscribe","topic":"`+topic+`"`+filters+`}`)
 		ids = append(ids, id)
 	}
+	h.Tasks.Take() // the token-expiry checks of the connections
 	return ids
 }
 

@@ -156,18 +156,27 @@ func Parse(id string, t time.Time, detail []byte, historyDefault bool) (Event, e
 // duplicated or case-variant keys are refused.
 func decodeDetail(detail []byte) (wireDetail, error) {
 	var w wireDetail
-	dec := json.NewDecoder(bytes.NewReader(detail))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		return wireDetail{}, fmt.Errorf("%w: detail: %v", ErrInvalid, err)
-	}
-	if dec.More() {
-		return wireDetail{}, fmt.Errorf("%w: detail has trailing data", ErrInvalid)
+	if err := decodeStrict(detail, "detail", &w); err != nil {
+		return wireDetail{}, err
 	}
 	if err := checkKeys(detail); err != nil {
 		return wireDetail{}, err
 	}
 	return w, nil
+}
+
+// decodeStrict decodes the JSON object b, named what in errors, into v,
+// refusing unknown fields and trailing data.
+func decodeStrict(b []byte, what string, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrInvalid, what, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: %s has trailing data", ErrInvalid, what)
+	}
+	return nil
 }
 
 // parsePayload sets the event's payload from payload or payload_base64.

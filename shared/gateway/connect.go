@@ -87,7 +87,7 @@ func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketPro
 				return g.fail(log, err)
 			}
 		}
-		conn.Principal = p
+		conn.Principal, conn.TokenExpires = p, p.ExpiresAt
 		log = log.With("sub", p.Sub, "ptype", p.Type)
 	case !scope.IsZero() && config.Matches(g.cfg.AnonymousTopics, scope):
 		conn.Principal = auth.Anonymous()
@@ -135,6 +135,9 @@ func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketPro
 	// record: a count read first would admit every concurrent handshake.
 	conn.MaxPendingPerIP, conn.MaxPending = g.cfg.MaxPendingPerIP, g.cfg.MaxPending
 	if err := g.store.PutConnection(ctx, conn, subs); err != nil {
+		if errors.Is(err, store.ErrRevoked) {
+			return refuse(http.StatusForbidden, "revoked", "token_id", conn.Principal.TokenID)
+		}
 		if r, ok := admissionRefusal(err, conn); ok {
 			g.limited("$connect", r.metric, rc.ConnectionID, conn.Principal.Sub)
 			return refuse(http.StatusTooManyRequests, r.reason, "limit", r.limit)
@@ -149,6 +152,9 @@ func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketPro
 			// connection closes it.
 			log.Warn("auth deadline not scheduled", "error", err.Error())
 		}
+	}
+	if !conn.Pending {
+		g.watchToken(ctx, log, conn.ID, conn.TokenExpires)
 	}
 	if hasSince {
 		t := queue.Task{Kind: queue.KindReplay, ConnectionID: conn.ID, Topic: scope.String(), Since: since}

@@ -196,8 +196,10 @@ func TestConnect_PendingAndReplayScheduleTasks(t *testing.T) {
 
 	h.MustConnect("replayer", h.Token(user), map[string]string{"topic": "telemetry.1", "since": "4", "envelope": "1"})
 	tasks, _ = h.Tasks.Take()
-	require.Len(t, tasks, 1)
-	assert.Equal(t, queue.Task{Kind: queue.KindReplay, ConnectionID: "replayer", Topic: "telemetry.1", Since: 4}, tasks[0])
+	assert.Equal(t, []queue.Task{
+		{Kind: queue.KindTokenExpiry, ConnectionID: "replayer"},
+		{Kind: queue.KindReplay, ConnectionID: "replayer", Topic: "telemetry.1", Since: 4},
+	}, tasks)
 }
 
 func TestDisconnect_RemovesEverything(t *testing.T) {

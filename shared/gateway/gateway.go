@@ -26,6 +26,7 @@ type Store interface {
 	GetConnection(ctx context.Context, id string) (store.Connection, error)
 	CountCommands(ctx context.Context, id string, at time.Time, n int) (store.Connection, int, error)
 	Authenticate(ctx context.Context, c store.Connection, subs []store.NewSubscription) error
+	Refresh(ctx context.Context, id string, p auth.Principal, expires time.Time) error
 	DeleteConnection(ctx context.Context, id string) (int, error)
 	Subscribe(ctx context.Context, c store.Connection, sub store.NewSubscription) (bool, error)
 	Unsubscribe(ctx context.Context, connID string, pattern topic.Pattern) (bool, error)

@@ -161,6 +161,13 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 		s.pending(ctx, cmd, perr)
 		return g.finish(ctx, s), nil
 	}
+	if exp := conn.TokenExpires; !exp.IsZero() && !s.arrived.Before(exp) {
+		// The expiry task closes it about now; a frame never runs past it.
+		s.log.Info("token expired; closing")
+		s.reply(protocol.Errorf(nil, protocol.CodeTokenExpired, "the token expired at %s; reconnect with a fresh one", exp.UTC().Format(time.RFC3339)))
+		s.closeAfter = true
+		return g.finish(ctx, s), nil
+	}
 	if perr != nil {
 		if !conn.PushOnly() {
 			s.replyErr(perr.(*protocol.Error))
@@ -349,8 +356,11 @@ func (s *session) pending(ctx context.Context, cmd protocol.Command, perr error)
 		return
 	}
 	c := s.conn
-	c.Principal, c.Limits, c.Pending = p, limits, false
+	c.Principal, c.Limits, c.Pending, c.TokenExpires = p, limits, false, p.ExpiresAt
 	switch err := g.store.Authenticate(ctx, c, subs); {
+	case errors.Is(err, store.ErrRevoked):
+		s.authFailed(a.ID, protocol.AuthRevoked, "this principal or token is revoked")
+		return
 	case errors.Is(err, store.ErrExpired):
 		s.authFailed(a.ID, protocol.AuthTimeout, "authentication deadline passed")
 		return
@@ -368,7 +378,8 @@ func (s *session) pending(ctx context.Context, cmd protocol.Command, perr error)
 	}
 	s.conn = c
 	s.log.Info("authenticated", "sub", p.Sub, "ptype", p.Type)
-	s.reply(protocol.AuthResponse{Type: protocol.TypeAuthResponse, ID: a.ID, Success: true, Message: "authenticated"})
+	g.watchToken(ctx, s.log, c.ID, c.TokenExpires)
+	s.reply(protocol.AuthResponse{Type: protocol.TypeAuthResponse, ID: a.ID, Success: true, Message: "authenticated", Expires: expires(c.TokenExpires)})
 }
 
 func (s *session) authFailed(id []byte, code, msg string) {
@@ -421,7 +432,7 @@ func (s *session) run(ctx context.Context, cmd protocol.Command) {
 	case protocol.Resume:
 		s.resume(ctx, c)
 	case protocol.Auth:
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "already authenticated"))
+		s.refresh(ctx, c)
 	default:
 		s.replyErr(protocol.Errorf(cmd.RequestID(), protocol.CodeBadRequest, "%s is not allowed here", cmd.Type()))
 	}

@@ -92,7 +92,6 @@ func TestMessage_Errors(t *testing.T) {
 		{"request_current_state without topic", `{"type":"request_current_state"}`, "bad_request"},
 		{"request_current_state forbidden", `{"type":"request_current_state","topic":"alerts.1"}`, "forbidden"},
 		{"request_current_state with no state", `{"type":"request_current_state","topic":"telemetry.9"}`, "not_found"},
-		{"auth when authenticated", `{"type":"auth","token":"x"}`, "bad_request"},
 		{"unsubscribe the direct topic", `{"type":"unsubscribe","topic":"direct.user.u1"}`, "forbidden"},
 		{"unknown text command", `launch rockets`, "bad_request"},
 	}

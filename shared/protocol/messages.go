@@ -19,6 +19,11 @@ const (
 	// or stayed busy); nothing of it was kept, and sending it again may
 	// succeed. Clients retry it with backoff.
 	CodeUnavailable = "unavailable"
+	// CodeTokenExpired and CodeRevoked say why the gateway is closing a
+	// connection: its token expired without a refresh, or a backend
+	// revoked its principal or token. Sent once, just before the close.
+	CodeTokenExpired = "token_expired"
+	CodeRevoked      = "revoked"
 )
 
 // Message types the gateway sends.
@@ -104,8 +109,11 @@ type AuthResponse struct {
 	Success bool            `json:"success"`
 	Message string          `json:"message,omitempty"`
 	// Error is a machine-readable reason on failure: invalid_token,
-	// ticket_used, too_many_connections, auth_timeout, forbidden.
+	// ticket_used, too_many_connections, auth_timeout, forbidden, revoked.
 	Error string `json:"error,omitempty"`
+	// Expires is when the accepted token expires (RFC 3339): the gateway
+	// closes the connection then unless a fresh token arrives first.
+	Expires string `json:"expires,omitempty"`
 }
 
 // Auth failure reasons.
@@ -115,6 +123,7 @@ const (
 	AuthTooManyConnections = "too_many_connections"
 	AuthTimeout            = "auth_timeout"
 	AuthForbidden          = "forbidden"
+	AuthRevoked            = "revoked"
 )
 
 // Event is the gateway envelope around a payload, sent to connections that

@@ -25,6 +25,9 @@ const (
 	KindReplay = "replay"
 	// KindShard delivers one page of an event's subscribers.
 	KindShard = "shard"
+	// KindTokenExpiry closes a connection whose token has expired, or
+	// waits again when a refresh moved the expiry later.
+	KindTokenExpiry = "token_expiry"
 )
 
 // MaxDelay is SQS's longest message delay.
@@ -78,7 +81,7 @@ func Decode(body string) (Task, error) {
 		return Task{}, fmt.Errorf("queue: bad task: %w", err)
 	}
 	switch t.Kind {
-	case KindAuthDeadline, KindReplay:
+	case KindAuthDeadline, KindReplay, KindTokenExpiry:
 		if t.ConnectionID == "" {
 			return Task{}, errors.New("queue: task without connection_id")
 		}

@@ -33,6 +33,10 @@ type Connection struct {
 	Subscriptions int
 	Limits        config.Limits
 	SourceIP      string
+	// TokenExpires is when the token the connection authenticated with
+	// (or last refreshed) expires; the connection closes then. Zero for
+	// connections without a token.
+	TokenExpires time.Time
 	// MaxPendingPerIP and MaxPending cap the pending connections
 	// PutConnection admits, from SourceIP and in all (0: no cap). They are
 	// admission settings, not stored.
@@ -63,6 +67,8 @@ const (
 	attrMaxWild   = "mw"
 	attrIP        = "ip"
 	attrLast      = "la"
+	// attrTokenExp is when the connection's token expires (ms).
+	attrTokenExp = "texp"
 )
 
 func connPK(id string) string { return prefixConn + id }
@@ -82,7 +88,7 @@ func (c Connection) claims() []claim {
 		return out
 	}
 	if pk, ok := principalKey(c.Principal); ok {
-		return []claim{{t: connTally(pk), slot: c.ID, exp: c.ExpiresAt, limit: c.Limits.MaxConnectionsPerPrincipal, err: ErrConnectionLimit}}
+		return []claim{{t: connTally(pk), slot: c.ID, exp: c.ExpiresAt, limit: c.Limits.MaxConnectionsPerPrincipal, err: ErrConnectionLimit, bans: bansOf(c.Principal)}}
 	}
 	return nil
 }
@@ -139,6 +145,9 @@ func (c Connection) item() (map[string]types.AttributeValue, error) {
 	if c.SourceIP != "" {
 		it[attrIP] = sv(c.SourceIP)
 	}
+	if !c.TokenExpires.IsZero() {
+		it[attrTokenExp] = nv(c.TokenExpires.UnixMilli())
+	}
 	return it, nil
 }
 
@@ -158,6 +167,9 @@ func connectionFrom(item map[string]types.AttributeValue) (Connection, error) {
 			MaxConnectionsPerPrincipal: int(getN(item, attrMaxConns)),
 			MaxWildcards:               int(getN(item, attrMaxWild)),
 		},
+	}
+	if ms := getN(item, attrTokenExp); ms != 0 {
+		c.TokenExpires = time.UnixMilli(ms)
 	}
 	if _, ok := item[attrPending]; ok {
 		c.Pending = true
@@ -201,7 +213,7 @@ func (s *Store) admit(ctx context.Context, id string, item map[string]types.Attr
 	}
 	err := s.takePlaces(ctx, id, types.TransactWriteItem{Put: &types.Put{TableName: s.table, Item: item, ConditionExpression: cond}}, claims, nil)
 	switch reasons, _ := cancelReasons(err); {
-	case err == nil || errors.Is(err, ErrLimit):
+	case err == nil || errors.Is(err, ErrLimit) || errors.Is(err, ErrRevoked):
 		return err
 	case reasonIs(reasons, 0, "ConditionalCheckFailed"):
 		return fmt.Errorf("store: put connection %s: the id exists", id)
@@ -225,7 +237,7 @@ func (s *Store) takePlaces(ctx context.Context, id string, first types.TransactW
 		if full < 0 {
 			return err
 		}
-		freed, err := s.reclaim(ctx, claims[full].t)
+		freed, err := s.reclaim(ctx, claims[full].t, claims[full].bans)
 		if err != nil {
 			return err
 		}
@@ -375,10 +387,10 @@ func (s *Store) Authenticate(ctx context.Context, c Connection, subs []NewSubscr
 	update := &types.Update{
 		TableName:           s.table,
 		Key:                 key(connPK(c.ID), skMeta),
-		UpdateExpression:    aws.String("SET p = :p, ns = :ns, rlm = :rlm, mb = :mb, ms = :ms, mc = :mc, mw = :mw REMOVE pend, held"),
+		UpdateExpression:    aws.String("SET p = :p, ns = :ns, rlm = :rlm, mb = :mb, ms = :ms, mc = :mc, mw = :mw, texp = :texp REMOVE pend, held"),
 		ConditionExpression: aws.String("attribute_exists(pend) AND pend >= :now"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":p": sv(string(p)), ":ns": nv(int64(len(subs))), ":now": nv(now.UnixMilli()),
+			":p": sv(string(p)), ":ns": nv(int64(len(subs))), ":now": nv(now.UnixMilli()), ":texp": nv(c.TokenExpires.UnixMilli()),
 			":rlm": nv(int64(c.Limits.MessagesPerSecond)), ":mb": nv(int64(c.Limits.MaxMessageBytes)),
 			":ms": nv(int64(c.Limits.MaxSubscriptions)), ":mc": nv(int64(c.Limits.MaxConnectionsPerPrincipal)),
 			":mw": nv(int64(c.Limits.MaxWildcards)),
@@ -387,7 +399,7 @@ func (s *Store) Authenticate(ctx context.Context, c Connection, subs []NewSubscr
 	}
 	claims := c.claims()
 	if len(claims) > 0 {
-		update.UpdateExpression = aws.String("SET p = :p, ns = :ns, rlm = :rlm, mb = :mb, ms = :ms, mc = :mc, mw = :mw, held = :held REMOVE pend")
+		update.UpdateExpression = aws.String("SET p = :p, ns = :ns, rlm = :rlm, mb = :mb, ms = :ms, mc = :mc, mw = :mw, texp = :texp, held = :held REMOVE pend")
 		update.ExpressionAttributeValues[":held"] = heldAttr(claims)
 	}
 	if err := s.promote(ctx, c.ID, update, claims, heldSlots(rec, c.ID)); err != nil {
@@ -419,7 +431,7 @@ func (s *Store) pendingRecord(ctx context.Context, id string, now time.Time) (ma
 func (s *Store) promote(ctx context.Context, id string, update *types.Update, claims []claim, pending []heldSlot) error {
 	err := s.takePlaces(ctx, id, types.TransactWriteItem{Update: update}, claims, pending)
 	switch reasons, _ := cancelReasons(err); {
-	case err == nil || errors.Is(err, ErrLimit):
+	case err == nil || errors.Is(err, ErrLimit) || errors.Is(err, ErrRevoked):
 		return err
 	case reasonIs(reasons, 0, "ConditionalCheckFailed"):
 		if old := reasons[0].Item; old != nil && getN(old, attrPending) != 0 {

@@ -23,6 +23,9 @@ var (
 	ErrInProgress = errors.New("event in progress elsewhere")
 	// ErrExpired: a pending connection's auth deadline has passed.
 	ErrExpired = errors.New("deadline passed")
+	// ErrRevoked: a backend revoked the principal or its token until a
+	// time not yet past.
+	ErrRevoked = errors.New("revoked")
 )
 
 // DB is the part of the DynamoDB client the store uses.

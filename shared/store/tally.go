@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -108,6 +110,9 @@ type claim struct {
 	exp   time.Time // when its holder expires
 	limit int       // 0: counted, not capped
 	err   error     // the refusal when the cap is full
+	// bans are the counter's revocation attributes that refuse the take
+	// while they hold a time not yet past (see revoke.go).
+	bans []string
 }
 
 var tallyNames = map[string]string{"#n": attrCount, "#v": attrCountRev, "#ttl": TTLAttribute}
@@ -124,9 +129,17 @@ func (s *Store) take(cl claim, holder string) []types.TransactWriteItem {
 			":zero": nv(0), ":one": nv(1), ":ttl": nv(cl.exp.Add(counterGrace).Unix()),
 		},
 	}
+	var cond []string
 	if cl.limit > 0 {
-		counter.ConditionExpression = aws.String("attribute_not_exists(#n) OR #n < :cap")
+		cond = append(cond, "(attribute_not_exists(#n) OR #n < :cap)")
 		counter.ExpressionAttributeValues[":cap"] = nv(int64(cl.limit))
+	}
+	if len(cl.bans) > 0 {
+		counter.ExpressionAttributeNames = maps.Clone(tallyNames)
+		cond = append(cond, s.notBanned(cl.bans, counter.ExpressionAttributeNames, counter.ExpressionAttributeValues))
+	}
+	if len(cond) > 0 {
+		counter.ConditionExpression = aws.String(strings.Join(cond, " AND "))
 	}
 	slot := key(cl.t.pk, cl.t.slots+cl.slot)
 	slot[attrRefs] = &types.AttributeValueMemberM{Value: map[string]types.AttributeValue{holder: nv(cl.exp.UnixMilli())}}
@@ -218,7 +231,9 @@ func liveRefs(item map[string]types.AttributeValue, now time.Time) bool {
 // (their $disconnect never came) and sets the count to the slots left,
 // unless the tally changed meanwhile. It reports whether the count went
 // down, or the tally changed: either way a refused take may try again.
-func (s *Store) reclaim(ctx context.Context, t tally) (bool, error) {
+// A counter that refused because of a revocation among bans answers
+// ErrRevoked instead.
+func (s *Store) reclaim(ctx context.Context, t tally, bans []string) (bool, error) {
 	now := s.now()
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: s.table, Key: key(t.pk, t.counter), ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: total,
@@ -229,6 +244,9 @@ func (s *Store) reclaim(ctx context.Context, t tally) (bool, error) {
 	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
 	if out.Item == nil {
 		return false, nil
+	}
+	if banned(out.Item, bans, now) {
+		return false, ErrRevoked
 	}
 	// The counter is read before the slots: a slot taken or given back
 	// after this read changes v, and the write below is refused.
@@ -347,7 +365,7 @@ func (s *Store) holdPattern(ctx context.Context, cl claim, conn string) (bool, e
 		case ok && reasonIs(reasons, 1, "ConditionalCheckFailed"):
 			// Another connection of the principal took it just now: hold it.
 		case ok && reasonIs(reasons, 0, "ConditionalCheckFailed"):
-			freed, err := s.reclaim(ctx, cl.t)
+			freed, err := s.reclaim(ctx, cl.t, nil)
 			if err != nil {
 				return false, err
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/broadcast"
 	"github.com/wsgate/wsgate/shared/config"
+	wsevents "github.com/wsgate/wsgate/shared/events"
 	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/fanout/connectionstest"
 	"github.com/wsgate/wsgate/shared/gateway"
@@ -243,6 +244,17 @@ func (h *Harness) Publish(id string, detail any) error {
 	}
 	return h.Broadcast.HandleEvent(context.Background(), events.CloudWatchEvent{
 		ID: id, Source: "test", DetailType: "wsgate.event", Time: h.Now, Detail: b,
+	})
+}
+
+// Revoke delivers a wsgate.revoke event with the given detail.
+func (h *Harness) Revoke(id string, detail any) error {
+	b, ok := detail.([]byte)
+	if !ok {
+		b, _ = json.Marshal(detail)
+	}
+	return h.Broadcast.HandleEvent(context.Background(), events.CloudWatchEvent{
+		ID: id, Source: "test", DetailType: wsevents.RevokeDetailType, Time: h.Now, Detail: b,
 	})
 }
 
