@@ -24,7 +24,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
 )
 
@@ -130,7 +130,7 @@ func NewGatewayStack(scope constructs.Construct, id string, props *GatewayStackP
 	g.queues()
 	g.webSocketAPI()
 	g.bus = awsevents.NewEventBus(stack, jsii.String("Bus"), &awsevents.EventBusProps{
-		EventBusName: jsii.String(events.BusName(s.Stage)),
+		EventBusName: jsii.String(publish.BusName(s.Stage)),
 		Description:  jsii.String("wsgate " + s.Stage + ": publish events with detail.topic here; they reach the topic's WebSocket subscribers"),
 	})
 
@@ -146,16 +146,16 @@ func NewGatewayStack(scope constructs.Construct, id string, props *GatewayStackP
 	return stack, nil
 }
 
-// rulePattern is events.RulePattern as the CDK's EventPattern. A key other
+// rulePattern is publish.RulePattern as the CDK's EventPattern. A key other
 // than detail would be dropped silently, so it is refused.
 func rulePattern() (*awsevents.EventPattern, error) {
 	var p map[string]any
-	if err := json.Unmarshal([]byte(events.RulePattern), &p); err != nil {
-		return nil, fmt.Errorf("events.RulePattern: %w", err)
+	if err := json.Unmarshal([]byte(publish.RulePattern), &p); err != nil {
+		return nil, fmt.Errorf("publish.RulePattern: %w", err)
 	}
 	detail, ok := p["detail"].(map[string]any)
 	if !ok || len(p) != 1 {
-		return nil, fmt.Errorf("events.RulePattern %s: the stack supports a pattern on detail only", events.RulePattern)
+		return nil, fmt.Errorf("publish.RulePattern %s: the stack supports a pattern on detail only", publish.RulePattern)
 	}
 	return &awsevents.EventPattern{Detail: &detail}, nil
 }
@@ -355,9 +355,9 @@ func (g *gateway) broadcastSources(pattern *awsevents.EventPattern) {
 			})},
 		})
 	}
-	rule("BroadcastRule", "broadcast", "Every event with detail.topic, whatever its source and detail-type (events.RulePattern)", pattern)
-	rule("RevokeRule", "revoke", "Revocations: detail-type "+events.RevokeDetailType+" (events.RevokeRulePattern)",
-		&awsevents.EventPattern{DetailType: jsii.Strings(events.RevokeDetailType)})
+	rule("BroadcastRule", "broadcast", "Every event with detail.topic, whatever its source and detail-type (publish.RulePattern)", pattern)
+	rule("RevokeRule", "revoke", "Revocations: detail-type "+publish.RevokeDetailType+" (publish.RevokeRulePattern)",
+		&awsevents.EventPattern{DetailType: jsii.Strings(publish.RevokeDetailType)})
 	// EventBridge invokes Lambda asynchronously: these retries apply when
 	// the function itself fails.
 	fn.ConfigureAsyncInvoke(&awslambda.EventInvokeConfigOptions{

@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/events"
 	"github.com/wsgate/wsgate/shared/metrics"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
 )
 
@@ -383,7 +383,7 @@ func TestStack_BusNamedForStage(t *testing.T) {
 	for _, ctx := range []map[string]string{defaults, configured} {
 		s := synth(t, ctx)
 		_, bus := s.one(t, "AWS::Events::EventBus")
-		assert.Equal(t, events.BusName(s.stage), props(bus)["Name"])
+		assert.Equal(t, publish.BusName(s.stage), props(bus)["Name"])
 	}
 }
 
@@ -394,7 +394,7 @@ func TestStack_RulesMatchPublisherContract(t *testing.T) {
 	busID, _ := s.one(t, "AWS::Events::EventBus")
 	rules := s.resources("AWS::Events::Rule")
 	require.Len(t, rules, 2)
-	want := map[string]string{"wsgate-dev-broadcast": events.RulePattern, "wsgate-dev-revoke": events.RevokeRulePattern}
+	want := map[string]string{"wsgate-dev-broadcast": publish.RulePattern, "wsgate-dev-revoke": publish.RevokeRulePattern}
 	for _, rule := range rules {
 		p := props(rule)
 		name, _ := p["Name"].(string)

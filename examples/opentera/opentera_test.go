@@ -14,10 +14,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wsgate/wsgate/localstack/dynamolocal"
 	"github.com/wsgate/wsgate/localstack/stack"
 	"github.com/wsgate/wsgate/localstack/stacktest"
 	"github.com/wsgate/wsgate/shared/auth"
-	"github.com/wsgate/wsgate/shared/dynamolocal"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
 )

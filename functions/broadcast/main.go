@@ -13,7 +13,7 @@ import (
 )
 
 func main() {
-	cfg, d := awsdeps.MustLoad(false)
+	cfg, d := awsdeps.MustLoad(awsdeps.Needs{})
 	pacer := fanout.NewPacer(float64(cfg.PostRate))
 	sender := fanout.NewSender(d.Poster, fanout.Options{
 		Workers: cfg.FanoutWorkers, Pacer: pacer, Settling: broadcast.Settling(d.Store, nil),

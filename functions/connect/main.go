@@ -8,6 +8,6 @@ import (
 )
 
 func main() {
-	cfg, d := awsdeps.MustLoad(true)
+	cfg, d := awsdeps.MustLoad(awsdeps.Needs{Verifier: true})
 	lambda.Start(d.Gateway(cfg).Connect)
 }

@@ -8,6 +8,6 @@ import (
 )
 
 func main() {
-	cfg, d := awsdeps.MustLoad(false)
+	cfg, d := awsdeps.MustLoad(awsdeps.Needs{})
 	lambda.Start(d.Gateway(cfg).Disconnect)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	mgmttypes "github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
+	"github.com/aws/smithy-go"
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -230,4 +232,141 @@ func (c *rawClient) frame(t *testing.T) (fin bool, opcode byte, n int) {
 	_, err = io.CopyN(io.Discard, c.r, length)
 	require.NoError(t, err)
 	return h[0]&0x80 != 0, h[0] & 0x0f, int(length)
+}
+
+func TestManagement_LastActiveAtFollowsClientFrames(t *testing.T) {
+	t.Parallel()
+	tg := start(t, Options{}, newFunctions())
+	ws, id := tg.dial(t, nil)
+	first, err := tg.get(id)
+	require.NoError(t, err)
+	require.NotNil(t, first.LastActiveAt)
+
+	time.Sleep(10 * time.Millisecond) // past the first answer's millisecond
+	send(t, ws, "activity")
+	require.Eventually(t, func() bool {
+		out, err := tg.get(id)
+		return err == nil && out.LastActiveAt != nil && out.LastActiveAt.After(*first.LastActiveAt)
+	}, 5*time.Second, 5*time.Millisecond)
+}
+
+func TestManagement_PostsKeepTheirFrameType(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		data string
+		want websocket.MessageType
+	}{
+		{name: "UTF-8 as text", data: "héllo {\"json\":true}", want: websocket.MessageText},
+		{name: "other bytes as binary", data: "\xff\xfe\x00\x01", want: websocket.MessageBinary},
+	}
+	tg := start(t, Options{}, newFunctions())
+	ws, id := tg.dial(t, nil)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.NoError(t, tg.post(id, tt.data))
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			typ, data, err := ws.Read(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, typ)
+			assert.Equal(t, []byte(tt.data), data, "byte for byte")
+		})
+	}
+}
+
+func TestManagement_FullSendQueueIsThrottled(t *testing.T) {
+	t.Parallel()
+	tg := start(t, Options{SendQueue: 1}, newFunctions())
+	_, id := tg.dial(t, nil) // a client that never reads: the socket's buffers fill
+	big := strings.Repeat("b", 128*1024)
+	var err error
+	for range 2000 {
+		if err = tg.post(id, big); err != nil {
+			break
+		}
+	}
+	var throttled *mgmttypes.LimitExceededException
+	require.ErrorAs(t, err, &throttled, "a client that reads nothing is throttled, not gone")
+	assert.Equal(t, int64(1), tg.Stats().Throttled.Load())
+	assert.Equal(t, 1, tg.Count(), "the connection stays open")
+}
+
+func TestManagement_InjectedFaults(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		faults   Faults
+		wantCode string // the error's code; "" for a post that succeeds
+	}{
+		{name: "throttled", faults: Faults{ThrottleRate: 1}, wantCode: "LimitExceededException"},
+		{name: "failed", faults: Faults{ErrorRate: 1}, wantCode: "InternalServerErrorException"},
+		{name: "slow", faults: Faults{Latency: 200 * time.Millisecond}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tg := start(t, Options{}, newFunctions())
+			ws, id := tg.dial(t, nil)
+			tg.SetFaults(tt.faults)
+			assert.Equal(t, tt.faults, tg.CurrentFaults())
+			began := time.Now()
+			err := tg.post(id, "faulty")
+			took := time.Since(began)
+			tg.SetFaults(Faults{})
+			if tt.wantCode == "" {
+				require.NoError(t, err)
+				assert.GreaterOrEqual(t, took, tt.faults.Latency)
+				assert.Equal(t, "faulty", read(t, ws, 5*time.Second))
+				return
+			}
+			var apiErr smithy.APIError
+			require.ErrorAs(t, err, &apiErr)
+			assert.Equal(t, tt.wantCode, apiErr.ErrorCode())
+			assert.Equal(t, int64(1), tg.Stats().Injected.Load())
+			require.NoError(t, tg.post(id, "after"))
+			assert.Equal(t, "after", read(t, ws, 5*time.Second), "the faulty post was not delivered")
+		})
+	}
+}
+
+func TestManagement_SkippedDisconnect(t *testing.T) {
+	t.Parallel()
+	fns := newFunctions()
+	tg := start(t, Options{}, fns)
+	tg.SetFaults(Faults{SkipDisconnectRate: 1})
+	ws, id := tg.dial(t, nil)
+	require.NoError(t, ws.Close(websocket.StatusNormalClosure, ""))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tg.CloseAll(ctx) // returns once the closed connection's handling is done
+	_, ran := fns.disconnected(id)
+	assert.False(t, ran, "API Gateway invokes $disconnect on a best-effort basis")
+	assert.Equal(t, int64(1), tg.Stats().SkippedDisconnects.Load())
+	assert.True(t, isGone(tg.post(id, "after")))
+}
+
+func TestManagement_MalformedRequests(t *testing.T) {
+	t.Parallel()
+	tg := start(t, Options{}, newFunctions())
+	_, id := tg.dial(t, nil)
+	tests := []struct {
+		name, method, path string
+		want               int
+	}{
+		{name: "no id", method: http.MethodPost, path: "/" + testStage + "/@connections/", want: http.StatusNotFound},
+		{name: "id with a slash", method: http.MethodGet, path: "/" + testStage + "/@connections/a%2Fb", want: http.StatusNotFound},
+		{name: "other method", method: http.MethodPut, path: "/" + testStage + "/@connections/" + url.PathEscape(id), want: http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, tg.srv.URL+tt.path, nil)
+			require.NoError(t, err)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			_ = resp.Body.Close()
+			assert.Equal(t, tt.want, resp.StatusCode)
+		})
+	}
+	assert.Equal(t, 1, tg.Count(), "the connection is untouched")
 }

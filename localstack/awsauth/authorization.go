@@ -42,6 +42,7 @@ func parseAuthorization(h string) (authorization, error) {
 	for part := range strings.SplitSeq(rest, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok {
+			//lint:ignore ST1005 AWS words it so; the message goes back to the client as AWS would send it
 			return authorization{}, fmt.Errorf("Authorization header parameter %q is not of the form key=value", part)
 		}
 		params[k] = v
@@ -68,9 +69,11 @@ func parseAuthorization(h string) (authorization, error) {
 func parseCredential(c string) (authorization, error) {
 	parts := strings.Split(c, "/")
 	if len(parts) != 5 || parts[4] != "aws4_request" || parts[0] == "" || parts[2] == "" || parts[3] == "" {
+		//lint:ignore ST1005 AWS words it so; the message goes back to the client as AWS would send it
 		return authorization{}, fmt.Errorf("Credential %q is not of the form <access key>/<date>/<region>/<service>/aws4_request", c)
 	}
 	if _, err := time.Parse("20060102", parts[1]); err != nil {
+		//lint:ignore ST1005 AWS words it so; the message goes back to the client as AWS would send it
 		return authorization{}, fmt.Errorf("Credential scope date %q is not of the form YYYYMMDD", parts[1])
 	}
 	return authorization{accessKeyID: parts[0], date: parts[1], region: parts[2], service: parts[3]}, nil

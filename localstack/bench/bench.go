@@ -27,11 +27,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
 	"github.com/wsgate/wsgate/localstack/apigw"
+	"github.com/wsgate/wsgate/localstack/dynamolocal"
 	"github.com/wsgate/wsgate/localstack/lambdahost"
 	"github.com/wsgate/wsgate/localstack/stack"
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/dynamolocal"
-	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/publish"
 )
 
 // Options configure a benchmark run.
@@ -138,7 +138,7 @@ type bench struct {
 	nodes   []string // WebSocket URLs
 	clients []*clientProc
 	emf     *emfLines
-	bus     events.Publisher
+	bus     publish.Publisher
 	log     func(format string, args ...any)
 	procs   []*exec.Cmd
 	rss     int64
@@ -340,7 +340,7 @@ func (b *bench) start(ctx context.Context) error {
 	}
 	b.s = s
 	s.Gateway.SetFaults(apigw.Faults{Latency: o.Latency, Jitter: o.Jitter, ThrottleRate: o.ThrottleRate})
-	b.bus = events.Publisher{
+	b.bus = publish.Publisher{
 		Client: eventbridge.New(eventbridge.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.AWSEndpoint), Credentials: stack.DevCredentials()}),
 		Bus:    s.BusName, Source: "bench",
 	}
@@ -579,7 +579,7 @@ func (b *bench) measure(ctx context.Context, system string, a int) (Row, error) 
 				b.log("naive %s: %d delivered, %d gone, %d failed (%s)", label, naive.Delivered, naive.Gone, naive.Failed, naive.Error)
 			}
 		} else {
-			ids, err := b.bus.Publish(ctx, events.Detail{Topic: Topic(a), Payload: json.RawMessage(mustJSON(Payload{Label: label, Sent: t0.UnixNano()}))})
+			ids, err := b.bus.Publish(ctx, publish.Detail{Topic: Topic(a), Payload: json.RawMessage(mustJSON(Payload{Label: label, Sent: t0.UnixNano()}))})
 			if err != nil {
 				return row, err
 			}
@@ -738,7 +738,7 @@ func (b *bench) rate(ctx context.Context, perSecond int) (RateRun, error) {
 		go func() {
 			defer wg.Done()
 			p := Payload{Label: label, Sent: time.Now().UnixNano(), Latency: true}
-			if _, err := b.bus.Publish(ctx, events.Detail{Topic: Topic(b.o.RateAudience), Payload: json.RawMessage(mustJSON(p))}); err != nil {
+			if _, err := b.bus.Publish(ctx, publish.Detail{Topic: Topic(b.o.RateAudience), Payload: json.RawMessage(mustJSON(p))}); err != nil {
 				errMu.Lock()
 				firstErr = err
 				errMu.Unlock()

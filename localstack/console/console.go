@@ -4,6 +4,8 @@
 // dev tokens and publishes test events through PutEvents.
 package console
 
+//go:generate go run ./internal/protocoljs -protocol ../../shared/protocol -out static/protocol.js
+
 import (
 	"context"
 	"embed"
@@ -17,7 +19,7 @@ import (
 
 	"github.com/wsgate/wsgate/localstack/stack"
 	"github.com/wsgate/wsgate/shared/auth"
-	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/publish"
 )
 
 //go:embed static
@@ -29,7 +31,7 @@ type Options struct {
 	// Token mints a dev token: GET with the query of /_wsgate/token.
 	Token http.Handler
 	// Publish sends one event through the local EventBridge bus.
-	Publish func(ctx context.Context, d events.Detail) (string, error)
+	Publish func(ctx context.Context, d publish.Detail) (string, error)
 }
 
 // maxPublish bounds a test event's body: EventBridge's entry limit.
@@ -51,21 +53,21 @@ func Handler(o Options) http.Handler {
 	}
 	if o.Publish != nil {
 		mux.HandleFunc("POST /console/api/publish", func(w http.ResponseWriter, r *http.Request) {
-			var d events.Detail
+			var d publish.Detail
 			dec := json.NewDecoder(io.LimitReader(r.Body, maxPublish+1))
 			if err := dec.Decode(&d); err != nil {
 				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want the event's detail: {\"topic\":..., \"payload\":...}: " + err.Error()})
 				return
 			}
 			b, _ := json.Marshal(d)
-			if _, err := events.Parse("console", time.Now(), b, false); err != nil {
+			if _, err := publish.Parse("console", time.Now(), b, false); err != nil {
 				writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 				return
 			}
 			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 			defer cancel()
 			id, err := o.Publish(ctx, d)
-			var refused *events.PublishError
+			var refused *publish.PublishError
 			switch {
 			case errors.As(err, &refused):
 				writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
@@ -111,7 +113,7 @@ func ForStack(s *stack.Stack) http.Handler {
 	pub := s.Publisher("wsgate.console")
 	h := Handler(Options{
 		Token: DevTokens(auth.Minter{Alg: "HS256", Key: []byte(s.Secret)}),
-		Publish: func(ctx context.Context, d events.Detail) (string, error) {
+		Publish: func(ctx context.Context, d publish.Detail) (string, error) {
 			ids, err := pub.Publish(ctx, d)
 			if err != nil {
 				return "", err

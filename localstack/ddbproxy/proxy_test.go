@@ -23,7 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/localstack/ddbproxy"
-	"github.com/wsgate/wsgate/shared/dynamolocal"
+	"github.com/wsgate/wsgate/localstack/dynamolocal"
 	"github.com/wsgate/wsgate/shared/store/storetest"
 )
 

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/wsgate/wsgate/shared/backoff"
 )
 
 // replicaState is one table's replica as this proxy built it.
@@ -122,7 +124,7 @@ func (p *Proxy) createReplica(ctx context.Context, replica string, d tableDescri
 		if !isCode(err, "ResourceInUseException") || attempt >= 100 {
 			return fmt.Errorf("create replica: %w", err)
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -135,7 +137,7 @@ func (p *Proxy) createReplica(ctx context.Context, replica string, d tableDescri
 		if attempt >= 200 {
 			return fmt.Errorf("replica %s not active: %v", replica, err)
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -211,7 +213,7 @@ func (p *Proxy) putAll(ctx context.Context, table string, items []map[string]jso
 	}
 	for attempt := 0; len(reqs) > 0; attempt++ {
 		if attempt > 0 {
-			if err := sleep(ctx, backoff(attempt)); err != nil {
+			if err := retry.Wait(ctx, attempt-1); err != nil {
 				return err
 			}
 		}
@@ -227,23 +229,6 @@ func (p *Proxy) putAll(ctx context.Context, table string, items []map[string]jso
 	return nil
 }
 
-// sleep waits d, or until ctx ends (its error).
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// backoff is the wait before retry attempt (1, 2, ...): 20 ms doubling to
-// about a second.
-func backoff(attempt int) time.Duration {
-	return 20 * time.Millisecond << min(attempt-1, 6)
-}
+// retry spaces the replicator's retries of a write the replica refused:
+// full jitter, 20 ms doubling to about a second.
+var retry = backoff.Policy{Base: 20 * time.Millisecond, Max: 1280 * time.Millisecond}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsgate/wsgate/shared/backoff"
 )
 
 // replicator carries each write to the replicas: right after a write
@@ -204,7 +206,7 @@ func (r *replicator) apply(sh *laneShard, id string, ln *lane) {
 		}
 		due := ln.queue[0].due
 		sh.mu.Unlock()
-		if sleep(r.p.ctx, time.Until(due)) != nil {
+		if backoff.Sleep(r.p.ctx, time.Until(due)) != nil {
 			return // closed
 		}
 		sh.mu.Lock()
@@ -267,7 +269,7 @@ func (r *replicator) write(img image) {
 func (r *replicator) retry(call func(context.Context) error) error {
 	var err error
 	for attempt := 0; attempt < 4; attempt++ {
-		if attempt > 0 && sleep(r.p.ctx, backoff(attempt)) != nil {
+		if attempt > 0 && retry.Wait(r.p.ctx, attempt-1) != nil {
 			return err
 		}
 		ctx, cancel := context.WithTimeout(r.p.ctx, 10*time.Second)

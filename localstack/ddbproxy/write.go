@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/wsgate/wsgate/shared/backoff"
 )
 
 // serveWrite handles PutItem, UpdateItem and DeleteItem: refused while a
@@ -213,7 +215,7 @@ func (p *Proxy) serveTransactWrite(w http.ResponseWriter, r *http.Request, body 
 			p.transactionCanceled(w, conflicted)
 			return
 		}
-		if err := sleep(r.Context(), p.opts.TransactionHold); err != nil {
+		if err := backoff.Sleep(r.Context(), p.opts.TransactionHold); err != nil {
 			p.locks.unlockTx(ids)
 			return // the client gave up
 		}
@@ -249,7 +251,7 @@ func (p *Proxy) serveTransactGet(w http.ResponseWriter, r *http.Request, body []
 	}
 	var resp *http.Response
 	var b []byte
-	if err = sleep(r.Context(), p.opts.TransactionHold); err == nil {
+	if err = backoff.Sleep(r.Context(), p.opts.TransactionHold); err == nil {
 		resp, b, err = p.exchange(r, body)
 	}
 	conflicted = p.locks.unlockGet(g, ids)

@@ -13,7 +13,7 @@ import (
 	"github.com/wsgate/wsgate/localstack/stack"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/publish"
 )
 
 // Publish sends one event through EventBridge PutEvents. With --endpoint
@@ -22,11 +22,11 @@ import (
 func Publish(ctx context.Context, args []string, st Streams) error {
 	fs := newFlags("publish", st)
 	stage := envOr(config.EnvStage, "local")
-	bus := fs.String("bus", envOr("WSGATE_BUS", events.BusName(stage)), "event bus name or ARN")
+	bus := fs.String("bus", envOr("WSGATE_BUS", publish.BusName(stage)), "event bus name or ARN")
 	endpoint := fs.String("endpoint", "", "AWS endpoint, e.g. http://127.0.0.1:4566 for the local stack (default: $AWS_ENDPOINT_URL, else AWS)")
 	region := fs.String("region", "", "AWS region (default from the AWS configuration, us-east-1 locally)")
-	source := fs.String("source", events.DefaultSource, "EventBridge source")
-	detailType := fs.String("detail-type", events.DefaultDetailType, "EventBridge detail-type")
+	source := fs.String("source", publish.DefaultSource, "EventBridge source")
+	detailType := fs.String("detail-type", publish.DefaultDetailType, "EventBridge detail-type")
 	detail := fs.String("detail", "", "the whole detail as JSON (instead of the flags below)")
 	topic := fs.String("topic", "", "topic, e.g. demo.hello")
 	payload := fs.String("payload", "", "payload JSON, delivered as given")
@@ -39,7 +39,7 @@ func Publish(ctx context.Context, args []string, st Streams) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var d events.Detail
+	var d publish.Detail
 	if *detail != "" {
 		if err := json.Unmarshal([]byte(*detail), &d); err != nil {
 			return fmt.Errorf("--detail: %w", err)
@@ -48,7 +48,7 @@ func Publish(ctx context.Context, args []string, st Streams) error {
 		if *topic == "" {
 			return errors.New("--topic (or --detail) is required")
 		}
-		d = events.Detail{Topic: *topic, PayloadBase64: *payloadB64}
+		d = publish.Detail{Topic: *topic, PayloadBase64: *payloadB64}
 		for name, v := range map[string]struct {
 			raw string
 			dst any
@@ -77,7 +77,7 @@ func Publish(ctx context.Context, args []string, st Streams) error {
 	if err != nil {
 		return err
 	}
-	ids, err := events.Publisher{Client: client, Bus: *bus, Source: *source, DetailType: *detailType}.Publish(ctx, d)
+	ids, err := publish.Publisher{Client: client, Bus: *bus, Source: *source, DetailType: *detailType}.Publish(ctx, d)
 	if err != nil {
 		return err
 	}

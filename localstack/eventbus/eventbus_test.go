@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/publish"
 )
 
 func client(t *testing.T, s *Service) *eventbridge.Client {
@@ -57,7 +57,7 @@ func TestPutEvents_RuleDeliversMatchingEventsAsEventBridgeEvents(t *testing.T) {
 	defer s.Close()
 	s.CreateBus("wsgate-local")
 	rec := &recorder{}
-	require.NoError(t, s.PutRule(Rule{Name: "r", Bus: "wsgate-local", Pattern: events.RulePattern, Target: rec.target}))
+	require.NoError(t, s.PutRule(Rule{Name: "r", Bus: "wsgate-local", Pattern: publish.RulePattern, Target: rec.target}))
 	out, err := client(t, s).PutEvents(context.Background(), &eventbridge.PutEventsInput{Entries: []types.PutEventsRequestEntry{
 		entry("wsgate-local", `{"topic":"a.b","payload":1}`),
 		entry("wsgate-local", `{"no_topic":true}`),
@@ -106,7 +106,7 @@ func TestPutEvents_EntryValidation(t *testing.T) {
 }
 
 func TestDelivery_RetriesThenDeadLetters(t *testing.T) {
-	s := New(Options{Retries: 2, RetryDelay: 10 * time.Millisecond})
+	s := New(Options{RetryDelays: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}})
 	defer s.Close()
 	var calls atomic.Int32
 	require.NoError(t, s.PutRule(Rule{Name: "flaky", Bus: "default", Pattern: `{"source":["src"]}`, Target: func(context.Context, []byte) error {
@@ -115,7 +115,7 @@ func TestDelivery_RetriesThenDeadLetters(t *testing.T) {
 		}
 		return nil
 	}}))
-	require.NoError(t, s.PutRule(Rule{Name: "broken", Bus: "default", Pattern: `{"detail-type":[{"prefix":"broken"}]}`, Target: func(context.Context, []byte) error {
+	require.NoError(t, s.PutRule(Rule{Name: "broken", Bus: "default", Pattern: `{"detail-type":["broken.thing"]}`, Target: func(context.Context, []byte) error {
 		return errors.New("always")
 	}}))
 	c := client(t, s)
@@ -125,31 +125,85 @@ func TestDelivery_RetriesThenDeadLetters(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return s.Stats().Delivered.Load() == 1 && s.Stats().DeadLettered.Load() == 1 }, 5*time.Second, 10*time.Millisecond)
 	assert.Equal(t, int32(3), calls.Load(), "two retries")
-	assert.Len(t, s.DeadLetters(), 1)
+	assert.Equal(t, int64(4), s.Stats().Retried.Load(), "two for each rule")
 }
 
-func TestPattern_Matching(t *testing.T) {
-	ev := map[string]any{"source": "a.b", "detail-type": "x", "detail": map[string]any{"topic": "t", "n": 1.0, "tags": []any{"red", "blue"}}}
+func TestPattern_MatchesExactStringsExistsAndNestedObjects(t *testing.T) {
+	ev := map[string]any{"source": "a.b", "detail-type": "wsgate.revoke", "detail": map[string]any{"topic": "t", "n": 1.0, "tags": []any{"red", "blue"}}}
 	cases := []struct {
 		pattern string
 		want    bool
 	}{
-		{events.RulePattern, true},
+		{publish.RulePattern, true},
+		{publish.RevokeRulePattern, true},
+		{`{"detail-type":["wsgate.event"]}`, false},
 		{`{"detail":{"topic":[{"exists":false}]}}`, false},
 		{`{"detail":{"missing":[{"exists":false}]}}`, true},
+		{`{"detail":{"missing":[{"exists":true}]}}`, false},
+		{`{"detail":{"missing":["t"]}}`, false},
 		{`{"source":["a.b","c"]}`, true},
 		{`{"source":["c"]}`, false},
-		{`{"source":[{"prefix":"a."}]}`, true},
-		{`{"source":[{"anything-but":["a.b"]}]}`, false},
+		{`{"source":["c", {"exists":true}]}`, true},
 		{`{"detail":{"tags":["blue"]}}`, true},
-		{`{"detail":{"n":[1]}}`, true},
+		{`{"detail":{"n":["1"]}}`, false},
 		{`{"detail":{"topic":["u"]}}`, false},
+		{`{"source":{"nested":["a.b"]}}`, false},
+		{`{"source":["a.b"],"detail":{"topic":["t"]}}`, true},
 	}
 	for _, c := range cases {
 		p, err := parsePattern(c.pattern)
 		require.NoError(t, err, c.pattern)
 		assert.Equal(t, c.want, p.match(ev), c.pattern)
 	}
-	_, err := parsePattern(`{"source":[{"numeric":[">",1]}]}`)
-	assert.Error(t, err, "unsupported matchers are refused, not ignored")
+}
+
+func TestPattern_UnsupportedSyntaxIsRefusedNotIgnored(t *testing.T) {
+	for _, pattern := range []string{
+		`{"source":[{"prefix":"a."}]}`,
+		`{"source":[{"suffix":".b"}]}`,
+		`{"source":[{"anything-but":["a.b"]}]}`,
+		`{"source":[{"equals-ignore-case":"A.B"}]}`,
+		`{"detail":{"n":[{"numeric":[">",1]}]}}`,
+		`{"detail":{"n":[1]}}`,
+		`{"detail":{"flag":[true]}}`,
+		`{"detail":{"v":[null]}}`,
+		`{"detail":{"topic":[{"exists":true},{"exists":false}]}}`,
+		`{"detail":{"topic":[{"exists":true,"prefix":"a"}]}}`,
+		`{"source":[]}`,
+		`{"source":"a.b"}`,
+		`[]`,
+		`not json`,
+	} {
+		_, err := parsePattern(pattern)
+		assert.Error(t, err, pattern)
+	}
+	s := New(Options{})
+	defer s.Close()
+	err := s.PutRule(Rule{Name: "r", Bus: "default", Pattern: `{"source":[{"prefix":"a."}]}`, Target: (&recorder{}).target})
+	assert.ErrorIs(t, err, errUnsupported)
+}
+
+func TestServeHTTP_OperationsOtherThanPutEventsAreRefused(t *testing.T) {
+	s := New(Options{})
+	defer s.Close()
+	_, err := client(t, s).PutRule(context.Background(), &eventbridge.PutRuleInput{Name: aws.String("r"), EventPattern: aws.String(`{"source":["a"]}`)})
+	requireAPIError(t, err, "UnknownOperationException")
+}
+
+func TestClose_EndsTheWaitBeforeARetry(t *testing.T) {
+	s := New(Options{RetryDelays: []time.Duration{time.Hour}})
+	f := failing{calls: make(chan time.Time, 10)}
+	require.NoError(t, s.PutRule(Rule{Name: "r", Bus: "default", Pattern: `{"source":["src"]}`, Target: f.target}))
+	_, err := client(t, s).PutEvents(context.Background(), &eventbridge.PutEventsInput{Entries: []types.PutEventsRequestEntry{entry("default", `{}`)}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.Stats().Retried.Load() == 1 }, 5*time.Second, 5*time.Millisecond)
+
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for the retry an hour away")
+	}
+	assert.Len(t, f.calls, 1, "no retry after Close")
 }

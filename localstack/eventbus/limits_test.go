@@ -161,16 +161,13 @@ func TestNew_RetryScheduleFromOptions(t *testing.T) {
 		{name: "default is Lambda's", opts: Options{}, want: []time.Duration{time.Minute, 2 * time.Minute}},
 		{name: "explicit delays", opts: Options{RetryDelays: []time.Duration{time.Second}}, want: []time.Duration{time.Second}},
 		{name: "empty delays: no retries", opts: Options{RetryDelays: []time.Duration{}}, want: []time.Duration{}},
-		{name: "deprecated form, as the stack passes it", opts: Options{Retries: 2, RetryDelay: time.Minute}, want: []time.Duration{time.Minute, 2 * time.Minute}},
-		{name: "deprecated form, default first delay", opts: Options{Retries: 3}, want: []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}},
-		{name: "delays win over the deprecated form", opts: Options{Retries: 5, RetryDelays: []time.Duration{time.Millisecond}}, want: []time.Duration{time.Millisecond}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := New(tt.opts)
 			defer s.Close()
-			assert.Equal(t, tt.want, s.opts.RetryDelays)
-			assert.Equal(t, LambdaMaxEventAge, s.opts.MaxEventAge)
+			assert.Equal(t, tt.want, s.retryDelays)
+			assert.Equal(t, LambdaMaxEventAge, s.maxEventAge)
 		})
 	}
 }
@@ -201,7 +198,6 @@ func TestDelivery_RetriesAfterEachDelayOfTheSchedule(t *testing.T) {
 	assert.GreaterOrEqual(t, second.Sub(first), delays[0])
 	assert.GreaterOrEqual(t, third.Sub(second), delays[1])
 	assert.Equal(t, int64(2), s.Stats().Retried.Load())
-	assert.Len(t, s.DeadLetters(), 1)
 }
 
 func TestDelivery_EventTooOldIsNotRetried(t *testing.T) {

@@ -27,12 +27,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
 	"github.com/wsgate/wsgate/localstack/apigw"
+	"github.com/wsgate/wsgate/localstack/dynamolocal"
 	"github.com/wsgate/wsgate/localstack/stack"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/client"
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/dynamolocal"
-	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
 )
 
@@ -233,7 +233,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 	logf("publishing %d events/s for %s while clients drop", o.Rate, o.Duration)
 	s.SetFaults(stack.Faults{Faults: apigw.Faults{ThrottleRate: o.ThrottleRate, ErrorRate: o.ErrorRate, SkipDisconnectRate: o.SkipDisconnectRate}})
-	pub := events.Publisher{
+	pub := publish.Publisher{
 		Client: eventbridge.New(eventbridge.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.AWSEndpoint), Credentials: s.Credentials()}),
 		Bus:    s.BusName, Source: "soak",
 	}
@@ -243,7 +243,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	began := time.Now()
 	phase, endPhase := context.WithTimeout(ctx, o.Duration)
 	go dropAtRandom(phase, subs, o.DropEvery, &drops)
-	if err := publish(phase, pub, topics, o.Rate, published, sent); err != nil {
+	if err := publishEvents(phase, pub, topics, o.Rate, published, sent); err != nil {
 		endPhase()
 		return Result{}, err
 	}
@@ -377,10 +377,10 @@ func (sub *subscriber) last(t string) int {
 	return 0
 }
 
-// publish sends rate events a second, round robin over topics, numbering
+// publishEvents sends rate events a second, round robin over topics, numbering
 // each topic's events from 1 in its payload, until ctx ends; sent records
 // when each event id was published.
-func publish(ctx context.Context, pub events.Publisher, topics []string, rate int, published map[string]int, sent map[string]time.Time) error {
+func publishEvents(ctx context.Context, pub publish.Publisher, topics []string, rate int, published map[string]int, sent map[string]time.Time) error {
 	tick := time.NewTicker(time.Second / time.Duration(max(rate, 1)))
 	defer tick.Stop()
 	for i := 0; ; i++ {
@@ -392,7 +392,7 @@ func publish(ctx context.Context, pub events.Publisher, topics []string, rate in
 		t := topics[i%len(topics)]
 		n := published[t] + 1
 		at := time.Now()
-		ids, err := pub.Publish(context.WithoutCancel(ctx), events.Detail{Topic: t, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))})
+		ids, err := pub.Publish(context.WithoutCancel(ctx), publish.Detail{Topic: t, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))})
 		if err != nil {
 			return fmt.Errorf("soak: publish: %w", err)
 		}

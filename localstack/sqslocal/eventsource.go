@@ -4,19 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/wsgate/wsgate/shared/backoff"
 )
 
 // EventSourceMapping drains a queue into a function the way Lambda's SQS
 // poller does.
 type EventSourceMapping struct {
 	QueueURL                string
-	BatchSize               int           // default 10, max 10
-	MaxBatchingWindow       time.Duration // default 0: invoke as soon as messages are available
-	MaxConcurrency          int           // parallel invocations, default 2
+	BatchSize               int // default 10, max 10
+	MaxConcurrency          int // parallel invocations, default 2
 	ReportBatchItemFailures bool
 	// Invoke calls the function with an events.SQSEvent JSON payload and
 	// returns its response payload (an events.SQSEventResponse JSON when
@@ -31,15 +33,15 @@ const (
 )
 
 // missingQueueRetry is how long a poller waits before looking again for a
-// queue that does not exist (yet, or any more).
+// queue that does not exist yet. A fixed wait, not a backoff policy: the
+// queue appears once, at a moment nothing else contends for.
 const missingQueueRetry = 100 * time.Millisecond
 
 // AddEventSource starts MaxConcurrency pollers that receive batches from
 // the queue and hand them to Invoke:
 //
 //   - a batch is up to BatchSize visible messages, made invisible for the
-//     queue's visibility timeout; with MaxBatchingWindow a poller waits up
-//     to that long after the first message for a full batch;
+//     queue's visibility timeout;
 //   - when Invoke fails nothing is deleted, so the batch comes back after
 //     the visibility timeout and, with a redrive policy, ends in the
 //     dead-letter queue after maxReceiveCount receives;
@@ -64,91 +66,58 @@ func (s *Service) AddEventSource(m EventSourceMapping) (stop func()) {
 	if m.MaxConcurrency <= 0 {
 		m.MaxConcurrency = DefaultMaxConcurrency
 	}
-	if m.MaxBatchingWindow < 0 {
-		m.MaxBatchingWindow = 0
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-
+	ctx, cancel := context.WithCancel(s.life)
+	var wg sync.WaitGroup
+	// Under the lock, so that no poller starts once Close has begun to
+	// wait for them.
 	s.mu.Lock()
-	select {
-	case <-s.done:
-		s.mu.Unlock()
-		cancel()
-		return func() {}
-	default:
-	}
-	id := s.nextID
-	s.nextID++
-	s.mappings[id] = cancel
-	s.pollers.Add(1)
-	s.mu.Unlock()
-
-	go func() {
-		defer s.pollers.Done()
-		defer close(done)
-		var wg sync.WaitGroup
+	if ctx.Err() == nil {
+		s.pollers.Add(m.MaxConcurrency)
 		for range m.MaxConcurrency {
-			wg.Go(func() { s.poll(ctx, m) })
+			wg.Go(func() {
+				defer s.pollers.Done()
+				s.poll(ctx, m)
+			})
 		}
-		wg.Wait()
-	}()
-
+	}
+	s.mu.Unlock()
 	return func() {
-		s.mu.Lock()
-		delete(s.mappings, id)
-		s.mu.Unlock()
 		cancel()
-		<-done
+		wg.Wait()
 	}
 }
 
 // poll is one poller: receive a batch, invoke, settle, repeat.
 func (s *Service) poll(ctx context.Context, m EventSourceMapping) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.done:
-			return
-		default:
-		}
-		s.mu.Lock()
-		q, err := s.queueByURL(m.QueueURL)
-		s.mu.Unlock()
-		if err != nil {
-			s.wait(ctx, nil, time.Time{}, time.Now().Add(missingQueueRetry))
-			continue
-		}
-		batch := s.nextBatch(ctx, q, m)
+	q := s.awaitQueue(ctx, m.QueueURL)
+	for q != nil {
+		batch := s.receive(ctx, q, m.BatchSize)
 		if len(batch) == 0 {
-			continue
+			return // ctx ended
 		}
 		s.invoke(ctx, q, m, batch)
 	}
 }
 
-// nextBatch waits for messages and takes a batch; it returns nothing when
-// the wait was cut short or another poller took the messages first.
-func (s *Service) nextBatch(ctx context.Context, q *queue, m EventSourceMapping) []delivery {
-	if !s.waitVisible(ctx, q, 1, time.Time{}) {
-		return nil
-	}
-	if m.MaxBatchingWindow > 0 && m.BatchSize > 1 {
-		if !s.waitVisible(ctx, q, m.BatchSize, time.Now().Add(m.MaxBatchingWindow)) {
+// awaitQueue returns the queue at queueURL once it exists, or nil when ctx
+// ends first.
+func (s *Service) awaitQueue(ctx context.Context, queueURL string) *queue {
+	for {
+		s.mu.Lock()
+		q, ok := s.queueByURL(queueURL)
+		s.mu.Unlock()
+		if ok {
+			return q
+		}
+		if backoff.Sleep(ctx, missingQueueRetry) != nil {
 			return nil
 		}
 	}
-	batch, err := s.receive(ctx, q, m.BatchSize, nil, 0)
-	if err != nil {
-		return nil
-	}
-	return batch
 }
 
 // invoke calls the function with a batch and deletes what succeeded.
 func (s *Service) invoke(ctx context.Context, q *queue, m EventSourceMapping, batch []delivery) {
-	payload, err := json.Marshal(s.sqsEvent(q, batch))
+	payload, err := json.Marshal(sqsEvent(q, batch))
 	if err != nil {
 		return
 	}
@@ -165,14 +134,9 @@ func (s *Service) invoke(ctx context.Context, q *queue, m EventSourceMapping, ba
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if q.deleted {
-		return
-	}
 	for _, d := range batch {
 		if !failed[d.msg.id] {
-			// A stale handle (the message was received again after its
-			// visibility timeout) deletes nothing, as in SQS.
-			_ = s.deleteMessage(q, d.receiptHandle)
+			q.settle(d)
 		}
 	}
 }
@@ -205,32 +169,29 @@ func batchItemFailures(resp []byte, batch []delivery) (failed map[string]bool, o
 }
 
 // sqsEvent builds the event Lambda passes to a function for a batch.
-func (s *Service) sqsEvent(q *queue, batch []delivery) events.SQSEvent {
-	all := map[string]bool{"All": true}
+func sqsEvent(q *queue, batch []delivery) events.SQSEvent {
 	ev := events.SQSEvent{Records: make([]events.SQSMessage, 0, len(batch))}
 	for _, d := range batch {
-		attrs := make(map[string]events.SQSMessageAttribute, len(d.msg.attributes))
-		for name, v := range d.msg.attributes {
-			attrs[name] = events.SQSMessageAttribute{
-				DataType:         deref(v.DataType),
-				StringValue:      v.StringValue,
-				BinaryValue:      v.BinaryValue,
-				StringListValues: []string{},
-				BinaryListValues: [][]byte{},
-			}
-		}
 		ev.Records = append(ev.Records, events.SQSMessage{
-			MessageId:              d.msg.id,
-			ReceiptHandle:          d.receiptHandle,
-			Body:                   d.msg.body,
-			Md5OfBody:              d.msg.md5OfBody,
-			Md5OfMessageAttributes: md5OfAttributes(d.msg.attributes),
-			Attributes:             d.systemAttributes(all),
-			MessageAttributes:      attrs,
-			EventSourceARN:         q.arn,
-			EventSource:            "aws:sqs",
-			AWSRegion:              s.opts.Region,
+			MessageId:     d.msg.id,
+			ReceiptHandle: d.receiptHandle,
+			Body:          d.msg.body,
+			Md5OfBody:     d.msg.md5OfBody,
+			Attributes: map[string]string{
+				"ApproximateReceiveCount":          strconv.Itoa(d.receiveCount),
+				"SentTimestamp":                    epochMillis(d.msg.sentAt),
+				"ApproximateFirstReceiveTimestamp": epochMillis(d.firstReceivedAt),
+				"SenderId":                         d.msg.senderID,
+			},
+			MessageAttributes: map[string]events.SQSMessageAttribute{},
+			EventSourceARN:    q.arn,
+			EventSource:       "aws:sqs",
+			AWSRegion:         region,
 		})
 	}
 	return ev
+}
+
+func epochMillis(t time.Time) string {
+	return strconv.FormatInt(t.UnixMilli(), 10)
 }

@@ -1,34 +1,24 @@
 package sqslocal
 
 import (
-	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 )
 
-// FuzzServeHTTP feeds arbitrary bodies to every operation: the service
-// must answer each with a JSON document and a 200, 400 or 404, never panic.
+// FuzzServeHTTP feeds arbitrary operations and bodies to the service: it
+// must answer each with a JSON document and a 200 or 400, never panic.
 func FuzzServeHTTP(f *testing.F) {
 	const queue = `"QueueUrl":"http://localhost:4566/000000000000/q"`
 	seeds := []struct{ op, body string }{
-		{"CreateQueue", `{"QueueName":"q","Attributes":{"VisibilityTimeout":"0","RedrivePolicy":"{\"deadLetterTargetArn\":\"arn:aws:sqs:us-east-1:000000000000:q\",\"maxReceiveCount\":\"1\"}"}}`},
-		{"SendMessage", `{` + queue + `,"MessageBody":"hi","DelaySeconds":0,"MessageAttributes":{"a":{"DataType":"Binary","BinaryValue":"AAE="}}}`},
+		{"SendMessage", `{` + queue + `,"MessageBody":"hi","DelaySeconds":0}`},
+		{"SendMessage", `{` + queue + `,"MessageBody":"hi","MessageAttributes":{"a":{"DataType":"Binary","BinaryValue":"AAE="}}}`},
 		{"SendMessageBatch", `{` + queue + `,"Entries":[{"Id":"a","MessageBody":"x"},{"Id":"a","MessageBody":"y"}]}`},
-		{"ReceiveMessage", `{` + queue + `,"MaxNumberOfMessages":10,"AttributeNames":["All"],"MessageAttributeNames":["a.*"]}`},
-		{"DeleteMessage", `{` + queue + `,"ReceiptHandle":"cQBpZABu"}`},
-		{"DeleteMessageBatch", `{` + queue + `,"Entries":[{"Id":"a"}]}`},
-		{"ChangeMessageVisibility", `{` + queue + `,"ReceiptHandle":"x","VisibilityTimeout":-1}`},
-		{"ChangeMessageVisibilityBatch", `{` + queue + `,"Entries":[]}`},
-		{"GetQueueAttributes", `{` + queue + `,"AttributeNames":["All","Nope"]}`},
-		{"SetQueueAttributes", `{` + queue + `,"Attributes":{"RedrivePolicy":"{}"}}`},
-		{"ListQueues", `{"MaxResults":1,"NextToken":"q"}`},
-		{"GetQueueUrl", `{"QueueName":"q"}`},
-		{"PurgeQueue", `{` + queue + `}`},
-		{"DeleteQueue", `{` + queue + `}`},
+		{"SendMessageBatch", `{` + queue + `,"Entries":[{"Id":"a","MessageBody":"x","DelaySeconds":901},{"Id":"b"}]}`},
+		{"ReceiveMessage", `{` + queue + `}`},
 		{"Nope", `null`},
 	}
 	for _, s := range seeds {
@@ -36,16 +26,16 @@ func FuzzServeHTTP(f *testing.F) {
 	}
 	svc := New(Options{})
 	f.Cleanup(svc.Close)
-	_, _ = svc.CreateQueue("q", nil)
+	if _, err := svc.CreateQueue("q", nil); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, op, body string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-		defer cancel()
-		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/", strings.NewReader(body))
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
 		req.Header.Set("X-Amz-Target", "AmazonSQS."+op)
 		rec := httptest.NewRecorder()
 		svc.ServeHTTP(rec, req)
 		switch rec.Code {
-		case http.StatusOK, http.StatusBadRequest, http.StatusNotFound:
+		case http.StatusOK, http.StatusBadRequest:
 		default:
 			t.Fatalf("status %d for %s %q", rec.Code, op, body)
 		}
@@ -56,7 +46,7 @@ func FuzzServeHTTP(f *testing.F) {
 }
 
 // FuzzParseRedrivePolicy checks that any policy either parses into a
-// usable policy or is rejected with InvalidAttributeValue.
+// usable policy or is refused with ErrInvalidAttributeValue.
 func FuzzParseRedrivePolicy(f *testing.F) {
 	f.Add(`{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:d","maxReceiveCount":"3"}`)
 	f.Add(`{"deadLetterTargetArn":"arn","maxReceiveCount":1000}`)
@@ -64,17 +54,13 @@ func FuzzParseRedrivePolicy(f *testing.F) {
 	f.Fuzz(func(t *testing.T, value string) {
 		p, err := parseRedrivePolicy(value)
 		if err != nil {
-			if err.code != codeInvalidAttributeValue {
-				t.Fatalf("code %s", err.code)
+			if !errors.Is(err, ErrInvalidAttributeValue) {
+				t.Fatalf("error %v", err)
 			}
 			return
 		}
 		if p.maxReceiveCount < 1 || p.maxReceiveCount > 1000 || p.deadLetterTargetARN == "" {
 			t.Fatalf("accepted invalid policy %+v", p)
-		}
-		again, err := parseRedrivePolicy(p.String())
-		if err != nil || *again != *p {
-			t.Fatalf("policy does not round-trip: %v %+v", err, again)
 		}
 	})
 }

@@ -8,53 +8,26 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 const mib = 1 << 20
 
-func requireCode(t *testing.T, err error, code string) {
-	t.Helper()
-	var apiErr smithy.APIError
-	require.ErrorAs(t, err, &apiErr)
-	assert.Equal(t, code, apiErr.ErrorCode())
-}
-
 func TestSendMessage_UpToOneMiBIsAccepted(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Options{})
-	queueURL := aws.String(h.createQueue(t, "big", nil))
-	// An attribute counts its name, type and value.
-	attrs := map[string]types.MessageAttributeValue{"k": {DataType: aws.String("String"), StringValue: aws.String("v")}}
-	const attrBytes = len("k") + len("String") + len("v")
+	queueURL := h.createQueue(t, "big", nil)
+	body := strings.Repeat("a", mib)
 
-	tests := []struct {
-		name  string
-		body  int
-		attrs map[string]types.MessageAttributeValue
-	}{
-		{name: "body only", body: mib},
-		{name: "body and attributes", body: mib - attrBytes, attrs: attrs},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			body := strings.Repeat("a", tt.body)
-			_, err := h.client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: queueURL, MessageBody: aws.String(body), MessageAttributes: tt.attrs})
-			require.NoError(t, err, "exactly 1 MiB is accepted")
+	out, err := h.client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: aws.String(queueURL), MessageBody: aws.String(body)})
+	require.NoError(t, err, "exactly 1 MiB is accepted")
 
-			_, err = h.client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: queueURL, MessageBody: aws.String(body + "a"), MessageAttributes: tt.attrs})
-			requireCode(t, err, "InvalidParameterValue")
-			assert.ErrorContains(t, err, "Message must be shorter than 1048576 bytes.")
+	_, err = h.client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: aws.String(queueURL), MessageBody: aws.String(body + "a")})
+	requireCode(t, err, "InvalidParameterValue")
+	assert.ErrorContains(t, err, "Message must be shorter than 1048576 bytes.")
 
-			got := h.receive(t, aws.ToString(queueURL), 1, 0)
-			require.Len(t, got, 1)
-			assert.Equal(t, body, aws.ToString(got[0].Body), "the message comes back whole")
-			_, err = h.client.DeleteMessage(t.Context(), &sqs.DeleteMessageInput{QueueUrl: queueURL, ReceiptHandle: got[0].ReceiptHandle})
-			require.NoError(t, err)
-		})
-	}
+	assert.Equal(t, map[string]string{aws.ToString(out.MessageId): body}, h.stored(t, queueURL), "the message is kept whole")
 }
 
 func TestSendMessageBatch_MessagesTogetherUpToOneMiB(t *testing.T) {
@@ -104,32 +77,4 @@ func TestSend_BodyTooLongToReadIsRefusedAsTooLong(t *testing.T) {
 	_, err = h.client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: queueURL, MessageBody: aws.String(strings.Repeat("\x01", 3*mib/2))})
 	requireCode(t, err, "InvalidParameterValue")
 	assert.ErrorContains(t, err, "Message must be shorter than")
-}
-
-func TestMaximumMessageSize_DefaultsToOneMiBAndBoundsMessages(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, Options{})
-	queueURL := aws.String(h.createQueue(t, "sized", nil))
-	maxSize := func() string {
-		out, err := h.client.GetQueueAttributes(t.Context(), &sqs.GetQueueAttributesInput{QueueUrl: queueURL, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameMaximumMessageSize}})
-		require.NoError(t, err)
-		return out.Attributes["MaximumMessageSize"]
-	}
-	assert.Equal(t, "1048576", maxSize())
-
-	for _, value := range []string{"1023", "1048577"} {
-		_, err := h.client.SetQueueAttributes(t.Context(), &sqs.SetQueueAttributesInput{QueueUrl: queueURL, Attributes: map[string]string{"MaximumMessageSize": value}})
-		requireCode(t, err, "InvalidAttributeValue")
-	}
-	for _, value := range []string{"1048576", "1024"} {
-		_, err := h.client.SetQueueAttributes(t.Context(), &sqs.SetQueueAttributesInput{QueueUrl: queueURL, Attributes: map[string]string{"MaximumMessageSize": value}})
-		require.NoError(t, err, value)
-		assert.Equal(t, value, maxSize())
-	}
-
-	_, err := h.client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: queueURL, MessageBody: aws.String(strings.Repeat("a", 1024))})
-	require.NoError(t, err)
-	_, err = h.client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: queueURL, MessageBody: aws.String(strings.Repeat("a", 1025))})
-	requireCode(t, err, "InvalidParameterValue")
-	assert.ErrorContains(t, err, "Message must be shorter than 1024 bytes.")
 }

@@ -7,13 +7,9 @@ import (
 
 // queue is one standard queue. Every method expects the service lock held.
 type queue struct {
-	name       string
-	arn        string
-	createdAt  time.Time
-	modifiedAt time.Time
-	cfg        queueConfig
-	tags       map[string]string
-	deleted    bool
+	name string
+	arn  string
+	cfg  queueConfig
 
 	messages map[string]*message // by id, in every state
 	// ready holds visible messages in the order they became visible. An
@@ -26,10 +22,9 @@ type queue struct {
 	pending pendingHeap
 
 	visible, inFlight, delayed int
-	nextSweep                  time.Time
 
 	// changed is closed, and replaced, whenever a message may have become
-	// available, to wake long polls and event source pollers.
+	// available, to wake the event source pollers.
 	changed chan struct{}
 }
 
@@ -38,17 +33,8 @@ type readyEntry struct {
 	generation uint64
 }
 
-func newQueue(name, arn string, cfg queueConfig, tags map[string]string, now time.Time) *queue {
-	return &queue{
-		name:       name,
-		arn:        arn,
-		createdAt:  now,
-		modifiedAt: now,
-		cfg:        cfg,
-		tags:       tags,
-		messages:   map[string]*message{},
-		changed:    make(chan struct{}),
-	}
+func newQueue(name, arn string, cfg queueConfig) *queue {
+	return &queue{name: name, arn: arn, cfg: cfg, messages: map[string]*message{}, changed: make(chan struct{})}
 }
 
 // notify wakes everything waiting on the queue.
@@ -120,24 +106,11 @@ func (q *queue) remove(m *message) {
 }
 
 // advance makes visible every delayed or in-flight message whose time has
-// come and, at most once a second, drops messages past retention.
+// come.
 func (q *queue) advance(now time.Time) {
 	for len(q.pending) > 0 && !q.pending[0].visibleAt.After(now) {
 		q.setState(q.pending[0], stateVisible, time.Time{})
 	}
-	if now.Before(q.nextSweep) {
-		return
-	}
-	q.nextSweep = now.Add(time.Second)
-	for _, m := range q.messages {
-		if q.expired(m, now) {
-			q.remove(m)
-		}
-	}
-}
-
-func (q *queue) expired(m *message, now time.Time) bool {
-	return now.Sub(m.sentAt) >= q.cfg.retention()
 }
 
 // nextWake is when the earliest delayed or in-flight message becomes
@@ -174,19 +147,6 @@ func (q *queue) compactReady() {
 	clear(q.ready[n:])
 	q.ready = q.ready[:n]
 	q.readyHead = 0
-}
-
-// purge deletes every message.
-func (q *queue) purge() {
-	for _, m := range q.messages {
-		m.state = stateGone
-		m.heapIndex = -1
-	}
-	q.messages = map[string]*message{}
-	q.ready = nil
-	q.readyHead = 0
-	q.pending = nil
-	q.visible, q.inFlight, q.delayed = 0, 0, 0
 }
 
 // pendingHeap orders delayed and in-flight messages by visibleAt.

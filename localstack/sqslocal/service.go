@@ -1,107 +1,104 @@
-// Package sqslocal is an in-memory Amazon SQS (standard queues) that speaks
-// the AWS JSON 1.0 wire protocol the AWS SDKs use, plus a Lambda event
-// source mapping that drains a queue into a function the way Lambda's SQS
-// poller does. It lets the whole system run on one machine with the real
-// SDK clients pointed at it.
+// Package sqslocal is an in-memory Amazon SQS standard queue for the local
+// stack, as harsh as SQS where the functions can tell: they send to it with
+// the real SDK client (SendMessage and SendMessageBatch in the AWS JSON 1.0
+// protocol, with SQS's limits), and an event source mapping drains it into a
+// function the way Lambda's SQS poller does, with visibility timeouts,
+// redelivery and redrive to a dead-letter queue. Queues are made through
+// the Go API; every other SQS operation, and every request member it does
+// not implement, is refused rather than ignored.
 package sqslocal
 
 import (
 	"context"
 	"fmt"
 	"net/url"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 )
 
-// Options configures a Service. Zero values take the documented defaults.
+// The region and account of every queue ARN and URL.
+const (
+	region    = "us-east-1"
+	accountID = "000000000000"
+)
+
+// Options configures a Service.
 type Options struct {
-	Region    string // default "us-east-1"
-	AccountID string // default "000000000000"
-	// BaseURL prefixes queue URLs: BaseURL + "/" + AccountID + "/" + name,
-	// e.g. "http://127.0.0.1:4566". When empty, URLs returned over HTTP use
-	// the request's Host and those returned by CreateQueue use
-	// DefaultBaseURL. Queues are found by the path of a URL alone, so any
-	// host works in requests.
+	// BaseURL prefixes queue URLs: BaseURL + "/000000000000/" + name, e.g.
+	// "http://127.0.0.1:4566"; default DefaultBaseURL. Queues are found by
+	// the path of a URL alone, so any host works in requests.
 	BaseURL string
-	Now     func() time.Time // default time.Now
 }
 
-// DefaultBaseURL is the base of queue URLs made without a request when
-// Options.BaseURL is empty.
+// DefaultBaseURL is the base of queue URLs when Options.BaseURL is empty.
 const DefaultBaseURL = "http://localhost:4566"
 
 // Service is an in-memory SQS. It is safe for concurrent use; one lock
 // guards all queues, which keeps dead-letter moves between queues simple.
 type Service struct {
-	opts Options
+	baseURL string
 
 	mu     sync.Mutex
-	queues map[string]*queue // by name
+	queues map[string]*queue // by name; never deleted
 
-	done      chan struct{} // closed by Close
-	closeOnce sync.Once
-	mappings  map[int]context.CancelFunc
-	nextID    int
-	pollers   sync.WaitGroup
+	// life ends when Close is called; every event source mapping runs
+	// under it.
+	life    context.Context
+	end     context.CancelFunc
+	pollers sync.WaitGroup
 }
 
 // New returns an empty Service.
 func New(opts Options) *Service {
-	if opts.Region == "" {
-		opts.Region = "us-east-1"
+	base := strings.TrimSuffix(opts.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
 	}
-	if opts.AccountID == "" {
-		opts.AccountID = "000000000000"
-	}
-	opts.BaseURL = strings.TrimSuffix(opts.BaseURL, "/")
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	return &Service{
-		opts:     opts,
-		queues:   map[string]*queue{},
-		done:     make(chan struct{}),
-		mappings: map[int]context.CancelFunc{},
-	}
+	life, end := context.WithCancel(context.Background())
+	return &Service{baseURL: base, queues: map[string]*queue{}, life: life, end: end}
 }
 
-// Close stops every event source mapping and ends every long poll. Queues
-// and their messages stay readable.
+// Close stops every event source mapping, cancelling invocations in
+// progress, and waits for them. Queues and their messages stay.
 func (s *Service) Close() {
-	s.closeOnce.Do(func() {
-		close(s.done)
-		s.mu.Lock()
-		for id, cancel := range s.mappings {
-			cancel()
-			delete(s.mappings, id)
-		}
-		s.mu.Unlock()
-	})
+	s.mu.Lock()
+	s.end()
+	s.mu.Unlock()
 	s.pollers.Wait()
 }
 
-// CreateQueue creates a standard queue and returns its URL. Like SQS it is
-// idempotent: asking again with attributes equal to the queue's returns the
-// same URL, while different values fail with ErrQueueNameExists.
+// CreateQueue creates a standard queue and returns its URL. attributes may
+// hold VisibilityTimeout (seconds, default 30) and RedrivePolicy (SQS's
+// JSON document, naming a dead-letter queue that exists); anything else
+// fails with ErrInvalidAttributeName. A name in use fails with
+// ErrQueueNameExists.
 func (s *Service) CreateQueue(name string, attributes map[string]string) (string, error) {
+	if !validID(name) {
+		return "", fmt.Errorf("create queue %q: %w: a queue name has 1 to 80 alphanumeric characters, hyphens or underscores",
+			name, ErrInvalidParameterValue)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	q, err := s.createQueue(name, attributes, nil)
+	if _, ok := s.queues[name]; ok {
+		return "", fmt.Errorf("create queue %q: %w", name, ErrQueueNameExists)
+	}
+	cfg, err := s.parseAttributes(attributes)
 	if err != nil {
 		return "", fmt.Errorf("create queue %q: %w", name, err)
 	}
-	return s.queueURL(DefaultBaseURL, q), nil
+	q := newQueue(name, arn(name), cfg)
+	s.queues[name] = q
+	return s.baseURL + "/" + accountID + "/" + name, nil
 }
 
-// QueueARN returns the ARN of the queue at url.
+// QueueARN returns the ARN of the queue at queueURL.
 func (s *Service) QueueARN(queueURL string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	q, err := s.queueByURL(queueURL)
-	if err != nil {
-		return "", fmt.Errorf("queue arn of %q: %w", queueURL, err)
+	q, ok := s.queueByURL(queueURL)
+	if !ok {
+		return "", fmt.Errorf("queue arn of %q: %w", queueURL, ErrQueueDoesNotExist)
 	}
 	return q.arn, nil
 }
@@ -111,24 +108,18 @@ func (s *Service) QueueARN(queueURL string) (string, error) {
 func (s *Service) Depth(queueURL string) (visible, inFlight, delayed int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	q, aerr := s.queueByURL(queueURL)
-	if aerr != nil {
-		return 0, 0, 0, fmt.Errorf("depth of %q: %w", queueURL, aerr)
+	q, ok := s.queueByURL(queueURL)
+	if !ok {
+		return 0, 0, 0, fmt.Errorf("depth of %q: %w", queueURL, ErrQueueDoesNotExist)
 	}
-	q.advance(s.opts.Now())
+	q.advance(time.Now())
 	return q.visible, q.inFlight, q.delayed, nil
 }
 
-// validQueueName reports whether name has 1 to 80 alphanumeric characters,
-// hyphens or underscores.
-func validQueueName(name string) bool {
-	return validID(name, 80)
-}
-
-// validID reports whether id has 1 to maxLen alphanumeric characters, hyphens
+// validID reports whether id has 1 to 80 alphanumeric characters, hyphens
 // or underscores, the rule for queue names and batch entry ids.
-func validID(id string, maxLen int) bool {
-	if id == "" || len(id) > maxLen {
+func validID(id string) bool {
+	if id == "" || len(id) > 80 {
 		return false
 	}
 	for _, r := range id {
@@ -139,130 +130,31 @@ func validID(id string, maxLen int) bool {
 	return true
 }
 
-// createQueue creates or, idempotently, finds a queue. Lock held.
-func (s *Service) createQueue(name string, attributes, tags map[string]string) (*queue, *apiError) {
-	if strings.HasSuffix(name, ".fifo") || attributes[attrFifoQueue] == "true" {
-		return nil, newError(codeInvalidParameterValue, "FIFO queues are not supported by this emulator.")
-	}
-	if !validQueueName(name) {
-		return nil, newError(codeInvalidParameterValue,
-			"Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length")
-	}
-	if q, ok := s.queues[name]; ok {
-		if attr, same := q.cfg.sameAs(attributes, s.deadLetterExists); !same {
-			return nil, newError(codeQueueNameExists,
-				"A queue already exists with the same name and a different value for attribute %s", attr)
-		}
-		return q, nil
-	}
-	cfg := defaultQueueConfig()
-	// Apply in name order so that errors are deterministic.
-	names := make([]string, 0, len(attributes))
-	for n := range attributes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if isReadOnlyAttribute(n) {
-			return nil, newError(codeInvalidAttributeName, "Unknown Attribute %s.", n)
-		}
-		if err := cfg.set(n, attributes[n], true, s.deadLetterExists); err != nil {
-			return nil, err
-		}
-	}
-	copied := make(map[string]string, len(tags))
-	for k, v := range tags {
-		copied[k] = v
-	}
-	q := newQueue(name, s.arn(name), cfg, copied, s.opts.Now())
-	s.queues[name] = q
-	return q, nil
-}
-
-func (s *Service) arn(name string) string {
-	return "arn:aws:sqs:" + s.opts.Region + ":" + s.opts.AccountID + ":" + name
-}
-
-func (s *Service) queueURL(base string, q *queue) string {
-	if s.opts.BaseURL != "" {
-		base = s.opts.BaseURL
-	}
-	return base + "/" + s.opts.AccountID + "/" + q.name
+func arn(name string) string {
+	return "arn:aws:sqs:" + region + ":" + accountID + ":" + name
 }
 
 // queueByURL finds a queue from the path of its URL,
 // "/<account>/<name>"; the host is ignored. Lock held.
-func (s *Service) queueByURL(raw string) (*queue, *apiError) {
-	if raw == "" {
-		return nil, errMissing("QueueUrl")
-	}
+func (s *Service) queueByURL(raw string) (*queue, bool) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, errQueueDoesNotExist()
+		return nil, false
 	}
-	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
-	if len(parts) != 2 || parts[0] != s.opts.AccountID {
-		return nil, errQueueDoesNotExist()
+	account, name, ok := strings.Cut(strings.Trim(u.Path, "/"), "/")
+	if !ok || account != accountID {
+		return nil, false
 	}
-	q, ok := s.queues[parts[1]]
+	q, ok := s.queues[name]
+	return q, ok
+}
+
+// queueByARN finds a queue by ARN. Lock held.
+func (s *Service) queueByARN(queueARN string) (*queue, bool) {
+	name, ok := strings.CutPrefix(queueARN, arn(""))
 	if !ok {
-		return nil, errQueueDoesNotExist()
+		return nil, false
 	}
-	return q, nil
-}
-
-// queueByARN finds a queue of this account and region by ARN. Lock held.
-func (s *Service) queueByARN(arn string) *queue {
-	prefix := s.arn("")
-	if !strings.HasPrefix(arn, prefix) {
-		return nil
-	}
-	return s.queues[strings.TrimPrefix(arn, prefix)]
-}
-
-func (s *Service) deadLetterExists(arn string) bool {
-	return s.queueByARN(arn) != nil
-}
-
-// deleteQueue removes a queue and wakes its waiters. Lock held.
-func (s *Service) deleteQueue(q *queue) {
-	delete(s.queues, q.name)
-	q.deleted = true
-	q.purge()
-	q.notify()
-}
-
-// wait blocks until ch is closed, the service clock reaches next (when a
-// pending message becomes visible), the wall clock reaches deadline (the
-// end of a long poll), ctx ends or the service closes; zero times are
-// ignored. It reports false in the last two cases. Keeping the two clocks
-// apart lets a frozen test clock hold delays without hanging long polls.
-func (s *Service) wait(ctx context.Context, ch <-chan struct{}, next, deadline time.Time) bool {
-	d := time.Duration(-1)
-	if !next.IsZero() {
-		// A millisecond of slack so the timer never fires just before the
-		// moment it waits for.
-		d = max(next.Sub(s.opts.Now())+time.Millisecond, 0)
-	}
-	if !deadline.IsZero() {
-		if r := max(time.Until(deadline), 0); d < 0 || r < d {
-			d = r
-		}
-	}
-	var timeout <-chan time.Time
-	if d >= 0 {
-		timer := time.NewTimer(d)
-		defer timer.Stop()
-		timeout = timer.C
-	}
-	select {
-	case <-ch:
-		return true
-	case <-timeout:
-		return true
-	case <-ctx.Done():
-		return false
-	case <-s.done:
-		return false
-	}
+	q, ok := s.queues[name]
+	return q, ok
 }

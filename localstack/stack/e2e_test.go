@@ -24,11 +24,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/localstack/devcli"
+	"github.com/wsgate/wsgate/localstack/dynamolocal"
 	"github.com/wsgate/wsgate/localstack/stack"
 	"github.com/wsgate/wsgate/localstack/stacktest"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/dynamolocal"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
 )
@@ -53,7 +53,7 @@ func storeOf(s *stack.Stack) *store.Store {
 	return store.New(dynamolocal.Client(s.DynamoDBEndpoint), s.Table)
 }
 
-func publish(t *testing.T, s *stack.Stack, detail string) {
+func putEvent(t *testing.T, s *stack.Stack, detail string) {
 	t.Helper()
 	out, err := busClient(s).PutEvents(context.Background(), &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
 		EventBusName: aws.String(s.BusName), Source: aws.String("e2e"), DetailType: aws.String("test"), Detail: aws.String(detail),
@@ -70,13 +70,13 @@ func TestE2E_ConnectSubscribePublishReceive(t *testing.T) {
 	assert.Equal(t, 1.0, sub["id"], "the route response carries the reply")
 
 	// Warm the broadcast function once, then measure a publish.
-	publish(t, s, `{"topic":"demo.warm","payload":{"n":0}}`)
+	putEvent(t, s, `{"topic":"demo.warm","payload":{"n":0}}`)
 	assert.JSONEq(t, `{"n":0}`, string(c.Next(10*time.Second)))
 
 	var latencies []time.Duration
 	for i := range 20 {
 		start := time.Now()
-		publish(t, s, fmt.Sprintf(`{"topic":"demo.hello","payload":{"hello":"world","i":%d}}`, i))
+		putEvent(t, s, fmt.Sprintf(`{"topic":"demo.hello","payload":{"hello":"world","i":%d}}`, i))
 		got := c.Next(time.Second)
 		latencies = append(latencies, time.Since(start))
 		assert.JSONEq(t, fmt.Sprintf(`{"hello":"world","i":%d}`, i), string(got), "received within a second")
@@ -175,7 +175,7 @@ func TestE2E_PostToGoneConnectionIs410AndTheSubscriberIsRemoved(t *testing.T) {
 	live.SendJSON(map[string]string{"type": "subscribe", "topic": "news.today"})
 	live.Expect("subscribed", 5*time.Second)
 
-	publish(t, s, `{"topic":"news.today","payload":{"headline":"x"}}`)
+	putEvent(t, s, `{"topic":"news.today","payload":{"headline":"x"}}`)
 	assert.JSONEq(t, `{"headline":"x"}`, string(live.Next(10*time.Second)))
 	waitGone(t, st, ghost.ID)
 	subs, _, err := st.Subscribers(context.Background(), "news.today", "", 10)
@@ -295,7 +295,7 @@ func TestE2E_ConcurrentClientsAllReceive(t *testing.T) {
 		c.Expect("subscribed", 10*time.Second)
 		clients = append(clients, c)
 	}
-	publish(t, s, `{"topic":"room.1","payload":{"say":"hi"}}`)
+	putEvent(t, s, `{"topic":"room.1","payload":{"say":"hi"}}`)
 	for _, c := range clients {
 		assert.JSONEq(t, `{"say":"hi"}`, string(c.Next(10*time.Second)))
 	}
@@ -370,7 +370,7 @@ func TestE2E_WebSocketNodeServesClientsOfTheStack(t *testing.T) {
 	c.Expect("subscribed", 10*time.Second)
 	id := connectionID(t, storeOf(s), "nina")
 	assert.True(t, strings.HasPrefix(id, "N7"), id)
-	publish(t, s, `{"topic":"n.1","payload":{"via":"node"}}`)
+	putEvent(t, s, `{"topic":"n.1","payload":{"via":"node"}}`)
 	assert.JSONEq(t, `{"via":"node"}`, string(c.Next(10*time.Second)))
 	require.NoError(t, c.WS.CloseNow())
 	waitGone(t, storeOf(s), id)

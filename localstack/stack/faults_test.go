@@ -17,14 +17,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/localstack/apigw"
+	"github.com/wsgate/wsgate/localstack/dynamolocal"
 	"github.com/wsgate/wsgate/localstack/stack"
 	"github.com/wsgate/wsgate/localstack/stacktest"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/client"
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/dynamolocal"
-	"github.com/wsgate/wsgate/shared/events"
 	"github.com/wsgate/wsgate/shared/fanout"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
 )
 
@@ -115,8 +115,8 @@ func waitAll(t *testing.T, ls []*listener, topic string, n int, within time.Dura
 	}
 }
 
-func detail(topic string, n int) events.Detail {
-	return events.Detail{Topic: topic, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}
+func detail(topic string, n int) publish.Detail {
+	return publish.Detail{Topic: topic, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}
 }
 
 func TestFaults_PostToConnectionThrottleStormsAndServerErrorsAreRetried(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"github.com/wsgate/wsgate/localstack/stacktest"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/topic"
 )
 
@@ -29,11 +29,11 @@ func TestHarsh_SubscribeThenPublishAtOnceIsDelivered(t *testing.T) {
 	s := stacktest.Start(t, func(o *stack.Options) { o.ReadLag = 2 * time.Second })
 	// An event first: any eventually consistent read its fan-out makes
 	// gives the table its lagging replica.
-	stacktest.PublishAndWait(t, s, events.Detail{Topic: "fresh.warm", Payload: json.RawMessage(`{"n":0}`)})
+	stacktest.PublishAndWait(t, s, publish.Detail{Topic: "fresh.warm", Payload: json.RawMessage(`{"n":0}`)})
 	c := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, auth.Grant{Sub: "ann", Topics: []string{"fresh.>"}})})
 	c.SendJSON(map[string]any{"type": "subscribe", "topic": "fresh.*", "id": 1})
 	c.Expect("subscribed", 5*time.Second)
-	publish(t, s, `{"topic":"fresh.one","payload":{"n":1}}`)
+	putEvent(t, s, `{"topic":"fresh.one","payload":{"n":1}}`)
 	assert.JSONEq(t, `{"n":1}`, string(c.Next(10*time.Second)), "the new subscription was found")
 }
 
@@ -84,12 +84,12 @@ func TestHarsh_PostDuringConnectLagIsRetriedNotTakenAsGone(t *testing.T) {
 	s := stacktest.Start(t, func(o *stack.Options) { o.ConnectLag = 2 * time.Second })
 	st := storeOf(s)
 	// The broadcast function warm, so the post comes within the lag.
-	stacktest.PublishAndWait(t, s, events.Detail{Topic: "lag.warm", Payload: json.RawMessage(`{"n":0}`)})
+	stacktest.PublishAndWait(t, s, publish.Detail{Topic: "lag.warm", Payload: json.RawMessage(`{"n":0}`)})
 	c := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, auth.Grant{Sub: "cy", Topics: []string{"lag.>"}})})
 	c.SendJSON(map[string]any{"type": "subscribe", "topic": "lag.t", "id": 1})
 	c.Expect("subscribed", 5*time.Second)
 	id := connectionID(t, st, "cy")
-	publish(t, s, `{"topic":"lag.t","payload":{"n":1}}`)
+	putEvent(t, s, `{"topic":"lag.t","payload":{"n":1}}`)
 	assert.JSONEq(t, `{"n":1}`, string(c.Next(15*time.Second)), "delivered once registered")
 	assert.Positive(t, s.Gateway.Stats().GoneDuringConnect.Load(), "the first post met the lag")
 	_, err := st.GetConnection(context.Background(), id)
@@ -108,9 +108,9 @@ func TestHarsh_ParallelStateEventsOnOneTopicAllGoThrough(t *testing.T) {
 	c.SendJSON(map[string]any{"type": "subscribe", "topic": "hot.state", "id": 1})
 	c.Expect("subscribed", 5*time.Second)
 	const n = 20
-	var details []events.Detail
+	var details []publish.Detail
 	for i := range n {
-		details = append(details, events.Detail{Topic: "hot.state", Payload: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)), State: []json.RawMessage{json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}})
+		details = append(details, publish.Detail{Topic: "hot.state", Payload: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)), State: []json.RawMessage{json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}})
 	}
 	start := time.Now()
 	_, err := s.Publisher("e2e").Publish(context.Background(), details...)
@@ -136,7 +136,7 @@ func TestHarsh_LargeEventInManyShardsIsDelivered(t *testing.T) {
 		clients[i].Expect("subscribed", 5*time.Second)
 	}
 	blob := strings.Repeat("y", 120_000) // eleven shard tasks carrying it would be 1.3 MB, over a 1 MiB batch
-	publish(t, s, `{"topic":"big.one","payload":{"blob":"`+blob+`"}}`)
+	putEvent(t, s, `{"topic":"big.one","payload":{"blob":"`+blob+`"}}`)
 	for i, c := range clients {
 		got := c.Next(30 * time.Second)
 		require.NotNil(t, got, "client %d", i)

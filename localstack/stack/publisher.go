@@ -6,7 +6,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
 	"github.com/wsgate/wsgate/localstack/awsauth"
-	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/publish"
 )
 
 // DevCredentials are what every request to a stack's AWS endpoint is signed
@@ -22,9 +22,9 @@ func (s *Stack) Credentials() aws.CredentialsProvider { return DevCredentials() 
 
 // Publisher sends events to this stack's bus through its PutEvents
 // endpoint, as a backend would.
-func (s *Stack) Publisher(source string) events.Publisher {
+func (s *Stack) Publisher(source string) publish.Publisher {
 	client := eventbridge.New(eventbridge.Options{
 		Region: "us-east-1", BaseEndpoint: aws.String(s.AWSEndpoint), Credentials: s.Credentials(),
 	})
-	return events.Publisher{Client: client, Bus: s.BusName, Source: source}
+	return publish.Publisher{Client: client, Bus: s.BusName, Source: source}
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/wsgate/wsgate/localstack/stacktest"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/publish"
 )
 
 // These replay attacks through the whole local stack: a real browser-like
@@ -82,7 +82,7 @@ func TestSecurity_RevocationOnTheBusClosesAndRefuses(t *testing.T) {
 	c := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": tok})
 	bystander := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, auth.Grant{Sub: "alice"})})
 
-	require.NoError(t, stacktest.Publisher(s).Revoke(context.Background(), events.Revocation{Principal: "user:mallory", TokenID: "tok-1"}))
+	require.NoError(t, stacktest.Publisher(s).Revoke(context.Background(), publish.Revocation{Principal: "user:mallory", TokenID: "tok-1"}))
 	m := c.Expect("error", 15*time.Second)
 	assert.Equal(t, "revoked", m["code"])
 	assert.NotEqual(t, websocket.StatusCode(-1), c.CloseStatus(5*time.Second), "the gateway closed it")

@@ -26,13 +26,13 @@ import (
 	"github.com/wsgate/wsgate/localstack/apigw"
 	"github.com/wsgate/wsgate/localstack/awsauth"
 	"github.com/wsgate/wsgate/localstack/ddbproxy"
+	"github.com/wsgate/wsgate/localstack/dynamolocal"
 	"github.com/wsgate/wsgate/localstack/edge"
 	"github.com/wsgate/wsgate/localstack/eventbus"
 	"github.com/wsgate/wsgate/localstack/lambdahost"
 	"github.com/wsgate/wsgate/localstack/sqslocal"
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/dynamolocal"
-	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
 )
 
@@ -146,18 +146,23 @@ type Stack struct {
 	// StartedDynamoDB is true when this stack started DynamoDB Local.
 	StartedDynamoDB bool
 
-	log       *slog.Logger
-	dynamo    *dynamolocal.Server
-	ddb       *ddbproxy.Proxy
-	throttle  *edge.Throttle
-	wsMu      sync.Mutex // guards servers[0], the WebSocket server, across restarts
-	wsHandler http.Handler
-	fnEnv     map[string]string
-	nodesMu   sync.RWMutex
-	nodes     map[string]http.Handler // WebSocket nodes by connection-id prefix
-	servers   []*http.Server
-	stopESM   func()
-	closeOnce sync.Once
+	log      *slog.Logger
+	dynamo   *dynamolocal.Server
+	ddb      *ddbproxy.Proxy
+	throttle *edge.Throttle
+	// The two endpoints. The stack closes the listeners itself: a server
+	// that has not started serving yet does not know its listener.
+	wsMu        sync.Mutex // guards the WebSocket pair, replaced by RestartWebSocket
+	wsListener  net.Listener
+	wsServer    *http.Server // the WebSocket API (and the console)
+	awsListener net.Listener
+	awsServer   *http.Server // the AWS APIs
+	wsHandler   http.Handler
+	fnEnv       map[string]string
+	nodesMu     sync.RWMutex
+	nodes       map[string]http.Handler // WebSocket nodes by connection-id prefix
+	stopESM     func()
+	closeOnce   sync.Once
 }
 
 func (o *Options) defaults() {
@@ -202,97 +207,154 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// Start brings the stack up; Close takes it down.
+// Start brings the stack up; Close takes it down. A step that fails leaves
+// nothing behind: what the earlier steps opened or started is closed.
 func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	opts.defaults()
-	s := &Stack{Stage: opts.Stage, Table: opts.Table, BusName: events.BusName(opts.Stage), Secret: opts.JWTSecret, log: opts.Log}
+	s := &Stack{Stage: opts.Stage, Table: opts.Table, BusName: publish.BusName(opts.Stage), Secret: opts.JWTSecret, log: opts.Log}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-
 	// Listeners first, so ":0" addresses are known before anything needs them.
-	wsLn, err := net.Listen("tcp", opts.WebSocketAddr)
-	if err != nil {
-		return nil, fmt.Errorf("listen for WebSocket clients on %s: %w", opts.WebSocketAddr, err)
-	}
-	awsLn, err := net.Listen("tcp", opts.AWSAddr)
-	if err != nil {
-		wsLn.Close()
-		return nil, fmt.Errorf("listen for AWS APIs on %s: %w", opts.AWSAddr, err)
-	}
-	s.WebSocketURL = "ws://" + wsLn.Addr().String() + "/"
-	s.AWSEndpoint = "http://" + awsLn.Addr().String()
-
-	if err := s.startDynamoDB(ctx, opts); err != nil {
-		wsLn.Close()
-		awsLn.Close()
+	if err = s.listen(opts); err != nil {
 		return nil, err
 	}
-	if err := store.CreateTable(ctx, dynamolocal.Client(s.DynamoDBEndpoint), opts.Table); err != nil {
-		wsLn.Close()
-		awsLn.Close()
+	if err = s.startDynamoDB(ctx, opts); err != nil {
 		return nil, err
 	}
-
-	s.SQS = sqslocal.New(sqslocal.Options{BaseURL: s.AWSEndpoint})
-	if s.DeadLetterURL, err = s.SQS.CreateQueue(opts.Table+"-tasks-dlq", nil); err != nil {
+	if err = s.createQueues(opts); err != nil {
 		return nil, err
 	}
-	dlqARN, err := s.SQS.QueueARN(s.DeadLetterURL)
-	if err != nil {
+	if err = s.startFunctions(opts); err != nil {
 		return nil, err
 	}
-	redrive, _ := json.Marshal(map[string]any{"deadLetterTargetArn": dlqARN, "maxReceiveCount": 5})
-	visibility := strconv.Itoa(int(opts.FunctionTimeout/time.Second) * 2)
-	if s.QueueURL, err = s.SQS.CreateQueue(opts.Table+"-tasks", map[string]string{"VisibilityTimeout": visibility, "RedrivePolicy": string(redrive)}); err != nil {
-		return nil, err
-	}
-
-	s.Host = lambdahost.New(lambdahost.Options{Log: opts.FunctionLog})
-	env := s.functionEnv(opts)
-	s.fnEnv = env
-	paths := map[string]string{}
-	for _, fn := range []string{FnConnect, FnDisconnect, FnMessage, FnBroadcast} {
-		paths[fn] = filepath.Join(opts.FunctionsDir, fn, "bootstrap")
-	}
-	for name, p := range opts.FunctionPaths {
-		paths[name] = p
-	}
-	for name, p := range opts.Extra {
-		paths[name] = p
-	}
-	for fn, path := range paths {
-		concurrency := opts.Concurrency
-		if fn == FnBroadcast {
-			concurrency = opts.BroadcastConcurrency
-		}
-		f := lambdahost.Function{
-			Name: fn, Path: path, Env: env,
-			Timeout: opts.FunctionTimeout, MemoryMB: 512, Concurrency: concurrency,
-		}
-		if err := s.Host.Register(f); err != nil {
-			return nil, fmt.Errorf("function %s: %w (build the functions for this machine first: make dev does)", fn, err)
-		}
-	}
-
 	s.Gateway = apigw.New(apigw.Options{
-		Stage: opts.Stage, DomainName: wsLn.Addr().String(), IDPrefix: localPrefix,
+		Stage: opts.Stage, DomainName: s.wsListener.Addr().String(), IDPrefix: localPrefix,
 		Routes:      apigw.Routes{Connect: FnConnect, Disconnect: FnDisconnect, Default: FnMessage},
 		Invoker:     s.Host,
 		IdleTimeout: opts.IdleTimeout, MaxLifetime: opts.MaxLifetime,
 		SerialFrames: opts.SerialFrames, ConnectLag: opts.ConnectLag,
 		Log: opts.Log,
 	})
+	if err = s.connectEvents(opts); err != nil {
+		return nil, err
+	}
+	if err = s.serveAll(opts); err != nil {
+		return nil, err
+	}
+	s.log.Info("local stack up", "websocket", s.WebSocketURL, "aws", s.AWSEndpoint, "dynamodb", s.DynamoDBEndpoint, "table", s.Table)
+	return s, nil
+}
 
+// listen binds the WebSocket and AWS ports and records their URLs.
+func (s *Stack) listen(opts Options) error {
+	ws, err := net.Listen("tcp", opts.WebSocketAddr)
+	if err != nil {
+		return fmt.Errorf("listen for WebSocket clients on %s: %w", opts.WebSocketAddr, err)
+	}
+	s.wsListener = ws
+	aws, err := net.Listen("tcp", opts.AWSAddr)
+	if err != nil {
+		return fmt.Errorf("listen for AWS APIs on %s: %w", opts.AWSAddr, err)
+	}
+	s.awsListener = aws
+	s.WebSocketURL = "ws://" + ws.Addr().String() + "/"
+	s.AWSEndpoint = "http://" + aws.Addr().String()
+	return nil
+}
+
+// startDynamoDB uses the DynamoDB Local listening at opts.DynamoDBAddr or
+// starts one there, creates the table, and puts the proxy that serves
+// DynamoDB as AWS does (stale eventually consistent reads, transaction
+// conflicts) in front of it.
+func (s *Stack) startDynamoDB(ctx context.Context, opts Options) error {
+	s.DynamoDBEndpoint = "http://" + opts.DynamoDBAddr
+	if dynamolocal.Listening(opts.DynamoDBAddr) {
+		s.log.Info("using the DynamoDB already listening", "address", opts.DynamoDBAddr)
+	} else {
+		jar, err := dynamolocal.FindJar(".")
+		if err != nil {
+			return err
+		}
+		srv, err := dynamolocal.Start(ctx, jar, dynamolocal.Options{Addr: opts.DynamoDBAddr, DBPath: opts.DynamoDBPath})
+		if err != nil {
+			return err
+		}
+		s.dynamo, s.StartedDynamoDB = srv, true
+	}
+	if err := store.CreateTable(ctx, dynamolocal.Client(s.DynamoDBEndpoint), opts.Table); err != nil {
+		return err
+	}
+	ddb, err := ddbproxy.New(ddbproxy.Options{
+		Backend: s.DynamoDBEndpoint, ReadLag: opts.ReadLag, Conflicts: !opts.NoConflicts, Log: opts.Log,
+	})
+	if err != nil {
+		return err
+	}
+	s.ddb, s.throttle = ddb, edge.NewThrottle(ddb)
+	return nil
+}
+
+// createQueues starts SQS with the task queue and its dead-letter queue,
+// as the CDK stack has them.
+func (s *Stack) createQueues(opts Options) error {
+	s.SQS = sqslocal.New(sqslocal.Options{BaseURL: s.AWSEndpoint})
+	var err error
+	if s.DeadLetterURL, err = s.SQS.CreateQueue(opts.Table+"-tasks-dlq", nil); err != nil {
+		return err
+	}
+	dlqARN, err := s.SQS.QueueARN(s.DeadLetterURL)
+	if err != nil {
+		return err
+	}
+	redrive, err := json.Marshal(map[string]any{"deadLetterTargetArn": dlqARN, "maxReceiveCount": 5})
+	if err != nil {
+		return err
+	}
+	visibility := strconv.Itoa(int(opts.FunctionTimeout/time.Second) * 2)
+	s.QueueURL, err = s.SQS.CreateQueue(opts.Table+"-tasks", map[string]string{"VisibilityTimeout": visibility, "RedrivePolicy": string(redrive)})
+	return err
+}
+
+// startFunctions registers the four functions (and opts.Extra) with the
+// Lambda host; it starts no process: the first invocation does.
+func (s *Stack) startFunctions(opts Options) error {
+	s.Host = lambdahost.New(lambdahost.Options{Log: opts.FunctionLog})
+	s.fnEnv = s.functionEnv(opts)
+	paths := map[string]string{}
+	for _, fn := range []string{FnConnect, FnDisconnect, FnMessage, FnBroadcast} {
+		paths[fn] = filepath.Join(opts.FunctionsDir, fn, "bootstrap")
+	}
+	maps.Copy(paths, opts.FunctionPaths)
+	maps.Copy(paths, opts.Extra)
+	for fn, path := range paths {
+		concurrency := opts.Concurrency
+		if fn == FnBroadcast {
+			concurrency = opts.BroadcastConcurrency
+		}
+		f := lambdahost.Function{
+			Name: fn, Path: path, Env: s.fnEnv,
+			Timeout: opts.FunctionTimeout, MemoryMB: 512, Concurrency: concurrency,
+		}
+		if err := s.Host.Register(f); err != nil {
+			return fmt.Errorf("function %s: %w (build the functions for this machine first: make dev does)", fn, err)
+		}
+	}
+	return nil
+}
+
+// connectEvents starts EventBridge with the stack's rules and the task
+// queue's event source mapping, both invoking the broadcast function.
+func (s *Stack) connectEvents(opts Options) error {
 	// Lambda retries a failed asynchronous invocation twice, about 1 and
 	// 2 minutes later.
 	s.Bus = eventbus.New(eventbus.Options{RetryDelays: eventbus.LambdaRetryDelays(opts.RetryScale), Log: opts.Log})
 	s.Bus.CreateBus(s.BusName)
 	// The stack's two rules, as the CDK stack has them: events with a
 	// topic, and revocations.
-	for name, pattern := range map[string]string{"broadcast": events.RulePattern, "revoke": events.RevokeRulePattern} {
+	for name, pattern := range map[string]string{"broadcast": publish.RulePattern, "revoke": publish.RevokeRulePattern} {
 		if err := s.Bus.PutRule(eventbus.Rule{
 			Name: s.BusName + "-" + name, Bus: s.BusName, Pattern: pattern,
 			Target: func(ctx context.Context, event []byte) error {
@@ -300,7 +362,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 				return err
 			},
 		}); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	// One task per invocation: a fan-out shard is a thousand posts, and
@@ -312,16 +374,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			return s.Host.Invoke(ctx, FnBroadcast, payload)
 		},
 	})
+	return nil
+}
 
-	// DynamoDB as AWS serves it: stale eventually consistent reads and
-	// transaction conflicts.
-	s.ddb, err = ddbproxy.New(ddbproxy.Options{
-		Backend: s.DynamoDBEndpoint, ReadLag: opts.ReadLag, Conflicts: !opts.NoConflicts, Log: opts.Log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.throttle = edge.NewThrottle(s.ddb)
+// serveAll builds the two endpoints' handlers and serves them: the AWS
+// APIs behind signature checks, and the WebSocket API (with the console).
+// It is the last step.
+func (s *Stack) serveAll(opts Options) error {
 	router := &edge.Router{
 		DynamoDB: s.throttle, Events: s.Bus, SQS: s.SQS,
 		Management: http.HandlerFunc(s.management), IsManagement: s.Gateway.ManagementPath,
@@ -334,7 +393,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		Exempt: func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/_wsgate/") },
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wsMux := http.NewServeMux()
 	if opts.Console != nil {
@@ -344,27 +403,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	wsMux.Handle("/", s.Gateway)
 	s.wsHandler = wsMux
-	s.serve(wsLn, wsMux)
-	s.serve(awsLn, awsMux)
-	s.log.Info("local stack up", "websocket", s.WebSocketURL, "aws", s.AWSEndpoint, "dynamodb", s.DynamoDBEndpoint, "table", s.Table)
-	return s, nil
-}
-
-func (s *Stack) startDynamoDB(ctx context.Context, opts Options) error {
-	s.DynamoDBEndpoint = "http://" + opts.DynamoDBAddr
-	if dynamolocal.Listening(opts.DynamoDBAddr) {
-		s.log.Info("using the DynamoDB already listening", "address", opts.DynamoDBAddr)
-		return nil
-	}
-	jar, err := dynamolocal.FindJar(".")
-	if err != nil {
-		return err
-	}
-	srv, err := dynamolocal.Start(ctx, jar, dynamolocal.Options{Addr: opts.DynamoDBAddr, DBPath: opts.DynamoDBPath})
-	if err != nil {
-		return err
-	}
-	s.dynamo, s.StartedDynamoDB = srv, true
+	s.wsMu.Lock()
+	s.wsServer = s.serve(s.wsListener, wsMux)
+	s.wsMu.Unlock()
+	s.awsServer = s.serve(s.awsListener, awsMux)
 	return nil
 }
 
@@ -392,14 +434,15 @@ func (s *Stack) functionEnv(opts Options) map[string]string {
 	return env
 }
 
-func (s *Stack) serve(ln net.Listener, h http.Handler) {
+// serve starts serving h on ln.
+func (s *Stack) serve(ln net.Listener, h http.Handler) *http.Server {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	s.servers = append(s.servers, srv)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("server stopped", "address", ln.Addr().String(), "error", err.Error())
 		}
 	}()
+	return srv
 }
 
 // admin serves /_wsgate/health, /_wsgate/faults, /_wsgate/drop (cut every
@@ -657,7 +700,8 @@ func (s *Stack) RestartWebSocket(down time.Duration) error {
 	s.wsMu.Lock()
 	defer s.wsMu.Unlock()
 	addr := strings.TrimSuffix(strings.TrimPrefix(s.WebSocketURL, "ws://"), "/")
-	_ = s.servers[0].Close()
+	_ = s.wsServer.Close()
+	_ = s.wsListener.Close() // in case the server had not started serving it
 	cut := s.Gateway.Crash()
 	s.log.Info("WebSocket endpoint down", "connections_cut", cut, "for", down.String())
 	time.Sleep(down)
@@ -665,9 +709,7 @@ func (s *Stack) RestartWebSocket(down time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("listen again on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: s.wsHandler, ReadHeaderTimeout: 10 * time.Second}
-	s.servers[0] = srv
-	go func() { _ = srv.Serve(ln) }()
+	s.wsListener, s.wsServer = ln, s.serve(ln, s.wsHandler)
 	return nil
 }
 
@@ -680,9 +722,7 @@ func (s *Stack) Close() {
 		// Stop what starts invocations, letting those in flight finish while
 		// the AWS endpoint they call is still up.
 		s.wsMu.Lock()
-		for _, srv := range s.servers[:min(1, len(s.servers))] {
-			_ = srv.Shutdown(ctx) // the WebSocket listener: no new clients
-		}
+		shutdown(ctx, s.wsServer, s.wsListener) // no new clients
 		s.wsMu.Unlock()
 		if s.Gateway != nil {
 			s.Gateway.CloseAll(ctx)
@@ -694,9 +734,7 @@ func (s *Stack) Close() {
 		if s.Bus != nil {
 			s.Bus.Close()
 		}
-		for _, srv := range s.servers {
-			_ = srv.Shutdown(ctx)
-		}
+		shutdown(ctx, s.awsServer, s.awsListener)
 		if s.SQS != nil {
 			s.SQS.Close()
 		}
@@ -710,6 +748,18 @@ func (s *Stack) Close() {
 			s.dynamo.Stop()
 		}
 	})
+}
+
+// shutdown stops a server gracefully and closes its listener, which
+// Shutdown misses when Serve has not started yet, and which no server holds
+// when Start failed before serving. Either may be nil.
+func shutdown(ctx context.Context, srv *http.Server, ln net.Listener) {
+	if srv != nil {
+		_ = srv.Shutdown(ctx)
+	}
+	if ln != nil {
+		_ = ln.Close()
+	}
 }
 
 // WriteEnv writes the endpoints as shell exports, for scripts.

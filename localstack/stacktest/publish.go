@@ -7,18 +7,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate/localstack/dynamolocal"
 	"github.com/wsgate/wsgate/localstack/stack"
-	"github.com/wsgate/wsgate/shared/dynamolocal"
-	"github.com/wsgate/wsgate/shared/events"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
 )
 
 // Publisher returns a publisher on the stack's bus, through the real
 // EventBridge API of the local endpoint.
-func Publisher(s *stack.Stack) events.Publisher { return s.Publisher("wsgate.examples") }
+func Publisher(s *stack.Stack) publish.Publisher { return s.Publisher("wsgate.examples") }
 
 // Publish sends details and fails the test on any error.
-func Publish(t testing.TB, s *stack.Stack, details ...events.Detail) {
+func Publish(t testing.TB, s *stack.Stack, details ...publish.Detail) {
 	t.Helper()
 	if _, err := Publisher(s).Publish(context.Background(), details...); err != nil {
 		t.Fatalf("publish: %v", err)
@@ -32,27 +32,27 @@ func PublishFile(t testing.TB, s *stack.Stack, path string) {
 }
 
 // ReadDetails reads a JSON file holding one detail or a list of them.
-func ReadDetails(t testing.TB, path string) []events.Detail {
+func ReadDetails(t testing.TB, path string) []publish.Detail {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var list []events.Detail
+	var list []publish.Detail
 	if err := json.Unmarshal(b, &list); err == nil {
 		return list
 	}
-	var one events.Detail
+	var one publish.Detail
 	if err := json.Unmarshal(b, &one); err != nil {
 		t.Fatalf("%s: not an event detail: %v", path, err)
 	}
-	return []events.Detail{one}
+	return []publish.Detail{one}
 }
 
 // PublishAndWait publishes and waits until the broadcast function has
 // fully processed every detail, so a test can rely on the stored state and
 // history they carry.
-func PublishAndWait(t testing.TB, s *stack.Stack, details ...events.Detail) {
+func PublishAndWait(t testing.TB, s *stack.Stack, details ...publish.Detail) {
 	t.Helper()
 	st := store.New(dynamolocal.Client(s.DynamoDBEndpoint), s.Table)
 	ids, err := Publisher(s).Publish(context.Background(), details...)

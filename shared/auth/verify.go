@@ -84,7 +84,7 @@ type VerifierConfig struct {
 	// Secret is the HMAC key for HS algorithms.
 	Secret []byte
 	// PublicKeyPEM is the verification key for RS256/ES256 (PKIX or
-	// certificate PEM); JWKSURL is the alternative.
+	// certificate PEM, or PKCS #1 for RSA); JWKSURL is the alternative.
 	PublicKeyPEM string
 	JWKSURL      string
 	Issuer       string
@@ -95,8 +95,10 @@ type VerifierConfig struct {
 	// TicketLifetime is the same bound for single-use tickets (claim tkt);
 	// zero means DefaultTicketLifetime.
 	TicketLifetime time.Duration
-	HTTPClient     *http.Client
-	Now            func() time.Time
+	// HTTPClient fetches the JWKS; nil means a client with the fetch
+	// timeout (3 s), which bounds every fetch either way.
+	HTTPClient *http.Client
+	Now        func() time.Time
 }
 
 // Verifier checks tokens and turns their claims into principals.
@@ -104,11 +106,19 @@ type Verifier struct {
 	cfg    VerifierConfig
 	parser *jwt.Parser
 	static crypto.PublicKey
-	jwks   *jwksCache
+	jwks   *jwks
 }
 
-// NewVerifier validates the configuration and prepares keys.
+// NewVerifier validates the configuration and prepares keys. With a JWKS
+// URL it fetches the set once (for at most 3 s; a failure is retried when
+// a token needs a key, not returned) and keeps it refreshed in the
+// background for as long as the Verifier is in use.
 func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
+	return newVerifier(cfg, defaultJWKSPolicy())
+}
+
+// newVerifier is NewVerifier with the JWKS policy as a parameter, for tests.
+func newVerifier(cfg VerifierConfig, jp jwksPolicy) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -139,21 +149,17 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 			return nil, fmt.Errorf("auth: %s needs a secret", cfg.Alg)
 		}
 	case cfg.Alg == "RS256" || cfg.Alg == "ES256":
+		var err error
 		switch {
 		case cfg.PublicKeyPEM != "":
-			key, err := parsePublicKeyPEM(cfg.Alg, cfg.PublicKeyPEM)
-			if err != nil {
-				return nil, err
-			}
-			v.static = key
+			v.static, err = parsePublicKeyPEM(cfg.Alg, cfg.PublicKeyPEM)
 		case cfg.JWKSURL != "":
-			client := cfg.HTTPClient
-			if client == nil {
-				client = &http.Client{Timeout: jwksFetchTimeout}
-			}
-			v.jwks = newJWKSCache(cfg.JWKSURL, cfg.Alg, client, cfg.Now)
+			v.jwks, err = newJWKS(cfg, jp)
 		default:
 			return nil, fmt.Errorf("auth: %s needs a public key or a JWKS URL", cfg.Alg)
+		}
+		if err != nil {
+			return nil, err
 		}
 	default:
 		return nil, fmt.Errorf("auth: unsupported algorithm %q", cfg.Alg)
@@ -198,8 +204,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 		case v.static != nil:
 			return v.static, nil
 		case v.jwks != nil:
-			kid, _ := t.Header["kid"].(string)
-			return v.jwks.key(ctx, kid)
+			return v.jwks.key(ctx, t)
 		default:
 			return v.cfg.Secret, nil
 		}

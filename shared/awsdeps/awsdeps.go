@@ -38,13 +38,7 @@ type Deps struct {
 	// Poster is the fan-out's lean @connections client (see fanout.LeanPoster).
 	Poster *fanout.LeanPoster
 	// Tasks is nil when WSGATE_QUEUE_URL is not set.
-	Tasks TaskSender
-}
-
-// TaskSender enqueues deferred work.
-type TaskSender interface {
-	Send(ctx context.Context, t queue.Task, delay time.Duration) error
-	SendAll(ctx context.Context, ts []queue.Task) error
+	Tasks queue.Tasks
 }
 
 // Logger returns the JSON logger every function uses.
@@ -57,13 +51,13 @@ func Logger(cfg config.Config) *slog.Logger {
 // MustLoad reads the configuration from the environment and builds the
 // dependencies, or ends the process with the reason: every function's
 // start-up (Lambda reports the exit as an init error).
-func MustLoad(withVerifier bool) (config.Config, Deps) {
+func MustLoad(n Needs) (config.Config, Deps) {
 	cfg, err := config.FromEnv()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "config:", err)
 		os.Exit(1)
 	}
-	d, err := Load(context.Background(), cfg, withVerifier)
+	d, err := Load(context.Background(), cfg, n)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start-up:", err)
 		os.Exit(1)
@@ -77,9 +71,14 @@ func (d Deps) Gateway(cfg config.Config) *gateway.Gateway {
 	return gateway.New(cfg, gateway.Deps{Store: d.Store, Verifier: d.Verifier, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log, Metrics: os.Stdout})
 }
 
-// Load builds the dependencies. withVerifier is false for functions that
-// never check tokens.
-func Load(ctx context.Context, cfg config.Config, withVerifier bool) (Deps, error) {
+// Needs says which optional dependencies a function builds.
+type Needs struct {
+	// Verifier: the function checks tokens (it reads the key at start).
+	Verifier bool
+}
+
+// Load builds the dependencies, the optional ones as n asks.
+func Load(ctx context.Context, cfg config.Config, n Needs) (Deps, error) {
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
 		return Deps{}, fmt.Errorf("aws config: %w", err)
@@ -101,7 +100,7 @@ func Load(ctx context.Context, cfg config.Config, withVerifier bool) (Deps, erro
 	if cfg.QueueURL != "" {
 		d.Tasks = queue.New(sqs.NewFromConfig(awsCfg), cfg.QueueURL)
 	}
-	if withVerifier {
+	if n.Verifier {
 		if d.Verifier, err = verifier(ctx, cfg, awsCfg); err != nil {
 			return Deps{}, err
 		}

@@ -16,9 +16,9 @@ import (
 
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/events"
 	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/gateway/gatewaytest"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/store/storetest"
 	"github.com/wsgate/wsgate/shared/topic"
@@ -76,7 +76,7 @@ func TestBroadcast_EventADeadInvocationHeldIsTakenOverOnceItsLeaseLapses(t *test
 	detail := `{"topic":"telemetry.1","payload":{"n":1}}`
 	// An invocation took the event and its number, then died without
 	// renewing its lease.
-	ev, err := events.Parse("e1", h.Now, []byte(detail), false)
+	ev, err := publish.Parse("e1", h.Now, []byte(detail), false)
 	require.NoError(t, err)
 	rec, err := h.Store.BeginEvent(context.Background(), ev, "dead-invocation", time.Second, time.Hour)
 	require.NoError(t, err)
@@ -99,7 +99,7 @@ func TestBroadcast_EventALiveInvocationHoldsIsLeftToIt(t *testing.T) {
 	h.MustConnect("c", h.Token(reader), nil)
 	h.Send("c", `{"type":"subscribe","topic":"telemetry.1"}`)
 	detail := `{"topic":"telemetry.1","payload":{"n":1}}`
-	ev, err := events.Parse("e1", h.Now, []byte(detail), false)
+	ev, err := publish.Parse("e1", h.Now, []byte(detail), false)
 	require.NoError(t, err)
 	_, err = h.Store.BeginEvent(context.Background(), ev, "live-invocation", time.Minute, time.Hour)
 	require.NoError(t, err)

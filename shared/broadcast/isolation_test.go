@@ -42,139 +42,187 @@ func TestIsolation_RandomTenantsReceiveExactlyWhatTheyMaySee(t *testing.T) {
 	}
 }
 
+// Random choices of the runs.
+var (
+	isoOrgs       = []string{"acme", "globex", "initech"}
+	isoRoles      = []string{"admin", "viewer"}
+	isoNamespaces = []string{"acme", "globex", "initech", "shared"}
+	isoIDs        = []string{"1", "2", "3"}
+	isoKinds      = []string{"alert", "status"}
+)
+
+// modelDelivery is one event delivered to one connection.
+type modelDelivery struct{ conn, event string }
+
+// isolation is one run: its random source, the gateway and the model.
+type isolation struct {
+	t     *testing.T
+	r     *rand.Rand
+	h     *gatewaytest.Harness
+	conns []*modelConn
+}
+
 func isolationRun(t *testing.T, seed uint64) {
-	r := rand.New(rand.NewPCG(seed, 99))
-	h := gatewaytest.New(t, func(c *config.Config) { c.Limits.MaxSubscriptions = 50; c.Limits.MessagesPerSecond = 10000 })
-	orgs := []string{"acme", "globex", "initech"}
-	roles := []string{"admin", "viewer"}
-	namespaces := []string{"acme", "globex", "initech", "shared"}
-	ids := []string{"1", "2", "3"}
-	kinds := []string{"alert", "status"}
-	pick := func(list []string) string { return list[r.IntN(len(list))] }
-	randomTopic := func() string {
-		tp := pick(namespaces) + "." + pick(kinds) + "." + pick(ids)
-		return tp
-	}
-	randomPattern := func() string {
-		segs := []string{pick(namespaces), pick(kinds), pick(ids)}
-		for i := range segs {
-			if r.IntN(3) == 0 {
-				segs[i] = "*"
-			}
-		}
-		if r.IntN(6) == 0 {
-			return segs[0] + ".>"
-		}
-		if r.IntN(12) == 0 {
-			return ">"
-		}
-		return segs[0] + "." + segs[1] + "." + segs[2]
-	}
-
-	var conns []*modelConn
+	x := &isolation{t: t, r: rand.New(rand.NewPCG(seed, 99))}
+	x.h = gatewaytest.New(t, func(c *config.Config) { c.Limits.MaxSubscriptions = 50; c.Limits.MessagesPerSecond = 10000 })
 	for i := range 24 {
-		org := orgs[i%len(orgs)]
-		g := auth.Grant{Sub: fmt.Sprintf("p%d", i), Type: pick([]string{"user", "device"}), Orgs: []string{org}}
-		// Capabilities: the org's own namespace, sometimes "shared", rarely another's kind.
-		g.Topics = []string{org + ".>"}
-		if r.IntN(2) == 0 {
-			g.Topics = append(g.Topics, "shared.*.*")
-		}
-		if r.IntN(4) == 0 {
-			g.Topics = append(g.Topics, "*.status.*")
-		}
-		if r.IntN(3) == 0 {
-			g.Roles = []string{pick(roles)}
-		}
-		if i == 23 {
-			g = auth.Grant{Sub: "root", Superuser: true}
-		}
-		tok := h.Token(g)
-		p, err := h.Verifier.Verify(t.Context(), tok)
-		require.NoError(t, err)
-		for c := range 1 + r.IntN(2) {
-			mc := &modelConn{id: fmt.Sprintf("c%d-%d", i, c), principal: p}
-			h.MustConnect(mc.id, tok, nil)
-			d, _ := p.DirectTopic()
-			mc.subs = append(mc.subs, modelSub{pattern: d})
-			for range 1 + r.IntN(5) {
-				pat := randomPattern()
-				cmd := map[string]any{"type": "subscribe", "topic": pat}
-				var fs filter.Set
-				if r.IntN(3) == 0 {
-					fs = filter.Set{"k": {pick([]string{"x", "y"})}}
-					cmd["filters"] = map[string]any{"k": fs["k"]}
-				}
-				replies := h.SendJSON(mc.id, cmd)
-				require.Len(t, replies, 1)
-				var rep map[string]any
-				require.NoError(t, json.Unmarshal([]byte(replies[0]), &rep))
-				switch rep["type"] {
-				case "subscribed":
-					mc.subs = slices.DeleteFunc(mc.subs, func(s modelSub) bool { return s.pattern.String() == pat })
-					mc.subs = append(mc.subs, modelSub{pattern: topic.MustPattern(pat), filters: fs})
-				case "error":
-					assert.Equal(t, "forbidden", rep["code"], "%s -> %s", pat, replies[0])
-					assert.False(t, p.MaySubscribe(topic.MustPattern(pat)), "refused %s although allowed", pat)
-				default:
-					t.Fatalf("unexpected reply %s", replies[0])
-				}
-			}
-			conns = append(conns, mc)
-		}
+		x.connect(i)
 	}
-
-	type delivery struct{ conn, event string }
-	want := map[delivery]bool{}
+	want := map[modelDelivery]bool{}
 	for e := range 150 {
-		id := fmt.Sprintf("ev%d", e)
-		tp := randomTopic()
-		if r.IntN(10) == 0 {
-			// a direct message to a random principal
-			victim := conns[r.IntN(len(conns))].principal
-			d, _ := victim.DirectTopic()
-			tp = d.String()
-		}
-		detail := map[string]any{"topic": tp, "payload": map[string]string{"e": id}}
-		var aud *auth.Audience
-		switch r.IntN(4) {
-		case 0:
-			aud = &auth.Audience{Orgs: []string{pick(orgs)}}
-		case 1:
-			sub := fmt.Sprintf("p%d", r.IntN(24))
-			if r.IntN(2) == 0 {
-				sub = auth.AudienceSub(pick([]string{"user", "device"}), sub)
-			}
-			aud = &auth.Audience{Subs: []string{sub}, Roles: []string{pick(roles)}}
-		}
-		if aud != nil {
-			detail["audience"] = aud
-		}
-		attrs := filter.Attributes{}
-		if r.IntN(2) == 0 {
-			k := pick([]string{"x", "y"})
-			detail["attributes"] = map[string]string{"k": k}
-			attrs["k"] = []string{k}
-		}
-		require.NoError(t, h.Publish(id, detail))
+		x.publish(fmt.Sprintf("ev%d", e), want)
+	}
+	got := x.received()
+	x.check(want, got)
+	require.NotEmpty(t, want, "the run must deliver something")
+	t.Logf("seed %d: %d connections, %d deliveries checked", seed, len(x.conns), len(got))
+}
 
-		for _, c := range conns {
-			for _, s := range c.subs {
-				if modelMatch(s.pattern.String(), tp) && modelFilter(s.filters, attrs) && modelAudience(aud, c.principal.Identity) {
-					want[delivery{c.id, id}] = true
-				}
+func (x *isolation) pick(list []string) string { return list[x.r.IntN(len(list))] }
+
+func (x *isolation) randomTopic() string {
+	return x.pick(isoNamespaces) + "." + x.pick(isoKinds) + "." + x.pick(isoIDs)
+}
+
+func (x *isolation) randomPattern() string {
+	segs := []string{x.pick(isoNamespaces), x.pick(isoKinds), x.pick(isoIDs)}
+	for i := range segs {
+		if x.r.IntN(3) == 0 {
+			segs[i] = "*"
+		}
+	}
+	if x.r.IntN(6) == 0 {
+		return segs[0] + ".>"
+	}
+	if x.r.IntN(12) == 0 {
+		return ">"
+	}
+	return segs[0] + "." + segs[1] + "." + segs[2]
+}
+
+// connect makes principal i, of a random org with random capabilities
+// (the last one a superuser), and connects it once or twice, each
+// connection with random subscriptions.
+func (x *isolation) connect(i int) {
+	org := isoOrgs[i%len(isoOrgs)]
+	g := auth.Grant{Sub: fmt.Sprintf("p%d", i), Type: x.pick([]string{"user", "device"}), Orgs: []string{org}}
+	// Capabilities: the org's own namespace, sometimes "shared", rarely another's kind.
+	g.Topics = []string{org + ".>"}
+	if x.r.IntN(2) == 0 {
+		g.Topics = append(g.Topics, "shared.*.*")
+	}
+	if x.r.IntN(4) == 0 {
+		g.Topics = append(g.Topics, "*.status.*")
+	}
+	if x.r.IntN(3) == 0 {
+		g.Roles = []string{x.pick(isoRoles)}
+	}
+	if i == 23 {
+		g = auth.Grant{Sub: "root", Superuser: true}
+	}
+	tok := x.h.Token(g)
+	p, err := x.h.Verifier.Verify(x.t.Context(), tok)
+	require.NoError(x.t, err)
+	for c := range 1 + x.r.IntN(2) {
+		mc := &modelConn{id: fmt.Sprintf("c%d-%d", i, c), principal: p}
+		x.h.MustConnect(mc.id, tok, nil)
+		d, _ := p.DirectTopic()
+		mc.subs = append(mc.subs, modelSub{pattern: d})
+		for range 1 + x.r.IntN(5) {
+			x.subscribe(mc)
+		}
+		x.conns = append(x.conns, mc)
+	}
+}
+
+// subscribe sends a random subscribe, sometimes filtered, and records it
+// in the model if the gateway accepted it; a refusal must be one the
+// principal's capabilities call for.
+func (x *isolation) subscribe(mc *modelConn) {
+	t := x.t
+	pat := x.randomPattern()
+	cmd := map[string]any{"type": "subscribe", "topic": pat}
+	var fs filter.Set
+	if x.r.IntN(3) == 0 {
+		fs = filter.Set{"k": {x.pick([]string{"x", "y"})}}
+		cmd["filters"] = map[string]any{"k": fs["k"]}
+	}
+	replies := x.h.SendJSON(mc.id, cmd)
+	require.Len(t, replies, 1)
+	var rep map[string]any
+	require.NoError(t, json.Unmarshal([]byte(replies[0]), &rep))
+	switch rep["type"] {
+	case "subscribed":
+		mc.subs = slices.DeleteFunc(mc.subs, func(s modelSub) bool { return s.pattern.String() == pat })
+		mc.subs = append(mc.subs, modelSub{pattern: topic.MustPattern(pat), filters: fs})
+	case "error":
+		assert.Equal(t, "forbidden", rep["code"], "%s -> %s", pat, replies[0])
+		assert.False(t, mc.principal.MaySubscribe(topic.MustPattern(pat)), "refused %s although allowed", pat)
+	default:
+		t.Fatalf("unexpected reply %s", replies[0])
+	}
+}
+
+// publish publishes event id to a random topic (sometimes a principal's
+// direct topic) with a random audience and attributes, and adds the
+// deliveries the model allows to want.
+func (x *isolation) publish(id string, want map[modelDelivery]bool) {
+	tp := x.randomTopic()
+	if x.r.IntN(10) == 0 {
+		// a direct message to a random principal
+		victim := x.conns[x.r.IntN(len(x.conns))].principal
+		d, _ := victim.DirectTopic()
+		tp = d.String()
+	}
+	detail := map[string]any{"topic": tp, "payload": map[string]string{"e": id}}
+	var aud *auth.Audience
+	switch x.r.IntN(4) {
+	case 0:
+		aud = &auth.Audience{Orgs: []string{x.pick(isoOrgs)}}
+	case 1:
+		sub := fmt.Sprintf("p%d", x.r.IntN(24))
+		if x.r.IntN(2) == 0 {
+			sub = auth.AudienceSub(x.pick([]string{"user", "device"}), sub)
+		}
+		aud = &auth.Audience{Subs: []string{sub}, Roles: []string{x.pick(isoRoles)}}
+	}
+	if aud != nil {
+		detail["audience"] = aud
+	}
+	attrs := filter.Attributes{}
+	if x.r.IntN(2) == 0 {
+		k := x.pick([]string{"x", "y"})
+		detail["attributes"] = map[string]string{"k": k}
+		attrs["k"] = []string{k}
+	}
+	require.NoError(x.t, x.h.Publish(id, detail))
+
+	for _, c := range x.conns {
+		for _, s := range c.subs {
+			if modelMatch(s.pattern.String(), tp) && modelFilter(s.filters, attrs) && modelAudience(aud, c.principal.Identity) {
+				want[modelDelivery{c.id, id}] = true
 			}
 		}
 	}
+}
 
-	got := map[delivery]int{}
-	for _, c := range conns {
-		for _, frame := range h.Received(c.id) {
+// received counts the frames each connection got of each event.
+func (x *isolation) received() map[modelDelivery]int {
+	got := map[modelDelivery]int{}
+	for _, c := range x.conns {
+		for _, frame := range x.h.Received(c.id) {
 			var m map[string]string
-			require.NoError(t, json.Unmarshal([]byte(frame), &m), frame)
-			got[delivery{c.id, m["e"]}]++
+			require.NoError(x.t, json.Unmarshal([]byte(frame), &m), frame)
+			got[modelDelivery{c.id, m["e"]}]++
 		}
 	}
+	return got
+}
+
+// check compares what was delivered with what the model wants, and each
+// delivery with the connection's capabilities.
+func (x *isolation) check(want map[modelDelivery]bool, got map[modelDelivery]int) {
+	t := x.t
 	var extra, missing, dup []string
 	for d, n := range got {
 		if n > 1 {
@@ -196,7 +244,7 @@ func isolationRun(t *testing.T, seed uint64) {
 	assert.Empty(t, dup, "duplicates")
 	// Every delivery is allowed by capability, independently of the model.
 	for d := range got {
-		for _, c := range conns {
+		for _, c := range x.conns {
 			if c.id != d.conn {
 				continue
 			}
@@ -207,8 +255,6 @@ func isolationRun(t *testing.T, seed uint64) {
 			assert.True(t, ok, "%v", d)
 		}
 	}
-	require.NotEmpty(t, want, "the run must deliver something")
-	t.Logf("seed %d: %d connections, %d deliveries checked", seed, len(conns), len(got))
 }
 
 // The model's own rules, written independently of the gateway's code.

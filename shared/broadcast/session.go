@@ -5,16 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	lambdaevents "github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 
 	"github.com/wsgate/wsgate/shared/auth"
-	"github.com/wsgate/wsgate/shared/events"
 	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/protocol"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 )
@@ -23,13 +22,16 @@ import (
 // deadline, an authenticated one when its token expires, and any of a
 // principal's (or a token's) when a backend revokes it.
 
+// closeParallel bounds how many revoked connections close at once.
+const closeParallel = 8
+
 // closeConnection posts a last frame to connection c, closes it and
 // removes it from the store. The post is retried while the connection may
 // still be registering (API Gateway answers 410 then, and would refuse the
 // close as well); a connection already gone is no error.
 func (h *Handler) closeConnection(ctx context.Context, c store.Connection, last []byte) error {
 	id := c.ID
-	if err := fanout.Post(ctx, h.conns, id, last, c.ConnectedAt, h.now); err != nil {
+	if err := fanout.Post(ctx, h.conns, fanout.Target{ConnectionID: id, ConnectedAt: c.ConnectedAt}, last, h.now); err != nil {
 		h.log.Info("last frame not delivered", "connection_id", id, "error", err.Error())
 	}
 	if _, err := h.conns.DeleteConnection(ctx, &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: &id}); err != nil && !errors.Is(fanout.Classify(err), fanout.ErrGone) {
@@ -39,13 +41,25 @@ func (h *Handler) closeConnection(ctx context.Context, c store.Connection, last 
 	return err
 }
 
-// waitAgain puts task t back on the queue until at: SQS delays a message
-// 15 minutes at most, so a later time takes several rounds.
-func (h *Handler) waitAgain(ctx context.Context, t queue.Task, at time.Time) error {
-	if h.tasks == nil {
-		return errors.New("not due yet and no queue to wait on")
+// authDeadline closes a connection that is still pending at its deadline.
+func (h *Handler) authDeadline(ctx context.Context, t queue.Task) error {
+	log := h.log.With("connection_id", t.ConnectionID)
+	c, err := h.store.GetConnection(ctx, t.ConnectionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
 	}
-	return h.tasks.Send(ctx, t, at.Sub(h.now())+time.Second)
+	if err != nil {
+		return err
+	}
+	if !c.Pending {
+		return nil
+	}
+	if c.AuthDeadline.After(h.now()) {
+		return h.waitAgain(ctx, t, c.AuthDeadline)
+	}
+	log.Info("auth deadline passed; closing")
+	return h.closeConnection(ctx, c,
+		protocol.Encode(protocol.AuthResponse{Type: protocol.TypeAuthResponse, Success: false, Error: protocol.AuthTimeout, Message: "authentication deadline passed"}))
 }
 
 // tokenExpiry closes a connection whose token expired; a refresh that
@@ -67,15 +81,12 @@ func (h *Handler) tokenExpiry(ctx context.Context, t queue.Task) error {
 		"the token expired at %s; reconnect with a fresh one", c.TokenExpires.UTC().Format(time.RFC3339))))
 }
 
-// closeParallel bounds how many revoked connections close at once.
-const closeParallel = 8
-
-// HandleRevocation applies a wsgate.revoke event: the principal (or its
+// handleRevocation applies a wsgate.revoke event: the principal (or its
 // token) is refused until the revocation's until, and its live connections
 // are closed. An invalid revocation is logged and dropped; a failure is
 // returned for Lambda's retry, which repeats it harmlessly.
-func (h *Handler) HandleRevocation(ctx context.Context, log *slog.Logger, cwe lambdaevents.CloudWatchEvent) error {
-	r, err := events.ParseRevocation(cwe.Detail, h.now(), h.cfg.MaxTokenLifetime)
+func (h *Handler) handleRevocation(ctx context.Context, log *slog.Logger, cwe lambdaevents.CloudWatchEvent) error {
+	r, err := publish.ParseRevocation(cwe.Detail, h.now(), h.cfg.MaxTokenLifetime)
 	if err != nil {
 		log.Warn("revocation rejected", "reason", err.Error(), "source", cwe.Source)
 		return nil
@@ -92,19 +103,11 @@ func (h *Handler) HandleRevocation(ctx context.Context, log *slog.Logger, cwe la
 	}
 	last := protocol.Encode(protocol.Errorf(nil, protocol.CodeRevoked, "%s is revoked until %s", what, r.Until.UTC().Format(time.RFC3339)))
 	errs := make([]error, len(conns))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, closeParallel)
-	for i, c := range conns {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := h.closeConnection(ctx, c, last); err != nil {
-				errs[i] = fmt.Errorf("close %s: %w", c.ID, err)
-			}
-		}()
-	}
-	wg.Wait()
+	inParallel(len(conns), closeParallel, func(i int) {
+		if err := h.closeConnection(ctx, conns[i], last); err != nil {
+			errs[i] = fmt.Errorf("close %s: %w", conns[i].ID, err)
+		}
+	})
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

@@ -2,161 +2,88 @@ package broadcast
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
-	"sync"
-	"time"
 
-	"github.com/wsgate/wsgate/shared/delivery"
-	"github.com/wsgate/wsgate/shared/events"
 	"github.com/wsgate/wsgate/shared/fanout"
+	"github.com/wsgate/wsgate/shared/frame"
 	"github.com/wsgate/wsgate/shared/metrics"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 )
 
-// checkpointEvery is how often a shard records its progress while it
-// delivers: a worker that dies re-sends at most what it delivered since.
-const checkpointEvery = 250 * time.Millisecond
+// InlineDetailBytes is the largest event detail a shard task carries
+// itself; a larger one is stored in the table once and the tasks name it.
+// With FanoutPageSize's 10,000 connection ids a task stays under 256 KB.
+const InlineDetailBytes = 16 << 10
 
-// deliverShard delivers one shard. With markers, it claims the shard (a
-// shard another live attempt holds is waited for, then left to it), skips
-// a shard already delivered and, within a shard, the connections an
-// earlier attempt recorded as delivered, and records its own progress as
-// it goes, which also renews its claim.
-func (h *Handler) deliverShard(ctx context.Context, log *slog.Logger, m *metrics.Set, enc *delivery.Encoder, eventID string, idx int, variants []queue.Variant, sh shard, markers bool) error {
-	log = log.With("shard", idx)
-	done := make([]byte, (len(sh.conns)+7)/8)
-	me, lease := owner(ctx), h.cfg.EventLease
-	if markers {
-		var prev store.ShardProgress
-		var ok bool
-		err := h.await(ctx, func() (err error) {
-			prev, ok, err = h.store.ClaimShard(ctx, eventID, idx, me, lease)
+// deliver finds the event's audience, decides each connection's frame, and
+// fans out: the first shard here, the others in parallel through the task
+// queue, each a fresh invocation with its own workers.
+func (h *Handler) deliver(ctx context.Context, a *attempt) error {
+	aud, err := h.findAudience(ctx, a.log, a.ev.Topic)
+	if err != nil {
+		return err
+	}
+	a.m.Add("Subscribers", float64(len(aud.order)), metrics.Count)
+	enc := frame.NewEncoder(frame.FromEvent(a.ev, a.rec.Seq))
+	p := newPlan(enc, aud)
+	a.m.Add("Filtered", float64(len(aud.order)-len(p.conns)), metrics.Count)
+	shards := p.split(h.cfg.FanoutPageSize)
+	a.m.Add("Shards", float64(len(shards)), metrics.Count)
+
+	job := shardJob{log: a.log, m: a.m, enc: enc, eventID: a.ev.ID, variants: p.variants}
+	if len(shards) > 1 && h.tasks != nil {
+		if err := h.queueShards(ctx, a, p.variants, shards[1:]); err != nil {
 			return err
-		})
-		if err != nil {
-			log.Warn("shard not claimed; it will be retried", "error", err.Error())
-			return err
 		}
-		if ok && prev.Done {
-			m.Add("ShardsSkipped", 1, metrics.Count)
-			log.Info("shard already delivered")
-			return nil
-		}
-		if ok && prev.First == sh.conns[0] && len(prev.Delivered) == len(done) {
-			copy(done, prev.Delivered)
-		}
+		job.shard, job.tracked = shards[0], true
+		return h.deliverShard(ctx, job)
 	}
-
-	frames := make([][]byte, len(variants))
-	for i, v := range variants {
-		f, err := enc.Frame(v.Envelope, v.Keep)
-		if err != nil {
-			log.Error("encode failed", "error", err.Error())
-			return nil // cannot improve on retry
-		}
-		frames[i] = f
-	}
-	var ds []fanout.Delivery
-	var pos []int // pos[k]: index in the shard of ds[k]
-	for i, id := range sh.conns {
-		if done[i/8]&(1<<(i%8)) != 0 {
-			continue
-		}
-		v := 0
-		if sh.variantOf != nil {
-			v = sh.variantOf[i]
-		}
-		ds = append(ds, fanout.Delivery{ConnectionID: id, Data: frames[v]})
-		pos = append(pos, i)
-	}
-	if skipped := len(sh.conns) - len(ds); skipped > 0 {
-		m.Add("ResumedDeliveries", float64(skipped), metrics.Count)
-		log.Info("shard resumed", "already_delivered", skipped)
-	}
-
-	var mu sync.Mutex
-	progressed := false
-	record := func(final bool) error {
-		mu.Lock()
-		p := store.ShardProgress{Done: final, Delivered: append([]byte(nil), done...), First: sh.conns[0]}
-		progressed = false
-		mu.Unlock()
-		return h.store.PutShard(ctx, eventID, idx, me, lease, p)
-	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	sendCtx, lost := context.WithCancel(ctx)
-	defer lost()
-	if markers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := time.NewTicker(checkpointEvery)
-			defer t.Stop()
-			last := time.Now()
-			for {
-				select {
-				case <-stop:
-					return
-				case now := <-t.C:
-					mu.Lock()
-					dirty := progressed
-					mu.Unlock()
-					// Progress, or a claim about to lapse (retries can
-					// stall progress), is written down.
-					if !dirty && now.Sub(last) < lease/3 {
-						continue
-					}
-					last = now
-					err := record(false)
-					if errors.Is(err, store.ErrInProgress) {
-						log.Warn("shard taken over by another attempt; stopping", "error", err.Error())
-						lost()
-						return
-					}
-					if err != nil {
-						log.Warn("shard checkpoint failed", "error", err.Error())
-					}
-				}
-			}
-		}()
-	}
-	h.send(sendCtx, log, m, ds, enc.Item().Time, func(k int) {
-		i := pos[k]
-		mu.Lock()
-		done[i/8] |= 1 << (i % 8)
-		progressed = true
-		mu.Unlock()
-	})
-	close(stop)
-	wg.Wait()
-	if sendCtx.Err() != nil && ctx.Err() == nil {
-		return nil // the attempt that took over finishes the shard
-	}
-	if markers {
-		if err := record(true); err != nil {
-			log.Error("shard completion not recorded; a retry will skip what was delivered", "error", err.Error())
+	// One shard, or no queue: deliver here. A single shard keeps no progress
+	// marker, so a small event costs no write beyond its sequence number.
+	for i, sh := range shards {
+		job.index, job.shard, job.tracked = i, sh, len(shards) > 1
+		if err := h.deliverShard(ctx, job); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// queueShards hands the shards after the first to the task queue, with
+// the variants they share. A detail over InlineDetailBytes is stored once
+// rather than copied into every shard's message.
+func (h *Handler) queueShards(ctx context.Context, a *attempt, variants []queue.Variant, rest []shard) error {
+	detail, ref := json.RawMessage(a.detail), ""
+	if len(a.detail) > InlineDetailBytes {
+		if err := h.store.PutDetail(ctx, a.ev.ID, a.detail); err != nil {
+			a.log.Error("detail not stored; EventBridge will retry the event", "error", err.Error())
+			return err
+		}
+		detail, ref = nil, a.ev.ID
+	}
+	tasks := make([]queue.Task, 0, len(rest))
+	for i, sh := range rest {
+		tasks = append(tasks, queue.Task{
+			Kind: queue.KindShard, EventID: a.ev.ID, EventTime: a.ev.Time, Seq: a.rec.Seq, Shard: i + 1,
+			Detail: detail, DetailRef: ref, Variants: variants, Conns: sh.conns, VariantOf: sh.variantOf,
+		})
+	}
+	if err := h.tasks.SendAll(ctx, tasks); err != nil {
+		a.log.Error("shards not queued; EventBridge will retry the event", "error", err.Error())
+		return err
+	}
+	return nil
+}
+
 // shardTask delivers a shard handed over by the event's coordinator.
 func (h *Handler) shardTask(ctx context.Context, t queue.Task) error {
-	m := metrics.New(map[string]string{"Stage": h.cfg.Stage, "Function": "broadcast"})
-	m.Property("event_id", t.EventID)
+	ctx, m, flush := h.measure(ctx, t.EventID)
+	defer flush()
 	m.Property("shard", t.Shard)
-	meter := &store.Meter{}
-	ctx = store.WithMeter(ctx, meter)
-	defer func() {
-		read, write, _ := meter.Snapshot()
-		m.Add("ReadCapacity", read, metrics.Count)
-		m.Add("WriteCapacity", write, metrics.Count)
-		_ = m.Write(h.metrics)
-	}()
 	log := h.log.With("event_id", t.EventID, "seq", t.Seq)
 	detail := []byte(t.Detail)
 	if t.DetailRef != "" {
@@ -170,11 +97,102 @@ func (h *Handler) shardTask(ctx context.Context, t queue.Task) error {
 			return err // SQS retries the shard
 		}
 	}
-	ev, err := events.Parse(t.EventID, t.EventTime, detail, false)
+	ev, err := publish.Parse(t.EventID, t.EventTime, detail, false)
 	if err != nil {
 		log.Error("shard with an invalid event dropped", "error", err.Error())
 		return nil
 	}
-	enc := delivery.NewEncoder(delivery.FromEvent(ev, t.Seq))
-	return h.deliverShard(ctx, log, m, enc, t.EventID, t.Shard, t.Variants, shard{conns: t.Conns, variantOf: t.VariantOf}, true)
+	return h.deliverShard(ctx, shardJob{
+		log: log, m: m, enc: frame.NewEncoder(frame.FromEvent(ev, t.Seq)),
+		eventID: t.EventID, index: t.Shard, variants: t.Variants,
+		shard: shard{conns: t.Conns, variantOf: t.VariantOf}, tracked: true,
+	})
+}
+
+// shardJob is one shard to deliver.
+type shardJob struct {
+	log      *slog.Logger
+	m        *metrics.Set
+	enc      *frame.Encoder
+	eventID  string
+	index    int
+	variants []queue.Variant
+	shard    shard
+	// tracked: the shard keeps a progress marker (see marker), as every
+	// shard of a sharded event does; a lone shard keeps none.
+	tracked bool
+}
+
+// deliverShard delivers one shard. When tracked, it claims the shard (a
+// shard another live attempt holds is waited for, then left to it), skips
+// a shard already delivered and, within a shard, the connections an
+// earlier attempt recorded as delivered, and records its own progress as
+// it goes, which also renews its claim.
+func (h *Handler) deliverShard(ctx context.Context, job shardJob) error {
+	job.log = job.log.With("shard", job.index)
+	done := newProgress(len(job.shard.conns))
+	var mk *marker
+	if job.tracked {
+		mk = &marker{st: h.store, eventID: job.eventID, index: job.index, owner: owner(ctx),
+			lease: h.cfg.EventLease, first: job.shard.conns[0], progress: done}
+		if skip, err := h.claimShard(ctx, job, mk); skip || err != nil {
+			return err
+		}
+	}
+	frames, err := job.frames()
+	if err != nil {
+		job.log.Error("encode failed", "error", err.Error())
+		return nil // cannot improve on retry
+	}
+	ds, pos := job.pending(frames, done)
+	if skipped := len(job.shard.conns) - len(ds); skipped > 0 {
+		job.m.Add("ResumedDeliveries", float64(skipped), metrics.Count)
+		job.log.Info("shard resumed", "already_delivered", skipped)
+	}
+
+	sendCtx, lost := context.WithCancel(ctx)
+	defer lost()
+	stop := func() {}
+	if mk != nil {
+		stop = mk.keepRecording(ctx, job.log, lost)
+	}
+	h.send(sendCtx, job, ds, func(k int) { done.mark(pos[k]) })
+	stop()
+	if sendCtx.Err() != nil && ctx.Err() == nil {
+		return nil // the attempt that took over finishes the shard
+	}
+	if mk == nil {
+		return nil
+	}
+	if err := mk.finish(ctx); err != nil {
+		job.log.Error("shard completion not recorded; a retry will skip what was delivered", "error", err.Error())
+		return err
+	}
+	return nil
+}
+
+// frames encodes each variant of the event's frame once.
+func (job shardJob) frames() ([][]byte, error) {
+	frames := make([][]byte, len(job.variants))
+	for i, v := range job.variants {
+		f, err := job.enc.Frame(frame.Form{Envelope: v.Envelope, Keep: v.Keep})
+		if err != nil {
+			return nil, err
+		}
+		frames[i] = f
+	}
+	return frames, nil
+}
+
+// pending lists the deliveries to the shard's connections not yet
+// delivered; pos[k] is the index in the shard of ds[k].
+func (job shardJob) pending(frames [][]byte, done *progress) (ds []fanout.Delivery, pos []int) {
+	for i, id := range job.shard.conns {
+		if done.delivered(i) {
+			continue
+		}
+		ds = append(ds, fanout.Delivery{ConnectionID: id, Data: frames[job.shard.variant(i)]})
+		pos = append(pos, i)
+	}
+	return ds, pos
 }

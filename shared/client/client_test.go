@@ -421,3 +421,31 @@ func TestClient_RetriesASubscribeAnsweredUnavailable(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// A subscribe whose invocation failed gets no answer, only API Gateway's
+// "Internal server error" naming no command: the soak, overloaded, lost a
+// client's subscription (and every later event of two topics) that way.
+func TestClient_SubscribesAgainAfterAnIntegrationError(t *testing.T) {
+	s := newServer(t)
+	start(t, Options{URL: s.url, Topics: []string{"a.b", "c.d"}})
+	conn := s.next()
+	conn.expect("subscribe")
+	conn.expect("subscribe")
+	conn.subscribed("c.d")
+	conn.send(map[string]any{"message": "Internal server error", "connectionId": "x", "requestId": "r"})
+	again := conn.expect("subscribe")
+	assert.Equal(t, "a.b", again["topic"], "only the unanswered one")
+	conn.subscribed("a.b")
+	conn.quiet(100 * time.Millisecond)
+}
+
+func TestClient_AsksAgainWhatStaysUnanswered(t *testing.T) {
+	s := newServer(t)
+	start(t, Options{URL: s.url, Topics: []string{"a.b"}, ReplyTimeout: 100 * time.Millisecond})
+	conn := s.next()
+	first := conn.expect("subscribe")
+	again := conn.expect("subscribe")
+	assert.Equal(t, first, again)
+	conn.subscribed("a.b")
+	conn.quiet(300 * time.Millisecond)
+}

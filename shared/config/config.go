@@ -263,35 +263,76 @@ func Load(getenv func(string) string) (Config, error) {
 }
 
 func (c Config) validate() error {
-	var errs []error
-	bad := func(name, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
-	}
+	var p problems
 	if c.Table == "" {
-		bad(EnvTable, "is required (the DynamoDB table name)")
+		p.bad(EnvTable, "is required (the DynamoDB table name)")
 	}
+	c.validateAuth(&p)
+	c.validateLimits(&p)
+	c.validateWork(&p)
+	return errors.Join(p...)
+}
+
+// problems collects what is wrong with a configuration, each naming its
+// variable.
+type problems []error
+
+func (p *problems) bad(name, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+}
+
+// ints refuses v outside lo..hi.
+func (p *problems) ints(name string, v, lo, hi int) {
+	if v < lo || v > hi {
+		p.bad(name, "%d is outside %d..%d", v, lo, hi)
+	}
+}
+
+// durations refuses d outside lo..hi; why, when given, follows the range.
+func (p *problems) durations(name string, d, lo, hi time.Duration, why string) {
+	if d < lo || d > hi {
+		if why != "" {
+			why = " (" + why + ")"
+		}
+		p.bad(name, "%s is outside %s..%s%s", d, lo, hi, why)
+	}
+}
+
+func (c Config) validateAuth(p *problems) {
 	switch c.JWTAlg {
 	case "HS256", "HS384", "HS512":
 		if c.JWTSecret == "" && c.JWTSecretARN == "" {
-			bad(EnvJWTSecret, "or %s is required for %s", EnvJWTSecretARN, c.JWTAlg)
+			p.bad(EnvJWTSecret, "or %s is required for %s", EnvJWTSecretARN, c.JWTAlg)
 		}
 		if err := c.CheckJWTSecret(c.JWTSecret); c.JWTSecret != "" && err != nil {
-			bad(EnvJWTSecret, "%v", err)
+			p.bad(EnvJWTSecret, "%v", err)
 		}
 	case "RS256", "ES256":
 		if c.JWTPublicKey == "" && c.JWKSURL == "" {
-			bad(EnvJWTPublicKey, "or %s is required for %s", EnvJWKSURL, c.JWTAlg)
+			p.bad(EnvJWTPublicKey, "or %s is required for %s", EnvJWKSURL, c.JWTAlg)
 		}
 	default:
-		bad(EnvJWTAlg, "%q is not one of HS256, HS384, HS512, RS256, ES256", c.JWTAlg)
+		p.bad(EnvJWTAlg, "%q is not one of HS256, HS384, HS512, RS256, ES256", c.JWTAlg)
 	}
+	p.durations(EnvAuthDeadline, c.AuthDeadline, time.Second, 15*time.Minute, "SQS delays at most 15 minutes")
+	p.durations(EnvTicketLifetime, c.TicketLifetime, time.Second, time.Hour, "")
+	if c.MaxTokenLifetime < time.Minute || c.MaxTokenLifetime > 30*24*time.Hour {
+		p.bad(EnvMaxTokenLifetime, "%s is outside 1m..720h (30 days)", c.MaxTokenLifetime)
+	} else if c.TicketLifetime > c.MaxTokenLifetime {
+		p.bad(EnvTicketLifetime, "%s is longer than %s (%s): tickets would be refused", c.TicketLifetime, EnvMaxTokenLifetime, c.MaxTokenLifetime)
+	}
+	if c.TokenCookie != "" && len(c.AllowedOrigins) == 0 {
+		p.bad(EnvAllowedOrigins, "is required when %s is set: any web page could otherwise open the gateway with its visitors' cookie and read their events; list your pages' origins, e.g. https://app.example.com,https://*.example.com", EnvTokenCookie)
+	}
+}
+
+// validateLimits checks the per-connection limits and each profile's
+// (whose zero values inherit the defaults).
+func (c Config) validateLimits(p *problems) {
 	checkLimits := func(prefix string, l Limits, required bool) {
 		check := func(name string, v, lo, hi int) {
-			if v == 0 && !required {
-				return
-			}
-			if v < lo || v > hi {
-				bad(prefix+name, "%d is outside %d..%d", v, lo, hi)
+			if v != 0 || required {
+				p.ints(prefix+name, v, lo, hi)
 			}
 		}
 		check(EnvMaxMessageBytes, l.MaxMessageBytes, 64, MaxFrameBytes)
@@ -303,66 +344,41 @@ func (c Config) validate() error {
 	checkLimits("", c.Limits, true)
 	for name, l := range c.Profiles {
 		if name == "" {
-			bad(EnvProfiles, "a profile has an empty name")
+			p.bad(EnvProfiles, "a profile has an empty name")
 		}
 		checkLimits(EnvProfiles+"."+name+": ", l, false)
 	}
-	if c.MaxBatch < 1 || c.MaxBatch > 500 {
-		bad(EnvMaxBatch, "%d is outside 1..500", c.MaxBatch)
-	}
-	if c.MaxPending < 1 || c.MaxPending > 1000000 {
-		bad(EnvMaxPending, "%d is outside 1..1000000", c.MaxPending)
-	}
+	p.ints(EnvMaxBatch, c.MaxBatch, 1, 500)
+	p.ints(EnvMaxPending, c.MaxPending, 1, 1000000)
 	if c.MaxPendingPerIP < 1 || c.MaxPendingPerIP > c.MaxPending {
-		bad(EnvMaxPendingPerIP, "%d is outside 1..%d (%s)", c.MaxPendingPerIP, c.MaxPending, EnvMaxPending)
+		p.bad(EnvMaxPendingPerIP, "%d is outside 1..%d (%s)", c.MaxPendingPerIP, c.MaxPending, EnvMaxPending)
 	}
-	if c.AuthDeadline < time.Second || c.AuthDeadline > 15*time.Minute {
-		bad(EnvAuthDeadline, "%s is outside 1s..15m (SQS delays at most 15 minutes)", c.AuthDeadline)
-	}
-	if c.FrameBudget < 100*time.Millisecond || c.FrameBudget > 12*time.Second {
-		bad(EnvFrameBudget, "%s is outside 100ms..12s (1.5 times it must fit API Gateway's 29 s timeout)", c.FrameBudget)
-	}
-	if c.FrameStoreCalls < 10 || c.FrameStoreCalls > 10000 {
-		bad(EnvFrameStoreCalls, "%d is outside 10..10000", c.FrameStoreCalls)
-	}
+	p.durations(EnvFrameBudget, c.FrameBudget, 100*time.Millisecond, 12*time.Second, "1.5 times it must fit API Gateway's 29 s timeout")
+	p.ints(EnvFrameStoreCalls, c.FrameStoreCalls, 10, 10000)
 	// One replayed event (a 128 KB payload, base64 in an envelope) must
 	// fit, or a resume behind it could never get past it.
 	if c.MaxReplayBytes < MinReplayBytes || c.MaxReplayBytes > 64<<20 {
-		bad(EnvMaxReplayBytes, "%d is outside %d..%d (256 KiB..64 MiB)", c.MaxReplayBytes, MinReplayBytes, 64<<20)
+		p.bad(EnvMaxReplayBytes, "%d is outside %d..%d (256 KiB..64 MiB)", c.MaxReplayBytes, MinReplayBytes, 64<<20)
 	}
 	if c.MaxReplayBytesPerMinute < c.MaxReplayBytes || c.MaxReplayBytesPerMinute > 1<<30 {
-		bad(EnvMaxReplayBytesPerMinute, "%d is outside %s (%d)..%d (1 GiB)", c.MaxReplayBytesPerMinute, EnvMaxReplayBytes, c.MaxReplayBytes, 1<<30)
+		p.bad(EnvMaxReplayBytesPerMinute, "%d is outside %s (%d)..%d (1 GiB)", c.MaxReplayBytesPerMinute, EnvMaxReplayBytes, c.MaxReplayBytes, 1<<30)
 	}
-	if c.TicketLifetime < time.Second || c.TicketLifetime > time.Hour {
-		bad(EnvTicketLifetime, "%s is outside 1s..1h", c.TicketLifetime)
-	}
-	if c.MaxTokenLifetime < time.Minute || c.MaxTokenLifetime > 30*24*time.Hour {
-		bad(EnvMaxTokenLifetime, "%s is outside 1m..720h (30 days)", c.MaxTokenLifetime)
-	} else if c.TicketLifetime > c.MaxTokenLifetime {
-		bad(EnvTicketLifetime, "%s is longer than %s (%s): tickets would be refused", c.TicketLifetime, EnvMaxTokenLifetime, c.MaxTokenLifetime)
-	}
-	if c.ConnectionTTL < time.Minute {
-		bad(EnvConnectionTTL, "%s is shorter than a minute", c.ConnectionTTL)
-	}
+}
+
+// validateWork checks the storage lifetimes and the fan-out's settings.
+func (c Config) validateWork(p *problems) {
+	// A revocation is kept at least a day (store.Revoke): a connection
+	// must not outlive that.
+	p.durations(EnvConnectionTTL, c.ConnectionTTL, time.Minute, 24*time.Hour, "")
 	if c.HistoryRetention < time.Minute {
-		bad(EnvHistoryRetention, "%s is shorter than a minute", c.HistoryRetention)
+		p.bad(EnvHistoryRetention, "%s is shorter than a minute", c.HistoryRetention)
 	}
-	if c.EventLease < time.Second || c.EventLease > 5*time.Minute {
-		bad(EnvEventLease, "%s is outside 1s..5m", c.EventLease)
-	}
-	if c.FanoutWorkers < 1 || c.FanoutWorkers > 1024 {
-		bad(EnvFanoutWorkers, "%d is outside 1..1024", c.FanoutWorkers)
-	}
-	if c.FanoutPageSize < 1 || c.FanoutPageSize > 10000 {
-		bad(EnvFanoutPageSize, "%d is outside 1..10000", c.FanoutPageSize)
-	}
-	if c.TokenCookie != "" && len(c.AllowedOrigins) == 0 {
-		bad(EnvAllowedOrigins, "is required when %s is set: any web page could otherwise open the gateway with its visitors' cookie and read their events; list your pages' origins, e.g. https://app.example.com,https://*.example.com", EnvTokenCookie)
-	}
+	p.durations(EnvEventLease, c.EventLease, time.Second, 5*time.Minute, "")
+	p.ints(EnvFanoutWorkers, c.FanoutWorkers, 1, 1024)
+	p.ints(EnvFanoutPageSize, c.FanoutPageSize, 1, 10000)
 	if c.PostRate < 1 {
-		bad(EnvPostRate, "must be at least 1 (PostToConnection calls per second per invocation)")
+		p.bad(EnvPostRate, "must be at least 1 (PostToConnection calls per second per invocation)")
 	}
-	return errors.Join(errs...)
 }
 
 // CheckJWTSecret refuses an HMAC secret shorter than the algorithm's hash

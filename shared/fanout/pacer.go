@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/wsgate/wsgate/shared/backoff"
 )
 
 // RatePacer spaces calls to at most a rate per second: one invocation's
@@ -12,17 +14,17 @@ import (
 // throttles, it halves its rate; each success wins a little back, up to
 // the configured rate (additive increase, multiplicative decrease).
 type RatePacer struct {
-	mu   sync.Mutex
-	max  float64
-	min  float64
-	rate float64
-	next time.Time
-	now  func() time.Time
+	mu      sync.Mutex
+	ceiling float64 // the configured rate
+	floor   float64 // the rate halving stops at
+	rate    float64
+	next    time.Time
+	now     func() time.Time
 }
 
 // NewPacer returns a pacer allowing rate calls per second.
 func NewPacer(rate float64) *RatePacer {
-	return &RatePacer{max: rate, min: max(rate/64, 1), rate: rate, now: time.Now}
+	return &RatePacer{ceiling: rate, floor: max(rate/64, 1), rate: rate, now: time.Now}
 }
 
 // Rate is the current rate.
@@ -42,32 +44,24 @@ func (p *RatePacer) Wait(ctx context.Context) error {
 	}
 	p.next = slot.Add(time.Duration(float64(time.Second) / p.rate))
 	p.mu.Unlock()
-	wait := slot.Sub(now)
-	if wait <= 0 {
-		return nil
+	if wait := slot.Sub(now); wait > 0 {
+		return backoff.Sleep(ctx, wait)
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return nil
 }
 
 // Throttled halves the rate.
 func (p *RatePacer) Throttled() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.rate = max(p.rate/2, p.min)
+	p.rate = max(p.rate/2, p.floor)
 }
 
 // Succeeded wins back a little rate.
 func (p *RatePacer) Succeeded() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.rate < p.max {
-		p.rate = min(p.rate+p.max/200, p.max)
+	if p.rate < p.ceiling {
+		p.rate = min(p.rate+p.ceiling/200, p.ceiling)
 	}
 }

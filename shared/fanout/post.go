@@ -6,17 +6,27 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+
+	"github.com/wsgate/wsgate/shared/backoff"
 )
 
 // postAttempts bounds the posts of one frame by Post: a 429 or 5xx is
 // retried with Backoff, as the fan-out does.
 const postAttempts = 5
 
+// Target is one connection Post sends to: its id, and when it connected
+// (a 410 soon after may only mean it is still registering).
+type Target struct {
+	ConnectionID string
+	ConnectedAt  time.Time
+}
+
 // Post sends one frame to one connection, retrying what may succeed later:
 // throttling and server errors a few times, and a 410 from a connection
-// that connected at connectedAt while it may still be registering (see
-// ConnectWindow). It returns the last error, which Classify explains.
-func Post(ctx context.Context, p Poster, id string, frame []byte, connectedAt time.Time, now func() time.Time) error {
+// that may still be registering (see ConnectWindow). It returns the last
+// error, which Classify explains.
+func Post(ctx context.Context, p Poster, to Target, frame []byte, now func() time.Time) error {
+	id, connectedAt := to.ConnectionID, to.ConnectedAt
 	var err error
 	settles := 0
 	for attempt := 1; attempt <= postAttempts; {
@@ -36,10 +46,8 @@ func Post(ctx context.Context, p Poster, id string, frame []byte, connectedAt ti
 		if attempt > postAttempts {
 			break
 		}
-		select {
-		case <-ctx.Done():
+		if backoff.Sleep(ctx, wait) != nil {
 			return err
-		case <-time.After(wait):
 		}
 	}
 	return err

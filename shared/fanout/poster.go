@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -19,6 +20,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
+
+// Poster is the part of the @connections client fan-out needs.
+type Poster interface {
+	PostToConnection(ctx context.Context, in *apigatewaymanagementapi.PostToConnectionInput, optFns ...func(*apigatewaymanagementapi.Options)) (*apigatewaymanagementapi.PostToConnectionOutput, error)
+}
+
+// Connections is the @connections API a route or task needs to answer one
+// connection and close it.
+type Connections interface {
+	Poster
+	DeleteConnection(ctx context.Context, in *apigatewaymanagementapi.DeleteConnectionInput, optFns ...func(*apigatewaymanagementapi.Options)) (*apigatewaymanagementapi.DeleteConnectionOutput, error)
+}
 
 // LeanPoster posts to the @connections API with the SDK's SigV4 signer and
 // credentials but without the SDK client's middleware stack, which costs
@@ -92,4 +105,17 @@ func (p *LeanPoster) PostToConnection(ctx context.Context, in *apigatewaymanagem
 		Response: &smithyhttp.Response{Response: resp},
 		Err:      fmt.Errorf("%s: %s", resp.Header.Get("X-Amzn-ErrorType"), aws.ToString(msg.Message)),
 	}
+}
+
+// NewHTTPClient returns the kept-alive HTTP client fan-out should give the
+// @connections SDK client: enough idle connections per host for every
+// worker, so calls reuse TLS sessions instead of dialing.
+func NewHTTPClient(workers int) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = workers * 2
+	tr.MaxIdleConnsPerHost = workers * 2
+	tr.MaxConnsPerHost = 0
+	tr.IdleConnTimeout = 90 * time.Second
+	tr.DialContext = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }

@@ -11,8 +11,8 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/backoff"
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
@@ -22,129 +22,208 @@ import (
 // requested scope, enforces the per-principal connection cap and stores the
 // connection with its initial subscriptions. A refusal is an HTTP status
 // API Gateway returns to the client instead of upgrading: 400 bad query,
-// 401 no or bad token, 403 not allowed, 404 scope has no state, 429 too many
-// connections (for the principal, or waiting to authenticate from the
-// address or in all).
+// 401 no or bad token, 403 not allowed or revoked, 404 scope has no state,
+// 429 too many connections (for the principal, or waiting to authenticate
+// from the address or in all).
 func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	rc := req.RequestContext
 	log := g.log.With("connection_id", rc.ConnectionID, "request_id", rc.RequestID, "route", "$connect")
-	refuse := func(status int, reason string, attrs ...any) (events.APIGatewayProxyResponse, error) {
-		log.Info("connect refused", append([]any{"status", status, "reason", reason}, attrs...)...)
-		return events.APIGatewayProxyResponse{StatusCode: status, Body: http.StatusText(status) + ": " + reason}, nil
-	}
 	if rc.ConnectionID == "" {
-		return refuse(http.StatusBadRequest, "not a WebSocket $connect request: no requestContext.connectionId")
+		return g.refuse(log, refusal{status: http.StatusBadRequest, reason: "not a WebSocket $connect request: no requestContext.connectionId"})
 	}
 	q := queryParams(req)
-
-	var scope topic.Pattern
-	if s := q["topic"]; s != "" {
-		var err error
-		if scope, err = topic.ParseTopic(s); err != nil {
-			return refuse(http.StatusBadRequest, "topic: "+err.Error())
-		}
+	hs, r := g.parseHandshake(q)
+	if r != nil {
+		return g.refuse(log, *r)
 	}
-	var since uint64
-	hasSince := q["since"] != ""
-	if hasSince {
-		var err error
-		if since, err = strconv.ParseUint(q["since"], 10, 64); err != nil {
-			return refuse(http.StatusBadRequest, "since must be a sequence number")
-		}
-		if scope.IsZero() {
-			return refuse(http.StatusBadRequest, "since needs topic")
-		}
-		if g.tasks == nil {
-			return refuse(http.StatusBadRequest, "since is not available: no task queue configured")
-		}
-	}
-	envelope := q["envelope"] == "1" || q["envelope"] == "true"
-
 	now := g.now()
 	conn := store.Connection{
-		ID: rc.ConnectionID, Scope: scope.String(), Envelope: envelope,
+		ID: rc.ConnectionID, Scope: hs.scopeName(), Envelope: hs.envelope,
 		ConnectedAt: now, ExpiresAt: now.Add(g.cfg.ConnectionTTL), SourceIP: rc.Identity.SourceIP,
 	}
-	if scope.IsZero() {
-		conn.Scope = ""
-	}
-
 	ex := auth.Extract(auth.Handshake{Headers: req.Headers, MultiHeaders: req.MultiValueHeaders, Query: q}, g.cfg.TokenCookie)
 	if reason, origin := g.originRefusal(req, ex.Source); reason != "" {
-		return refuse(http.StatusForbidden, reason, "origin", origin, "token_source", ex.Source)
+		return g.refuse(log, refusal{status: http.StatusForbidden, reason: reason, attrs: []any{"origin", origin, "token_source", ex.Source}})
 	}
+	if r := g.identify(ctx, &conn, ex, hs.scope); r != nil {
+		return g.refuse(log, *r)
+	}
+	if conn.Principal.Sub != "" {
+		log = log.With("sub", conn.Principal.Sub, "ptype", conn.Principal.Type)
+	}
+	subs, r := g.admitConnection(ctx, &conn, hs.scope)
+	if r != nil {
+		return g.refuse(log, *r)
+	}
+	if r := g.schedule(ctx, log, conn, hs); r != nil {
+		return g.refuse(log, *r)
+	}
+	log.Info("connected", "scope", conn.Scope, "pending", conn.Pending, "anonymous", conn.Principal.Anonymous,
+		"subscriptions", len(subs), "token_source", ex.Source, "envelope", hs.envelope)
+	resp := events.APIGatewayProxyResponse{StatusCode: http.StatusOK}
+	if ex.Subprotocol != "" {
+		resp.Headers = map[string]string{"Sec-WebSocket-Protocol": ex.Subprotocol}
+	}
+	return resp, nil
+}
+
+// refusal is a handshake refused with an HTTP status; err, when set, is an
+// internal failure (500) to log as an error.
+type refusal struct {
+	status int
+	reason string
+	attrs  []any
+	err    error
+}
+
+func (g *Gateway) refuse(log *slog.Logger, r refusal) (events.APIGatewayProxyResponse, error) {
+	if r.err != nil {
+		return g.fail(log, r.err)
+	}
+	log.Info("connect refused", append([]any{"status", r.status, "reason", r.reason}, r.attrs...)...)
+	return events.APIGatewayProxyResponse{StatusCode: r.status, Body: http.StatusText(r.status) + ": " + r.reason}, nil
+}
+
+func badRequest(reason string) *refusal {
+	return &refusal{status: http.StatusBadRequest, reason: reason}
+}
+
+func internal(err error) *refusal { return &refusal{err: err} }
+
+// handshake is what the query asks for: a scope (?topic=), a replay of it
+// from since, the envelope.
+type handshake struct {
+	scope    topic.Pattern
+	since    uint64
+	hasSince bool
+	envelope bool
+}
+
+func (h handshake) scopeName() string {
+	if h.scope.IsZero() {
+		return ""
+	}
+	return h.scope.String()
+}
+
+func (g *Gateway) parseHandshake(q map[string]string) (handshake, *refusal) {
+	var hs handshake
+	if s := q["topic"]; s != "" {
+		var err error
+		if hs.scope, err = topic.ParseTopic(s); err != nil {
+			return hs, badRequest("topic: " + err.Error())
+		}
+	}
+	if hs.hasSince = q["since"] != ""; hs.hasSince {
+		var err error
+		switch hs.since, err = strconv.ParseUint(q["since"], 10, 64); {
+		case err != nil:
+			return hs, badRequest("since must be a sequence number")
+		case hs.scope.IsZero():
+			return hs, badRequest("since needs topic")
+		case g.tasks == nil:
+			return hs, badRequest("since is not available: no task queue configured")
+		}
+	}
+	hs.envelope = q["envelope"] == "1" || q["envelope"] == "true"
+	return hs, nil
+}
+
+// identify sets the connection's principal: the token's, anonymous for an
+// anonymous scope, or pending in auth-message mode.
+func (g *Gateway) identify(ctx context.Context, conn *store.Connection, ex auth.Extracted, scope topic.Pattern) *refusal {
 	switch {
 	case ex.Token != "":
 		p, err := g.verifier.Verify(ctx, ex.Token)
 		if err != nil {
-			return refuse(http.StatusUnauthorized, "invalid token", "token_source", ex.Source, "error", err.Error())
+			return &refusal{status: http.StatusUnauthorized, reason: "invalid token", attrs: []any{"token_source", ex.Source, "error", err.Error()}}
 		}
 		if p.TicketID != "" {
 			if err := g.store.ClaimTicket(ctx, p.TicketID, p.ExpiresAt); err != nil {
 				if errors.Is(err, auth.ErrTicketUsed) {
-					return refuse(http.StatusUnauthorized, "ticket already used", "sub", p.Sub)
+					return &refusal{status: http.StatusUnauthorized, reason: "ticket already used", attrs: []any{"sub", p.Sub}}
 				}
-				return g.fail(log, err)
+				return internal(err)
 			}
 		}
 		conn.Principal, conn.TokenExpires = p, p.ExpiresAt
-		log = log.With("sub", p.Sub, "ptype", p.Type)
 	case !scope.IsZero() && config.Matches(g.cfg.AnonymousTopics, scope):
 		conn.Principal = auth.Anonymous()
 	case scope.IsZero() && g.cfg.AuthMessage:
 		conn.Principal = auth.Anonymous()
 		conn.Pending = true
-		conn.AuthDeadline = now.Add(g.cfg.AuthDeadline)
+		conn.AuthDeadline = conn.ConnectedAt.Add(g.cfg.AuthDeadline)
 	default:
-		return refuse(http.StatusUnauthorized, "no token")
+		return &refusal{status: http.StatusUnauthorized, reason: "no token"}
 	}
+	return nil
+}
 
+// admitConnection checks the principal's limits and scope and stores the
+// connection with its initial subscriptions, taking its places in the
+// caps atomically.
+func (g *Gateway) admitConnection(ctx context.Context, conn *store.Connection, scope topic.Pattern) ([]store.NewSubscription, *refusal) {
 	limits, err := g.cfg.LimitsFor(conn.Principal.Profile)
 	if err != nil {
-		return refuse(http.StatusForbidden, err.Error())
+		return nil, &refusal{status: http.StatusForbidden, reason: err.Error()}
 	}
 	conn.Limits = limits
-
-	if !scope.IsZero() {
-		if !conn.Principal.Anonymous && !conn.Principal.MaySubscribe(scope) {
-			return refuse(http.StatusForbidden, "topic not allowed", "topic", scope.String())
-		}
-		if config.Matches(g.cfg.StateRequiredTopics, scope) {
-			st, err := g.store.GetState(ctx, scope)
-			if errors.Is(err, store.ErrNotFound) {
-				return refuse(http.StatusNotFound, "topic has no state", "topic", scope.String())
-			}
-			if err != nil {
-				return g.fail(log, err)
-			}
-			if !st.Audience.Allows(conn.Principal.Identity) {
-				return refuse(http.StatusForbidden, "not in the topic's audience", "topic", scope.String())
-			}
-		}
+	if r := g.authorizeScope(ctx, conn.Principal, scope); r != nil {
+		return nil, r
 	}
-
 	var subs []store.NewSubscription
 	if !conn.Pending {
 		subs = initialSubscriptions(conn.Principal, scope)
 		if len(subs) > limits.MaxSubscriptions {
-			g.limited("$connect", MetricTooManySubscriptions, rc.ConnectionID, conn.Principal.Sub)
-			return refuse(http.StatusForbidden, "the token subscribes to more topics than a connection may hold", "subscriptions", len(subs), "limit", limits.MaxSubscriptions)
+			g.limited("$connect", MetricTooManySubscriptions, conn.ID, conn.Principal.Sub)
+			return nil, &refusal{status: http.StatusForbidden, reason: "the token subscribes to more topics than a connection may hold", attrs: []any{"subscriptions", len(subs), "limit", limits.MaxSubscriptions}}
 		}
 	}
 	// The store enforces the caps in the transaction that writes the
 	// record: a count read first would admit every concurrent handshake.
 	conn.MaxPendingPerIP, conn.MaxPending = g.cfg.MaxPendingPerIP, g.cfg.MaxPending
-	if err := g.store.PutConnection(ctx, conn, subs); err != nil {
-		if errors.Is(err, store.ErrRevoked) {
-			return refuse(http.StatusForbidden, "revoked", "token_id", conn.Principal.TokenID)
-		}
-		if r, ok := admissionRefusal(err, conn); ok {
-			g.limited("$connect", r.metric, rc.ConnectionID, conn.Principal.Sub)
-			return refuse(http.StatusTooManyRequests, r.reason, "limit", r.limit)
-		}
-		return g.fail(log, err)
+	err = g.store.PutConnection(ctx, *conn, subs)
+	if errors.Is(err, store.ErrRevoked) {
+		return nil, &refusal{status: http.StatusForbidden, reason: "revoked", attrs: []any{"token_id", conn.Principal.TokenID}}
 	}
+	if r, ok := admissionRefusal(err, *conn); ok {
+		g.limited("$connect", r.metric, conn.ID, conn.Principal.Sub)
+		return nil, &refusal{status: http.StatusTooManyRequests, reason: r.reason, attrs: []any{"limit", r.limit}}
+	}
+	if err != nil {
+		return nil, internal(err)
+	}
+	return subs, nil
+}
 
+// authorizeScope checks a scoped connection's topic: the principal's
+// capability, and a state-required topic's state and audience.
+func (g *Gateway) authorizeScope(ctx context.Context, p auth.Principal, scope topic.Pattern) *refusal {
+	if scope.IsZero() {
+		return nil
+	}
+	if !p.Anonymous && !p.MaySubscribe(scope) {
+		return &refusal{status: http.StatusForbidden, reason: "topic not allowed", attrs: []any{"topic", scope.String()}}
+	}
+	if !config.Matches(g.cfg.StateRequiredTopics, scope) {
+		return nil
+	}
+	st, err := g.store.GetState(ctx, scope)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return &refusal{status: http.StatusNotFound, reason: "topic has no state", attrs: []any{"topic", scope.String()}}
+	case err != nil:
+		return internal(err)
+	case !st.Audience.Allows(p.Identity):
+		return &refusal{status: http.StatusForbidden, reason: "not in the topic's audience", attrs: []any{"topic", scope.String()}}
+	}
+	return nil
+}
+
+// schedule queues what follows a stored connection: its auth deadline or
+// token expiry, and the ?since= replay (without which the handshake is
+// undone and fails).
+func (g *Gateway) schedule(ctx context.Context, log *slog.Logger, conn store.Connection, hs handshake) *refusal {
 	if conn.Pending && g.tasks != nil {
 		t := queue.Task{Kind: queue.KindAuthDeadline, ConnectionID: conn.ID}
 		if err := g.tasks.Send(ctx, t, g.cfg.AuthDeadline); err != nil {
@@ -156,44 +235,37 @@ func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketPro
 	if !conn.Pending {
 		g.watchToken(ctx, log, conn.ID, conn.TokenExpires)
 	}
-	if hasSince {
-		t := queue.Task{Kind: queue.KindReplay, ConnectionID: conn.ID, Topic: scope.String(), Since: since}
+	if hs.hasSince {
+		t := queue.Task{Kind: queue.KindReplay, ConnectionID: conn.ID, Topic: hs.scope.String(), Since: hs.since}
 		if err := g.tasks.Send(ctx, t, 0); err != nil {
 			_, _ = g.store.DeleteConnection(ctx, conn.ID)
-			return g.fail(log, err)
+			return internal(err)
 		}
 	}
-
-	log.Info("connected", "scope", conn.Scope, "pending", conn.Pending, "anonymous", conn.Principal.Anonymous,
-		"subscriptions", len(subs), "token_source", ex.Source, "envelope", envelope)
-	resp := events.APIGatewayProxyResponse{StatusCode: http.StatusOK}
-	if ex.Subprotocol != "" {
-		resp.Headers = map[string]string{"Sec-WebSocket-Protocol": ex.Subprotocol}
-	}
-	return resp, nil
+	return nil
 }
 
 // MetricTooManyPending counts handshakes refused because too many
 // connections wait to authenticate, from their address or in all.
 const MetricTooManyPending = "TooManyPendingConnections"
 
-// refusal is why a cap refused a connection.
-type refusal struct {
+// capRefusal is why a cap refused a connection.
+type capRefusal struct {
 	reason, metric string
 	limit          int
 }
 
 // admissionRefusal explains a cap PutConnection refused at.
-func admissionRefusal(err error, c store.Connection) (refusal, bool) {
+func admissionRefusal(err error, c store.Connection) (capRefusal, bool) {
 	switch {
 	case errors.Is(err, store.ErrConnectionLimit):
-		return refusal{"too many connections for this principal", MetricTooManyConnections, c.Limits.MaxConnectionsPerPrincipal}, true
+		return capRefusal{"too many connections for this principal", MetricTooManyConnections, c.Limits.MaxConnectionsPerPrincipal}, true
 	case errors.Is(err, store.ErrPendingIPLimit):
-		return refusal{"too many connections waiting to authenticate from this address", MetricTooManyPending, c.MaxPendingPerIP}, true
+		return capRefusal{"too many connections waiting to authenticate from this address", MetricTooManyPending, c.MaxPendingPerIP}, true
 	case errors.Is(err, store.ErrPendingLimit):
-		return refusal{"too many connections waiting to authenticate", MetricTooManyPending, c.MaxPending}, true
+		return capRefusal{"too many connections waiting to authenticate", MetricTooManyPending, c.MaxPending}, true
 	}
-	return refusal{}, false
+	return capRefusal{}, false
 }
 
 func (g *Gateway) fail(log *slog.Logger, err error) (events.APIGatewayProxyResponse, error) {
@@ -217,8 +289,11 @@ func queryParams(req events.APIGatewayWebsocketProxyRequest) map[string]string {
 	return q
 }
 
-// disconnectAttempts bounds the tries to remove a closed connection.
+// disconnectAttempts bounds the tries to remove a closed connection,
+// disconnectRetry spaces them.
 const disconnectAttempts = 3
+
+var disconnectRetry = backoff.Policy{Base: 200 * time.Millisecond, Max: 2 * time.Second}
 
 // Disconnect handles $disconnect: every item of the connection goes.
 func (g *Gateway) Disconnect(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
@@ -238,10 +313,7 @@ func (g *Gateway) Disconnect(ctx context.Context, req events.APIGatewayWebsocket
 			break
 		}
 		log.Warn("disconnect cleanup failed; retrying", "attempt", attempt+1, "error", err.Error())
-		select {
-		case <-ctx.Done():
-		case <-time.After(fanout.Backoff(attempt + 4)): // 200 ms and up
-		}
+		_ = disconnectRetry.Wait(ctx, attempt)
 	}
 	if err != nil {
 		log.Error("disconnect cleanup failed; a 410 on the next fan-out or the TTL will remove the connection", "error", err.Error())

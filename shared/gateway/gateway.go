@@ -9,58 +9,28 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
-
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/delivery"
+	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/metrics"
+	"github.com/wsgate/wsgate/shared/observe"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
 )
-
-// Store is the storage the routes use.
-type Store interface {
-	PutConnection(ctx context.Context, c store.Connection, subs []store.NewSubscription) error
-	GetConnection(ctx context.Context, id string) (store.Connection, error)
-	CountCommands(ctx context.Context, id string, at time.Time, n int) (store.Connection, int, error)
-	Authenticate(ctx context.Context, c store.Connection, subs []store.NewSubscription) error
-	Refresh(ctx context.Context, id string, p auth.Principal, expires time.Time) error
-	DeleteConnection(ctx context.Context, id string) (int, error)
-	Subscribe(ctx context.Context, c store.Connection, sub store.NewSubscription) (bool, error)
-	Unsubscribe(ctx context.Context, connID string, pattern topic.Pattern) (bool, error)
-	ConnectionSubscriptions(ctx context.Context, connID string) ([]store.Subscription, error)
-	GetState(ctx context.Context, t topic.Pattern) (store.State, error)
-	CurrentSeq(ctx context.Context, t topic.Pattern) (uint64, error)
-	ClaimTicket(ctx context.Context, jti string, expires time.Time) error
-	// What resume reads and charges.
-	delivery.ReplayStore
-}
 
 // Verifier checks tokens.
 type Verifier interface {
 	Verify(ctx context.Context, token string) (auth.Principal, error)
 }
 
-// Connections is the @connections management API.
-type Connections interface {
-	PostToConnection(ctx context.Context, in *apigatewaymanagementapi.PostToConnectionInput, optFns ...func(*apigatewaymanagementapi.Options)) (*apigatewaymanagementapi.PostToConnectionOutput, error)
-	DeleteConnection(ctx context.Context, in *apigatewaymanagementapi.DeleteConnectionInput, optFns ...func(*apigatewaymanagementapi.Options)) (*apigatewaymanagementapi.DeleteConnectionOutput, error)
-}
-
-// Tasks schedules deferred work (auth deadlines, replays).
-type Tasks interface {
-	Send(ctx context.Context, t queue.Task, delay time.Duration) error
-}
-
 // Gateway serves the three WebSocket routes.
 type Gateway struct {
 	cfg      config.Config
-	store    Store
+	store    *store.Store
 	verifier Verifier
-	conns    Connections
-	tasks    Tasks
+	conns    fanout.Connections
+	tasks    queue.Tasks
 	log      *slog.Logger
 	metrics  io.Writer
 	now      func() time.Time
@@ -70,10 +40,10 @@ type Gateway struct {
 // connections are checked against their deadline on their next message
 // only, and ?since= is refused.
 type Deps struct {
-	Store       Store
+	Store       *store.Store
 	Verifier    Verifier
-	Connections Connections
-	Tasks       Tasks
+	Connections fanout.Connections
+	Tasks       queue.Tasks
 	Log         *slog.Logger
 	// Metrics receives an EMF line per refusal by an abuse limit
 	// (the function's stdout, which CloudWatch turns into metrics).
@@ -83,17 +53,8 @@ type Deps struct {
 
 // New returns a Gateway.
 func New(cfg config.Config, d Deps) *Gateway {
-	g := &Gateway{cfg: cfg, store: d.Store, verifier: d.Verifier, conns: d.Connections, tasks: d.Tasks, log: d.Log, metrics: d.Metrics, now: d.Now}
-	if g.log == nil {
-		g.log = slog.New(slog.DiscardHandler)
-	}
-	if g.metrics == nil {
-		g.metrics = io.Discard
-	}
-	if g.now == nil {
-		g.now = time.Now
-	}
-	return g
+	k := observe.Kit{Log: d.Log, Metrics: d.Metrics, Now: d.Now}.OrDefaults()
+	return &Gateway{cfg: cfg, store: d.Store, verifier: d.Verifier, conns: d.Connections, tasks: d.Tasks, log: k.Log, metrics: k.Metrics, now: k.Now}
 }
 
 // The abuse limits' metrics, one count per refusal.

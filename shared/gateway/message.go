@@ -17,9 +17,9 @@ import (
 
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/delivery"
 	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/filter"
+	"github.com/wsgate/wsgate/shared/frame"
 	"github.com/wsgate/wsgate/shared/protocol"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
@@ -42,7 +42,7 @@ type session struct {
 	calls, callsMax int
 	// replay streams the frame's resumes, within the frame's replay cap
 	// (made by the first resume).
-	replay *delivery.Replayer
+	replay *frame.Replayer
 }
 
 // requestIDs are the ids of a frame's commands, one nil for a frame that
@@ -150,10 +150,10 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 		return g.finish(ctx, s), nil
 	}
 	conn := s.conn
-	if max := conn.Limits.MaxMessageBytes; max > 0 && len(body) > max {
+	if limit := conn.Limits.MaxMessageBytes; limit > 0 && len(body) > limit {
 		g.limited("$default", MetricMessageTooLarge, conn.ID, conn.Principal.Sub)
 		if !conn.PushOnly() {
-			s.replyErr(protocol.Errorf(nil, protocol.CodeTooLarge, "message is %d bytes; at most %d", len(body), max))
+			s.replyErr(protocol.Errorf(nil, protocol.CodeTooLarge, "message is %d bytes; at most %d", len(body), limit))
 		}
 		return g.finish(ctx, s), nil
 	}
@@ -169,8 +169,9 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 		return g.finish(ctx, s), nil
 	}
 	if perr != nil {
-		if !conn.PushOnly() {
-			s.replyErr(perr.(*protocol.Error))
+		var pe *protocol.Error
+		if errors.As(perr, &pe) && !conn.PushOnly() {
+			s.replyErr(pe)
 		}
 		return g.finish(ctx, s), nil
 	}
@@ -280,7 +281,7 @@ func (g *Gateway) finish(ctx context.Context, s *session) events.APIGatewayProxy
 		posted = n
 	}
 	for i := 0; i < posted; i++ {
-		if err := fanout.Post(ctx, g.conns, id, s.replies[i], s.conn.ConnectedAt, g.now); err != nil {
+		if err := fanout.Post(ctx, g.conns, s.target(), s.replies[i], g.now); err != nil {
 			s.log.Warn("reply not delivered", "error", err.Error())
 			if s.closeAfter {
 				break
@@ -302,6 +303,11 @@ func (g *Gateway) finish(ctx context.Context, s *session) events.APIGatewayProxy
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}
 	}
 	return respond(s.replies[n-1])
+}
+
+// target is the session's connection, for fanout.Post.
+func (s *session) target() fanout.Target {
+	return fanout.Target{ConnectionID: s.conn.ID, ConnectedAt: s.conn.ConnectedAt}
 }
 
 func respond(body []byte) events.APIGatewayProxyResponse {

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
-	"github.com/wsgate/wsgate/shared/delivery"
 	"github.com/wsgate/wsgate/shared/fanout"
+	"github.com/wsgate/wsgate/shared/frame"
 	"github.com/wsgate/wsgate/shared/protocol"
 	"github.com/wsgate/wsgate/shared/store"
 )
@@ -33,17 +33,17 @@ func (s *session) resume(ctx context.Context, c protocol.Resume) {
 	}
 	p := s.replayer()
 	before := p.Calls()
-	req := delivery.Request{Topic: c.Topic, Since: c.Since, Envelope: s.conn.Envelope || c.Envelope}
+	req := frame.Request{Topic: c.Topic, Since: c.Since, Envelope: s.conn.Envelope || c.Envelope}
 	r, err := p.Replay(ctx, req, func(frame []byte) error { return s.post(ctx, frame) })
 	s.calls += max(0, p.Calls()-before-resumeCalls)
 	log := s.log.With("topic", c.Topic.String(), "since", c.Since)
 	switch {
-	case errors.Is(err, delivery.ErrHistoryExpired):
+	case errors.Is(err, frame.ErrHistoryExpired):
 		s.replyErr(protocol.Errorf(c.ID, protocol.CodeHistoryExpired, "%v", err))
-	case errors.Is(err, delivery.ErrReplayLimited):
+	case errors.Is(err, frame.ErrReplayLimited):
 		s.g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
 		s.replyErr(protocol.Errorf(c.ID, protocol.CodeRateLimited, "%v; resume again later", err))
-	case errors.Is(err, delivery.ErrNotDelivered):
+	case errors.Is(err, frame.ErrNotDelivered):
 		log.Warn("replay not delivered", "error", err.Error(), "delivered", r.Frames)
 		s.reply(protocol.Errorf(c.ID, protocol.CodeUnavailable, "%d replayed frames delivered, then one was not (temporarily unavailable); resume again", r.Frames))
 	case errors.Is(err, store.ErrNotFound):
@@ -62,10 +62,10 @@ func (s *session) resume(ctx context.Context, c protocol.Resume) {
 
 // replayer is the frame's Replayer: every resume of the frame shares its
 // byte cap and its one wait for events in flight.
-func (s *session) replayer() *delivery.Replayer {
+func (s *session) replayer() *frame.Replayer {
 	if s.replay == nil {
-		lim := delivery.ReplayLimits{Bytes: int64(s.g.cfg.MaxReplayBytes), PerMinute: int64(s.g.cfg.MaxReplayBytesPerMinute)}
-		s.replay = delivery.NewReplayer(s.g.store, s.conn, lim, s.g.now)
+		lim := frame.ReplayLimits{Bytes: int64(s.g.cfg.MaxReplayBytes), PerMinute: int64(s.g.cfg.MaxReplayBytesPerMinute)}
+		s.replay = frame.NewReplayer(s.g.store, s.conn, lim, s.g.now)
 	}
 	return s.replay
 }
@@ -76,11 +76,11 @@ func (s *session) post(ctx context.Context, frame []byte) error {
 	for len(s.replies) > 0 {
 		r := s.replies[0]
 		s.replies = s.replies[1:]
-		if err := fanout.Post(ctx, s.g.conns, s.conn.ID, r, s.conn.ConnectedAt, s.g.now); err != nil {
+		if err := fanout.Post(ctx, s.g.conns, s.target(), r, s.g.now); err != nil {
 			return err
 		}
 	}
-	return fanout.Post(ctx, s.g.conns, s.conn.ID, frame, s.conn.ConnectedAt, s.g.now)
+	return fanout.Post(ctx, s.g.conns, s.target(), frame, s.g.now)
 }
 
 // closeReplay gives back the replay allowance the frame reserved and did

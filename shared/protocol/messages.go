@@ -37,6 +37,14 @@ const (
 	TypeEvent        = "event"
 )
 
+// Header is what every message the gateway sends starts with: its type
+// and, on a reply, the id of the command it answers (on an Event, the
+// event's own id). A client reads it first to pick the message's struct.
+type Header struct {
+	Type string          `json:"type"`
+	ID   json.RawMessage `json:"id,omitempty"`
+}
+
 // Error is both a protocol error reply and a Go error.
 type Error struct {
 	Kind    string          `json:"type"`

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/wsgate/wsgate/shared/backoff"
 )
 
 // Kinds of task.
@@ -72,6 +73,16 @@ type Task struct {
 type Variant struct {
 	Envelope bool                `json:"env,omitempty"`
 	Keep     map[string][]string `json:"keep,omitempty"`
+}
+
+// batchRetry spaces the resends of a batch's failed entries.
+var batchRetry = backoff.Policy{Base: 50 * time.Millisecond, Max: time.Second}
+
+// Tasks schedules deferred work: a Queue, or a test's recorder. The
+// gateway, the broadcast function and their wiring take it.
+type Tasks interface {
+	Send(ctx context.Context, t Task, delay time.Duration) error
+	SendAll(ctx context.Context, ts []Task) error
 }
 
 // Decode parses a task from an SQS message body.
@@ -198,10 +209,8 @@ func (q *Queue) sendBatch(ctx context.Context, entries []types.SendMessageBatchR
 			}
 		}
 		entries = retry
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
+		if err := batchRetry.Wait(ctx, attempt); err != nil {
+			return err
 		}
 	}
 	return nil

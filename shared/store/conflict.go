@@ -59,7 +59,7 @@ func retryOnConflict[T any](ctx context.Context, op func() (T, error)) (T, error
 		if m, ok := ctx.Value(meterKey{}).(*Meter); ok {
 			m.conflict()
 		}
-		if serr := sleep(ctx, backoff(attempt)); serr != nil {
+		if serr := retry.Wait(ctx, attempt); serr != nil {
 			return out, err
 		}
 	}

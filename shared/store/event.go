@@ -12,8 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/wsgate/wsgate/shared/auth"
-	"github.com/wsgate/wsgate/shared/events"
 	"github.com/wsgate/wsgate/shared/filter"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/topic"
 )
 
@@ -70,7 +70,7 @@ type EventRecord struct {
 // identifies this attempt; lease bounds how long another attempt waits
 // before taking over. ErrInProgress: another attempt holds the event right
 // now.
-func (s *Store) BeginEvent(ctx context.Context, ev events.Event, owner string, lease time.Duration, historyTTL time.Duration) (EventRecord, error) {
+func (s *Store) BeginEvent(ctx context.Context, ev publish.Event, owner string, lease time.Duration, historyTTL time.Duration) (EventRecord, error) {
 	tp := ev.Topic.String()
 	now := s.now()
 	seq, prevPublished, err := s.nextSeq(ctx, tp, ev.Time, now)
@@ -121,7 +121,7 @@ func (s *Store) BeginEvent(ctx context.Context, ev events.Event, owner string, l
 // topic's state item, outside any transaction, so parallel events on one
 // hot topic serialize on it instead of cancelling each other; repeating it
 // (a retried event) changes nothing.
-func (s *Store) ReplaceState(ctx context.Context, ev events.Event, seq uint64) error {
+func (s *Store) ReplaceState(ctx context.Context, ev publish.Event, seq uint64) error {
 	k := key(prefixTopic+ev.Topic.String(), skState)
 	cond := aws.String("attribute_not_exists(seq) OR seq < :seq")
 	vals := map[string]types.AttributeValue{":seq": uv(seq)}
@@ -309,7 +309,7 @@ func (s *Store) skipSeq(ctx context.Context, tp string, seq uint64, expires time
 	return nil
 }
 
-func (s *Store) stateItem(ev events.Event, seq uint64, k map[string]types.AttributeValue) map[string]types.AttributeValue {
+func (s *Store) stateItem(ev publish.Event, seq uint64, k map[string]types.AttributeValue) map[string]types.AttributeValue {
 	frames := make([]types.AttributeValue, len(ev.State))
 	for i, f := range ev.State {
 		frames[i] = &types.AttributeValueMemberB{Value: f}
@@ -411,7 +411,7 @@ type HistoryEntry struct {
 func historyPK(t string) string { return prefixHistory + t }
 func seqSK(seq uint64) string   { return fmt.Sprintf("%020d", seq) }
 
-func historyItem(ev events.Event, seq uint64, expires time.Time) (map[string]types.AttributeValue, error) {
+func historyItem(ev publish.Event, seq uint64, expires time.Time) (map[string]types.AttributeValue, error) {
 	it := key(historyPK(ev.Topic.String()), seqSK(seq))
 	it[attrID] = sv(ev.ID)
 	it[attrTime] = nv(ev.Time.UnixMilli())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/wsgate/wsgate/shared/backoff"
 )
 
 // Sentinel errors callers branch on.
@@ -141,11 +141,13 @@ func ccOne(c *types.ConsumedCapacity) []types.ConsumedCapacity {
 
 const total = types.ReturnConsumedCapacityTotal
 
-// Attribute helpers.
+// sv, nv and uv are attribute values: a string, a number, an unsigned one.
 func sv(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+
 func nv(n int64) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
 }
+
 func uv(n uint64) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatUint(n, 10)}
 }
@@ -237,7 +239,7 @@ func (s *Store) batchWrite(ctx context.Context, reqs []types.WriteRequest) error
 			if attempt >= 8 {
 				return fmt.Errorf("store: batch write: %d items unprocessed after retries", len(chunk))
 			}
-			if err := sleep(ctx, backoff(attempt)); err != nil {
+			if err := retry.Wait(ctx, attempt); err != nil {
 				return err
 			}
 		}
@@ -245,20 +247,6 @@ func (s *Store) batchWrite(ctx context.Context, reqs []types.WriteRequest) error
 	return nil
 }
 
-// backoff is a full-jitter exponential delay for retries of our own
-// conditional loops (the SDK retries throttling itself).
-func backoff(attempt int) time.Duration {
-	base := 10 * time.Millisecond << min(attempt, 6)
-	return time.Duration(rand.Int64N(int64(base))) + time.Millisecond
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+// retry spaces the retries of our own conditional loops (the SDK retries
+// throttling itself): full jitter, 10 ms doubling to 640 ms.
+var retry = backoff.Policy{Base: 10 * time.Millisecond, Max: 640 * time.Millisecond}

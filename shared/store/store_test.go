@@ -17,8 +17,8 @@ import (
 
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
-	"github.com/wsgate/wsgate/shared/events"
 	"github.com/wsgate/wsgate/shared/filter"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/store/storetest"
 	"github.com/wsgate/wsgate/shared/topic"
@@ -400,12 +400,12 @@ func TestSubscribers_Pages(t *testing.T) {
 	assert.Equal(t, 3, pages)
 }
 
-func event(t *testing.T, id, tp, detail string) events.Event {
+func event(t *testing.T, id, tp, detail string) publish.Event {
 	t.Helper()
 	if detail == "" {
 		detail = `{"topic":"` + tp + `","payload":{"n":"` + id + `"}}`
 	}
-	ev, err := events.Parse(id, time.Unix(1_800_000_000, 0), []byte(detail), false)
+	ev, err := publish.Parse(id, time.Unix(1_800_000_000, 0), []byte(detail), false)
 	require.NoError(t, err)
 	return ev
 }
@@ -491,7 +491,7 @@ func TestBeginEvent_ConcurrentEventsGetContiguousNumbers(t *testing.T) {
 }
 
 // beginWithState numbers an event and stores its state, as broadcast does.
-func beginWithState(t *testing.T, f *fixture, ev events.Event) uint64 {
+func beginWithState(t *testing.T, f *fixture, ev publish.Event) uint64 {
 	t.Helper()
 	ctx := context.Background()
 	r, err := f.s.BeginEvent(ctx, ev, "w", time.Minute, time.Hour)

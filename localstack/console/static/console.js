@@ -1,5 +1,7 @@
 // wsgate console: connect, subscribe, watch events, resume after drops.
-// No framework: the DOM and one WebSocket.
+// No framework: the DOM and one WebSocket. The names on the wire come from
+// protocol.js, generated from the Go package shared/protocol (a Go test in
+// internal/protocoljs fails if this file writes one out instead).
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -70,14 +72,14 @@ function connect() {
     S.attempt = 0;
     setState('connected', url.replace(/\?.*/, ''));
     log('info', 'connected');
-    for (const p of S.subs) send({ type: 'subscribe', id: 'sub:' + p, topic: p });
+    for (const p of S.subs) send({ type: protocol.TypeSubscribe, id: 'sub:' + p, topic: p });
     // Resume every topic whose position we know: the gateway replays what
     // was published while we were away, then "resumed".
     for (const [t, ts] of S.topics) {
-      if (ts.known) { ts.resuming = true; send({ type: 'resume', id: 'resume:' + t, topic: t, since: ts.last }); }
+      if (ts.known) { ts.resuming = true; send({ type: protocol.TypeResume, id: 'resume:' + t, topic: t, since: ts.last }); }
     }
     clearInterval(S.pingTimer);
-    S.pingTimer = setInterval(() => send({ type: 'ping' }), PING_EVERY_MS);
+    S.pingTimer = setInterval(() => send({ type: protocol.TypePing }), PING_EVERY_MS);
     updateCounts();
   };
   ws.onmessage = (m) => { if (S.ws === ws) receive(m.data); };
@@ -116,20 +118,20 @@ function receive(data) {
   let m;
   try { m = JSON.parse(data); } catch { log('reply', String(data)); return; }
   const id = typeof m.id === 'string' ? m.id : '';
-  if (m.type === 'event' && m.topic && m.seq > 0) { onEvent(m, data.length); return; }
-  if (m.type === 'subscribed') {
+  if (m.type === protocol.TypeEvent && m.topic && m.seq > 0) { onEvent(m, data.length); return; }
+  if (m.type === protocol.TypeSubscribed) {
     for (const [t, seq] of Object.entries(m.seqs || {})) {
       const ts = topicState(t);
       if (!ts.known && !ts.resuming && ts.held.length === 0) { ts.last = seq; ts.known = true; }
     }
-  } else if (m.type === 'resumed' && id.startsWith('resume:')) {
+  } else if (m.type === protocol.TypeResumed && id.startsWith('resume:')) {
     resumed(id.slice(7), m.seq || 0);
-  } else if (m.type === 'error' && id.startsWith('resume:')) {
+  } else if (m.type === protocol.TypeError && id.startsWith('resume:')) {
     const t = id.slice(7);
-    if (m.code === 'history_expired') lost(t, m.message);
+    if (m.code === protocol.CodeHistoryExpired) lost(t, m.message);
     else { topicState(t).resuming = false; armGap(t); }
   }
-  log(m.type === 'error' ? 'error' : 'reply', data);
+  log(m.type === protocol.TypeError ? 'error' : 'reply', data);
 }
 
 function onEvent(m, size) {
@@ -161,7 +163,7 @@ function armGap(t) {
   if (ts.gapTimer || ts.resuming) return;
   ts.gapTimer = setTimeout(() => {
     ts.gapTimer = null;
-    if (ts.held.length && !ts.resuming && send({ type: 'resume', id: 'resume:' + t, topic: t, since: ts.last })) ts.resuming = true;
+    if (ts.held.length && !ts.resuming && send({ type: protocol.TypeResume, id: 'resume:' + t, topic: t, since: ts.last })) ts.resuming = true;
     else armGap(t);
   }, GAP_WAIT_MS);
 }
@@ -297,7 +299,7 @@ function renderSubs() {
     x.title = 'unsubscribe';
     x.onclick = () => {
       S.subs = S.subs.filter((s) => s !== p);
-      send({ type: 'unsubscribe', id: 'unsub:' + p, topic: p });
+      send({ type: protocol.TypeUnsubscribe, id: 'unsub:' + p, topic: p });
       renderSubs();
     };
     li.append(x);
@@ -309,7 +311,7 @@ function subscribe(p) {
   p = p.trim();
   if (!p) return;
   if (!S.subs.includes(p)) { S.subs.push(p); renderSubs(); }
-  send({ type: 'subscribe', id: 'sub:' + p, topic: p });
+  send({ type: protocol.TypeSubscribe, id: 'sub:' + p, topic: p });
 }
 
 async function mint() {
@@ -349,7 +351,7 @@ function init() {
   $('mint').onclick = () => mint().catch((e) => log('error', e.message));
   $('subscribe').onclick = () => { subscribe($('topic').value); };
   $('topic').onkeydown = (e) => { if (e.key === 'Enter') subscribe($('topic').value); };
-  $('state-req').onclick = () => { const t = $('topic').value.trim(); if (t) send({ type: 'request_current_state', id: 'state:' + t, topic: t }); };
+  $('state-req').onclick = () => { const t = $('topic').value.trim(); if (t) send({ type: protocol.TypeRequestCurrentState, id: 'state:' + t, topic: t }); };
   $('send').onclick = () => { const v = $('command').value.trim(); if (v) send(v); };
   $('publish').onclick = () => publish().catch((e) => { $('pub-result').textContent = e.message; });
   $('pause').onclick = () => {

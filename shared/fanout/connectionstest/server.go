@@ -132,13 +132,22 @@ func (s *Server) Calls() int {
 	return s.calls
 }
 
-var errTypes = map[int]string{
-	http.StatusGone:                  "GoneException",
-	http.StatusTooManyRequests:       "LimitExceededException",
-	http.StatusForbidden:             "ForbiddenException",
-	http.StatusRequestEntityTooLarge: "PayloadTooLargeException",
+// errorType is the X-Amzn-ErrorType API Gateway gives an answer of status.
+func errorType(status int) string {
+	switch status {
+	case http.StatusGone:
+		return "GoneException"
+	case http.StatusTooManyRequests:
+		return "LimitExceededException"
+	case http.StatusForbidden:
+		return "ForbiddenException"
+	case http.StatusRequestEntityTooLarge:
+		return "PayloadTooLargeException"
+	}
+	return ""
 }
 
+// handle answers one @connections request.
 func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	prefix := "/" + s.stage + "/@connections/"
 	if !strings.HasPrefix(r.URL.EscapedPath(), prefix) {
@@ -151,35 +160,12 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, _ := io.ReadAll(r.Body)
-	s.mu.Lock()
-	s.calls++
-	latency := s.latency
-	status := http.StatusOK
-	switch {
-	case s.gone[id]:
-		status = http.StatusGone
-	case s.fail[id] != 0:
-		status = s.fail[id]
-	case len(s.scripts[id]) > 0:
-		status = s.scripts[id][0]
-		s.scripts[id] = s.scripts[id][1:]
-	}
-	s.log = append(s.log, Call{Method: r.Method, ID: id, Status: status})
-	if status == http.StatusOK {
-		switch r.Method {
-		case http.MethodPost:
-			s.received[id] = append(s.received[id], body)
-		case http.MethodDelete:
-			s.deleted = append(s.deleted, id)
-			s.gone[id] = true
-		}
-	}
-	s.mu.Unlock()
+	status, latency := s.answer(r.Method, id, body)
 	if latency > 0 {
 		time.Sleep(latency)
 	}
 	if status != http.StatusOK {
-		if t, ok := errTypes[status]; ok {
+		if t := errorType(status); t != "" {
 			w.Header().Set("X-Amzn-ErrorType", t)
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -192,4 +178,33 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// answer decides the status of a request to connection id, as scripted,
+// records it, and applies a successful POST or DELETE.
+func (s *Server) answer(method, id string, body []byte) (status int, latency time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	status = http.StatusOK
+	switch {
+	case s.gone[id]:
+		status = http.StatusGone
+	case s.fail[id] != 0:
+		status = s.fail[id]
+	case len(s.scripts[id]) > 0:
+		status = s.scripts[id][0]
+		s.scripts[id] = s.scripts[id][1:]
+	}
+	s.log = append(s.log, Call{Method: method, ID: id, Status: status})
+	if status == http.StatusOK {
+		switch method {
+		case http.MethodPost:
+			s.received[id] = append(s.received[id], body)
+		case http.MethodDelete:
+			s.deleted = append(s.deleted, id)
+			s.gone[id] = true
+		}
+	}
+	return status, s.latency
 }

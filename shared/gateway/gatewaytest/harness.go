@@ -17,10 +17,10 @@ import (
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/broadcast"
 	"github.com/wsgate/wsgate/shared/config"
-	wsevents "github.com/wsgate/wsgate/shared/events"
 	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/fanout/connectionstest"
 	"github.com/wsgate/wsgate/shared/gateway"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/store/storetest"
@@ -254,7 +254,7 @@ func (h *Harness) Revoke(id string, detail any) error {
 		b, _ = json.Marshal(detail)
 	}
 	return h.Broadcast.HandleEvent(context.Background(), events.CloudWatchEvent{
-		ID: id, Source: "test", DetailType: wsevents.RevokeDetailType, Time: h.Now, Detail: b,
+		ID: id, Source: "test", DetailType: publish.RevokeDetailType, Time: h.Now, Detail: b,
 	})
 }
 

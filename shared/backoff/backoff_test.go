@@ -1,0 +1,41 @@
+package backoff_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/wsgate/wsgate/shared/backoff"
+)
+
+func TestDelay_GrowsToTheCapWithJitter(t *testing.T) {
+	full := backoff.Policy{Base: 10 * time.Millisecond, Max: 200 * time.Millisecond}
+	equal := backoff.Policy{Base: 10 * time.Millisecond, Max: 200 * time.Millisecond, Jitter: backoff.Equal}
+	for attempt, ceiling := range []time.Duration{10, 20, 40, 80, 160, 200, 200} {
+		ceiling *= time.Millisecond
+		seen := map[time.Duration]bool{}
+		for range 200 {
+			d := full.Delay(attempt)
+			assert.LessOrEqual(t, d, ceiling+time.Millisecond, "attempt %d", attempt)
+			assert.Positive(t, d)
+			seen[d] = true
+			e := equal.Delay(attempt)
+			assert.GreaterOrEqual(t, e, ceiling/2, "equal jitter keeps half, attempt %d", attempt)
+			assert.LessOrEqual(t, e, ceiling)
+		}
+		assert.Greater(t, len(seen), 10, "jittered, attempt %d", attempt)
+	}
+	assert.LessOrEqual(t, full.Delay(1000), 201*time.Millisecond, "no overflow")
+	assert.LessOrEqual(t, full.Delay(-1), 11*time.Millisecond)
+}
+
+func TestWait_StopsWithTheContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	err := backoff.Policy{Base: time.Hour, Max: time.Hour}.Wait(ctx, 0)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Less(t, time.Since(start), time.Second)
+}

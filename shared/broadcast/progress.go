@@ -1,0 +1,156 @@
+package broadcast
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/wsgate/wsgate/shared/metrics"
+	"github.com/wsgate/wsgate/shared/store"
+)
+
+// checkpointEvery is how often a shard records its progress while it
+// delivers: a worker that dies re-sends at most what it delivered since.
+const checkpointEvery = 250 * time.Millisecond
+
+// progress is which of a shard's connections were delivered, a bit each,
+// as the sender's workers report them.
+type progress struct {
+	mu    sync.Mutex
+	bits  []byte
+	dirty bool // changed since the last snapshot
+}
+
+// newProgress tracks a shard of conns connections, none delivered.
+func newProgress(conns int) *progress { return &progress{bits: make([]byte, (conns+7)/8)} }
+
+// mark records the shard's i-th connection as delivered.
+func (p *progress) mark(i int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bits[i/8] |= 1 << (i % 8)
+	p.dirty = true
+}
+
+// delivered reports whether the shard's i-th connection was delivered.
+func (p *progress) delivered(i int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bits[i/8]&(1<<(i%8)) != 0
+}
+
+// changed reports whether anything was marked since the last snapshot.
+func (p *progress) changed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dirty
+}
+
+// snapshot returns a copy of the bits, to be recorded.
+func (p *progress) snapshot() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dirty = false
+	return append([]byte(nil), p.bits...)
+}
+
+// restore adopts the bits an earlier attempt recorded for a shard of the
+// same size.
+func (p *progress) restore(bits []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(bits) == len(p.bits) {
+		copy(p.bits, bits)
+	}
+}
+
+// marker is a shard's progress record in the store, held by owner under
+// a lease that every write renews.
+type marker struct {
+	st      *store.Store
+	eventID string
+	index   int
+	owner   string
+	lease   time.Duration
+	// first is the shard's first connection: a record of another cut of
+	// the audience is not taken for this shard's.
+	first    string
+	progress *progress
+}
+
+// claimShard claims mk's shard, waiting for another live attempt's claim
+// to end, and restores the progress an earlier attempt recorded; skip
+// means the shard was delivered already.
+func (h *Handler) claimShard(ctx context.Context, job shardJob, mk *marker) (skip bool, err error) {
+	var prev store.ShardProgress
+	var ok bool
+	err = h.await(ctx, func() (err error) {
+		prev, ok, err = h.store.ClaimShard(ctx, mk.eventID, mk.index, mk.owner, mk.lease)
+		return err
+	})
+	if err != nil {
+		job.log.Warn("shard not claimed; it will be retried", "error", err.Error())
+		return false, err
+	}
+	if ok && prev.Done {
+		job.m.Add("ShardsSkipped", 1, metrics.Count)
+		job.log.Info("shard already delivered")
+		return true, nil
+	}
+	if ok && prev.First == mk.first {
+		mk.progress.restore(prev.Delivered)
+	}
+	return false, nil
+}
+
+// checkpoint records the progress so far.
+func (mk *marker) checkpoint(ctx context.Context) error {
+	return mk.st.PutShard(ctx, mk.eventID, mk.index, mk.owner, mk.lease,
+		store.ShardProgress{Delivered: mk.progress.snapshot(), First: mk.first})
+}
+
+// finish records the shard as delivered.
+func (mk *marker) finish(ctx context.Context) error {
+	return mk.st.PutShard(ctx, mk.eventID, mk.index, mk.owner, mk.lease,
+		store.ShardProgress{Done: true, Delivered: mk.progress.snapshot(), First: mk.first})
+}
+
+// keepRecording checkpoints the progress until the returned stop is
+// called (once): every checkpointEvery when it changed, and every third
+// of the lease regardless, so that a claim whose progress stalls on
+// retries does not lapse. When another attempt has taken the shard over,
+// it calls lost and stops.
+func (mk *marker) keepRecording(ctx context.Context, log *slog.Logger, lost func()) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(checkpointEvery)
+		defer t.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				if !mk.progress.changed() && now.Sub(last) < mk.lease/3 {
+					continue
+				}
+				last = now
+				err := mk.checkpoint(ctx)
+				if errors.Is(err, store.ErrInProgress) {
+					log.Warn("shard taken over by another attempt; stopping", "error", err.Error())
+					lost()
+					return
+				}
+				if err != nil {
+					log.Warn("shard checkpoint failed", "error", err.Error())
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}

@@ -1,0 +1,40 @@
+package frame
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/filter"
+)
+
+func TestEncoder_EncodesEachFormOnce(t *testing.T) {
+	it := Item{
+		Topic: "telemetry.1", Seq: 7, ID: "e1", Time: time.Unix(1700000000, 0),
+		Payload:    json.RawMessage(`{"telemetry":{"t":1,"h":2}}`),
+		Attributes: filter.Attributes{"metrics": {"h", "t"}},
+		Project:    filter.Projection{"metrics": "telemetry"},
+	}
+	e := NewEncoder(it)
+	id := auth.Identity{Sub: "u"}
+	raw1, ok, err := e.For(Recipient{Identity: id, Filters: []filter.Set{nil}})
+	require.NoError(t, err)
+	require.True(t, ok)
+	raw2, _, _ := e.For(Recipient{Identity: id, Filters: []filter.Set{nil}})
+	assert.Same(t, &raw1[0], &raw2[0], "the same bytes, not a second encoding")
+	env, _, _ := e.For(Recipient{Identity: id, Envelope: true, Filters: []filter.Set{nil}})
+	assert.JSONEq(t, `{"type":"event","topic":"telemetry.1","seq":7,"id":"e1","time":"2023-11-14T22:13:20Z","data":{"telemetry":{"t":1,"h":2}}}`, string(env))
+	trimmed, _, _ := e.For(Recipient{Identity: id, Filters: []filter.Set{{"metrics": {"t"}}}})
+	assert.JSONEq(t, `{"telemetry":{"t":1}}`, string(trimmed))
+	assert.Len(t, e.cache, 3)
+
+	_, ok, _ = e.For(Recipient{Identity: id, Filters: []filter.Set{{"metrics": {"x"}}}})
+	assert.False(t, ok, "a filter that rejects the event")
+	it.Audience = &auth.Audience{Orgs: []string{"o"}}
+	_, ok, _ = NewEncoder(it).For(Recipient{Identity: id, Filters: []filter.Set{nil}})
+	assert.False(t, ok, "outside the audience")
+}
