@@ -550,85 +550,118 @@ func (b *bench) measure(ctx context.Context, system string, a int) (Row, error) 
 		row.Workers = b.workers
 	}
 	b.log("%s (%d workers): %d events to %d subscribers", system, row.Workers, reps+warm, a)
-	var calls, retries, read, write, invocations, scans float64
+	var sum costs
 	for rep := 1 - warm; rep <= reps; rep++ {
 		label := fmt.Sprintf("%s-%d-%d-%d", system, row.Workers, a, rep)
 		t0 := time.Now()
-		detail, _ := json.Marshal(map[string]any{"topic": Topic(a), "payload": Payload{Label: label, Sent: t0.UnixNano()}})
-		var naive struct {
-			Scanned   int     `json:"scanned"`
-			Delivered int64   `json:"delivered"`
-			Gone      int64   `json:"gone"`
-			Failed    int64   `json:"failed"`
-			Error     string  `json:"error"`
-			Calls     int64   `json:"calls"`
-			Read      float64 `json:"read_capacity"`
-			Write     float64 `json:"write_capacity"`
-		}
-		var eventID string
-		if system == "naive" {
-			ev, _ := json.Marshal(lambdaevents.CloudWatchEvent{ID: label, Source: "bench", DetailType: "bench", Time: t0, Detail: detail})
-			out, err := b.s.Host.Invoke(ctx, "naive", ev)
-			if err != nil {
-				return row, fmt.Errorf("naive fan-out: %w", err)
-			}
-			if err := json.Unmarshal(out, &naive); err != nil {
-				return row, err
-			}
-			if naive.Failed > 0 || naive.Gone > 0 {
-				b.log("naive %s: %d delivered, %d gone, %d failed (%s)", label, naive.Delivered, naive.Gone, naive.Failed, naive.Error)
-			}
-		} else {
-			ids, err := b.bus.Publish(ctx, publish.Detail{Topic: Topic(a), Payload: json.RawMessage(mustJSON(Payload{Label: label, Sent: t0.UnixNano()}))})
-			if err != nil {
-				return row, err
-			}
-			eventID = ids[0]
-		}
-		count, first, last, err := b.waitDelivered(ctx, label, a)
+		c, err := b.fire(ctx, system, label, a, t0)
 		if err != nil {
 			return row, err
 		}
 		if rep == 0 {
 			continue // warm-up
 		}
-		row.First = append(row.First, time.Duration(first-t0.UnixNano()))
-		row.Last = append(row.Last, time.Duration(last-t0.UnixNano()))
-		row.Delivered += count
-		if system == "naive" {
-			calls += float64(naive.Calls)
-			retries += float64(naive.Calls - naive.Delivered)
-			read += naive.Read
-			write += naive.Write
-			invocations++
-			scans++
-			continue
-		}
-		lines := b.waitMetrics(eventID)
-		for _, m := range lines {
-			calls += num(m["PostCalls"])
-			retries += num(m["Retried"])
-			read += num(m["ReadCapacity"])
-			write += num(m["WriteCapacity"])
-		}
-		invocations += float64(len(lines))
+		row.First = append(row.First, time.Duration(c.first-t0.UnixNano()))
+		row.Last = append(row.Last, time.Duration(c.last-t0.UnixNano()))
+		row.Delivered += c.delivered
+		sum.add(c)
 	}
+	b.fill(&row, sum, reps)
+	return row, nil
+}
+
+// costs are what one event (or the events of a row) cost.
+type costs struct {
+	delivered, invocations, scans int
+	first, last                   int64 // unix ns of the first and last delivery
+	calls, retries, read, write   float64
+}
+
+func (c *costs) add(o costs) {
+	c.invocations += o.invocations
+	c.scans += o.scans
+	c.calls += o.calls
+	c.retries += o.retries
+	c.read += o.read
+	c.write += o.write
+}
+
+// naiveResult is the naive fan-out's answer.
+type naiveResult struct {
+	Scanned   int     `json:"scanned"`
+	Delivered int64   `json:"delivered"`
+	Gone      int64   `json:"gone"`
+	Failed    int64   `json:"failed"`
+	Error     string  `json:"error"`
+	Calls     int64   `json:"calls"`
+	Read      float64 `json:"read_capacity"`
+	Write     float64 `json:"write_capacity"`
+}
+
+// fire sends one event through system to audience a and measures it.
+func (b *bench) fire(ctx context.Context, system, label string, a int, t0 time.Time) (costs, error) {
+	var c costs
+	payload := Payload{Label: label, Sent: t0.UnixNano()}
+	var naive naiveResult
+	var eventID string
+	if system == "naive" {
+		detail, _ := json.Marshal(map[string]any{"topic": Topic(a), "payload": payload})
+		ev, _ := json.Marshal(lambdaevents.CloudWatchEvent{ID: label, Source: "bench", DetailType: "bench", Time: t0, Detail: detail})
+		out, err := b.s.Host.Invoke(ctx, "naive", ev)
+		if err != nil {
+			return c, fmt.Errorf("naive fan-out: %w", err)
+		}
+		if err := json.Unmarshal(out, &naive); err != nil {
+			return c, err
+		}
+		if naive.Failed > 0 || naive.Gone > 0 {
+			b.log("naive %s: %d delivered, %d gone, %d failed (%s)", label, naive.Delivered, naive.Gone, naive.Failed, naive.Error)
+		}
+	} else {
+		ids, err := b.bus.Publish(ctx, publish.Detail{Topic: Topic(a), Payload: json.RawMessage(mustJSON(payload))})
+		if err != nil {
+			return c, err
+		}
+		eventID = ids[0]
+	}
+	var err error
+	if c.delivered, c.first, c.last, err = b.waitDelivered(ctx, label, a); err != nil {
+		return c, err
+	}
+	if system == "naive" {
+		c.calls, c.retries = float64(naive.Calls), float64(naive.Calls-naive.Delivered)
+		c.read, c.write, c.invocations, c.scans = naive.Read, naive.Write, 1, 1
+		return c, nil
+	}
+	lines := b.waitMetrics(eventID)
+	for _, m := range lines {
+		c.calls += num(m["PostCalls"])
+		c.retries += num(m["Retried"])
+		c.read += num(m["ReadCapacity"])
+		c.write += num(m["WriteCapacity"])
+	}
+	c.invocations = len(lines)
+	return c, nil
+}
+
+// fill sets row's per-event and per-delivery figures from the sum of reps.
+func (b *bench) fill(row *Row, sum costs, reps int) {
 	n := float64(reps)
 	if row.Delivered > 0 {
-		row.CallsPerDelivery = calls / float64(row.Delivered)
-		row.RetriesPerDelivery = retries / float64(row.Delivered)
+		row.CallsPerDelivery = sum.calls / float64(row.Delivered)
+		row.RetriesPerDelivery = sum.retries / float64(row.Delivered)
 	}
-	row.ReadPerEvent, row.WritePerEvent, row.InvocationsPerEvent, row.Scans = read/n, write/n, invocations/n, scans/n
-	row.DeliveriesPerSecond = float64(a) / median(row.Last).Seconds()
-	if system == "naive" {
-		row.Concurrency = min(a, naiveSockets)
+	row.ReadPerEvent, row.WritePerEvent = sum.read/n, sum.write/n
+	row.InvocationsPerEvent, row.Scans = float64(sum.invocations)/n, float64(sum.scans)/n
+	row.DeliveriesPerSecond = float64(row.Audience) / median(row.Last).Seconds()
+	if row.System == "naive" {
+		row.Concurrency = min(row.Audience, naiveSockets)
 	} else {
-		shards := (a + b.o.ShardSize - 1) / b.o.ShardSize
-		row.Concurrency = min(a, row.Workers*min(shards, b.o.MaxShards))
+		shards := (row.Audience + b.o.ShardSize - 1) / b.o.ShardSize
+		row.Concurrency = min(row.Audience, row.Workers*min(shards, b.o.MaxShards))
 		row.PeakRSS = b.peakRSS()
 	}
-	row.Ideal = time.Duration(float64(a) * float64(b.o.Latency) / float64(row.Concurrency))
-	return row, nil
+	row.Ideal = time.Duration(float64(row.Audience) * float64(b.o.Latency) / float64(row.Concurrency))
 }
 
 // coldStarts starts each function n times on an idle machine, each time in

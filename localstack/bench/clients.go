@@ -90,10 +90,40 @@ func (p *clientProcess) record(data []byte, at int64) {
 // {"cmd":"quit"}.
 func RunClients(ctx context.Context, o ClientOptions, in io.Reader, out io.Writer) error {
 	p := &clientProcess{events: map[string]*eventStats{}}
+	start := time.Now()
+	conns, failed, msg := p.dialAll(ctx, o)
+	enc := json.NewEncoder(out)
+	_ = enc.Encode(map[string]any{"connected": int64(o.To-o.From) - failed, "failed": failed, "ms": time.Since(start).Milliseconds(), "error": msg})
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		var cmd struct {
+			Cmd   string `json:"cmd"`
+			Event string `json:"event"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &cmd); err != nil {
+			_ = enc.Encode(map[string]string{"error": err.Error()})
+			continue
+		}
+		if cmd.Cmd == "quit" {
+			for _, c := range conns {
+				if c != nil {
+					_ = c.CloseNow()
+				}
+			}
+			return nil
+		}
+		_ = enc.Encode(p.answer(cmd.Cmd, cmd.Event))
+	}
+	return sc.Err()
+}
+
+// dialAll connects clients From..To, Parallel at a time, each subscribed
+// (push-only) to the audiences it belongs to, and reads their frames; it
+// returns the connections, how many failed and the first error.
+func (p *clientProcess) dialAll(ctx context.Context, o ClientOptions) ([]*websocket.Conn, int64, string) {
 	minter := auth.Minter{Alg: "HS256", Key: []byte(o.Secret)}
 	dialer := &net.Dialer{Timeout: 30 * time.Second}
 	client := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: -1}}
-	start := time.Now()
 	var failed atomic.Int64
 	var firstErr atomic.Value
 	sem := make(chan struct{}, max(o.Parallel, 1))
@@ -124,60 +154,42 @@ func RunClients(ctx context.Context, o ClientOptions, in io.Reader, out io.Write
 				return
 			}
 			conns[i-o.From] = ws
-			go func() {
-				for {
-					_, data, err := ws.Read(context.Background())
-					if err != nil {
-						return
-					}
-					p.record(data, time.Now().UnixNano())
-				}
-			}()
+			go p.read(ws)
 		}()
 	}
 	wg.Wait()
-	enc := json.NewEncoder(out)
 	msg, _ := firstErr.Load().(string)
-	_ = enc.Encode(map[string]any{"connected": int64(o.To-o.From) - failed.Load(), "failed": failed.Load(), "ms": time.Since(start).Milliseconds(), "error": msg})
+	return conns, failed.Load(), msg
+}
 
-	sc := bufio.NewScanner(in)
-	for sc.Scan() {
-		var cmd struct {
-			Cmd   string `json:"cmd"`
-			Event string `json:"event"`
+// read records every frame a client receives.
+func (p *clientProcess) read(ws *websocket.Conn) {
+	for {
+		_, data, err := ws.Read(context.Background())
+		if err != nil {
+			return
 		}
-		if err := json.Unmarshal(sc.Bytes(), &cmd); err != nil {
-			_ = enc.Encode(map[string]string{"error": err.Error()})
-			continue
-		}
-		switch cmd.Cmd {
-		case "stats":
-			p.mu.Lock()
-			st := p.events[cmd.Event]
-			p.mu.Unlock()
-			if st == nil {
-				_ = enc.Encode(map[string]int64{"count": 0})
-				continue
-			}
-			_ = enc.Encode(map[string]int64{"count": st.count.Load(), "first": st.first.Load(), "last": st.last.Load()})
-		case "latencies":
-			p.mu.Lock()
-			l := p.latencies
-			p.latencies = nil
-			p.mu.Unlock()
-			_ = enc.Encode(map[string]any{"latencies_ns": l})
-		case "quit":
-			for _, c := range conns {
-				if c != nil {
-					_ = c.CloseNow()
-				}
-			}
-			return nil
-		default:
-			_ = enc.Encode(map[string]string{"error": "unknown command " + cmd.Cmd})
-		}
+		p.record(data, time.Now().UnixNano())
 	}
-	return sc.Err()
+}
+
+// answer is the reply to a stats or latencies command.
+func (p *clientProcess) answer(cmd, event string) any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch cmd {
+	case "stats":
+		st := p.events[event]
+		if st == nil {
+			return map[string]int64{"count": 0}
+		}
+		return map[string]int64{"count": st.count.Load(), "first": st.first.Load(), "last": st.last.Load()}
+	case "latencies":
+		l := p.latencies
+		p.latencies = nil
+		return map[string]any{"latencies_ns": l}
+	}
+	return map[string]string{"error": "unknown command " + cmd}
 }
 
 // ParseAudiences reads "100,1000,10000".

@@ -449,3 +449,32 @@ func TestClient_AsksAgainWhatStaysUnanswered(t *testing.T) {
 	conn.subscribed("a.b")
 	conn.quiet(300 * time.Millisecond)
 }
+
+// After a reconnect, the resume of an exact topic asks only up to where the
+// new subscription started: later events come live, so none twice.
+func TestClient_ResumeStopsWhereTheNewSubscriptionStarted(t *testing.T) {
+	s := newServer(t)
+	_, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.b"}})
+	conn := s.next()
+	conn.expect("subscribe")
+	conn.event("a.b", 1)
+	rec.waitSeqs(t, "a.b", 1)
+	require.NoError(t, conn.ws.CloseNow())
+
+	conn = s.next()
+	conn.expect("subscribe")
+	conn.send(map[string]any{"type": "subscribed", "id": "sub:a.b", "topics": []string{"a.b"}, "seqs": map[string]uint64{"a.b": 3}})
+	r := conn.expect("resume")
+	assert.EqualValues(t, 1, r["since"])
+	assert.EqualValues(t, 3, r["until"])
+	conn.event("a.b", 4) // live
+	conn.event("a.b", 2)
+	conn.event("a.b", 3)
+	conn.send(map[string]any{"type": "resumed", "id": r["id"], "topic": "a.b", "seq": 3})
+	rec.waitSeqs(t, "a.b", 1, 2, 3, 4)
+
+	conn.event("a.b", 6) // a hole later is asked without a bound
+	r = conn.expect("resume")
+	_, bounded := r["until"]
+	assert.False(t, bounded)
+}

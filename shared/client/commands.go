@@ -113,12 +113,17 @@ func (c *Client) covered(t string) bool {
 // caller marked it resuming.
 func (c *Client) resume(ctx context.Context, ws *websocket.Conn, t string) error {
 	c.mu.Lock()
-	since := c.topic(t).last
+	ts := c.topic(t)
+	since, until := ts.last, ts.until
+	ts.until = 0 // only the first resume after subscribing is bounded
 	c.stats.Resumes++
 	c.mu.Unlock()
+	if until < since {
+		until = 0
+	}
 	c.ask(resumeID + t)
-	c.log.Debug("resuming", "topic", t, "since", since)
-	return c.write(ctx, ws, protocol.ResumeRequest{ID: resumeID + t, Topic: t, Since: since})
+	c.log.Debug("resuming", "topic", t, "since", since, "until", until)
+	return c.write(ctx, ws, protocol.ResumeRequest{ID: resumeID + t, Topic: t, Since: since, Until: until})
 }
 
 // write sends one request (New checked that Filters marshal).

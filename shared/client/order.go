@@ -21,6 +21,10 @@ type topicState struct {
 	// answer before an event that fan-out then misses, the subscription
 	// not being written yet: that event would be lost without a trace.
 	waiting bool
+	// until is where this connection's subscription to the topic started
+	// (Subscribed.Seqs): every later event comes live, so the resume after
+	// a reconnect asks only up to it. 0 when unknown (a wildcard).
+	until uint64
 	// owed: a resume must be asked again (the gateway stopped one at its
 	// replay cap, or could not do it now), even with nothing held.
 	owed     bool

@@ -75,7 +75,11 @@ func (c *Client) onSubscribed(ctx context.Context, ws *websocket.Conn, id string
 	c.mu.Lock()
 	delete(c.retries, pattern)
 	for t, seq := range m.Seqs {
-		if ts := c.topic(t); !ts.known && !ts.resuming && len(ts.held) == 0 {
+		ts := c.topic(t)
+		if ts.waiting {
+			ts.until = seq
+		}
+		if !ts.known && !ts.resuming && len(ts.held) == 0 {
 			// Events after this number are ours: a hole before the
 			// first one, or a drop, resumes from here.
 			ts.last, ts.known = seq, true

@@ -99,6 +99,8 @@ func NewReplayer(st ReplayStore, conn store.Connection, lim ReplayLimits, now fu
 type Request struct {
 	Topic topic.Pattern
 	Since uint64
+	// Until, when not 0, ends the replay there even if the topic is further.
+	Until uint64
 	// Envelope sends the events in the gateway envelope, with their seq.
 	Envelope bool
 }
@@ -131,6 +133,9 @@ func (p *Replayer) Replay(ctx context.Context, r Request, send func([]byte) erro
 	p.calls++
 	if err != nil {
 		return Replayed{}, err
+	}
+	if r.Until > 0 && r.Until < ts.Seq {
+		ts.Seq = r.Until
 	}
 	if err := p.check(r, ts.Seq); err != nil {
 		return Replayed{}, err

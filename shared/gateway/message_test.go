@@ -217,6 +217,25 @@ func TestMessage_Resume(t *testing.T) {
 	assert.Equal(t, "history_expired", errorCode(t, h.Send("c1", `{"type":"resume","topic":"telemetry.1","since":99}`)))
 }
 
+// A client that subscribed at number 3 gets everything after it live: its
+// resume asks only up to there, so no event comes twice.
+func TestMessage_ResumeUntilStopsAtTheSubscriptionsStart(t *testing.T) {
+	h := connected(t)
+	for i := 1; i <= 4; i++ {
+		require.NoError(t, h.Publish(fmt.Sprintf("e%d", i), fmt.Sprintf(`{"topic":"telemetry.1","payload":{"i":%d},"history":true}`, i)))
+	}
+	frames := h.Send("c1", `{"type":"resume","id":"r","topic":"telemetry.1","since":1,"until":3}`)
+	require.Len(t, frames, 3)
+	assert.JSONEq(t, `{"i":2}`, frames[0])
+	assert.JSONEq(t, `{"i":3}`, frames[1])
+	assert.Equal(t, 3.0, decode(t, frames[2])["seq"])
+	// until past the topic's number replays to the number.
+	frames = h.Send("c1", `{"type":"resume","topic":"telemetry.1","since":3,"until":9}`)
+	require.Len(t, frames, 2)
+	assert.Equal(t, 4.0, decode(t, frames[1])["seq"])
+	assert.Equal(t, "bad_request", errorCode(t, h.Send("c1", `{"type":"resume","topic":"telemetry.1","since":3,"until":2}`)))
+}
+
 func TestMessage_ResumeNeverVouchesForFramesThatWereNotDelivered(t *testing.T) {
 	h := connected(t)
 	for i := 1; i <= 3; i++ {

@@ -33,7 +33,7 @@ func (s *session) resume(ctx context.Context, c protocol.Resume) {
 	}
 	p := s.replayer()
 	before := p.Calls()
-	req := frame.Request{Topic: c.Topic, Since: c.Since, Envelope: s.conn.Envelope || c.Envelope}
+	req := frame.Request{Topic: c.Topic, Since: c.Since, Until: c.Until, Envelope: s.conn.Envelope || c.Envelope}
 	r, err := p.Replay(ctx, req, func(frame []byte) error { return s.post(ctx, frame) })
 	s.calls += max(0, p.Calls()-before-resumeCalls)
 	log := s.log.With("topic", c.Topic.String(), "since", c.Since)

@@ -83,10 +83,16 @@ type RequestCurrentState struct {
 // Resume asks for the history of a topic after a sequence number.
 // Envelope asks for the events in the gateway envelope, with their seq,
 // also on a connection that receives raw payloads.
+//
+// Until, when set, ends the replay there: a client that subscribed and got
+// the topic's number at that moment (Subscribed.Seqs) receives every later
+// event live, so it asks only for the stretch in between, and no event
+// comes twice.
 type Resume struct {
 	ID       json.RawMessage
 	Topic    topic.Pattern
 	Since    uint64
+	Until    uint64
 	Envelope bool
 }
 

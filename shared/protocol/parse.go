@@ -24,6 +24,7 @@ type wire struct {
 	OperationID json.RawMessage `json:"operation_id"`
 	BatchID     json.RawMessage `json:"batch_id"`
 	Since       json.RawMessage `json:"since"`
+	Until       json.RawMessage `json:"until"`
 	Token       *string         `json:"token"`
 	Messages    json.RawMessage `json:"messages"`
 	Envelope    json.RawMessage `json:"envelope"`
@@ -281,11 +282,15 @@ func (w wire) resume(id json.RawMessage) (Command, error) {
 	if err := json.Unmarshal(w.Since, &since); err != nil {
 		return nil, Errorf(id, CodeBadRequest, "resume needs \"since\", a sequence number >= 0")
 	}
+	var until uint64
+	if len(w.Until) > 0 && (json.Unmarshal(w.Until, &until) != nil || until < since) {
+		return nil, Errorf(id, CodeBadRequest, "resume's \"until\" is a sequence number >= since")
+	}
 	var envelope bool
 	if len(w.Envelope) > 0 && json.Unmarshal(w.Envelope, &envelope) != nil {
 		return nil, Errorf(id, CodeBadRequest, "resume's \"envelope\" is true or false")
 	}
-	return Resume{ID: id, Topic: t, Since: since, Envelope: envelope}, nil
+	return Resume{ID: id, Topic: t, Since: since, Until: until, Envelope: envelope}, nil
 }
 
 // batch parses a batch's messages, each into a command or its error.

@@ -30,6 +30,8 @@ type ResumeRequest struct {
 	ID    string `json:"id,omitempty"`
 	Topic string `json:"topic"`
 	Since uint64 `json:"since"`
+	// Until, when not 0, ends the replay at that number (see Resume).
+	Until uint64 `json:"until,omitempty"`
 	// Envelope asks for the replayed events in the gateway envelope (Event)
 	// on a connection that otherwise receives raw payloads.
 	Envelope bool `json:"envelope,omitempty"`
