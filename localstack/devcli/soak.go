@@ -24,6 +24,7 @@ func Soak(ctx context.Context, args []string, st Streams) error {
 	fs.Float64Var(&o.ThrottleRate, "throttle", 0.02, "share of PostToConnection calls answered 429")
 	fs.Float64Var(&o.ErrorRate, "errors", 0.01, "share of PostToConnection calls answered 500")
 	fs.Float64Var(&o.SkipDisconnectRate, "skip-disconnect", 0.05, "share of $disconnects API Gateway skips")
+	fs.DurationVar(&o.WarmUp, "warm-up", 20*time.Second, "the same load, not scored, before the measured phase (the local stack's cold start)")
 	fs.DurationVar(&o.Settle, "settle", time.Minute, "longest wait for the clients to catch up at the end")
 	fs.IntVar(&o.BroadcastConcurrency, "broadcast-concurrency", 16, "broadcast invocations at once (Lambda scales far beyond; an event waits for one before it is numbered)")
 	fs.StringVar(&o.FunctionsDir, "functions", o.FunctionsDir, "functions built for this machine")
@@ -33,8 +34,8 @@ func Soak(ctx context.Context, args []string, st Streams) error {
 	switch {
 	case o.Clients < 1 || o.Topics < 1 || o.TopicsPerClient < 1 || o.TopicsPerClient > o.Topics:
 		return errors.New("soak: need at least one client and topic, and at most --topics per client")
-	case o.Rate < 1 || o.Duration <= 0 || o.DropEvery <= 0 || o.BroadcastConcurrency < 1:
-		return errors.New("soak: --rate, --for, --drop-every and --broadcast-concurrency must be positive")
+	case o.Rate < 1 || o.Duration <= 0 || o.DropEvery <= 0 || o.BroadcastConcurrency < 1 || o.WarmUp < 0:
+		return errors.New("soak: --rate, --for, --drop-every and --broadcast-concurrency must be positive, --warm-up not negative")
 	case time.Duration(o.Topics)*time.Second/time.Duration(o.Rate) < broadcast.OrderWindow:
 		// The soak checks the gateway's ordering promise, which is for
 		// events one publisher sends to one topic at least that far apart.
