@@ -514,7 +514,7 @@ func (ph *phase) record(t string, n int, ids []string, at time.Time) {
 // scored.
 type warming struct{}
 
-func (warming) next(string) int                             { return 0 }
+func (warming) next(string) int                         { return 0 }
 func (warming) record(string, int, []string, time.Time) {}
 
 // numbering reads every event's record and measures how long it waited
