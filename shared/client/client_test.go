@@ -110,6 +110,20 @@ func (c *serverConn) event(topic string, seq uint64) {
 	c.send(map[string]any{"type": "event", "topic": topic, "seq": seq, "id": fmt.Sprintf("ev-%d", seq), "time": "2026-11-23T10:00:00Z", "data": map[string]any{"n": seq}})
 }
 
+// reconnected runs a client subscribed to a.b through its first event and
+// a drop, and returns its next connection once it subscribed again.
+func reconnected(t *testing.T, s *server, rec *recorder) *serverConn {
+	t.Helper()
+	conn := s.next()
+	conn.expect("subscribe")
+	conn.event("a.b", 1)
+	rec.waitSeqs(t, "a.b", 1)
+	require.NoError(t, conn.ws.CloseNow())
+	conn = s.next()
+	conn.expect("subscribe")
+	return conn
+}
+
 // subscribed answers the client's subscribe to pattern.
 func (c *serverConn) subscribed(pattern string) {
 	c.t.Helper()
@@ -311,14 +325,7 @@ func TestClient_ResumesOnlyAfterTheSubscriptionIsConfirmed(t *testing.T) {
 func TestClient_HistoryExpiredIsAGapAndDeliveryGoesOn(t *testing.T) {
 	s := newServer(t)
 	c, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.b"}})
-	conn := s.next()
-	conn.expect("subscribe")
-	conn.event("a.b", 1)
-	rec.waitSeqs(t, "a.b", 1)
-	require.NoError(t, conn.ws.CloseNow())
-
-	conn = s.next()
-	conn.expect("subscribe")
+	conn := reconnected(t, s, rec)
 	conn.subscribed("a.b")
 	r := conn.expect("resume")
 	conn.event("a.b", 900)
@@ -455,14 +462,7 @@ func TestClient_AsksAgainWhatStaysUnanswered(t *testing.T) {
 func TestClient_ResumeStopsWhereTheNewSubscriptionStarted(t *testing.T) {
 	s := newServer(t)
 	_, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.b"}})
-	conn := s.next()
-	conn.expect("subscribe")
-	conn.event("a.b", 1)
-	rec.waitSeqs(t, "a.b", 1)
-	require.NoError(t, conn.ws.CloseNow())
-
-	conn = s.next()
-	conn.expect("subscribe")
+	conn := reconnected(t, s, rec)
 	conn.send(map[string]any{"type": "subscribed", "id": "sub:a.b", "topics": []string{"a.b"}, "seqs": map[string]uint64{"a.b": 3}})
 	r := conn.expect("resume")
 	assert.EqualValues(t, 1, r["since"])

@@ -173,7 +173,9 @@ func decodeStrict(b []byte, what string, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrInvalid, what, err)
 	}
-	if dec.More() {
+	// Decoder.More misses a stray closing bracket ({...}}): look at the
+	// rest itself.
+	if len(bytes.TrimSpace(b[dec.InputOffset():])) > 0 {
 		return fmt.Errorf("%w: %s has trailing data", ErrInvalid, what)
 	}
 	return nil
