@@ -53,7 +53,7 @@ func (s *session) refresh(ctx context.Context, a protocol.Auth) {
 		s.log.Info("refresh refused", "reason", code)
 		s.reply(protocol.AuthResponse{Type: protocol.TypeAuthResponse, ID: a.ID, Success: false, Error: code, Message: msg})
 	}
-	old := s.conn.Principal
+	old, oldExp := s.conn.Principal, s.conn.TokenExpires
 	if old.Anonymous {
 		fail(protocol.AuthForbidden, "this connection has no token to refresh")
 		return
@@ -101,7 +101,7 @@ func (s *session) refresh(ctx context.Context, a protocol.Auth) {
 	}
 	// The expiry task scheduled at connect finds the later exp and waits
 	// again; a refresh to an earlier exp needs its own.
-	if p.ExpiresAt.Before(old.ExpiresAt) || old.ExpiresAt.IsZero() {
+	if p.ExpiresAt.Before(oldExp) || oldExp.IsZero() {
 		g.watchToken(ctx, s.log, s.conn.ID, p.ExpiresAt)
 	}
 	s.reply(protocol.AuthResponse{Type: protocol.TypeAuthResponse, ID: a.ID, Success: true, Message: "token refreshed", Expires: expires(p.ExpiresAt)})

@@ -291,3 +291,23 @@ func TestRevoke_InvalidRevocationsAreDroppedNotRetried(t *testing.T) {
 	assert.False(t, closed(h, "a1"))
 	h.MustConnect("a2", h.Token(user), nil)
 }
+
+// The expiry check scheduled at connect finds a later exp itself: a
+// refresh that extends the session queues nothing; one that shortens it
+// needs a check of its own.
+func TestSession_ARefreshQueuesACheckOnlyWhenItShortens(t *testing.T) {
+	h := gatewaytest.New(t)
+	g := user
+	g.TTL = 10 * time.Minute
+	h.MustConnect("c1", h.Token(g), nil)
+	h.Tasks.Take()
+	g.TTL = 20 * time.Minute
+	h.SendJSON("c1", map[string]any{"type": "auth", "id": 1, "token": h.Token(g)})
+	tasks, _ := h.Tasks.Take()
+	assert.Empty(t, tasks)
+	g.TTL = 5 * time.Minute
+	h.SendJSON("c1", map[string]any{"type": "auth", "id": 2, "token": h.Token(g)})
+	tasks, delays := h.Tasks.Take()
+	require.Len(t, tasks, 1)
+	assert.Equal(t, 5*time.Minute, delays[0])
+}
