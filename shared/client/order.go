@@ -27,7 +27,13 @@ type topicState struct {
 	until uint64
 	// owed: a resume must be asked again (the gateway stopped one at its
 	// replay cap, or could not do it now), even with nothing held.
-	owed     bool
+	owed bool
+	// settling: the topic's start is not known (a wildcard subscription
+	// gives none), so its first events wait GapWait for earlier-numbered
+	// ones, parallel fan-outs overtaking each other; then the lowest held
+	// starts it. Taking the first to arrive as the start would drop an
+	// earlier one arriving next as a repeat.
+	settling bool
 	gapSince time.Time
 }
 
@@ -40,8 +46,11 @@ func (c *Client) receive(e Event) {
 		c.mu.Unlock()
 		return
 	}
-	if !ts.known && !ts.resuming && len(ts.held) == 0 {
-		ts.last, ts.known = e.Seq-1, true // the first event on a topic sets the start
+	if !ts.known && !ts.resuming && c.o.GapWait >= 0 {
+		ts.settling = true
+	}
+	if !ts.known && c.o.GapWait < 0 {
+		ts.last, ts.known = e.Seq-1, true // no waiting: the first event sets the start
 	}
 	i, _ := slices.BinarySearchFunc(ts.held, e.Seq, func(h Event, s uint64) int { return cmp.Compare(h.Seq, s) })
 	ts.held = slices.Insert(ts.held, i, e)
@@ -49,9 +58,11 @@ func (c *Client) receive(e Event) {
 		ts.gapSince = time.Now()
 	}
 	var out []Event
-	if c.o.GapWait < 0 {
+	switch {
+	case ts.settling: // held until checkGaps settles it
+	case c.o.GapWait < 0:
 		out = ts.flush() // no waiting for holes
-	} else {
+	default:
 		out = ts.release()
 	}
 	c.mu.Unlock()
@@ -72,6 +83,7 @@ func (c *Client) resumed(t string, seq uint64) {
 		ts.held = ts.held[1:]
 	}
 	ts.last, ts.known = max(ts.last, seq), true
+	ts.settling = false
 	out = append(out, ts.release()...)
 	c.mu.Unlock()
 	c.deliver(out)
@@ -84,7 +96,7 @@ func (c *Client) lost(t string, err error) {
 	c.mu.Lock()
 	ts := c.topic(t)
 	after := ts.last
-	ts.resuming = false
+	ts.resuming, ts.settling = false, false
 	out := ts.flush()
 	c.stats.Gaps++
 	c.mu.Unlock()
@@ -92,6 +104,16 @@ func (c *Client) lost(t string, err error) {
 		c.o.OnGap(Gap{Topic: t, After: after, Err: err})
 	}
 	c.deliver(out)
+}
+
+// settle ends the wait of a topic without a start: the lowest event held
+// starts it. The caller holds c.mu.
+func (ts *topicState) settle() []Event {
+	ts.settling, ts.known = false, true
+	if len(ts.held) > 0 {
+		ts.last = ts.held[0].Seq - 1
+	}
+	return ts.release()
 }
 
 // release takes the held events that follow the position without a hole,
@@ -134,13 +156,19 @@ func (c *Client) checkGaps(ctx context.Context, ws *websocket.Conn, now time.Tim
 	}
 	c.mu.Lock()
 	var ask []string
+	var settled []Event
 	for t, ts := range c.topics {
 		if (len(ts.held) > 0 || ts.owed) && !ts.resuming && now.Sub(ts.gapSince) >= c.o.GapWait {
+			if ts.settling {
+				settled = append(settled, ts.settle()...)
+				continue
+			}
 			ts.resuming, ts.owed = true, false
 			ask = append(ask, t)
 		}
 	}
 	c.mu.Unlock()
+	c.deliver(settled)
 	for _, t := range ask {
 		if err := c.resume(ctx, ws, t); err != nil {
 			return // the connection is going; the next one resumes

@@ -72,6 +72,7 @@ func (c *Client) onSubscribed(ctx context.Context, ws *websocket.Conn, id string
 		return
 	}
 	pattern := strings.TrimPrefix(id, subscribeID)
+	var out []Event
 	c.mu.Lock()
 	delete(c.retries, pattern)
 	for t, seq := range m.Seqs {
@@ -79,13 +80,19 @@ func (c *Client) onSubscribed(ctx context.Context, ws *websocket.Conn, id string
 		if ts.waiting {
 			ts.until = seq
 		}
-		if !ts.known && !ts.resuming && len(ts.held) == 0 {
+		if !ts.known && !ts.resuming {
 			// Events after this number are ours: a hole before the
-			// first one, or a drop, resumes from here.
-			ts.last, ts.known = seq, true
+			// first one, or a drop, resumes from here. Events held
+			// already are ours too, whatever their number.
+			if len(ts.held) > 0 {
+				seq = min(seq, ts.held[0].Seq-1)
+			}
+			ts.last, ts.known, ts.settling = seq, true, false
+			out = append(out, ts.release()...)
 		}
 	}
 	c.mu.Unlock()
+	c.deliver(out)
 	c.resumeUnder(ctx, ws, pattern)
 }
 
