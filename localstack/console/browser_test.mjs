@@ -92,12 +92,24 @@ try {
   const counts = await page.textContent('#counts');
   check(/1 reconnects/.test(counts), `one reconnect counted: ${counts}`);
   figures.counts = counts;
-  figures.resumed_rows = (await page.$$('#events tr.event.resumed')).length;
 
   // Filter and pause work on the table.
   await page.fill('#filter', 'the console');
   check((await page.$$eval('#events tr.event', (rows) => rows.filter((r) => !r.hidden).length)) === 1, 'the filter leaves one row');
   await page.fill('#filter', '');
+
+  // Opened with connect=1 and no token, on the local stack the page mints a
+  // dev token for every connect itself, and subscribes.
+  const auto = await browser.newPage();
+  auto.on('pageerror', (e) => pageErrors.push(String(e)));
+  await auto.goto(consoleURL + '?connect=1&subscribe=demo.>');
+  await auto.waitForSelector('#state[data-state="connected"]', { timeout: 10000 });
+  await auto.waitForFunction(() => [...document.querySelectorAll('#log li')].some((li) => li.textContent.includes('"subscribed"') && li.textContent.includes('demo.>')), null, { timeout: 5000 });
+  check(await auto.inputValue('#token') === '', 'no token pasted');
+  check((await auto.textContent('#log')).includes('minted a dev token for console'), 'the page minted its own token');
+  await putEvent(6);
+  await auto.waitForSelector(rowFor(6), { timeout: 5000 });
+  await auto.close();
   check(pageErrors.length === 0, 'no script errors: ' + pageErrors.join('; '));
 } catch (e) {
   failure = e;

@@ -1,10 +1,10 @@
 // Package console serves the web console: one static page that connects to
 // a wsgate WebSocket endpoint (local or deployed), subscribes, shows events
 // as they arrive and resumes after drops. On the local stack it also mints
-// dev tokens and publishes test events through PutEvents.
+// dev tokens and publishes test events through PutEvents. The page runs on
+// the JavaScript client (clients/js), whose bundle static/wsgate-client.mjs
+// is; a test of clients/js keeps it equal to a fresh build.
 package console
-
-//go:generate go run ./internal/protocoljs -protocol ../../shared/protocol -out static/protocol.js
 
 import (
 	"context"

@@ -28,7 +28,7 @@ func consoleURL(s *stack.Stack) string {
 
 func TestConsole_ServesThePageAndRefusesBadTestEvents(t *testing.T) {
 	s := stacktest.Start(t, func(o *stack.Options) { o.Console = console.ForStack })
-	for _, path := range []string{"/", "/protocol.js", "/console.js", "/console.css"} {
+	for _, path := range []string{"/", "/wsgate-client.mjs", "/console.js", "/console.css"} {
 		resp, err := http.Get(consoleURL(s) + path)
 		require.NoError(t, err)
 		resp.Body.Close()

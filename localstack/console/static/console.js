@@ -1,38 +1,26 @@
 // wsgate console: connect, subscribe, watch events, resume after drops.
-// No framework: the DOM and one WebSocket. The names on the wire come from
-// protocol.js, generated from the Go package shared/protocol (a Go test in
-// internal/protocoljs fails if this file writes one out instead).
-'use strict';
+// No framework: the DOM and the wsgate client library (@wsgate/client,
+// clients/js, served as wsgate-client.mjs), which keeps the connection:
+// tickets or tokens per connect, reconnects, resubscribes, resumes every
+// topic from its last sequence number, drops repeats, restores order and
+// reports gaps. The names on the wire come from its protocol namespace.
+import { Client, RefusedError, protocol } from './wsgate-client.mjs';
 
 const $ = (id) => document.getElementById(id);
-const GAP_WAIT_MS = 1000;     // an event past a hole waits this long for the missing one
-const PING_EVERY_MS = 240000; // inside API Gateway's 10-minute idle timeout
 const MAX_ROWS = 1000;
 const SPARK_POINTS = 60;
 
 const S = {
-  ws: null,
-  wanted: false,       // the user asked to be connected
-  attempt: 0,
-  reconnects: 0,
-  retryTimer: null,
-  pingTimer: null,
-  subs: [],            // patterns, resubscribed on every connect
-  topics: new Map(),   // topic -> {last, known, held: [], resuming, gapTimer}
+  client: null,
+  cfg: {},             // the local stack's extras (/console/api/config)
+  subs: [],            // patterns, subscribed on every connect
+  positions: {},       // per topic, kept across Disconnect/Connect
+  connects: 0,
   paused: false,
   pending: [],         // rows received while paused
   latencies: [],
-  counts: { events: 0, duplicates: 0, gaps: 0 },
+  counts: { events: 0, gaps: 0 },
 };
-
-function topicState(t) {
-  let ts = S.topics.get(t);
-  if (!ts) {
-    ts = { last: 0, known: false, held: [], resuming: false, gapTimer: null };
-    S.topics.set(t, ts);
-  }
-  return ts;
-}
 
 // ---- connection ----
 
@@ -42,172 +30,91 @@ function setState(state, info) {
   el.className = 'state ' + state;
   el.dataset.state = state;
   $('conninfo').textContent = info || '';
-  $('connect').disabled = state !== 'disconnected';
-  $('disconnect').disabled = state === 'disconnected';
+  const idle = state === 'disconnected' || state === 'closed';
+  $('connect').disabled = !idle;
+  $('disconnect').disabled = idle;
 }
 
 function endpoint() {
-  const raw = $('url').value.trim();
-  const u = new URL(raw);
+  const u = new URL($('url').value.trim());
   if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new Error('the endpoint must be a ws:// or wss:// URL');
-  u.searchParams.set('envelope', '1');
   return u.toString();
 }
 
+// token is called by the client on every connect: the pasted token, or on
+// the local stack without one a freshly minted dev token.
+async function token() {
+  const pasted = $('token').value.trim();
+  if (pasted || !S.cfg.token) return pasted;
+  return (await mintToken()).token;
+}
+
 function connect() {
-  S.wanted = true;
-  clearTimeout(S.retryTimer);
   let url;
-  try { url = endpoint(); } catch (e) { log('error', e.message); S.wanted = false; return; }
-  const token = $('token').value.trim();
-  setState(S.attempt ? 'reconnecting' : 'connecting', url.replace(/\?.*/, ''));
-  let ws;
-  try {
-    ws = new WebSocket(url, token ? ['bearer.' + token] : []);
-  } catch (e) { log('error', 'cannot connect: ' + e.message); S.wanted = false; setState('disconnected'); return; }
-  S.ws = ws;
-  ws.onopen = () => {
-    if (S.ws !== ws) return;
-    if (S.attempt) S.reconnects++;
-    S.attempt = 0;
-    setState('connected', url.replace(/\?.*/, ''));
-    log('info', 'connected');
-    for (const p of S.subs) send({ type: protocol.TypeSubscribe, id: 'sub:' + p, topic: p });
-    // Resume every topic whose position we know: the gateway replays what
-    // was published while we were away, then "resumed".
-    for (const [t, ts] of S.topics) {
-      if (ts.known) { ts.resuming = true; send({ type: protocol.TypeResume, id: 'resume:' + t, topic: t, since: ts.last }); }
-    }
-    clearInterval(S.pingTimer);
-    S.pingTimer = setInterval(() => send({ type: protocol.TypePing }), PING_EVERY_MS);
-    updateCounts();
-  };
-  ws.onmessage = (m) => { if (S.ws === ws) receive(m.data); };
-  ws.onclose = (ev) => {
-    if (S.ws !== ws) return;
-    clearInterval(S.pingTimer);
-    S.ws = null;
-    for (const ts of S.topics.values()) ts.resuming = false;
-    log(ev.code === 1000 ? 'info' : 'error', `closed: ${ev.code}${ev.reason ? ' ' + ev.reason : ''}`);
-    if (!S.wanted) { setState('disconnected'); return; }
-    // Equal jitter: half the backoff fixed, half random, capped at 10 s.
-    const base = Math.min(10000, 250 * 2 ** S.attempt++);
-    const wait = base / 2 + Math.random() * base / 2;
-    setState('reconnecting', `retry in ${(wait / 1000).toFixed(1)} s`);
-    S.retryTimer = setTimeout(connect, wait);
-  };
+  try { url = endpoint(); } catch (e) { log('error', e.message); return; }
+  const shown = url.replace(/\?.*/, '');
+  const c = new Client({
+    url,
+    token,
+    topics: S.subs,
+    positions: S.positions,
+    onEvent: show,
+    onGap: (g) => {
+      S.counts.gaps++;
+      addRow(gapRow(g.topic, g.after, g.error.message));
+      updateCounts();
+    },
+    onState: (s) => {
+      if (S.client !== c) return;
+      if (s.state === 'connected') {
+        S.connects++;
+        log('info', 'connected');
+      }
+      if (s.error) log(s.error instanceof RefusedError ? 'error' : 'info', s.error.message + (s.wait ? ` (retry in ${(s.wait / 1000).toFixed(1)} s)` : ''));
+      const state = s.state === 'closed' ? 'disconnected' : s.state === 'disconnected' ? 'reconnecting' : s.state === 'connecting' && S.connects ? 'reconnecting' : s.state;
+      setState(state, s.wait ? `retry in ${(s.wait / 1000).toFixed(1)} s` : shown);
+      updateCounts();
+    },
+    onReply: (m, raw) => log(m && m.type === protocol.TypeError ? 'error' : 'reply', raw || String(m)),
+  });
+  S.client = c;
+  setState('connecting', shown);
+  c.connect().catch((e) => log('error', 'not connected: ' + e.message));
 }
 
 function disconnect() {
-  S.wanted = false;
-  clearTimeout(S.retryTimer);
-  S.attempt = 0;
-  if (S.ws) S.ws.close(1000, 'console');
-  else setState('disconnected');
+  const c = S.client;
+  if (!c) return;
+  S.positions = c.positions();
+  c.close();
+  S.client = null;
+  setState('disconnected');
+  log('info', 'disconnected');
 }
 
-function send(v) {
-  if (!S.ws || S.ws.readyState !== WebSocket.OPEN) { log('error', 'not connected'); return false; }
-  S.ws.send(typeof v === 'string' ? v : JSON.stringify(v));
-  return true;
+function command(v) {
+  try { S.client ? S.client.send(v) : log('error', 'not connected'); } catch (e) { log('error', e.message); }
 }
 
-// ---- messages ----
-
-function receive(data) {
-  let m;
-  try { m = JSON.parse(data); } catch { log('reply', String(data)); return; }
-  const id = typeof m.id === 'string' ? m.id : '';
-  if (m.type === protocol.TypeEvent && m.topic && m.seq > 0) { onEvent(m, data.length); return; }
-  if (m.type === protocol.TypeSubscribed) {
-    for (const [t, seq] of Object.entries(m.seqs || {})) {
-      const ts = topicState(t);
-      if (!ts.known && !ts.resuming && ts.held.length === 0) { ts.last = seq; ts.known = true; }
-    }
-  } else if (m.type === protocol.TypeResumed && id.startsWith('resume:')) {
-    resumed(id.slice(7), m.seq || 0);
-  } else if (m.type === protocol.TypeError && id.startsWith('resume:')) {
-    const t = id.slice(7);
-    if (m.code === protocol.CodeHistoryExpired) lost(t, m.message);
-    else { topicState(t).resuming = false; armGap(t); }
-  }
-  log(m.type === protocol.TypeError ? 'error' : 'reply', data);
-}
-
-function onEvent(m, size) {
-  const ts = topicState(m.topic);
-  if (m.seq <= ts.last || ts.held.some((h) => h.seq === m.seq)) { S.counts.duplicates++; updateCounts(); return; }
-  if (!ts.known && !ts.resuming && ts.held.length === 0) { ts.last = m.seq - 1; ts.known = true; }
-  const e = { topic: m.topic, seq: m.seq, id: m.id, time: m.time, data: m.data ?? m.data_base64, size, received: Date.now(), viaResume: ts.resuming };
-  const i = ts.held.findIndex((h) => h.seq > e.seq);
-  if (i < 0) ts.held.push(e); else ts.held.splice(i, 0, e);
-  release(m.topic);
-}
-
-// release shows the held events that follow the position without a hole;
-// a hole waits GAP_WAIT_MS, then the page asks the gateway for it.
-function release(t) {
-  const ts = topicState(t);
-  if (ts.resuming) return;
-  while (ts.held.length && ts.held[0].seq === ts.last + 1) {
-    const e = ts.held.shift();
-    ts.last = e.seq;
-    show(e);
-  }
-  armGap(t);
-}
-
-function armGap(t) {
-  const ts = topicState(t);
-  if (ts.held.length === 0) { clearTimeout(ts.gapTimer); ts.gapTimer = null; return; }
-  if (ts.gapTimer || ts.resuming) return;
-  ts.gapTimer = setTimeout(() => {
-    ts.gapTimer = null;
-    if (ts.held.length && !ts.resuming && send({ type: protocol.TypeResume, id: 'resume:' + t, topic: t, since: ts.last })) ts.resuming = true;
-    else armGap(t);
-  }, GAP_WAIT_MS);
-}
-
-// resumed: everything up to seq meant for us was replayed; numbers in
-// between were never ours (filtered, or drawn by a redelivery and skipped).
-function resumed(t, seq) {
-  const ts = topicState(t);
-  ts.resuming = false;
-  while (ts.held.length && ts.held[0].seq <= seq) { const e = ts.held.shift(); ts.last = e.seq; show(e); }
-  ts.last = Math.max(ts.last, seq);
-  ts.known = true;
-  release(t);
-}
-
-// lost: the gateway no longer holds what we missed. Show the hole, then
-// carry on from what we hold.
-function lost(t, why) {
-  const ts = topicState(t);
-  ts.resuming = false;
-  S.counts.gaps++;
-  const to = ts.held.length ? ts.held[0].seq - 1 : null;
-  addRow(gapRow(t, ts.last, to, why));
-  if (ts.held.length) { ts.last = ts.held[0].seq - 1; release(t); }
-  updateCounts();
-}
-
-// ---- the table ----
+// ---- events ----
 
 function show(e) {
   S.counts.events++;
-  const lat = e.time ? e.received - Date.parse(e.time) : NaN;
+  const received = Date.now();
+  const lat = e.time ? received - e.time.getTime() : NaN;
   if (Number.isFinite(lat)) { S.latencies.push(lat); if (S.latencies.length > SPARK_POINTS) S.latencies.shift(); }
+  const data = e.binary ? `(${e.binary.length} bytes binary)` : e.data;
   const tr = document.createElement('tr');
-  tr.className = 'event' + (e.viaResume ? ' resumed' : '');
+  tr.className = 'event';
   tr.dataset.topic = e.topic;
   tr.dataset.seq = String(e.seq);
-  const payload = typeof e.data === 'string' ? e.data : JSON.stringify(e.data);
-  const pretty = typeof e.data === 'string' ? e.data : JSON.stringify(e.data, null, 2);
+  const payload = typeof data === 'string' ? data : JSON.stringify(data);
+  const pretty = typeof data === 'string' ? data : JSON.stringify(data, null, 2);
   tr.append(
-    cell(clock(new Date(e.received))),
+    cell(clock(new Date(received))),
     cell(e.topic, 'topic'),
     cell(String(e.seq), 'num seq'),
-    cell(bytes(e.size), 'num'),
+    cell(bytes(e.binary ? e.binary.length : payload.length), 'num'),
     cell(Number.isFinite(lat) ? `${lat} ms` : '', 'num latency'),
   );
   const td = cell('', 'payload');
@@ -219,20 +126,21 @@ function show(e) {
   det.append(sum, pre);
   td.append(det);
   tr.append(td);
-  tr.title = e.id ? `event ${e.id}${e.viaResume ? ' (replayed by resume)' : ''}` : '';
+  tr.title = e.id ? `event ${e.id}` : '';
   addRow(tr);
   spark();
   updateCounts();
 }
 
-function gapRow(t, after, to, why) {
+function gapRow(t, after, why) {
   const tr = document.createElement('tr');
   tr.className = 'gap';
   tr.dataset.topic = t;
-  const range = to ? `${after + 1}–${to}` : `after ${after}`;
-  tr.append(cell(clock(new Date())), cell(t), cell(range, 'num'), cell(''), cell(''), cell(`gap: events ${range} are lost (${why || 'history expired'}); reload the topic's state`, 'payload'));
+  tr.append(cell(clock(new Date())), cell(t), cell(`after ${after}`, 'num'), cell(''), cell(''), cell(`gap: events after ${after} are lost (${why}); reload the topic's state`, 'payload'));
   return tr;
 }
+
+// ---- the table ----
 
 function addRow(tr) {
   if (S.paused) { S.pending.push(tr); updateCounts(); return; }
@@ -271,7 +179,8 @@ function spark() {
 
 function updateCounts() {
   const c = S.counts;
-  $('counts').textContent = `${c.events} events · ${c.duplicates} repeats dropped · ${c.gaps} gaps · ${S.reconnects} reconnects` +
+  const repeats = S.client ? S.client.stats.duplicates : 0;
+  $('counts').textContent = `${c.events} events · ${repeats} repeats dropped · ${c.gaps} gaps · ${Math.max(0, S.connects - 1)} reconnects` +
     (S.paused ? ` · paused, ${S.pending.length} waiting` : '');
 }
 
@@ -299,7 +208,7 @@ function renderSubs() {
     x.title = 'unsubscribe';
     x.onclick = () => {
       S.subs = S.subs.filter((s) => s !== p);
-      send({ type: protocol.TypeUnsubscribe, id: 'unsub:' + p, topic: p });
+      if (S.client) S.client.unsubscribe(p).then(() => log('info', 'unsubscribed ' + p), (e) => log('error', `unsubscribe ${p}: ${e.message}`));
       renderSubs();
     };
     li.append(x);
@@ -311,16 +220,27 @@ function subscribe(p) {
   p = p.trim();
   if (!p) return;
   if (!S.subs.includes(p)) { S.subs.push(p); renderSubs(); }
-  send({ type: protocol.TypeSubscribe, id: 'sub:' + p, topic: p });
+  if (!S.client) return; // subscribed at the next connect
+  S.client.subscribe(p).catch((e) => {
+    log('error', `subscribe ${p}: ${e.code || ''} ${e.message}`);
+    S.subs = S.subs.filter((s) => s !== p);
+    renderSubs();
+  });
 }
 
-async function mint() {
+async function currentState(t) {
+  if (!S.client) { log('error', 'not connected'); return; }
+  const frames = await S.client.requestCurrentState(t);
+  log('info', frames.length ? `${t}: ${frames.length} state frame(s)` : `${t} has no state`);
+}
+
+async function mintToken() {
   const q = new URLSearchParams({ sub: $('mint-sub').value.trim() || 'console', topics: $('mint-topics').value.trim() || '>' });
   const r = await fetch('/console/api/token?' + q);
   const body = await r.json();
-  if (!r.ok) { log('error', 'token: ' + (body.error || r.status)); return; }
-  $('token').value = body.token;
+  if (!r.ok) throw new Error('token: ' + (body.error || r.status));
   log('info', `minted a dev token for ${body.sub}`);
+  return body;
 }
 
 async function publish() {
@@ -329,7 +249,7 @@ async function publish() {
   try { payload = JSON.parse($('pub-payload').value); } catch (e) { out.textContent = 'payload is not JSON: ' + e.message; return; }
   const r = await fetch('/console/api/publish', {
     method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ topic: $('pub-topic').value.trim(), payload, history: $('pub-history').checked }),
+    body: JSON.stringify({ topic: $('pub-topic').value.trim(), payload, history: $('pub-history').checked, published_at: new Date().toISOString() }),
   });
   const body = await r.json();
   out.textContent = r.ok ? `published ${body.id}` : `refused: ${body.error}`;
@@ -348,11 +268,11 @@ function init() {
 
   $('connect').onclick = connect;
   $('disconnect').onclick = disconnect;
-  $('mint').onclick = () => mint().catch((e) => log('error', e.message));
+  $('mint').onclick = () => mintToken().then((b) => { $('token').value = b.token; }, (e) => log('error', e.message));
   $('subscribe').onclick = () => { subscribe($('topic').value); };
   $('topic').onkeydown = (e) => { if (e.key === 'Enter') subscribe($('topic').value); };
-  $('state-req').onclick = () => { const t = $('topic').value.trim(); if (t) send({ type: protocol.TypeRequestCurrentState, id: 'state:' + t, topic: t }); };
-  $('send').onclick = () => { const v = $('command').value.trim(); if (v) send(v); };
+  $('state-req').onclick = () => { const t = $('topic').value.trim(); if (t) currentState(t).catch((e) => log('error', `current state of ${t}: ${e.message}`)); };
+  $('send').onclick = () => { const v = $('command').value.trim(); if (v) command(v); };
   $('publish').onclick = () => publish().catch((e) => { $('pub-result').textContent = e.message; });
   $('pause').onclick = () => {
     S.paused = !S.paused;
@@ -366,8 +286,10 @@ function init() {
   updateCounts();
 
   fetch('/console/api/config').then((r) => (r.ok ? r.json() : {})).catch(() => ({})).then((cfg) => {
+    S.cfg = cfg;
     $('mint-box').hidden = !cfg.token;
     $('publish-panel').hidden = !cfg.publish;
+    if (cfg.token) $('token').placeholder = 'JWT or ticket; empty: a dev token minted per connect';
     if (q.get('connect') === '1') connect();
   });
 }
