@@ -59,6 +59,8 @@ type functionSpec struct {
 	sendsTasks bool
 	// readsSecret: verifies tokens, so reads the HMAC key at start-up.
 	readsSecret bool
+	// putsEvents: puts events on the stack's bus (copies of client events).
+	putsEvents bool
 	// reserved is the function's reserved concurrency (0: none).
 	reserved func(Settings) int
 }
@@ -85,7 +87,7 @@ var functionSpecs = []functionSpec{{
 	dynamo:   []string{"GetItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchWriteItem"},
 }, {
 	name:        "message",
-	description: "$default: client commands (subscribe, ping, request_current_state, resume, auth, batch)",
+	description: "$default: client commands (subscribe, ping, request_current_state, resume, auth, publish, batch)",
 	// A batch of 50 commands or a resume of up to 500 events posts frames
 	// before the route response; API Gateway stops waiting at 29 s, so
 	// running longer would be work nobody receives.
@@ -95,6 +97,10 @@ var functionSpecs = []functionSpec{{
 	manage:      []string{"POST", "DELETE"},
 	sendsTasks:  true, // the token-expiry check after an auth message or a refresh
 	readsSecret: true, // the auth command verifies tokens
+	// publish numbers and fans out a client's event here (the broadcast
+	// function's work: the same DynamoDB actions and @connections POSTs),
+	// then puts a copy on the bus.
+	putsEvents: true,
 	// Clients choose how many frames they send: reserved concurrency
 	// caps the frames running at once, so a flood is throttled here
 	// instead of starving $connect and broadcast of the account's pool.
@@ -111,6 +117,7 @@ var functionSpecs = []functionSpec{{
 	dynamo:     []string{"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "BatchWriteItem"},
 	manage:     []string{"POST", "DELETE"},
 	sendsTasks: true, // re-scheduled auth deadlines and token-expiry checks, fan-out shards
+	putsEvents: true, // connection lifecycle events, read from the table's stream
 }}
 
 func broadcastSpec() functionSpec {
@@ -164,6 +171,9 @@ func (g *gateway) newFunction(spec functionSpec) *function {
 	}
 	if spec.sendsTasks {
 		allow([]*string{g.tasks.QueueArn()}, "sqs:SendMessage") // SendMessageBatch is authorized as SendMessage
+	}
+	if spec.putsEvents {
+		allow([]*string{g.bus.EventBusArn()}, "events:PutEvents")
 	}
 	if spec.readsSecret && g.secret != nil {
 		allow([]*string{g.secretResource()}, "secretsmanager:GetSecretValue")
@@ -253,6 +263,9 @@ func (g *gateway) environment(spec functionSpec) *map[string]*string {
 	}
 	if spec.sendsTasks {
 		env[config.EnvQueueURL] = g.tasks.QueueUrl()
+	}
+	if spec.putsEvents {
+		env[config.EnvEventBus] = g.bus.EventBusName()
 	}
 	for k, v := range g.s.FunctionEnv {
 		env[k] = jsii.String(v)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -208,6 +209,18 @@ func (s *synthesized) one(t *testing.T, typ string) (string, map[string]any) {
 		return id, r
 	}
 	return "", nil
+}
+
+// mappingFrom is the event source mapping reading from arn.
+func (s *synthesized) mappingFrom(t *testing.T, arn any) map[string]any {
+	t.Helper()
+	for _, m := range s.resources("AWS::Lambda::EventSourceMapping") {
+		if reflect.DeepEqual(props(m)["EventSourceArn"], arn) {
+			return m
+		}
+	}
+	t.Fatalf("no event source mapping from %v", arn)
+	return nil
 }
 
 // function returns the logical id and properties of a function by name.

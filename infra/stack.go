@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigateway"
@@ -118,6 +119,9 @@ func NewGatewayStack(scope constructs.Construct, id string, props *GatewayStackP
 		SortKey:             sk,
 		BillingMode:         awsdynamodb.BillingMode_PAY_PER_REQUEST,
 		TimeToLiveAttribute: jsii.String(store.TTLAttribute),
+		// Connection lifecycle events: the broadcast function reads the
+		// stream (store.CreateTableInput has the same).
+		Stream: awsdynamodb.StreamViewType_NEW_AND_OLD_IMAGES,
 		PointInTimeRecoverySpecification: &awsdynamodb.PointInTimeRecoverySpecification{
 			PointInTimeRecoveryEnabled: jsii.Bool(true),
 		},
@@ -372,7 +376,37 @@ func (g *gateway) broadcastSources(pattern *awsevents.EventPattern) {
 		ReportBatchItemFailures: jsii.Bool(true),
 		MaxConcurrency:          jsii.Number(float64(g.s.QueueMaxConcurrency)),
 	}))
+	g.lifecycleSource(fn)
 }
+
+// lifecycleSource maps the table's stream to broadcast, which puts
+// wsgate.connection.opened/.closed on the bus: only connection meta items
+// (store.StreamFilter: other records are neither invoked for nor paid),
+// up to 100 records or 1 s a batch, so a storm of connections costs few
+// invocations and PutEvents calls, and $connect never waits on it. Off
+// with lifecycleEvents=false.
+func (g *gateway) lifecycleSource(fn awslambda.Function) {
+	if strings.EqualFold(g.s.FunctionEnv[config.EnvLifecycleEvents], "false") {
+		return
+	}
+	var filter map[string]any
+	if err := json.Unmarshal([]byte(store.StreamFilter), &filter); err != nil {
+		panic(err)
+	}
+	fn.AddEventSource(awslambdaeventsources.NewDynamoEventSource(g.table, &awslambdaeventsources.DynamoEventSourceProps{
+		StartingPosition:   awslambda.StartingPosition_LATEST,
+		BatchSize:          jsii.Number(100),
+		MaxBatchingWindow:  awscdk.Duration_Seconds(jsii.Number(1)),
+		RetryAttempts:      jsii.Number(lifecycleRetries),
+		BisectBatchOnError: jsii.Bool(true),
+		OnFailure:          awslambdaeventsources.NewSqsDlq(g.eventsDLQ),
+		Filters:            &[]*map[string]any{awslambda.FilterCriteria_Filter(&filter)},
+	}))
+}
+
+// lifecycleRetries bounds the retries of a stream batch whose events did
+// not reach the bus; then it goes to the events DLQ and the shard moves on.
+const lifecycleRetries = 10
 
 // customDomain maps domainName to the stage (regional endpoint, TLS 1.2).
 // The DNS record (CNAME or alias to the CustomDomainTarget output) is

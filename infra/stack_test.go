@@ -47,17 +47,18 @@ var want = map[string]struct {
 	},
 	"message": {
 		memory: 512, timeout: 29,
-		env: []string{config.EnvTable, config.EnvStage, config.EnvManagementEndpoint, config.EnvJWTAlg, config.EnvJWTSecretARN, config.EnvQueueURL},
+		env: []string{config.EnvTable, config.EnvStage, config.EnvManagementEndpoint, config.EnvJWTAlg, config.EnvJWTSecretARN, config.EnvQueueURL, config.EnvEventBus},
 		actions: []string{
 			"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
 			"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
 			"dynamodb:ConditionCheckItem", "dynamodb:Query", "dynamodb:BatchWriteItem",
 			"execute-api:ManageConnections", "sqs:SendMessage", "secretsmanager:GetSecretValue",
+			"events:PutEvents", // copies of client events
 		},
 	},
 	"broadcast": {
 		memory: 1024, timeout: 60,
-		env: []string{config.EnvTable, config.EnvStage, config.EnvManagementEndpoint, config.EnvJWTAlg, config.EnvJWTSecretARN, config.EnvQueueURL},
+		env: []string{config.EnvTable, config.EnvStage, config.EnvManagementEndpoint, config.EnvJWTAlg, config.EnvJWTSecretARN, config.EnvQueueURL, config.EnvEventBus},
 		actions: []string{
 			"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
 			"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem",
@@ -66,6 +67,9 @@ var want = map[string]struct {
 			// the task queue: send, and the event source mapping's receive
 			"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
 			"sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+			// the table's stream (lifecycle events) and the bus they go to
+			"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams",
+			"events:PutEvents",
 		},
 	},
 }
@@ -461,15 +465,37 @@ func TestStack_TaskQueueFeedsBroadcast(t *testing.T) {
 		assert.Equal(t, map[string]any{"deadLetterTargetArn": getAtt(dlqID, "Arn"), "maxReceiveCount": float64(5)}, props(q)["RedrivePolicy"])
 		assert.Equal(t, float64(14*24*3600), props(dlq)["MessageRetentionPeriod"])
 
-		_, esm := s.one(t, "AWS::Lambda::EventSourceMapping")
+		esm := s.mappingFrom(t, getAtt(taskID, "Arn"))
 		p := props(esm)
 		broadcastID, _ := s.function(t, "broadcast")
-		assert.Equal(t, getAtt(taskID, "Arn"), p["EventSourceArn"])
 		assert.Equal(t, ref(broadcastID), p["FunctionName"])
 		assert.Equal(t, float64(1), p["BatchSize"], "one shard per invocation, so shards run in parallel")
 		assert.Equal(t, []any{"ReportBatchItemFailures"}, p["FunctionResponseTypes"])
 		assert.Equal(t, map[string]any{"MaximumConcurrency": concurrency}, p["ScalingConfig"])
 	}
+}
+
+// The table's stream feeds broadcast its lifecycle batches: connection
+// meta items only, up to 100 records or a second, retried then dead-
+// lettered; lifecycleEvents=false leaves no mapping.
+func TestStack_TableStreamFeedsLifecycleEvents(t *testing.T) {
+	s := synth(t, defaults)
+	tableID, table := s.one(t, "AWS::DynamoDB::Table")
+	assert.Equal(t, map[string]any{"StreamViewType": "NEW_AND_OLD_IMAGES"}, props(table)["StreamSpecification"])
+	p := props(s.mappingFrom(t, getAtt(tableID, "StreamArn")))
+	broadcastID, _ := s.function(t, "broadcast")
+	assert.Equal(t, ref(broadcastID), p["FunctionName"])
+	assert.Equal(t, float64(100), p["BatchSize"])
+	assert.Equal(t, float64(1), p["MaximumBatchingWindowInSeconds"])
+	assert.Equal(t, "LATEST", p["StartingPosition"])
+	assert.Equal(t, float64(lifecycleRetries), p["MaximumRetryAttempts"])
+	assert.Equal(t, true, p["BisectBatchOnFunctionError"])
+	assert.Equal(t, map[string]any{"Filters": []any{map[string]any{"Pattern": store.StreamFilter}}}, p["FilterCriteria"])
+	dlqID, _ := s.queueNamed(t, "events-dlq")
+	assert.Equal(t, map[string]any{"OnFailure": map[string]any{"Destination": getAtt(dlqID, "Arn")}}, p["DestinationConfig"])
+
+	off := synth(t, map[string]string{"lifecycleEvents": "false"})
+	assert.Len(t, off.resources("AWS::Lambda::EventSourceMapping"), 1, "only the task queue's")
 }
 
 func TestStack_QueuesRefuseUnencryptedTransport(t *testing.T) {
@@ -557,8 +583,13 @@ func TestStack_NoPolicyGrantsWildcardResourceExceptXRay(t *testing.T) {
 				}
 				for _, r := range st.Resources {
 					if r == "*" {
-						sorted := slices.Clone(st.Actions)
+						// dynamodb:ListStreams (the stream mapping's) has no
+						// resource-level permission: IAM needs Resource *.
+						sorted := slices.DeleteFunc(slices.Clone(st.Actions), func(a string) bool { return a == "dynamodb:ListStreams" })
 						sort.Strings(sorted)
+						if len(sorted) == 0 {
+							continue
+						}
 						assert.Equal(t, xray, sorted, "%s/%s: Resource * for %v", s.stage, owner, st.Actions)
 					}
 				}
@@ -615,7 +646,13 @@ func TestStack_DynamoDBActionsOnlyOnTheTable(t *testing.T) {
 		tableID, _ := s.one(t, "AWS::DynamoDB::Table")
 		for owner, sts := range s.identityStatements() {
 			for _, st := range sts {
-				if slices.ContainsFunc(st.Actions, func(a string) bool { return strings.HasPrefix(a, "dynamodb:") }) {
+				dynamo := slices.ContainsFunc(st.Actions, func(a string) bool { return strings.HasPrefix(a, "dynamodb:") && a != "dynamodb:ListStreams" })
+				if dynamo {
+					switch {
+					case slices.Contains(st.Actions, "dynamodb:GetRecords"):
+						assert.Equal(t, []any{getAtt(tableID, "StreamArn")}, st.Resources, "%s/%s: the stream only", s.stage, owner)
+						continue
+					}
 					assert.Equal(t, []any{getAtt(tableID, "Arn")}, st.Resources, "%s/%s", s.stage, owner)
 					for _, a := range st.Actions {
 						assert.True(t, strings.HasPrefix(a, "dynamodb:"), "%s mixed into a DynamoDB statement", a)

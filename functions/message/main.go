@@ -8,6 +8,8 @@ import (
 )
 
 func main() {
-	cfg, d := awsdeps.MustLoad(awsdeps.Needs{Verifier: true})
+	// Publishing: the publish command numbers and delivers client events
+	// here, as the broadcast function does for a backend's.
+	cfg, d := awsdeps.MustLoad(awsdeps.Needs{Verifier: true, Publishing: true})
 	lambda.Start(d.Gateway(cfg).Message)
 }

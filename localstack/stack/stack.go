@@ -162,6 +162,7 @@ type Stack struct {
 	nodesMu     sync.RWMutex
 	nodes       map[string]http.Handler // WebSocket nodes by connection-id prefix
 	stopESM     func()
+	stopStream  func()
 	closeOnce   sync.Once
 }
 
@@ -368,6 +369,20 @@ func (s *Stack) connectEvents(opts Options) error {
 	// One task per invocation: a fan-out shard is a thousand posts, and
 	// shards run in parallel only as separate invocations (the CDK stack's
 	// event source mapping does the same).
+	// The table's stream, read as Lambda's event source mapping does,
+	// becomes connection lifecycle events (the CDK stack's mapping filters
+	// on the same connection meta items).
+	streamCtx, stopStream := context.WithCancel(context.Background())
+	s.stopStream = stopStream
+	if err := (dynamolocal.StreamMapping{
+		Endpoint: s.DynamoDBEndpoint, Table: opts.Table, Filter: store.IsConnectionRecord, Log: opts.Log,
+		Invoke: func(ctx context.Context, payload []byte) error {
+			_, err := s.Host.Invoke(ctx, FnBroadcast, payload)
+			return err
+		},
+	}).Start(streamCtx); err != nil {
+		return fmt.Errorf("the table's stream: %w", err)
+	}
 	s.stopESM = s.SQS.AddEventSource(sqslocal.EventSourceMapping{
 		QueueURL: s.QueueURL, BatchSize: 1, MaxConcurrency: opts.BroadcastConcurrency, ReportBatchItemFailures: true,
 		Invoke: func(ctx context.Context, payload []byte) ([]byte, error) {
@@ -424,6 +439,7 @@ func (s *Stack) functionEnv(opts Options) map[string]string {
 		config.EnvTable:         opts.Table,
 		config.EnvStage:         opts.Stage,
 		config.EnvQueueURL:      s.QueueURL,
+		config.EnvEventBus:      s.BusName,
 		config.EnvJWTAlg:        "HS256",
 		config.EnvJWTSecret:     opts.JWTSecret,
 		config.EnvLogLevel:      "info",
@@ -730,6 +746,9 @@ func (s *Stack) Close() {
 		}
 		if s.stopESM != nil {
 			s.stopESM()
+		}
+		if s.stopStream != nil {
+			s.stopStream()
 		}
 		if s.Bus != nil {
 			s.Bus.Close()

@@ -24,6 +24,9 @@ type Grant struct {
 	// Topics are capability patterns; Subscribe are subscribed at connect.
 	Topics    []string
 	Subscribe []string
+	// Publish are the patterns the principal may publish to (the publish
+	// command).
+	Publish []string
 	// Mode "push" makes the connection push-only.
 	Mode    string
 	Profile string
@@ -108,7 +111,7 @@ func (m Minter) sign(g Grant, jti string, ticket bool) (string, error) {
 			ID:        jti,
 		},
 		PType: g.Type, Org: g.Orgs, Roles: g.Roles, Su: g.Superuser,
-		Topics: g.Topics, Subscribe: g.Subscribe, Mode: g.Mode, Profile: g.Profile,
+		Topics: g.Topics, Subscribe: g.Subscribe, Publish: g.Publish, Mode: g.Mode, Profile: g.Profile,
 		Ticket: ticket,
 	}
 	if m.Audience != "" {

@@ -38,8 +38,12 @@ type Principal struct {
 	Topics []string `json:"topics,omitempty"`
 	// Subscribe are patterns subscribed at connect; they are granted too.
 	Subscribe []string `json:"subscribe,omitempty"`
-	Mode      string   `json:"mode,omitempty"`
-	Profile   string   `json:"profile,omitempty"`
+	// Publish are the patterns the principal may publish to over its
+	// connection (the publish command). Nothing else grants publishing,
+	// not even su.
+	Publish []string `json:"publish,omitempty"`
+	Mode    string   `json:"mode,omitempty"`
+	Profile string   `json:"profile,omitempty"`
 	// TicketID is the jti of a single-use ticket, empty for reusable tokens.
 	TicketID string `json:"-"`
 	// TokenID is the token's jti (empty when it has none): what a backend
@@ -92,6 +96,19 @@ func (p Principal) MaySubscribe(pattern topic.Pattern) bool {
 	}
 	for _, g := range p.grants() {
 		if g.Covers(pattern) {
+			return true
+		}
+	}
+	return false
+}
+
+// MayPublish reports whether a publish claim pattern covers topic t.
+func (p Principal) MayPublish(t topic.Pattern) bool {
+	if p.Anonymous {
+		return false
+	}
+	for _, s := range p.Publish {
+		if g, err := topic.ParsePattern(s); err == nil && g.Covers(t) {
 			return true
 		}
 	}

@@ -62,6 +62,7 @@ type Claims struct {
 	Su        bool       `json:"su,omitempty"`
 	Topics    []string   `json:"topics,omitempty"`
 	Subscribe []string   `json:"subscribe,omitempty"`
+	Publish   []string   `json:"publish,omitempty"`
 	Mode      string     `json:"mode,omitempty"`
 	Profile   string     `json:"profile,omitempty"`
 	// Ticket marks a single-use ticket (Minter.Ticket sets it); a jti alone
@@ -262,7 +263,7 @@ func (c Claims) principal() (Principal, error) {
 		Identity: Identity{
 			Sub: c.Subject, Type: c.PType, Orgs: c.Org, Roles: c.Roles, Superuser: c.Su,
 		},
-		Topics: c.Topics, Subscribe: c.Subscribe, Mode: c.Mode, Profile: c.Profile,
+		Topics: c.Topics, Subscribe: c.Subscribe, Publish: c.Publish, Mode: c.Mode, Profile: c.Profile,
 		ExpiresAt: c.ExpiresAt.Time,
 	}
 	if p.Type == "" {
@@ -280,7 +281,7 @@ func (c Claims) principal() (Principal, error) {
 			return Principal{}, fmt.Errorf("claim %s is longer than %d bytes", name, maxClaimString)
 		}
 	}
-	for name, list := range map[string][]string{"org": p.Orgs, "roles": p.Roles, "topics": p.Topics, "subscribe": p.Subscribe} {
+	for name, list := range map[string][]string{"org": p.Orgs, "roles": p.Roles, "topics": p.Topics, "subscribe": p.Subscribe, "publish": p.Publish} {
 		if len(list) > maxClaimList {
 			return Principal{}, fmt.Errorf("claim %s lists more than %d entries", name, maxClaimList)
 		}
@@ -290,7 +291,7 @@ func (c Claims) principal() (Principal, error) {
 			}
 		}
 	}
-	for name, list := range map[string][]string{"topics": p.Topics, "subscribe": p.Subscribe} {
+	for name, list := range map[string][]string{"topics": p.Topics, "subscribe": p.Subscribe, "publish": p.Publish} {
 		for _, s := range list {
 			if _, err := topic.ParsePattern(s); err != nil {
 				return Principal{}, fmt.Errorf("claim %s: %v", name, err)

@@ -18,13 +18,16 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/broadcast"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/gateway"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 )
@@ -39,6 +42,11 @@ type Deps struct {
 	Poster *fanout.LeanPoster
 	// Tasks is nil when WSGATE_QUEUE_URL is not set.
 	Tasks queue.Tasks
+	// Bus is EventBridge, for the message function's copies of client
+	// events; nil unless Needs.Publishing and WSGATE_EVENT_BUS is set.
+	Bus publish.PutEventsAPI
+	// publishing: Load was asked for Needs.Publishing.
+	publishing bool
 }
 
 // Logger returns the JSON logger every function uses.
@@ -66,15 +74,33 @@ func MustLoad(n Needs) (config.Config, Deps) {
 }
 
 // Gateway is the WebSocket routes' Gateway on these dependencies, writing
-// its metrics to stdout.
+// its metrics to stdout. With Needs.Publishing it takes client events,
+// numbering and delivering them as the broadcast function does.
 func (d Deps) Gateway(cfg config.Config) *gateway.Gateway {
-	return gateway.New(cfg, gateway.Deps{Store: d.Store, Verifier: d.Verifier, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log, Metrics: os.Stdout})
+	gd := gateway.Deps{Store: d.Store, Verifier: d.Verifier, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log, Metrics: os.Stdout}
+	if d.publishing {
+		gd.Publisher, gd.Bus = d.Broadcast(cfg), d.Bus
+	}
+	return gateway.New(cfg, gd)
+}
+
+// Broadcast is the broadcast function's Handler on these dependencies.
+func (d Deps) Broadcast(cfg config.Config) *broadcast.Handler {
+	pacer := fanout.NewPacer(float64(cfg.PostRate))
+	sender := fanout.NewSender(d.Poster, fanout.Options{
+		Workers: cfg.FanoutWorkers, Pacer: pacer, Settling: broadcast.Settling(d.Store, nil),
+	})
+	return broadcast.New(cfg, broadcast.Deps{Store: d.Store, Sender: sender, Connections: d.Connections, Tasks: d.Tasks, Bus: d.Bus, Log: d.Log, Metrics: os.Stdout})
 }
 
 // Needs says which optional dependencies a function builds.
 type Needs struct {
 	// Verifier: the function checks tokens (it reads the key at start).
 	Verifier bool
+	// Publishing: the function takes client events (the message function).
+	Publishing bool
+	// Bus: the function puts events on the stack's bus (lifecycle events).
+	Bus bool
 }
 
 // Load builds the dependencies, the optional ones as n asks.
@@ -99,6 +125,10 @@ func Load(ctx context.Context, cfg config.Config, n Needs) (Deps, error) {
 	}
 	if cfg.QueueURL != "" {
 		d.Tasks = queue.New(sqs.NewFromConfig(awsCfg), cfg.QueueURL)
+	}
+	d.publishing = n.Publishing
+	if (n.Publishing || n.Bus) && cfg.EventBus != "" {
+		d.Bus = eventbridge.NewFromConfig(awsCfg)
 	}
 	if n.Verifier {
 		if d.Verifier, err = verifier(ctx, cfg, awsCfg); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/metrics"
 	"github.com/wsgate/wsgate/shared/observe"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 )
@@ -36,6 +37,7 @@ type Handler struct {
 	sender  Sender
 	conns   fanout.Connections
 	tasks   queue.Tasks
+	bus     publish.PutEventsAPI
 	log     *slog.Logger
 	metrics io.Writer
 	now     func() time.Time
@@ -47,7 +49,9 @@ type Deps struct {
 	Sender      Sender
 	Connections fanout.Connections
 	Tasks       queue.Tasks
-	Log         *slog.Logger
+	// Bus receives the lifecycle events (cfg.EventBus); nil: none.
+	Bus publish.PutEventsAPI
+	Log *slog.Logger
 	// Metrics receives one EMF line per invocation (os.Stdout in Lambda).
 	Metrics io.Writer
 	Now     func() time.Time
@@ -56,11 +60,12 @@ type Deps struct {
 // New returns a Handler.
 func New(cfg config.Config, d Deps) *Handler {
 	k := observe.Kit{Log: d.Log, Metrics: d.Metrics, Now: d.Now}.OrDefaults()
-	return &Handler{cfg: cfg, store: d.Store, sender: d.Sender, conns: d.Connections, tasks: d.Tasks, log: k.Log, metrics: k.Metrics, now: k.Now}
+	return &Handler{cfg: cfg, store: d.Store, sender: d.Sender, conns: d.Connections, tasks: d.Tasks, bus: d.Bus, log: k.Log, metrics: k.Metrics, now: k.Now}
 }
 
-// Handle is the Lambda entry point: an EventBridge event, or an SQS batch
-// of tasks (answered with the ids of the messages to retry).
+// Handle is the Lambda entry point: an EventBridge event, an SQS batch of
+// tasks (answered with the ids of the messages to retry), or a batch of
+// the table's stream records (lifecycle events).
 func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	var probe struct {
 		Records    []json.RawMessage `json:"Records"`
@@ -69,6 +74,9 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (any, error) 
 	if err := json.Unmarshal(raw, &probe); err != nil {
 		h.log.Error("unreadable invocation", "error", err.Error())
 		return nil, nil // retrying unreadable input cannot help
+	}
+	if len(probe.Records) > 0 && store.IsStream(probe.Records[0]) {
+		return nil, h.HandleStream(ctx, probe.Records)
 	}
 	if probe.Records != nil {
 		var ev lambdaevents.SQSEvent

@@ -57,25 +57,50 @@ func (h *Handler) HandleEvent(ctx context.Context, cwe lambdaevents.CloudWatchEv
 		return nil
 	}
 	a := &attempt{log: log.With("topic", ev.Topic.String()), m: m, ev: ev, detail: cwe.Detail, owner: owner(ctx)}
+	if err := h.run(ctx, a); err != nil {
+		return err
+	}
+	m.Duration("ProcessingDuration", h.now().Sub(start))
+	return nil
+}
+
+// PublishNow numbers and delivers an event a client published through the
+// gateway (the publish command), with id and at as its EventBridge id and
+// time would be: the same work as for a backend's event, in the caller's
+// invocation, so the client's answer carries the event's number. A
+// detail that fails validation is an error wrapping publish.ErrInvalid.
+func (h *Handler) PublishNow(ctx context.Context, id string, at time.Time, detail []byte) (uint64, error) {
+	ctx, m, flush := h.measure(ctx, id)
+	defer flush()
+	ev, err := publish.Parse(id, at, detail, h.cfg.HistoryDefault)
+	if err != nil {
+		m.Add("Rejected", 1, metrics.Count)
+		return 0, err
+	}
+	m.Add("ClientEvents", 1, metrics.Count)
+	a := &attempt{log: h.log.With("event_id", id, "topic", ev.Topic.String(), "from", ev.From), m: m, ev: ev, detail: detail, owner: owner(ctx)}
+	err = h.run(ctx, a)
+	return a.rec.Seq, err
+}
+
+// run claims the event's number and does its work, unless it was done.
+func (h *Handler) run(ctx context.Context, a *attempt) error {
+	var err error
 	if a.rec, err = h.claimEvent(ctx, a); err != nil {
 		return err
 	}
 	if a.rec.Done {
-		m.Add("Duplicate", 1, metrics.Count)
+		a.m.Add("Duplicate", 1, metrics.Count)
 		a.log.Info("duplicate event ignored", "seq", a.rec.Seq)
 		return nil
 	}
 	a.log = a.log.With("seq", a.rec.Seq)
 	if a.rec.Overtaken > OrderWindow {
 		// The ordering promise is broken for this event: say so.
-		m.Add("NumberedOutOfOrder", 1, metrics.Count)
+		a.m.Add("NumberedOutOfOrder", 1, metrics.Count)
 		a.log.Warn("numbered after an event published later", "overtaken_ms", a.rec.Overtaken.Milliseconds())
 	}
-	if err := h.process(ctx, a); err != nil {
-		return err
-	}
-	m.Duration("ProcessingDuration", h.now().Sub(start))
-	return nil
+	return h.process(ctx, a)
 }
 
 // claimEvent draws the event's sequence number, or takes over the record

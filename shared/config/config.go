@@ -24,6 +24,16 @@ const (
 	EnvStage              = "WSGATE_STAGE"
 	EnvManagementEndpoint = "WSGATE_MANAGEMENT_ENDPOINT"
 	EnvQueueURL           = "WSGATE_QUEUE_URL"
+	// EnvEventBus names the stack's EventBridge bus, where the message
+	// function puts a copy of every event a client publishes.
+	EnvEventBus = "WSGATE_EVENT_BUS"
+	// EnvClientEventsToBus: "false" keeps client events off the bus.
+	EnvClientEventsToBus = "WSGATE_CLIENT_EVENTS_TO_BUS"
+	// EnvClientHistory: "false" does not keep client events for resume.
+	EnvClientHistory = "WSGATE_CLIENT_HISTORY"
+	// EnvLifecycleEvents: "false" puts no wsgate.connection.opened/.closed
+	// events on the bus (the CDK stack then has no stream mapping either).
+	EnvLifecycleEvents = "WSGATE_LIFECYCLE_EVENTS"
 
 	EnvJWTAlg       = "WSGATE_JWT_ALG"
 	EnvJWTSecret    = "WSGATE_JWT_SECRET"
@@ -143,6 +153,10 @@ type Config struct {
 	Stage              string
 	ManagementEndpoint string
 	QueueURL           string
+	EventBus           string
+	ClientEventsToBus  bool
+	ClientHistory      bool
+	LifecycleEvents    bool
 
 	JWTAlg       string
 	JWTSecret    string
@@ -211,6 +225,10 @@ func Load(getenv func(string) string) (Config, error) {
 		Stage:               r.str(EnvStage, DefaultStage),
 		ManagementEndpoint:  getenv(EnvManagementEndpoint),
 		QueueURL:            getenv(EnvQueueURL),
+		EventBus:            getenv(EnvEventBus),
+		ClientEventsToBus:   r.boolean(EnvClientEventsToBus, true),
+		ClientHistory:       r.boolean(EnvClientHistory, true),
+		LifecycleEvents:     r.boolean(EnvLifecycleEvents, true),
 		JWTAlg:              strings.ToUpper(r.str(EnvJWTAlg, DefaultJWTAlg)),
 		JWTSecret:           getenv(EnvJWTSecret),
 		JWTSecretARN:        getenv(EnvJWTSecretARN),

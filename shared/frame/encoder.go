@@ -102,7 +102,7 @@ func (e *Encoder) Frame(f Form) ([]byte, error) {
 	if f.Envelope {
 		ev := protocol.Event{
 			Type: protocol.TypeEvent, Topic: e.it.Topic, Seq: e.it.Seq, ID: e.it.ID,
-			Time: e.it.Time.UTC().Format(time.RFC3339Nano),
+			Time: e.it.Time.UTC().Format(time.RFC3339Nano), From: e.it.From,
 		}
 		if e.it.Binary {
 			ev.DataBase64 = base64.StdEncoding.EncodeToString(payload)

@@ -27,6 +27,8 @@ type Item struct {
 	Attributes filter.Attributes
 	Project    filter.Projection
 	Audience   *auth.Audience
+	// From is who published it ("<ptype>:<sub>"), for the envelope.
+	From string
 }
 
 // FromEvent is a live event with its sequence number.
@@ -34,7 +36,7 @@ func FromEvent(ev publish.Event, seq uint64) Item {
 	return Item{
 		Topic: ev.Topic.String(), Seq: seq, ID: ev.ID, Time: ev.Time,
 		Payload: ev.Payload, Binary: ev.Binary,
-		Attributes: ev.Attributes, Project: ev.Project, Audience: ev.Audience,
+		Attributes: ev.Attributes, Project: ev.Project, Audience: ev.Audience, From: ev.From,
 	}
 }
 
@@ -42,6 +44,6 @@ func FromEvent(ev publish.Event, seq uint64) Item {
 func FromHistory(t string, h store.HistoryEntry) Item {
 	return Item{
 		Topic: t, Seq: h.Seq, ID: h.ID, Time: h.Time, Payload: h.Payload, Binary: h.Binary,
-		Attributes: h.Attributes, Project: h.Project, Audience: h.Audience,
+		Attributes: h.Attributes, Project: h.Project, Audience: h.Audience, From: h.From,
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/metrics"
 	"github.com/wsgate/wsgate/shared/observe"
+	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
@@ -31,9 +32,12 @@ type Gateway struct {
 	verifier Verifier
 	conns    fanout.Connections
 	tasks    queue.Tasks
-	log      *slog.Logger
-	metrics  io.Writer
-	now      func() time.Time
+	// publisher and bus serve the publish command (nil: refused).
+	publisher ClientPublisher
+	bus       publish.PutEventsAPI
+	log       *slog.Logger
+	metrics   io.Writer
+	now       func() time.Time
 }
 
 // Deps are the Gateway's collaborators. Tasks may be nil: then pending
@@ -44,7 +48,11 @@ type Deps struct {
 	Verifier    Verifier
 	Connections fanout.Connections
 	Tasks       queue.Tasks
-	Log         *slog.Logger
+	// Publisher numbers and delivers client events (the publish command);
+	// nil refuses them. Bus receives their copies (cfg.EventBus).
+	Publisher ClientPublisher
+	Bus       publish.PutEventsAPI
+	Log       *slog.Logger
 	// Metrics receives an EMF line per refusal by an abuse limit
 	// (the function's stdout, which CloudWatch turns into metrics).
 	Metrics io.Writer
@@ -54,7 +62,7 @@ type Deps struct {
 // New returns a Gateway.
 func New(cfg config.Config, d Deps) *Gateway {
 	k := observe.Kit{Log: d.Log, Metrics: d.Metrics, Now: d.Now}.OrDefaults()
-	return &Gateway{cfg: cfg, store: d.Store, verifier: d.Verifier, conns: d.Connections, tasks: d.Tasks, log: k.Log, metrics: k.Metrics, now: k.Now}
+	return &Gateway{cfg: cfg, store: d.Store, verifier: d.Verifier, conns: d.Connections, tasks: d.Tasks, publisher: d.Publisher, bus: d.Bus, log: k.Log, metrics: k.Metrics, now: k.Now}
 }
 
 // The abuse limits' metrics, one count per refusal.
@@ -63,6 +71,9 @@ const (
 	MetricMessageTooLarge      = "MessageTooLarge"
 	MetricTooManyConnections   = "TooManyConnections"
 	MetricTooManySubscriptions = "TooManySubscriptions"
+	// MetricClientEventsNotOnBus counts client events whose copy did not
+	// reach the bus (they were delivered).
+	MetricClientEventsNotOnBus = "ClientEventsNotOnBus"
 )
 
 // limited counts a refusal by an abuse limit in the route's EMF line, with

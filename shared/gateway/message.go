@@ -73,10 +73,38 @@ func itemID(it protocol.BatchItem) json.RawMessage {
 // commandCount is how many commands a frame counts for in the rate limit:
 // each command of a batch, one for anything else (an unreadable frame too).
 func commandCount(cmd protocol.Command) int {
-	if b, ok := cmd.(protocol.Batch); ok {
-		return max(len(b.Items), 1)
+	n := 0
+	for _, it := range frameItems(cmd) {
+		n += cost(it.Command)
+	}
+	return max(n, 1)
+}
+
+// cost is what a command counts against the rate limit.
+func cost(cmd protocol.Command) int {
+	if _, ok := cmd.(protocol.Publish); ok {
+		return PublishCost
 	}
 	return 1
+}
+
+// frameItems are the frame's commands: a batch's items, or the command.
+func frameItems(cmd protocol.Command) []protocol.BatchItem {
+	if b, ok := cmd.(protocol.Batch); ok {
+		return b.Items
+	}
+	return []protocol.BatchItem{{Command: cmd}}
+}
+
+// grantedItems is how many of the first items fit in the units the rate
+// limit granted.
+func grantedItems(items []protocol.BatchItem, units int) int {
+	for i, it := range items {
+		if units -= cost(it.Command); units < 0 {
+			return i
+		}
+	}
+	return len(items)
 }
 
 // spent reports whether the frame's work budget is used up.
@@ -243,10 +271,8 @@ func (s *session) runFrame(ctx context.Context, cmd protocol.Command, granted in
 	wctx, cancel := context.WithTimeout(ctx, budget+max(budget/2, 5*time.Second))
 	defer cancel()
 	defer s.closeReplay(ctx)
-	items := []protocol.BatchItem{{Command: cmd}}
-	if b, ok := cmd.(protocol.Batch); ok {
-		items = b.Items
-	}
+	items := frameItems(cmd)
+	granted = grantedItems(items, granted)
 	if refused := len(items) - granted; refused > 0 {
 		s.log.Info("rate limited", "limit", s.conn.Limits.MessagesPerSecond, "commands", len(items), "refused", refused)
 		g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
@@ -439,6 +465,8 @@ func (s *session) run(ctx context.Context, cmd protocol.Command) {
 		s.resume(ctx, c)
 	case protocol.Auth:
 		s.refresh(ctx, c)
+	case protocol.Publish:
+		s.publish(ctx, c)
 	default:
 		s.replyErr(protocol.Errorf(cmd.RequestID(), protocol.CodeBadRequest, "%s is not allowed here", cmd.Type()))
 	}

@@ -27,6 +27,7 @@ const (
 	TypeBatch               = "batch"
 	TypeRegister            = "register"
 	TypeDeregister          = "deregister"
+	TypePublish             = "publish"
 )
 
 // MaxIDBytes bounds the echoed request id.
@@ -105,6 +106,17 @@ type Auth struct {
 	Token string
 }
 
+// Publish sends an event to a topic from the connection, when the token's
+// publish claim covers it: the gateway numbers it and delivers it as a
+// backend's event, with who published it (from).
+type Publish struct {
+	ID      json.RawMessage
+	Topic   topic.Pattern
+	Payload json.RawMessage
+	// Attributes are matched by subscription filters (the detail's).
+	Attributes json.RawMessage
+}
+
 // BatchItem is one message of a batch: a command, or the error parsing it.
 type BatchItem struct {
 	Command Command
@@ -136,5 +148,7 @@ func (c Resume) Type() string                            { return TypeResume }
 func (c Resume) RequestID() json.RawMessage              { return c.ID }
 func (c Auth) Type() string                              { return TypeAuth }
 func (c Auth) RequestID() json.RawMessage                { return c.ID }
+func (c Publish) Type() string                           { return TypePublish }
+func (c Publish) RequestID() json.RawMessage             { return c.ID }
 func (c Batch) Type() string                             { return TypeBatch }
 func (c Batch) RequestID() json.RawMessage               { return c.ID }

@@ -35,6 +35,7 @@ const (
 	TypeResumed      = "resumed"
 	TypeAuthResponse = "auth_response"
 	TypeEvent        = "event"
+	TypePublished    = "published"
 )
 
 // Header is what every message the gateway sends starts with: its type
@@ -110,6 +111,17 @@ type Resumed struct {
 	More     bool            `json:"more,omitempty"`
 }
 
+// Published answers a publish: the event's id and its sequence number in
+// the topic (it was delivered to the topic's subscribers, the publisher's
+// own connection among them when subscribed).
+type Published struct {
+	Type    string          `json:"type"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Topic   string          `json:"topic"`
+	EventID string          `json:"event_id"`
+	Seq     uint64          `json:"seq"`
+}
+
 // AuthResponse answers an auth message.
 type AuthResponse struct {
 	Type    string          `json:"type"`
@@ -145,6 +157,9 @@ type Event struct {
 	Time       string          `json:"time"`
 	Data       json.RawMessage `json:"data,omitempty"`
 	DataBase64 string          `json:"data_base64,omitempty"`
+	// From is who published the event, "<ptype>:<sub>", when a client did
+	// (the publish command) or a backend said.
+	From string `json:"from,omitempty"`
 }
 
 // Encode marshals a server message. Unlike json.Marshal it leaves <, >

@@ -28,6 +28,8 @@ type wire struct {
 	Token       *string         `json:"token"`
 	Messages    json.RawMessage `json:"messages"`
 	Envelope    json.RawMessage `json:"envelope"`
+	Payload     json.RawMessage `json:"payload"`
+	Attributes  json.RawMessage `json:"attributes"`
 	// extra holds the other top-level fields of a channel subscribe.
 	extra map[string]json.RawMessage
 }
@@ -124,6 +126,8 @@ func (w wire) command(id json.RawMessage) (Command, error) {
 			return nil, Errorf(id, CodeBadRequest, "auth needs \"token\"")
 		}
 		return Auth{ID: id, Token: *w.Token}, nil
+	case TypePublish:
+		return w.publish(id)
 	case TypeBatch:
 		return nil, Errorf(id, CodeBadRequest, "a batch may not hold a batch")
 	}
@@ -291,6 +295,23 @@ func (w wire) resume(id json.RawMessage) (Command, error) {
 		return nil, Errorf(id, CodeBadRequest, "resume's \"envelope\" is true or false")
 	}
 	return Resume{ID: id, Topic: t, Since: since, Until: until, Envelope: envelope}, nil
+}
+
+func (w wire) publish(id json.RawMessage) (Command, error) {
+	if w.Topic == nil {
+		return nil, Errorf(id, CodeBadRequest, "publish needs \"topic\"")
+	}
+	t, err := topic.ParseTopic(*w.Topic)
+	if err != nil {
+		return nil, Errorf(id, CodeBadRequest, "publish: %v (a topic, no wildcards)", err)
+	}
+	if p := bytes.TrimSpace(w.Payload); len(p) == 0 || string(p) == "null" {
+		return nil, Errorf(id, CodeBadRequest, "publish needs \"payload\", any JSON value but null")
+	}
+	if a := bytes.TrimSpace(w.Attributes); len(a) > 0 && (a[0] != '{' || string(a) == "null") {
+		return nil, Errorf(id, CodeBadRequest, "publish's \"attributes\" is an object")
+	}
+	return Publish{ID: id, Topic: t, Payload: w.Payload, Attributes: w.Attributes}, nil
 }
 
 // batch parses a batch's messages, each into a command or its error.

@@ -94,3 +94,22 @@ func (r AuthRequest) MarshalJSON() ([]byte, error) {
 		fields
 	}{TypeAuth, fields(r)})
 }
+
+// PublishRequest publishes Payload to the topic Topic (the token's publish
+// claim must cover it), answered by a Published.
+type PublishRequest struct {
+	ID      string          `json:"id,omitempty"`
+	Topic   string          `json:"topic"`
+	Payload json.RawMessage `json:"payload"`
+	// Attributes are matched by subscription filters.
+	Attributes map[string]any `json:"attributes,omitempty"`
+}
+
+// MarshalJSON writes the request with "type":"publish".
+func (r PublishRequest) MarshalJSON() ([]byte, error) {
+	type fields PublishRequest
+	return json.Marshal(struct {
+		Type string `json:"type"`
+		fields
+	}{TypePublish, fields(r)})
+}

@@ -33,6 +33,8 @@ func TestRequests_ParseBack(t *testing.T) {
 		{"ping with timestamp", PingRequest{ID: "p", Timestamp: "2026-11-23T10:00:00Z"},
 			Ping{ID: json.RawMessage(`"p"`), Timestamp: "2026-11-23T10:00:00Z"}},
 		{"auth", AuthRequest{ID: "a", Token: "tok"}, Auth{ID: json.RawMessage(`"a"`), Token: "tok"}},
+		{"publish", PublishRequest{ID: "p1", Topic: "chat.r1", Payload: json.RawMessage(`{"text":"hi"}`), Attributes: map[string]any{"lang": "en"}},
+			Publish{ID: json.RawMessage(`"p1"`), Topic: patternsOf(t, "chat.r1")[0], Payload: json.RawMessage(`{"text":"hi"}`), Attributes: json.RawMessage(`{"lang":"en"}`)}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

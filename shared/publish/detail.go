@@ -1,4 +1,4 @@
-// Package events is the publisher contract: the EventBridge "detail" a
+// Package publish is the publisher contract: the EventBridge "detail" a
 // backend sends, its validation, and a Publish helper for backends.
 package publish
 
@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/filter"
@@ -59,7 +61,14 @@ type Detail struct {
 	// (Publish sets it): the envelope's time. EventBridge's own event time
 	// has whole seconds, too coarse for publish-to-receive latency.
 	PublishedAt *time.Time `json:"published_at,omitempty"`
+	// From names who published, "<ptype>:<sub>": the gateway sets it on
+	// events its clients publish (the publish command), and subscribers
+	// read it in the envelope. A backend may set it when it relays.
+	From string `json:"from,omitempty"`
 }
+
+// MaxFromBytes bounds Detail.From.
+const MaxFromBytes = 300
 
 // maxClockSkew bounds how far published_at may be from EventBridge's time
 // to be used instead of it.
@@ -81,6 +90,8 @@ type Event struct {
 	State        [][]byte
 	ReplaceState bool
 	History      bool
+	// From is who published it, empty for a backend's event.
+	From string
 }
 
 // wireDetail mirrors Detail with the raw forms validation needs.
@@ -94,6 +105,7 @@ type wireDetail struct {
 	State         json.RawMessage   `json:"state"`
 	History       *bool             `json:"history"`
 	PublishedAt   *time.Time        `json:"published_at"`
+	From          *string           `json:"from"`
 }
 
 // Parse validates an EventBridge detail. id and t are the EventBridge event
@@ -116,6 +128,11 @@ func Parse(id string, t time.Time, detail []byte, historyDefault bool) (Event, e
 	}
 	if w.History != nil {
 		ev.History = *w.History
+	}
+	if w.From != nil {
+		if ev.From, err = parseFrom(*w.From); err != nil {
+			return Event{}, err
+		}
 	}
 	if err := parsePayload(w, &ev); err != nil {
 		return Event{}, err
@@ -181,6 +198,15 @@ func decodeStrict(b []byte, what string, v any) error {
 	return nil
 }
 
+// parseFrom checks detail.from: "<ptype>:<sub>", as an audience subs entry.
+func parseFrom(from string) (string, error) {
+	ptype, sub, ok := strings.Cut(from, ":")
+	if !ok || ptype == "" || sub == "" || len(from) > MaxFromBytes || !utf8.ValidString(from) {
+		return "", fmt.Errorf("%w: detail.from is \"<ptype>:<sub>\", at most %d bytes", ErrInvalid, MaxFromBytes)
+	}
+	return from, nil
+}
+
 // parsePayload sets the event's payload from payload or payload_base64.
 func parsePayload(w wireDetail, ev *Event) error {
 	hasJSON := len(w.Payload) > 0 && !bytes.Equal(w.Payload, []byte("null"))
@@ -234,7 +260,7 @@ func parseState(raw json.RawMessage) (frames [][]byte, replace bool, err error) 
 // API Gateway's limit, so no subscriber ever gets half of a fan-out.
 func checkFrameSize(ev Event) error {
 	raw := len(ev.Payload)
-	env := envelopeReserve + len(ev.Topic.String()) + len(ev.ID) + len(strconv.Itoa(1<<62))
+	env := envelopeReserve + len(ev.Topic.String()) + len(ev.ID) + len(strconv.Itoa(1<<62)) + len(ev.From)
 	if ev.Binary {
 		env += base64.StdEncoding.EncodedLen(raw)
 	} else {

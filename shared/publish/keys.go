@@ -9,7 +9,7 @@ import (
 
 // detailKeys are the detail's fields, spelt as the contract spells them.
 func detailKeys() []string {
-	return []string{"topic", "payload", "payload_base64", "attributes", "project", "audience", "state", "history", "published_at"}
+	return []string{"topic", "payload", "payload_base64", "attributes", "project", "audience", "state", "history", "published_at", "from"}
 }
 
 // audienceKeys are the fields of detail.audience.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 )
 
@@ -78,24 +77,51 @@ func ParseRevocation(detail []byte, now time.Time, defaultFor time.Duration) (Re
 
 // Revoke publishes a revocation to the stack's bus.
 func (p Publisher) Revoke(ctx context.Context, r Revocation) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
+	return p.Announce(ctx, RevokeDetailType, r)
+}
+
+// Announce puts one event of detailType, with v as its detail, on the
+// stack's bus: a revocation, or a copy of a client's event for backends.
+func (p Publisher) Announce(ctx context.Context, detailType string, v any) error {
+	return p.AnnounceAll(ctx, []Announcement{{DetailType: detailType, Detail: v}})
+}
+
+// Announcement is one event AnnounceAll puts on the bus.
+type Announcement struct {
+	DetailType string
+	Detail     any
+}
+
+// AnnounceAll puts the events on the stack's bus in calls of at most 10
+// entries, retrying entries EventBridge throttled; an error lists those it
+// did not accept.
+func (p Publisher) AnnounceAll(ctx context.Context, all []Announcement) error {
 	src := p.Source
 	if src == "" {
 		src = DefaultSource
 	}
-	out, err := p.Client.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []types.PutEventsRequestEntry{{
-		EventBusName: aws.String(p.Bus), Source: aws.String(src),
-		DetailType: aws.String(RevokeDetailType), Detail: aws.String(string(b)),
-	}}})
-	if err != nil {
-		return fmt.Errorf("events: revoke: %w", err)
+	entries := make([]types.PutEventsRequestEntry, len(all))
+	for i, a := range all {
+		b, err := json.Marshal(a.Detail)
+		if err != nil {
+			return fmt.Errorf("publish: %s: %w", a.DetailType, err)
+		}
+		entries[i] = types.PutEventsRequestEntry{
+			EventBusName: aws.String(p.Bus), Source: aws.String(src),
+			DetailType: aws.String(a.DetailType), Detail: aws.String(string(b)),
+		}
 	}
-	if out.FailedEntryCount > 0 && len(out.Entries) > 0 {
-		e := out.Entries[0]
-		return fmt.Errorf("events: revoke: %s: %s", aws.ToString(e.ErrorCode), aws.ToString(e.ErrorMessage))
+	ids := make([]string, len(entries))
+	var failed []EntryError
+	for start := 0; start < len(entries); start += MaxEntriesPerCall {
+		f, err := p.send(ctx, entries[start:min(start+MaxEntriesPerCall, len(entries))], start, ids)
+		if err != nil {
+			return err
+		}
+		failed = append(failed, f...)
+	}
+	if len(failed) > 0 {
+		return &PublishError{Failed: failed}
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ const (
 	attrProject  = "proj"
 	attrSkip     = "skip"
 	attrNumbered = "nt"
+	attrFrom     = "from"
 )
 
 // EventRecord is the outcome of BeginEvent.
@@ -406,6 +407,8 @@ type HistoryEntry struct {
 	Attributes filter.Attributes
 	Project    filter.Projection
 	Audience   *auth.Audience
+	// From is who published it, when a client did (or a backend said).
+	From string
 }
 
 func historyPK(t string) string { return prefixHistory + t }
@@ -419,6 +422,9 @@ func historyItem(ev publish.Event, seq uint64, expires time.Time) (map[string]ty
 	it[TTLAttribute] = nv(expires.Unix())
 	if ev.Binary {
 		it[attrBinary] = bv(true)
+	}
+	if ev.From != "" {
+		it[attrFrom] = sv(ev.From)
 	}
 	for name, v := range map[string]any{attrAttrs: ev.Attributes, attrProject: ev.Project, attrAudience: ev.Audience} {
 		if isEmpty(v) {
@@ -473,6 +479,7 @@ func (s *Store) History(ctx context.Context, t topic.Pattern, since uint64, limi
 			e := HistoryEntry{
 				Seq: parseSeq(getS(it, SortKey)), ID: getS(it, attrID), Skip: getBool(it, attrSkip),
 				Time: time.UnixMilli(getN(it, attrTime)), Payload: getB(it, attrPayload), Binary: getBool(it, attrBinary),
+				From: getS(it, attrFrom),
 			}
 			if a := getS(it, attrAttrs); a != "" {
 				_ = json.Unmarshal([]byte(a), &e.Attributes)

@@ -54,14 +54,15 @@ func harness(t *testing.T, s *stack.Stack) *httptest.Server {
 	mint := func(f func(auth.Grant) (string, error)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			var g struct {
-				Sub    string   `json:"sub"`
-				Topics []string `json:"topics"`
+				Sub     string   `json:"sub"`
+				Topics  []string `json:"topics"`
+				Publish []string `json:"publish"`
 			}
 			if err := json.NewDecoder(r.Body).Decode(&g); err != nil {
 				reply(w, nil, err)
 				return
 			}
-			tok, err := f(auth.Grant{Sub: g.Sub, Topics: g.Topics})
+			tok, err := f(auth.Grant{Sub: g.Sub, Topics: g.Topics, Publish: g.Publish})
 			reply(w, map[string]string{"token": tok}, err)
 		}
 	}

@@ -162,6 +162,20 @@ export async function run(lib, { api, runner, log = () => {} }) {
   check(gapped[0].error instanceof WsgateError && gapped[0].error.code === 'history_expired', `history_expired: ${gapped[0].error}`);
   later.close();
 
+  // ---- publishing from the client (the token's publish claim) ----
+  const chatToken = (await post('/token', { sub: `bob-${runner}`, topics: [`${base}.chat.*`], publish: [`${base}.chat.*`] })).token;
+  const heard = [];
+  const chatter = new Client({ url: ws, token: () => chatToken, topics: [`${base}.chat.room`], onEvent: (e) => heard.push(e) });
+  await chatter.connect();
+  await sleep(300); // the subscription answered
+  const sent = await chatter.publish(`${base}.chat.room`, { text: 'hello' });
+  check(sent.seq === 1 && sent.eventId, `published: ${JSON.stringify(sent)}`);
+  await waitFor(() => heard.length === 1, 'its own message');
+  check(heard[0].from === `user:bob-${runner}` && heard[0].data.text === 'hello' && heard[0].id === sent.eventId, `the message names its sender: ${JSON.stringify(heard[0])}`);
+  const denied = await chatter.publish(`${base}.orders.a`, { n: 0 }).then(() => null, (e) => e);
+  check(denied instanceof WsgateError && denied.code === 'forbidden', `publishing outside the claim is refused: ${denied}`);
+  chatter.close();
+
   // ---- refusals ----
   const refused = async (token, what) => {
     const seen = [];

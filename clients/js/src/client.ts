@@ -113,6 +113,8 @@ interface Message {
   time?: string;
   data?: unknown;
   data_base64?: string;
+  from?: string;
+  event_id?: string;
 }
 
 // The ids of the client's own commands name what they are about, so an
@@ -322,6 +324,18 @@ export class Client {
       },
     };
     return it;
+  }
+
+  /**
+   * publish sends an event to a topic the token's `publish` claim covers;
+   * resolves with its id and its number in the topic, rejects with a
+   * WsgateError (forbidden, rate_limited, ...). Not retried: a publish the
+   * connection lost before its answer may or may not have been delivered.
+   */
+  async publish(topic: string, payload: unknown, options: { attributes?: Record<string, unknown> } = {}): Promise<{ eventId: string; seq: number }> {
+    const id = 'pub:' + ++this.seqCounter;
+    const m = await this.request({ type: P.TypePublish, topic, payload, attributes: options.attributes }, id);
+    return { eventId: str(m.event_id), seq: m.seq ?? 0 };
   }
 
   /** send writes a command (an object, as JSON, or a string as is) on the current connection. */
@@ -654,6 +668,7 @@ export class Client {
     if (!topic || typeof seq !== 'number' || seq <= 0) return false;
     const e: WsgateEvent = { topic, seq, id: str(m.id) };
     if (m.time) e.time = new Date(m.time);
+    if (m.from) e.from = m.from;
     if (m.data_base64) e.binary = Uint8Array.from(atob(m.data_base64), (c) => c.charCodeAt(0));
     else e.data = m.data;
     const out = this.topic(topic).receive(e, Date.now(), this.o.gapWait);

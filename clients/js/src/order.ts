@@ -15,6 +15,8 @@ export interface WsgateEvent<T = unknown> {
   data?: T;
   /** The payload of a `payload_base64` event. */
   binary?: Uint8Array;
+  /** Who published it, `<ptype>:<sub>`, when a client did (the publish command). */
+  from?: string;
 }
 
 /** The client's position in one topic. */

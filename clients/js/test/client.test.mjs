@@ -369,3 +369,21 @@ test('an already aborted signal stops the client and the iterator at once', asyn
   assert.deepEqual(await it.next(), { value: undefined, done: true });
   assert.equal(gw.sockets.length, 0);
 });
+
+test('publish resolves with the event id and number; a refusal rejects; from reaches onEvent', async () => {
+  const events = [];
+  const { gw, c } = setup({ onEvent: (e) => events.push(e) });
+  await c.connect();
+  gw.onFrame = (f, s) => {
+    if (f.type !== 'publish') return;
+    if (f.topic === 'orders.secret') return s.reply({ type: 'error', id: f.id, code: 'forbidden', message: 'not allowed to publish to orders.secret' });
+    s.reply({ ...event(f.topic, 1, f.payload), from: 'user:alice' });
+    s.reply({ type: 'published', id: f.id, topic: f.topic, event_id: 'ev-1', seq: 1 });
+  };
+  assert.deepEqual(await c.publish('orders.a', { text: 'hi' }, { attributes: { lang: 'en' } }), { eventId: 'ev-1', seq: 1 });
+  const sent = gw.last.frames.find((f) => f.type === 'publish');
+  assert.deepEqual({ topic: sent.topic, payload: sent.payload, attributes: sent.attributes }, { topic: 'orders.a', payload: { text: 'hi' }, attributes: { lang: 'en' } });
+  await assert.rejects(c.publish('orders.secret', 1), (e) => e instanceof WsgateError && e.code === 'forbidden');
+  await gw.waitFor(() => events.length === 1);
+  assert.equal(events[0].from, 'user:alice');
+});

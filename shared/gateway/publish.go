@@ -1,0 +1,104 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wsgate/wsgate/shared/protocol"
+	"github.com/wsgate/wsgate/shared/publish"
+)
+
+// ClientPublisher numbers and delivers an event a client published: the
+// broadcast function's work (broadcast.Handler.PublishNow), run in the
+// message function so that the answer carries the event's number.
+type ClientPublisher interface {
+	PublishNow(ctx context.Context, id string, at time.Time, detail []byte) (uint64, error)
+}
+
+// PublishCost is what a publish counts against WSGATE_MESSAGES_PER_SECOND:
+// at the default 100 a connection publishes at most 10 events a second. A
+// publish is a fan-out, which costs the gateway far more than a command.
+const PublishCost = 10
+
+// publishCalls is the store calls a publish counts against the frame's
+// budget: number, history, the audience's pages, finish.
+const publishCalls = 5
+
+// publish runs the publish command: the token's publish claim must cover
+// the topic; the event then goes through the publisher contract's
+// validation, numbering, history, audience and filters like a backend's,
+// with "from" naming the principal, and a copy goes to the bus.
+func (s *session) publish(ctx context.Context, c protocol.Publish) {
+	p := s.conn.Principal
+	if !p.MayPublish(c.Topic) {
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "not allowed to publish to %s (the token's publish claim)", c.Topic))
+		return
+	}
+	if s.g.publisher == nil {
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "this gateway does not take events from clients"))
+		return
+	}
+	if s.refused(s.spend(c.ID, publishCalls)) {
+		return
+	}
+	at := s.arrived.UTC()
+	d := struct {
+		Topic       string          `json:"topic"`
+		Payload     json.RawMessage `json:"payload"`
+		Attributes  json.RawMessage `json:"attributes,omitempty"`
+		From        string          `json:"from"`
+		History     bool            `json:"history"`
+		PublishedAt time.Time       `json:"published_at"`
+	}{c.Topic.String(), c.Payload, c.Attributes, p.Type + ":" + p.Sub, s.g.cfg.ClientHistory, at}
+	detail, err := json.Marshal(d)
+	if err != nil {
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "publish: %v", err))
+		return
+	}
+	id := newEventID()
+	log := s.log.With("event_id", id, "topic", d.Topic)
+	seq, err := s.g.publisher.PublishNow(ctx, id, at, detail)
+	switch {
+	case errors.Is(err, publish.ErrTooLarge):
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeTooLarge, "%v", err))
+		return
+	case errors.Is(err, publish.ErrInvalid):
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "%v", err))
+		return
+	case err != nil:
+		// Numbered perhaps, not fully delivered: the client sends it again
+		// (a new id, so a new event; say so).
+		log.Error("client event not delivered", "error", err.Error())
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeUnavailable, "the event was not delivered to every subscriber; publish it again"))
+		return
+	}
+	log.Info("client event published", "seq", seq)
+	s.announce(ctx, log, publish.ClientPublished{EventID: id, Seq: seq, From: d.From, Orgs: p.Orgs, ConnectionID: s.conn.ID, Event: detail})
+	s.reply(protocol.Published{Type: protocol.TypePublished, ID: c.ID, Topic: d.Topic, EventID: id, Seq: seq})
+}
+
+// announce puts the copy of a client's event on the bus. The event is
+// delivered already: a failure is logged and counted, not the client's.
+func (s *session) announce(ctx context.Context, log interface{ Error(string, ...any) }, cp publish.ClientPublished) {
+	if s.g.bus == nil || !s.g.cfg.ClientEventsToBus || s.g.cfg.EventBus == "" {
+		return
+	}
+	pub := publish.Publisher{Client: s.g.bus, Bus: s.g.cfg.EventBus, Source: publish.ClientSource}
+	if err := pub.Announce(ctx, publish.ClientDetailType, cp); err != nil {
+		log.Error("client event not copied to the bus", "error", err.Error())
+		s.g.limited("$default", MetricClientEventsNotOnBus, s.conn.ID, s.conn.Principal.Sub)
+	}
+}
+
+// newEventID is a random UUID, the form of EventBridge's event ids.
+func newEventID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}

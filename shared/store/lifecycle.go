@@ -1,0 +1,216 @@
+package store
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// The table's stream (NEW_AND_OLD_IMAGES) tells when connections open and
+// close, without a write or a wait on $connect's path: a connection's meta
+// item is written when it is admitted (or, in auth-message mode, changed
+// from pending to authenticated) and deleted when it goes, by $disconnect,
+// by a post that found it gone, or by DynamoDB's TTL when $disconnect never
+// came.
+
+// StreamRecord is one DynamoDB stream record, as Lambda's event source
+// mapping delivers it (and as GetRecords returns it).
+type StreamRecord struct {
+	EventID   string `json:"eventID"`
+	EventName string `json:"eventName"` // INSERT, MODIFY or REMOVE
+	Dynamodb  struct {
+		// ApproximateCreationDateTime is in seconds since the epoch.
+		ApproximateCreationDateTime float64                    `json:"ApproximateCreationDateTime"`
+		Keys                        map[string]json.RawMessage `json:"Keys"`
+		NewImage                    map[string]json.RawMessage `json:"NewImage"`
+		OldImage                    map[string]json.RawMessage `json:"OldImage"`
+	} `json:"dynamodb"`
+	// UserIdentity is set on deletions by TTL: type Service, principalId
+	// dynamodb.amazonaws.com.
+	UserIdentity *struct {
+		Type        string `json:"type"`
+		PrincipalID string `json:"principalId"`
+	} `json:"userIdentity"`
+}
+
+// StreamFilter is the event source mapping's filter: only connection meta
+// items reach the function (other items are not invoked for, nor paid).
+const StreamFilter = `{"dynamodb":{"Keys":{"` + SortKey + `":{"S":["` + skMeta + `"]}}}}`
+
+// IsConnectionRecord applies StreamFilter: whether a record is of a
+// connection's meta item.
+func IsConnectionRecord(raw json.RawMessage) bool {
+	var r StreamRecord
+	if json.Unmarshal(raw, &r) != nil {
+		return false
+	}
+	sk, err := imageString(r.Dynamodb.Keys, SortKey)
+	return err == nil && sk == skMeta
+}
+
+// Lifecycle is a connection opened or closed.
+type Lifecycle struct {
+	// ID is the stream record's id: stable across retries of a batch.
+	ID     string
+	Opened bool
+	Conn   Connection
+	// At is when the change was recorded (the stream's time, to the second).
+	At time.Time
+	// ByAuthMessage: opened by an auth message after a token-less handshake.
+	ByAuthMessage bool
+	// Expired: closed by the record's TTL (its $disconnect never came).
+	Expired bool
+}
+
+// LifecycleOf reads what a stream record says of a connection: false for
+// records of other items and for changes that neither open nor close one
+// (a pending connection, a counter update, a pending one going away).
+func LifecycleOf(r StreamRecord) (Lifecycle, bool, error) {
+	sk, err := imageString(r.Dynamodb.Keys, SortKey)
+	pk, _ := imageString(r.Dynamodb.Keys, PartitionKey)
+	if err != nil || sk != skMeta || !strings.HasPrefix(pk, prefixConn) {
+		return Lifecycle{}, false, err
+	}
+	l := Lifecycle{ID: r.EventID, At: time.UnixMilli(int64(r.Dynamodb.ApproximateCreationDateTime * 1000))}
+	image := r.Dynamodb.NewImage
+	switch r.EventName {
+	case "INSERT":
+		l.Opened = true
+	case "MODIFY":
+		_, wasPending := r.Dynamodb.OldImage[attrPending]
+		_, isPending := r.Dynamodb.NewImage[attrPending]
+		if !wasPending || isPending {
+			return Lifecycle{}, false, nil
+		}
+		l.Opened, l.ByAuthMessage = true, true
+	case "REMOVE":
+		image = r.Dynamodb.OldImage
+		l.Expired = r.UserIdentity != nil && r.UserIdentity.Type == "Service" && r.UserIdentity.PrincipalID == "dynamodb.amazonaws.com"
+	default:
+		return Lifecycle{}, false, nil
+	}
+	if image == nil {
+		return Lifecycle{}, false, fmt.Errorf("store: stream record %s has no image: the stream must be NEW_AND_OLD_IMAGES", r.EventID)
+	}
+	item, err := itemFromJSON(image)
+	if err != nil {
+		return Lifecycle{}, false, fmt.Errorf("store: stream record %s: %w", r.EventID, err)
+	}
+	if _, pending := item[attrPending]; pending {
+		return Lifecycle{}, false, nil // never opened
+	}
+	if l.Conn, err = connectionFrom(item); err != nil {
+		return Lifecycle{}, false, err
+	}
+	return l, true, nil
+}
+
+func imageString(image map[string]json.RawMessage, name string) (string, error) {
+	raw, ok := image[name]
+	if !ok {
+		return "", nil
+	}
+	v, err := attributeFromJSON(raw)
+	if err != nil {
+		return "", err
+	}
+	s, _ := v.(*types.AttributeValueMemberS)
+	if s == nil {
+		return "", nil
+	}
+	return s.Value, nil
+}
+
+func itemFromJSON(image map[string]json.RawMessage) (map[string]types.AttributeValue, error) {
+	item := make(map[string]types.AttributeValue, len(image))
+	for k, raw := range image {
+		v, err := attributeFromJSON(raw)
+		if err != nil {
+			return nil, fmt.Errorf("attribute %s: %w", k, err)
+		}
+		item[k] = v
+	}
+	return item, nil
+}
+
+// attributeFromJSON reads one attribute value in DynamoDB's JSON form
+// ({"S":"x"}, {"N":"1"}, {"M":{...}}, ...).
+func attributeFromJSON(raw json.RawMessage) (types.AttributeValue, error) {
+	var v map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &v); err != nil || len(v) != 1 {
+		return nil, fmt.Errorf("not an attribute value: %.60s", raw)
+	}
+	for typ, body := range v {
+		var err error
+		switch typ {
+		case "S":
+			var s string
+			err = json.Unmarshal(body, &s)
+			return &types.AttributeValueMemberS{Value: s}, err
+		case "N":
+			var s string
+			err = json.Unmarshal(body, &s)
+			return &types.AttributeValueMemberN{Value: s}, err
+		case "B":
+			var b []byte // base64 in JSON
+			err = json.Unmarshal(body, &b)
+			return &types.AttributeValueMemberB{Value: b}, err
+		case "BOOL":
+			var b bool
+			err = json.Unmarshal(body, &b)
+			return &types.AttributeValueMemberBOOL{Value: b}, err
+		case "NULL":
+			return &types.AttributeValueMemberNULL{Value: true}, nil
+		case "SS", "NS":
+			var ss []string
+			if err = json.Unmarshal(body, &ss); typ == "SS" {
+				return &types.AttributeValueMemberSS{Value: ss}, err
+			}
+			return &types.AttributeValueMemberNS{Value: ss}, err
+		case "BS":
+			var bs []string
+			err = json.Unmarshal(body, &bs)
+			out := make([][]byte, len(bs))
+			for i, s := range bs {
+				if out[i], err = base64.StdEncoding.DecodeString(s); err != nil {
+					break
+				}
+			}
+			return &types.AttributeValueMemberBS{Value: out}, err
+		case "M":
+			var m map[string]json.RawMessage
+			if err = json.Unmarshal(body, &m); err != nil {
+				return nil, err
+			}
+			item, err := itemFromJSON(m)
+			return &types.AttributeValueMemberM{Value: item}, err
+		case "L":
+			var l []json.RawMessage
+			if err = json.Unmarshal(body, &l); err != nil {
+				return nil, err
+			}
+			out := make([]types.AttributeValue, len(l))
+			for i, e := range l {
+				if out[i], err = attributeFromJSON(e); err != nil {
+					return nil, err
+				}
+			}
+			return &types.AttributeValueMemberL{Value: out}, nil
+		}
+		return nil, fmt.Errorf("unknown attribute type %q", typ)
+	}
+	return nil, nil
+}
+
+// IsStream reports whether an invocation's records come from a DynamoDB
+// stream (rather than SQS).
+func IsStream(firstRecord json.RawMessage) bool {
+	var r struct {
+		EventSource string `json:"eventSource"`
+	}
+	return json.Unmarshal(firstRecord, &r) == nil && r.EventSource == "aws:dynamodb"
+}
