@@ -105,6 +105,7 @@ var functionSettings = []struct {
 	{"tokenCookie", config.EnvTokenCookie, text},
 	{"allowedOrigins", config.EnvAllowedOrigins, list},
 	{"anonymousTopics", config.EnvAnonymousTopics, list},
+	{"presenceTopics", config.EnvPresenceTopics, list},
 	{"stateRequiredTopics", config.EnvStateRequiredTopics, list},
 	{"authMessage", config.EnvAuthMessage, boolean},
 	{"authDeadline", config.EnvAuthDeadline, duration},

@@ -281,7 +281,7 @@ func TestFaults_RecordPastItsTTLIsNeverDeliveredTo(t *testing.T) {
 	subs, _, err := st.Subscribers(context.Background(), "fault.ttl", "", 0)
 	require.NoError(t, err)
 	require.Len(t, subs, 1)
-	expireConnection(t, s, subs[0].ConnectionID)
+	expireConnection(t, s, subs[0].ConnectionID, "fault.ttl")
 
 	posts := s.Gateway.Stats().Posts.Load()
 	stacktest.PublishAndWait(t, s, detail("fault.ttl", 1))
@@ -327,13 +327,13 @@ func TestFaults_GatewayRestartedWhileClientsReconnectAndResume(t *testing.T) {
 	assert.Len(t, subs, len(ls), "only the live connections remain")
 }
 
-// expireConnection moves the TTL of a connection subscribed to fault.ttl
+// expireConnection moves the TTL of a connection subscribed to topic
 // into the past, on the items the store's layout documents.
-func expireConnection(t *testing.T, s *stack.Stack, id string) {
+func expireConnection(t *testing.T, s *stack.Stack, id, topic string) {
 	t.Helper()
 	db := dynamolocal.Client(s.DynamoDBEndpoint)
 	past := strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)
-	for _, k := range [][2]string{{"C#" + id, "#META"}, {"C#" + id, "S#fault.ttl"}, {"P#fault.ttl", id}} {
+	for _, k := range [][2]string{{"C#" + id, "#META"}, {"C#" + id, "S#" + topic}, {"P#" + topic, id}} {
 		_, err := db.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
 			TableName: aws.String(s.Table),
 			Key: map[string]ddbtypes.AttributeValue{

@@ -48,7 +48,10 @@ const (
 	// EnvMaxTokenLifetime bounds how long a token may live (exp - iat).
 	EnvMaxTokenLifetime = "WSGATE_MAX_TOKEN_LIFETIME"
 
-	EnvAnonymousTopics     = "WSGATE_ANONYMOUS_TOPICS"
+	EnvAnonymousTopics = "WSGATE_ANONYMOUS_TOPICS"
+	// EnvPresenceTopics lists the topic patterns whose subscribers the
+	// presence command may list (none by default).
+	EnvPresenceTopics      = "WSGATE_PRESENCE_TOPICS"
 	EnvStateRequiredTopics = "WSGATE_STATE_REQUIRED_TOPICS"
 	EnvAuthMessage         = "WSGATE_AUTH_MESSAGE"
 	EnvAuthDeadline        = "WSGATE_AUTH_DEADLINE"
@@ -172,6 +175,7 @@ type Config struct {
 	AllowedOrigins []OriginPattern
 
 	AnonymousTopics     []topic.Pattern
+	PresenceTopics      []topic.Pattern
 	StateRequiredTopics []topic.Pattern
 	AuthMessage         bool
 	AuthDeadline        time.Duration
@@ -239,6 +243,7 @@ func Load(getenv func(string) string) (Config, error) {
 		TokenCookie:         getenv(EnvTokenCookie),
 		AllowedOrigins:      r.origins(EnvAllowedOrigins, DefaultAllowedOrigins),
 		AnonymousTopics:     r.patterns(EnvAnonymousTopics),
+		PresenceTopics:      r.patterns(EnvPresenceTopics),
 		StateRequiredTopics: r.patterns(EnvStateRequiredTopics),
 		AuthMessage:         r.boolean(EnvAuthMessage, true),
 		AuthDeadline:        r.duration(EnvAuthDeadline, DefaultAuthDeadline),

@@ -467,6 +467,8 @@ func (s *session) run(ctx context.Context, cmd protocol.Command) {
 		s.refresh(ctx, c)
 	case protocol.Publish:
 		s.publish(ctx, c)
+	case protocol.Presence:
+		s.presence(ctx, c)
 	default:
 		s.replyErr(protocol.Errorf(cmd.RequestID(), protocol.CodeBadRequest, "%s is not allowed here", cmd.Type()))
 	}

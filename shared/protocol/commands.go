@@ -28,6 +28,7 @@ const (
 	TypeRegister            = "register"
 	TypeDeregister          = "deregister"
 	TypePublish             = "publish"
+	TypePresence            = "presence"
 )
 
 // MaxIDBytes bounds the echoed request id.
@@ -117,6 +118,13 @@ type Publish struct {
 	Attributes json.RawMessage
 }
 
+// Presence asks who is subscribed to a topic now, one page at a time.
+type Presence struct {
+	ID     json.RawMessage
+	Topic  topic.Pattern
+	Cursor string
+}
+
 // BatchItem is one message of a batch: a command, or the error parsing it.
 type BatchItem struct {
 	Command Command
@@ -148,6 +156,8 @@ func (c Resume) Type() string                            { return TypeResume }
 func (c Resume) RequestID() json.RawMessage              { return c.ID }
 func (c Auth) Type() string                              { return TypeAuth }
 func (c Auth) RequestID() json.RawMessage                { return c.ID }
+func (c Presence) Type() string                          { return TypePresence }
+func (c Presence) RequestID() json.RawMessage            { return c.ID }
 func (c Publish) Type() string                           { return TypePublish }
 func (c Publish) RequestID() json.RawMessage             { return c.ID }
 func (c Batch) Type() string                             { return TypeBatch }

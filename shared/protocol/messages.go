@@ -122,6 +122,24 @@ type Published struct {
 	Seq     uint64          `json:"seq"`
 }
 
+// PresenceMember is one principal subscribed to the topic, with how many
+// of its connections are (on this page: a principal may appear on two).
+type PresenceMember struct {
+	PType       string `json:"ptype"`
+	Sub         string `json:"sub,omitempty"`
+	Connections int    `json:"connections"`
+}
+
+// PresenceReply (type TypePresence, as the command) answers a presence command: one page of the principals
+// subscribed to the exact topic now; Cursor, when set, asks for the next.
+type PresenceReply struct {
+	Type    string           `json:"type"`
+	ID      json.RawMessage  `json:"id,omitempty"`
+	Topic   string           `json:"topic"`
+	Members []PresenceMember `json:"members"`
+	Cursor  string           `json:"cursor,omitempty"`
+}
+
 // AuthResponse answers an auth message.
 type AuthResponse struct {
 	Type    string          `json:"type"`

@@ -30,6 +30,7 @@ type wire struct {
 	Envelope    json.RawMessage `json:"envelope"`
 	Payload     json.RawMessage `json:"payload"`
 	Attributes  json.RawMessage `json:"attributes"`
+	Cursor      *string         `json:"cursor"`
 	// extra holds the other top-level fields of a channel subscribe.
 	extra map[string]json.RawMessage
 }
@@ -128,6 +129,8 @@ func (w wire) command(id json.RawMessage) (Command, error) {
 		return Auth{ID: id, Token: *w.Token}, nil
 	case TypePublish:
 		return w.publish(id)
+	case TypePresence:
+		return w.presence(id)
 	case TypeBatch:
 		return nil, Errorf(id, CodeBadRequest, "a batch may not hold a batch")
 	}
@@ -312,6 +315,21 @@ func (w wire) publish(id json.RawMessage) (Command, error) {
 		return nil, Errorf(id, CodeBadRequest, "publish's \"attributes\" is an object")
 	}
 	return Publish{ID: id, Topic: t, Payload: w.Payload, Attributes: w.Attributes}, nil
+}
+
+func (w wire) presence(id json.RawMessage) (Command, error) {
+	if w.Topic == nil {
+		return nil, Errorf(id, CodeBadRequest, "presence needs \"topic\"")
+	}
+	t, err := topic.ParseTopic(*w.Topic)
+	if err != nil {
+		return nil, Errorf(id, CodeBadRequest, "presence: %v (a topic, no wildcards)", err)
+	}
+	c := Presence{ID: id, Topic: t}
+	if w.Cursor != nil {
+		c.Cursor = *w.Cursor
+	}
+	return c, nil
 }
 
 // batch parses a batch's messages, each into a command or its error.

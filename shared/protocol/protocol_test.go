@@ -126,6 +126,8 @@ func TestParse_Errors(t *testing.T) {
 		{"resume on a pattern", `{"type":"resume","topic":"a.*","since":1}`, CodeBadRequest, false},
 		{"auth without token", `{"type":"auth"}`, CodeBadRequest, false},
 		{"publish without topic", `{"type":"publish","payload":{}}`, CodeBadRequest, false},
+		{"presence without topic", `{"type":"presence"}`, CodeBadRequest, false},
+		{"presence of a pattern", `{"type":"presence","topic":"room.*"}`, CodeBadRequest, false},
 		{"publish to a pattern", `{"type":"publish","topic":"chat.*","payload":{}}`, CodeBadRequest, false},
 		{"publish without payload", `{"type":"publish","topic":"chat.r1"}`, CodeBadRequest, false},
 		{"publish a null payload", `{"type":"publish","topic":"chat.r1","payload":null}`, CodeBadRequest, false},

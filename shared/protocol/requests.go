@@ -113,3 +113,20 @@ func (r PublishRequest) MarshalJSON() ([]byte, error) {
 		fields
 	}{TypePublish, fields(r)})
 }
+
+// PresenceRequest asks who is subscribed to the topic Topic, from Cursor
+// (a previous PresenceReply's) on; answered by a PresenceReply.
+type PresenceRequest struct {
+	ID     string `json:"id,omitempty"`
+	Topic  string `json:"topic"`
+	Cursor string `json:"cursor,omitempty"`
+}
+
+// MarshalJSON writes the request with "type":"presence".
+func (r PresenceRequest) MarshalJSON() ([]byte, error) {
+	type fields PresenceRequest
+	return json.Marshal(struct {
+		Type string `json:"type"`
+		fields
+	}{TypePresence, fields(r)})
+}

@@ -35,6 +35,8 @@ func TestRequests_ParseBack(t *testing.T) {
 		{"auth", AuthRequest{ID: "a", Token: "tok"}, Auth{ID: json.RawMessage(`"a"`), Token: "tok"}},
 		{"publish", PublishRequest{ID: "p1", Topic: "chat.r1", Payload: json.RawMessage(`{"text":"hi"}`), Attributes: map[string]any{"lang": "en"}},
 			Publish{ID: json.RawMessage(`"p1"`), Topic: patternsOf(t, "chat.r1")[0], Payload: json.RawMessage(`{"text":"hi"}`), Attributes: json.RawMessage(`{"lang":"en"}`)}},
+		{"presence", PresenceRequest{ID: "w", Topic: "room.1", Cursor: "QUJD"},
+			Presence{ID: json.RawMessage(`"w"`), Topic: patternsOf(t, "room.1")[0], Cursor: "QUJD"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

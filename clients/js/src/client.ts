@@ -115,6 +115,8 @@ interface Message {
   data_base64?: string;
   from?: string;
   event_id?: string;
+  members?: { ptype: string; sub?: string; connections: number }[];
+  cursor?: string;
 }
 
 // The ids of the client's own commands name what they are about, so an
@@ -336,6 +338,28 @@ export class Client {
     const id = 'pub:' + ++this.seqCounter;
     const m = await this.request({ type: P.TypePublish, topic, payload, attributes: options.attributes }, id);
     return { eventId: str(m.event_id), seq: m.seq ?? 0 };
+  }
+
+  /**
+   * presence lists who is subscribed to a topic now (one the gateway's
+   * WSGATE_PRESENCE_TOPICS enables and the token may read), reading every
+   * page: principal, and how many of its connections.
+   */
+  async presence(topic: string): Promise<{ ptype: string; sub?: string; connections: number }[]> {
+    const all = new Map<string, { ptype: string; sub?: string; connections: number }>();
+    let cursor: string | undefined;
+    do {
+      const id = 'presence:' + ++this.seqCounter;
+      const m = await this.request({ type: P.TypePresence, topic, cursor }, id);
+      for (const e of m.members ?? []) {
+        const k = e.ptype + ':' + (e.sub ?? '');
+        const had = all.get(k);
+        if (had) had.connections += e.connections;
+        else all.set(k, { ...e });
+      }
+      cursor = m.cursor;
+    } while (cursor);
+    return [...all.values()];
   }
 
   /** send writes a command (an object, as JSON, or a string as is) on the current connection. */

@@ -26,6 +26,7 @@ export const TypeError = "error";
 export const TypeEvent = "event";
 export const TypePing = "ping";
 export const TypePong = "pong";
+export const TypePresence = "presence";
 export const TypePublish = "publish";
 export const TypePublished = "published";
 export const TypeRegister = "register";

@@ -387,3 +387,15 @@ test('publish resolves with the event id and number; a refusal rejects; from rea
   await gw.waitFor(() => events.length === 1);
   assert.equal(events[0].from, 'user:alice');
 });
+
+test('presence reads every page and adds up a principal met twice', async () => {
+  const { gw, c } = setup();
+  await c.connect();
+  gw.onFrame = (f, s) => {
+    if (f.type !== 'presence') return;
+    if (!f.cursor) s.reply({ type: 'presence', id: f.id, topic: f.topic, members: [{ ptype: 'user', sub: 'alice', connections: 1 }], cursor: 'next' });
+    else s.reply({ type: 'presence', id: f.id, topic: f.topic, members: [{ ptype: 'user', sub: 'alice', connections: 1 }, { ptype: 'anonymous', connections: 3 }] });
+  };
+  assert.deepEqual(await c.presence('room.1'), [{ ptype: 'user', sub: 'alice', connections: 2 }, { ptype: 'anonymous', connections: 3 }]);
+  assert.deepEqual(gw.last.frames.filter((f) => f.type === 'presence').map((f) => f.cursor), [undefined, 'next']);
+});

@@ -1,0 +1,100 @@
+package stack_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wsgate/wsgate/localstack/apigw"
+	"github.com/wsgate/wsgate/localstack/stack"
+	"github.com/wsgate/wsgate/localstack/stacktest"
+	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/config"
+)
+
+// presenceOf asks for a topic's presence and returns "ptype:sub" -> connections.
+func presenceOf(t *testing.T, c *stacktest.Client, topic string) map[string]int {
+	t.Helper()
+	c.SendJSON(map[string]any{"type": "presence", "id": "who", "topic": topic})
+	m := c.Expect("presence", 10*time.Second)
+	require.Equal(t, topic, m["topic"])
+	out := map[string]int{}
+	for _, e := range m["members"].([]any) {
+		mem := e.(map[string]any)
+		sub, _ := mem["sub"].(string)
+		out[mem["ptype"].(string)+":"+sub] += int(mem["connections"].(float64))
+	}
+	return out
+}
+
+func joinRoom(t *testing.T, s *stack.Stack, g auth.Grant, topic string) *stacktest.Client {
+	t.Helper()
+	c := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, g)})
+	c.SendJSON(map[string]any{"type": "subscribe", "topic": topic})
+	c.Expect("subscribed", 10*time.Second)
+	return c
+}
+
+// presence lists who is subscribed to an exact topic now, with how many
+// connections, to principals who may read the topic, on topics
+// WSGATE_PRESENCE_TOPICS enables; a connection leaves it when it
+// unsubscribes or goes, and one whose $disconnect never came leaves when
+// its record expires.
+func TestPresence_WhoIsInTheRoom(t *testing.T) {
+	s := stacktest.Start(t, func(o *stack.Options) {
+		o.Env = map[string]string{config.EnvPresenceTopics: "room.*"}
+	})
+	member := func(sub string) auth.Grant { return auth.Grant{Sub: sub, Topics: []string{"room.*"}} }
+	a1 := joinRoom(t, s, member("alice"), "room.1")
+	a2 := joinRoom(t, s, member("alice"), "room.1")
+	bob := joinRoom(t, s, auth.Grant{Sub: "bob", Type: "device", Topics: []string{"room.*"}}, "room.1")
+	joinRoom(t, s, member("carol"), "room.2")
+	wild := joinRoom(t, s, member("dave"), "room.*") // a wildcard is not presence in room.1
+
+	assert.Equal(t, map[string]int{"user:alice": 2, "device:bob": 1}, presenceOf(t, wild, "room.1"))
+	assert.Equal(t, map[string]int{"user:carol": 1}, presenceOf(t, bob, "room.2"))
+
+	// Leaving: an unsubscribe, a close.
+	a2.SendJSON(map[string]any{"type": "unsubscribe", "topic": "room.1"})
+	a2.Expect("unsubscribed", 10*time.Second)
+	assert.Equal(t, map[string]int{"user:alice": 1, "device:bob": 1}, presenceOf(t, wild, "room.1"))
+	require.NoError(t, bob.WS.Close(websocket.StatusNormalClosure, ""))
+	require.Eventually(t, func() bool { return len(presenceOf(t, wild, "room.1")) == 1 }, 10*time.Second, 100*time.Millisecond, "bob left with his connection")
+
+	// A ghost: $disconnect never comes for alice's last connection; her
+	// entry goes when its TTL passes (expired at once here).
+	in, _, err := storeOf(s).Subscribers(context.Background(), "room.1", "", 10)
+	require.NoError(t, err)
+	require.Len(t, in, 1)
+	s.SetFaults(stack.Faults{Faults: apigw.Faults{SkipDisconnectRate: 1}})
+	_ = a1.WS.CloseNow()
+	time.Sleep(500 * time.Millisecond)
+	assert.Equal(t, map[string]int{"user:alice": 1}, presenceOf(t, wild, "room.1"), "no $disconnect: still listed")
+	expireConnection(t, s, in[0].ConnectionID, "room.1")
+	assert.Empty(t, presenceOf(t, wild, "room.1"), "gone once its record expired")
+}
+
+// Nobody sees presence outside their capability or where it is not
+// enabled, and a cursor is only one the gateway gave.
+func TestPresence_OnlyWithinCapabilityAndWhereEnabled(t *testing.T) {
+	s := stacktest.Start(t, func(o *stack.Options) {
+		o.Env = map[string]string{config.EnvPresenceTopics: "acme.room.*,globex.room.*"}
+	})
+	joinRoom(t, s, auth.Grant{Sub: "g1", Orgs: []string{"globex"}, Topics: []string{"globex.>"}}, "globex.room.1")
+	spy := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, auth.Grant{Sub: "a1", Orgs: []string{"acme"}, Topics: []string{"acme.>", "news.*"}})})
+	for _, c := range []struct{ name, cmd, code string }{
+		{"another tenant's room", `{"type":"presence","topic":"globex.room.1"}`, "forbidden"},
+		{"a topic without presence", `{"type":"presence","topic":"news.today"}`, "forbidden"},
+		{"a pattern", `{"type":"presence","topic":"acme.room.*"}`, "bad_request"},
+		{"a forged cursor", `{"type":"presence","topic":"acme.room.1","cursor":"%%%"}`, "bad_request"},
+	} {
+		spy.Send(c.cmd)
+		m := spy.Expect("error", 10*time.Second)
+		assert.Equal(t, c.code, m["code"], "%s: %v", c.name, m)
+	}
+	assert.Empty(t, presenceOf(t, spy, "acme.room.1"), "its own tenant's empty room")
+}

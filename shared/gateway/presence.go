@@ -1,0 +1,82 @@
+package gateway
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+
+	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/protocol"
+	"github.com/wsgate/wsgate/shared/store"
+)
+
+// PresencePage bounds the subscriptions one presence answer reads (and so
+// its cost: one consistent Query of at most this many items).
+const PresencePage = 100
+
+// presence answers who is subscribed to an exact topic now. It reads the
+// topic's subscriber index, which every subscription writes anyway: a
+// presence-enabled topic costs nothing until someone asks, and a
+// connection's entry goes with it (unsubscribe, $disconnect, or its TTL
+// when $disconnect never came: an expired entry is skipped at once).
+func (s *session) presence(ctx context.Context, c protocol.Presence) {
+	switch {
+	case !config.Matches(s.g.cfg.PresenceTopics, c.Topic):
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "presence is not enabled for %s (WSGATE_PRESENCE_TOPICS)", c.Topic))
+		return
+	case !s.conn.Principal.MaySubscribe(c.Topic):
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "not allowed to read %s", c.Topic))
+		return
+	}
+	cursor, err := decodeCursor(c.Cursor)
+	if err != nil {
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "presence: %v", err))
+		return
+	}
+	if s.refused(s.spend(c.ID, 1)) {
+		return
+	}
+	subs, next, err := s.g.store.Subscribers(ctx, c.Topic.String(), cursor, PresencePage)
+	if err != nil {
+		s.internal(c.ID, err)
+		return
+	}
+	reply := protocol.PresenceReply{Type: protocol.TypePresence, ID: c.ID, Topic: c.Topic.String(), Members: members(subs)}
+	if next != "" {
+		reply.Cursor = base64.RawURLEncoding.EncodeToString([]byte(next))
+	}
+	s.reply(reply)
+}
+
+// members groups a page of subscriptions by principal, in the order met.
+func members(subs []store.Subscription) []protocol.PresenceMember {
+	out := []protocol.PresenceMember{}
+	at := map[string]int{}
+	for _, sub := range subs {
+		id := sub.Identity
+		if id.Anonymous {
+			id = auth.Identity{Type: "anonymous"} // anonymous connections are counted, not named
+		}
+		k := id.Type + ":" + id.Sub
+		if i, ok := at[k]; ok {
+			out[i].Connections++
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, protocol.PresenceMember{PType: id.Type, Sub: id.Sub, Connections: 1})
+	}
+	return out
+}
+
+// decodeCursor reads the cursor of a previous answer.
+func decodeCursor(c string) (store.Cursor, error) {
+	if c == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) == 0 || len(b) > 256 {
+		return "", fmt.Errorf("cursor %.40q is not one this gateway gave", c)
+	}
+	return store.Cursor(b), nil
+}
