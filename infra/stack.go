@@ -27,6 +27,7 @@ import (
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/topic"
 )
 
 // Delivery retry settings for EventBridge -> broadcast. The broadcast
@@ -389,9 +390,15 @@ func (g *gateway) lifecycleSource(fn awslambda.Function) {
 	if strings.EqualFold(g.s.FunctionEnv[config.EnvLifecycleEvents], "false") {
 		return
 	}
-	var filter map[string]any
-	if err := json.Unmarshal([]byte(store.StreamFilter), &filter); err != nil {
-		panic(err)
+	filters := []*map[string]any{streamFilter(store.StreamFilter)}
+	// Presence's join and leave: the subscription index entries of the
+	// presence topics (by their literal prefix; Lambda takes 5 filters).
+	for _, p := range strings.Split(g.s.FunctionEnv[config.EnvPresenceTopics], ",") {
+		pat, err := topic.ParsePattern(strings.TrimSpace(p))
+		if err != nil || len(filters) == maxStreamFilters {
+			continue
+		}
+		filters = append(filters, streamFilter(store.SubscriptionStreamFilter(pat.LiteralPrefix())))
 	}
 	fn.AddEventSource(awslambdaeventsources.NewDynamoEventSource(g.table, &awslambdaeventsources.DynamoEventSourceProps{
 		StartingPosition:   awslambda.StartingPosition_LATEST,
@@ -400,8 +407,19 @@ func (g *gateway) lifecycleSource(fn awslambda.Function) {
 		RetryAttempts:      jsii.Number(lifecycleRetries),
 		BisectBatchOnError: jsii.Bool(true),
 		OnFailure:          awslambdaeventsources.NewSqsDlq(g.eventsDLQ),
-		Filters:            &[]*map[string]any{awslambda.FilterCriteria_Filter(&filter)},
+		Filters:            &filters,
 	}))
+}
+
+// maxStreamFilters is Lambda's limit of filters per event source mapping.
+const maxStreamFilters = 5
+
+func streamFilter(pattern string) *map[string]any {
+	var filter map[string]any
+	if err := json.Unmarshal([]byte(pattern), &filter); err != nil {
+		panic(err)
+	}
+	return awslambda.FilterCriteria_Filter(&filter)
 }
 
 // lifecycleRetries bounds the retries of a stream batch whose events did

@@ -494,6 +494,15 @@ func TestStack_TableStreamFeedsLifecycleEvents(t *testing.T) {
 	dlqID, _ := s.queueNamed(t, "events-dlq")
 	assert.Equal(t, map[string]any{"OnFailure": map[string]any{"Destination": getAtt(dlqID, "Arn")}}, p["DestinationConfig"])
 
+	// Presence topics add their subscription index entries, by prefix.
+	withPresence := synth(t, map[string]string{"presenceTopics": "room.*,chat.lobby"})
+	tableID, _ = withPresence.one(t, "AWS::DynamoDB::Table")
+	assert.Equal(t, map[string]any{"Filters": []any{
+		map[string]any{"Pattern": store.StreamFilter},
+		map[string]any{"Pattern": store.SubscriptionStreamFilter("room")},
+		map[string]any{"Pattern": store.SubscriptionStreamFilter("chat.lobby")},
+	}}, props(withPresence.mappingFrom(t, getAtt(tableID, "StreamArn")))["FilterCriteria"])
+
 	off := synth(t, map[string]string{"lifecycleEvents": "false"})
 	assert.Len(t, off.resources("AWS::Lambda::EventSourceMapping"), 1, "only the task queue's")
 }

@@ -2,6 +2,9 @@ package stack_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -97,4 +100,72 @@ func TestPresence_OnlyWithinCapabilityAndWhereEnabled(t *testing.T) {
 		assert.Equal(t, c.code, m["code"], "%s: %v", c.name, m)
 	}
 	assert.Empty(t, presenceOf(t, spy, "acme.room.1"), "its own tenant's empty room")
+}
+
+// announcements reads what c receives for d and returns its joins and
+// leaves as "join user:alice".
+func announcements(t *testing.T, c *stacktest.Client, d time.Duration) []string {
+	t.Helper()
+	var out []string
+	end := time.Now().Add(d)
+	for {
+		m, err := c.Read(time.Until(end))
+		if errors.Is(err, stacktest.ErrTimeout) {
+			return out
+		}
+		require.NoError(t, err)
+		var v map[string]any
+		require.NoError(t, json.Unmarshal(m.Data, &v))
+		if v["type"] == "join" || v["type"] == "leave" {
+			sub, _ := v["sub"].(string)
+			out = append(out, fmt.Sprintf("%s %s:%s %s", v["type"], v["ptype"], sub, v["topic"]))
+		}
+	}
+}
+
+// Subscribers that ask ("presence": true) learn when a principal's first
+// connection joins a presence-enabled topic and its last leaves; a second
+// connection of a principal is no news, other subscribers hear nothing, and
+// a client flapping in and out is coalesced instead of flooding them.
+func TestPresence_JoinAndLeaveReachSubscribersWhoAsked(t *testing.T) {
+	s := stacktest.Start(t, func(o *stack.Options) {
+		o.Env = map[string]string{config.EnvPresenceTopics: "room.*"}
+	})
+	grant := func(sub string) auth.Grant { return auth.Grant{Sub: sub, Topics: []string{"room.*"}} }
+	watcher := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, grant("watcher"))})
+	watcher.SendJSON(map[string]any{"type": "subscribe", "topic": "room.1", "presence": true})
+	watcher.Expect("subscribed", 10*time.Second)
+	assert.Equal(t, []string{"join user:watcher room.1"}, announcements(t, watcher, 3*time.Second), "its own arrival")
+	plain := joinRoom(t, s, grant("plain"), "room.1")
+
+	a1 := joinRoom(t, s, grant("alice"), "room.1")
+	a2 := joinRoom(t, s, grant("alice"), "room.1")
+	got := announcements(t, watcher, 3*time.Second)
+	assert.Equal(t, []string{"join user:plain room.1", "join user:alice room.1"}, got, "one join per principal")
+	require.NoError(t, a1.WS.Close(websocket.StatusNormalClosure, ""))
+	assert.Empty(t, announcements(t, watcher, 2*time.Second), "alice is still there")
+	require.NoError(t, a2.WS.Close(websocket.StatusNormalClosure, ""))
+	assert.Equal(t, []string{"leave user:alice room.1"}, announcements(t, watcher, 3*time.Second))
+
+	// Flapping: ten subscribes and unsubscribes in one frame.
+	bob := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, grant("bob"))})
+	var msgs []any
+	for range 10 {
+		msgs = append(msgs, map[string]any{"type": "subscribe", "topic": "room.1"}, map[string]any{"type": "unsubscribe", "topic": "room.1"})
+	}
+	bob.SendJSON(map[string]any{"type": "batch", "messages": msgs})
+	flaps := announcements(t, watcher, 3*time.Second)
+	t.Logf("10 flaps in one frame: %v", flaps)
+	assert.LessOrEqual(t, len(flaps), 2, "coalesced, not 20 announcements")
+	assert.Empty(t, announcements(t, plain, 500*time.Millisecond), "nobody else hears them")
+
+	// presence: true only where presence is enabled, on exact topics.
+	for _, topic := range []string{"room.*", "news.today"} {
+		bob.SendJSON(map[string]any{"type": "subscribe", "topic": topic, "presence": true})
+		m := bob.NextJSON(10 * time.Second)
+		for m["type"] == "subscribed" || m["type"] == "unsubscribed" {
+			m = bob.NextJSON(10 * time.Second)
+		}
+		assert.Equal(t, "bad_request", m["code"], "%s: %v", topic, m)
+	}
 }

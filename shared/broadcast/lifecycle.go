@@ -11,17 +11,23 @@ import (
 
 // HandleStream turns a batch of the table's stream records into lifecycle
 // events on the bus (publish.ConnectionOpened, publish.ConnectionClosed),
-// in as few PutEvents calls as the batch allows (10 entries each). An
-// error makes Lambda retry the batch: the events come at least once.
+// in as few PutEvents calls as the batch allows (10 entries each), and
+// into the join and leave events of presence-enabled topics. An error
+// makes Lambda retry the batch: the events come at least once.
 func (h *Handler) HandleStream(ctx context.Context, records []json.RawMessage) error {
 	m := metrics.New(map[string]string{"Stage": h.cfg.Stage, "Function": "broadcast"})
 	defer func() { _ = m.Write(h.metrics) }()
 	var out []publish.Announcement
+	var changes []store.SubscriptionChange
 	for _, raw := range records {
 		var r store.StreamRecord
 		if err := json.Unmarshal(raw, &r); err != nil {
 			h.log.Error("unreadable stream record", "error", err.Error())
 			continue // retrying cannot help
+		}
+		if c, ok := store.SubscriptionChangeOf(r); ok {
+			changes = append(changes, c)
+			continue
 		}
 		l, ok, err := store.LifecycleOf(r)
 		if err != nil {
@@ -32,6 +38,24 @@ func (h *Handler) HandleStream(ctx context.Context, records []json.RawMessage) e
 			out = append(out, announcement(l))
 		}
 	}
+	if err := h.lifecycle(ctx, m, out, len(records)); err != nil {
+		return err
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	dues, err := h.foldPresence(ctx, changes)
+	if err == nil {
+		err = h.announcePresence(ctx, m, dues)
+	}
+	if err != nil {
+		h.log.Error("presence not announced; the batch is retried", "error", err.Error())
+	}
+	return err
+}
+
+// lifecycle puts the batch's lifecycle events on the bus.
+func (h *Handler) lifecycle(ctx context.Context, m *metrics.Set, out []publish.Announcement, records int) error {
 	if len(out) == 0 || !h.cfg.LifecycleEvents || h.bus == nil || h.cfg.EventBus == "" {
 		return nil
 	}
@@ -42,7 +66,7 @@ func (h *Handler) HandleStream(ctx context.Context, records []json.RawMessage) e
 		return err
 	}
 	m.Add("LifecycleEvents", float64(len(out)), metrics.Count)
-	h.log.Info("lifecycle events", "events", len(out), "records", len(records))
+	h.log.Info("lifecycle events", "events", len(out), "records", records)
 	return nil
 }
 

@@ -482,7 +482,15 @@ func (s *session) subscribe(ctx context.Context, c protocol.Subscribe) {
 			reads++
 		}
 	}
-	topics, perr := s.addSubscriptions(ctx, c.ID, c.Patterns, c.Filters, reads)
+	if c.Presence {
+		for _, p := range c.Patterns {
+			if p.HasWildcard() || !config.Matches(s.g.cfg.PresenceTopics, p) {
+				s.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "\"presence\": %s is not a topic with presence (WSGATE_PRESENCE_TOPICS)", p))
+				return
+			}
+		}
+	}
+	topics, perr := s.addSubscriptions(ctx, c.ID, c.Patterns, c.Filters, c.Presence, reads)
 	if perr != nil {
 		s.replyErr(perr)
 		return
@@ -513,7 +521,7 @@ func (s *session) subscribe(ctx context.Context, c protocol.Subscribe) {
 // pattern, and reads more after). A refusal part-way (the limit reached by
 // a frame running at once, the store failing) undoes the subscriptions
 // this command created.
-func (s *session) addSubscriptions(ctx context.Context, id []byte, patterns []topic.Pattern, filters filter.Set, reads int) ([]string, *protocol.Error) {
+func (s *session) addSubscriptions(ctx context.Context, id []byte, patterns []topic.Pattern, filters filter.Set, presence bool, reads int) ([]string, *protocol.Error) {
 	for _, p := range patterns {
 		if !s.conn.Principal.MaySubscribe(p) {
 			return nil, protocol.Errorf(id, protocol.CodeForbidden, "not allowed to subscribe to %s", p)
@@ -542,7 +550,7 @@ func (s *session) addSubscriptions(ctx context.Context, id []byte, patterns []to
 			undo()
 			return nil, errBudget(id)
 		}
-		isNew, err := s.g.store.Subscribe(ctx, s.conn, store.NewSubscription{Pattern: p, Filters: filters})
+		isNew, err := s.g.store.Subscribe(ctx, s.conn, store.NewSubscription{Pattern: p, Filters: filters, Presence: presence})
 		switch {
 		case errors.Is(err, store.ErrWildcardLimit):
 			undo()
@@ -680,7 +688,7 @@ func (s *session) register(ctx context.Context, c protocol.Register) {
 		}
 		return
 	}
-	if _, perr := s.addSubscriptions(ctx, nil, parts, nil, 0); perr != nil {
+	if _, perr := s.addSubscriptions(ctx, nil, parts, nil, false, 0); perr != nil {
 		s.replyErr(perr)
 	}
 }

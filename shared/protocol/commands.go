@@ -46,10 +46,12 @@ type Command interface {
 }
 
 // Subscribe asks for one subscription per pattern, all with the same filters.
+// Presence asks for the join and leave events of the (exact) topics.
 type Subscribe struct {
 	ID       json.RawMessage
 	Patterns []topic.Pattern
 	Filters  filter.Set
+	Presence bool
 }
 
 // Unsubscribe removes the subscriptions to the patterns.

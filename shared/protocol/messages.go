@@ -36,6 +36,11 @@ const (
 	TypeAuthResponse = "auth_response"
 	TypeEvent        = "event"
 	TypePublished    = "published"
+	// TypeJoin and TypeLeave announce a principal's first subscription to
+	// a presence-enabled topic and its last going, to subscribers that
+	// asked ("presence": true).
+	TypeJoin  = "join"
+	TypeLeave = "leave"
 )
 
 // Header is what every message the gateway sends starts with: its type
@@ -138,6 +143,14 @@ type PresenceReply struct {
 	Topic   string           `json:"topic"`
 	Members []PresenceMember `json:"members"`
 	Cursor  string           `json:"cursor,omitempty"`
+}
+
+// PresenceEvent is a join or a leave.
+type PresenceEvent struct {
+	Type  string `json:"type"`
+	Topic string `json:"topic"`
+	PType string `json:"ptype"`
+	Sub   string `json:"sub,omitempty"`
 }
 
 // AuthResponse answers an auth message.

@@ -31,6 +31,7 @@ type wire struct {
 	Payload     json.RawMessage `json:"payload"`
 	Attributes  json.RawMessage `json:"attributes"`
 	Cursor      *string         `json:"cursor"`
+	Presence    json.RawMessage `json:"presence"`
 	// extra holds the other top-level fields of a channel subscribe.
 	extra map[string]json.RawMessage
 }
@@ -160,7 +161,11 @@ func (w wire) subscribe(id json.RawMessage) (Command, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Subscribe{ID: id, Patterns: pats, Filters: filters}, nil
+	var presence bool
+	if len(w.Presence) > 0 && json.Unmarshal(w.Presence, &presence) != nil {
+		return nil, Errorf(id, CodeBadRequest, "subscribe's \"presence\" is true or false")
+	}
+	return Subscribe{ID: id, Patterns: pats, Filters: filters, Presence: presence}, nil
 }
 
 // filters reads a subscribe's filters: nested in "filters" and spread next

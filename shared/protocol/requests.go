@@ -16,6 +16,8 @@ type SubscribeRequest struct {
 	// Filters: for each attribute, the values accepted (strings, numbers
 	// or booleans; one value or a list).
 	Filters map[string][]any `json:"filters,omitempty"`
+	// Presence asks for the topic's join and leave events.
+	Presence bool `json:"presence,omitempty"`
 }
 
 // UnsubscribeRequest removes the subscription to the pattern Topic.

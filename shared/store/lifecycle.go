@@ -37,19 +37,30 @@ type StreamRecord struct {
 	} `json:"userIdentity"`
 }
 
-// StreamFilter is the event source mapping's filter: only connection meta
-// items reach the function (other items are not invoked for, nor paid).
+// StreamFilter is the event source mapping's filter of connection meta
+// items (other items are not invoked for, nor paid);
+// SubscriptionStreamFilter adds the index entries of the subscriptions to
+// the topics under prefix (presence's join and leave).
 const StreamFilter = `{"dynamodb":{"Keys":{"` + SortKey + `":{"S":["` + skMeta + `"]}}}}`
 
-// IsConnectionRecord applies StreamFilter: whether a record is of a
-// connection's meta item.
+// SubscriptionStreamFilter is the filter of the subscription index entries
+// of topics beginning with prefix (a presence pattern's literal prefix).
+func SubscriptionStreamFilter(prefix string) string {
+	b, _ := json.Marshal(prefixPattern + prefix)
+	return `{"dynamodb":{"Keys":{"` + PartitionKey + `":{"S":[{"prefix":` + string(b) + `}]}}}}`
+}
+
+// IsConnectionRecord applies StreamFilter and SubscriptionStreamFilter
+// (any prefix): whether a record is of a connection's meta item or of a
+// subscription's index entry.
 func IsConnectionRecord(raw json.RawMessage) bool {
 	var r StreamRecord
 	if json.Unmarshal(raw, &r) != nil {
 		return false
 	}
 	sk, err := imageString(r.Dynamodb.Keys, SortKey)
-	return err == nil && sk == skMeta
+	pk, _ := imageString(r.Dynamodb.Keys, PartitionKey)
+	return err == nil && (sk == skMeta || strings.HasPrefix(pk, prefixPattern))
 }
 
 // Lifecycle is a connection opened or closed.

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/topic"
 )
 
 // dynamoJSON writes an item in DynamoDB's JSON form, as stream records
@@ -176,4 +177,45 @@ func mustJSON(t *testing.T, v any) json.RawMessage {
 	b, err := json.Marshal(v)
 	require.NoError(t, err, fmt.Sprint(v))
 	return b
+}
+
+func TestSubscriptionChangeOf_ReadsIndexEntriesOfExactTopics(t *testing.T) {
+	c := Connection{ID: "c1", Principal: auth.Principal{Identity: auth.Identity{Sub: "alice", Type: "user"}}, ExpiresAt: time.Now().Add(time.Hour)}
+	s := &Store{now: time.Now}
+	entry := func(pattern, name string, ttl bool) StreamRecord {
+		items := s.subscriptionItems(c, NewSubscription{Pattern: mustPattern(t, pattern)})
+		var r StreamRecord
+		r.EventID, r.EventName = "rec", name
+		r.Dynamodb.Keys = dynamoJSON(t, key(getS(items[1], PartitionKey), getS(items[1], SortKey)))
+		delete(items[1], PartitionKey)
+		if name == "REMOVE" {
+			r.Dynamodb.OldImage = dynamoJSON(t, items[1])
+		} else {
+			r.Dynamodb.NewImage = dynamoJSON(t, items[1])
+		}
+		if ttl {
+			r.UserIdentity = &struct {
+				Type        string `json:"type"`
+				PrincipalID string `json:"principalId"`
+			}{"Service", "dynamodb.amazonaws.com"}
+		}
+		return r
+	}
+	got, ok := SubscriptionChangeOf(entry("room.1", "INSERT", false))
+	require.True(t, ok)
+	assert.Equal(t, SubscriptionChange{Topic: "room.1", ConnectionID: "c1", Identity: c.Principal.Identity, Added: true}, got)
+	got, ok = SubscriptionChangeOf(entry("room.1", "REMOVE", true))
+	require.True(t, ok)
+	assert.True(t, !got.Added && got.Expired)
+	_, ok = SubscriptionChangeOf(entry("room.*", "INSERT", false))
+	assert.False(t, ok, "a wildcard pattern is nobody's presence")
+	_, ok = SubscriptionChangeOf(record(t, "INSERT", nil, &c, false))
+	assert.False(t, ok, "a connection record")
+}
+
+func mustPattern(t *testing.T, p string) topic.Pattern {
+	t.Helper()
+	pat, err := topic.ParsePattern(p)
+	require.NoError(t, err)
+	return pat
 }

@@ -24,6 +24,8 @@ import (
 type NewSubscription struct {
 	Pattern topic.Pattern
 	Filters filter.Set
+	// Presence: the subscriber receives the topic's join and leave events.
+	Presence bool
 }
 
 // Subscription is a subscriber of a pattern, with everything fan-out needs
@@ -35,6 +37,8 @@ type Subscription struct {
 	Filters      filter.Set
 	Envelope     bool
 	ExpiresAt    time.Time
+	// Presence: it asked for the topic's join and leave events.
+	Presence bool
 }
 
 // Subscription attribute names.
@@ -42,6 +46,7 @@ const (
 	attrIdentity = "who"
 	attrFilters  = "f"
 	attrRev      = "rev"
+	attrPresence = "pres"
 )
 
 // registryTTL outlives any connection (API Gateway closes them at 2 hours),
@@ -64,6 +69,9 @@ func (s *Store) subscriptionItems(c Connection, sub NewSubscription) []map[strin
 	fwd[TTLAttribute] = ttl
 	fwd[attrIdentity] = sv(string(who))
 	fwd[attrEnvelope] = bv(c.Envelope)
+	if sub.Presence {
+		fwd[attrPresence] = bv(true)
+	}
 	if f != nil {
 		rev[attrFilters] = f
 		fwd[attrFilters] = f
@@ -396,6 +404,7 @@ func (s *Store) Subscribers(ctx context.Context, pattern string, cursor Cursor, 
 			Pattern:      pattern,
 			Envelope:     getBool(item, attrEnvelope),
 			ExpiresAt:    time.Unix(getN(item, TTLAttribute), 0),
+			Presence:     getBool(item, attrPresence),
 		}
 		if err := json.Unmarshal([]byte(getS(item, attrIdentity)), &sub.Identity); err != nil {
 			continue // unreadable entry: deliver nothing rather than to the wrong principal

@@ -44,6 +44,16 @@ export interface Stats {
   retries: number;
 }
 
+/**
+ * Options of a subscription. presence asks for the join and leave events of
+ * a presence-enabled topic (they arrive through onReply as
+ * {"type":"join"|"leave","topic","ptype","sub"}).
+ */
+export interface SubscribeOptions {
+  filters?: Filters;
+  presence?: boolean;
+}
+
 /** A WebSocket constructor: the global one by default. */
 export type WebSocketClass = new (url: string, protocols?: string[]) => WebSocket;
 
@@ -152,8 +162,8 @@ export class Client {
   private stopped = false;
   private wake?: () => void;
   private readonly topicStates = new Map<string, TopicState>();
-  /** Patterns subscribed on every connect, with their filters. */
-  private readonly subs = new Map<string, Filters | undefined>();
+  /** Patterns subscribed on every connect, with their options. */
+  private readonly subs = new Map<string, SubscribeOptions>();
   private readonly subWaiters = new Map<string, Waiter<string[]>[]>();
   private readonly replyWaiters = new Map<string, Waiter<Message>>();
   private readonly retries = new Map<string, number>();
@@ -185,7 +195,7 @@ export class Client {
     const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketClass }).WebSocket;
     if (!WS) throw new TypeError('wsgate: no WebSocket in this runtime (Node 22 has one; on Node 20 run with --experimental-websocket, or pass options.WebSocket)');
     this.WS = WS;
-    for (const p of options.topics ?? []) this.subs.set(p, options.filters);
+    for (const p of options.topics ?? []) this.subs.set(p, { filters: options.filters });
     for (const [t, seq] of Object.entries(options.positions ?? {})) this.topicStates.set(t, new TopicState(seq));
     this.closed = handled(new Promise((resolve, reject) => (this.closedWaiter = { resolve, reject })));
     if (options.signal?.aborted) this.stopped = true;
@@ -234,8 +244,8 @@ export class Client {
    * connection; resolves with the topics the gateway subscribed, rejects
    * with a WsgateError when it refuses the pattern (which is then dropped).
    */
-  subscribe(pattern: string, options: { filters?: Filters } = {}): Promise<string[]> {
-    this.subs.set(pattern, options.filters);
+  subscribe(pattern: string, options: SubscribeOptions = {}): Promise<string[]> {
+    this.subs.set(pattern, options);
     const p = handled(
       new Promise<string[]>((resolve, reject) => {
         const list = this.subWaiters.get(pattern) ?? [];
@@ -590,7 +600,8 @@ export class Client {
   }
 
   private sendSubscribe(ws: WebSocket, p: string): void {
-    this.ask(ws, SUB + p, { type: P.TypeSubscribe, topic: p, filters: this.subs.get(p) });
+    const o = this.subs.get(p);
+    this.ask(ws, SUB + p, { type: P.TypeSubscribe, topic: p, filters: o?.filters, presence: o?.presence || undefined });
   }
 
   /** retrySubscribe sends pattern p's subscribe again after a backoff, on the same connection. */

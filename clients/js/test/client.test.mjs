@@ -153,6 +153,7 @@ test('unavailable and rate_limited subscribes are retried; a forbidden one is dr
   const p = c.subscribe('orders.*', { filters: { region: ['eu'] } });
   const s1 = await gw.frame((f) => f.type === 'subscribe');
   assert.deepEqual(s1.filters, { region: ['eu'] });
+  assert.equal(s1.presence, undefined, 'presence only when asked');
   gw.last.reply({ type: 'error', id: s1.id, code: 'unavailable', message: 'try again' });
   const s2 = await gw.frame((f) => f.type === 'subscribe');
   gw.last.reply({ type: 'error', id: s2.id, code: 'rate_limited', message: 'slow down' });
@@ -398,4 +399,15 @@ test('presence reads every page and adds up a principal met twice', async () => 
   };
   assert.deepEqual(await c.presence('room.1'), [{ ptype: 'user', sub: 'alice', connections: 2 }, { ptype: 'anonymous', connections: 3 }]);
   assert.deepEqual(gw.last.frames.filter((f) => f.type === 'presence').map((f) => f.cursor), [undefined, 'next']);
+});
+
+test('subscribe with presence asks for join and leave events, on every connect', async () => {
+  const { gw, c } = setup({ topics: [] });
+  await c.connect();
+  c.subscribe('room.1', { presence: true });
+  const sub = await gw.frame((f) => f.type === 'subscribe');
+  assert.equal(sub.presence, true);
+  gw.last.end(1006);
+  await gw.waitFor(() => gw.sockets.length === 2 && gw.last.readyState === 1);
+  assert.equal((await gw.frame((f) => f.type === 'subscribe')).presence, true);
 });
