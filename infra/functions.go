@@ -175,6 +175,9 @@ func (g *gateway) newFunction(spec functionSpec) *function {
 	if spec.putsEvents {
 		allow([]*string{g.bus.EventBusArn()}, "events:PutEvents")
 	}
+	if hook := g.s.FunctionEnv[config.EnvPublishHook]; hook != "" && spec.name == "message" {
+		allow([]*string{hookArn(hook)}, "lambda:InvokeFunction")
+	}
 	if spec.readsSecret && g.secret != nil {
 		allow([]*string{g.secretResource()}, "secretsmanager:GetSecretValue")
 		if g.s.JWTSecretKeyArn != "" {
@@ -279,4 +282,16 @@ func (g *gateway) architecture() awslambda.Architecture {
 		return awslambda.Architecture_X86_64()
 	}
 	return awslambda.Architecture_ARM_64()
+}
+
+// hookArn is the publish hook's function ARN: as given, or built from a
+// name in the stack's account and region.
+func hookArn(hook string) *string {
+	if strings.HasPrefix(hook, "arn:") {
+		return jsii.String(hook)
+	}
+	return awscdk.Fn_Join(jsii.String(""), &[]*string{
+		jsii.String("arn:"), awscdk.Aws_PARTITION(), jsii.String(":lambda:"), awscdk.Aws_REGION(),
+		jsii.String(":"), awscdk.Aws_ACCOUNT_ID(), jsii.String(":function:" + hook),
+	})
 }

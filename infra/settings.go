@@ -127,6 +127,8 @@ var functionSettings = []struct {
 	{"clientHistory", config.EnvClientHistory, boolean},
 	{"clientEventsToBus", config.EnvClientEventsToBus, boolean},
 	{"lifecycleEvents", config.EnvLifecycleEvents, boolean},
+	{"publishHook", config.EnvPublishHook, text},
+	{"publishHookTimeout", config.EnvPublishHookTimeout, duration},
 	{"ticketLifetime", config.EnvTicketLifetime, duration},
 	{"maxTokenLifetime", config.EnvMaxTokenLifetime, duration},
 	{"connectionTtl", config.EnvConnectionTTL, duration},

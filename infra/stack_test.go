@@ -507,6 +507,26 @@ func TestStack_TableStreamFeedsLifecycleEvents(t *testing.T) {
 	assert.Len(t, off.resources("AWS::Lambda::EventSourceMapping"), 1, "only the task queue's")
 }
 
+// A publish hook named in context: the message function may invoke it,
+// and only it.
+func TestStack_PublishHookMayBeInvokedByTheMessageFunction(t *testing.T) {
+	s := synth(t, map[string]string{"publishHook": "arn:aws:lambda:eu-west-1:123456789012:function:moderate", "publishHookTimeout": "3s"})
+	found := 0
+	for owner, sts := range s.identityStatements() {
+		for _, st := range sts {
+			if slices.Contains(st.Actions, "lambda:InvokeFunction") {
+				found++
+				assert.Contains(t, owner, "Message", "only the message function")
+				assert.Equal(t, []any{"arn:aws:lambda:eu-west-1:123456789012:function:moderate"}, st.Resources)
+			}
+		}
+	}
+	assert.Equal(t, 1, found)
+	env := s.env(t, "message")
+	assert.Equal(t, "arn:aws:lambda:eu-west-1:123456789012:function:moderate", env[config.EnvPublishHook])
+	assert.Equal(t, "3s", env[config.EnvPublishHookTimeout])
+}
+
 func TestStack_QueuesRefuseUnencryptedTransport(t *testing.T) {
 	s := synth(t, defaults)
 	queues := s.resources("AWS::SQS::Queue")

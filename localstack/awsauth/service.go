@@ -17,6 +17,7 @@ const (
 	serviceEvents
 	serviceSQS
 	serviceManagement // API Gateway's @connections API
+	serviceLambda
 )
 
 // classify names the service of a request: by X-Amz-Target for the JSON
@@ -43,6 +44,8 @@ func classify(r *http.Request, scope string) service {
 		return serviceSQS
 	case "execute-api":
 		return serviceManagement
+	case "lambda":
+		return serviceLambda
 	}
 	if scope == "" && strings.Contains(r.URL.EscapedPath(), "/@connections/") {
 		return serviceManagement
@@ -62,6 +65,8 @@ func (s service) signingName() string {
 		return "sqs"
 	case serviceManagement:
 		return "execute-api"
+	case serviceLambda:
+		return "lambda"
 	default:
 		return ""
 	}

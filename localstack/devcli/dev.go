@@ -32,7 +32,8 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 	noConflicts := fs.Bool("no-conflicts", false, "let DynamoDB transactions touching one item at once all succeed")
 	noSignatures := fs.Bool("no-signatures", false, "accept AWS API requests without checking their SigV4 signature")
 	retryScale := fs.Float64("retry-scale", 1, "scale Lambda's retry delays of a failed broadcast (1 and 2 minutes on AWS)")
-	var env list
+	var env, extra list
+	fs.Var(&extra, "function", "NAME=PATH: host another Lambda function (a bootstrap built for this machine) behind the local Lambda Invoke API, e.g. a publish hook named by WSGATE_PUBLISH_HOOK (repeatable)")
 	fs.Var(&env, "env", "KEY=VALUE for the functions, e.g. WSGATE_MAX_MESSAGE_BYTES=1024 (repeatable; WSGATE_* variables of this shell pass through too)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -50,6 +51,14 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 			return fmt.Errorf("--env %q: want KEY=VALUE", kv)
 		}
 		fnEnv[k] = v
+	}
+	extraFns := map[string]string{}
+	for _, kv := range extra {
+		name, path, ok := strings.Cut(kv, "=")
+		if !ok || name == "" || path == "" {
+			return fmt.Errorf("--function %q: want NAME=PATH", kv)
+		}
+		extraFns[name] = path
 	}
 
 	var outMu sync.Mutex
@@ -71,7 +80,7 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 		FunctionsDir: *functions, JWTSecret: secret, Env: fnEnv, IdleTimeout: *idle,
 		Log: logger, FunctionLog: fnLog, DevTokens: console.DevTokens(minter), Console: console.ForStack,
 		SerialFrames: *serial, ConnectLag: *connectLag, ReadLag: *readLag, NoConflicts: *noConflicts,
-		NoSignatures: *noSignatures, RetryScale: *retryScale,
+		NoSignatures: *noSignatures, RetryScale: *retryScale, Extra: extraFns,
 	})
 	if err != nil {
 		return err

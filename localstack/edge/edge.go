@@ -31,7 +31,12 @@ type Router struct {
 	IsManagement func(*http.Request) bool
 	// Admin serves /_wsgate/... (health, faults, dev tokens).
 	Admin http.Handler
+	// Lambda serves Lambda's Invoke API (/2015-03-31/functions/...).
+	Lambda http.Handler
 }
+
+// LambdaInvokePath begins the path of Lambda's Invoke API.
+const LambdaInvokePath = "/2015-03-31/functions/"
 
 // proxyConns bounds the connections to one backend; a request beyond it
 // waits for one to be free.
@@ -76,9 +81,11 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.Management.ServeHTTP(w, r)
 	case strings.HasPrefix(r.URL.Path, "/_wsgate/") && rt.Admin != nil:
 		rt.Admin.ServeHTTP(w, r)
+	case strings.HasPrefix(r.URL.Path, LambdaInvokePath) && target == "" && rt.Lambda != nil:
+		rt.Lambda.ServeHTTP(w, r)
 	case target != "":
 		serviceError(w, http.StatusBadRequest, "UnknownOperationException",
-			"the local gateway serves DynamoDB, EventBridge PutEvents, SQS (JSON protocol) and @connections, not "+target)
+			"the local gateway serves DynamoDB, EventBridge PutEvents, SQS (JSON protocol), Lambda Invoke and @connections, not "+target)
 	default:
 		serviceError(w, http.StatusNotFound, "NotFoundException",
 			"no local service at "+r.URL.Path+"; see /_wsgate/health")

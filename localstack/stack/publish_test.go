@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/wsgate/wsgate/localstack/stack"
 	"github.com/wsgate/wsgate/localstack/stacktest"
 	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
 )
 
@@ -184,4 +187,44 @@ func TestPublish_AStormFromOneClientIsRateLimited(t *testing.T) {
 		watcher.Expect("event", 5*time.Second)
 	}
 	watcher.Quiet(500 * time.Millisecond)
+}
+
+// WSGATE_PUBLISH_HOOK: a Lambda function (testdata/hook, through the local
+// Lambda Invoke API) sees every client event before it is numbered and
+// allows, denies or rewrites it; no answer within the timeout refuses it.
+func TestPublish_AHookAllowsDeniesRewritesAndFailsClosed(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "bootstrap")
+	build := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", bin, "./testdata/hook")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	s := stacktest.Start(t, func(o *stack.Options) {
+		o.Extra = map[string]string{"publish-hook": bin}
+		o.Env = map[string]string{config.EnvPublishHook: "publish-hook", config.EnvPublishHookTimeout: "2s"}
+	})
+	watcher := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"envelope": "1", "token": token(t, s, auth.Grant{Sub: "w", Topics: []string{"chat.>"}})})
+	for _, topic := range []string{"chat.r1", "chat.slow"} {
+		watcher.SendJSON(map[string]any{"type": "subscribe", "topic": topic})
+		watcher.Expect("subscribed", 5*time.Second)
+	}
+	alice := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, auth.Grant{Sub: "alice", Publish: []string{"chat.*"}})})
+	send := func(topic, text string) map[string]any {
+		alice.SendJSON(map[string]any{"type": "publish", "id": text, "topic": topic, "payload": map[string]any{"text": text}})
+		return alice.NextJSON(20 * time.Second)
+	}
+
+	assert.Equal(t, "published", send("chat.r1", "hello")["type"])
+	assert.Equal(t, map[string]any{"text": "hello"}, watcher.Expect("event", 5*time.Second)["data"], "allowed as sent")
+
+	denied := send("chat.r1", "buy spam")
+	assert.Equal(t, "forbidden", denied["code"], "%v", denied)
+	assert.Equal(t, "no spam in chat.r1, user:alice", denied["message"], "the hook's reason")
+
+	assert.Equal(t, "published", send("chat.r1", "darn it")["type"])
+	assert.Equal(t, map[string]any{"text": "**** it", "moderated": "yes"}, watcher.Expect("event", 5*time.Second)["data"], "rewritten")
+
+	start := time.Now()
+	slow := send("chat.slow", "anyone?")
+	assert.Equal(t, "unavailable", slow["code"], "no answer in time refuses it: %v", slow)
+	assert.Less(t, time.Since(start), 4500*time.Millisecond, "within the hook's timeout, not the hook's 5 s")
+	watcher.Quiet(time.Second) // nothing refused was delivered
 }

@@ -399,7 +399,7 @@ func (s *Stack) serveAll(opts Options) error {
 	router := &edge.Router{
 		DynamoDB: s.throttle, Events: s.Bus, SQS: s.SQS,
 		Management: http.HandlerFunc(s.management), IsManagement: s.Gateway.ManagementPath,
-		Admin: s.admin(opts),
+		Admin: s.admin(opts), Lambda: http.HandlerFunc(s.lambdaInvoke),
 	}
 	// Every AWS API call must carry a valid signature by the dev
 	// credentials, as on AWS; the stack's own /_wsgate/ endpoints need none.

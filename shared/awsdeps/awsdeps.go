@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -45,8 +46,10 @@ type Deps struct {
 	// Bus is EventBridge, for the message function's copies of client
 	// events; nil unless Needs.Publishing and WSGATE_EVENT_BUS is set.
 	Bus publish.PutEventsAPI
-	// publishing: Load was asked for Needs.Publishing.
+	// publishing: Load was asked for Needs.Publishing; hook is the
+	// publish hook then, if WSGATE_PUBLISH_HOOK names one.
 	publishing bool
+	hook       gateway.PublishHook
 }
 
 // Logger returns the JSON logger every function uses.
@@ -79,7 +82,7 @@ func MustLoad(n Needs) (config.Config, Deps) {
 func (d Deps) Gateway(cfg config.Config) *gateway.Gateway {
 	gd := gateway.Deps{Store: d.Store, Verifier: d.Verifier, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log, Metrics: os.Stdout}
 	if d.publishing {
-		gd.Publisher, gd.Bus = d.Broadcast(cfg), d.Bus
+		gd.Publisher, gd.Bus, gd.Hook = d.Broadcast(cfg), d.Bus, d.hook
 	}
 	return gateway.New(cfg, gd)
 }
@@ -127,6 +130,9 @@ func Load(ctx context.Context, cfg config.Config, n Needs) (Deps, error) {
 		d.Tasks = queue.New(sqs.NewFromConfig(awsCfg), cfg.QueueURL)
 	}
 	d.publishing = n.Publishing
+	if n.Publishing && cfg.PublishHook != "" {
+		d.hook = gateway.LambdaHook{Client: lambda.NewFromConfig(awsCfg), Function: cfg.PublishHook}
+	}
 	if (n.Publishing || n.Bus) && cfg.EventBus != "" {
 		d.Bus = eventbridge.NewFromConfig(awsCfg)
 	}

@@ -31,6 +31,11 @@ const (
 	EnvClientEventsToBus = "WSGATE_CLIENT_EVENTS_TO_BUS"
 	// EnvClientHistory: "false" does not keep client events for resume.
 	EnvClientHistory = "WSGATE_CLIENT_HISTORY"
+	// EnvPublishHook names a Lambda function (name or ARN) that checks
+	// every client event before it is numbered; EnvPublishHookTimeout
+	// bounds its answer.
+	EnvPublishHook        = "WSGATE_PUBLISH_HOOK"
+	EnvPublishHookTimeout = "WSGATE_PUBLISH_HOOK_TIMEOUT"
 	// EnvLifecycleEvents: "false" puts no wsgate.connection.opened/.closed
 	// events on the bus (the CDK stack then has no stream mapping either).
 	EnvLifecycleEvents = "WSGATE_LIFECYCLE_EVENTS"
@@ -105,6 +110,8 @@ const (
 	// over. Renewed every third of it.
 	DefaultEventLease     = 10 * time.Second
 	DefaultTicketLifetime = 60 * time.Second
+	// DefaultPublishHookTimeout bounds a publish hook's answer.
+	DefaultPublishHookTimeout = 2 * time.Second
 	// DefaultFrameBudget bounds the work of one client frame, well inside
 	// API Gateway's 29 s integration timeout.
 	DefaultFrameBudget = 10 * time.Second
@@ -160,6 +167,8 @@ type Config struct {
 	ClientEventsToBus  bool
 	ClientHistory      bool
 	LifecycleEvents    bool
+	PublishHook        string
+	PublishHookTimeout time.Duration
 
 	JWTAlg       string
 	JWTSecret    string
@@ -233,6 +242,8 @@ func Load(getenv func(string) string) (Config, error) {
 		ClientEventsToBus:   r.boolean(EnvClientEventsToBus, true),
 		ClientHistory:       r.boolean(EnvClientHistory, true),
 		LifecycleEvents:     r.boolean(EnvLifecycleEvents, true),
+		PublishHook:         getenv(EnvPublishHook),
+		PublishHookTimeout:  r.duration(EnvPublishHookTimeout, DefaultPublishHookTimeout),
 		JWTAlg:              strings.ToUpper(r.str(EnvJWTAlg, DefaultJWTAlg)),
 		JWTSecret:           getenv(EnvJWTSecret),
 		JWTSecretARN:        getenv(EnvJWTSecretARN),
@@ -339,6 +350,7 @@ func (c Config) validateAuth(p *problems) {
 	}
 	p.durations(EnvAuthDeadline, c.AuthDeadline, time.Second, 15*time.Minute, "SQS delays at most 15 minutes")
 	p.durations(EnvTicketLifetime, c.TicketLifetime, time.Second, time.Hour, "")
+	p.durations(EnvPublishHookTimeout, c.PublishHookTimeout, 100*time.Millisecond, 10*time.Second, "the message function answers within API Gateway's 29 s")
 	if c.MaxTokenLifetime < time.Minute || c.MaxTokenLifetime > 30*24*time.Hour {
 		p.bad(EnvMaxTokenLifetime, "%s is outside 1m..720h (30 days)", c.MaxTokenLifetime)
 	} else if c.TicketLifetime > c.MaxTokenLifetime {

@@ -35,6 +35,7 @@ type Gateway struct {
 	// publisher and bus serve the publish command (nil: refused).
 	publisher ClientPublisher
 	bus       publish.PutEventsAPI
+	hook      PublishHook
 	log       *slog.Logger
 	metrics   io.Writer
 	now       func() time.Time
@@ -52,7 +53,9 @@ type Deps struct {
 	// nil refuses them. Bus receives their copies (cfg.EventBus).
 	Publisher ClientPublisher
 	Bus       publish.PutEventsAPI
-	Log       *slog.Logger
+	// Hook checks client events before they are numbered; nil: none.
+	Hook PublishHook
+	Log  *slog.Logger
 	// Metrics receives an EMF line per refusal by an abuse limit
 	// (the function's stdout, which CloudWatch turns into metrics).
 	Metrics io.Writer
@@ -62,7 +65,7 @@ type Deps struct {
 // New returns a Gateway.
 func New(cfg config.Config, d Deps) *Gateway {
 	k := observe.Kit{Log: d.Log, Metrics: d.Metrics, Now: d.Now}.OrDefaults()
-	return &Gateway{cfg: cfg, store: d.Store, verifier: d.Verifier, conns: d.Connections, tasks: d.Tasks, publisher: d.Publisher, bus: d.Bus, log: k.Log, metrics: k.Metrics, now: k.Now}
+	return &Gateway{cfg: cfg, store: d.Store, verifier: d.Verifier, conns: d.Connections, tasks: d.Tasks, publisher: d.Publisher, bus: d.Bus, hook: d.Hook, log: k.Log, metrics: k.Metrics, now: k.Now}
 }
 
 // The abuse limits' metrics, one count per refusal.

@@ -45,6 +45,10 @@ func (s *session) publish(ctx context.Context, c protocol.Publish) {
 	if s.refused(s.spend(c.ID, publishCalls)) {
 		return
 	}
+	payload, attributes, ok := s.check(ctx, c)
+	if !ok {
+		return
+	}
 	at := s.arrived.UTC()
 	d := struct {
 		Topic       string          `json:"topic"`
@@ -53,7 +57,7 @@ func (s *session) publish(ctx context.Context, c protocol.Publish) {
 		From        string          `json:"from"`
 		History     bool            `json:"history"`
 		PublishedAt time.Time       `json:"published_at"`
-	}{c.Topic.String(), c.Payload, c.Attributes, p.Type + ":" + p.Sub, s.g.cfg.ClientHistory, at}
+	}{c.Topic.String(), payload, attributes, p.Type + ":" + p.Sub, s.g.cfg.ClientHistory, at}
 	detail, err := json.Marshal(d)
 	if err != nil {
 		s.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "publish: %v", err))
@@ -79,6 +83,46 @@ func (s *session) publish(ctx context.Context, c protocol.Publish) {
 	log.Info("client event published", "seq", seq)
 	s.announce(ctx, log, publish.ClientPublished{EventID: id, Seq: seq, From: d.From, Orgs: p.Orgs, ConnectionID: s.conn.ID, Event: detail})
 	s.reply(protocol.Published{Type: protocol.TypePublished, ID: c.ID, Topic: d.Topic, EventID: id, Seq: seq})
+}
+
+// check asks the publish hook, if any, about the event: its payload and
+// attributes to publish (rewritten perhaps), or false when it is refused
+// (answered already). No answer in time refuses it: the check fails closed.
+func (s *session) check(ctx context.Context, c protocol.Publish) (json.RawMessage, json.RawMessage, bool) {
+	if s.g.hook == nil {
+		return c.Payload, c.Attributes, true
+	}
+	p := s.conn.Principal
+	hctx, cancel := context.WithTimeout(ctx, s.g.cfg.PublishHookTimeout)
+	defer cancel()
+	ans, err := s.g.hook.Check(hctx, publish.HookRequest{
+		Topic: c.Topic.String(), Payload: c.Payload, Attributes: c.Attributes,
+		From: p.Type + ":" + p.Sub, Orgs: p.Orgs, ConnectionID: s.conn.ID,
+	})
+	switch {
+	case err != nil:
+		s.log.Error("publish hook failed; the publish is refused", "topic", c.Topic.String(), "error", err.Error())
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeUnavailable, "the publish check did not answer; publish again"))
+		return nil, nil, false
+	case ans.Action == publish.HookDeny:
+		s.log.Info("publish hook refused the event", "topic", c.Topic.String())
+		reason := ans.Reason
+		if reason == "" {
+			reason = "refused by the publish check"
+		}
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "%.300s", reason))
+		return nil, nil, false
+	case ans.Action == publish.HookRewrite:
+		payload, attributes := c.Payload, c.Attributes
+		if len(ans.Payload) > 0 {
+			payload = ans.Payload
+		}
+		if len(ans.Attributes) > 0 {
+			attributes = ans.Attributes
+		}
+		return payload, attributes, true
+	}
+	return c.Payload, c.Attributes, true
 }
 
 // announce puts the copy of a client's event on the bus. The event is
