@@ -34,6 +34,7 @@ import (
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/topic"
 )
 
 // Function names, as the CDK stack names them for stage "local".
@@ -374,8 +375,15 @@ func (s *Stack) connectEvents(opts Options) error {
 	// on the same connection meta items).
 	streamCtx, stopStream := context.WithCancel(context.Background())
 	s.stopStream = stopStream
+	var presence []string // the presence topics' literal prefixes, as the CDK stack's filters
+	for _, p := range strings.Split(s.fnEnv[config.EnvPresenceTopics], ",") {
+		if pat, err := topic.ParsePattern(strings.TrimSpace(p)); err == nil {
+			presence = append(presence, pat.LiteralPrefix())
+		}
+	}
 	if err := (dynamolocal.StreamMapping{
-		Endpoint: s.DynamoDBEndpoint, Table: opts.Table, Filter: store.IsConnectionRecord, Log: opts.Log,
+		Endpoint: s.DynamoDBEndpoint, Table: opts.Table, Log: opts.Log,
+		Filter: func(raw json.RawMessage) bool { return store.MatchesStreamFilters(raw, presence) },
 		Invoke: func(ctx context.Context, payload []byte) error {
 			_, err := s.Host.Invoke(ctx, FnBroadcast, payload)
 			return err

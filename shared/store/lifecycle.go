@@ -50,17 +50,29 @@ func SubscriptionStreamFilter(prefix string) string {
 	return `{"dynamodb":{"Keys":{"` + PartitionKey + `":{"S":[{"prefix":` + string(b) + `}]}}}}`
 }
 
-// IsConnectionRecord applies StreamFilter and SubscriptionStreamFilter
-// (any prefix): whether a record is of a connection's meta item or of a
-// subscription's index entry.
-func IsConnectionRecord(raw json.RawMessage) bool {
+// MatchesStreamFilters applies StreamFilter and SubscriptionStreamFilter
+// of each of the presence prefixes, as the event source mapping does:
+// whether a record is of a connection's meta item or of the index entry of
+// a subscription to a topic under one of the prefixes.
+func MatchesStreamFilters(raw json.RawMessage, presencePrefixes []string) bool {
 	var r StreamRecord
 	if json.Unmarshal(raw, &r) != nil {
 		return false
 	}
 	sk, err := imageString(r.Dynamodb.Keys, SortKey)
+	if err != nil {
+		return false
+	}
+	if sk == skMeta {
+		return true
+	}
 	pk, _ := imageString(r.Dynamodb.Keys, PartitionKey)
-	return err == nil && (sk == skMeta || strings.HasPrefix(pk, prefixPattern))
+	for _, p := range presencePrefixes {
+		if strings.HasPrefix(pk, prefixPattern+p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Lifecycle is a connection opened or closed.

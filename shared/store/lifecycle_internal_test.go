@@ -137,12 +137,17 @@ func TestLifecycle_OtherItemsAndBadRecords(t *testing.T) {
 	_, ok, err := LifecycleOf(sub)
 	require.NoError(t, err)
 	assert.False(t, ok, "a subscription item")
-	assert.False(t, IsConnectionRecord(mustJSON(t, sub)))
+	assert.False(t, MatchesStreamFilters(mustJSON(t, sub), nil))
+	var entry StreamRecord
+	entry.EventName = "INSERT"
+	entry.Dynamodb.Keys = dynamoJSON(t, key(prefixPattern+"room.1", "c1"))
+	assert.True(t, MatchesStreamFilters(mustJSON(t, entry), []string{"room"}), "a presence topic's index entry")
+	assert.False(t, MatchesStreamFilters(mustJSON(t, entry), []string{"chat"}), "another topic's")
 
 	var meta StreamRecord
 	meta.EventName = "INSERT"
 	meta.Dynamodb.Keys = dynamoJSON(t, key(connPK("c1"), skMeta))
-	assert.True(t, IsConnectionRecord(mustJSON(t, meta)))
+	assert.True(t, MatchesStreamFilters(mustJSON(t, meta), nil))
 	_, _, err = LifecycleOf(meta)
 	assert.ErrorContains(t, err, "NEW_AND_OLD_IMAGES", "a stream without images is a configuration error")
 
