@@ -27,7 +27,7 @@ type StreamMapping struct {
 	Endpoint  string
 	Table     string
 	BatchSize int           // default 100
-	Window    time.Duration // default 500ms (the CDK stack's batching window is 1s)
+	Window    time.Duration // default 1s, the CDK stack's batching window
 	Filter    func(record json.RawMessage) bool
 	Invoke    func(ctx context.Context, payload []byte) error
 	Log       *slog.Logger
@@ -56,7 +56,7 @@ func (m StreamMapping) Start(ctx context.Context) error {
 		m.BatchSize = 100
 	}
 	if m.Window <= 0 {
-		m.Window = 500 * time.Millisecond
+		m.Window = time.Second
 	}
 	if m.Poll <= 0 {
 		m.Poll = 250 * time.Millisecond

@@ -156,6 +156,8 @@ func TestPresence_JoinAndLeaveReachSubscribersWhoAsked(t *testing.T) {
 	bob.SendJSON(map[string]any{"type": "batch", "messages": msgs})
 	flaps := announcements(t, watcher, 3*time.Second)
 	t.Logf("10 flaps in one frame: %v", flaps)
+	// One batch (the 1 s window) folds them all to nothing; a slow machine
+	// may split the frame's records across two batches: a join and a leave.
 	assert.LessOrEqual(t, len(flaps), 2, "coalesced, not 20 announcements")
 	assert.Empty(t, announcements(t, plain, 500*time.Millisecond), "nobody else hears them")
 

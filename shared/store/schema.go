@@ -89,7 +89,14 @@ func CreateTableInput(name string) *dynamodb.CreateTableInput {
 // CreateTable creates the table if it does not exist, waits for it to be
 // active and turns TTL on. It is idempotent.
 func CreateTable(ctx context.Context, db TableAdmin, name string) error {
-	_, err := db.CreateTable(ctx, CreateTableInput(name))
+	return CreateTableFrom(ctx, db, CreateTableInput(name))
+}
+
+// CreateTableFrom is CreateTable with the definition given (a test's table
+// without the stream, say).
+func CreateTableFrom(ctx context.Context, db TableAdmin, in *dynamodb.CreateTableInput) error {
+	name := aws.ToString(in.TableName)
+	_, err := db.CreateTable(ctx, in)
 	var inUse *types.ResourceInUseException
 	if err != nil && !errors.As(err, &inUse) {
 		return fmt.Errorf("store: create table %s: %w", name, err)
