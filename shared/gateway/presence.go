@@ -58,7 +58,7 @@ func members(subs []store.Subscription) []protocol.PresenceMember {
 		if id.Anonymous {
 			id = auth.Identity{Type: "anonymous"} // anonymous connections are counted, not named
 		}
-		k := id.Type + ":" + id.Sub
+		k := auth.AudienceSub(id.Type, id.Sub)
 		if i, ok := at[k]; ok {
 			out[i].Connections++
 			continue

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/protocol"
 	"github.com/wsgate/wsgate/shared/publish"
 )
@@ -57,7 +58,7 @@ func (s *session) publish(ctx context.Context, c protocol.Publish) {
 		From        string          `json:"from"`
 		History     bool            `json:"history"`
 		PublishedAt time.Time       `json:"published_at"`
-	}{c.Topic.String(), payload, attributes, p.Type + ":" + p.Sub, s.g.cfg.ClientHistory, at}
+	}{c.Topic.String(), payload, attributes, auth.AudienceSub(p.Type, p.Sub), s.g.cfg.ClientHistory, at}
 	detail, err := json.Marshal(d)
 	if err != nil {
 		s.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "publish: %v", err))
@@ -97,7 +98,7 @@ func (s *session) check(ctx context.Context, c protocol.Publish) (json.RawMessag
 	defer cancel()
 	ans, err := s.g.hook.Check(hctx, publish.HookRequest{
 		Topic: c.Topic.String(), Payload: c.Payload, Attributes: c.Attributes,
-		From: p.Type + ":" + p.Sub, Orgs: p.Orgs, ConnectionID: s.conn.ID,
+		From: auth.AudienceSub(p.Type, p.Sub), Orgs: p.Orgs, ConnectionID: s.conn.ID,
 	})
 	switch {
 	case err != nil:

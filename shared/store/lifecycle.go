@@ -37,6 +37,12 @@ type StreamRecord struct {
 	} `json:"userIdentity"`
 }
 
+// ByTTL reports whether the record is a deletion by DynamoDB's TTL: its
+// userIdentity is the DynamoDB service.
+func (r StreamRecord) ByTTL() bool {
+	return r.UserIdentity != nil && r.UserIdentity.Type == "Service" && r.UserIdentity.PrincipalID == "dynamodb.amazonaws.com"
+}
+
 // StreamFilter is the event source mapping's filter of connection meta
 // items (other items are not invoked for, nor paid);
 // SubscriptionStreamFilter adds the index entries of the subscriptions to
@@ -112,7 +118,7 @@ func LifecycleOf(r StreamRecord) (Lifecycle, bool, error) {
 		l.Opened, l.ByAuthMessage = true, true
 	case "REMOVE":
 		image = r.Dynamodb.OldImage
-		l.Expired = r.UserIdentity != nil && r.UserIdentity.Type == "Service" && r.UserIdentity.PrincipalID == "dynamodb.amazonaws.com"
+		l.Expired = r.ByTTL()
 	default:
 		return Lifecycle{}, false, nil
 	}

@@ -57,7 +57,7 @@ func SubscriptionChangeOf(r StreamRecord) (SubscriptionChange, bool) {
 	image := r.Dynamodb.NewImage
 	if !c.Added {
 		image = r.Dynamodb.OldImage
-		c.Expired = r.UserIdentity != nil && r.UserIdentity.PrincipalID == "dynamodb.amazonaws.com"
+		c.Expired = r.ByTTL()
 	}
 	who, err := imageString(image, attrIdentity)
 	if err != nil || who == "" || json.Unmarshal([]byte(who), &c.Identity) != nil {
@@ -71,7 +71,7 @@ func RosterKey(id auth.Identity) string {
 	if id.Anonymous {
 		return "anonymous:"
 	}
-	return id.Type + ":" + id.Sub
+	return auth.AudienceSub(id.Type, id.Sub)
 }
 
 // ApplyToRoster adds or removes the change's connection from its topic's
