@@ -2,6 +2,9 @@ module github.com/wsgate/wsgate
 
 go 1.26
 
+// npm installs packages with Go templates (aws-cdk init) under node_modules.
+ignore ./node_modules
+
 require (
 	github.com/MicahParks/jwkset v0.11.4
 	github.com/MicahParks/keyfunc/v3 v3.9.2

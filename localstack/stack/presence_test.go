@@ -171,3 +171,28 @@ func TestPresence_JoinAndLeaveReachSubscribersWhoAsked(t *testing.T) {
 		assert.Equal(t, "bad_request", m["code"], "%s: %v", topic, m)
 	}
 }
+
+// A watcher whose posts fail (every post answered 429 for a while: full
+// buffers) holds back neither the stream nor the lifecycle events: each
+// lifecycle event reaches the bus once, not once per retry of a batch, and
+// the join reaches the watcher once its posts go through again, once.
+func TestPresence_FailingPostsHoldBackNothing(t *testing.T) {
+	s := stacktest.Start(t, func(o *stack.Options) {
+		o.Env = map[string]string{config.EnvPresenceTopics: "room.*", config.EnvLifecycleEvents: "true"}
+	})
+	life := watchLifecycle(t, s)
+	grant := func(sub string) auth.Grant { return auth.Grant{Sub: sub, Topics: []string{"room.*"}} }
+	watcher := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, grant("watcher"))})
+	watcher.SendJSON(map[string]any{"type": "subscribe", "topic": "room.1", "presence": true})
+	watcher.Expect("subscribed", 10*time.Second)
+	require.Equal(t, []string{"join user:watcher room.1"}, announcements(t, watcher, 3*time.Second))
+
+	s.SetFaults(stack.Faults{Faults: apigw.Faults{ThrottleRate: 1}})
+	joinRoom(t, s, grant("alice"), "room.1")
+	opened := life.of(t, "alice", 1)
+	time.Sleep(3 * time.Second) // the batch's retries, if it failed, would re-put alice's event
+	s.SetFaults(stack.Faults{})
+	assert.Len(t, life.of(t, "alice", 1), len(opened), "alice's connection announced on the bus once")
+	assert.Equal(t, []string{"join user:alice room.1"}, announcements(t, watcher, 15*time.Second),
+		"the join, once, after the posts went through again")
+}

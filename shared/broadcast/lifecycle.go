@@ -3,6 +3,7 @@ package broadcast
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/wsgate/wsgate/shared/metrics"
 	"github.com/wsgate/wsgate/shared/publish"
@@ -12,8 +13,11 @@ import (
 // HandleStream turns a batch of the table's stream records into lifecycle
 // events on the bus (publish.ConnectionOpened, publish.ConnectionClosed),
 // in as few PutEvents calls as the batch allows (10 entries each), and
-// into the join and leave events of presence-enabled topics. An error
-// makes Lambda retry the batch: the events come at least once.
+// into the join and leave events of presence-enabled topics. The two are
+// independent: each is tried whatever became of the other. An error (the
+// bus, the table or the queue failed, never a client) makes Lambda retry
+// the batch: lifecycle events come at least once, each with the stream
+// record's id to tell repeats apart, and presence applies nothing twice.
 func (h *Handler) HandleStream(ctx context.Context, records []json.RawMessage) error {
 	m := metrics.New(map[string]string{"Stage": h.cfg.Stage, "Function": "broadcast"})
 	defer func() { _ = m.Write(h.metrics) }()
@@ -38,20 +42,15 @@ func (h *Handler) HandleStream(ctx context.Context, records []json.RawMessage) e
 			out = append(out, announcement(l))
 		}
 	}
-	if err := h.lifecycle(ctx, m, out, len(records)); err != nil {
-		return err
+	lerr := h.lifecycle(ctx, m, out, len(records))
+	var perr error
+	if len(changes) > 0 {
+		if perr = h.presence(ctx, m, changes); perr != nil {
+			m.Add("PresenceFailed", 1, metrics.Count)
+			h.log.Error("presence not applied; the batch is retried", "changes", len(changes), "error", perr.Error())
+		}
 	}
-	if len(changes) == 0 {
-		return nil
-	}
-	dues, err := h.foldPresence(ctx, changes)
-	if err == nil {
-		err = h.announcePresence(ctx, m, dues)
-	}
-	if err != nil {
-		h.log.Error("presence not announced; the batch is retried", "error", err.Error())
-	}
-	return err
+	return errors.Join(lerr, perr)
 }
 
 // lifecycle puts the batch's lifecycle events on the bus.

@@ -39,6 +39,8 @@ func (h *Handler) runTask(ctx context.Context, t queue.Task) error {
 		return h.shardTask(ctx, t)
 	case queue.KindTokenExpiry:
 		return h.tokenExpiry(ctx, t)
+	case queue.KindPresence:
+		return h.presenceTask(ctx, t)
 	}
 	return fmt.Errorf("task kind %q is not handled here", t.Kind)
 }

@@ -31,6 +31,8 @@ func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketPro
 	if rc.ConnectionID == "" {
 		return g.refuse(log, refusal{status: http.StatusBadRequest, reason: "not a WebSocket $connect request: no requestContext.connectionId"})
 	}
+	ctx, cancel := connectBudget(ctx)
+	defer cancel()
 	q := queryParams(req)
 	hs, r := g.parseHandshake(q)
 	if r != nil {
@@ -57,6 +59,12 @@ func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketPro
 	}
 	if r := g.schedule(ctx, log, conn, hs); r != nil {
 		return g.refuse(log, *r)
+	}
+	if ctx.Err() != nil {
+		// Too late: API Gateway will have given up on this $connect, and
+		// no $disconnect comes for a connection that never opened.
+		g.undoConnect(ctx, log, conn.ID)
+		return g.refuse(log, refusal{status: http.StatusServiceUnavailable, reason: "the handshake ran out of time"})
 	}
 	log.Info("connected", "scope", conn.Scope, "pending", conn.Pending, "anonymous", conn.Principal.Anonymous,
 		"subscriptions", len(subs), "token_source", ex.Source, "envelope", hs.envelope)
@@ -182,6 +190,10 @@ func (g *Gateway) admitConnection(ctx context.Context, conn *store.Connection, s
 	// The store enforces the caps in the transaction that writes the
 	// record: a count read first would admit every concurrent handshake.
 	conn.MaxPendingPerIP, conn.MaxPending = g.cfg.MaxPendingPerIP, g.cfg.MaxPending
+	// The 410 window of a post racing $connect counts from here, when the
+	// record exists, not from the handshake's start (a JWKS fetch may
+	// have taken seconds).
+	conn.ConnectedAt = g.now()
 	err = g.store.PutConnection(ctx, *conn, subs)
 	if errors.Is(err, store.ErrRevoked) {
 		return nil, &refusal{status: http.StatusForbidden, reason: "revoked", attrs: []any{"token_id", conn.Principal.TokenID}}
@@ -191,9 +203,40 @@ func (g *Gateway) admitConnection(ctx context.Context, conn *store.Connection, s
 		return nil, &refusal{status: http.StatusTooManyRequests, reason: r.reason, attrs: []any{"limit", r.limit}}
 	}
 	if err != nil {
+		// The write may have landed though its answer did not: a record
+		// left would hold a place in the caps until its TTL.
+		g.undoConnect(ctx, g.log.With("connection_id", conn.ID), conn.ID)
 		return nil, internal(err)
 	}
 	return subs, nil
+}
+
+// connectMargin is the end of $connect's time kept back for undoing a
+// stored record when the rest ran late.
+const connectMargin = 2 * time.Second
+
+// apiGatewayTimeout is API Gateway's integration timeout: past it the
+// client is refused whatever the function does.
+const apiGatewayTimeout = 29 * time.Second
+
+// connectBudget is the context $connect works in: it ends connectMargin
+// before the function's or API Gateway's deadline, whichever comes first.
+func connectBudget(ctx context.Context) (context.Context, context.CancelFunc) {
+	end := time.Now().Add(apiGatewayTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(end) {
+		end = d
+	}
+	return context.WithDeadline(ctx, end.Add(-connectMargin))
+}
+
+// undoConnect deletes a connection record $connect stored but will not
+// answer for, in the margin connectBudget kept.
+func (g *Gateway) undoConnect(ctx context.Context, log *slog.Logger, id string) {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), connectMargin*3/4)
+	defer cancel()
+	if _, err := g.store.DeleteConnection(uctx, id); err != nil {
+		log.Error("record of a failed handshake not removed; its TTL will", "error", err.Error())
+	}
 }
 
 // authorizeScope checks a scoped connection's topic: the principal's

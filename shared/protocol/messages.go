@@ -145,12 +145,17 @@ type PresenceReply struct {
 	Cursor  string           `json:"cursor,omitempty"`
 }
 
-// PresenceEvent is a join or a leave.
+// PresenceEvent is a join or a leave. It may arrive twice (the same ID)
+// and, between two principals, in any order; one principal's
+// announcements in a topic alternate, numbered by Seq: a lower Seq than
+// one already seen for the principal is stale.
 type PresenceEvent struct {
 	Type  string `json:"type"`
+	ID    string `json:"id"`
 	Topic string `json:"topic"`
 	PType string `json:"ptype"`
 	Sub   string `json:"sub,omitempty"`
+	Seq   int64  `json:"seq"`
 }
 
 // AuthResponse answers an auth message.

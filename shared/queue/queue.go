@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/backoff"
 )
 
@@ -29,6 +30,9 @@ const (
 	// KindTokenExpiry closes a connection whose token has expired, or
 	// waits again when a refresh moved the expiry later.
 	KindTokenExpiry = "token_expiry"
+	// KindPresence delivers a join or a leave to a topic's watchers (or,
+	// on a retry, to those of them whose posts failed).
+	KindPresence = "presence"
 )
 
 // MaxDelay is SQS's longest message delay.
@@ -66,6 +70,18 @@ type Task struct {
 	Conns     []string  `json:"conns,omitempty"`
 	// VariantOf[i] is the variant of Conns[i]; omitted when there is one.
 	VariantOf []int `json:"variant_of,omitempty"`
+	// Announce is a presence task's join or leave.
+	Announce *Announce `json:"announce,omitempty"`
+	// Attempt counts a task's rounds of retrying failed posts.
+	Attempt int `json:"attempt,omitempty"`
+}
+
+// Announce is a join or a leave to deliver: the principal, whether it is
+// present now, and the announcement's number.
+type Announce struct {
+	Identity auth.Identity `json:"who"`
+	Present  bool          `json:"present,omitempty"`
+	Seq      int64         `json:"seq"`
 }
 
 // Variant is one form of an event's frame: enveloped or raw, whole or
@@ -95,6 +111,10 @@ func Decode(body string) (Task, error) {
 	case KindAuthDeadline, KindReplay, KindTokenExpiry:
 		if t.ConnectionID == "" {
 			return Task{}, errors.New("queue: task without connection_id")
+		}
+	case KindPresence:
+		if t.Topic == "" || t.Announce == nil {
+			return Task{}, errors.New("queue: presence task without topic or announce")
 		}
 	case KindShard:
 		if t.EventID == "" || (len(t.Detail) == 0) == (t.DetailRef == "") || len(t.Conns) == 0 || len(t.Variants) == 0 {

@@ -208,6 +208,9 @@ func TestSubscriptionChangeOf_ReadsIndexEntriesOfExactTopics(t *testing.T) {
 	}
 	got, ok := SubscriptionChangeOf(entry("room.1", "INSERT", false))
 	require.True(t, ok)
+	assert.Positive(t, got.Gen, "the entry's generation")
+	assert.Equal(t, c.ExpiresAt.Unix(), got.ExpiresAt.Unix())
+	got.Gen, got.ExpiresAt = 0, time.Time{}
 	assert.Equal(t, SubscriptionChange{Topic: "room.1", ConnectionID: "c1", Identity: c.Principal.Identity, Added: true}, got)
 	got, ok = SubscriptionChangeOf(entry("room.1", "REMOVE", true))
 	require.True(t, ok)

@@ -16,6 +16,9 @@
 //	E#<event id> #EVENT         a processed (or in-flight) EventBridge event
 //	E#<event id> #SHARD#<n>     a fan-out shard of that event, once delivered
 //	J#<jti>      #TICKET        a used single-use ticket
+//	R#<topic>    A#<principal>  a presence topic's principal: announced or not
+//	R#<topic>    M#<principal>#<conn> one of its subscriptions (roster.go)
+//	Q#<topic>    <conn>         a connection that asked for join/leave events
 //
 // Every item that can go stale carries a ttl (epoch seconds), so a missed
 // $disconnect or an abandoned topic cleans itself up.

@@ -69,6 +69,12 @@ func (s *Store) subscriptionItems(c Connection, sub NewSubscription) []map[strin
 	fwd[TTLAttribute] = ttl
 	fwd[attrIdentity] = sv(string(who))
 	fwd[attrEnvelope] = bv(c.Envelope)
+	// The generation orders this write of the entry after every earlier
+	// one, for the rosters folded from the stream (roster.go). The wall
+	// clock, not s.now: a test's pinned clock would repeat it; Lambda
+	// hosts' clocks agree far closer than a client can unsubscribe and
+	// subscribe again.
+	fwd[attrGen] = nv(time.Now().UnixNano())
 	if sub.Presence {
 		fwd[attrPresence] = bv(true)
 	}
