@@ -126,6 +126,9 @@ type Stats struct {
 	Posts, Gone, Throttled, Injected atomic.Int64
 	// SkippedDisconnects counts closes whose $disconnect a fault skipped.
 	SkippedDisconnects atomic.Int64
+	// Connected counts $connect invocations that accepted the handshake:
+	// each stored a connection record.
+	Connected atomic.Int64
 	// GoneDuringConnect counts @connections calls (any method) answered 410
 	// because the connection's $connect had not returned, its upgrade was
 	// not done, or its ConnectLag had not passed.
@@ -310,6 +313,7 @@ func (g *Gateway) connect(w http.ResponseWriter, r *http.Request, id string, now
 		_, _ = w.Write([]byte(resp.Body))
 		return resp, false
 	}
+	g.stats.Connected.Add(1)
 	return resp, true
 }
 

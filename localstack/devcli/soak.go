@@ -27,6 +27,7 @@ func Soak(ctx context.Context, args []string, st Streams) error {
 	fs.DurationVar(&o.WarmUp, "warm-up", 20*time.Second, "the same load, not scored, before the measured phase (the local stack's cold start)")
 	fs.DurationVar(&o.Settle, "settle", time.Minute, "longest wait for the clients to catch up at the end")
 	fs.IntVar(&o.BroadcastConcurrency, "broadcast-concurrency", 16, "broadcast invocations at once (Lambda scales far beyond; an event waits for one before it is numbered)")
+	fs.BoolVar(&o.Presence, "presence", false, "presence on every topic and lifecycle events on, with observers and a lifecycle rule checked at the end")
 	fs.StringVar(&o.FunctionsDir, "functions", o.FunctionsDir, "functions built for this machine")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -56,7 +56,10 @@ type Options struct {
 	// WarmUp runs the same load, not scored, before the measured phase.
 	WarmUp time.Duration
 	// Settle bounds the wait for the clients to catch up at the end.
-	Settle       time.Duration
+	Settle time.Duration
+	// Presence turns presence on for every topic and lifecycle events on,
+	// and checks rosters, observers and lifecycle events at the end.
+	Presence     bool
 	FunctionsDir string
 	Log          io.Writer
 }
@@ -84,6 +87,8 @@ type Result struct {
 	Late   []time.Duration
 	Losses []string
 	Took   time.Duration
+	// Presence is the presence variant's check, when it ran.
+	Presence *presenceCheck
 }
 
 // MaxNumberingWait is the longest an event may wait for its sequence
@@ -94,7 +99,8 @@ const MaxNumberingWait = 2 * time.Second
 // OK is true when nothing was lost, repeated or reordered and no record
 // outlived its connection's TTL.
 func (r Result) OK() bool {
-	return r.Lost == 0 && r.Duplicated == 0 && r.OutOfOrder == 0 && r.Gaps == 0 && r.LeftoverPastTTL == 0 && r.NumberedLate == 0
+	return r.Lost == 0 && r.Duplicated == 0 && r.OutOfOrder == 0 && r.Gaps == 0 && r.LeftoverPastTTL == 0 && r.NumberedLate == 0 &&
+		(r.Presence == nil || r.Presence.ok())
 }
 
 // Print writes the result as a small table.
@@ -121,6 +127,9 @@ func (r Result) Print(w io.Writer) {
 		{"store: of them past their TTL (must be 0)", strconv.Itoa(r.LeftoverPastTTL)},
 		{"took", r.Took.Round(time.Second).String()},
 	}
+	if r.Presence != nil {
+		rows = append(rows, r.Presence.rows()...)
+	}
 	fmt.Fprintln(w, "| | |\n|---|---:|")
 	for _, row := range rows {
 		fmt.Fprintf(w, "| %s | %s |\n", row[0], row[1])
@@ -129,6 +138,11 @@ func (r Result) Print(w io.Writer) {
 		fmt.Fprintf(w, "\nevents numbered late, by when they were published:\n")
 		for _, l := range lateBuckets(r.Late, 10*time.Second) {
 			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
+	if r.Presence != nil {
+		for _, line := range r.Presence.Wrong {
+			fmt.Fprintf(w, "\n%s", line)
 		}
 	}
 	for _, l := range r.Losses {
@@ -188,6 +202,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	runCtx, stopClients := context.WithCancel(ctx)
 	defer stopClients()
 	var wg sync.WaitGroup
+	var pr *presenceRun
+	if o.Presence {
+		var err error
+		if pr, err = rn.startPresence(ctx, runCtx); err != nil {
+			return Result{}, err
+		}
+	}
 	if err := rn.connect(ctx, runCtx, &wg); err != nil {
 		return Result{}, err
 	}
@@ -209,9 +230,23 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	rn.logf("published %d events; waiting up to %s for the clients to catch up", r.Published, o.Settle)
 	caughtUp(rn.subs, ph.published, o.Settle)
+	if pr != nil {
+		rn.logf("checking every roster and observer against the subscriptions")
+		r.Presence = &presenceCheck{}
+		if err := pr.checkRosters(ctx, rn, o.Settle, r.Presence); err != nil {
+			return r, err
+		}
+	}
 	stopClients()
 	wg.Wait()
-	return r, rn.score(ctx, &r, ph)
+	if err := rn.score(ctx, &r, ph); err != nil {
+		return r, err
+	}
+	if pr != nil {
+		rn.logf("waiting for every closed connection's lifecycle event")
+		pr.checkLifecycle(rn.s.Gateway.Stats().Connected.Load(), r.Leftover, o.Settle, r.Presence)
+	}
+	return r, nil
 }
 
 // run is one soak's stack, topics and clients.
@@ -237,7 +272,7 @@ func (rn *run) startStack(ctx context.Context) error {
 	rn.s, err = stack.Start(ctx, stack.Options{
 		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
 		FunctionsDir: rn.o.FunctionsDir, BroadcastConcurrency: rn.o.BroadcastConcurrency,
-		Env: map[string]string{config.EnvHistoryDefault: "true", config.EnvLogLevel: "warn"},
+		Env: rn.env(),
 		Log: slog.New(slog.DiscardHandler),
 		FunctionLog: func(fn string, line []byte) {
 			if strings.Contains(string(line), `"level":"ERROR"`) {
@@ -659,4 +694,14 @@ func pick(topics []string, n int) []string {
 	out = out[:min(n, len(out))]
 	slices.Sort(out)
 	return out
+}
+
+// env is the functions' settings for the run.
+func (rn *run) env() map[string]string {
+	env := map[string]string{config.EnvHistoryDefault: "true", config.EnvLogLevel: "warn"}
+	if rn.o.Presence {
+		env[config.EnvPresenceTopics] = "soak.*"
+		env[config.EnvLifecycleEvents] = "true"
+	}
+	return env
 }

@@ -324,3 +324,17 @@ func (s *Store) Watchers(ctx context.Context, topicName string, cursor Cursor, l
 func AnnouncementID(a Announcement) string {
 	return rosterHash(a.Identity)[:12] + "." + strconv.FormatInt(a.Seq, 10)
 }
+
+// RosterState reads what a topic's roster says of a principal: whether
+// any of its subscriptions is live, and whether it was last announced
+// present. Both agree once every change is applied and announced.
+func (s *Store) RosterState(ctx context.Context, topicName string, id auth.Identity) (present, announced bool, err error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: s.table, Key: rosterWhoKey(topicName, id), ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return false, false, fmt.Errorf("store: roster of %s: %w", topicName, err)
+	}
+	present, err = s.rosterPresent(ctx, topicName, id)
+	return present, getBool(out.Item, attrAnnounced), err
+}
