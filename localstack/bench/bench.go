@@ -80,6 +80,11 @@ type Options struct {
 	ArmDir       string
 	// Self is the wsgate binary (for node and client processes).
 	Self string
+	// DuplicateRate and ReorderWindow are stack.Options': how loosely
+	// EventBridge delivers wsgate's events (0: the stack's defaults,
+	// negative: exactly once, at once). The baseline is invoked directly.
+	DuplicateRate float64
+	ReorderWindow time.Duration
 	// SkipNaive leaves the baseline out (to look into wsgate alone).
 	SkipNaive bool
 	Log       io.Writer
@@ -323,6 +328,7 @@ func (b *bench) start(ctx context.Context) error {
 		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
 		FunctionsDir: o.FunctionsDir, Extra: map[string]string{"naive": o.Naive},
 		Concurrency: 8, BroadcastConcurrency: o.MaxShards, FunctionTimeout: 120 * time.Second,
+		DuplicateRate: o.DuplicateRate, ReorderWindow: o.ReorderWindow,
 		// The clients stay silent for the whole run: API Gateway's 10-minute
 		// idle cut would close the first ones mid-run (as the nodes, they
 		// get the 2-hour maximum instead).

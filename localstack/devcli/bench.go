@@ -38,9 +38,11 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 	out := fs.String("out", "bench/results/latest.md", "where to write the table")
 	noNaive := fs.Bool("no-naive", false, "leave the naive baseline out")
 	runs := fs.Int("runs", 3, "whole runs, each on a fresh stack: the table is the first's, followed by the spread over all")
+	events := eventDelivery(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	dupRate, reorder := events()
 	aud, err := bench.ParseAudiences(*audiences)
 	if err != nil {
 		return err
@@ -54,6 +56,7 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 		Workers: *workers, ShardSize: *shard, MaxShards: *maxShards, Connections: *connections, LocalClients: *local, PerNode: *perNode,
 		RateEvents: *rateEvents, RateDuration: *rateFor, RateAudience: *rateAudience,
 		FunctionsDir: *functions, Naive: *naive, ArmDir: *arm, Self: self, Log: st.Err, SkipNaive: *noNaive,
+		DuplicateRate: dupRate, ReorderWindow: reorder,
 	}
 	if err := o.Validate(); err != nil {
 		return err

@@ -32,6 +32,7 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 	noConflicts := fs.Bool("no-conflicts", false, "let DynamoDB transactions touching one item at once all succeed")
 	noSignatures := fs.Bool("no-signatures", false, "accept AWS API requests without checking their SigV4 signature")
 	retryScale := fs.Float64("retry-scale", 1, "scale Lambda's retry delays of a failed broadcast (1 and 2 minutes on AWS)")
+	events := eventDelivery(fs)
 	var env, extra list
 	fs.Var(&extra, "function", "NAME=PATH: host another Lambda function (a bootstrap built for this machine) behind the local Lambda Invoke API, e.g. a publish hook named by WSGATE_PUBLISH_HOOK (repeatable)")
 	fs.Var(&env, "env", "KEY=VALUE for the functions, e.g. WSGATE_MAX_MESSAGE_BYTES=1024 (repeatable; WSGATE_* variables of this shell pass through too)")
@@ -39,6 +40,7 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 		return err
 	}
 	secret := envOr(config.EnvJWTSecret, DevSecret)
+	dupRate, reorder := events()
 	fnEnv := map[string]string{}
 	for _, kv := range os.Environ() {
 		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "WSGATE_") && k != config.EnvJWTSecret {
@@ -81,6 +83,7 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 		Log: logger, FunctionLog: fnLog, DevTokens: console.DevTokens(minter), Console: console.ForStack,
 		SerialFrames: *serial, ConnectLag: *connectLag, ReadLag: *readLag, NoConflicts: *noConflicts,
 		NoSignatures: *noSignatures, RetryScale: *retryScale, Extra: extraFns,
+		DuplicateRate: dupRate, ReorderWindow: reorder,
 	})
 	if err != nil {
 		return err

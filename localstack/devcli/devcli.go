@@ -11,6 +11,9 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
+
+	"github.com/wsgate/wsgate/localstack/stack"
 )
 
 // Streams are the CLI's standard streams.
@@ -84,6 +87,25 @@ func newFlags(name string, st Streams) *flag.FlagSet {
 	fs := flag.NewFlagSet("wsgate "+name, flag.ContinueOnError)
 	fs.SetOutput(st.Err)
 	return fs
+}
+
+// eventDelivery adds the flags for how loosely the local EventBridge
+// delivers, and returns them as stack.Options reads them once parsed: 0
+// on the command line switches a behaviour off (a zero option means the
+// default).
+func eventDelivery(fs *flag.FlagSet) func() (rate float64, window time.Duration) {
+	rate := fs.Float64("event-duplicates", stack.DefaultDuplicateRate, "share of events EventBridge delivers twice, as AWS may (0: none)")
+	window := fs.Duration("event-reorder", stack.DefaultReorderWindow, "hold each EventBridge delivery a random time up to this, so events overtake each other as on AWS (0: none)")
+	return func() (float64, time.Duration) {
+		r, w := *rate, *window
+		if r <= 0 {
+			r = -1
+		}
+		if w <= 0 {
+			w = -1
+		}
+		return r, w
+	}
 }
 
 func envOr(name, def string) string {

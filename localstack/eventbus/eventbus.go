@@ -4,6 +4,12 @@
 // (all the stack's rules need; other operators are refused); and
 // asynchronous delivery to Lambda targets, retried on Lambda's schedule
 // for asynchronous invocations, as EventBridge invokes Lambda.
+//
+// Delivery is as loose as AWS's when Options ask for it (the local stack
+// does by default): at least once (a share of events is delivered twice,
+// the same event id and bytes in two separate invocations) and in no
+// particular order (each delivery is held back a random time within a
+// window, so an event put later may overtake it).
 package eventbus
 
 import (
@@ -13,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsgate/wsgate/shared/backoff"
 )
 
 // The region and account events carry.
@@ -46,20 +54,44 @@ type Options struct {
 	// later is not made and the event is dead-lettered. 0 means
 	// LambdaMaxEventAge, 6 hours.
 	MaxEventAge time.Duration
-	Log         *slog.Logger // default: discard
+	// ThrottleRetry paces the retries of a delivery whose target was
+	// throttled or met a system error (ErrThrottled): Lambda returns the
+	// event to its queue and tries again, exponentially from 1 second up
+	// to 5 minutes apart, until MaxEventAge, without using up RetryDelays.
+	// The zero value means LambdaThrottleRetry(1).
+	ThrottleRetry backoff.Policy
+	// DuplicateRate is the share of events (0 to 1) delivered to a target
+	// twice, as EventBridge and Lambda's asynchronous queue may: the same
+	// event id and bytes, invoked separately, possibly at once. 0: never.
+	DuplicateRate float64
+	// ReorderWindow holds every delivery back a random time below it
+	// before its first attempt, so events put within the window may reach
+	// a target in any order, as EventBridge promises no order. 0: none.
+	ReorderWindow time.Duration
+	Log           *slog.Logger // default: discard
 }
 
-// Stats count deliveries.
+// Stats count deliveries. Delivered, Retried and DeadLettered count each
+// copy of a duplicated event; Duplicated counts the second copies.
+// Overtaken counts deliveries whose first attempt started after a delivery
+// of an event put later (to the same rule); Throttled counts the retries
+// of throttled attempts.
 type Stats struct {
 	Accepted, Delivered, Retried, DeadLettered atomic.Int64
+	Duplicated, Overtaken, Throttled           atomic.Int64
 }
 
 // Service is the local EventBridge.
 type Service struct {
-	retryDelays []time.Duration
-	maxEventAge time.Duration
-	log         *slog.Logger
-	stats       Stats
+	retryDelays   []time.Duration
+	maxEventAge   time.Duration
+	throttleRetry backoff.Policy
+	duplicateRate float64
+	reorderWindow time.Duration
+	log           *slog.Logger
+	stats         Stats
+	// accepted numbers the events in the order they were accepted.
+	accepted atomic.Uint64
 
 	mu    sync.RWMutex
 	buses map[string]bool
@@ -74,15 +106,24 @@ type Service struct {
 type compiledRule struct {
 	Rule
 	pattern pattern
+	// started is the highest number (Service.accepted) of an event whose
+	// delivery to this rule has started.
+	started *atomic.Uint64
 }
 
 // New returns a Service with the default bus.
 func New(opts Options) *Service {
 	s := &Service{
-		retryDelays: LambdaRetryDelays(1),
-		maxEventAge: LambdaMaxEventAge,
-		log:         opts.Log,
-		buses:       map[string]bool{"default": true},
+		retryDelays:   LambdaRetryDelays(1),
+		maxEventAge:   LambdaMaxEventAge,
+		throttleRetry: opts.ThrottleRetry,
+		duplicateRate: min(max(opts.DuplicateRate, 0), 1),
+		reorderWindow: max(opts.ReorderWindow, 0),
+		log:           opts.Log,
+		buses:         map[string]bool{"default": true},
+	}
+	if s.throttleRetry == (backoff.Policy{}) {
+		s.throttleRetry = LambdaThrottleRetry(1)
 	}
 	if opts.RetryDelays != nil {
 		s.retryDelays = append([]time.Duration{}, opts.RetryDelays...)
@@ -120,7 +161,7 @@ func (s *Service) PutRule(r Rule) error {
 	if !s.buses[r.Bus] {
 		return fmt.Errorf("eventbus: rule %s: no bus %q", r.Name, r.Bus)
 	}
-	s.rules = append(s.rules, compiledRule{Rule: r, pattern: p})
+	s.rules = append(s.rules, compiledRule{Rule: r, pattern: p, started: new(atomic.Uint64)})
 	return nil
 }
 

@@ -159,8 +159,9 @@ func (s *Service) put(e putEventsEntry) resultEntry {
 		// say so here, where it is easy to spot.
 		s.log.Warn("event for an unknown bus dropped", "bus", bus, "event_id", id)
 	}
+	order := s.accepted.Add(1)
 	for _, r := range targets {
-		s.deliver(r, id, raw)
+		s.dispatch(r, delivery{id: id, event: raw, order: order})
 	}
 	return resultEntry{EventID: id}
 }

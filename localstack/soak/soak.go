@@ -53,6 +53,11 @@ type Options struct {
 	// default); the local host runs at most this many, and an event waits
 	// for its turn before it is numbered.
 	BroadcastConcurrency int
+	// DuplicateRate and ReorderWindow are stack.Options': how loosely
+	// EventBridge delivers (0: the stack's defaults, negative: exactly
+	// once, at once).
+	DuplicateRate float64
+	ReorderWindow time.Duration
 	// WarmUp runs the same load, not scored, before the measured phase.
 	WarmUp time.Duration
 	// Settle bounds the wait for the clients to catch up at the end.
@@ -75,7 +80,10 @@ type Result struct {
 	Drops, Connects, Resumes     int
 	WireDuplicates               int // repeats on the wire the clients dropped
 	SkippedDisconnects, Gone     int64
-	Leftover, LeftoverPastTTL    int // records of connections after every client closed
+	// BusDuplicated and BusOvertaken are EventBridge's deliveries of an
+	// event a second time, and deliveries overtaken by a later event.
+	BusDuplicated, BusOvertaken int64
+	Leftover, LeftoverPastTTL   int // records of connections after every client closed
 	// Numbering is how long events waited between PutEvents and their
 	// sequence number (the event record's numbering time): its largest
 	// and 99th percentile, and how many waited over MaxNumberingWait.
@@ -123,6 +131,7 @@ func (r Result) Print(w io.Writer) {
 		{"drops / connects / resumes", fmt.Sprintf("%d / %d / %d", r.Drops, r.Connects, r.Resumes)},
 		{"repeats on the wire, dropped by the clients", strconv.Itoa(r.WireDuplicates)},
 		{"$disconnects skipped / 410s answered", fmt.Sprintf("%d / %d", r.SkippedDisconnects, r.Gone)},
+		{"EventBridge: events delivered twice / deliveries overtaken", fmt.Sprintf("%d / %d", r.BusDuplicated, r.BusOvertaken)},
 		{"store: connection records left after every client closed", strconv.Itoa(r.Leftover)},
 		{"store: of them past their TTL (must be 0)", strconv.Itoa(r.LeftoverPastTTL)},
 		{"took", r.Took.Round(time.Second).String()},
@@ -272,6 +281,7 @@ func (rn *run) startStack(ctx context.Context) error {
 	rn.s, err = stack.Start(ctx, stack.Options{
 		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
 		FunctionsDir: rn.o.FunctionsDir, BroadcastConcurrency: rn.o.BroadcastConcurrency,
+		DuplicateRate: rn.o.DuplicateRate, ReorderWindow: rn.o.ReorderWindow,
 		Env: rn.env(),
 		Log: slog.New(slog.DiscardHandler),
 		FunctionLog: func(fn string, line []byte) {
@@ -402,6 +412,7 @@ func (rn *run) score(ctx context.Context, r *Result, ph phase) error {
 	r.Drops = ph.drops
 	gw := rn.s.Gateway.Stats()
 	r.SkippedDisconnects, r.Gone = gw.SkippedDisconnects.Load(), gw.Gone.Load()
+	r.BusDuplicated, r.BusOvertaken = rn.s.Bus.Stats().Duplicated.Load(), rn.s.Bus.Stats().Overtaken.Load()
 	// Every client closed cleanly: their $disconnects ran, except the
 	// skipped ones, whose records wait for their TTL (or a 410).
 	time.Sleep(2 * time.Second)

@@ -26,9 +26,11 @@ import (
 type lifecycle struct {
 	mu     sync.Mutex
 	events []lifecycleEvent
+	seen   map[string]bool // EventBridge ids: its redeliveries are dropped
 }
 
 type lifecycleEvent struct {
+	ID         string                  `json:"id"`
 	DetailType string                  `json:"detail-type"`
 	Source     string                  `json:"source"`
 	Detail     publish.ConnectionEvent `json:"detail"`
@@ -36,7 +38,7 @@ type lifecycleEvent struct {
 
 func watchLifecycle(t *testing.T, s *stack.Stack) *lifecycle {
 	t.Helper()
-	l := &lifecycle{}
+	l := &lifecycle{seen: map[string]bool{}}
 	require.NoError(t, s.Bus.PutRule(eventbus.Rule{
 		Name: "test-lifecycle", Bus: s.BusName,
 		Pattern: `{"source":["wsgate"],"detail-type":["` + publish.ConnectionOpened + `","` + publish.ConnectionClosed + `"]}`,
@@ -46,7 +48,10 @@ func watchLifecycle(t *testing.T, s *stack.Stack) *lifecycle {
 				return err
 			}
 			l.mu.Lock()
-			l.events = append(l.events, e)
+			if !l.seen[e.ID] {
+				l.seen[e.ID] = true
+				l.events = append(l.events, e)
+			}
 			l.mu.Unlock()
 			return nil
 		},

@@ -114,18 +114,33 @@ type Options struct {
 	ReadLag time.Duration
 	// RetryScale scales the delays of Lambda's retries of a failed
 	// asynchronous invocation (the broadcast function's events): 1 minute,
-	// then 2, on AWS. 0 means 1; tests shorten them.
+	// then 2, on AWS; and the pacing of a throttled one (1 s doubling to 5
+	// minutes). 0 means 1; tests shorten them.
 	RetryScale float64
+	// DuplicateRate is the share of events EventBridge delivers to a
+	// target twice (the same event id and bytes, a separate invocation,
+	// possibly at the same time): DefaultDuplicateRate when 0, none when
+	// negative.
+	DuplicateRate float64
+	// ReorderWindow holds each EventBridge delivery back a random time
+	// below it, so events put that close together reach their target in
+	// any order: DefaultReorderWindow when 0, none when negative.
+	ReorderWindow time.Duration
 	// NoConflicts lets DynamoDB transactions and writes that touch one item
 	// at the same time all succeed; DynamoDB cancels one of them.
 	NoConflicts bool
 }
 
 // Defaults of the harsh behaviours: the local gateway's registration lag
-// after $connect, and how stale an eventually consistent read may be.
+// after $connect, how stale an eventually consistent read may be, and how
+// loosely EventBridge delivers (a share of events twice; each delivery
+// held back up to a window, well under broadcast.OrderWindow, so the
+// gateway's ordering promise still holds).
 const (
-	DefaultConnectLag = 300 * time.Millisecond
-	DefaultReadLag    = 500 * time.Millisecond
+	DefaultConnectLag    = 300 * time.Millisecond
+	DefaultReadLag       = 500 * time.Millisecond
+	DefaultDuplicateRate = 0.02
+	DefaultReorderWindow = 200 * time.Millisecond
 )
 
 // Stack is a running local gateway.
@@ -193,6 +208,13 @@ func (o *Options) defaults() {
 	}
 	o.ConnectLag = orDefault(o.ConnectLag, DefaultConnectLag)
 	o.ReadLag = orDefault(o.ReadLag, DefaultReadLag)
+	o.ReorderWindow = orDefault(o.ReorderWindow, DefaultReorderWindow)
+	switch {
+	case o.DuplicateRate == 0:
+		o.DuplicateRate = DefaultDuplicateRate
+	case o.DuplicateRate < 0:
+		o.DuplicateRate = 0
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -351,8 +373,14 @@ func (s *Stack) startFunctions(opts Options) error {
 // queue's event source mapping, both invoking the broadcast function.
 func (s *Stack) connectEvents(opts Options) error {
 	// Lambda retries a failed asynchronous invocation twice, about 1 and
-	// 2 minutes later.
-	s.Bus = eventbus.New(eventbus.Options{RetryDelays: eventbus.LambdaRetryDelays(opts.RetryScale), Log: opts.Log})
+	// 2 minutes later. EventBridge delivers at least once, in no order.
+	// (The Lambda host queues an invocation over the function's
+	// concurrency rather than throttle it, so the bus's pacing of
+	// throttled invocations is never used here.)
+	s.Bus = eventbus.New(eventbus.Options{
+		RetryDelays: eventbus.LambdaRetryDelays(opts.RetryScale), ThrottleRetry: eventbus.LambdaThrottleRetry(opts.RetryScale),
+		DuplicateRate: opts.DuplicateRate, ReorderWindow: opts.ReorderWindow, Log: opts.Log,
+	})
 	s.Bus.CreateBus(s.BusName)
 	// The stack's two rules, as the CDK stack has them: events with a
 	// topic, and revocations.
@@ -482,7 +510,10 @@ func (s *Stack) admin(opts Options) http.Handler {
 			"stage": s.Stage, "table": s.Table, "bus": s.BusName, "queue": s.QueueURL,
 			"connections": s.Gateway.Count(),
 			"tasks":       map[string]int{"visible": visible, "in_flight": inFlight, "delayed": delayed},
-			"events":      map[string]int64{"accepted": s.Bus.Stats().Accepted.Load(), "delivered": s.Bus.Stats().Delivered.Load(), "dead_lettered": s.Bus.Stats().DeadLettered.Load()},
+			"events": map[string]int64{
+				"accepted": s.Bus.Stats().Accepted.Load(), "delivered": s.Bus.Stats().Delivered.Load(), "dead_lettered": s.Bus.Stats().DeadLettered.Load(),
+				"duplicated": s.Bus.Stats().Duplicated.Load(), "overtaken": s.Bus.Stats().Overtaken.Load(),
+			},
 		})
 	})
 	mux.HandleFunc("/_wsgate/faults", func(w http.ResponseWriter, r *http.Request) {

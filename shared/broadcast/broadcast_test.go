@@ -69,6 +69,24 @@ func TestBroadcast_RedeliveredEventIsNotDeliveredTwice(t *testing.T) {
 	assert.Equal(t, 0.0, h.Metrics.Last("Duplicate"), "the last line is the new event's")
 }
 
+// EventBridge delivers at least once: a redelivery of an event already
+// numbered takes no number of its own, so the next event's number follows
+// and clients see no hole to wait out and resume across.
+func TestBroadcast_ARedeliveryDrawsNoNumber(t *testing.T) {
+	h := gatewaytest.New(t)
+	h.MustConnect("c", h.Token(reader), map[string]string{"envelope": "1"})
+	h.Send("c", `{"type":"subscribe","topic":"telemetry.1"}`)
+	require.NoError(t, h.Publish("e1", `{"topic":"telemetry.1","payload":{"n":1},"history":true}`))
+	require.NoError(t, h.Publish("e1", `{"topic":"telemetry.1","payload":{"n":1},"history":true}`))
+	require.NoError(t, h.Publish("e2", `{"topic":"telemetry.1","payload":{"n":2},"history":true}`))
+	got := h.Received("c")
+	require.Len(t, got, 2, "delivered once")
+	assert.Contains(t, got[1], `"seq":2`, "the next number")
+	cur, err := h.Store.CurrentSeq(context.Background(), topic.MustPattern("telemetry.1"))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), cur, "no number drawn for the redelivery")
+}
+
 func TestBroadcast_EventADeadInvocationHeldIsTakenOverOnceItsLeaseLapses(t *testing.T) {
 	h := gatewaytest.New(t, func(c *config.Config) { c.EventLease = time.Second })
 	h.MustConnect("c", h.Token(reader), map[string]string{"envelope": "1"})

@@ -107,8 +107,22 @@ func (h *Handler) run(ctx context.Context, a *attempt) error {
 // of an earlier attempt: one still in progress is waited for, until it
 // finishes or, if it died, its lease lapses. A record already Done is
 // returned as is.
+//
+// EventBridge delivers at least once: a redelivery that finds the event's
+// record (one consistent read) draws no number. Drawing one would leave a
+// skipped number, a hole every client holds its events for (GapWait) and
+// resumes across; only a redelivery racing the first attempt's numbering
+// still draws one.
 func (h *Handler) claimEvent(ctx context.Context, a *attempt) (store.EventRecord, error) {
-	rec, err := h.store.BeginEvent(ctx, a.ev, a.owner, h.cfg.EventLease, h.cfg.HistoryRetention)
+	_, known, err := h.store.Event(ctx, a.ev.ID)
+	var rec store.EventRecord
+	switch {
+	case err != nil:
+	case known:
+		rec, err = h.store.ClaimEvent(ctx, a.ev.ID, a.owner, h.cfg.EventLease)
+	default:
+		rec, err = h.store.BeginEvent(ctx, a.ev, a.owner, h.cfg.EventLease, h.cfg.HistoryRetention)
+	}
 	if errors.Is(err, store.ErrInProgress) {
 		err = h.await(ctx, func() (err error) {
 			rec, err = h.store.ClaimEvent(ctx, a.ev.ID, a.owner, h.cfg.EventLease)

@@ -49,8 +49,8 @@ const (
 	// long before MaxReplay small ones would take many reads.
 	historyPage = 32
 	// tailWait bounds how long a Replayer waits for events in flight: an
-	// event takes its number a moment before its history entry is
-	// written.
+	// event takes its number a moment before its history entry (or a
+	// redelivery's number before its skip mark) is written.
 	tailWait = 300 * time.Millisecond
 	// inFlight is how recent the topic's last publish must be for missing
 	// entries at the end to be possibly on their way rather than never
@@ -228,10 +228,14 @@ func (p *Replayer) filterSets(ctx context.Context, t topic.Pattern) ([]filter.Se
 }
 
 // page reads the next entries after pos, up to the topic's sequence
-// ts.Seq at most; each must follow the one before. When none is there
-// yet, the missing ones may be in flight only if the topic's last event
-// was published a moment ago: then it waits for them, once per Replayer
-// and at most tailWait; otherwise, or after that, it is ErrHistoryExpired.
+// ts.Seq at most; each must follow the one before. When one is missing
+// (none is there yet, or one before a later one), it may be in flight
+// only if the topic's last event was published a moment ago: events on a
+// topic are numbered in parallel, and a number can be drawn well before
+// its entry or skip mark is written, after later numbers' entries (an
+// EventBridge redelivery's, a slow invocation's). Then it waits for it,
+// once per Replayer and at most tailWait; otherwise, or after that, it is
+// ErrHistoryExpired.
 func (p *Replayer) page(ctx context.Context, t topic.Pattern, pos uint64, ts store.TopicSeq) ([]store.HistoryEntry, error) {
 	for {
 		entries, err := p.history.History(ctx, t, pos, int(min(ts.Seq-pos, historyPage)))
@@ -239,16 +243,18 @@ func (p *Replayer) page(ctx context.Context, t topic.Pattern, pos uint64, ts sto
 		if err != nil {
 			return nil, err
 		}
+		missing := pos + uint64(len(entries)) + 1
 		for i, e := range entries {
 			if want := pos + uint64(i) + 1; e.Seq != want {
-				return nil, fmt.Errorf("%w: event %d is no longer kept", ErrHistoryExpired, want)
+				missing = want
+				break
 			}
 		}
-		if len(entries) > 0 {
+		if len(entries) > 0 && missing > entries[len(entries)-1].Seq {
 			return entries, nil
 		}
 		if !p.mayWait(ts.Published) {
-			return nil, fmt.Errorf("%w: event %d is no longer kept", ErrHistoryExpired, pos+1)
+			return nil, fmt.Errorf("%w: event %d is no longer kept", ErrHistoryExpired, missing)
 		}
 		if err := backoff.Sleep(ctx, tailPoll); err != nil {
 			return nil, err

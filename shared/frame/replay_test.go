@@ -1,9 +1,11 @@
 package frame
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -43,6 +45,7 @@ func (f *fakeHistory) History(_ context.Context, _ topic.Pattern, since uint64, 
 	all := f.entries
 	if f.late != nil && f.reads > f.lateAfter {
 		all = append(append([]store.HistoryEntry(nil), all...), *f.late)
+		slices.SortFunc(all, func(a, b store.HistoryEntry) int { return cmp.Compare(a.Seq, b.Seq) })
 	}
 	var out []store.HistoryEntry
 	for _, e := range all {
@@ -101,6 +104,20 @@ func TestReplay_StreamsInOrderWaitingForAnEventInFlight(t *testing.T) {
 	r, err := replayer(f, ReplayLimits{}).Replay(context.Background(), Request{Topic: ab, Since: 1}, got.send)
 	require.NoError(t, err)
 	assert.Equal(t, collect{`{"n":0002}`, `{"n":0004}`}, got, "3 is skipped; 4 landed while we waited")
+	assert.Equal(t, Replayed{Last: 4, Frames: 2, Events: 3}, r)
+}
+
+// Events on a topic are numbered in parallel: a number drawn a moment
+// ago (an event's, or an EventBridge redelivery's about to be marked
+// skipped) may have no entry yet when a later one has. A resume waits for
+// it rather than report the hole lost.
+func TestReplay_WaitsForAHoleInFlightBeforeALaterEvent(t *testing.T) {
+	late := store.HistoryEntry{Seq: 3, Skip: true}
+	f := &fakeHistory{cur: 4, published: now.Add(-time.Second), entries: []store.HistoryEntry{entry(2), entry(4)}, late: &late, lateAfter: 2}
+	var got collect
+	r, err := replayer(f, ReplayLimits{}).Replay(context.Background(), Request{Topic: ab, Since: 1}, got.send)
+	require.NoError(t, err)
+	assert.Equal(t, collect{`{"n":0002}`, `{"n":0004}`}, got, "3 was marked skipped while we waited")
 	assert.Equal(t, Replayed{Last: 4, Frames: 2, Events: 3}, r)
 }
 
