@@ -16,6 +16,7 @@ import (
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
+	"github.com/wsgate/wsgate/shared/publish/publishtest"
 	"github.com/wsgate/wsgate/shared/topic"
 )
 
@@ -142,4 +143,38 @@ func TestHarsh_LargeEventInManyShardsIsDelivered(t *testing.T) {
 		require.NotNil(t, got, "client %d", i)
 		assert.Contains(t, string(got), blob)
 	}
+}
+
+// The largest event the gateway accepts, published with the Go helper,
+// with state and history, reaches every client of an audience in several
+// shards, and its state and history are stored; one byte more is refused
+// by the helper before anything is sent.
+func TestHarsh_EventAtTheCapReachesEveryShardWithStateAndHistory(t *testing.T) {
+	s := stacktest.Start(t, func(o *stack.Options) { o.Env = map[string]string{config.EnvFanoutPageSize: "1"} })
+	const n = 3
+	clients := make([]*stacktest.Client, n)
+	for i := range clients {
+		clients[i] = stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, auth.Grant{Sub: fmt.Sprintf("s%d", i), Topics: []string{"big.>"}})})
+		clients[i].SendJSON(map[string]any{"type": "subscribe", "topic": "big.cap"})
+		clients[i].Expect("subscribed", 5*time.Second)
+	}
+	d := publishtest.DetailOfSize("big.cap", publish.MaxDetailBytes)
+	stacktest.PublishAndWait(t, s, d)
+	for i, c := range clients {
+		got := c.Next(30 * time.Second)
+		require.NotNil(t, got, "client %d", i)
+		assert.JSONEq(t, string(d.Payload), string(got))
+	}
+	ctx := context.Background()
+	st, err := storeOf(s).GetState(ctx, topic.MustPattern("big.cap"))
+	require.NoError(t, err)
+	assert.Len(t, st.Frames, len(d.State))
+	hist, err := storeOf(s).History(ctx, topic.MustPattern("big.cap"), 0, 10)
+	require.NoError(t, err)
+	require.Len(t, hist, 1)
+	assert.Equal(t, []byte(d.Payload), hist[0].Payload)
+
+	_, err = stacktest.Publisher(s).Publish(ctx, publishtest.DetailOfSize("big.cap", publish.MaxDetailBytes+1))
+	require.ErrorIs(t, err, publish.ErrTooLarge)
+	assert.Contains(t, err.Error(), "the gateway takes at most")
 }

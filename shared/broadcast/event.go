@@ -47,13 +47,12 @@ func (h *Handler) HandleEvent(ctx context.Context, cwe lambdaevents.CloudWatchEv
 		return h.handleRevocation(ctx, log, cwe)
 	}
 
+	// Validation (sizes included) comes before the event is numbered or
+	// its state replaced: a refused event changes nothing.
 	ev, err := publish.Parse(cwe.ID, cwe.Time, cwe.Detail, h.cfg.HistoryDefault)
 	if err != nil {
-		m.Add("Rejected", 1, metrics.Count)
-		if errors.Is(err, publish.ErrTooLarge) {
-			m.Add("RejectedTooLarge", 1, metrics.Count)
-		}
-		log.Warn("event rejected", "reason", err.Error(), "source", cwe.Source, "detail_type", cwe.DetailType)
+		countRejected(m, err)
+		log.Warn("event rejected", "reason", err.Error(), "source", cwe.Source, "detail_type", cwe.DetailType, "detail_bytes", len(cwe.Detail))
 		return nil
 	}
 	a := &attempt{log: log.With("topic", ev.Topic.String()), m: m, ev: ev, detail: cwe.Detail, owner: owner(ctx)}
@@ -74,13 +73,23 @@ func (h *Handler) PublishNow(ctx context.Context, id string, at time.Time, detai
 	defer flush()
 	ev, err := publish.Parse(id, at, detail, h.cfg.HistoryDefault)
 	if err != nil {
-		m.Add("Rejected", 1, metrics.Count)
+		countRejected(m, err)
 		return 0, err
 	}
 	m.Add("ClientEvents", 1, metrics.Count)
 	a := &attempt{log: h.log.With("event_id", id, "topic", ev.Topic.String(), "from", ev.From), m: m, ev: ev, detail: detail, owner: owner(ctx)}
 	err = h.run(ctx, a)
 	return a.rec.Seq, err
+}
+
+// countRejected counts an event refused by validation, and apart those
+// refused for their size (a payload over a frame, a detail or state over
+// what one DynamoDB item holds).
+func countRejected(m *metrics.Set, err error) {
+	m.Add("Rejected", 1, metrics.Count)
+	if errors.Is(err, publish.ErrTooLarge) {
+		m.Add("RejectedTooLarge", 1, metrics.Count)
+	}
 }
 
 // run claims the event's number and does its work, unless it was done.

@@ -27,6 +27,21 @@ const (
 	MaxStateBytes = 350 * 1024
 	// MaxStateFrames bounds the frames request_current_state answers with.
 	MaxStateFrames = 50
+	// MaxItemBytes is DynamoDB's item size limit, counted as DynamoDB
+	// counts it: every attribute's name and value, the keys included.
+	MaxItemBytes = 400 * 1024
+	// MaxDetailBytes is the largest event the gateway accepts: its whole
+	// detail, and what it stores of it (see checkStoredSize). An event
+	// writes its detail as one item when it is delivered in several shards,
+	// its state (with its audience) as one, and its history entry as one,
+	// so each must fit MaxItemBytes whatever the audience. itemReserve is
+	// left for what an item holds besides the event's bytes: keys (a topic
+	// is at most 512 bytes), the event id, attribute names, numbers and
+	// list overhead, about 1.2 KB at most, and room for a detail that
+	// EventBridge delivers a little longer than it was sent. EventBridge
+	// and Lambda's asynchronous invocations take 1 MB; this is the bound.
+	MaxDetailBytes = MaxItemBytes - itemReserve
+	itemReserve    = 16 * 1024
 	// envelopeReserve covers the envelope's fields around the payload.
 	envelopeReserve = 160
 )
@@ -111,6 +126,9 @@ type wireDetail struct {
 // Parse validates an EventBridge detail. id and t are the EventBridge event
 // id and time; historyDefault applies when the detail does not say.
 func Parse(id string, t time.Time, detail []byte, historyDefault bool) (Event, error) {
+	if len(detail) > MaxDetailBytes {
+		return Event{}, fmt.Errorf("%w: detail is %d bytes; the gateway takes at most %d (DynamoDB keeps it in one %d-byte item)", ErrTooLarge, len(detail), MaxDetailBytes, MaxItemBytes)
+	}
 	w, err := decodeDetail(detail)
 	if err != nil {
 		return Event{}, err
@@ -165,6 +183,9 @@ func Parse(id string, t time.Time, detail []byte, historyDefault bool) (Event, e
 	}
 	if !ev.HasPayload && !ev.ReplaceState {
 		return Event{}, fmt.Errorf("%w: detail needs payload, payload_base64 or state", ErrInvalid)
+	}
+	if err := checkStoredSize(ev); err != nil {
+		return Event{}, err
 	}
 	return ev, nil
 }
@@ -270,4 +291,53 @@ func checkFrameSize(ev Event) error {
 		return fmt.Errorf("%w: payload is %d bytes (%d in the envelope); API Gateway's limit is %d", ErrTooLarge, raw, env, MaxFrameBytes)
 	}
 	return nil
+}
+
+// checkStoredSize refuses an event whose state item or history entry, as
+// the store writes them, would hold more than MaxDetailBytes of it. They
+// are usually smaller than the detail, but the store keeps attributes,
+// project and audience re-encoded as JSON (a number attribute becomes a
+// quoted string, "<" becomes \u003c), which can be several times longer
+// than the detail spelt them. The history entry is checked whether or not
+// this event keeps one, so that a publisher's check and the gateway's
+// (which may keep history by default) agree.
+func checkStoredSize(ev Event) error {
+	aud := encodedLen(ev.Audience)
+	if ev.ReplaceState {
+		n := aud
+		for _, f := range ev.State {
+			n += len(f) + 1 // DynamoDB counts a byte per list element
+		}
+		if n > MaxDetailBytes {
+			return fmt.Errorf("%w: detail.state and its audience take %d bytes stored; at most %d", ErrTooLarge, n, MaxDetailBytes)
+		}
+	}
+	if ev.HasPayload {
+		n := len(ev.Payload) + encodedLen(ev.Attributes) + encodedLen(ev.Project) + aud + len(ev.From)
+		if n > MaxDetailBytes {
+			return fmt.Errorf("%w: payload, attributes, project and audience take %d bytes stored for resume; at most %d", ErrTooLarge, n, MaxDetailBytes)
+		}
+	}
+	return nil
+}
+
+// encodedLen is the length of v as the store encodes it (json.Marshal), 0
+// for what it leaves out.
+func encodedLen(v any) int {
+	switch x := v.(type) {
+	case *auth.Audience:
+		if x == nil {
+			return 0
+		}
+	case filter.Attributes:
+		if len(x) == 0 {
+			return 0
+		}
+	case filter.Projection:
+		if len(x) == 0 {
+			return 0
+		}
+	}
+	b, _ := json.Marshal(v) // strings, lists and maps of them: never fails
+	return len(b)
 }

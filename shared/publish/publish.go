@@ -13,7 +13,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 )
 
-// PutEvents limits.
+// How Publish groups entries into PutEvents calls: at most 10 entries, and
+// at most 256 KB together, which every region has taken; an entry larger
+// than that (up to MaxDetailBytes of detail) goes alone in its call, as
+// EventBridge takes 1 MB a call since January 2026.
 const (
 	MaxEntriesPerCall = 10
 	MaxBytesPerCall   = 256 * 1024
@@ -70,8 +73,10 @@ func (e *PublishError) Error() string {
 	return "publish: " + strings.Join(parts, "; ")
 }
 
-// Publish validates every detail, then sends them in calls of at most 10
-// entries and 256 KB, retrying entries EventBridge throttled. It returns the
+// Publish validates every detail, as the gateway will (one over
+// MaxDetailBytes is refused with ErrTooLarge and nothing is sent), then
+// sends them in calls of at most 10 entries and 256 KB (a larger entry
+// alone), retrying entries EventBridge throttled. It returns the
 // EventBridge event ids in the order of details ("" for a failed one).
 func (p Publisher) Publish(ctx context.Context, details ...Detail) ([]string, error) {
 	src, dt := p.Source, p.DetailType
@@ -101,15 +106,12 @@ func (p Publisher) Publish(ctx context.Context, details ...Detail) ([]string, er
 		}
 		// EventBridge counts source, detail-type and detail bytes.
 		sizes[i] = len(src) + len(dt) + len(b)
-		if sizes[i] > MaxBytesPerCall {
-			return nil, fmt.Errorf("publish #%d: %w: entry is %d bytes; EventBridge takes at most %d", i, ErrTooLarge, sizes[i], MaxBytesPerCall)
-		}
 	}
 	ids := make([]string, len(details))
 	var failed []EntryError
 	for start := 0; start < len(entries); {
 		end, size := start, 0
-		for end < len(entries) && end-start < MaxEntriesPerCall && size+sizes[end] <= MaxBytesPerCall {
+		for end < len(entries) && end-start < MaxEntriesPerCall && (end == start || size+sizes[end] <= MaxBytesPerCall) {
 			size += sizes[end]
 			end++
 		}

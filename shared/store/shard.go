@@ -105,9 +105,10 @@ func (s *Store) PutShard(ctx context.Context, eventID string, shard int, owner s
 const attrDetail = "d"
 
 // PutDetail stores an event's detail once, for its fan-out shards to read
-// instead of each carrying a copy (a detail is up to 256 KB; a queue
-// batch of ten shards carrying it would not fit SQS's 1 MiB). It expires
-// with the event's record; writing it again is harmless.
+// instead of each carrying a copy (a detail is up to
+// publish.MaxDetailBytes, which leaves this one item under DynamoDB's
+// 400 KB; a queue batch of ten shards carrying it would not fit SQS's
+// 1 MiB). It expires with the event's record; writing it again is harmless.
 func (s *Store) PutDetail(ctx context.Context, eventID string, detail []byte) error {
 	it := key(prefixEvent+eventID, skDetail)
 	it[attrDetail] = &types.AttributeValueMemberB{Value: detail}
