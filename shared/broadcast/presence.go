@@ -94,7 +94,10 @@ func (h *Handler) deliverPresence(ctx context.Context, d presenceDue) error {
 	var cursor store.Cursor
 	for {
 		subs, next, err := h.store.Subscribers(ctx, c.Topic, cursor, h.cfg.FanoutPageSize)
-		if err != nil {
+		if skipped := store.Unreadable(err); len(skipped) > 0 {
+			// Unreadable entries hear nothing; the others still do.
+			h.log.Error("presence: subscribers skipped: stored entry unreadable", "topic", c.Topic, "skipped", len(skipped), "error", err.Error())
+		} else if err != nil {
 			return err
 		}
 		var ds []fanout.Delivery
