@@ -239,7 +239,7 @@ func (g *Gateway) admit(ctx context.Context, log *slog.Logger, id string, cmd pr
 	case err != nil:
 		// Answer each command, by its id, so the client knows what to send
 		// again.
-		log.Error("touch failed", "error", err.Error())
+		log.Error("counting the frame against the rate limit failed", "error", err.Error())
 		for _, id := range requestIDs(cmd) {
 			s.reply(protocol.Errorf(id, protocol.CodeUnavailable, "temporarily unavailable; retry"))
 		}

@@ -311,7 +311,7 @@ func (s *Store) CountCommands(ctx context.Context, id string, at time.Time, n in
 		}
 		var ccf *types.ConditionalCheckFailedException
 		if !asCCF(err, &ccf) {
-			return Connection{}, 0, fmt.Errorf("store: touch %s: %w", id, err)
+			return Connection{}, 0, fmt.Errorf("store: count commands of %s: %w", id, err)
 		}
 		meter(ctx, "UpdateItem")
 		old := ccf.Item
@@ -350,10 +350,10 @@ func (s *Store) CountCommands(ctx context.Context, id string, at time.Time, n in
 			return c, fits(n, max(getN(out.Attributes, attrRateMax), 1)), err
 		}
 		if !isConditionFailed(err) {
-			return Connection{}, 0, fmt.Errorf("store: touch %s: %w", id, err)
+			return Connection{}, 0, fmt.Errorf("store: count commands of %s: %w", id, err)
 		}
 	}
-	return Connection{}, 0, fmt.Errorf("store: touch %s: contention did not settle", id)
+	return Connection{}, 0, fmt.Errorf("store: count commands of %s: contention did not settle", id)
 }
 
 // fits is how many of n commands a window with left places takes.

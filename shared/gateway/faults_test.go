@@ -1,16 +1,22 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/gateway"
+	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/store/storetest"
 )
 
 // panickyVerifier panics on one token: a fault deep inside a command.
@@ -60,4 +66,33 @@ func TestMessage_PanicAnswersEachUnfinishedCommandUnavailableByID(t *testing.T) 
 		assert.Equal(t, "unavailable", m["code"])
 		assert.Equal(t, id, m["id"])
 	}
+}
+
+// failingUpdates is the table with every UpdateItem failing.
+type failingUpdates struct{ store.DB }
+
+func (failingUpdates) UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	return nil, errors.New("injected: service unavailable")
+}
+
+// The log names what failed: counting the frame's commands (the removed
+// TouchConnection's name, "touch failed", told an operator nothing).
+func TestMessage_StoreFailureWhileCountingIsLoggedByWhatFailed(t *testing.T) {
+	h := connected(t)
+	var logs bytes.Buffer
+	g := gateway.New(h.Cfg, gateway.Deps{
+		Store: store.New(failingUpdates{storetest.Client(t)}, h.Store.Table()), Verifier: h.Verifier,
+		Connections: h.Conns.Client(), Log: slog.New(slog.NewJSONHandler(&logs, nil)),
+	})
+	req := events.APIGatewayWebsocketProxyRequest{RequestContext: events.APIGatewayWebsocketProxyRequestContext{
+		ConnectionID: "c1", RouteKey: "$default", RequestID: "r1", Stage: h.Cfg.Stage,
+	}, Body: `{"type":"ping","id":"p1"}`}
+	resp, err := g.Message(context.Background(), req)
+	require.NoError(t, err)
+	e := one(t, []string{resp.Body}, "error")
+	assert.Equal(t, "unavailable", e["code"])
+	assert.Equal(t, "p1", e["id"])
+	assert.Contains(t, logs.String(), `"msg":"counting the frame against the rate limit failed"`)
+	assert.Contains(t, logs.String(), "store: count commands of c1: injected")
+	assert.NotContains(t, logs.String(), "touch")
 }
