@@ -13,11 +13,13 @@ import (
 type Jitter int
 
 const (
-	// Full draws the delay from [0, d): the most spread, for contention
-	// (conflicting writes, throttling), where colliding again is the risk.
+	// Full draws the delay from [1ms, d+1ms): the most spread, for
+	// contention (conflicting writes, throttling), where colliding again is
+	// the risk. The millisecond floor keeps a retry from spinning.
 	Full Jitter = iota
-	// Equal keeps half of d and draws the other half: a floor that still
-	// spreads, for reconnects, where coming back at once is the risk.
+	// Equal keeps half of d and draws the other half, from [d/2, d]: a
+	// floor that still spreads, for reconnects, where coming back at once
+	// is the risk.
 	Equal
 )
 
@@ -27,15 +29,11 @@ type Policy struct {
 	Jitter    Jitter
 }
 
-// Delay is the wait before retry attempt (0 for the first retry).
+// Delay is the wait before retry attempt (0 for the first retry): d is
+// Base·2^attempt capped at Max, then jittered as Jitter says. It does not
+// overflow, whatever Base and attempt.
 func (p Policy) Delay(attempt int) time.Duration {
-	d := p.Max
-	if attempt < 0 {
-		attempt = 0
-	}
-	if attempt < 30 && p.Base<<attempt < p.Max {
-		d = p.Base << attempt
-	}
+	d := p.ceiling(max(attempt, 0))
 	if d <= 0 {
 		return 0
 	}
@@ -43,6 +41,19 @@ func (p Policy) Delay(attempt int) time.Duration {
 		return d/2 + rand.N(d/2+1)
 	}
 	return time.Millisecond + rand.N(d)
+}
+
+// ceiling is Base·2^attempt capped at Max, compared before shifting: a
+// shifted Base can pass the int64 range (a 30 s Base does at attempt 29)
+// and wrap to a negative or zero delay.
+func (p Policy) ceiling(attempt int) time.Duration {
+	if p.Base <= 0 {
+		return 0
+	}
+	if attempt >= 63 || p.Base > p.Max>>attempt {
+		return p.Max
+	}
+	return p.Base << attempt
 }
 
 // Wait sleeps for the delay of attempt, or until ctx ends (its error).

@@ -39,3 +39,33 @@ func TestWait_StopsWithTheContext(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Less(t, time.Since(start), time.Second)
 }
+
+// A large Base must not wrap: JWKS pacing uses 30 s, whose shift passes
+// the int64 range at attempt 29 and used to come out as no wait at all.
+func TestDelay_LargeBaseStaysWithinItsCapAtEveryAttempt(t *testing.T) {
+	for _, p := range []backoff.Policy{
+		{Base: time.Millisecond, Max: time.Second},
+		{Base: 30 * time.Second, Max: 5 * time.Minute, Jitter: backoff.Equal},
+		{Base: 30 * time.Second, Max: 5 * time.Minute},
+		{Base: time.Hour, Max: 6 * time.Hour},
+		{Base: 3 * time.Hour, Max: 3 * time.Hour, Jitter: backoff.Equal},
+		{Base: 5 * time.Hour, Max: 1000 * time.Hour},
+	} {
+		for attempt := -1; attempt <= 100; attempt++ {
+			want := p.Max // the ceiling, Base·2^attempt capped at Max
+			if a := max(attempt, 0); a < 62 && p.Base <= p.Max>>a {
+				want = p.Base << a
+			}
+			lo, hi := time.Millisecond, want+time.Millisecond
+			if p.Jitter == backoff.Equal {
+				lo, hi = want/2, want
+			}
+			for range 20 {
+				d := p.Delay(attempt)
+				if d < lo || d > hi {
+					t.Fatalf("%+v attempt %d: delay %v outside [%v, %v]", p, attempt, d, lo, hi)
+				}
+			}
+		}
+	}
+}

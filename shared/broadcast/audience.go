@@ -14,6 +14,9 @@ import (
 type audience struct {
 	targets map[string]*target
 	order   []string
+	// unreadable counts subscriber entries left out because their identity
+	// or filters do not decode (store.ErrUnreadable).
+	unreadable int
 }
 
 // target is one connection's matching subscriptions.
@@ -61,11 +64,16 @@ func (h *Handler) readPattern(ctx context.Context, log *slog.Logger, ref store.P
 	var cursor store.Cursor
 	for page := 0; ; page++ {
 		subs, next, err := h.store.Subscribers(ctx, ref.Pattern, cursor, 0)
-		if err != nil {
+		skipped := len(store.Unreadable(err))
+		if skipped > 0 {
+			// Those subscribers get nothing; the others get the event.
+			a.unreadable += skipped
+			log.Error("subscribers skipped: stored entry unreadable", "pattern", ref.Pattern, "skipped", skipped, "error", err.Error())
+		} else if err != nil {
 			log.Error("subscriber page failed", "pattern", ref.Pattern, "error", err.Error())
 			return err
 		}
-		if page == 0 && len(subs) == 0 && next == "" && ref.Wildcard {
+		if page == 0 && len(subs) == 0 && next == "" && skipped == 0 && ref.Wildcard {
 			if err := h.store.ForgetPattern(ctx, ref); err != nil {
 				log.Warn("stale pattern not removed", "pattern", ref.Pattern, "error", err.Error())
 			}

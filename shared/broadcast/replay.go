@@ -14,7 +14,7 @@ import (
 
 // replay sends a connection the history it asked for with ?since=, under
 // a resume's caps: at most MaxReplayBytes, taken from the connection's
-// allowance per minute, each frame posted as soon as it is read, then
+// replay allowance, each frame posted as soon as it is read, then
 // resumed (with more when the cap stopped it short) or the error.
 func (h *Handler) replay(ctx context.Context, t queue.Task) error {
 	log := h.log.With("connection_id", t.ConnectionID, "topic", t.Topic)

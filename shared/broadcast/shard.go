@@ -28,6 +28,7 @@ func (h *Handler) deliver(ctx context.Context, a *attempt) error {
 		return err
 	}
 	a.m.Add("Subscribers", float64(len(aud.order)), metrics.Count)
+	a.m.Add("SubscribersUnreadable", float64(aud.unreadable), metrics.Count)
 	enc := frame.NewEncoder(frame.FromEvent(a.ev, a.rec.Seq))
 	p := newPlan(enc, aud)
 	a.m.Add("Filtered", float64(len(aud.order)-len(p.conns)), metrics.Count)

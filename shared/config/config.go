@@ -214,7 +214,8 @@ type Config struct {
 	FrameStoreCalls int
 	// MaxReplayBytes bounds the replayed frames one client frame (all its
 	// resumes) or one ?since= replay sends; MaxReplayBytesPerMinute the
-	// replayed bytes one connection gets in a minute (kept in its record).
+	// replayed bytes one connection gets: a bucket of that many, refilled
+	// over a minute, with no reset at a minute's edge (in its record).
 	MaxReplayBytes          int
 	MaxReplayBytesPerMinute int
 	ConnectionTTL           time.Duration

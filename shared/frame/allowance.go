@@ -9,8 +9,9 @@ import (
 	"github.com/wsgate/wsgate/shared/store"
 )
 
-// Allowance is a connection's replay allowance per minute, kept in its
-// record so it holds across every Lambda instance.
+// Allowance is a connection's replay allowance, a token bucket of bytes
+// refilled over a minute (see store.ReserveReplay), kept in its record so
+// it holds across every Lambda instance.
 type Allowance interface {
 	ReserveReplay(ctx context.Context, id string, at time.Time, n, perMinute int64) (store.ReplayReservation, error)
 	ReturnReplay(ctx context.Context, id string, r store.ReplayReservation, sent int64) error
@@ -20,8 +21,9 @@ type Allowance interface {
 type ReplayLimits struct {
 	// Bytes bounds the frames of all its replays (0: the default).
 	Bytes int64
-	// PerMinute bounds the bytes the connection is replayed in a minute,
-	// by every frame and task together (0: no such bound).
+	// PerMinute bounds the bytes the connection is replayed, by every
+	// frame and task together: at most PerMinute at once, refilled at
+	// PerMinute a minute, with no reset at a minute's edge (0: no bound).
 	PerMinute int64
 }
 
@@ -41,8 +43,8 @@ func (p *Replayer) take(ctx context.Context, n int64) error {
 	return nil
 }
 
-// reserve takes the Replayer's bytes from the connection's allowance for
-// this minute (all of them when there is no per-minute bound).
+// reserve takes the Replayer's bytes from the connection's allowance (all
+// of them when there is no per-minute bound).
 func (p *Replayer) reserve(ctx context.Context) error {
 	if p.lim.PerMinute <= 0 {
 		p.reserved, p.left = &store.ReplayReservation{Bytes: p.lim.Bytes}, p.lim.Bytes
@@ -52,7 +54,7 @@ func (p *Replayer) reserve(ctx context.Context) error {
 	p.calls++
 	if errors.Is(err, store.ErrRateLimited) {
 		p.full = true
-		return fmt.Errorf("%w: %d bytes replayed to this connection in this minute", ErrReplayLimited, p.lim.PerMinute)
+		return fmt.Errorf("%w: this connection's replay allowance (%d bytes a minute) is used up", ErrReplayLimited, p.lim.PerMinute)
 	}
 	if err != nil {
 		return err
@@ -63,7 +65,7 @@ func (p *Replayer) reserve(ctx context.Context) error {
 
 // Close gives back to the connection's allowance what was reserved and
 // not sent. It runs even when ctx is done: an unreturned reservation only
-// makes the minute's allowance smaller.
+// makes the allowance smaller until it refills.
 func (p *Replayer) Close(ctx context.Context) error {
 	if p.reserved == nil || p.lim.PerMinute <= 0 {
 		return nil

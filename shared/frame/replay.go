@@ -22,7 +22,7 @@ var (
 	// requested sequence number (not kept, past retention, or too many).
 	ErrHistoryExpired = errors.New("history expired")
 	// ErrReplayLimited: the replay's byte cap (this frame's, or the
-	// connection's for this minute) is used up before it sent anything.
+	// connection's allowance) is used up before it sent anything.
 	ErrReplayLimited = errors.New("replay limit reached")
 	// ErrNotDelivered: a replayed frame could not be posted; what was
 	// replayed before it was.
@@ -65,7 +65,7 @@ const (
 // Replayer replays history to one connection for one client frame (all
 // its resumes) or one ?since= task. It streams: each frame is sent as soon
 // as it is built. It bounds what it sends and reads: at most Bytes in
-// all, taken from the connection's allowance per minute; at most one wait
+// all, taken from the connection's replay allowance; at most one wait
 // for events in flight. Close gives back what it reserved and did not
 // send. Not safe for concurrent use.
 type Replayer struct {
@@ -83,8 +83,8 @@ type Replayer struct {
 	calls    int
 }
 
-// NewReplayer returns a Replayer for conn; now is the clock the minute
-// windows and the recency of events follow.
+// NewReplayer returns a Replayer for conn; now is the clock the replay
+// allowance and the recency of events follow.
 func NewReplayer(st ReplayStore, conn store.Connection, lim ReplayLimits, now func() time.Time) *Replayer {
 	if lim.Bytes <= 0 {
 		lim.Bytes = config.DefaultMaxReplayBytes

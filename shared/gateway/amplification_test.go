@@ -129,20 +129,49 @@ func TestMessage_ReplayIsCappedPerFrameAndPerMinute(t *testing.T) {
 	assert.Equal(t, true, resumed["more"])
 	assert.Equal(t, map[string]int{"error:rate_limited": 49}, kinds(t, frames[7:]), "the other resumes are refused: nothing left this frame")
 
-	// The next frame gets what is left of the minute's 3000 bytes: four
-	// frames (the 1,200 bytes the first frame reserved and did not send
-	// were given back).
+	// The next frame gets what is left of the connection's 3000 bytes, and
+	// the second's refill (50): four frames (the 200 bytes the first frame
+	// reserved and did not send were given back).
 	h.Advance(time.Second)
 	frames = h.Send("c1", `{"type":"resume","id":"r","topic":"telemetry.1","since":6}`)
 	require.Len(t, frames, 5)
 	assert.Equal(t, 10.0, decode(t, frames[4])["seq"])
 	h.Advance(time.Second)
-	assert.Equal(t, "rate_limited", errorCode(t, h.Send("c1", `{"type":"resume","id":"r","topic":"telemetry.1","since":10}`)), "the minute's bytes are used up")
+	assert.Equal(t, "rate_limited", errorCode(t, h.Send("c1", `{"type":"resume","id":"r","topic":"telemetry.1","since":10}`)), "the allowance is used up")
 
 	h.Advance(time.Minute)
 	frames = h.Send("c1", `{"type":"resume","id":"r","topic":"telemetry.1","since":10}`)
-	require.Len(t, frames, 7, "a new minute, a new allowance")
+	require.Len(t, frames, 7, "a minute refilled the allowance")
 	assert.Equal(t, 16.0, decode(t, frames[6])["seq"])
+}
+
+// The replay allowance does not reset at a calendar minute's edge: a
+// client that spent it in a minute's last second cannot spend it again in
+// the next one's first (a fixed window gave 16 MiB in two seconds under an
+// 8 MiB cap).
+func TestMessage_ReplayAllowanceSpentBeforeAMinuteEdgeIsNotThereAgainAfterIt(t *testing.T) {
+	h := gatewaytest.New(t, func(c *config.Config) {
+		c.MaxReplayBytes = 3000
+		c.MaxReplayBytesPerMinute = 3000
+	})
+	h.Now = time.Unix(gatewaytest.StartUnix/60*60+59, 0) // a minute's last second
+	h.MustConnect("c1", h.Token(user), nil)
+	pad := strings.Repeat("x", 280) // each replayed frame is 300 bytes
+	for i := 1; i <= 20; i++ {
+		require.NoError(t, h.Publish(fmt.Sprint("e", i), fmt.Sprintf(`{"topic":"telemetry.1","payload":{"i":%d,"pad":"%s"},"history":true}`, i, pad)))
+	}
+	h.Received("c1")
+	frames := h.Send("c1", `{"type":"resume","id":"r","topic":"telemetry.1","since":0}`)
+	require.Len(t, frames, 11, "ten 300-byte frames spend the 3000 bytes, then resumed")
+	assert.Equal(t, 10.0, decode(t, frames[10])["seq"])
+
+	h.Advance(2 * time.Second) // past the edge
+	assert.Equal(t, "rate_limited", errorCode(t, h.Send("c1", `{"type":"resume","id":"r","topic":"telemetry.1","since":10}`)),
+		"two seconds refilled 100 bytes, not a fresh 3000")
+	h.Advance(5 * time.Second)
+	frames = h.Send("c1", `{"type":"resume","id":"r","topic":"telemetry.1","since":10}`)
+	require.Len(t, frames, 2, "seven seconds refilled 350 bytes: one frame")
+	assert.Equal(t, 11.0, decode(t, frames[1])["seq"])
 }
 
 // Replayed frames are posted as they are read, yet every reply keeps its

@@ -43,6 +43,9 @@ type session struct {
 	// replay streams the frame's resumes, within the frame's replay cap
 	// (made by the first resume).
 	replay *frame.Replayer
+	// answered counts the frame's commands run to their end, in order: a
+	// panic leaves the others to be answered unavailable.
+	answered int
 }
 
 // requestIDs are the ids of a frame's commands, one nil for a frame that
@@ -153,11 +156,15 @@ func (s *session) replyErr(e *protocol.Error) {
 func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (resp events.APIGatewayProxyResponse, err error) {
 	rc := req.RequestContext
 	log := g.log.With("connection_id", rc.ConnectionID, "request_id", rc.RequestID, "route", "$default")
+	var cmd protocol.Command
+	var s *session
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("panic in message handler", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			resp = respond(protocol.Encode(protocol.Errorf(nil, protocol.CodeBadRequest, "internal error")))
-			err = nil
+			if s == nil {
+				s = &session{g: g, conn: store.Connection{ID: rc.ConnectionID}, log: log}
+			}
+			resp, err = g.recovered(ctx, s, cmd), nil
 		}
 	}()
 
@@ -172,8 +179,11 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 		}
 	}
 	// Parsed before it is counted: a batch counts as its commands.
-	cmd, perr := protocol.Parse(body, g.cfg.MaxBatch)
-	s, granted, answered := g.admit(ctx, log, rc.ConnectionID, cmd)
+	var perr error
+	cmd, perr = protocol.Parse(body, g.cfg.MaxBatch)
+	var granted int
+	var answered bool
+	s, granted, answered = g.admit(ctx, log, rc.ConnectionID, cmd)
 	if answered {
 		return g.finish(ctx, s), nil
 	}
@@ -239,7 +249,7 @@ func (g *Gateway) admit(ctx context.Context, log *slog.Logger, id string, cmd pr
 	case err != nil:
 		// Answer each command, by its id, so the client knows what to send
 		// again.
-		log.Error("touch failed", "error", err.Error())
+		log.Error("counting the frame against the rate limit failed", "error", err.Error())
 		for _, id := range requestIDs(cmd) {
 			s.reply(protocol.Errorf(id, protocol.CodeUnavailable, "temporarily unavailable; retry"))
 		}
@@ -292,7 +302,31 @@ func (s *session) runFrame(ctx context.Context, cmd protocol.Command, granted in
 		default:
 			s.run(wctx, it.Command)
 		}
+		s.answered = i + 1
 	}
+}
+
+// recovered answers a frame whose work panicked as any internal error is
+// answered: each command not run to its end gets unavailable (which
+// clients retry) by its id, after the replies of those that were. A
+// panic while answering leaves only the last answer, as the route
+// response.
+func (g *Gateway) recovered(ctx context.Context, s *session, cmd protocol.Command) (resp events.APIGatewayProxyResponse) {
+	ids := requestIDs(cmd)
+	for _, id := range ids[min(s.answered, len(ids)):] {
+		s.reply(protocol.Errorf(id, protocol.CodeUnavailable, "internal error; retry"))
+	}
+	if len(s.replies) == 0 {
+		return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}
+	}
+	last := s.replies[len(s.replies)-1]
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic answering a panicked frame", "panic", fmt.Sprint(r))
+			resp = respond(last)
+		}
+	}()
+	return g.finish(ctx, s)
 }
 
 // finish posts all replies but the last, which becomes the route response,

@@ -38,7 +38,10 @@ func (s *session) presence(ctx context.Context, c protocol.Presence) {
 		return
 	}
 	subs, next, err := s.g.store.Subscribers(ctx, c.Topic.String(), cursor, PresencePage)
-	if err != nil {
+	if skipped := store.Unreadable(err); len(skipped) > 0 {
+		// An entry that does not decode names nobody: list the others.
+		s.log.Error("presence: members skipped: stored entry unreadable", "topic", c.Topic.String(), "skipped", len(skipped), "error", err.Error())
+	} else if err != nil {
 		s.internal(c.ID, err)
 		return
 	}

@@ -19,7 +19,7 @@ const resumeCalls = 4
 // resume replays a topic's history after since, then confirms with
 // resumed. The replayed frames are posted as they are read, after the
 // frame's replies so far; resumed follows them. What the frame's (or the
-// connection's per-minute) replay cap leaves no room for is refused with
+// connection's allowance) replay cap leaves no room for is refused with
 // rate_limited, or, once some of it was replayed, confirmed as far as it
 // got with more set. A replayed frame that cannot be delivered makes the
 // command answer an error instead of resumed, which would vouch for it.

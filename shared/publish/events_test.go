@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/backoff"
 )
 
 func TestParse_Valid(t *testing.T) {
@@ -216,4 +217,19 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Throttled entries are resent after the one jittered backoff, as the
+// Publisher's policy says, not after a fixed attempt²·100ms of its own
+// (which made five retries take 5.5 s, and every throttled publisher come
+// back at the same instant).
+func TestPublish_ThrottledEntriesWaitTheBackoffPolicy(t *testing.T) {
+	bus := &fakeBus{throttle: map[string]int{`"slow"`: 5}}
+	p := Publisher{Client: bus, Bus: "b", Attempts: 6, Retry: backoff.Policy{Base: time.Millisecond, Max: 4 * time.Millisecond}}
+	start := time.Now()
+	ids, err := p.Publish(context.Background(), Detail{Topic: "slow", Payload: json.RawMessage(`1`)})
+	require.NoError(t, err)
+	assert.NotEmpty(t, ids[0])
+	assert.Len(t, bus.calls, 6)
+	assert.Less(t, time.Since(start), time.Second, "five retries of at most 5 ms each")
 }

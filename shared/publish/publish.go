@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+
+	"github.com/wsgate/wsgate/shared/backoff"
 )
 
 // How Publish groups entries into PutEvents calls: at most 10 entries, and
@@ -51,7 +53,14 @@ type Publisher struct {
 	// Attempts bounds how often entries that EventBridge rejected with a
 	// retryable code are sent again (default 3).
 	Attempts int
+	// Retry is the wait before sending them again (zero: from 100 ms
+	// doubling to 2 s, fully jittered).
+	Retry backoff.Policy
 }
+
+// defaultRetry paces the resending of throttled entries: jittered, so
+// publishers throttled together do not come back together.
+var defaultRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second}
 
 // EntryError is one event EventBridge did not accept.
 type EntryError struct {
@@ -133,6 +142,10 @@ func (p Publisher) send(ctx context.Context, batch []types.PutEventsRequestEntry
 	if attempts <= 0 {
 		attempts = 3
 	}
+	policy := p.Retry
+	if policy == (backoff.Policy{}) {
+		policy = defaultRetry
+	}
 	pending := make([]int, len(batch))
 	for i := range pending {
 		pending[i] = i
@@ -165,10 +178,8 @@ func (p Publisher) send(ctx context.Context, batch []types.PutEventsRequestEntry
 			failed = append(failed, EntryError{Index: offset + idx, Code: code, Message: msg})
 		}
 		if len(retry) > 0 {
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(time.Duration(attempt*attempt) * 100 * time.Millisecond):
+			if err := policy.Wait(ctx, attempt-1); err != nil {
+				return nil, err
 			}
 		}
 		pending = retry

@@ -175,8 +175,8 @@ func connectionFrom(item map[string]types.AttributeValue) (Connection, error) {
 		c.Pending = true
 		c.AuthDeadline = time.UnixMilli(getN(item, attrPending))
 	}
-	if err := json.Unmarshal([]byte(getS(item, attrPrincipal)), &c.Principal); err != nil {
-		return Connection{}, fmt.Errorf("store: decode principal of %s: %w", c.ID, err)
+	if err := decodeAttr(item, attrPrincipal, &c.Principal); err != nil {
+		return Connection{}, err
 	}
 	return c, nil
 }
@@ -311,7 +311,7 @@ func (s *Store) CountCommands(ctx context.Context, id string, at time.Time, n in
 		}
 		var ccf *types.ConditionalCheckFailedException
 		if !asCCF(err, &ccf) {
-			return Connection{}, 0, fmt.Errorf("store: touch %s: %w", id, err)
+			return Connection{}, 0, fmt.Errorf("store: count commands of %s: %w", id, err)
 		}
 		meter(ctx, "UpdateItem")
 		old := ccf.Item
@@ -350,10 +350,10 @@ func (s *Store) CountCommands(ctx context.Context, id string, at time.Time, n in
 			return c, fits(n, max(getN(out.Attributes, attrRateMax), 1)), err
 		}
 		if !isConditionFailed(err) {
-			return Connection{}, 0, fmt.Errorf("store: touch %s: %w", id, err)
+			return Connection{}, 0, fmt.Errorf("store: count commands of %s: %w", id, err)
 		}
 	}
-	return Connection{}, 0, fmt.Errorf("store: touch %s: contention did not settle", id)
+	return Connection{}, 0, fmt.Errorf("store: count commands of %s: contention did not settle", id)
 }
 
 // fits is how many of n commands a window with left places takes.
@@ -495,7 +495,10 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) (int, error) {
 		}
 		n += removed
 	}
-	return n, s.letGo(ctx, id, principalOf(meta), wild)
+	// An unreadable principal cannot name the tally its wildcard holds are
+	// in: those expire with their TTL; the index entries still go.
+	p, perr := principalOf(meta)
+	return n, errors.Join(perr, s.letGo(ctx, id, p, wild))
 }
 
 // deleteRecord deletes a connection record with the places it holds, once:
@@ -524,14 +527,18 @@ func (s *Store) deleteRecord(ctx context.Context, id string, meta map[string]typ
 	return 1 + given, nil
 }
 
-// principalOf reads the principal of a connection record (zero when
-// unknown).
-func principalOf(meta map[string]types.AttributeValue) auth.Principal {
+// principalOf reads the principal of a connection record: zero when there
+// is no record or it holds none, an error wrapping ErrUnreadable when it
+// does not decode.
+func principalOf(meta map[string]types.AttributeValue) (auth.Principal, error) {
 	var p auth.Principal
-	if meta != nil {
-		_ = json.Unmarshal([]byte(getS(meta, attrPrincipal)), &p)
+	if _, ok := meta[attrPrincipal]; !ok {
+		return p, nil
 	}
-	return p
+	if err := decodeAttr(meta, attrPrincipal, &p); err != nil {
+		return auth.Principal{}, err
+	}
+	return p, nil
 }
 
 // letGo releases a connection's wildcard patterns after their

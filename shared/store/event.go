@@ -373,10 +373,10 @@ func (s *Store) GetState(ctx context.Context, t topic.Pattern) (State, error) {
 			}
 		}
 	}
-	if a := getS(out.Item, attrAudience); a != "" {
+	if _, ok := out.Item[attrAudience]; ok {
 		st.Audience = &auth.Audience{}
-		if err := json.Unmarshal([]byte(a), st.Audience); err != nil {
-			return State{}, fmt.Errorf("store: state audience of %s: %w", t, err)
+		if err := decodeAttr(out.Item, attrAudience, st.Audience); err != nil {
+			return State{}, fmt.Errorf("store: state of %s: %w", t, err)
 		}
 	}
 	return st, nil
@@ -452,7 +452,10 @@ func isEmpty(v any) bool {
 }
 
 // History returns up to limit kept events of a topic after since, in order,
-// skipping entries past their retention.
+// skipping entries past their retention. An entry whose attributes,
+// projection or audience do not decode fails the read with an error that
+// names it and wraps ErrUnreadable: replaying it unfiltered, untrimmed or
+// to anyone would widen it, and leaving it out would hide a gap.
 func (s *Store) History(ctx context.Context, t topic.Pattern, since uint64, limit int) ([]HistoryEntry, error) {
 	var out []HistoryEntry
 	now := s.now()
@@ -481,17 +484,8 @@ func (s *Store) History(ctx context.Context, t topic.Pattern, since uint64, limi
 				Time: time.UnixMilli(getN(it, attrTime)), Payload: getB(it, attrPayload), Binary: getBool(it, attrBinary),
 				From: getS(it, attrFrom),
 			}
-			if a := getS(it, attrAttrs); a != "" {
-				_ = json.Unmarshal([]byte(a), &e.Attributes)
-			}
-			if p := getS(it, attrProject); p != "" {
-				_ = json.Unmarshal([]byte(p), &e.Project)
-			}
-			if a := getS(it, attrAudience); a != "" {
-				e.Audience = &auth.Audience{}
-				if err := json.Unmarshal([]byte(a), e.Audience); err != nil {
-					continue // unreadable audience: never replay to the wrong principal
-				}
+			if err := decodeHistory(it, &e); err != nil {
+				return nil, fmt.Errorf("store: history of %s: %w", t, err)
 			}
 			out = append(out, e)
 		}
@@ -501,6 +495,26 @@ func (s *Store) History(ctx context.Context, t topic.Pattern, since uint64, limi
 		in.ExclusiveStartKey = res.LastEvaluatedKey
 	}
 	return out, nil
+}
+
+// decodeHistory fills e's attributes, projection and audience from a
+// history item, those it has.
+func decodeHistory(it map[string]types.AttributeValue, e *HistoryEntry) error {
+	if _, ok := it[attrAttrs]; ok {
+		if err := decodeAttr(it, attrAttrs, &e.Attributes); err != nil {
+			return err
+		}
+	}
+	if _, ok := it[attrProject]; ok {
+		if err := decodeAttr(it, attrProject, &e.Project); err != nil {
+			return err
+		}
+	}
+	if _, ok := it[attrAudience]; ok {
+		e.Audience = &auth.Audience{}
+		return decodeAttr(it, attrAudience, e.Audience)
+	}
+	return nil
 }
 
 func parseSeq(s string) uint64 {

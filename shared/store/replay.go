@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,14 +15,39 @@ import (
 
 // What a replay reads and what it may send.
 //
-// A connection record counts the bytes of history replayed to it in a
-// fixed one-minute window, like the message rate's one-second window, so
-// the cap holds across every Lambda instance and every frame running at
-// once: rbw is the window (Unix minutes), rbc the bytes taken in it.
-const (
-	attrReplayWin   = "rbw"
-	attrReplayBytes = "rbc"
-)
+// A connection's replay allowance is a token bucket kept in its record, so
+// it holds across every Lambda instance and every frame running at once:
+// it holds at most perMinute bytes and refills at perMinute bytes a minute,
+// continuously. Unlike a calendar minute's count it never resets at an
+// edge: a client that spends its allowance at 12:00:59 has a sixtieth of
+// it back at 12:01:00, not all of it (which let it take twice its cap in
+// two seconds). Over any span T it gets at most perMinute + perMinute·T/1m.
+//
+// The bucket is stored as one number, in the generic cell rate algorithm's
+// form: rbt, the instant (Unix microseconds) at which the bucket would be
+// full again. Its level at t is (t + 1m - max(rbt, t)) converted to bytes,
+// and taking b bytes moves rbt on by b's share of a minute. So a
+// reservation is one conditional write whose condition only compares
+// (DynamoDB conditions cannot add or multiply): "rbt <= t" (full: set it
+// to t + cost), or "t < rbt <= t + 1m - cost" (room: add cost). Frames
+// racing on one record each either fit under the condition or retry with
+// the value the failed write returned.
+const attrReplayTAT = "rbt"
+
+// replayMinute is the bucket's refill time, in the unit rbt is kept in.
+const replayMinute = int64(time.Minute / time.Microsecond)
+
+// replayCost is how far b bytes move the bucket's time under a cap of
+// perMinute bytes a minute (rounded up, so it never grants more).
+func replayCost(b, perMinute int64) int64 {
+	return (b*replayMinute + perMinute - 1) / perMinute
+}
+
+// replayLevel is the bytes the bucket holds at t (microseconds) with its
+// full-again time at tat.
+func replayLevel(tat, t, perMinute int64) int64 {
+	return (t + replayMinute - max(tat, t)) * perMinute / replayMinute
+}
 
 // TopicSeq is where a topic's numbering stands.
 type TopicSeq struct {
@@ -57,83 +83,96 @@ func (s *Store) TopicSeq(ctx context.Context, t topic.Pattern) (TopicSeq, error)
 type ReplayReservation struct {
 	// Bytes is what the replay may send: at most what was asked.
 	Bytes int64
-	// taken is what the counter went up by (what was asked), minute the
-	// window it counts in.
-	taken, minute int64
+	// cost is how far the bucket's time was moved for Bytes.
+	cost, perMinute int64
 }
 
 // ReserveReplay takes up to n bytes from the connection's replay allowance
-// of perMinute bytes in the minute of at, before anything is sent; the
-// replay gives back what it did not send with ReturnReplay. Several frames
-// reserving at once never get more than perMinute between them. It returns
-// ErrRateLimited when the minute's allowance is used up, ErrNotFound for
-// an unknown or expired connection.
+// (a bucket of perMinute bytes refilled at perMinute a minute, see above)
+// at instant at, before anything is sent; the replay gives back what it
+// did not send with ReturnReplay. Several frames reserving at once never
+// get more between them than the bucket holds. It returns ErrRateLimited
+// when the bucket is empty, ErrNotFound for an unknown or expired
+// connection. One write when the bucket is full or the record's value is
+// as last seen; one more per frame that changed it meanwhile.
 func (s *Store) ReserveReplay(ctx context.Context, id string, at time.Time, n, perMinute int64) (ReplayReservation, error) {
-	win := at.Unix() / 60
-	names := map[string]string{"#ttl": TTLAttribute, "#w": attrReplayWin, "#b": attrReplayBytes}
-	for attempt := 0; attempt < 4; attempt++ {
-		// As in CountCommands: the condition is that the window is not
-		// used up; what fits is worked out from the count before ours.
-		out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                s.table,
-			Key:                      key(connPK(id), skMeta),
-			UpdateExpression:         aws.String("SET #b = #b + :n"),
-			ConditionExpression:      aws.String("attribute_exists(pk) AND #w = :win AND #b < :max AND #ttl > :nows"),
-			ExpressionAttributeNames: names,
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":n": nv(n), ":win": nv(win), ":max": nv(perMinute), ":nows": nv(at.Unix()),
-			},
-			ReturnValues:                        types.ReturnValueUpdatedNew,
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-			ReturnConsumedCapacity:              total,
-		})
+	if n <= 0 || perMinute <= 0 {
+		return ReplayReservation{}, fmt.Errorf("store: reserve replay for %s: %d bytes of %d a minute", id, n, perMinute)
+	}
+	t := at.UnixMicro()
+	tat := int64(-1) // unknown: try the full bucket first, the common case
+	for attempt := 0; attempt < 6; attempt++ {
+		take := min(n, perMinute)
+		if tat > t {
+			take = min(n, replayLevel(tat, t, perMinute))
+			if take <= 0 {
+				return ReplayReservation{}, ErrRateLimited
+			}
+		}
+		r := ReplayReservation{Bytes: take, cost: replayCost(take, perMinute), perMinute: perMinute}
+		old, err := s.takeReplay(ctx, id, at, r.cost, tat > t)
 		if err == nil {
-			meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
-			before := getN(out.Attributes, attrReplayBytes) - n
-			return ReplayReservation{Bytes: min(n, perMinute-before), taken: n, minute: win}, nil
+			return r, nil
 		}
-		var ccf *types.ConditionalCheckFailedException
-		if !asCCF(err, &ccf) {
-			return ReplayReservation{}, fmt.Errorf("store: reserve replay for %s: %w", id, err)
+		if !errors.Is(err, errBucketMoved) {
+			return ReplayReservation{}, err
 		}
-		meter(ctx, "UpdateItem")
-		old := ccf.Item
 		if old == nil || !alive(old, at) {
 			return ReplayReservation{}, ErrNotFound
 		}
-		_, hasWin := old[attrReplayWin]
-		switch stored := getN(old, attrReplayWin); {
-		case hasWin && stored == win:
-			return ReplayReservation{}, ErrRateLimited
-		case hasWin && stored > win:
-			win = stored // a frame that arrived later opened the next minute
-			continue
-		}
-		// A new minute: start its count, unless another instance just did.
-		out, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                 s.table,
-			Key:                       key(connPK(id), skMeta),
-			UpdateExpression:          aws.String("SET #w = :win, #b = :n"),
-			ConditionExpression:       aws.String("attribute_exists(pk) AND (attribute_not_exists(#w) OR #w < :win)"),
-			ExpressionAttributeNames:  map[string]string{"#w": attrReplayWin, "#b": attrReplayBytes},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":n": nv(n), ":win": nv(win)},
-			ReturnConsumedCapacity:    total,
-		})
-		if err == nil {
-			meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
-			return ReplayReservation{Bytes: min(n, perMinute), taken: n, minute: win}, nil
-		}
-		if !isConditionFailed(err) {
-			return ReplayReservation{}, fmt.Errorf("store: reserve replay for %s: %w", id, err)
-		}
+		tat = getN(old, attrReplayTAT) // 0 when it never replayed: full
 	}
 	return ReplayReservation{}, fmt.Errorf("store: reserve replay for %s: contention did not settle", id)
 }
 
-// ReturnReplay gives back the part of r that was not sent (sent is what
-// was), to the minute it was taken from; nothing once that minute is over.
+// errBucketMoved: the bucket was not as the write assumed.
+var errBucketMoved = errors.New("replay bucket moved")
+
+// takeReplay moves the bucket's time on by cost, assuming it is partly
+// used (used) or full (!used) at the instant at; errBucketMoved with the
+// record's current item when it is not so (or the record is gone).
+func (s *Store) takeReplay(ctx context.Context, id string, at time.Time, cost int64, used bool) (map[string]types.AttributeValue, error) {
+	t := at.UnixMicro()
+	in := &dynamodb.UpdateItemInput{
+		TableName:                           s.table,
+		Key:                                 key(connPK(id), skMeta),
+		UpdateExpression:                    aws.String("SET #b = :full"),
+		ConditionExpression:                 aws.String("attribute_exists(pk) AND #ttl > :nows AND (attribute_not_exists(#b) OR #b <= :t)"),
+		ExpressionAttributeNames:            map[string]string{"#ttl": TTLAttribute, "#b": attrReplayTAT},
+		ExpressionAttributeValues:           map[string]types.AttributeValue{":full": nv(t + cost), ":t": nv(t), ":nows": nv(at.Unix())},
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		ReturnConsumedCapacity:              total,
+	}
+	if used {
+		in.UpdateExpression = aws.String("SET #b = #b + :cost")
+		in.ConditionExpression = aws.String("attribute_exists(pk) AND #ttl > :nows AND #b > :t AND #b <= :room")
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{
+			":cost": nv(cost), ":t": nv(t), ":room": nv(t + replayMinute - cost), ":nows": nv(at.Unix()),
+		}
+	}
+	out, err := s.db.UpdateItem(ctx, in)
+	if err == nil {
+		meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
+		return nil, nil
+	}
+	var ccf *types.ConditionalCheckFailedException
+	if !asCCF(err, &ccf) {
+		return nil, fmt.Errorf("store: reserve replay for %s: %w", id, err)
+	}
+	meter(ctx, "UpdateItem")
+	return ccf.Item, errBucketMoved
+}
+
+// ReturnReplay gives back to the bucket the part of r that was not sent
+// (sent is what was). A bucket that refilled meanwhile stays full: its
+// level never passes perMinute, whatever is given back. (One that refilled
+// and was drawn again while r was out gets back at most r's unsent bytes
+// more than due: a frame holds r for seconds.)
 func (s *Store) ReturnReplay(ctx context.Context, id string, r ReplayReservation, sent int64) error {
-	back := r.taken - sent
+	if r.Bytes-sent <= 0 || r.perMinute <= 0 {
+		return nil
+	}
+	back := r.cost - replayCost(sent, r.perMinute)
 	if back <= 0 {
 		return nil
 	}
@@ -141,15 +180,15 @@ func (s *Store) ReturnReplay(ctx context.Context, id string, r ReplayReservation
 		TableName:                 s.table,
 		Key:                       key(connPK(id), skMeta),
 		UpdateExpression:          aws.String("SET #b = #b - :n"),
-		ConditionExpression:       aws.String("#w = :win AND #b >= :n"),
-		ExpressionAttributeNames:  map[string]string{"#w": attrReplayWin, "#b": attrReplayBytes},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":n": nv(back), ":win": nv(r.minute)},
+		ConditionExpression:       aws.String("attribute_exists(#b)"),
+		ExpressionAttributeNames:  map[string]string{"#b": attrReplayTAT},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":n": nv(back)},
 		ReturnConsumedCapacity:    total,
 	})
 	if err != nil {
 		if isConditionFailed(err) {
 			meter(ctx, "UpdateItem")
-			return nil // a new minute started meanwhile, or the connection is gone
+			return nil // the connection is gone
 		}
 		return fmt.Errorf("store: return replay for %s: %w", id, err)
 	}

@@ -68,7 +68,7 @@ func TestReserveReplay_HoldsAcrossFramesAndGivesBackWhatWasNotSent(t *testing.T)
 	assert.Equal(t, int64(600), first.Bytes)
 	second, err := f.s.ReserveReplay(ctx, "c1", f.now, 600, 1000)
 	require.NoError(t, err)
-	assert.Equal(t, int64(400), second.Bytes, "what is left of the minute")
+	assert.Equal(t, int64(400), second.Bytes, "what is left in the bucket")
 	_, err = f.s.ReserveReplay(ctx, "c1", f.now, 600, 1000)
 	assert.ErrorIs(t, err, store.ErrRateLimited)
 
@@ -76,21 +76,51 @@ func TestReserveReplay_HoldsAcrossFramesAndGivesBackWhatWasNotSent(t *testing.T)
 	require.NoError(t, f.s.ReturnReplay(ctx, "c1", first, 100))
 	again, err := f.s.ReserveReplay(ctx, "c1", f.now.Add(time.Second), 600, 1000)
 	require.NoError(t, err)
-	assert.Equal(t, int64(500), again.Bytes, "the frames sent 100 and 400")
+	assert.Equal(t, int64(516), again.Bytes, "the frames sent 100 and 400; a second refilled 16")
 
-	next, err := f.s.ReserveReplay(ctx, "c1", f.now.Add(time.Minute), 600, 1000)
+	require.NoError(t, f.s.ReturnReplay(ctx, "c1", again, 16))
+	later, err := f.s.ReserveReplay(ctx, "c1", f.now.Add(31*time.Second), 1000, 1000)
 	require.NoError(t, err)
-	assert.Equal(t, int64(600), next.Bytes, "a new minute")
-	require.NoError(t, f.s.ReturnReplay(ctx, "c1", again, 0), "a return to a minute that is over does nothing")
-	late, err := f.s.ReserveReplay(ctx, "c1", f.now.Add(time.Minute), 600, 1000)
-	require.NoError(t, err)
-	assert.Equal(t, int64(400), late.Bytes)
+	assert.Equal(t, int64(1000), later.Bytes, "half a minute refilled the 500 the bucket lacked")
+	_, err = f.s.ReserveReplay(ctx, "c1", f.now.Add(31*time.Second), 1, 1000)
+	assert.ErrorIs(t, err, store.ErrRateLimited)
 
 	_, err = f.s.ReserveReplay(ctx, "nope", f.now, 600, 1000)
 	assert.ErrorIs(t, err, store.ErrNotFound)
 }
 
-func TestReserveReplay_FramesAtOnceGetNoMoreThanTheMinute(t *testing.T) {
+// The allowance does not reset at a calendar minute's edge: a client that
+// spends it in the minute's last second has a sixtieth a second back after
+// it, not all of it (the fixed window gave 16 MiB in two seconds under an
+// 8 MiB cap). Over any span it gets at most the cap plus what refilled.
+func TestReserveReplay_SpentJustBeforeAMinuteEdgeIsNotThereAgainJustAfter(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	require.NoError(t, f.s.PutConnection(ctx, f.conn("c1", "u1"), nil))
+	edge := time.Unix(f.now.Unix()/60*60+60, 0)
+	const perMinute = 6000
+
+	before, err := f.s.ReserveReplay(ctx, "c1", edge.Add(-time.Second), perMinute, perMinute)
+	require.NoError(t, err)
+	assert.Equal(t, int64(perMinute), before.Bytes, "the whole cap, just before the edge")
+	after, err := f.s.ReserveReplay(ctx, "c1", edge.Add(time.Second), perMinute, perMinute)
+	require.NoError(t, err)
+	assert.Equal(t, int64(200), after.Bytes, "two seconds' refill just after it, not a fresh cap")
+
+	// A client taking all it can every 5 s for two minutes gets the cap
+	// once plus the refill, never a cap per calendar minute on top.
+	start, total := edge.Add(2*time.Second), int64(0)
+	for at := start; at.Before(start.Add(2 * time.Minute)); at = at.Add(5 * time.Second) {
+		r, err := f.s.ReserveReplay(ctx, "c1", at, perMinute, perMinute)
+		if err != nil {
+			require.ErrorIs(t, err, store.ErrRateLimited)
+		}
+		total += r.Bytes
+	}
+	assert.InDelta(t, 116*perMinute/60, total, 5, "the 116 s refill since the bucket was emptied, taken as it came")
+}
+
+func TestReserveReplay_FramesAtOnceGetNoMoreThanTheBucket(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	require.NoError(t, f.s.PutConnection(ctx, f.conn("c1", "u1"), nil))

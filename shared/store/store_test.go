@@ -108,7 +108,7 @@ func TestConnection_ExpiredRecordIsNotFound(t *testing.T) {
 	f.now = f.now.Add(3 * time.Hour)
 	_, err := f.s.GetConnection(ctx, "c1")
 	assert.ErrorIs(t, err, store.ErrNotFound)
-	_, err = touch(ctx, f, "c1", f.now)
+	_, err = countOne(ctx, f, "c1", f.now)
 	assert.ErrorIs(t, err, store.ErrNotFound)
 }
 
@@ -117,16 +117,16 @@ func TestCountCommands_RateLimitPerSecondWindow(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, f.s.PutConnection(ctx, f.conn("c1", "u1"), nil))
 	for i := range 3 {
-		_, err := touch(ctx, f, "c1", f.now)
+		_, err := countOne(ctx, f, "c1", f.now)
 		require.NoError(t, err, "message %d", i)
 	}
-	c, err := touch(ctx, f, "c1", f.now)
+	c, err := countOne(ctx, f, "c1", f.now)
 	assert.ErrorIs(t, err, store.ErrRateLimited)
 	assert.Equal(t, "u1", c.Principal.Sub, "the record comes back with the refusal")
 	f.now = f.now.Add(time.Second)
-	_, err = touch(ctx, f, "c1", f.now)
+	_, err = countOne(ctx, f, "c1", f.now)
 	assert.NoError(t, err, "a new second opens a new window")
-	_, err = touch(ctx, f, "nope", f.now)
+	_, err = countOne(ctx, f, "nope", f.now)
 	assert.ErrorIs(t, err, store.ErrNotFound)
 }
 
@@ -137,13 +137,13 @@ func TestCountCommands_FrameCountedAfterALaterOne(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	require.NoError(t, f.s.PutConnection(ctx, f.conn("c1", "u1"), nil))
-	_, err := touch(ctx, f, "c1", f.now.Add(time.Second))
+	_, err := countOne(ctx, f, "c1", f.now.Add(time.Second))
 	require.NoError(t, err)
-	_, err = touch(ctx, f, "c1", f.now)
+	_, err = countOne(ctx, f, "c1", f.now)
 	require.NoError(t, err, "counted in the later window")
-	_, err = touch(ctx, f, "c1", f.now.Add(time.Second))
+	_, err = countOne(ctx, f, "c1", f.now.Add(time.Second))
 	require.NoError(t, err)
-	_, err = touch(ctx, f, "c1", f.now)
+	_, err = countOne(ctx, f, "c1", f.now)
 	assert.ErrorIs(t, err, store.ErrRateLimited, "the later window is full (3 a second)")
 }
 
@@ -160,7 +160,7 @@ func TestCountCommands_LimitHoldsAcrossConcurrentInstances(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := touch(ctx, f, "c1", f.now)
+			_, err := countOne(ctx, f, "c1", f.now)
 			if err == nil {
 				mu.Lock()
 				accepted++
@@ -666,8 +666,8 @@ func TestBeginEvent_ReportsOvertakingAndTimes(t *testing.T) {
 	assert.Equal(t, f.now.UnixMilli(), rec.Numbered.UnixMilli())
 }
 
-// touch counts one client message, as a frame of one command does.
-func touch(ctx context.Context, f *fixture, id string, at time.Time) (store.Connection, error) {
+// countOne counts one client message, as a frame of one command does.
+func countOne(ctx context.Context, f *fixture, id string, at time.Time) (store.Connection, error) {
 	c, _, err := f.s.CountCommands(ctx, id, at, 1)
 	return c, err
 }

@@ -236,13 +236,13 @@ func (s *Store) principal(ctx context.Context, connID string) (auth.Principal, e
 		// A connection that authenticated a moment ago must not read as
 		// its pending, anonymous self.
 		ConsistentRead:       aws.Bool(true),
-		ProjectionExpression: aws.String(attrPrincipal), ReturnConsumedCapacity: total,
+		ProjectionExpression: aws.String("pk, sk, " + attrPrincipal), ReturnConsumedCapacity: total,
 	})
 	if err != nil {
 		return auth.Principal{}, fmt.Errorf("store: principal of %s: %w", connID, err)
 	}
 	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
-	return principalOf(out.Item), nil
+	return principalOf(out.Item)
 }
 
 func (s *Store) unsubscribe(ctx context.Context, connID string, pattern topic.Pattern) (bool, error) {
@@ -288,9 +288,13 @@ func (s *Store) transact(ctx context.Context, items []types.TransactWriteItem) e
 }
 
 // ConnectionSubscriptions lists a connection's subscriptions (from the
-// reverse entries; Identity and Envelope are not filled).
+// reverse entries; Identity and Envelope are not filled). An entry whose
+// filters do not decode is left out and named in an error that wraps
+// ErrUnreadable, returned with the readable ones: a caller must not take
+// the list for the connection's whole set then.
 func (s *Store) ConnectionSubscriptions(ctx context.Context, connID string) ([]Subscription, error) {
 	var out []Subscription
+	var unreadable []error
 	now := s.now()
 	err := s.queryAll(ctx, &dynamodb.QueryInput{
 		TableName:              s.table,
@@ -308,15 +312,18 @@ func (s *Store) ConnectionSubscriptions(ctx context.Context, connID string) ([]S
 			Pattern:      strings.TrimPrefix(getS(item, SortKey), skSubPrefix),
 			ExpiresAt:    time.Unix(getN(item, TTLAttribute), 0),
 		}
-		if f := getS(item, attrFilters); f != "" {
-			_ = json.Unmarshal([]byte(f), &sub.Filters)
+		if _, ok := item[attrFilters]; ok {
+			if err := decodeAttr(item, attrFilters, &sub.Filters); err != nil {
+				unreadable = append(unreadable, err)
+				return
+			}
 		}
 		out = append(out, sub)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: subscriptions of %s: %w", connID, err)
 	}
-	return out, nil
+	return out, errors.Join(unreadable...)
 }
 
 // PatternRef is a pattern whose subscribers may receive an event.
@@ -376,7 +383,11 @@ type Cursor string
 
 // Subscribers reads one page of a pattern's live subscribers, from cursor
 // on: at most limit, or with limit 0 as many as DynamoDB returns in one
-// page (1 MB, thousands). next is empty after the last page.
+// page (1 MB, thousands). next is empty after the last page. A subscriber
+// whose identity or filters do not decode is left out of subs (it gets
+// nothing, rather than what an empty filter would let through) and named
+// in an error that wraps ErrUnreadable, returned with the readable
+// subscribers and next: a caller may skip those and go on.
 func (s *Store) Subscribers(ctx context.Context, pattern string, cursor Cursor, limit int) (subs []Subscription, next Cursor, err error) {
 	in := &dynamodb.QueryInput{
 		TableName:                 s.table,
@@ -401,6 +412,7 @@ func (s *Store) Subscribers(ctx context.Context, pattern string, cursor Cursor, 
 	meter(ctx, "Query", ccOne(out.ConsumedCapacity)...)
 	now := s.now()
 	subs = make([]Subscription, 0, len(out.Items))
+	var unreadable []error
 	for _, item := range out.Items {
 		if !alive(item, now) {
 			continue
@@ -412,20 +424,20 @@ func (s *Store) Subscribers(ctx context.Context, pattern string, cursor Cursor, 
 			ExpiresAt:    time.Unix(getN(item, TTLAttribute), 0),
 			Presence:     getBool(item, attrPresence),
 		}
-		if err := json.Unmarshal([]byte(getS(item, attrIdentity)), &sub.Identity); err != nil {
-			continue // unreadable entry: deliver nothing rather than to the wrong principal
+		err := decodeAttr(item, attrIdentity, &sub.Identity)
+		if _, ok := item[attrFilters]; ok && err == nil {
+			err = decodeAttr(item, attrFilters, &sub.Filters)
 		}
-		if f := getS(item, attrFilters); f != "" {
-			if err := json.Unmarshal([]byte(f), &sub.Filters); err != nil {
-				continue
-			}
+		if err != nil {
+			unreadable = append(unreadable, err)
+			continue
 		}
 		subs = append(subs, sub)
 	}
 	if out.LastEvaluatedKey != nil {
 		next = Cursor(getS(out.LastEvaluatedKey, SortKey))
 	}
-	return subs, next, nil
+	return subs, next, errors.Join(unreadable...)
 }
 
 // forgetIfUnused removes a wildcard pattern's index entry when the pattern
@@ -451,6 +463,9 @@ func (s *Store) forgetIfUnused(ctx context.Context, p topic.Pattern) error {
 	// the read, does a first page of expired ones (fan-out's ForgetPattern
 	// removes the entry once they are all gone).
 	subs, next, err := s.Subscribers(ctx, ref.Pattern, "", forgetProbe)
+	if errors.Is(err, ErrUnreadable) {
+		return nil // entries are there, readable or not: the pattern stays
+	}
 	if err != nil || len(subs) > 0 || next != "" {
 		return err
 	}

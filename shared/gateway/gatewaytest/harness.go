@@ -83,11 +83,17 @@ type Harness struct {
 	Tasks     *Tasks
 	// Metrics holds the broadcast handler's EMF lines.
 	Metrics MetricLines
-	// Now is the clock every part reads; tests move it.
+	// Now is the clock every part reads, from StartUnix; tests move it.
 	Now time.Time
 	mu  sync.Mutex
 	seq int
 }
+
+// StartUnix is the harness clock's first instant (2027-03-04 05:06:20
+// UTC): fixed, and 20 s into a minute, so no test crosses a second's or a
+// minute's edge by chance, as one starting at the wall time did in the
+// last second of a minute. A test about an edge moves the clock to it.
+const StartUnix = 1_804_136_780
 
 // New builds a harness; opts adjust the configuration first.
 func New(t testing.TB, opts ...func(*config.Config)) *Harness {
@@ -100,7 +106,7 @@ func New(t testing.TB, opts ...func(*config.Config)) *Harness {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	h := &Harness{t: t, Cfg: cfg, Tasks: &Tasks{}, Now: time.Now().Truncate(time.Second)}
+	h := &Harness{t: t, Cfg: cfg, Tasks: &Tasks{}, Now: time.Unix(StartUnix, 0)}
 	now := func() time.Time { h.mu.Lock(); defer h.mu.Unlock(); return h.Now }
 	h.Store = storetest.New(t).WithClock(now)
 	h.Cfg.Table = h.Store.Table()
