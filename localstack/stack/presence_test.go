@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -195,4 +196,62 @@ func TestPresence_FailingPostsHoldBackNothing(t *testing.T) {
 	assert.Len(t, life.of(t, "alice", 1), len(opened), "alice's connection announced on the bus once")
 	assert.Equal(t, []string{"join user:alice room.1"}, announcements(t, watcher, 15*time.Second),
 		"the join, once, after the posts went through again")
+}
+
+// A principal that subscribes and unsubscribes slower than the stream's
+// batching (six pairs, 1.2 s apart) loses no announcement: what reaches a
+// watcher alternates join and leave with consecutive seqs (a claimed
+// announcement lost would leave a hole) and ends with the leave. A leave
+// and the next join that reach the broadcast function in one stream batch
+// (it runs longer than the batching window while the function is busy)
+// are folded, as a flap within a batch is: the principal was never
+// announced gone, and is not announced back.
+func TestPresence_SlowFlappingLosesNoAnnouncement(t *testing.T) {
+	s := stacktest.Start(t, func(o *stack.Options) {
+		o.Env = map[string]string{config.EnvPresenceTopics: "room.*"}
+	})
+	grant := func(sub string) auth.Grant { return auth.Grant{Sub: sub, Topics: []string{"room.*"}} }
+	watcher := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, grant("watcher"))})
+	watcher.SendJSON(map[string]any{"type": "subscribe", "topic": "room.1", "presence": true})
+	watcher.Expect("subscribed", 10*time.Second)
+	require.Equal(t, []string{"join user:watcher room.1"}, announcements(t, watcher, 3*time.Second))
+
+	bob := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, grant("bob"))})
+	for range 6 {
+		bob.SendJSON(map[string]any{"type": "subscribe", "topic": "room.1"})
+		bob.Expect("subscribed", 10*time.Second)
+		time.Sleep(1200 * time.Millisecond)
+		bob.SendJSON(map[string]any{"type": "unsubscribe", "topic": "room.1"})
+		bob.Expect("unsubscribed", 10*time.Second)
+		time.Sleep(1200 * time.Millisecond)
+	}
+	type ann struct {
+		kind string
+		seq  int
+	}
+	var got []ann
+	end := time.Now().Add(5 * time.Second)
+	for {
+		m, err := watcher.Read(time.Until(end))
+		if errors.Is(err, stacktest.ErrTimeout) {
+			break
+		}
+		require.NoError(t, err)
+		var v struct {
+			Type, Sub string
+			Seq       int
+		}
+		require.NoError(t, json.Unmarshal(m.Data, &v))
+		if v.Sub == "bob" && (v.Type == "join" || v.Type == "leave") {
+			got = append(got, ann{v.Type, v.Seq})
+		}
+	}
+	t.Logf("bob's announcements: %v", got)
+	require.NotEmpty(t, got)
+	slices.SortFunc(got, func(a, b ann) int { return a.seq - b.seq }) // tasks may deliver two in either order
+	for i, a := range got {
+		assert.Equal(t, i+1, a.seq, "no announcement lost between two others")
+		assert.Equal(t, map[bool]string{true: "join", false: "leave"}[i%2 == 0], a.kind)
+	}
+	assert.Equal(t, "leave", got[len(got)-1].kind, "bob is gone")
 }
