@@ -40,8 +40,8 @@ type presenceCheck struct {
 	// Lifecycle events at the rule: distinct connection ids opened and
 	// closed, events in all, and the connections the gateway accepted.
 	Opened, Closed, LifecycleEvents int
-	Connected, ClosedOwed            int
-	Wrong                            []string
+	Connected, ClosedOwed           int
+	Wrong                           []string
 }
 
 func (p presenceCheck) ok() bool {
