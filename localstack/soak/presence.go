@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/coder/websocket"
 
 	"github.com/wsgate/wsgate/localstack/dynamolocal"
@@ -141,6 +144,18 @@ func (rn *run) startPresence(ctx, runCtx context.Context) (*presenceRun, error) 
 		}
 		go o.ping(runCtx)
 	}
+	// Once the observers' own subscriptions are on their rosters, each
+	// asks who is there already, as a client does: announcements count
+	// from when it watches.
+	time.Sleep(3 * time.Second)
+	for _, o := range pr.obs {
+		for _, t := range rn.topics {
+			b, _ := json.Marshal(map[string]any{"type": "presence", "topic": t})
+			if err := o.ws.Write(ctx, websocket.MessageText, b); err != nil {
+				return nil, fmt.Errorf("soak: observer: %w", err)
+			}
+		}
+	}
 	return pr, nil
 }
 
@@ -154,8 +169,23 @@ func (o *observer) read(ctx context.Context) {
 		var m struct {
 			Type, ID, Topic, PType, Sub string
 			Seq                         int64
+			Members                     []struct{ PType, Sub string }
 		}
-		if json.Unmarshal(b, &m) != nil || (m.Type != "join" && m.Type != "leave") {
+		if json.Unmarshal(b, &m) != nil {
+			continue
+		}
+		if m.Type == "presence" {
+			o.mu.Lock()
+			for _, w := range m.Members {
+				k := m.Topic + " " + w.PType + ":" + w.Sub
+				if _, heard := o.view[k]; !heard {
+					o.view[k] = announced{present: true} // seq 0: any announcement is newer
+				}
+			}
+			o.mu.Unlock()
+			continue
+		}
+		if m.Type != "join" && m.Type != "leave" {
 			continue
 		}
 		k := m.Topic + " " + m.PType + ":" + m.Sub
@@ -294,7 +324,12 @@ func identityOf(who string) auth.Identity {
 // from the table has its closed event, and fills c's lifecycle figures:
 // connected is what the gateway accepted, leftover the records still in
 // the table.
-func (pr *presenceRun) checkLifecycle(connected int64, leftover int, settle time.Duration, c *presenceCheck) {
+func (pr *presenceRun) checkLifecycle(ctx context.Context, rn *run, settle time.Duration, c *presenceCheck) error {
+	connected := rn.s.Gateway.Stats().Connected.Load()
+	leftover, err := connectionRecords(ctx, rn)
+	if err != nil {
+		return err
+	}
 	c.Connected, c.ClosedOwed = int(connected), int(connected)-leftover
 	deadline := time.Now().Add(settle)
 	for {
@@ -303,8 +338,28 @@ func (pr *presenceRun) checkLifecycle(connected int64, leftover int, settle time
 		c.Opened, c.Closed, c.LifecycleEvents = len(l.opened), len(l.closed), l.events
 		l.mu.Unlock()
 		if (c.Opened == c.Connected && c.Closed == c.ClosedOwed) || time.Now().After(deadline) {
-			return
+			return nil
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// connectionRecords counts the connection records (not their
+// subscription entries) in the table.
+func connectionRecords(ctx context.Context, rn *run) (int, error) {
+	db := dynamolocal.Client(rn.s.DynamoDBEndpoint)
+	p := dynamodb.NewScanPaginator(db, &dynamodb.ScanInput{
+		TableName:                 aws.String(rn.s.Table),
+		FilterExpression:          aws.String("begins_with(pk, :c) AND sk = :meta"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":c": &types.AttributeValueMemberS{Value: "C#"}, ":meta": &types.AttributeValueMemberS{Value: "#META"}},
+	})
+	n := 0
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("soak: census of the table: %w", err)
+		}
+		n += len(page.Items)
+	}
+	return n, nil
 }

@@ -253,7 +253,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	if pr != nil {
 		rn.logf("waiting for every closed connection's lifecycle event")
-		pr.checkLifecycle(rn.s.Gateway.Stats().Connected.Load(), r.Leftover, o.Settle, r.Presence)
+		if err := pr.checkLifecycle(ctx, rn, o.Settle, r.Presence); err != nil {
+			return r, err
+		}
 	}
 	return r, nil
 }
