@@ -347,6 +347,12 @@ func (s *Stack) createQueues(opts Options) error {
 func (s *Stack) startFunctions(opts Options) error {
 	s.Host = lambdahost.New(lambdahost.Options{Log: opts.FunctionLog})
 	s.fnEnv = s.functionEnv(opts)
+	// The functions read this configuration at start and stop on an error
+	// (every handshake would answer 500): say so now, not at the first
+	// request, and do not report the stack up.
+	if _, err := config.Load(func(k string) string { return s.fnEnv[k] }); err != nil {
+		return fmt.Errorf("the functions cannot start with this configuration: %w", err)
+	}
 	paths := map[string]string{}
 	for _, fn := range []string{FnConnect, FnDisconnect, FnMessage, FnBroadcast} {
 		paths[fn] = filepath.Join(opts.FunctionsDir, fn, "bootstrap")

@@ -114,25 +114,22 @@ func Start(t testing.TB, opts ...func(*stack.Options)) *stack.Stack {
 	return s
 }
 
-// LoadEnv reads KEY=VALUE lines (comments and blank lines skipped), such as
-// examples/wsgate.env.
+// LoadEnv loads an env file, such as examples/wsgate.env, the way its
+// readers are told to (`set -a; . FILE; set +a` in bash), and returns the
+// WSGATE_ variables it set: a value the shell would mangle fails here too.
 func LoadEnv(t testing.TB, path string) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	cmd := exec.Command("bash", "-c", `set -a; . "$1"; set +a; env -0`, "bash", path)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // only what the file sets
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("load %s as the README says: %v", path, err)
 	}
 	env := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	for _, kv := range strings.Split(string(out), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "WSGATE_") {
+			env[k] = v
 		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			t.Fatalf("%s: %q is not KEY=VALUE", path, line)
-		}
-		env[strings.TrimSpace(k)] = strings.Trim(strings.TrimSpace(v), `"'`)
 	}
 	return env
 }
