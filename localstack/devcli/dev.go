@@ -33,7 +33,7 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 	noSignatures := fs.Bool("no-signatures", false, "accept AWS API requests without checking their SigV4 signature")
 	retryScale := fs.Float64("retry-scale", 1, "scale Lambda's retry delays of a failed broadcast (1 and 2 minutes on AWS)")
 	events := eventDelivery(fs)
-	var env, extra list
+	var env, extra repeated
 	fs.Var(&extra, "function", "NAME=PATH: host another Lambda function (a bootstrap built for this machine) behind the local Lambda Invoke API, e.g. a publish hook named by WSGATE_PUBLISH_HOOK (repeatable)")
 	fs.Var(&env, "env", "KEY=VALUE for the functions, e.g. WSGATE_MAX_MESSAGE_BYTES=1024 (repeatable; WSGATE_* variables of this shell pass through too)")
 	if err := fs.Parse(args); err != nil {

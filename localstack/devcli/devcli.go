@@ -83,6 +83,18 @@ func (l *list) Set(v string) error {
 	return nil
 }
 
+// repeated is a flag given once per value, taken whole: a KEY=VALUE
+// whose value lists patterns with commas (WSGATE_PRESENCE_TOPICS=a.*,b.*)
+// stays one value.
+type repeated []string
+
+func (r *repeated) String() string { return strings.Join(*r, " ") }
+
+func (r *repeated) Set(v string) error {
+	*r = append(*r, v)
+	return nil
+}
+
 func newFlags(name string, st Streams) *flag.FlagSet {
 	fs := flag.NewFlagSet("wsgate "+name, flag.ContinueOnError)
 	fs.SetOutput(st.Err)
