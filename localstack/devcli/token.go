@@ -16,10 +16,10 @@ const DevSecret = "wsgate-dev-secret"
 
 // tokenFlags are the claims flags token and listen share.
 type tokenFlags struct {
-	secret, sub, ptype, mode, profile, issuer, audience string
-	orgs, roles, topics, subscribe                      list
-	su, ticket                                          bool
-	ttl                                                 time.Duration
+	secret, sub, ptype, mode, profile, issuer, audience, jti string
+	orgs, roles, topics, subscribe, publish                  list
+	su, ticket                                               bool
+	ttl                                                      time.Duration
 }
 
 func (t *tokenFlags) register(fs *flag.FlagSet) {
@@ -29,7 +29,9 @@ func (t *tokenFlags) register(fs *flag.FlagSet) {
 	fs.Var(&t.orgs, "org", "organization id (repeat or comma-separate)")
 	fs.Var(&t.roles, "role", "role (repeat or comma-separate)")
 	fs.Var(&t.topics, "topics", "capability patterns, e.g. 'demo.>' (repeat or comma-separate)")
-	fs.Var(&t.subscribe, "auto-subscribe", "patterns subscribed at connect")
+	fs.Var(&t.subscribe, "auto-subscribe", "patterns subscribed at connect (repeat or comma-separate)")
+	fs.Var(&t.publish, "publish", "patterns the principal may publish to over its connection, e.g. 'chat.>' (repeat or comma-separate)")
+	fs.StringVar(&t.jti, "jti", "", "token id (jti): what a revocation of this one token names")
 	fs.BoolVar(&t.su, "su", false, "superuser: may read every topic")
 	fs.StringVar(&t.mode, "mode", "", "push: the connection ignores commands but ping and request_current_state")
 	fs.StringVar(&t.profile, "profile", "", "limits profile from WSGATE_PROFILES")
@@ -43,10 +45,13 @@ func (t *tokenFlags) mint() (string, error) {
 	if t.sub == "" {
 		return "", errors.New("--sub is required")
 	}
+	if t.mode != "" && t.mode != "push" {
+		return "", fmt.Errorf("--mode %q: the only mode is push", t.mode)
+	}
 	m := auth.Minter{Alg: "HS256", Key: []byte(t.secret), Issuer: t.issuer, Audience: t.audience}
 	g := auth.Grant{
 		Sub: t.sub, Type: t.ptype, Orgs: t.orgs, Roles: t.roles, Superuser: t.su,
-		Topics: t.topics, Subscribe: t.subscribe, Mode: t.mode, Profile: t.profile, TTL: t.ttl,
+		Topics: t.topics, Subscribe: t.subscribe, Publish: t.publish, Mode: t.mode, Profile: t.profile, TTL: t.ttl, ID: t.jti,
 	}
 	if t.ticket {
 		return m.Ticket(g)
