@@ -120,7 +120,7 @@ wsgate local stack is up (stage %s, started in %s)
               (sub dev, topics >, valid 24h; mint others with: bin/wsgate token --sub alice --topics 'demo.>')
 
 Listen in another terminal:
-  bin/wsgate listen --token %s --subscribe 'demo.>'
+  bin/wsgate listen --url %s --token %s --subscribe 'demo.>'
 
 Publish an event:
   bin/wsgate publish --endpoint %s --topic demo.hello --payload '{"hello":"world"}'
@@ -129,5 +129,5 @@ or with the AWS CLI:
   aws --endpoint-url %s events put-events --entries '[{"EventBusName":"%s","Source":"demo","DetailType":"demo","Detail":"{\"topic\":\"demo.hello\",\"payload\":{\"hello\":\"world\"}}"}]'
 
 Ctrl-C stops everything.
-`, s.Stage, took.Round(time.Millisecond), s.WebSocketURL, s.AWSEndpoint, ddb, s.Table, consoleURL, s.Secret, tok, tok, s.AWSEndpoint, s.AWSEndpoint, s.BusName)
+`, s.Stage, took.Round(time.Millisecond), s.WebSocketURL, s.AWSEndpoint, ddb, s.Table, consoleURL, s.Secret, tok, s.WebSocketURL, tok, s.AWSEndpoint, s.AWSEndpoint, s.BusName)
 }
