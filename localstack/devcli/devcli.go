@@ -107,7 +107,7 @@ func newFlags(name string, st Streams) *flag.FlagSet {
 // default).
 func eventDelivery(fs *flag.FlagSet) func() (rate float64, window time.Duration) {
 	rate := fs.Float64("event-duplicates", stack.DefaultDuplicateRate, "share of events EventBridge delivers twice, as AWS may (0: none)")
-	window := fs.Duration("event-reorder", stack.DefaultReorderWindow, "hold each EventBridge delivery a random time up to this, so events overtake each other as on AWS (0: none)")
+	window := fs.Duration("event-reorder", stack.DefaultReorderWindow, fmt.Sprintf("hold %.0f%%%% of EventBridge deliveries a random time up to this, so events overtake each other as on AWS (0: none)", 100*stack.DefaultReorderRate))
 	return func() (float64, time.Duration) {
 		r, w := *rate, *window
 		if r <= 0 {

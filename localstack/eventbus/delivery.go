@@ -90,7 +90,7 @@ func (s *Service) dispatch(r compiledRule, d delivery) {
 func (s *Service) deliver(r compiledRule, d delivery) {
 	accepted := time.Now()
 	s.deliveries.Go(func() {
-		if s.reorderWindow > 0 && backoff.Sleep(s.life, rand.N(s.reorderWindow)) != nil {
+		if s.reorderWindow > 0 && rand.Float64() < s.reorderRate && backoff.Sleep(s.life, rand.N(s.reorderWindow)) != nil {
 			return
 		}
 		s.noteStart(r, d.order)

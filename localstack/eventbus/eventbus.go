@@ -64,10 +64,13 @@ type Options struct {
 	// twice, as EventBridge and Lambda's asynchronous queue may: the same
 	// event id and bytes, invoked separately, possibly at once. 0: never.
 	DuplicateRate float64
-	// ReorderWindow holds every delivery back a random time below it
-	// before its first attempt, so events put within the window may reach
-	// a target in any order, as EventBridge promises no order. 0: none.
+	// ReorderWindow holds deliveries back a random time below it before
+	// their first attempt, so events put within the window may reach a
+	// target in any order, as EventBridge promises no order. 0: none.
 	ReorderWindow time.Duration
+	// ReorderRate is the share of deliveries (0 to 1) held back; 0 holds
+	// every one.
+	ReorderRate float64
 	Log           *slog.Logger // default: discard
 }
 
@@ -88,6 +91,7 @@ type Service struct {
 	throttleRetry backoff.Policy
 	duplicateRate float64
 	reorderWindow time.Duration
+	reorderRate   float64
 	log           *slog.Logger
 	stats         Stats
 	// accepted numbers the events in the order they were accepted.
@@ -119,6 +123,7 @@ func New(opts Options) *Service {
 		throttleRetry: opts.ThrottleRetry,
 		duplicateRate: min(max(opts.DuplicateRate, 0), 1),
 		reorderWindow: max(opts.ReorderWindow, 0),
+		reorderRate:   reorderRate(opts.ReorderRate),
 		log:           opts.Log,
 		buses:         map[string]bool{"default": true},
 	}
@@ -183,4 +188,13 @@ func (s *Service) targets(bus string, event map[string]any) ([]compiledRule, boo
 		}
 	}
 	return out, s.buses[bus]
+}
+
+// reorderRate reads Options.ReorderRate: 0 (or out of range) holds every
+// delivery.
+func reorderRate(r float64) float64 {
+	if r <= 0 || r > 1 {
+		return 1
+	}
+	return r
 }

@@ -70,7 +70,7 @@ func TestEventBridge_RedeliveredAndReorderedEventsReachEachSubscriberOnce(t *tes
 	burstTopic, pacedTopic := "fault.eb.burst", "fault.eb.paced"
 	s := stacktest.Start(t, func(o *stack.Options) {
 		o.DuplicateRate = 0.5
-		o.ReorderWindow = stack.DefaultReorderWindow
+		o.ReorderWindow, o.ReorderRate = stack.DefaultReorderWindow, 1
 		o.Env = map[string]string{config.EnvHistoryDefault: "true"}
 	})
 	var ls []*listener
