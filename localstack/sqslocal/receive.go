@@ -68,7 +68,8 @@ func (s *Service) take(q *queue, now time.Time, limit int) []delivery {
 		if m.receiveCount == 1 {
 			m.firstReceivedAt = now
 		}
-		m.receiptHandle = newID()
+		m.receiptHandle = newReceiptHandle(m.id)
+		m.receivedAt = now
 		q.setState(m, stateInFlight, now.Add(q.cfg.visibility))
 		out = append(out, delivery{
 			msg:             m,

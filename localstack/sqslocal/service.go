@@ -1,9 +1,11 @@
 // Package sqslocal is an in-memory Amazon SQS standard queue for the local
 // stack, as harsh as SQS where the functions can tell: they send to it with
 // the real SDK client (SendMessage and SendMessageBatch in the AWS JSON 1.0
-// protocol, with SQS's limits), and an event source mapping drains it into a
+// protocol, with SQS's limits), an event source mapping drains it into a
 // function the way Lambda's SQS poller does, with visibility timeouts,
-// redelivery and redrive to a dead-letter queue. Queues are made through
+// partial batch responses, redelivery and redrive to a dead-letter queue,
+// and the function may bring a message back sooner with
+// ChangeMessageVisibility on its receipt handle. Queues are made through
 // the Go API; every other SQS operation, and every request member it does
 // not implement, is refused rather than ignored.
 package sqslocal
