@@ -118,6 +118,28 @@ func (s *Service) Depth(queueURL string) (visible, inFlight, delayed int, err er
 	return q.visible, q.inFlight, q.delayed, nil
 }
 
+// QueueStats counts what happened to a queue's messages.
+type QueueStats struct {
+	// Received counts messages handed out; Redelivered those of them
+	// handed out before (ApproximateReceiveCount over 1).
+	Received, Redelivered int64
+	// VisibilityChanged counts successful ChangeMessageVisibility calls.
+	VisibilityChanged int64
+	// DeadLettered counts messages moved to the dead-letter queue.
+	DeadLettered int64
+}
+
+// Stats returns the counts of the queue at queueURL.
+func (s *Service) Stats(queueURL string) (QueueStats, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q, ok := s.queueByURL(queueURL)
+	if !ok {
+		return QueueStats{}, fmt.Errorf("stats of %q: %w", queueURL, ErrQueueDoesNotExist)
+	}
+	return q.stats, nil
+}
+
 // validID reports whether id has 1 to 80 alphanumeric characters, hyphens
 // or underscores, the rule for queue names and batch entry ids.
 func validID(id string) bool {

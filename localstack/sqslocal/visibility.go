@@ -64,6 +64,7 @@ func (s *Service) changeMessageVisibility(body []byte, _ string) (any, *apiError
 	} else {
 		q.setState(m, stateInFlight, now.Add(time.Duration(timeout)*time.Second))
 	}
+	q.stats.VisibilityChanged++
 	// Pollers wait for the earliest visibleAt they saw; this one may now
 	// come sooner.
 	q.notify()

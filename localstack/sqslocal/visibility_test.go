@@ -177,6 +177,9 @@ func TestEventSource_FailedMessageWithShortenedVisibilityComesBackSoonAndAlone(t
 				assert.Equal(t, []string{"1"}, receives["ok"], "a success is deleted, never redelivered")
 				assert.Equal(t, []string{"1"}, receives["ok too"])
 				eventually(t, func() bool { return h.depth(t, queueURL) == [3]int{0, 0, 0} }, "the queue drains")
+				st, err := h.svc.Stats(queueURL)
+				require.NoError(t, err)
+				assert.Equal(t, QueueStats{Received: 4, Redelivered: 1, VisibilityChanged: 1}, st)
 			} else {
 				assert.Empty(t, receives["ok"][1:], "the failed batch's other message waits out the queue's timeout")
 				assert.Equal(t, [3]int{0, 1, 0}, h.depth(t, queueURL))
