@@ -477,15 +477,13 @@ func (s *Stack) admin(opts Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_wsgate/health", func(w http.ResponseWriter, r *http.Request) {
 		visible, inFlight, delayed, _ := s.SQS.Depth(s.QueueURL)
-		qs, _ := s.SQS.Stats(s.QueueURL)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"websocket": s.WebSocketURL, "aws": s.AWSEndpoint, "dynamodb": s.DynamoDBEndpoint,
 			"stage": s.Stage, "table": s.Table, "bus": s.BusName, "queue": s.QueueURL,
 			"connections": s.Gateway.Count(),
-			"tasks": map[string]int64{"visible": int64(visible), "in_flight": int64(inFlight), "delayed": int64(delayed),
-				"redelivered": qs.Redelivered, "retried_early": qs.VisibilityChanged, "dead_lettered": qs.DeadLettered},
-			"events": map[string]int64{"accepted": s.Bus.Stats().Accepted.Load(), "delivered": s.Bus.Stats().Delivered.Load(), "dead_lettered": s.Bus.Stats().DeadLettered.Load()},
+			"tasks":       map[string]int{"visible": visible, "in_flight": inFlight, "delayed": delayed},
+			"events":      map[string]int64{"accepted": s.Bus.Stats().Accepted.Load(), "delivered": s.Bus.Stats().Delivered.Load(), "dead_lettered": s.Bus.Stats().DeadLettered.Load()},
 		})
 	})
 	mux.HandleFunc("/_wsgate/faults", func(w http.ResponseWriter, r *http.Request) {
