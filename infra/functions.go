@@ -57,6 +57,9 @@ type functionSpec struct {
 	// sendsTasks: sends to the task queue (auth deadlines, replays,
 	// fan-out shards).
 	sendsTasks bool
+	// retriesTasks: drains the task queue and brings a failed task's
+	// message back sooner (ChangeMessageVisibility).
+	retriesTasks bool
 	// readsSecret: verifies tokens, so reads the HMAC key at start-up.
 	readsSecret bool
 	// putsEvents: puts events on the stack's bus (copies of client events).
@@ -111,13 +114,15 @@ var functionSpecs = []functionSpec{{
 	// The fan-out: up to WSGATE_FANOUT_WORKERS parallel PostToConnection
 	// calls over kept-alive connections; 1024 MB buys the CPU and network
 	// for them. 60 s bounds one event's fan-out and retries; the task
-	// queue's visibility timeout is six times this.
-	memoryMB:   1024,
-	timeout:    60 * time.Second,
-	dynamo:     []string{"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "BatchWriteItem"},
-	manage:     []string{"POST", "DELETE"},
-	sendsTasks: true, // re-scheduled auth deadlines and token-expiry checks, fan-out shards
-	putsEvents: true, // connection lifecycle events, read from the table's stream
+	// queue's visibility timeout is six times this (a failed task comes
+	// back sooner: queue.RetryDelay).
+	memoryMB:     1024,
+	timeout:      60 * time.Second,
+	dynamo:       []string{"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "BatchWriteItem"},
+	manage:       []string{"POST", "DELETE"},
+	sendsTasks:   true, // re-scheduled auth deadlines and token-expiry checks, fan-out shards
+	retriesTasks: true, // a failed task's message made visible again within seconds
+	putsEvents:   true, // connection lifecycle events, read from the table's stream
 }}
 
 func broadcastSpec() functionSpec {
@@ -171,6 +176,11 @@ func (g *gateway) newFunction(spec functionSpec) *function {
 	}
 	if spec.sendsTasks {
 		allow([]*string{g.tasks.QueueArn()}, "sqs:SendMessage") // SendMessageBatch is authorized as SendMessage
+	}
+	if spec.retriesTasks {
+		// The function brings a failed task back sooner itself
+		// (queue.Queue.Retry), whatever the event source's grant holds.
+		allow([]*string{g.tasks.QueueArn()}, "sqs:ChangeMessageVisibility")
 	}
 	if spec.putsEvents {
 		allow([]*string{g.bus.EventBusArn()}, "events:PutEvents")

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/wsgate/wsgate/shared/metrics"
+	"github.com/wsgate/wsgate/shared/queue"
 )
 
 // failedDeliveriesThreshold: deliveries still failing after the fan-out's
@@ -55,7 +56,7 @@ func (g *gateway) monitoring() {
 		return q.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Period: fiveMinutes(), Statistic: jsii.String("Maximum")})
 	}
 	alarm("TaskDeadLetterAlarm", "task-dlq",
-		"Tasks (auth deadlines, replays, fan-out shards) failed "+strconv.Itoa(taskMaxReceives)+" times: inspect "+g.prefix+"-tasks-dlq",
+		"Tasks (auth deadlines, replays, fan-out shards) failed "+strconv.Itoa(queue.MaxReceives)+" times: inspect "+g.prefix+"-tasks-dlq",
 		dlqDepth(g.taskDLQ), 1)
 	alarm("EventDeadLetterAlarm", "events-dlq",
 		"Published events were not delivered after EventBridge's and Lambda's retries: inspect "+g.prefix+"-events-dlq",

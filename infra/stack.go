@@ -26,6 +26,7 @@ import (
 
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
+	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
 )
@@ -45,8 +46,6 @@ const (
 	// lambdaAsyncRetries is Lambda's maximum for asynchronous invocations
 	// (it waits about 1 and then 2 minutes between attempts).
 	lambdaAsyncRetries = 2
-	// taskMaxReceives: a task failing this often goes to the task DLQ.
-	taskMaxReceives = 5
 	// dlqRetentionDays: the longest SQS keeps messages, for inspection.
 	dlqRetentionDays = 14
 )
@@ -252,7 +251,9 @@ func (g *gateway) queues() {
 	// delivered to a second consumer while the first still runs.
 	g.tasks = sqsQueue("TaskQueue", "tasks", &awssqs.QueueProps{
 		VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(6 * broadcastSpec().timeout.Seconds())),
-		DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: g.taskDLQ, MaxReceiveCount: jsii.Number(taskMaxReceives)},
+		// A failed task comes back after queue.RetryDelay, not this
+		// timeout (broadcast shortens it), for queue.MaxReceives receives.
+		DeadLetterQueue: &awssqs.DeadLetterQueue{Queue: g.taskDLQ, MaxReceiveCount: jsii.Number(queue.MaxReceives)},
 	})
 	// One queue for events that never reached the broadcast function
 	// (EventBridge's target DLQ) or failed in it after Lambda's retries
@@ -371,7 +372,9 @@ func (g *gateway) broadcastSources(pattern *awsevents.EventPattern) {
 		OnFailure:     awslambdadestinations.NewSqsDestination(g.eventsDLQ),
 	})
 	// One task per invocation: a fan-out shard is up to a thousand posts,
-	// and shards run in parallel only as separate invocations.
+	// and shards run in parallel only as separate invocations. A failed
+	// task is reported alone (batchItemFailures) and brought back within
+	// seconds by the function (ChangeMessageVisibility, see functions.go).
 	fn.AddEventSource(awslambdaeventsources.NewSqsEventSource(g.tasks, &awslambdaeventsources.SqsEventSourceProps{
 		BatchSize:               jsii.Number(1),
 		ReportBatchItemFailures: jsii.Bool(true),

@@ -17,6 +17,7 @@ import (
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/metrics"
 	"github.com/wsgate/wsgate/shared/publish"
+	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 )
 
@@ -462,7 +463,8 @@ func TestStack_TaskQueueFeedsBroadcast(t *testing.T) {
 		dlqID, dlq := s.queueNamed(t, "tasks-dlq")
 		assert.Equal(t, true, props(q)["SqsManagedSseEnabled"])
 		assert.Equal(t, true, props(dlq)["SqsManagedSseEnabled"])
-		assert.Equal(t, map[string]any{"deadLetterTargetArn": getAtt(dlqID, "Arn"), "maxReceiveCount": float64(5)}, props(q)["RedrivePolicy"])
+		assert.Equal(t, map[string]any{"deadLetterTargetArn": getAtt(dlqID, "Arn"), "maxReceiveCount": float64(queue.MaxReceives)}, props(q)["RedrivePolicy"],
+			"the receives queue.RetryDelay's schedule spreads over minutes")
 		assert.Equal(t, float64(14*24*3600), props(dlq)["MessageRetentionPeriod"])
 
 		esm := s.mappingFrom(t, getAtt(taskID, "Arn"))
@@ -470,8 +472,18 @@ func TestStack_TaskQueueFeedsBroadcast(t *testing.T) {
 		broadcastID, _ := s.function(t, "broadcast")
 		assert.Equal(t, ref(broadcastID), p["FunctionName"])
 		assert.Equal(t, float64(1), p["BatchSize"], "one shard per invocation, so shards run in parallel")
-		assert.Equal(t, []any{"ReportBatchItemFailures"}, p["FunctionResponseTypes"])
+		assert.Equal(t, []any{"ReportBatchItemFailures"}, p["FunctionResponseTypes"], "a failed task is retried alone")
 		assert.Equal(t, map[string]any{"MaximumConcurrency": concurrency}, p["ScalingConfig"])
+
+		// The function brings a failed task back itself: it may change a
+		// message's visibility, on the task queue only.
+		var on [][]any
+		for _, st := range s.identityStatements()[s.roleOf(t, "broadcast")] {
+			if slices.Contains(st.Actions, "sqs:ChangeMessageVisibility") {
+				on = append(on, st.Resources)
+			}
+		}
+		assert.Equal(t, [][]any{{getAtt(taskID, "Arn")}}, on, "sqs:ChangeMessageVisibility on the task queue")
 	}
 }
 

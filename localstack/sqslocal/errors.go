@@ -31,6 +31,8 @@ const (
 	codeUnsupportedOperation         errorCode = "UnsupportedOperation"
 	codeUnknownOperation             errorCode = "UnknownOperationException"
 	codeSerialization                errorCode = "SerializationException"
+	codeReceiptHandleIsInvalid       errorCode = "ReceiptHandleIsInvalid"
+	codeMessageNotInflight           errorCode = "MessageNotInflight"
 )
 
 // wireType is the "__type" value: modelled SQS errors live in the
@@ -51,7 +53,7 @@ func (c errorCode) queryCode() string {
 	case codeQueueDoesNotExist:
 		return "AWS.SimpleQueueService.NonExistentQueue"
 	case codeBatchEntryIdsNotDistinct, codeEmptyBatchRequest, codeTooManyEntriesInBatchRequest,
-		codeBatchRequestTooLong, codeInvalidBatchEntryID, codeUnsupportedOperation:
+		codeBatchRequestTooLong, codeInvalidBatchEntryID, codeUnsupportedOperation, codeMessageNotInflight:
 		return "AWS.SimpleQueueService." + string(c)
 	default:
 		return string(c)

@@ -43,12 +43,14 @@ const missingQueueRetry = 100 * time.Millisecond
 //   - a batch is up to BatchSize visible messages, made invisible for the
 //     queue's visibility timeout;
 //   - when Invoke fails nothing is deleted, so the batch comes back after
-//     the visibility timeout and, with a redrive policy, ends in the
-//     dead-letter queue after maxReceiveCount receives;
+//     the visibility timeout (or sooner, where the function shortened a
+//     message's with ChangeMessageVisibility) and, with a redrive policy,
+//     ends in the dead-letter queue after maxReceiveCount receives;
 //   - when it succeeds every message is deleted, except, with
 //     ReportBatchItemFailures, those the response lists in
-//     batchItemFailures. A response that is not valid JSON, or lists an
-//     empty or unknown itemIdentifier, fails the whole batch, as in Lambda.
+//     batchItemFailures, which stay in flight as they are. A response that
+//     is not valid JSON, or lists an empty or unknown itemIdentifier,
+//     fails the whole batch, as in Lambda.
 //
 // Pollers sleep while the queue has nothing to offer and wake on send; a
 // queue that does not exist yet is looked for again every 100 ms. A

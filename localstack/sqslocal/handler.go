@@ -15,8 +15,9 @@ import (
 // maxBatchBytes, and is answered as one whose messages are too long.
 const maxRequestBody = 6*maxBatchBytes + 2<<20
 
-// ServeHTTP answers SendMessage and SendMessageBatch in the AWS JSON 1.0
-// protocol: POST with X-Amz-Target "AmazonSQS.<Operation>". Other SQS
+// ServeHTTP answers SendMessage, SendMessageBatch and ChangeMessageVisibility
+// in the AWS JSON 1.0 protocol: POST with X-Amz-Target
+// "AmazonSQS.<Operation>". Other SQS
 // operations are refused with UnsupportedOperation. Signatures are checked
 // in front of it (localstack/awsauth), not here.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -33,9 +34,11 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serve, tooLong = s.sendMessage, errMessageTooLong()
 	case "SendMessageBatch":
 		serve, tooLong = s.sendMessageBatch, newError(codeBatchRequestTooLong, "Batch requests cannot be longer than %d bytes.", maxBatchBytes)
+	case "ChangeMessageVisibility":
+		serve, tooLong = s.changeMessageVisibility, newError(codeInvalidParameterValue, "The request is too long.")
 	default:
 		writeError(w, newError(codeUnsupportedOperation,
-			"%s is not supported by this emulator: it serves SendMessage and SendMessageBatch, and the local stack makes the queues.", op))
+			"%s is not supported by this emulator: it serves SendMessage, SendMessageBatch and ChangeMessageVisibility, and the local stack makes the queues.", op))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))

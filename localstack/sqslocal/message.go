@@ -31,7 +31,8 @@ type message struct {
 	sentAt          time.Time
 	firstReceivedAt time.Time
 	receiveCount    int
-	receiptHandle   string // the latest; only it deletes the message
+	receiptHandle   string    // the latest; only it deletes the message
+	receivedAt      time.Time // when the latest receive handed it out
 	state           messageState
 	visibleAt       time.Time // for delayed and in-flight messages
 	heapIndex       int       // position in queue.pending, -1 when not there

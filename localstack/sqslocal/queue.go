@@ -22,6 +22,7 @@ type queue struct {
 	pending pendingHeap
 
 	visible, inFlight, delayed int
+	stats                      QueueStats
 
 	// changed is closed, and replaced, whenever a message may have become
 	// available, to wake the event source pollers.

@@ -65,10 +65,14 @@ func (s *Service) take(q *queue, now time.Time, limit int) []delivery {
 			continue
 		}
 		m.receiveCount++
+		q.stats.Received++
 		if m.receiveCount == 1 {
 			m.firstReceivedAt = now
+		} else {
+			q.stats.Redelivered++
 		}
-		m.receiptHandle = newID()
+		m.receiptHandle = newReceiptHandle(m.id)
+		m.receivedAt = now
 		q.setState(m, stateInFlight, now.Add(q.cfg.visibility))
 		out = append(out, delivery{
 			msg:             m,
@@ -94,6 +98,7 @@ func (s *Service) redrive(q *queue, m *message, now time.Time) bool {
 		return false
 	}
 	q.remove(m)
+	q.stats.DeadLettered++
 	moved := &message{id: m.id, body: m.body, md5OfBody: m.md5OfBody, senderID: m.senderID, sentAt: m.sentAt}
 	dlq.add(moved, now, 0)
 	dlq.notify()

@@ -1,9 +1,11 @@
 // Package sqslocal is an in-memory Amazon SQS standard queue for the local
 // stack, as harsh as SQS where the functions can tell: they send to it with
 // the real SDK client (SendMessage and SendMessageBatch in the AWS JSON 1.0
-// protocol, with SQS's limits), and an event source mapping drains it into a
+// protocol, with SQS's limits), an event source mapping drains it into a
 // function the way Lambda's SQS poller does, with visibility timeouts,
-// redelivery and redrive to a dead-letter queue. Queues are made through
+// partial batch responses, redelivery and redrive to a dead-letter queue,
+// and the function may bring a message back sooner with
+// ChangeMessageVisibility on its receipt handle. Queues are made through
 // the Go API; every other SQS operation, and every request member it does
 // not implement, is refused rather than ignored.
 package sqslocal
@@ -114,6 +116,28 @@ func (s *Service) Depth(queueURL string) (visible, inFlight, delayed int, err er
 	}
 	q.advance(time.Now())
 	return q.visible, q.inFlight, q.delayed, nil
+}
+
+// QueueStats counts what happened to a queue's messages.
+type QueueStats struct {
+	// Received counts messages handed out; Redelivered those of them
+	// handed out before (ApproximateReceiveCount over 1).
+	Received, Redelivered int64
+	// VisibilityChanged counts successful ChangeMessageVisibility calls.
+	VisibilityChanged int64
+	// DeadLettered counts messages moved to the dead-letter queue.
+	DeadLettered int64
+}
+
+// Stats returns the counts of the queue at queueURL.
+func (s *Service) Stats(queueURL string) (QueueStats, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q, ok := s.queueByURL(queueURL)
+	if !ok {
+		return QueueStats{}, fmt.Errorf("stats of %q: %w", queueURL, ErrQueueDoesNotExist)
+	}
+	return q.stats, nil
 }
 
 // validID reports whether id has 1 to 80 alphanumeric characters, hyphens

@@ -33,6 +33,7 @@ import (
 	"github.com/wsgate/wsgate/localstack/sqslocal"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
+	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
 )
@@ -342,7 +343,7 @@ func (s *Stack) createQueues(opts Options) error {
 	if err != nil {
 		return err
 	}
-	redrive, err := json.Marshal(map[string]any{"deadLetterTargetArn": dlqARN, "maxReceiveCount": 5})
+	redrive, err := json.Marshal(map[string]any{"deadLetterTargetArn": dlqARN, "maxReceiveCount": queue.MaxReceives})
 	if err != nil {
 		return err
 	}

@@ -41,8 +41,10 @@ type Deps struct {
 	Connections *apigatewaymanagementapi.Client
 	// Poster is the fan-out's lean @connections client (see fanout.LeanPoster).
 	Poster *fanout.LeanPoster
-	// Tasks is nil when WSGATE_QUEUE_URL is not set.
-	Tasks queue.Tasks
+	// Tasks is nil when WSGATE_QUEUE_URL is not set; retrier is the same
+	// queue, for broadcast's failed tasks.
+	Tasks   queue.Tasks
+	retrier broadcast.TaskRetrier
 	// Bus is EventBridge, for the message function's copies of client
 	// events; nil unless Needs.Publishing and WSGATE_EVENT_BUS is set.
 	Bus publish.PutEventsAPI
@@ -93,7 +95,7 @@ func (d Deps) Broadcast(cfg config.Config) *broadcast.Handler {
 	sender := fanout.NewSender(d.Poster, fanout.Options{
 		Workers: cfg.FanoutWorkers, Pacer: pacer, Settling: broadcast.Settling(d.Store, nil),
 	})
-	return broadcast.New(cfg, broadcast.Deps{Store: d.Store, Sender: sender, Connections: d.Connections, Tasks: d.Tasks, Bus: d.Bus, Log: d.Log, Metrics: os.Stdout})
+	return broadcast.New(cfg, broadcast.Deps{Store: d.Store, Sender: sender, Connections: d.Connections, Tasks: d.Tasks, Retrier: d.retrier, Bus: d.Bus, Log: d.Log, Metrics: os.Stdout})
 }
 
 // Needs says which optional dependencies a function builds.
@@ -127,7 +129,8 @@ func Load(ctx context.Context, cfg config.Config, n Needs) (Deps, error) {
 		return Deps{}, err
 	}
 	if cfg.QueueURL != "" {
-		d.Tasks = queue.New(sqs.NewFromConfig(awsCfg), cfg.QueueURL)
+		q := queue.New(sqs.NewFromConfig(awsCfg), cfg.QueueURL)
+		d.Tasks, d.retrier = q, q
 	}
 	d.publishing = n.Publishing
 	if n.Publishing && cfg.PublishHook != "" {

@@ -37,6 +37,7 @@ type Handler struct {
 	sender  Sender
 	conns   fanout.Connections
 	tasks   queue.Tasks
+	retrier TaskRetrier
 	bus     publish.PutEventsAPI
 	log     *slog.Logger
 	metrics io.Writer
@@ -49,6 +50,9 @@ type Deps struct {
 	Sender      Sender
 	Connections fanout.Connections
 	Tasks       queue.Tasks
+	// Retrier brings a failed task back in seconds (queue.Queue); nil: a
+	// failed task waits out the queue's visibility timeout.
+	Retrier TaskRetrier
 	// Bus receives the lifecycle events (cfg.EventBus); nil: none.
 	Bus publish.PutEventsAPI
 	Log *slog.Logger
@@ -60,7 +64,7 @@ type Deps struct {
 // New returns a Handler.
 func New(cfg config.Config, d Deps) *Handler {
 	k := observe.Kit{Log: d.Log, Metrics: d.Metrics, Now: d.Now}.OrDefaults()
-	return &Handler{cfg: cfg, store: d.Store, sender: d.Sender, conns: d.Connections, tasks: d.Tasks, bus: d.Bus, log: k.Log, metrics: k.Metrics, now: k.Now}
+	return &Handler{cfg: cfg, store: d.Store, sender: d.Sender, conns: d.Connections, tasks: d.Tasks, retrier: d.Retrier, bus: d.Bus, log: k.Log, metrics: k.Metrics, now: k.Now}
 }
 
 // Handle is the Lambda entry point: an EventBridge event, an SQS batch of

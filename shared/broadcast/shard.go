@@ -80,8 +80,9 @@ func (h *Handler) queueShards(ctx context.Context, a *attempt, variants []queue.
 	return nil
 }
 
-// shardTask delivers a shard handed over by the event's coordinator.
-func (h *Handler) shardTask(ctx context.Context, t queue.Task) error {
+// shardTask delivers a shard handed over by the event's coordinator;
+// redelivered, SQS hands it out again (see ordering).
+func (h *Handler) shardTask(ctx context.Context, t queue.Task, redelivered bool) error {
 	ctx, m, flush := h.measure(ctx, t.EventID)
 	defer flush()
 	m.Property("shard", t.Shard)
@@ -103,11 +104,15 @@ func (h *Handler) shardTask(ctx context.Context, t queue.Task) error {
 		log.Error("shard with an invalid event dropped", "error", err.Error())
 		return nil
 	}
-	return h.deliverShard(ctx, shardJob{
+	job := shardJob{
 		log: log, m: m, enc: frame.NewEncoder(frame.FromEvent(ev, t.Seq)),
 		eventID: t.EventID, index: t.Shard, variants: t.Variants,
 		shard: shard{conns: t.Conns, variantOf: t.VariantOf}, tracked: true,
-	})
+	}
+	if redelivered {
+		job.order = &ordering{topic: ev.Topic, seq: t.Seq}
+	}
+	return h.deliverShard(ctx, job)
 }
 
 // shardJob is one shard to deliver.
@@ -122,13 +127,17 @@ type shardJob struct {
 	// tracked: the shard keeps a progress marker (see marker), as every
 	// shard of a sharded event does; a lone shard keeps none.
 	tracked bool
+	// order, for a redelivered shard: it sends only while no later event
+	// is numbered on its topic.
+	order *ordering
 }
 
 // deliverShard delivers one shard. When tracked, it claims the shard (a
 // shard another live attempt holds is waited for, then left to it), skips
 // a shard already delivered and, within a shard, the connections an
 // earlier attempt recorded as delivered, and records its own progress as
-// it goes, which also renews its claim.
+// it goes, which also renews its claim. A redelivered shard stops sending
+// once a later event is numbered on its topic (see ordering).
 func (h *Handler) deliverShard(ctx context.Context, job shardJob) error {
 	job.log = job.log.With("shard", job.index)
 	done := newProgress(len(job.shard.conns))
@@ -150,17 +159,25 @@ func (h *Handler) deliverShard(ctx context.Context, job shardJob) error {
 		job.m.Add("ResumedDeliveries", float64(skipped), metrics.Count)
 		job.log.Info("shard resumed", "already_delivered", skipped)
 	}
-
-	sendCtx, lost := context.WithCancel(ctx)
-	defer lost()
-	stop := func() {}
-	if mk != nil {
-		stop = mk.keepRecording(ctx, job.log, lost)
+	var cut error
+	if job.order != nil && len(ds) > 0 {
+		later, err := h.superseded(ctx, job.order)
+		if err != nil {
+			job.log.Warn("topic's number not read; the shard will be retried", "error", err.Error())
+			return err
+		}
+		if later {
+			cut = errSuperseded
+		}
 	}
-	h.send(sendCtx, job, ds, func(k int) { done.mark(pos[k]) })
-	stop()
-	if sendCtx.Err() != nil && ctx.Err() == nil {
+	if cut == nil {
+		cut = h.sendShard(ctx, job, mk, ds, pos, done)
+	}
+	switch {
+	case errors.Is(cut, errTakenOver):
 		return nil // the attempt that took over finishes the shard
+	case errors.Is(cut, errSuperseded):
+		job.supersede(pos, done)
 	}
 	if mk == nil {
 		return nil
@@ -170,6 +187,43 @@ func (h *Handler) deliverShard(ctx context.Context, job shardJob) error {
 		return err
 	}
 	return nil
+}
+
+// sendShard posts ds, marking each delivery in done, while the shard's
+// claim holds and, for a redelivered shard, while no later event is
+// numbered on its topic; it returns why the sending was cut short
+// (errTakenOver, errSuperseded), or nil.
+func (h *Handler) sendShard(ctx context.Context, job shardJob, mk *marker, ds []fanout.Delivery, pos []int, done *progress) error {
+	sendCtx, cut := context.WithCancelCause(ctx)
+	defer cut(nil)
+	stopRecording, stopWatching := func() {}, func() {}
+	if mk != nil {
+		stopRecording = mk.keepRecording(ctx, job.log, func() { cut(errTakenOver) })
+	}
+	if job.order != nil {
+		stopWatching = h.watchOrder(ctx, job.log, job.order, func() { cut(errSuperseded) })
+	}
+	h.send(sendCtx, job, ds, func(k int) { done.mark(pos[k]) })
+	stopWatching()
+	stopRecording()
+	if ctx.Err() != nil || sendCtx.Err() == nil {
+		return nil
+	}
+	return context.Cause(sendCtx)
+}
+
+// supersede counts and logs the connections of pos a redelivered shard
+// leaves undelivered because a later event was numbered on its topic.
+func (job shardJob) supersede(pos []int, done *progress) {
+	left := 0
+	for _, i := range pos {
+		if !done.delivered(i) {
+			left++
+		}
+	}
+	job.m.Add("Superseded", float64(left), metrics.Count)
+	job.log.Warn("redelivered shard not sent: a later event on the topic is numbered, and it must not arrive after it; its clients resume",
+		"not_delivered", left)
 }
 
 // frames encodes each variant of the event's frame once.

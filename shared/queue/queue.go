@@ -38,6 +38,25 @@ const (
 // MaxDelay is SQS's longest message delay.
 const MaxDelay = 15 * time.Minute
 
+// MaxReceives is the task queue's redrive maxReceiveCount (the CDK stack
+// and the local stack set it from here): a task received this often
+// without succeeding goes to the dead-letter queue. With RetryDelay's
+// schedule that is after 3 to 6 minutes of retries.
+const MaxReceives = 10
+
+// retry spaces the receives of a failing task: from a second, doubling,
+// never under half the step (equal jitter), so a task that failed once is
+// back within one or two seconds and one that keeps failing backs off.
+var retry = backoff.Policy{Base: time.Second, Max: 2 * time.Minute, Jitter: backoff.Equal}
+
+// RetryDelay is how long a task that failed on its receiveCount-th
+// receive (SQS's ApproximateReceiveCount, from 1) stays invisible before
+// it is received again, in whole seconds as SQS takes it: at least 1 s.
+func RetryDelay(receiveCount int) time.Duration {
+	d := retry.Delay(receiveCount - 1)
+	return max(((d+time.Second-1)/time.Second)*time.Second, time.Second)
+}
+
 // SQS's limits: a message, and a batch's messages together, at most
 // MaxMessageBytes; at most maxBatchEntries entries per batch.
 const (
@@ -138,6 +157,7 @@ func Decode(body string) (Task, error) {
 type SQSAPI interface {
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
 	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
+	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
 }
 
 // Queue sends tasks to one SQS queue.
@@ -162,6 +182,23 @@ func (q *Queue) Send(ctx context.Context, t Task, delay time.Duration) error {
 	})
 	if err != nil {
 		return fmt.Errorf("queue: send %s: %w", t.Kind, err)
+	}
+	return nil
+}
+
+// Retry brings back, after delay (RetryDelay), the message a failed task
+// came in, instead of the queue's visibility timeout (six times the
+// function's): ChangeMessageVisibility on the receipt handle the event
+// source mapping received it with. The mapping leaves a message reported
+// in batchItemFailures in flight, so its visibility is what this sets.
+func (q *Queue) Retry(ctx context.Context, receiptHandle string, delay time.Duration) error {
+	_, err := q.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl:          aws.String(q.url),
+		ReceiptHandle:     aws.String(receiptHandle),
+		VisibilityTimeout: int32(max(delay, time.Second).Round(time.Second) / time.Second),
+	})
+	if err != nil {
+		return fmt.Errorf("queue: retry a task after %s: %w", delay, err)
 	}
 	return nil
 }

@@ -39,6 +39,12 @@ type fakeSQS struct {
 	sent    []*sqs.SendMessageInput
 	batches [][]types.SendMessageBatchRequestEntry
 	refuse  int
+	changed []*sqs.ChangeMessageVisibilityInput
+}
+
+func (f *fakeSQS) ChangeMessageVisibility(_ context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	f.changed = append(f.changed, in)
+	return &sqs.ChangeMessageVisibilityOutput{}, nil
 }
 
 func (f *fakeSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _ ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
@@ -113,4 +119,49 @@ func TestSendAll_BatchesByBytes(t *testing.T) {
 	err := New(f, "http://q").SendAll(context.Background(), []Task{huge})
 	assert.ErrorIs(t, err, ErrTooLarge)
 	assert.Empty(t, f.batches)
+}
+
+// A failed task is back within a second or two, later the more often it
+// failed, and every retry together stays within minutes before the
+// dead-letter queue, not MaxReceives visibility timeouts.
+func TestRetryDelay_SecondsAtFirstThenBackingOff(t *testing.T) {
+	tests := []struct {
+		receive  int
+		min, max time.Duration
+	}{
+		{1, time.Second, time.Second},
+		{2, time.Second, 2 * time.Second},
+		{3, 2 * time.Second, 4 * time.Second},
+		{5, 8 * time.Second, 16 * time.Second},
+		{9, time.Minute, 2 * time.Minute},
+		{50, time.Minute, 2 * time.Minute},
+	}
+	for _, tt := range tests {
+		for range 50 {
+			d := RetryDelay(tt.receive)
+			assert.GreaterOrEqual(t, d, tt.min, "receive %d", tt.receive)
+			assert.LessOrEqual(t, d, tt.max, "receive %d", tt.receive)
+			assert.Zero(t, d%time.Second, "whole seconds, as SQS takes them")
+		}
+	}
+	// The waits between MaxReceives receives: each step at least half.
+	var least, most time.Duration
+	for n := 1; n < MaxReceives; n++ {
+		step := min(retry.Base<<(n-1), retry.Max)
+		least, most = least+step/2, most+step
+	}
+	assert.Greater(t, least, 3*time.Minute, "a failing task has minutes to recover before the DLQ")
+	assert.Less(t, most, 7*time.Minute, "not MaxReceives visibility timeouts (an hour)")
+}
+
+func TestRetry_ChangesTheMessageVisibility(t *testing.T) {
+	f := &fakeSQS{}
+	q := New(f, "http://q")
+	require.NoError(t, q.Retry(context.Background(), "handle-1", 2*time.Second))
+	require.NoError(t, q.Retry(context.Background(), "handle-2", 0))
+	require.Len(t, f.changed, 2)
+	assert.Equal(t, "http://q", aws.ToString(f.changed[0].QueueUrl))
+	assert.Equal(t, "handle-1", aws.ToString(f.changed[0].ReceiptHandle))
+	assert.Equal(t, int32(2), f.changed[0].VisibilityTimeout)
+	assert.Equal(t, int32(1), f.changed[1].VisibilityTimeout, "never 0: that would hand the task straight back")
 }

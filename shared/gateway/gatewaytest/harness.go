@@ -29,11 +29,12 @@ import (
 // Secret signs the harness's tokens.
 const Secret = "gatewaytest-secret-0123456789abcdef"
 
-// Tasks records scheduled tasks.
+// Tasks records scheduled tasks, and the failed ones brought back sooner.
 type Tasks struct {
-	mu    sync.Mutex
-	tasks []queue.Task
-	delay []time.Duration
+	mu      sync.Mutex
+	tasks   []queue.Task
+	delay   []time.Duration
+	retried []Retried
 }
 
 // Send records t.
@@ -51,6 +52,30 @@ func (r *Tasks) SendAll(ctx context.Context, ts []queue.Task) error {
 		_ = r.Send(ctx, t, 0)
 	}
 	return nil
+}
+
+// Retried is one failed task's message brought back sooner.
+type Retried struct {
+	ReceiptHandle string
+	Delay         time.Duration
+}
+
+// Retry records that the message with receiptHandle was to come back
+// after delay (broadcast.TaskRetrier).
+func (r *Tasks) Retry(_ context.Context, receiptHandle string, delay time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.retried = append(r.retried, Retried{ReceiptHandle: receiptHandle, Delay: delay})
+	return nil
+}
+
+// TakeRetried returns and forgets the recorded retries.
+func (r *Tasks) TakeRetried() []Retried {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.retried
+	r.retried = nil
+	return out
 }
 
 // Take returns and forgets the recorded tasks.
@@ -125,7 +150,7 @@ func New(t testing.TB, opts ...func(*config.Config)) *Harness {
 	sender := fanout.NewSender(client, fanout.Options{
 		Workers: 16, Backoff: func(int) time.Duration { return 2 * time.Millisecond }, Settling: broadcast.Settling(h.Store, now),
 	})
-	h.Broadcast = broadcast.New(h.Cfg, broadcast.Deps{Store: h.Store, Sender: sender, Connections: client, Tasks: h.Tasks, Now: now, Metrics: &h.Metrics})
+	h.Broadcast = broadcast.New(h.Cfg, broadcast.Deps{Store: h.Store, Sender: sender, Connections: client, Tasks: h.Tasks, Retrier: h.Tasks, Now: now, Metrics: &h.Metrics})
 	return h
 }
 
