@@ -18,6 +18,8 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/topic"
 )
 
 // Defaults of the stack's own settings. The functions' settings (limits,
@@ -237,10 +239,58 @@ func settingsFrom(get func(string) any) (Settings, error) {
 			s.FunctionEnv[fs.env] = v
 		}
 	}
+	r.checkStreamFilters(s)
 	if r.err != nil {
 		return Settings{}, r.err
 	}
 	return s, nil
+}
+
+// Lambda's limits of an event source mapping's filters.
+const (
+	maxStreamFilters       = 5
+	maxStreamFilterPattern = 4096 // characters
+)
+
+// StreamFilters are the filters of the table stream's mapping to the
+// broadcast function (store.StreamUse.Filters): lifecycle events unless
+// lifecycleEvents=false, presence's join and leave on presenceTopics.
+// None: the stream is not read.
+func (s Settings) StreamFilters() []string {
+	use := store.StreamUse{Lifecycle: s.FunctionEnv[config.EnvLifecycleEvents] != "false"}
+	for _, p := range s.presenceTopics() {
+		if pat, err := topic.ParsePattern(p); err == nil {
+			use.PresencePrefixes = append(use.PresencePrefixes, pat.LiteralPrefix())
+		}
+	}
+	return use.Filters()
+}
+
+func (s Settings) presenceTopics() []string {
+	if v := s.FunctionEnv[config.EnvPresenceTopics]; v != "" {
+		return strings.Split(v, ",")
+	}
+	return nil
+}
+
+// checkStreamFilters refuses what would make presence silently off: a
+// presence pattern the stack cannot filter on, or filters Lambda refuses.
+func (r *contextReader) checkStreamFilters(s Settings) {
+	for _, p := range s.presenceTopics() {
+		if _, err := topic.ParsePattern(p); err != nil {
+			r.fail("presenceTopics", "%q is not a topic pattern: %v", p, err)
+		}
+	}
+	filters := s.StreamFilters()
+	if len(filters) > maxStreamFilters {
+		r.fail("presenceTopics", "the table stream's mapping would need %d filters; Lambda takes %d", len(filters), maxStreamFilters)
+	}
+	for _, f := range filters {
+		if len(f) > maxStreamFilterPattern {
+			r.fail("presenceTopics", "%d patterns make a stream filter of %d characters, over Lambda's %d: list fewer or shorter ones (one wildcard such as room.> covers a family of topics)",
+				len(s.presenceTopics()), len(f), maxStreamFilterPattern)
+		}
+	}
 }
 
 // Retention is the log retention as CDK's enum.

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -100,6 +102,9 @@ func TestSettings_RejectsBadValuesNamingTheKey(t *testing.T) {
 		{map[string]any{"historyDefault": "maybe"}, "historyDefault"},
 		{map[string]any{"profiles": "[1]"}, "profiles"},
 		{map[string]any{"architecture": "amd64"}, "architecture"},
+		{map[string]any{"presenceTopics": "room.*, a..b"}, "presenceTopics"},
+		{map[string]any{"presenceTopics": manyTopics(300)}, "presenceTopics"},
+		{map[string]any{"presenceTopics": manyTopics(300), "lifecycleEvents": "false"}, "presenceTopics"},
 	} {
 		_, err := settingsFrom(mapGetter(tc.ctx))
 		if assert.Error(t, err, "%v", tc.ctx) {
@@ -139,4 +144,29 @@ func TestDeployDoc_ListsEveryContextKey(t *testing.T) {
 	for k := range read {
 		assert.True(t, documented[k], "the README does not document context key %s", k)
 	}
+}
+
+// manyTopics lists n presence topics of 20 characters or so.
+func manyTopics(n int) string {
+	var parts []string
+	for i := range n {
+		parts = append(parts, fmt.Sprintf("tenant-%04d.room.*", i))
+	}
+	return strings.Join(parts, ",")
+}
+
+// Presence is not silently off: a pattern the stack cannot filter the
+// stream on, or more than Lambda's filters hold, is refused at synth
+// naming the setting; what fits is served whole.
+func TestSettings_PresenceTopicsFitTheStreamFilters(t *testing.T) {
+	s, err := settingsFrom(mapGetter(map[string]any{"presenceTopics": manyTopics(100)}))
+	require.NoError(t, err)
+	filters := s.StreamFilters()
+	require.Len(t, filters, 4)
+	assert.Equal(t, 100, strings.Count(filters[3], `"prefix":"P#tenant-`), "every prefix")
+	assert.LessOrEqual(t, len(filters[3]), maxStreamFilterPattern)
+
+	_, err = settingsFrom(mapGetter(map[string]any{"presenceTopics": manyTopics(300)}))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "300 patterns make a stream filter of")
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigateway"
@@ -27,7 +26,6 @@ import (
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
-	"github.com/wsgate/wsgate/shared/topic"
 )
 
 // Delivery retry settings for EventBridge -> broadcast. The broadcast
@@ -381,24 +379,23 @@ func (g *gateway) broadcastSources(pattern *awsevents.EventPattern) {
 }
 
 // lifecycleSource maps the table's stream to broadcast, which puts
-// wsgate.connection.opened/.closed on the bus: only connection meta items
-// (store.StreamFilter: other records are neither invoked for nor paid),
-// up to 100 records or 1 s a batch, so a storm of connections costs few
-// invocations and PutEvents calls, and $connect never waits on it. Off
-// with lifecycleEvents=false.
+// wsgate.connection.opened/.closed on the bus and announces presence's
+// join and leave. Only the records those need pass (Settings.StreamFilters:
+// a connection opened or closed, a presence topic's subscription added or
+// removed); every other write, such as the update of its connection
+// record that each client frame makes, is filtered out, neither invoked
+// for nor paid. Up to 100 records or 1 s a batch, so a storm of
+// connections costs few invocations and PutEvents calls, and $connect
+// never waits on it. No mapping with lifecycleEvents=false and no
+// presenceTopics.
 func (g *gateway) lifecycleSource(fn awslambda.Function) {
-	if strings.EqualFold(g.s.FunctionEnv[config.EnvLifecycleEvents], "false") {
+	patterns := g.s.StreamFilters()
+	if len(patterns) == 0 {
 		return
 	}
-	filters := []*map[string]any{streamFilter(store.StreamFilter)}
-	// Presence's join and leave: the subscription index entries of the
-	// presence topics (by their literal prefix; Lambda takes 5 filters).
-	for _, p := range strings.Split(g.s.FunctionEnv[config.EnvPresenceTopics], ",") {
-		pat, err := topic.ParsePattern(strings.TrimSpace(p))
-		if err != nil || len(filters) == maxStreamFilters {
-			continue
-		}
-		filters = append(filters, streamFilter(store.SubscriptionStreamFilter(pat.LiteralPrefix())))
+	filters := make([]*map[string]any, len(patterns))
+	for i, p := range patterns {
+		filters[i] = streamFilter(p)
 	}
 	fn.AddEventSource(awslambdaeventsources.NewDynamoEventSource(g.table, &awslambdaeventsources.DynamoEventSourceProps{
 		StartingPosition:   awslambda.StartingPosition_LATEST,
@@ -411,15 +408,12 @@ func (g *gateway) lifecycleSource(fn awslambda.Function) {
 	}))
 }
 
-// maxStreamFilters is Lambda's limit of filters per event source mapping.
-const maxStreamFilters = 5
-
+// streamFilter is one filter of an event source mapping whose pattern is
+// exactly the string given (CDK's FilterCriteria.filter encodes a map in
+// its keys' iteration order, which Go randomizes: the template would
+// change at every synth).
 func streamFilter(pattern string) *map[string]any {
-	var filter map[string]any
-	if err := json.Unmarshal([]byte(pattern), &filter); err != nil {
-		panic(err)
-	}
-	return awslambda.FilterCriteria_Filter(&filter)
+	return &map[string]any{"pattern": jsii.String(pattern)}
 }
 
 // lifecycleRetries bounds the retries of a stream batch whose events did

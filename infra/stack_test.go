@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -475,9 +476,10 @@ func TestStack_TaskQueueFeedsBroadcast(t *testing.T) {
 	}
 }
 
-// The table's stream feeds broadcast its lifecycle batches: connection
-// meta items only, up to 100 records or a second, retried then dead-
-// lettered; lifecycleEvents=false leaves no mapping.
+// The table's stream feeds broadcast its lifecycle and presence batches:
+// only the records those need (store.StreamUse.Filters, deployed as the
+// very strings the local stack evaluates), up to 100 records or a second,
+// retried then dead-lettered.
 func TestStack_TableStreamFeedsLifecycleEvents(t *testing.T) {
 	s := synth(t, defaults)
 	tableID, table := s.one(t, "AWS::DynamoDB::Table")
@@ -490,20 +492,56 @@ func TestStack_TableStreamFeedsLifecycleEvents(t *testing.T) {
 	assert.Equal(t, "LATEST", p["StartingPosition"])
 	assert.Equal(t, float64(lifecycleRetries), p["MaximumRetryAttempts"])
 	assert.Equal(t, true, p["BisectBatchOnFunctionError"])
-	assert.Equal(t, map[string]any{"Filters": []any{map[string]any{"Pattern": store.StreamFilter}}}, p["FilterCriteria"])
+	assert.Equal(t, filterCriteria(store.StreamUse{Lifecycle: true}.Filters()), p["FilterCriteria"])
 	dlqID, _ := s.queueNamed(t, "events-dlq")
 	assert.Equal(t, map[string]any{"OnFailure": map[string]any{"Destination": getAtt(dlqID, "Arn")}}, p["DestinationConfig"])
+}
 
-	// Presence topics add their subscription index entries, by prefix.
-	withPresence := synth(t, map[string]string{"presenceTopics": "room.*,chat.lobby"})
-	tableID, _ = withPresence.one(t, "AWS::DynamoDB::Table")
-	assert.Equal(t, map[string]any{"Filters": []any{
-		map[string]any{"Pattern": store.StreamFilter},
-		map[string]any{"Pattern": store.SubscriptionStreamFilter("room")},
-		map[string]any{"Pattern": store.SubscriptionStreamFilter("chat.lobby")},
-	}}, props(withPresence.mappingFrom(t, getAtt(tableID, "StreamArn")))["FilterCriteria"])
+// streamFilters are the table stream mapping's filter patterns, or nil
+// when there is no mapping.
+func (s *synthesized) streamFilters(t *testing.T) []string {
+	t.Helper()
+	tableID, _ := s.one(t, "AWS::DynamoDB::Table")
+	for _, m := range s.resources("AWS::Lambda::EventSourceMapping") {
+		if reflect.DeepEqual(props(m)["EventSourceArn"], getAtt(tableID, "StreamArn")) {
+			var out []string
+			for _, f := range props(m)["FilterCriteria"].(map[string]any)["Filters"].([]any) {
+				out = append(out, f.(map[string]any)["Pattern"].(string))
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+func filterCriteria(patterns []string) map[string]any {
+	var filters []any
+	for _, p := range patterns {
+		filters = append(filters, map[string]any{"Pattern": p})
+	}
+	return map[string]any{"Filters": filters}
+}
+
+// Presence is never silently off: every presence topic's prefix is in
+// the mapping's filters, however many there are (one filter holds them
+// all), and lifecycleEvents=false keeps the mapping for presence.
+func TestStack_StreamMappingServesEveryPresenceTopic(t *testing.T) {
+	lifecycle := store.StreamUse{Lifecycle: true}.Filters()
+	topics := []string{"room.*", "chat.lobby", "a.>", "b.*", "c.*", "d.*"}
+	presence := store.StreamUse{PresencePrefixes: []string{"room", "chat.lobby", "a", "b", "c", "d"}}.Filters()
+	require.Len(t, presence, 1)
+
+	got := synth(t, map[string]string{"presenceTopics": strings.Join(topics, ",")}).streamFilters(t)
+	assert.Equal(t, append(slices.Clone(lifecycle), presence...), got)
+	for _, prefix := range []string{"room", "chat.lobby", "a", "b", "c", "d"} {
+		assert.Contains(t, got[len(got)-1], `{"prefix":"P#`+prefix+`"}`, "no prefix dropped")
+	}
+
+	onlyPresence := synth(t, map[string]string{"lifecycleEvents": "false", "presenceTopics": strings.Join(topics, ",")})
+	assert.Equal(t, presence, onlyPresence.streamFilters(t), "presence without lifecycle events: the mapping stays, for presence only")
 
 	off := synth(t, map[string]string{"lifecycleEvents": "false"})
+	assert.Nil(t, off.streamFilters(t), "neither: no mapping")
 	assert.Len(t, off.resources("AWS::Lambda::EventSourceMapping"), 1, "only the task queue's")
 }
 
