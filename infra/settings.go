@@ -31,9 +31,14 @@ const (
 	DefaultThrottleBurst       = 1000
 	DefaultLogRetentionDays    = 30
 	DefaultQueueMaxConcurrency = 50
-	// DefaultMessageReservedConcurrency keeps a flood of client frames
-	// from taking every concurrent execution $connect and broadcast need.
-	DefaultMessageReservedConcurrency = 100
+	// DefaultMessageReservedConcurrency is none. A reservation keeps a
+	// flood of client frames from taking every concurrent execution
+	// $connect and broadcast need, but Lambda refuses one that would leave
+	// the account fewer than 100 unreserved executions: on a new account
+	// (a quota of 10 or 50) any reservation fails the deploy, and on the
+	// default quota of 1,000 a reservation of 100 is a tenth of it. Set
+	// messageReservedConcurrency once the account's quota allows it.
+	DefaultMessageReservedConcurrency = 0
 	DefaultBinDir                     = "../bin"
 	DefaultArchitecture               = "arm64"
 )
@@ -70,7 +75,8 @@ type Settings struct {
 	QueueMaxConcurrency int
 	// MessageReservedConcurrency is the message function's reserved
 	// concurrency: at most this many frames run at once, and the rest of
-	// the account's concurrency stays for the other functions. 0: none.
+	// the account's concurrency stays for the other functions. 0 (the
+	// default): none.
 	MessageReservedConcurrency int
 	// APIGatewayCloudWatchRole sets the account's API Gateway CloudWatch
 	// Logs role (needed once per account and region for access logs).
