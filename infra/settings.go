@@ -218,8 +218,8 @@ func settingsFrom(get func(string) any) (Settings, error) {
 	if s.JWTSecretKeyArn != "" && s.JWTSecretArn == "" {
 		r.fail("jwtSecretKeyArn", "only applies with jwtSecretArn")
 	}
-	if s.JWTSecretArn != "" && !strings.HasPrefix(s.JWTSecretArn, "arn:") {
-		r.fail("jwtSecretArn", "%q is not an ARN", s.JWTSecretArn)
+	if s.JWTSecretArn != "" {
+		r.checkSecretArn(s.JWTSecretArn)
 	}
 	if s.Architecture != "arm64" && s.Architecture != "x86_64" {
 		r.fail("architecture", "%q is not arm64 or x86_64 (build the zips to match: make build LAMBDA_ARCH=arm64|amd64)", s.Architecture)
@@ -250,6 +250,33 @@ func settingsFrom(get func(string) any) (Settings, error) {
 		return Settings{}, r.err
 	}
 	return s, nil
+}
+
+// secretArn is a Secrets Manager secret's ARN; suffixed ends with what
+// may be the six random characters Secrets Manager adds to a name.
+var (
+	secretArn = regexp.MustCompile(`^arn:[a-z-]+:secretsmanager:[a-z0-9-]*:[0-9]*:secret:.+$`)
+	suffixed  = regexp.MustCompile(`-[A-Za-z0-9]{6}$`)
+)
+
+// checkSecretArn accepts the ARN of a secret without Secrets Manager's
+// random suffix (a partial ARN: the functions read the secret by it, and
+// their permission covers name-??????). An ARN that ends in a hyphen and
+// six characters is ambiguous, and Secrets Manager resolves it as a
+// complete ARN: a secret named like wsgate-jwt-secret cannot be found by
+// its partial ARN, and nothing offline tells a complete ARN from such a
+// name's partial one. So both are refused, saying what to give instead.
+func (r *contextReader) checkSecretArn(arn string) {
+	switch {
+	case !secretArn.MatchString(arn):
+		r.fail("jwtSecretArn", "%q is not a Secrets Manager secret's ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)", arn)
+	case suffixed.MatchString(arn):
+		end := arn[len(arn)-7:]
+		r.fail("jwtSecretArn", "%q ends in a hyphen and six characters (%q), which Secrets Manager reads as a complete ARN's random suffix. "+
+			"If it is that suffix, give the ARN without it: %s. "+
+			"If it is the end of the secret's name, rename the secret: Secrets Manager cannot find a name ending in a hyphen and six characters by its ARN, and advises against such names",
+			arn, end, strings.TrimSuffix(arn, end))
+	}
 }
 
 // Lambda's limits of an event source mapping's filters.

@@ -170,3 +170,32 @@ func TestSettings_PresenceTopicsFitTheStreamFilters(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "300 patterns make a stream filter of")
 }
+
+// An ARN ending in a hyphen and six characters is refused: Secrets
+// Manager reads it as a complete ARN, so a secret named like
+// wsgate-jwt-secret is not found by it, and a complete ARN cannot be told
+// from such a name's partial one. The message says what to give instead.
+func TestSettings_SecretArnEndingLikeARandomSuffixIsRefused(t *testing.T) {
+	const prefix = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:"
+	for _, tc := range []struct{ arn, hint string }{
+		{prefix + "wsgate-jwt-secret", prefix + "wsgate-jwt"},
+		{prefix + "wsgate/jwt-AbCdEf", prefix + "wsgate/jwt"},
+		{prefix + "wsgate-jwt-secret-a1B2c3", prefix + "wsgate-jwt-secret"},
+	} {
+		_, err := settingsFrom(mapGetter(map[string]any{"jwtSecretArn": tc.arn}))
+		if assert.Error(t, err, tc.arn) {
+			assert.Contains(t, err.Error(), "context jwtSecretArn")
+			assert.Contains(t, err.Error(), "give the ARN without it: "+tc.hint+".")
+			assert.Contains(t, err.Error(), "rename the secret")
+		}
+	}
+	for _, arn := range []string{prefix + "wsgate/jwt", prefix + "wsgate-jwt-signing-key", prefix + "jwt-12345", "arn:aws-cn:secretsmanager:cn-north-1:111122223333:secret:wsgate/jwt"} {
+		s, err := settingsFrom(mapGetter(map[string]any{"jwtSecretArn": arn}))
+		require.NoError(t, err, arn)
+		assert.Equal(t, arn, s.JWTSecretArn)
+	}
+	for _, bad := range []string{"wsgate/jwt", "arn:aws:ssm:eu-west-1:111122223333:parameter/jwt", prefix} {
+		_, err := settingsFrom(mapGetter(map[string]any{"jwtSecretArn": bad}))
+		assert.ErrorContains(t, err, "context jwtSecretArn", bad)
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigateway"
@@ -205,13 +204,10 @@ func (g *gateway) jwtSecret() awssecretsmanager.ISecret {
 		return nil
 	}
 	if g.s.JWTSecretArn != "" {
-		attrs := &awssecretsmanager.SecretAttributes{}
-		if completeSecretArn.MatchString(g.s.JWTSecretArn) {
-			attrs.SecretCompleteArn = jsii.String(g.s.JWTSecretArn)
-		} else {
-			attrs.SecretPartialArn = jsii.String(g.s.JWTSecretArn)
-		}
-		return awssecretsmanager.Secret_FromSecretAttributes(g.stack, jsii.String("JwtSecret"), attrs)
+		// A partial ARN (settings refuse a complete one: see checkSecretArn).
+		return awssecretsmanager.Secret_FromSecretAttributes(g.stack, jsii.String("JwtSecret"), &awssecretsmanager.SecretAttributes{
+			SecretPartialArn: jsii.String(g.s.JWTSecretArn),
+		})
 	}
 	return awssecretsmanager.NewSecret(g.stack, jsii.String("JwtSecret"), &awssecretsmanager.SecretProps{
 		Description: jsii.String("wsgate " + g.s.Stage + ": HMAC key (" + g.s.JWTAlg + ") that signs client tokens; backends read it to mint them"),
@@ -222,9 +218,6 @@ func (g *gateway) jwtSecret() awssecretsmanager.ISecret {
 		RemovalPolicy: g.removal,
 	})
 }
-
-// completeSecretArn ends with Secrets Manager's six-character suffix.
-var completeSecretArn = regexp.MustCompile(`:secret:.+-[A-Za-z0-9]{6}$`)
 
 // secretResource is what GetSecretValue is granted on: a partial ARN
 // matches the secret's suffix with "-??????".

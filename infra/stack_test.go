@@ -604,7 +604,7 @@ func TestStack_ExistingSecretIsReadNotCreated(t *testing.T) {
 	assert.Empty(t, s.resources("AWS::SecretsManager::Secret"))
 	for _, name := range []string{"connect", "message"} {
 		sts := s.identityStatements()[s.roleOf(t, name)]
-		assert.Contains(t, sts, statement{Effect: "Allow", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []any{configured["jwtSecretArn"]}}, name)
+		assert.Contains(t, sts, statement{Effect: "Allow", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []any{configured["jwtSecretArn"] + "-??????"}}, name)
 		var decrypt bool
 		for _, st := range sts {
 			if slices.Contains(st.Actions, "kms:Decrypt") {
@@ -616,10 +616,11 @@ func TestStack_ExistingSecretIsReadNotCreated(t *testing.T) {
 		assert.True(t, decrypt, "%s may decrypt the secret's customer managed key through Secrets Manager", name)
 	}
 
-	// A partial ARN (no random suffix) matches the suffix only.
+	// The ARN is given without the random suffix: -?????? matches it.
 	p := synth(t, partialSecret)
 	assert.Contains(t, p.identityStatements()[p.roleOf(t, "connect")],
 		statement{Effect: "Allow", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []any{partialSecret["jwtSecretArn"] + "-??????"}})
+	assert.Equal(t, partialSecret["jwtSecretArn"], p.env(t, "connect")[config.EnvJWTSecretARN], "the functions read it by that ARN")
 }
 
 func TestStack_PublicKeyAlgorithmsNeedNoSecret(t *testing.T) {
