@@ -24,6 +24,7 @@ import (
 
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
+	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 )
 
@@ -236,7 +237,8 @@ func (g *gateway) queues() {
 		return awssqs.NewQueue(g.stack, jsii.String(id), props)
 	}
 	g.taskDLQ = sqsQueue("TaskDeadLetterQueue", "tasks-dlq", &awssqs.QueueProps{
-		RetentionPeriod: awscdk.Duration_Days(jsii.Number(dlqRetentionDays)),
+		RetentionPeriod:     awscdk.Duration_Days(jsii.Number(dlqRetentionDays)),
+		MaxMessageSizeBytes: jsii.Number(queue.MaxMessageBytes), // holds any task the queue does
 	})
 	// AWS advises a visibility timeout of at least six times the consuming
 	// function's timeout, so a batch retried after throttling is not
@@ -244,6 +246,10 @@ func (g *gateway) queues() {
 	g.tasks = sqsQueue("TaskQueue", "tasks", &awssqs.QueueProps{
 		VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(6 * broadcastSpec().timeout.Seconds())),
 		DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: g.taskDLQ, MaxReceiveCount: jsii.Number(taskMaxReceives)},
+		// The largest task the functions send (queue.MaxMessageBytes, a
+		// fan-out shard carries its event's detail), set rather than left
+		// to SQS's default, which has changed over time.
+		MaxMessageSizeBytes: jsii.Number(queue.MaxMessageBytes),
 	})
 	// One queue for events that never reached the broadcast function
 	// (EventBridge's target DLQ) or failed in it after Lambda's retries

@@ -18,6 +18,7 @@ import (
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/metrics"
 	"github.com/wsgate/wsgate/shared/publish"
+	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 )
 
@@ -464,6 +465,10 @@ func TestStack_TaskQueueFeedsBroadcast(t *testing.T) {
 		assert.Equal(t, true, props(dlq)["SqsManagedSseEnabled"])
 		assert.Equal(t, map[string]any{"deadLetterTargetArn": getAtt(dlqID, "Arn"), "maxReceiveCount": float64(5)}, props(q)["RedrivePolicy"])
 		assert.Equal(t, float64(14*24*3600), props(dlq)["MessageRetentionPeriod"])
+		// Set, not left to SQS's default: the largest task the functions
+		// send, and its dead-letter queue holds whatever the queue does.
+		assert.Equal(t, float64(queue.MaxMessageBytes), props(q)["MaximumMessageSize"])
+		assert.Equal(t, float64(queue.MaxMessageBytes), props(dlq)["MaximumMessageSize"])
 
 		esm := s.mappingFrom(t, getAtt(taskID, "Arn"))
 		p := props(esm)
