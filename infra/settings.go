@@ -290,7 +290,7 @@ const (
 // lifecycleEvents=false, presence's join and leave on presenceTopics.
 // None: the stream is not read.
 func (s Settings) StreamFilters() []string {
-	use := store.StreamUse{Lifecycle: s.FunctionEnv[config.EnvLifecycleEvents] != "false"}
+	use := store.StreamUse{Lifecycle: s.LifecycleEvents()}
 	for _, p := range s.presenceTopics() {
 		if pat, err := topic.ParsePattern(p); err == nil {
 			use.PresencePrefixes = append(use.PresencePrefixes, pat.LiteralPrefix())
@@ -298,6 +298,13 @@ func (s Settings) StreamFilters() []string {
 	}
 	return use.Filters()
 }
+
+// LifecycleEvents reports whether connection lifecycle events are on (the
+// functions' default) or off (lifecycleEvents=false).
+func (s Settings) LifecycleEvents() bool { return s.FunctionEnv[config.EnvLifecycleEvents] != "false" }
+
+// Presence reports whether presenceTopics names any topic.
+func (s Settings) Presence() bool { return len(s.presenceTopics()) > 0 }
 
 func (s Settings) presenceTopics() []string {
 	if v := s.FunctionEnv[config.EnvPresenceTopics]; v != "" {

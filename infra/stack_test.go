@@ -812,7 +812,59 @@ func TestStack_AlarmsCoverFailureModes(t *testing.T) {
 		map[string]any{"Name": "Stage", "Value": "dev"},
 		map[string]any{"Name": "Function", "Value": "broadcast"},
 	}, failed["Dimensions"])
-	assert.Len(t, alarms, 11)
+
+	// The table stream's mapping: its lag and lifecycle events' failures.
+	broadcastID, _ := s.function(t, "broadcast")
+	age, ok := alarms["wsgate-dev-stream-iterator-age"]
+	require.True(t, ok, "the stream mapping's iterator age")
+	assert.Equal(t, "AWS/Lambda", age["Namespace"])
+	assert.Equal(t, "IteratorAge", age["MetricName"])
+	assert.Equal(t, "Maximum", age["Statistic"])
+	assert.Equal(t, []any{map[string]any{"Name": "FunctionName", "Value": ref(broadcastID)}}, age["Dimensions"])
+	assert.Equal(t, float64(60_000), age["Threshold"], "a minute behind, in milliseconds")
+	assertEMFAlarm(t, alarms, "wsgate-dev-lifecycle-events-failed", "LifecycleEventsFailed", "dev")
+	assert.NotContains(t, alarms, "wsgate-dev-presence-failed", "no presence topics")
+	assert.Len(t, alarms, 13)
+}
+
+func assertEMFAlarm(t *testing.T, alarms map[string]map[string]any, name, metric, stage string) {
+	t.Helper()
+	a, ok := alarms[name]
+	require.True(t, ok, name)
+	assert.Equal(t, metrics.Namespace, a["Namespace"])
+	assert.Equal(t, metric, a["MetricName"])
+	assert.Equal(t, "Sum", a["Statistic"])
+	assert.Equal(t, float64(1), a["Threshold"], "any failure")
+	assert.ElementsMatch(t, []any{
+		map[string]any{"Name": "Stage", "Value": stage},
+		map[string]any{"Name": "Function", "Value": "broadcast"},
+	}, a["Dimensions"], "the dimensions broadcast's EMF lines carry")
+}
+
+// The stream alarms follow what the mapping feeds: presence failures
+// with presence topics, none of the three without a mapping.
+func TestStack_StreamAlarmsFollowLifecycleAndPresence(t *testing.T) {
+	names := func(s *synthesized) map[string]map[string]any {
+		out := map[string]map[string]any{}
+		for _, a := range s.resources("AWS::CloudWatch::Alarm") {
+			out[props(a)["AlarmName"].(string)] = props(a)
+		}
+		return out
+	}
+	both := names(synth(t, map[string]string{"presenceTopics": "room.*"}))
+	assertEMFAlarm(t, both, "wsgate-dev-lifecycle-events-failed", "LifecycleEventsFailed", "dev")
+	assertEMFAlarm(t, both, "wsgate-dev-presence-failed", "PresenceFailed", "dev")
+	assert.Contains(t, both, "wsgate-dev-stream-iterator-age")
+
+	presence := names(synth(t, map[string]string{"lifecycleEvents": "false", "presenceTopics": "room.*"}))
+	assert.Contains(t, presence, "wsgate-dev-stream-iterator-age")
+	assert.Contains(t, presence, "wsgate-dev-presence-failed")
+	assert.NotContains(t, presence, "wsgate-dev-lifecycle-events-failed")
+
+	off := names(synth(t, map[string]string{"lifecycleEvents": "false"}))
+	for _, name := range []string{"wsgate-dev-stream-iterator-age", "wsgate-dev-lifecycle-events-failed", "wsgate-dev-presence-failed"} {
+		assert.NotContains(t, off, name, "no stream mapping")
+	}
 }
 
 func TestStack_AlarmEmailGetsEveryAlarm(t *testing.T) {
@@ -844,6 +896,7 @@ func TestStack_DashboardShowsTrafficDeliveriesAndQueues(t *testing.T) {
 		`\"FanoutDuration\"`, `\"EventAge\"`,
 		`\"AWS/Lambda\",\"Duration\"`, `\"AWS/Lambda\",\"Errors\"`, `\"AWS/Lambda\",\"Throttles\"`,
 		`\"AWS/SQS\",\"ApproximateNumberOfMessagesVisible\"`, `\"alarms\"`,
+		`\"AWS/Lambda\",\"IteratorAge\"`, `\"LifecycleEventsFailed\"`, `\"PresenceFailed\"`,
 	} {
 		assert.Contains(t, body, m)
 	}
