@@ -381,9 +381,12 @@ func (g *gateway) broadcastSources(pattern *awsevents.EventPattern) {
 // wsgate.connection.opened/.closed on the bus and announces presence's
 // join and leave. Only the records those need pass (Settings.StreamFilters:
 // a connection opened or closed, a presence topic's subscription added or
-// removed); every other write, such as the update of its connection
-// record that each client frame makes, is filtered out, neither invoked
-// for nor paid. Up to 100 records or 1 s a batch, so a storm of
+// removed). Those cost at most one invocation each, fewer when batched:
+// one per connection opened or closed, one per subscribe or unsubscribe on
+// a presence topic (the README's cost table counts them). Every other
+// write, such as the update of its connection record that each client
+// frame makes, is filtered out: Lambda reads the stream at no charge and
+// invokes nothing for it. Up to 100 records or 1 s a batch, so a storm of
 // connections costs few invocations and PutEvents calls, and $connect
 // never waits on it. No mapping with lifecycleEvents=false and no
 // presenceTopics.
