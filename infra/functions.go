@@ -106,7 +106,8 @@ var functionSpecs = []functionSpec{{
 	putsEvents: true,
 	// Clients choose how many frames they send: reserved concurrency
 	// caps the frames running at once, so a flood is throttled here
-	// instead of starving $connect and broadcast of the account's pool.
+	// instead of starving $connect and broadcast of the account's pool
+	// (none by default: DefaultMessageReservedConcurrency says why).
 	reserved: func(s Settings) int { return s.MessageReservedConcurrency },
 }, {
 	name:        "broadcast",
@@ -226,7 +227,8 @@ func (g *gateway) newFunction(spec functionSpec) *function {
 		SystemLogLevelV2:      awslambda.SystemLogLevel_INFO,
 		LogGroup:              f.logs,
 		// Reserved concurrency carves capacity out of the account's pool:
-		// only the message function has it, set by a context setting.
+		// only the message function may have it, when messageReservedConcurrency
+		// sets it.
 		ReservedConcurrentExecutions: reserved(spec, g.s),
 	})
 	return f

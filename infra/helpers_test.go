@@ -139,7 +139,7 @@ var (
 		"alarmEmail":                 "ops@example.com",
 		"domainName":                 "ws.example.com",
 		"certificateArn":             "arn:aws:acm:eu-west-1:111122223333:certificate/0b1c2d3e-aaaa-bbbb-cccc-111122223333",
-		"jwtSecretArn":               "arn:aws:secretsmanager:eu-west-1:111122223333:secret:wsgate/jwt-AbCdEf",
+		"jwtSecretArn":               "arn:aws:secretsmanager:eu-west-1:111122223333:secret:wsgate/jwt-signing",
 		"jwtSecretKeyArn":            "arn:aws:kms:eu-west-1:111122223333:key/5e6f7a8b-aaaa-bbbb-cccc-111122223333",
 		"jwtIssuer":                  "https://auth.example.com/",
 		"jwtAudience":                "wsgate",

@@ -2,6 +2,7 @@ package main
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
@@ -64,6 +65,7 @@ func (g *gateway) monitoring() {
 	alarm("FailedDeliveriesAlarm", "failed-deliveries",
 		"PostToConnection kept failing after the fan-out's retries (the broadcast function's EMF metric Failed)",
 		g.emf("Failed", "Sum"), failedDeliveriesThreshold)
+	g.streamAlarms(alarm)
 
 	if g.s.AlarmEmail != "" {
 		topic := awssns.NewTopic(g.stack, jsii.String("AlarmTopic"), &awssns.TopicProps{
@@ -83,6 +85,38 @@ func (g *gateway) monitoring() {
 		})
 	}
 	g.dashboard(alarms)
+}
+
+// iteratorAgeThreshold: how far behind the table's stream the mapping to
+// broadcast may fall (the age of the last record of a batch, at its
+// invocation) before its alarm. Batches wait at most 1 s; a minute means
+// batches failing and being retried, or broadcast throttled: lifecycle
+// events and presence's join and leave are that late, and records past
+// the stream's 24 hours are lost.
+const iteratorAgeThreshold = time.Minute
+
+// streamAlarms alarm on the table stream's mapping when there is one: its
+// iterator age, and the failures of what it feeds (lifecycle events,
+// presence announcements), each of which fails the batch for a retry.
+func (g *gateway) streamAlarms(alarm func(id, name, desc string, m awscloudwatch.IMetric, threshold float64)) {
+	if len(g.s.StreamFilters()) == 0 {
+		return
+	}
+	broadcast := g.functions["broadcast"].fn
+	alarm("StreamIteratorAgeAlarm", "stream-iterator-age",
+		"The table stream's mapping to broadcast is a minute or more behind (AWS/Lambda IteratorAge): batches failing and retried, or broadcast throttled; lifecycle events and presence are late, and records older than 24 h are lost",
+		broadcast.Metric(jsii.String("IteratorAge"), &awscloudwatch.MetricOptions{Period: fiveMinutes(), Statistic: jsii.String("Maximum")}),
+		float64(iteratorAgeThreshold.Milliseconds()))
+	if g.s.LifecycleEvents() {
+		alarm("LifecycleEventsFailedAlarm", "lifecycle-events-failed",
+			"Lifecycle events were not put on the bus (the broadcast function's EMF metric LifecycleEventsFailed); their stream batch is retried, then its metadata goes to "+g.prefix+"-events-dlq and the events are lost",
+			g.emf("LifecycleEventsFailed", "Sum"), 1)
+	}
+	if g.s.Presence() {
+		alarm("PresenceFailedAlarm", "presence-failed",
+			"Presence join or leave announcements failed (the broadcast function's EMF metric PresenceFailed); rosters or announcements may be late or wrong until a retry succeeds",
+			g.emf("PresenceFailed", "Sum"), 1)
+	}
 }
 
 // emf is a metric the broadcast function writes in embedded metric format.
@@ -163,6 +197,15 @@ func (g *gateway) dashboard(alarms []awscloudwatch.Alarm) {
 			graph("Queues (messages visible)", queueDepth(g.tasks, "tasks"), queueDepth(g.taskDLQ, "tasks DLQ"),
 				queueDepth(g.eventsDLQ, "events DLQ")),
 		},
+	}
+	if len(g.s.StreamFilters()) > 0 {
+		broadcast := g.functions["broadcast"].fn
+		rows = append(rows, []awscloudwatch.IWidget{
+			graph("Table stream: iterator age max (ms)", broadcast.Metric(jsii.String("IteratorAge"),
+				&awscloudwatch.MetricOptions{Period: fiveMinutes(), Statistic: jsii.String("Maximum")})),
+			graph("Lifecycle events and presence", g.emf("LifecycleEvents", "Sum"), g.emf("LifecycleEventsFailed", "Sum"),
+				g.emf("PresenceJoins", "Sum"), g.emf("PresenceLeaves", "Sum"), g.emf("PresenceFailed", "Sum")),
+		})
 	}
 	widgets := make([]*[]awscloudwatch.IWidget, len(rows))
 	for i := range rows {

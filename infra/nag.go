@@ -34,7 +34,7 @@ func (g *gateway) suppressions() {
 		}
 		if spec.readsSecret && g.secret != nil && g.secret.SecretFullArn() == nil {
 			suppress(f.role, "AwsSolutions-IAM5",
-				"jwtSecretArn was given without its random suffix; -?????? matches exactly that secret's suffix (Secrets Manager's documented pattern)",
+				"jwtSecretArn is the secret's ARN without its random suffix (a complete ARN is refused: see checkSecretArn); -?????? matches exactly that secret's suffix (Secrets Manager's documented pattern)",
 				regex(`/^Resource::arn:.*-\?\?\?\?\?\?$/`))
 		}
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/topic"
 )
 
 // Defaults of the stack's own settings. The functions' settings (limits,
@@ -29,9 +31,14 @@ const (
 	DefaultThrottleBurst       = 1000
 	DefaultLogRetentionDays    = 30
 	DefaultQueueMaxConcurrency = 50
-	// DefaultMessageReservedConcurrency keeps a flood of client frames
-	// from taking every concurrent execution $connect and broadcast need.
-	DefaultMessageReservedConcurrency = 100
+	// DefaultMessageReservedConcurrency is none. A reservation keeps a
+	// flood of client frames from taking every concurrent execution
+	// $connect and broadcast need, but Lambda refuses one that would leave
+	// the account fewer than 100 unreserved executions: on a new account
+	// (a quota of 10 or 50) any reservation fails the deploy, and on the
+	// default quota of 1,000 a reservation of 100 is a tenth of it. Set
+	// messageReservedConcurrency once the account's quota allows it.
+	DefaultMessageReservedConcurrency = 0
 	DefaultBinDir                     = "../bin"
 	DefaultArchitecture               = "arm64"
 )
@@ -68,7 +75,8 @@ type Settings struct {
 	QueueMaxConcurrency int
 	// MessageReservedConcurrency is the message function's reserved
 	// concurrency: at most this many frames run at once, and the rest of
-	// the account's concurrency stays for the other functions. 0: none.
+	// the account's concurrency stays for the other functions. 0 (the
+	// default): none.
 	MessageReservedConcurrency int
 	// APIGatewayCloudWatchRole sets the account's API Gateway CloudWatch
 	// Logs role (needed once per account and region for access logs).
@@ -210,8 +218,8 @@ func settingsFrom(get func(string) any) (Settings, error) {
 	if s.JWTSecretKeyArn != "" && s.JWTSecretArn == "" {
 		r.fail("jwtSecretKeyArn", "only applies with jwtSecretArn")
 	}
-	if s.JWTSecretArn != "" && !strings.HasPrefix(s.JWTSecretArn, "arn:") {
-		r.fail("jwtSecretArn", "%q is not an ARN", s.JWTSecretArn)
+	if s.JWTSecretArn != "" {
+		r.checkSecretArn(s.JWTSecretArn)
 	}
 	if s.Architecture != "arm64" && s.Architecture != "x86_64" {
 		r.fail("architecture", "%q is not arm64 or x86_64 (build the zips to match: make build LAMBDA_ARCH=arm64|amd64)", s.Architecture)
@@ -237,10 +245,92 @@ func settingsFrom(get func(string) any) (Settings, error) {
 			s.FunctionEnv[fs.env] = v
 		}
 	}
+	r.checkStreamFilters(s)
 	if r.err != nil {
 		return Settings{}, r.err
 	}
 	return s, nil
+}
+
+// secretArn is a Secrets Manager secret's ARN; suffixed ends with what
+// may be the six random characters Secrets Manager adds to a name.
+var (
+	secretArn = regexp.MustCompile(`^arn:[a-z-]+:secretsmanager:[a-z0-9-]*:[0-9]*:secret:.+$`)
+	suffixed  = regexp.MustCompile(`-[A-Za-z0-9]{6}$`)
+)
+
+// checkSecretArn accepts the ARN of a secret without Secrets Manager's
+// random suffix (a partial ARN: the functions read the secret by it, and
+// their permission covers name-??????). An ARN that ends in a hyphen and
+// six characters is ambiguous, and Secrets Manager resolves it as a
+// complete ARN: a secret named like wsgate-jwt-secret cannot be found by
+// its partial ARN, and nothing offline tells a complete ARN from such a
+// name's partial one. So both are refused, saying what to give instead.
+func (r *contextReader) checkSecretArn(arn string) {
+	switch {
+	case !secretArn.MatchString(arn):
+		r.fail("jwtSecretArn", "%q is not a Secrets Manager secret's ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)", arn)
+	case suffixed.MatchString(arn):
+		end := arn[len(arn)-7:]
+		r.fail("jwtSecretArn", "%q ends in a hyphen and six characters (%q), which Secrets Manager reads as a complete ARN's random suffix. "+
+			"If it is that suffix, give the ARN without it: %s. "+
+			"If it is the end of the secret's name, rename the secret: Secrets Manager cannot find a name ending in a hyphen and six characters by its ARN, and advises against such names",
+			arn, end, strings.TrimSuffix(arn, end))
+	}
+}
+
+// Lambda's limits of an event source mapping's filters.
+const (
+	maxStreamFilters       = 5
+	maxStreamFilterPattern = 4096 // characters
+)
+
+// StreamFilters are the filters of the table stream's mapping to the
+// broadcast function (store.StreamUse.Filters): lifecycle events unless
+// lifecycleEvents=false, presence's join and leave on presenceTopics.
+// None: the stream is not read.
+func (s Settings) StreamFilters() []string {
+	use := store.StreamUse{Lifecycle: s.LifecycleEvents()}
+	for _, p := range s.presenceTopics() {
+		if pat, err := topic.ParsePattern(p); err == nil {
+			use.PresencePrefixes = append(use.PresencePrefixes, pat.LiteralPrefix())
+		}
+	}
+	return use.Filters()
+}
+
+// LifecycleEvents reports whether connection lifecycle events are on (the
+// functions' default) or off (lifecycleEvents=false).
+func (s Settings) LifecycleEvents() bool { return s.FunctionEnv[config.EnvLifecycleEvents] != "false" }
+
+// Presence reports whether presenceTopics names any topic.
+func (s Settings) Presence() bool { return len(s.presenceTopics()) > 0 }
+
+func (s Settings) presenceTopics() []string {
+	if v := s.FunctionEnv[config.EnvPresenceTopics]; v != "" {
+		return strings.Split(v, ",")
+	}
+	return nil
+}
+
+// checkStreamFilters refuses what would make presence silently off: a
+// presence pattern the stack cannot filter on, or filters Lambda refuses.
+func (r *contextReader) checkStreamFilters(s Settings) {
+	for _, p := range s.presenceTopics() {
+		if _, err := topic.ParsePattern(p); err != nil {
+			r.fail("presenceTopics", "%q is not a topic pattern: %v", p, err)
+		}
+	}
+	filters := s.StreamFilters()
+	if len(filters) > maxStreamFilters {
+		r.fail("presenceTopics", "the table stream's mapping would need %d filters; Lambda takes %d", len(filters), maxStreamFilters)
+	}
+	for _, f := range filters {
+		if len(f) > maxStreamFilterPattern {
+			r.fail("presenceTopics", "%d patterns make a stream filter of %d characters, over Lambda's %d: list fewer or shorter ones (one wildcard such as room.> covers a family of topics)",
+				len(s.presenceTopics()), len(f), maxStreamFilterPattern)
+		}
+	}
 }
 
 // Retention is the log retention as CDK's enum.

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -100,6 +102,9 @@ func TestSettings_RejectsBadValuesNamingTheKey(t *testing.T) {
 		{map[string]any{"historyDefault": "maybe"}, "historyDefault"},
 		{map[string]any{"profiles": "[1]"}, "profiles"},
 		{map[string]any{"architecture": "amd64"}, "architecture"},
+		{map[string]any{"presenceTopics": "room.*, a..b"}, "presenceTopics"},
+		{map[string]any{"presenceTopics": manyTopics(300)}, "presenceTopics"},
+		{map[string]any{"presenceTopics": manyTopics(300), "lifecycleEvents": "false"}, "presenceTopics"},
 	} {
 		_, err := settingsFrom(mapGetter(tc.ctx))
 		if assert.Error(t, err, "%v", tc.ctx) {
@@ -138,5 +143,59 @@ func TestDeployDoc_ListsEveryContextKey(t *testing.T) {
 	}
 	for k := range read {
 		assert.True(t, documented[k], "the README does not document context key %s", k)
+	}
+}
+
+// manyTopics lists n presence topics of 20 characters or so.
+func manyTopics(n int) string {
+	var parts []string
+	for i := range n {
+		parts = append(parts, fmt.Sprintf("tenant-%04d.room.*", i))
+	}
+	return strings.Join(parts, ",")
+}
+
+// Presence is not silently off: a pattern the stack cannot filter the
+// stream on, or more than Lambda's filters hold, is refused at synth
+// naming the setting; what fits is served whole.
+func TestSettings_PresenceTopicsFitTheStreamFilters(t *testing.T) {
+	s, err := settingsFrom(mapGetter(map[string]any{"presenceTopics": manyTopics(100)}))
+	require.NoError(t, err)
+	filters := s.StreamFilters()
+	require.Len(t, filters, 4)
+	assert.Equal(t, 100, strings.Count(filters[3], `"prefix":"P#tenant-`), "every prefix")
+	assert.LessOrEqual(t, len(filters[3]), maxStreamFilterPattern)
+
+	_, err = settingsFrom(mapGetter(map[string]any{"presenceTopics": manyTopics(300)}))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "300 patterns make a stream filter of")
+}
+
+// An ARN ending in a hyphen and six characters is refused: Secrets
+// Manager reads it as a complete ARN, so a secret named like
+// wsgate-jwt-secret is not found by it, and a complete ARN cannot be told
+// from such a name's partial one. The message says what to give instead.
+func TestSettings_SecretArnEndingLikeARandomSuffixIsRefused(t *testing.T) {
+	const prefix = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:"
+	for _, tc := range []struct{ arn, hint string }{
+		{prefix + "wsgate-jwt-secret", prefix + "wsgate-jwt"},
+		{prefix + "wsgate/jwt-AbCdEf", prefix + "wsgate/jwt"},
+		{prefix + "wsgate-jwt-secret-a1B2c3", prefix + "wsgate-jwt-secret"},
+	} {
+		_, err := settingsFrom(mapGetter(map[string]any{"jwtSecretArn": tc.arn}))
+		if assert.Error(t, err, tc.arn) {
+			assert.Contains(t, err.Error(), "context jwtSecretArn")
+			assert.Contains(t, err.Error(), "give the ARN without it: "+tc.hint+".")
+			assert.Contains(t, err.Error(), "rename the secret")
+		}
+	}
+	for _, arn := range []string{prefix + "wsgate/jwt", prefix + "wsgate-jwt-signing-key", prefix + "jwt-12345", "arn:aws-cn:secretsmanager:cn-north-1:111122223333:secret:wsgate/jwt"} {
+		s, err := settingsFrom(mapGetter(map[string]any{"jwtSecretArn": arn}))
+		require.NoError(t, err, arn)
+		assert.Equal(t, arn, s.JWTSecretArn)
+	}
+	for _, bad := range []string{"wsgate/jwt", "arn:aws:ssm:eu-west-1:111122223333:parameter/jwt", prefix} {
+		_, err := settingsFrom(mapGetter(map[string]any{"jwtSecretArn": bad}))
+		assert.ErrorContains(t, err, "context jwtSecretArn", bad)
 	}
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
-	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigateway"
@@ -28,7 +26,6 @@ import (
 	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
-	"github.com/wsgate/wsgate/shared/topic"
 )
 
 // Delivery retry settings for EventBridge -> broadcast. The broadcast
@@ -206,13 +203,10 @@ func (g *gateway) jwtSecret() awssecretsmanager.ISecret {
 		return nil
 	}
 	if g.s.JWTSecretArn != "" {
-		attrs := &awssecretsmanager.SecretAttributes{}
-		if completeSecretArn.MatchString(g.s.JWTSecretArn) {
-			attrs.SecretCompleteArn = jsii.String(g.s.JWTSecretArn)
-		} else {
-			attrs.SecretPartialArn = jsii.String(g.s.JWTSecretArn)
-		}
-		return awssecretsmanager.Secret_FromSecretAttributes(g.stack, jsii.String("JwtSecret"), attrs)
+		// A partial ARN (settings refuse a complete one: see checkSecretArn).
+		return awssecretsmanager.Secret_FromSecretAttributes(g.stack, jsii.String("JwtSecret"), &awssecretsmanager.SecretAttributes{
+			SecretPartialArn: jsii.String(g.s.JWTSecretArn),
+		})
 	}
 	return awssecretsmanager.NewSecret(g.stack, jsii.String("JwtSecret"), &awssecretsmanager.SecretProps{
 		Description: jsii.String("wsgate " + g.s.Stage + ": HMAC key (" + g.s.JWTAlg + ") that signs client tokens; backends read it to mint them"),
@@ -223,9 +217,6 @@ func (g *gateway) jwtSecret() awssecretsmanager.ISecret {
 		RemovalPolicy: g.removal,
 	})
 }
-
-// completeSecretArn ends with Secrets Manager's six-character suffix.
-var completeSecretArn = regexp.MustCompile(`:secret:.+-[A-Za-z0-9]{6}$`)
 
 // secretResource is what GetSecretValue is granted on: a partial ARN
 // matches the secret's suffix with "-??????".
@@ -244,7 +235,8 @@ func (g *gateway) queues() {
 		return awssqs.NewQueue(g.stack, jsii.String(id), props)
 	}
 	g.taskDLQ = sqsQueue("TaskDeadLetterQueue", "tasks-dlq", &awssqs.QueueProps{
-		RetentionPeriod: awscdk.Duration_Days(jsii.Number(dlqRetentionDays)),
+		RetentionPeriod:     awscdk.Duration_Days(jsii.Number(dlqRetentionDays)),
+		MaxMessageSizeBytes: jsii.Number(queue.MaxMessageBytes), // holds any task the queue does
 	})
 	// AWS advises a visibility timeout of at least six times the consuming
 	// function's timeout, so a batch retried after throttling is not
@@ -254,6 +246,10 @@ func (g *gateway) queues() {
 		// A failed task comes back after queue.RetryDelay, not this
 		// timeout (broadcast shortens it), for queue.MaxReceives receives.
 		DeadLetterQueue: &awssqs.DeadLetterQueue{Queue: g.taskDLQ, MaxReceiveCount: jsii.Number(queue.MaxReceives)},
+		// The largest task the functions send (queue.MaxMessageBytes, a
+		// fan-out shard carries its event's detail), set rather than left
+		// to SQS's default, which has changed over time.
+		MaxMessageSizeBytes: jsii.Number(queue.MaxMessageBytes),
 	})
 	// One queue for events that never reached the broadcast function
 	// (EventBridge's target DLQ) or failed in it after Lambda's retries
@@ -384,24 +380,26 @@ func (g *gateway) broadcastSources(pattern *awsevents.EventPattern) {
 }
 
 // lifecycleSource maps the table's stream to broadcast, which puts
-// wsgate.connection.opened/.closed on the bus: only connection meta items
-// (store.StreamFilter: other records are neither invoked for nor paid),
-// up to 100 records or 1 s a batch, so a storm of connections costs few
-// invocations and PutEvents calls, and $connect never waits on it. Off
-// with lifecycleEvents=false.
+// wsgate.connection.opened/.closed on the bus and announces presence's
+// join and leave. Only the records those need pass (Settings.StreamFilters:
+// a connection opened or closed, a presence topic's subscription added or
+// removed). Those cost at most one invocation each, fewer when batched:
+// one per connection opened or closed, one per subscribe or unsubscribe on
+// a presence topic (the README's cost table counts them). Every other
+// write, such as the update of its connection record that each client
+// frame makes, is filtered out: Lambda reads the stream at no charge and
+// invokes nothing for it. Up to 100 records or 1 s a batch, so a storm of
+// connections costs few invocations and PutEvents calls, and $connect
+// never waits on it. No mapping with lifecycleEvents=false and no
+// presenceTopics.
 func (g *gateway) lifecycleSource(fn awslambda.Function) {
-	if strings.EqualFold(g.s.FunctionEnv[config.EnvLifecycleEvents], "false") {
+	patterns := g.s.StreamFilters()
+	if len(patterns) == 0 {
 		return
 	}
-	filters := []*map[string]any{streamFilter(store.StreamFilter)}
-	// Presence's join and leave: the subscription index entries of the
-	// presence topics (by their literal prefix; Lambda takes 5 filters).
-	for _, p := range strings.Split(g.s.FunctionEnv[config.EnvPresenceTopics], ",") {
-		pat, err := topic.ParsePattern(strings.TrimSpace(p))
-		if err != nil || len(filters) == maxStreamFilters {
-			continue
-		}
-		filters = append(filters, streamFilter(store.SubscriptionStreamFilter(pat.LiteralPrefix())))
+	filters := make([]*map[string]any, len(patterns))
+	for i, p := range patterns {
+		filters[i] = streamFilter(p)
 	}
 	fn.AddEventSource(awslambdaeventsources.NewDynamoEventSource(g.table, &awslambdaeventsources.DynamoEventSourceProps{
 		StartingPosition:   awslambda.StartingPosition_LATEST,
@@ -414,15 +412,12 @@ func (g *gateway) lifecycleSource(fn awslambda.Function) {
 	}))
 }
 
-// maxStreamFilters is Lambda's limit of filters per event source mapping.
-const maxStreamFilters = 5
-
+// streamFilter is one filter of an event source mapping whose pattern is
+// exactly the string given (CDK's FilterCriteria.filter encodes a map in
+// its keys' iteration order, which Go randomizes: the template would
+// change at every synth).
 func streamFilter(pattern string) *map[string]any {
-	var filter map[string]any
-	if err := json.Unmarshal([]byte(pattern), &filter); err != nil {
-		panic(err)
-	}
-	return awslambda.FilterCriteria_Filter(&filter)
+	return &map[string]any{"pattern": jsii.String(pattern)}
 }
 
 // lifecycleRetries bounds the retries of a stream batch whose events did

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -199,11 +200,7 @@ func TestStack_FunctionsRunArm64BootstrapWithTracing(t *testing.T) {
 			assert.Equal(t, w.memory, p["MemorySize"])
 			assert.Equal(t, w.timeout, p["Timeout"])
 			assert.Equal(t, map[string]any{"Mode": "Active"}, p["TracingConfig"])
-			if name == "message" {
-				assert.Equal(t, float64(DefaultMessageReservedConcurrency), p["ReservedConcurrentExecutions"], "a flood of frames cannot take the pool $connect and broadcast need")
-			} else {
-				assert.Nil(t, p["ReservedConcurrentExecutions"], "only the message function's concurrency is reserved")
-			}
+			assert.Nil(t, p["ReservedConcurrentExecutions"], "no reservation by default (TestStack_MessageReservedConcurrencyFollowsContext)")
 			lc := p["LoggingConfig"].(map[string]any)
 			assert.Equal(t, "JSON", lc["LogFormat"])
 			assert.Equal(t, "INFO", lc["ApplicationLogLevel"], "EMF lines have no level (INFO); a higher level drops metrics")
@@ -223,7 +220,10 @@ func TestStack_MessageReservedConcurrencyFollowsContext(t *testing.T) {
 		ctx  map[string]string
 		want any
 	}{
-		{defaults, float64(DefaultMessageReservedConcurrency)},
+		// None by default: Lambda refuses a reservation that leaves an
+		// account fewer than 100 unreserved executions, and new accounts
+		// have a quota of 10 or 50, so any default reservation fails there.
+		{defaults, nil},
 		{configured, 40.0},
 		{map[string]string{"stage": "unreserved", "messageReservedConcurrency": "0"}, nil},
 	} {
@@ -466,6 +466,10 @@ func TestStack_TaskQueueFeedsBroadcast(t *testing.T) {
 		assert.Equal(t, map[string]any{"deadLetterTargetArn": getAtt(dlqID, "Arn"), "maxReceiveCount": float64(queue.MaxReceives)}, props(q)["RedrivePolicy"],
 			"the receives queue.RetryDelay's schedule spreads over minutes")
 		assert.Equal(t, float64(14*24*3600), props(dlq)["MessageRetentionPeriod"])
+		// Set, not left to SQS's default: the largest task the functions
+		// send, and its dead-letter queue holds whatever the queue does.
+		assert.Equal(t, float64(queue.MaxMessageBytes), props(q)["MaximumMessageSize"])
+		assert.Equal(t, float64(queue.MaxMessageBytes), props(dlq)["MaximumMessageSize"])
 
 		esm := s.mappingFrom(t, getAtt(taskID, "Arn"))
 		p := props(esm)
@@ -487,9 +491,10 @@ func TestStack_TaskQueueFeedsBroadcast(t *testing.T) {
 	}
 }
 
-// The table's stream feeds broadcast its lifecycle batches: connection
-// meta items only, up to 100 records or a second, retried then dead-
-// lettered; lifecycleEvents=false leaves no mapping.
+// The table's stream feeds broadcast its lifecycle and presence batches:
+// only the records those need (store.StreamUse.Filters, deployed as the
+// very strings the local stack evaluates), up to 100 records or a second,
+// retried then dead-lettered.
 func TestStack_TableStreamFeedsLifecycleEvents(t *testing.T) {
 	s := synth(t, defaults)
 	tableID, table := s.one(t, "AWS::DynamoDB::Table")
@@ -502,20 +507,56 @@ func TestStack_TableStreamFeedsLifecycleEvents(t *testing.T) {
 	assert.Equal(t, "LATEST", p["StartingPosition"])
 	assert.Equal(t, float64(lifecycleRetries), p["MaximumRetryAttempts"])
 	assert.Equal(t, true, p["BisectBatchOnFunctionError"])
-	assert.Equal(t, map[string]any{"Filters": []any{map[string]any{"Pattern": store.StreamFilter}}}, p["FilterCriteria"])
+	assert.Equal(t, filterCriteria(store.StreamUse{Lifecycle: true}.Filters()), p["FilterCriteria"])
 	dlqID, _ := s.queueNamed(t, "events-dlq")
 	assert.Equal(t, map[string]any{"OnFailure": map[string]any{"Destination": getAtt(dlqID, "Arn")}}, p["DestinationConfig"])
+}
 
-	// Presence topics add their subscription index entries, by prefix.
-	withPresence := synth(t, map[string]string{"presenceTopics": "room.*,chat.lobby"})
-	tableID, _ = withPresence.one(t, "AWS::DynamoDB::Table")
-	assert.Equal(t, map[string]any{"Filters": []any{
-		map[string]any{"Pattern": store.StreamFilter},
-		map[string]any{"Pattern": store.SubscriptionStreamFilter("room")},
-		map[string]any{"Pattern": store.SubscriptionStreamFilter("chat.lobby")},
-	}}, props(withPresence.mappingFrom(t, getAtt(tableID, "StreamArn")))["FilterCriteria"])
+// streamFilters are the table stream mapping's filter patterns, or nil
+// when there is no mapping.
+func (s *synthesized) streamFilters(t *testing.T) []string {
+	t.Helper()
+	tableID, _ := s.one(t, "AWS::DynamoDB::Table")
+	for _, m := range s.resources("AWS::Lambda::EventSourceMapping") {
+		if reflect.DeepEqual(props(m)["EventSourceArn"], getAtt(tableID, "StreamArn")) {
+			var out []string
+			for _, f := range props(m)["FilterCriteria"].(map[string]any)["Filters"].([]any) {
+				out = append(out, f.(map[string]any)["Pattern"].(string))
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+func filterCriteria(patterns []string) map[string]any {
+	var filters []any
+	for _, p := range patterns {
+		filters = append(filters, map[string]any{"Pattern": p})
+	}
+	return map[string]any{"Filters": filters}
+}
+
+// Presence is never silently off: every presence topic's prefix is in
+// the mapping's filters, however many there are (one filter holds them
+// all), and lifecycleEvents=false keeps the mapping for presence.
+func TestStack_StreamMappingServesEveryPresenceTopic(t *testing.T) {
+	lifecycle := store.StreamUse{Lifecycle: true}.Filters()
+	topics := []string{"room.*", "chat.lobby", "a.>", "b.*", "c.*", "d.*"}
+	presence := store.StreamUse{PresencePrefixes: []string{"room", "chat.lobby", "a", "b", "c", "d"}}.Filters()
+	require.Len(t, presence, 1)
+
+	got := synth(t, map[string]string{"presenceTopics": strings.Join(topics, ",")}).streamFilters(t)
+	assert.Equal(t, append(slices.Clone(lifecycle), presence...), got)
+	for _, prefix := range []string{"room", "chat.lobby", "a", "b", "c", "d"} {
+		assert.Contains(t, got[len(got)-1], `{"prefix":"P#`+prefix+`"}`, "no prefix dropped")
+	}
+
+	onlyPresence := synth(t, map[string]string{"lifecycleEvents": "false", "presenceTopics": strings.Join(topics, ",")})
+	assert.Equal(t, presence, onlyPresence.streamFilters(t), "presence without lifecycle events: the mapping stays, for presence only")
 
 	off := synth(t, map[string]string{"lifecycleEvents": "false"})
+	assert.Nil(t, off.streamFilters(t), "neither: no mapping")
 	assert.Len(t, off.resources("AWS::Lambda::EventSourceMapping"), 1, "only the task queue's")
 }
 
@@ -579,7 +620,7 @@ func TestStack_ExistingSecretIsReadNotCreated(t *testing.T) {
 	assert.Empty(t, s.resources("AWS::SecretsManager::Secret"))
 	for _, name := range []string{"connect", "message"} {
 		sts := s.identityStatements()[s.roleOf(t, name)]
-		assert.Contains(t, sts, statement{Effect: "Allow", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []any{configured["jwtSecretArn"]}}, name)
+		assert.Contains(t, sts, statement{Effect: "Allow", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []any{configured["jwtSecretArn"] + "-??????"}}, name)
 		var decrypt bool
 		for _, st := range sts {
 			if slices.Contains(st.Actions, "kms:Decrypt") {
@@ -591,10 +632,11 @@ func TestStack_ExistingSecretIsReadNotCreated(t *testing.T) {
 		assert.True(t, decrypt, "%s may decrypt the secret's customer managed key through Secrets Manager", name)
 	}
 
-	// A partial ARN (no random suffix) matches the suffix only.
+	// The ARN is given without the random suffix: -?????? matches it.
 	p := synth(t, partialSecret)
 	assert.Contains(t, p.identityStatements()[p.roleOf(t, "connect")],
 		statement{Effect: "Allow", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []any{partialSecret["jwtSecretArn"] + "-??????"}})
+	assert.Equal(t, partialSecret["jwtSecretArn"], p.env(t, "connect")[config.EnvJWTSecretARN], "the functions read it by that ARN")
 }
 
 func TestStack_PublicKeyAlgorithmsNeedNoSecret(t *testing.T) {
@@ -781,7 +823,59 @@ func TestStack_AlarmsCoverFailureModes(t *testing.T) {
 		map[string]any{"Name": "Stage", "Value": "dev"},
 		map[string]any{"Name": "Function", "Value": "broadcast"},
 	}, failed["Dimensions"])
-	assert.Len(t, alarms, 11)
+
+	// The table stream's mapping: its lag and lifecycle events' failures.
+	broadcastID, _ := s.function(t, "broadcast")
+	age, ok := alarms["wsgate-dev-stream-iterator-age"]
+	require.True(t, ok, "the stream mapping's iterator age")
+	assert.Equal(t, "AWS/Lambda", age["Namespace"])
+	assert.Equal(t, "IteratorAge", age["MetricName"])
+	assert.Equal(t, "Maximum", age["Statistic"])
+	assert.Equal(t, []any{map[string]any{"Name": "FunctionName", "Value": ref(broadcastID)}}, age["Dimensions"])
+	assert.Equal(t, float64(60_000), age["Threshold"], "a minute behind, in milliseconds")
+	assertEMFAlarm(t, alarms, "wsgate-dev-lifecycle-events-failed", "LifecycleEventsFailed", "dev")
+	assert.NotContains(t, alarms, "wsgate-dev-presence-failed", "no presence topics")
+	assert.Len(t, alarms, 13)
+}
+
+func assertEMFAlarm(t *testing.T, alarms map[string]map[string]any, name, metric, stage string) {
+	t.Helper()
+	a, ok := alarms[name]
+	require.True(t, ok, name)
+	assert.Equal(t, metrics.Namespace, a["Namespace"])
+	assert.Equal(t, metric, a["MetricName"])
+	assert.Equal(t, "Sum", a["Statistic"])
+	assert.Equal(t, float64(1), a["Threshold"], "any failure")
+	assert.ElementsMatch(t, []any{
+		map[string]any{"Name": "Stage", "Value": stage},
+		map[string]any{"Name": "Function", "Value": "broadcast"},
+	}, a["Dimensions"], "the dimensions broadcast's EMF lines carry")
+}
+
+// The stream alarms follow what the mapping feeds: presence failures
+// with presence topics, none of the three without a mapping.
+func TestStack_StreamAlarmsFollowLifecycleAndPresence(t *testing.T) {
+	names := func(s *synthesized) map[string]map[string]any {
+		out := map[string]map[string]any{}
+		for _, a := range s.resources("AWS::CloudWatch::Alarm") {
+			out[props(a)["AlarmName"].(string)] = props(a)
+		}
+		return out
+	}
+	both := names(synth(t, map[string]string{"presenceTopics": "room.*"}))
+	assertEMFAlarm(t, both, "wsgate-dev-lifecycle-events-failed", "LifecycleEventsFailed", "dev")
+	assertEMFAlarm(t, both, "wsgate-dev-presence-failed", "PresenceFailed", "dev")
+	assert.Contains(t, both, "wsgate-dev-stream-iterator-age")
+
+	presence := names(synth(t, map[string]string{"lifecycleEvents": "false", "presenceTopics": "room.*"}))
+	assert.Contains(t, presence, "wsgate-dev-stream-iterator-age")
+	assert.Contains(t, presence, "wsgate-dev-presence-failed")
+	assert.NotContains(t, presence, "wsgate-dev-lifecycle-events-failed")
+
+	off := names(synth(t, map[string]string{"lifecycleEvents": "false"}))
+	for _, name := range []string{"wsgate-dev-stream-iterator-age", "wsgate-dev-lifecycle-events-failed", "wsgate-dev-presence-failed"} {
+		assert.NotContains(t, off, name, "no stream mapping")
+	}
 }
 
 func TestStack_AlarmEmailGetsEveryAlarm(t *testing.T) {
@@ -813,6 +907,7 @@ func TestStack_DashboardShowsTrafficDeliveriesAndQueues(t *testing.T) {
 		`\"FanoutDuration\"`, `\"EventAge\"`,
 		`\"AWS/Lambda\",\"Duration\"`, `\"AWS/Lambda\",\"Errors\"`, `\"AWS/Lambda\",\"Throttles\"`,
 		`\"AWS/SQS\",\"ApproximateNumberOfMessagesVisible\"`, `\"alarms\"`,
+		`\"AWS/Lambda\",\"IteratorAge\"`, `\"LifecycleEventsFailed\"`, `\"PresenceFailed\"`,
 	} {
 		assert.Contains(t, body, m)
 	}

@@ -1,7 +1,7 @@
 // Package eventbus emulates Amazon EventBridge's PutEvents on one machine:
 // AWS JSON 1.1 requests with AWS's limits, entry validation and per-entry
-// results; buses; rules whose event patterns use exact strings and exists
-// (all the stack's rules need; other operators are refused); and
+// results; buses; rules whose event patterns use exact strings, prefix and
+// exists (package eventpattern; other operators are refused); and
 // asynchronous delivery to Lambda targets, retried on Lambda's schedule
 // for asynchronous invocations, as EventBridge invokes Lambda.
 //
@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/shared/backoff"
+	"github.com/wsgate/wsgate/localstack/eventpattern"
 )
 
 // The region and account events carry.
@@ -109,7 +110,7 @@ type Service struct {
 
 type compiledRule struct {
 	Rule
-	pattern pattern
+	pattern eventpattern.Pattern
 	// started is the highest number (Service.accepted) of an event whose
 	// delivery to this rule has started.
 	started *atomic.Uint64
@@ -154,10 +155,10 @@ func (s *Service) CreateBus(name string) {
 }
 
 // PutRule adds a rule. Its pattern may match fields with lists of exact
-// strings and {"exists": bool}, and nest objects; anything else is an
-// error.
+// strings, {"prefix": string} and {"exists": bool}, and nest objects;
+// anything else is an error (package eventpattern).
 func (s *Service) PutRule(r Rule) error {
-	p, err := parsePattern(r.Pattern)
+	p, err := eventpattern.Compile(r.Pattern)
 	if err != nil {
 		return fmt.Errorf("eventbus: rule %s: %w", r.Name, err)
 	}
@@ -183,7 +184,7 @@ func (s *Service) targets(bus string, event map[string]any) ([]compiledRule, boo
 	defer s.mu.RUnlock()
 	var out []compiledRule
 	for _, r := range s.rules {
-		if r.Bus == bus && r.pattern.match(event) {
+		if r.Bus == bus && r.pattern.Match(event) {
 			out = append(out, r)
 		}
 	}

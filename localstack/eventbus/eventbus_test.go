@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wsgate/wsgate/localstack/eventpattern"
 	"github.com/wsgate/wsgate/shared/publish"
 )
 
@@ -128,59 +129,13 @@ func TestDelivery_RetriesThenDeadLetters(t *testing.T) {
 	assert.Equal(t, int64(4), s.Stats().Retried.Load(), "two for each rule")
 }
 
-func TestPattern_MatchesExactStringsExistsAndNestedObjects(t *testing.T) {
-	ev := map[string]any{"source": "a.b", "detail-type": "wsgate.revoke", "detail": map[string]any{"topic": "t", "n": 1.0, "tags": []any{"red", "blue"}}}
-	cases := []struct {
-		pattern string
-		want    bool
-	}{
-		{publish.RulePattern, true},
-		{publish.RevokeRulePattern, true},
-		{`{"detail-type":["wsgate.event"]}`, false},
-		{`{"detail":{"topic":[{"exists":false}]}}`, false},
-		{`{"detail":{"missing":[{"exists":false}]}}`, true},
-		{`{"detail":{"missing":[{"exists":true}]}}`, false},
-		{`{"detail":{"missing":["t"]}}`, false},
-		{`{"source":["a.b","c"]}`, true},
-		{`{"source":["c"]}`, false},
-		{`{"source":["c", {"exists":true}]}`, true},
-		{`{"detail":{"tags":["blue"]}}`, true},
-		{`{"detail":{"n":["1"]}}`, false},
-		{`{"detail":{"topic":["u"]}}`, false},
-		{`{"source":{"nested":["a.b"]}}`, false},
-		{`{"source":["a.b"],"detail":{"topic":["t"]}}`, true},
-	}
-	for _, c := range cases {
-		p, err := parsePattern(c.pattern)
-		require.NoError(t, err, c.pattern)
-		assert.Equal(t, c.want, p.match(ev), c.pattern)
-	}
-}
-
-func TestPattern_UnsupportedSyntaxIsRefusedNotIgnored(t *testing.T) {
-	for _, pattern := range []string{
-		`{"source":[{"prefix":"a."}]}`,
-		`{"source":[{"suffix":".b"}]}`,
-		`{"source":[{"anything-but":["a.b"]}]}`,
-		`{"source":[{"equals-ignore-case":"A.B"}]}`,
-		`{"detail":{"n":[{"numeric":[">",1]}]}}`,
-		`{"detail":{"n":[1]}}`,
-		`{"detail":{"flag":[true]}}`,
-		`{"detail":{"v":[null]}}`,
-		`{"detail":{"topic":[{"exists":true},{"exists":false}]}}`,
-		`{"detail":{"topic":[{"exists":true,"prefix":"a"}]}}`,
-		`{"source":[]}`,
-		`{"source":"a.b"}`,
-		`[]`,
-		`not json`,
-	} {
-		_, err := parsePattern(pattern)
-		assert.Error(t, err, pattern)
-	}
+// A rule whose pattern the local bus cannot evaluate is refused, not
+// matched wrongly (package eventpattern).
+func TestPutRule_UnsupportedPatternIsRefused(t *testing.T) {
 	s := New(Options{})
 	defer s.Close()
-	err := s.PutRule(Rule{Name: "r", Bus: "default", Pattern: `{"source":[{"prefix":"a."}]}`, Target: (&recorder{}).target})
-	assert.ErrorIs(t, err, errUnsupported)
+	err := s.PutRule(Rule{Name: "r", Bus: "default", Pattern: `{"source":[{"suffix":".b"}]}`, Target: (&recorder{}).target})
+	assert.ErrorIs(t, err, eventpattern.ErrUnsupported)
 }
 
 func TestServeHTTP_OperationsOtherThanPutEventsAreRefused(t *testing.T) {

@@ -29,6 +29,7 @@ import (
 	"github.com/wsgate/wsgate/localstack/dynamolocal"
 	"github.com/wsgate/wsgate/localstack/edge"
 	"github.com/wsgate/wsgate/localstack/eventbus"
+	"github.com/wsgate/wsgate/localstack/eventpattern"
 	"github.com/wsgate/wsgate/localstack/lambdahost"
 	"github.com/wsgate/wsgate/localstack/sqslocal"
 	"github.com/wsgate/wsgate/shared/config"
@@ -415,8 +416,10 @@ func (s *Stack) connectEvents(opts Options) error {
 	// shards run in parallel only as separate invocations (the CDK stack's
 	// event source mapping does the same).
 	// The table's stream, read as Lambda's event source mapping does,
-	// becomes connection lifecycle events (the CDK stack's mapping filters
-	// on the same connection meta items).
+	// becomes connection lifecycle events and presence's join and leave.
+	// The mapping applies the very filter strings the CDK stack deploys
+	// (store.StreamUse.Filters), evaluated as EventBridge patterns; like
+	// the CDK stack, no lifecycle events and no presence topics: no mapping.
 	streamCtx, stopStream := context.WithCancel(context.Background())
 	s.stopStream = stopStream
 	var presence []string // the presence topics' literal prefixes, as the CDK stack's filters
@@ -425,14 +428,25 @@ func (s *Stack) connectEvents(opts Options) error {
 			presence = append(presence, pat.LiteralPrefix())
 		}
 	}
-	if err := (dynamolocal.StreamMapping{
-		Endpoint: s.DynamoDBEndpoint, Table: opts.Table, Log: opts.Log,
-		Filter: func(raw json.RawMessage) bool { return store.MatchesStreamFilters(raw, presence) },
-		Invoke: func(ctx context.Context, payload []byte) error {
-			_, err := s.Host.Invoke(ctx, FnBroadcast, payload)
-			return err
-		},
-	}).Start(streamCtx); err != nil {
+	use := store.StreamUse{Lifecycle: true, PresencePrefixes: presence}
+	if on, err := strconv.ParseBool(s.fnEnv[config.EnvLifecycleEvents]); err == nil {
+		use.Lifecycle = on
+	}
+	filters, err := eventpattern.CompileAny(use.Filters())
+	if err != nil {
+		return fmt.Errorf("the stream mapping's filters: %w", err)
+	}
+	if len(filters) > 0 {
+		err = dynamolocal.StreamMapping{
+			Endpoint: s.DynamoDBEndpoint, Table: opts.Table, Log: opts.Log,
+			Filter: func(raw json.RawMessage) bool { return filters.MatchJSON(raw) },
+			Invoke: func(ctx context.Context, payload []byte) error {
+				_, err := s.Host.Invoke(ctx, FnBroadcast, payload)
+				return err
+			},
+		}.Start(streamCtx)
+	}
+	if err != nil {
 		return fmt.Errorf("the table's stream: %w", err)
 	}
 	s.stopESM = s.SQS.AddEventSource(sqslocal.EventSourceMapping{

@@ -43,42 +43,71 @@ func (r StreamRecord) ByTTL() bool {
 	return r.UserIdentity != nil && r.UserIdentity.Type == "Service" && r.UserIdentity.PrincipalID == "dynamodb.amazonaws.com"
 }
 
-// StreamFilter is the event source mapping's filter of connection meta
-// items (other items are not invoked for, nor paid);
-// SubscriptionStreamFilter adds the index entries of the subscriptions to
-// the topics under prefix (presence's join and leave).
-const StreamFilter = `{"dynamodb":{"Keys":{"` + SortKey + `":{"S":["` + skMeta + `"]}}}}`
-
-// SubscriptionStreamFilter is the filter of the subscription index entries
-// of topics beginning with prefix (a presence pattern's literal prefix).
-func SubscriptionStreamFilter(prefix string) string {
-	b, _ := json.Marshal(prefixPattern + prefix)
-	return `{"dynamodb":{"Keys":{"` + PartitionKey + `":{"S":[{"prefix":` + string(b) + `}]}}}}`
+// StreamUse is what the broadcast function takes from the table's stream:
+// connection lifecycle events, presence's join and leave, or both.
+type StreamUse struct {
+	Lifecycle bool
+	// PresencePrefixes are the presence topics' literal prefixes.
+	PresencePrefixes []string
 }
 
-// MatchesStreamFilters applies StreamFilter and SubscriptionStreamFilter
-// of each of the presence prefixes, as the event source mapping does:
-// whether a record is of a connection's meta item or of the index entry of
-// a subscription to a topic under one of the prefixes.
-func MatchesStreamFilters(raw json.RawMessage, presencePrefixes []string) bool {
-	var r StreamRecord
-	if json.Unmarshal(raw, &r) != nil {
-		return false
+// Filters are the filters of the event source mapping that feeds the
+// table's stream to the broadcast function: Lambda's event filtering, in
+// EventBridge's pattern syntax (the CDK stack deploys these strings and
+// the local stack evaluates the same ones); a record passes when one of
+// them matches, and none means no mapping. They pass only what the
+// function acts on, since every record passed is an invocation paid for:
+//
+//   - a connection opened at the handshake: the INSERT of a connection's
+//     meta item that is not pending;
+//   - a connection closed: the REMOVE of a meta item that was not pending
+//     ($disconnect, a post that found it gone, or its TTL);
+//   - a pending connection opened by an auth message: the MODIFY whose old
+//     image is pending and whose new one is not;
+//   - for presence, the INSERT and REMOVE of the subscription index
+//     entries of topics under the prefixes, all of them alternatives of
+//     one filter (Lambda takes 5 filters a mapping).
+//
+// Every other write passes none: the meta item's updates by each client
+// frame (command counting, subscription counts, replay allowance, token
+// refresh), a pending connection coming and going, and the MODIFY of an
+// index entry, which a subscription re-put with new filters or presence
+// flag writes: its topic, connection and identity are those of the INSERT
+// that put the connection in the roster, and the roster's ADD is
+// idempotent, so folding it would change nothing.
+func (u StreamUse) Filters() []string {
+	var filters []string
+	if u.Lifecycle {
+		connection := map[string]any{
+			PartitionKey: map[string]any{"S": []any{map[string]any{"prefix": prefixConn}}},
+			SortKey:      map[string]any{"S": []any{skMeta}},
+		}
+		pending := func(is bool) map[string]any {
+			return map[string]any{attrPending: map[string]any{"N": []any{map[string]any{"exists": is}}}}
+		}
+		filters = append(filters,
+			streamFilter([]string{"INSERT"}, map[string]any{"Keys": connection, "NewImage": pending(false)}),
+			streamFilter([]string{"REMOVE"}, map[string]any{"Keys": connection, "OldImage": pending(false)}),
+			streamFilter([]string{"MODIFY"}, map[string]any{"Keys": connection, "OldImage": pending(true), "NewImage": pending(false)}))
 	}
-	sk, err := imageString(r.Dynamodb.Keys, SortKey)
-	if err != nil {
-		return false
-	}
-	if sk == skMeta {
-		return true
-	}
-	pk, _ := imageString(r.Dynamodb.Keys, PartitionKey)
-	for _, p := range presencePrefixes {
-		if strings.HasPrefix(pk, prefixPattern+p) {
-			return true
+	var topics []any
+	seen := map[string]bool{}
+	for _, p := range u.PresencePrefixes {
+		if !seen[p] {
+			seen[p] = true
+			topics = append(topics, map[string]any{"prefix": prefixPattern + p})
 		}
 	}
-	return false
+	if len(topics) > 0 {
+		filters = append(filters, streamFilter([]string{"INSERT", "REMOVE"},
+			map[string]any{"Keys": map[string]any{PartitionKey: map[string]any{"S": topics}}}))
+	}
+	return filters
+}
+
+func streamFilter(events []string, dynamodb map[string]any) string {
+	b, _ := json.Marshal(map[string]any{"eventName": events, "dynamodb": dynamodb}) // strings only: cannot fail
+	return string(b)
 }
 
 // Lifecycle is a connection opened or closed.

@@ -3,7 +3,6 @@ package store
 import (
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"testing"
 	"time"
 
@@ -137,17 +136,10 @@ func TestLifecycle_OtherItemsAndBadRecords(t *testing.T) {
 	_, ok, err := LifecycleOf(sub)
 	require.NoError(t, err)
 	assert.False(t, ok, "a subscription item")
-	assert.False(t, MatchesStreamFilters(mustJSON(t, sub), nil))
-	var entry StreamRecord
-	entry.EventName = "INSERT"
-	entry.Dynamodb.Keys = dynamoJSON(t, key(prefixPattern+"room.1", "c1"))
-	assert.True(t, MatchesStreamFilters(mustJSON(t, entry), []string{"room"}), "a presence topic's index entry")
-	assert.False(t, MatchesStreamFilters(mustJSON(t, entry), []string{"chat"}), "another topic's")
 
 	var meta StreamRecord
 	meta.EventName = "INSERT"
 	meta.Dynamodb.Keys = dynamoJSON(t, key(connPK("c1"), skMeta))
-	assert.True(t, MatchesStreamFilters(mustJSON(t, meta), nil))
 	_, _, err = LifecycleOf(meta)
 	assert.ErrorContains(t, err, "NEW_AND_OLD_IMAGES", "a stream without images is a configuration error")
 
@@ -175,13 +167,6 @@ func TestAttributeFromJSON_EveryType(t *testing.T) {
 		_, err := attributeFromJSON(json.RawMessage(bad))
 		assert.Error(t, err, bad)
 	}
-}
-
-func mustJSON(t *testing.T, v any) json.RawMessage {
-	t.Helper()
-	b, err := json.Marshal(v)
-	require.NoError(t, err, fmt.Sprint(v))
-	return b
 }
 
 func TestSubscriptionChangeOf_ReadsIndexEntriesOfExactTopics(t *testing.T) {
