@@ -231,13 +231,22 @@ func (s *Store) takePlaces(ctx context.Context, id string, first types.TransactW
 		for _, cl := range claims {
 			items = append(items, s.take(cl, id)...)
 		}
+		// The ban checks follow the takes, so fullClaim finds each take at
+		// 1+2i.
+		checked := len(items)
+		for _, cl := range claims {
+			items = append(items, s.banChecks(cl.t.pk, cl.bans)...)
+		}
 		_, err := s.transactGiving(ctx, items, gives)
 		reasons, _ := cancelReasons(err)
+		if anyFailed(reasons, checked, len(items)-checked) {
+			return ErrRevoked
+		}
 		full := fullClaim(reasons, claims, 1)
 		if full < 0 {
 			return err
 		}
-		freed, err := s.reclaim(ctx, claims[full].t, claims[full].bans)
+		freed, err := s.reclaim(ctx, claims[full].t)
 		if err != nil {
 			return err
 		}

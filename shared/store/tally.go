@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -110,7 +109,7 @@ type claim struct {
 	exp   time.Time // when its holder expires
 	limit int       // 0: counted, not capped
 	err   error     // the refusal when the cap is full
-	// bans are the counter's revocation attributes that refuse the take
+	// bans are the ban items (sort keys under t.pk) that refuse the take
 	// while they hold a time not yet past (see revoke.go).
 	bans []string
 }
@@ -118,7 +117,8 @@ type claim struct {
 var tallyNames = map[string]string{"#n": attrCount, "#v": attrCountRev, "#ttl": TTLAttribute}
 
 // take is the transaction items that take cl's place for holder: the
-// counter (refused when full), then a new slot.
+// counter (refused when full), then a new slot. The checks of cl's bans
+// are not among them (see takePlaces).
 func (s *Store) take(cl claim, holder string) []types.TransactWriteItem {
 	counter := &types.Update{
 		TableName:                s.table,
@@ -133,10 +133,6 @@ func (s *Store) take(cl claim, holder string) []types.TransactWriteItem {
 	if cl.limit > 0 {
 		cond = append(cond, "(attribute_not_exists(#n) OR #n < :cap)")
 		counter.ExpressionAttributeValues[":cap"] = nv(int64(cl.limit))
-	}
-	if len(cl.bans) > 0 {
-		counter.ExpressionAttributeNames = maps.Clone(tallyNames)
-		cond = append(cond, s.notBanned(cl.bans, counter.ExpressionAttributeNames, counter.ExpressionAttributeValues))
 	}
 	if len(cond) > 0 {
 		counter.ConditionExpression = aws.String(strings.Join(cond, " AND "))
@@ -231,9 +227,7 @@ func liveRefs(item map[string]types.AttributeValue, now time.Time) bool {
 // (their $disconnect never came) and sets the count to the slots left,
 // unless the tally changed meanwhile. It reports whether the count went
 // down, or the tally changed: either way a refused take may try again.
-// A counter that refused because of a revocation among bans answers
-// ErrRevoked instead.
-func (s *Store) reclaim(ctx context.Context, t tally, bans []string) (bool, error) {
+func (s *Store) reclaim(ctx context.Context, t tally) (bool, error) {
 	now := s.now()
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: s.table, Key: key(t.pk, t.counter), ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: total,
@@ -244,9 +238,6 @@ func (s *Store) reclaim(ctx context.Context, t tally, bans []string) (bool, erro
 	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
 	if out.Item == nil {
 		return false, nil
-	}
-	if banned(out.Item, bans, now) {
-		return false, ErrRevoked
 	}
 	// The counter is read before the slots: a slot taken or given back
 	// after this read changes v, and the write below is refused.
@@ -365,7 +356,7 @@ func (s *Store) holdPattern(ctx context.Context, cl claim, conn string) (bool, e
 		case ok && reasonIs(reasons, 1, "ConditionalCheckFailed"):
 			// Another connection of the principal took it just now: hold it.
 		case ok && reasonIs(reasons, 0, "ConditionalCheckFailed"):
-			freed, err := s.reclaim(ctx, cl.t, nil)
+			freed, err := s.reclaim(ctx, cl.t)
 			if err != nil {
 				return false, err
 			}
