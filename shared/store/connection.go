@@ -573,11 +573,15 @@ func (s *Store) letGo(ctx context.Context, id string, p auth.Principal, patterns
 	return errors.Join(errs...)
 }
 
-// CountConnections counts the live connections of the principal whose
-// direct topic is direct (its own connections only: a principal that
-// subscribes to someone's direct topic does not count as them).
-func (s *Store) CountConnections(ctx context.Context, direct topic.Pattern) (int, error) {
-	return s.countLive(ctx, connTally(prefixTally+direct.String()))
+// CountConnections counts the live connections of a principal (its own
+// connections only: a principal that subscribes to someone's direct topic
+// does not count as them).
+func (s *Store) CountConnections(ctx context.Context, id auth.Identity) (int, error) {
+	pk, ok := principalKey(auth.Principal{Identity: id})
+	if !ok {
+		return 0, errors.New("store: count connections: an anonymous principal is not counted")
+	}
+	return s.countLive(ctx, connTally(pk))
 }
 
 // queryAll runs a query to its end, calling fn for each item.

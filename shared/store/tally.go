@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"strconv"
 	"strings"
@@ -23,9 +25,9 @@ import (
 //	N#<key>  W#<pattern>  one of them: refs {conn: expiry} of the
 //	                      principal's connections subscribed to it
 //
-// key is a principal's direct topic (its unique, encoded name),
-// "ip#<address>" for the connections waiting to authenticate from one
-// address, or "pending" for all of those.
+// key is "p#<hash>" for a principal (principalKey), "ip#<address>" for
+// the connections waiting to authenticate from one address, or "pending"
+// for all of those.
 //
 // Taking a place adds a slot and increments n, on the condition that n is
 // below the cap; giving it back deletes the slot, on the condition that it
@@ -45,6 +47,8 @@ const (
 	skWildSlot   = "W#"
 	tallyPending = "pending"
 	tallyIP      = "ip#"
+	// tallyPrincipal prefixes a principal's key (principalKey).
+	tallyPrincipal = "p#"
 )
 
 // Tally attribute names.
@@ -92,14 +96,22 @@ func wildTally(p auth.Principal) (tally, bool) {
 	return tally{pk: k, counter: skWildCount, slots: skWildSlot}, ok
 }
 
-// principalKey is the partition of a principal's tallies; false for
-// principals that are not counted (anonymous ones).
+// principalKey is the partition of a principal's tallies and bans,
+// N#p#<SHA-256 of "<ptype>:<sub>", base64url>: bounded whatever the sub (a
+// direct topic, the key this used to be, could not be formed for a long
+// sub, and such a principal had no caps and could not be revoked). A ptype
+// never holds a colon. False for principals that are not counted
+// (anonymous ones).
 func principalKey(p auth.Principal) (string, bool) {
-	d, ok := p.DirectTopic()
-	if !ok {
+	if p.Anonymous || p.Sub == "" {
 		return "", false
 	}
-	return prefixTally + d.String(), true
+	ptype := p.Type
+	if ptype == "" {
+		ptype = auth.DefaultPrincipalType
+	}
+	h := sha256.Sum256([]byte(ptype + ":" + p.Sub))
+	return prefixTally + tallyPrincipal + base64.RawURLEncoding.EncodeToString(h[:]), true
 }
 
 // claim is a place a write takes in a tally.
