@@ -26,8 +26,9 @@ import (
 //	                      principal's connections subscribed to it
 //
 // key is "p#<hash>" for a principal (principalKey), "ip#<address>" for
-// the connections waiting to authenticate from one address, or "pending"
-// for all of those.
+// the connections waiting to authenticate from one address, "pending" for
+// all of those, or "anon#<address>" for the anonymous connections open
+// from one address.
 //
 // Taking a place adds a slot and increments n, on the condition that n is
 // below the cap; giving it back deletes the slot, on the condition that it
@@ -47,6 +48,9 @@ const (
 	skWildSlot   = "W#"
 	tallyPending = "pending"
 	tallyIP      = "ip#"
+	// tallyAnonIP prefixes the address of the anonymous connections
+	// open from it.
+	tallyAnonIP = "anon#"
 	// tallyPrincipal prefixes a principal's key (principalKey).
 	tallyPrincipal = "p#"
 )
@@ -76,10 +80,11 @@ const (
 
 // Which cap refused a write. Each is an ErrLimit.
 var (
-	ErrConnectionLimit = fmt.Errorf("%w: connections per principal", ErrLimit)
-	ErrPendingIPLimit  = fmt.Errorf("%w: connections waiting to authenticate from one address", ErrLimit)
-	ErrPendingLimit    = fmt.Errorf("%w: connections waiting to authenticate", ErrLimit)
-	ErrWildcardLimit   = fmt.Errorf("%w: distinct wildcard patterns per principal", ErrLimit)
+	ErrConnectionLimit  = fmt.Errorf("%w: connections per principal", ErrLimit)
+	ErrPendingIPLimit   = fmt.Errorf("%w: connections waiting to authenticate from one address", ErrLimit)
+	ErrPendingLimit     = fmt.Errorf("%w: connections waiting to authenticate", ErrLimit)
+	ErrAnonymousIPLimit = fmt.Errorf("%w: anonymous connections from one address", ErrLimit)
+	ErrWildcardLimit    = fmt.Errorf("%w: distinct wildcard patterns per principal", ErrLimit)
 )
 
 // tally is one capped count: its counter item and the slots it counts.
