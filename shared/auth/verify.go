@@ -31,7 +31,7 @@ const (
 	// maxPTypeSegment bounds a ptype as a topic segment (percent-encoded),
 	// so every principal's direct topic fits (see topic.Direct).
 	maxPTypeSegment = 64
-	leeway         = time.Second // clock skew allowed on exp, nbf and iat
+	leeway          = time.Second // clock skew allowed on exp, nbf and iat
 )
 
 // StringList is a claim that may be a string or a list of strings.
