@@ -126,6 +126,7 @@ var functionSettings = []struct {
 	{"maxWildcards", config.EnvMaxWildcards, integer},
 	{"maxPendingPerIp", config.EnvMaxPendingPerIP, integer},
 	{"maxPending", config.EnvMaxPending, integer},
+	{"maxAnonymousPerIp", config.EnvMaxAnonymousPerIP, integer},
 	{"frameStoreCalls", config.EnvFrameStoreCalls, integer},
 	{"maxReplayBytes", config.EnvMaxReplayBytes, integer},
 	{"maxReplayBytesPerMinute", config.EnvMaxReplayBytesPerMinute, integer},

@@ -19,7 +19,6 @@ import (
 	"github.com/wsgate/wsgate/localstack/stacktest"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/store"
-	"github.com/wsgate/wsgate/shared/topic"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
@@ -170,7 +169,7 @@ func TestOpenTera_ClientThatStopsAnsweringIsDetectedAndRemoved(t *testing.T) {
 	alive := mustDial(t, login(t, s, time.Now(), "participant", partP1, "project-1"))
 	silent := mustDial(t, login(t, s, time.Now(), "participant", partP2, "project-1"))
 	count := func(p string) int {
-		n, err := st.CountConnections(context.Background(), topic.MustPattern("direct.participant."+p))
+		n, err := st.CountConnections(context.Background(), auth.Identity{Type: "participant", Sub: p})
 		require.NoError(t, err)
 		return n
 	}

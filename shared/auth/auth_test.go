@@ -93,6 +93,24 @@ func TestVerify_ClaimsToPrincipal(t *testing.T) {
 	assert.Equal(t, []string{"solo"}, p.Orgs)
 }
 
+// Issue 23: every principal must have a direct topic, so a ptype is bounded
+// as a topic segment (a sub too long for one is hashed; see topic.Direct).
+func TestVerify_APTypeTooLongForADirectTopicIsRefused(t *testing.T) {
+	m, v := hsPair(t)
+	for ptype, ok := range map[string]bool{strings.Repeat("d", 64): true, strings.Repeat("d", 65): false, strings.Repeat(".", 22): false} {
+		tok, err := m.Token(Grant{Sub: strings.Repeat(".", 200), Type: ptype})
+		require.NoError(t, err)
+		p, err := v.Verify(context.Background(), tok)
+		if !ok {
+			assert.ErrorIs(t, err, ErrInvalidToken, ptype)
+			continue
+		}
+		require.NoError(t, err, ptype)
+		_, has := p.DirectTopic()
+		assert.True(t, has, ptype)
+	}
+}
+
 func TestVerify_TicketIsMarkedSingleUse(t *testing.T) {
 	m, v := hsPair(t)
 	tk, err := m.Ticket(Grant{Sub: "u1", TTL: time.Hour})

@@ -28,7 +28,10 @@ var (
 const (
 	maxClaimList   = 100
 	maxClaimString = 256
-	leeway         = time.Second // clock skew allowed on exp, nbf and iat
+	// maxPTypeSegment bounds a ptype as a topic segment (percent-encoded),
+	// so every principal's direct topic fits (see topic.Direct).
+	maxPTypeSegment = 64
+	leeway          = time.Second // clock skew allowed on exp, nbf and iat
 )
 
 // StringList is a claim that may be a string or a list of strings.
@@ -272,6 +275,9 @@ func (c Claims) principal() (Principal, error) {
 	if strings.Contains(p.Type, ":") {
 		// Audience subs entries are "<ptype>:<sub>", split at the first colon.
 		return Principal{}, fmt.Errorf("claim ptype %q holds a colon", p.Type)
+	}
+	if n := len(topic.EncodeSegment(p.Type)); n > maxPTypeSegment {
+		return Principal{}, fmt.Errorf("claim ptype is %d bytes as a topic segment; at most %d are accepted", n, maxPTypeSegment)
 	}
 	if p.Mode != "" && p.Mode != ModePush {
 		return Principal{}, fmt.Errorf("claim mode %q is not %q", p.Mode, ModePush)

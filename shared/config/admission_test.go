@@ -13,6 +13,7 @@ func TestLoad_AdmissionCaps(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, DefaultMaxPendingPerIP, c.MaxPendingPerIP)
 	assert.Equal(t, DefaultMaxPending, c.MaxPending)
+	assert.Equal(t, DefaultMaxAnonymousPerIP, c.MaxAnonymousPerIP)
 	assert.Equal(t, DefaultMaxWildcards, c.Limits.MaxWildcards)
 
 	with := func(kv ...string) map[string]string {
@@ -26,11 +27,12 @@ func TestLoad_AdmissionCaps(t *testing.T) {
 		return m
 	}
 	c, err = Load(env(with(EnvMaxPendingPerIP, "3", EnvMaxPending, "50", EnvMaxWildcards, "7",
-		EnvProfiles, `{"watcher":{"max_wildcards":100}}`)))
+		EnvMaxAnonymousPerIP, "4", EnvProfiles, `{"watcher":{"max_wildcards":100}}`)))
 	require.NoError(t, err)
 	assert.Equal(t, 3, c.MaxPendingPerIP)
 	assert.Equal(t, 50, c.MaxPending)
 	assert.Equal(t, 7, c.Limits.MaxWildcards)
+	assert.Equal(t, 4, c.MaxAnonymousPerIP)
 	l, err := c.LimitsFor("watcher")
 	require.NoError(t, err)
 	assert.Equal(t, 100, l.MaxWildcards, "a profile may raise it")
@@ -42,6 +44,7 @@ func TestLoad_AdmissionCaps(t *testing.T) {
 	}{
 		{"per-address cap of zero", with(EnvMaxPendingPerIP, "0"), EnvMaxPendingPerIP + ": 0 is outside 1..1000"},
 		{"per-address cap above the total", with(EnvMaxPendingPerIP, "20", EnvMaxPending, "10"), EnvMaxPendingPerIP + ": 20 is outside 1..10 (" + EnvMaxPending + ")"},
+		{"anonymous per-address cap of zero", with(EnvMaxAnonymousPerIP, "0"), EnvMaxAnonymousPerIP + ": 0 is outside 1..100000"},
 		{"total cap of zero", with(EnvMaxPending, "0"), EnvMaxPending + ": 0 is outside 1..1000000"},
 		{"not a number", with(EnvMaxPending, "lots"), EnvMaxPending},
 		{"wildcards of zero", with(EnvMaxWildcards, "0"), EnvMaxWildcards + ": 0 is outside 1..1000"},

@@ -68,6 +68,7 @@ const (
 	EnvMaxWildcards               = "WSGATE_MAX_WILDCARDS"
 	EnvMaxPendingPerIP            = "WSGATE_MAX_PENDING_PER_IP"
 	EnvMaxPending                 = "WSGATE_MAX_PENDING"
+	EnvMaxAnonymousPerIP          = "WSGATE_MAX_ANONYMOUS_PER_IP"
 	EnvMaxBatch                   = "WSGATE_MAX_BATCH"
 	EnvProfiles                   = "WSGATE_PROFILES"
 
@@ -103,6 +104,7 @@ const (
 	DefaultMaxWildcards               = 20
 	DefaultMaxPendingPerIP            = 10
 	DefaultMaxPending                 = 1000
+	DefaultMaxAnonymousPerIP          = 20
 	DefaultMaxBatch                   = 50
 	DefaultHistoryRetention           = 24 * time.Hour
 	// DefaultEventLease: how long an event or shard stays claimed by an
@@ -194,6 +196,11 @@ type Config struct {
 	// place until it authenticates, closes or its AuthDeadline passes.
 	MaxPendingPerIP int
 	MaxPending      int
+	// MaxAnonymousPerIP bounds the anonymous (token-less, scoped)
+	// connections open from one source address: $connect answers 429
+	// beyond it. A connection holds its place until it closes or its
+	// record expires.
+	MaxAnonymousPerIP int
 
 	Limits   Limits
 	Profiles map[string]Limits
@@ -261,6 +268,7 @@ func Load(getenv func(string) string) (Config, error) {
 		AuthDeadline:        r.duration(EnvAuthDeadline, DefaultAuthDeadline),
 		MaxPendingPerIP:     r.integer(EnvMaxPendingPerIP, DefaultMaxPendingPerIP),
 		MaxPending:          r.integer(EnvMaxPending, DefaultMaxPending),
+		MaxAnonymousPerIP:   r.integer(EnvMaxAnonymousPerIP, DefaultMaxAnonymousPerIP),
 		Limits: Limits{
 			MaxMessageBytes:            r.integer(EnvMaxMessageBytes, DefaultMaxMessageBytes),
 			MessagesPerSecond:          r.integer(EnvMessagesPerSecond, DefaultMessagesPerSecond),
@@ -389,6 +397,7 @@ func (c Config) validateLimits(p *problems) {
 	if c.MaxPendingPerIP < 1 || c.MaxPendingPerIP > c.MaxPending {
 		p.bad(EnvMaxPendingPerIP, "%d is outside 1..%d (%s)", c.MaxPendingPerIP, c.MaxPending, EnvMaxPending)
 	}
+	p.ints(EnvMaxAnonymousPerIP, c.MaxAnonymousPerIP, 1, 100000)
 	p.durations(EnvFrameBudget, c.FrameBudget, 100*time.Millisecond, 12*time.Second, "1.5 times it must fit API Gateway's 29 s timeout")
 	p.ints(EnvFrameStoreCalls, c.FrameStoreCalls, 10, 10000)
 	// One replayed event (a 128 KB payload, base64 in an envelope) must

@@ -84,7 +84,7 @@ func TestConnect_WatchingSomeonesDirectTopicDoesNotCountAsThem(t *testing.T) {
 	h.MustConnect("u1-a", tok, nil)
 	h.MustConnect("u1-b", tok, nil)
 	assert.Equal(t, http.StatusTooManyRequests, h.Connect("u1-c", map[string]string{"token": tok}, nil).StatusCode)
-	n, err := h.Store.CountConnections(context.Background(), topic.MustPattern("direct.user.u1"))
+	n, err := h.Store.CountConnections(context.Background(), auth.Identity{Type: "user", Sub: "u1"})
 	require.NoError(t, err)
 	assert.Equal(t, 2, n)
 }

@@ -23,8 +23,8 @@ import (
 // connection with its initial subscriptions. A refusal is an HTTP status
 // API Gateway returns to the client instead of upgrading: 400 bad query,
 // 401 no or bad token, 403 not allowed or revoked, 404 scope has no state,
-// 429 too many connections (for the principal, or waiting to authenticate
-// from the address or in all).
+// 429 too many connections (for the principal, waiting to authenticate
+// from the address or in all, or anonymous from the address).
 func (g *Gateway) Connect(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	rc := req.RequestContext
 	log := g.log.With("connection_id", rc.ConnectionID, "request_id", rc.RequestID, "route", "$connect")
@@ -190,6 +190,7 @@ func (g *Gateway) admitConnection(ctx context.Context, conn *store.Connection, s
 	// The store enforces the caps in the transaction that writes the
 	// record: a count read first would admit every concurrent handshake.
 	conn.MaxPendingPerIP, conn.MaxPending = g.cfg.MaxPendingPerIP, g.cfg.MaxPending
+	conn.MaxAnonymousPerIP = g.cfg.MaxAnonymousPerIP
 	// The 410 window of a post racing $connect counts from here, when the
 	// record exists, not from the handshake's start (a JWKS fetch may
 	// have taken seconds).
@@ -289,8 +290,13 @@ func (g *Gateway) schedule(ctx context.Context, log *slog.Logger, conn store.Con
 }
 
 // MetricTooManyPending counts handshakes refused because too many
-// connections wait to authenticate, from their address or in all.
-const MetricTooManyPending = "TooManyPendingConnections"
+// connections wait to authenticate, from their address or in all;
+// MetricTooManyAnonymous those refused because too many anonymous
+// connections are open from their address.
+const (
+	MetricTooManyPending   = "TooManyPendingConnections"
+	MetricTooManyAnonymous = "TooManyAnonymousConnections"
+)
 
 // capRefusal is why a cap refused a connection.
 type capRefusal struct {
@@ -307,6 +313,8 @@ func admissionRefusal(err error, c store.Connection) (capRefusal, bool) {
 		return capRefusal{"too many connections waiting to authenticate from this address", MetricTooManyPending, c.MaxPendingPerIP}, true
 	case errors.Is(err, store.ErrPendingLimit):
 		return capRefusal{"too many connections waiting to authenticate", MetricTooManyPending, c.MaxPending}, true
+	case errors.Is(err, store.ErrAnonymousIPLimit):
+		return capRefusal{"too many anonymous connections from this address", MetricTooManyAnonymous, c.MaxAnonymousPerIP}, true
 	}
 	return capRefusal{}, false
 }

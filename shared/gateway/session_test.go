@@ -271,8 +271,7 @@ func TestRevoke_NoHandshakeSlipsPastARevocationRacingIt(t *testing.T) {
 		assert.False(t, alive(t, h, id), "%s was admitted and is still open", id)
 	}
 	assert.GreaterOrEqual(t, refused, 12, "every handshake after the revocation is refused")
-	direct, _ := topic.Direct("user", "u1")
-	n, err := h.Store.CountConnections(context.Background(), direct)
+	n, err := h.Store.CountConnections(context.Background(), auth.Identity{Type: "user", Sub: "u1"})
 	require.NoError(t, err)
 	assert.Zero(t, n)
 	t.Logf("%d handshakes committed before the revocation and were closed by it, %d were refused", len(admitted), refused)

@@ -81,7 +81,7 @@ func TestConnectionCap_ConcurrentConnectsAdmitExactlyTheCap(t *testing.T) {
 	admitted, refused := f.putAll(t, conns, store.ErrConnectionLimit)
 	require.Len(t, admitted, 2)
 	assert.ErrorIs(t, store.ErrConnectionLimit, store.ErrLimit)
-	n, err := f.s.CountConnections(ctx, topic.MustPattern("direct.user.u1"))
+	n, err := f.s.CountConnections(ctx, auth.Identity{Type: "user", Sub: "u1"})
 	require.NoError(t, err)
 	assert.Equal(t, 2, n)
 	assert.Empty(t, f.leftovers(t, refused), "a refused connection writes nothing")
@@ -121,7 +121,7 @@ func TestConnectionCap_ExpiredConnectionNoLongerCounts(t *testing.T) {
 	f.now = f.now.Add(time.Hour + time.Second) // c1 expired, c2 has not
 	require.NoError(t, f.s.PutConnection(ctx, f.capped("c4", "u1", 2), nil), "c1's place is reclaimed")
 	assert.ErrorIs(t, f.s.PutConnection(ctx, f.capped("c5", "u1", 2), nil), store.ErrConnectionLimit, "c2 still counts")
-	n, err := f.s.CountConnections(ctx, topic.MustPattern("direct.user.u1"))
+	n, err := f.s.CountConnections(ctx, auth.Identity{Type: "user", Sub: "u1"})
 	require.NoError(t, err)
 	assert.Equal(t, 2, n)
 
@@ -145,7 +145,7 @@ func TestConnectionCap_WatcherOfADirectTopicDoesNotCount(t *testing.T) {
 
 	require.NoError(t, f.s.PutConnection(ctx, f.capped("u1-a", "u1", 2), []store.NewSubscription{{Pattern: direct}}))
 	require.NoError(t, f.s.PutConnection(ctx, f.capped("u1-b", "u1", 2), []store.NewSubscription{{Pattern: direct}}), "the admin is not one of u1's connections")
-	n, err := f.s.CountConnections(ctx, direct)
+	n, err := f.s.CountConnections(ctx, auth.Identity{Type: "user", Sub: "u1"})
 	require.NoError(t, err)
 	assert.Equal(t, 2, n)
 }

@@ -42,6 +42,10 @@ type Connection struct {
 	// admission settings, not stored.
 	MaxPendingPerIP int
 	MaxPending      int
+	// MaxAnonymousPerIP caps the anonymous connections (admitted without
+	// a token, not pending) PutConnection admits from SourceIP (0: no
+	// cap). An admission setting, not stored.
+	MaxAnonymousPerIP int
 }
 
 // PushOnly reports whether the connection ignores client commands other
@@ -74,8 +78,8 @@ const (
 func connPK(id string) string { return prefixConn + id }
 
 // claims are the places a new connection takes: among the pending ones
-// (from its address, and in all) while it waits to authenticate, or among
-// its principal's connections.
+// (from its address, and in all) while it waits to authenticate, among the
+// anonymous ones from its address, or among its principal's connections.
 func (c Connection) claims() []claim {
 	if c.Pending {
 		var out []claim
@@ -86,6 +90,12 @@ func (c Connection) claims() []claim {
 			out = append(out, claim{t: connTally(prefixTally + tallyPending), slot: c.ID, exp: c.AuthDeadline, limit: c.MaxPending, err: ErrPendingLimit})
 		}
 		return out
+	}
+	if c.Principal.Anonymous {
+		if c.SourceIP != "" && c.MaxAnonymousPerIP > 0 {
+			return []claim{{t: connTally(prefixTally + tallyAnonIP + c.SourceIP), slot: c.ID, exp: c.ExpiresAt, limit: c.MaxAnonymousPerIP, err: ErrAnonymousIPLimit}}
+		}
+		return nil
 	}
 	if pk, ok := principalKey(c.Principal); ok {
 		return []claim{{t: connTally(pk), slot: c.ID, exp: c.ExpiresAt, limit: c.Limits.MaxConnectionsPerPrincipal, err: ErrConnectionLimit, bans: bansOf(c.Principal)}}
@@ -185,7 +195,8 @@ func connectionFrom(item map[string]types.AttributeValue) (Connection, error) {
 // taking its places in the caps it is counted against (see claims) in the
 // same transaction as the record. A full cap is first reclaimed of places
 // whose holders expired, then refused with ErrConnectionLimit,
-// ErrPendingIPLimit or ErrPendingLimit, writing nothing. Subscriptions
+// ErrPendingIPLimit, ErrPendingLimit or ErrAnonymousIPLimit, writing
+// nothing. Subscriptions
 // counts the subscriptions; they are written after the record, so a
 // failure part-way leaves only items that expire with the connection's TTL.
 func (s *Store) PutConnection(ctx context.Context, c Connection, subs []NewSubscription) error {
@@ -231,13 +242,22 @@ func (s *Store) takePlaces(ctx context.Context, id string, first types.TransactW
 		for _, cl := range claims {
 			items = append(items, s.take(cl, id)...)
 		}
+		// The ban checks follow the takes, so fullClaim finds each take at
+		// 1+2i.
+		checked := len(items)
+		for _, cl := range claims {
+			items = append(items, s.banChecks(cl.t.pk, cl.bans)...)
+		}
 		_, err := s.transactGiving(ctx, items, gives)
 		reasons, _ := cancelReasons(err)
+		if anyFailed(reasons, checked, len(items)-checked) {
+			return ErrRevoked
+		}
 		full := fullClaim(reasons, claims, 1)
 		if full < 0 {
 			return err
 		}
-		freed, err := s.reclaim(ctx, claims[full].t, claims[full].bans)
+		freed, err := s.reclaim(ctx, claims[full].t)
 		if err != nil {
 			return err
 		}
@@ -564,11 +584,15 @@ func (s *Store) letGo(ctx context.Context, id string, p auth.Principal, patterns
 	return errors.Join(errs...)
 }
 
-// CountConnections counts the live connections of the principal whose
-// direct topic is direct (its own connections only: a principal that
-// subscribes to someone's direct topic does not count as them).
-func (s *Store) CountConnections(ctx context.Context, direct topic.Pattern) (int, error) {
-	return s.countLive(ctx, connTally(prefixTally+direct.String()))
+// CountConnections counts the live connections of a principal (its own
+// connections only: a principal that subscribes to someone's direct topic
+// does not count as them).
+func (s *Store) CountConnections(ctx context.Context, id auth.Identity) (int, error) {
+	pk, ok := principalKey(auth.Principal{Identity: id})
+	if !ok {
+		return 0, errors.New("store: count connections: an anonymous principal is not counted")
+	}
+	return s.countLive(ctx, connTally(pk))
 }
 
 // queryAll runs a query to its end, calling fn for each item.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,56 +14,66 @@ import (
 	"github.com/wsgate/wsgate/shared/auth"
 )
 
-// A backend revokes a principal, or one of its tokens, until a time. The
-// revocation lives on the principal's connection counter (N#<direct>
-// #COUNT), the item every connection of the principal takes a place in
-// within the transaction that writes it:
+// A backend revokes a principal, or one of its tokens, until a time. Each
+// revocation is an item of its own in the principal's tally partition
+// (N#<principal>, see tally.go), next to the connection counter and slots:
 //
-//	rv        until when every connection of the principal is refused (ms)
-//	j:<jti>   until when connections with that token id are refused (ms)
+//	#BAN          until: when every connection of the principal is refused (ms)
+//	#BAN#<jti>    until: when connections with that token id are refused (ms)
 //
-// So a handshake, an authentication or a token refresh that commits after
-// the revocation is refused by DynamoDB itself, and one that committed
-// before holds a slot the revocation's consistent query finds and closes:
-// no interleaving lets a connection through.
+// Its TTL follows its own until and only a later until moves it (later),
+// so nothing written after a ban (another revocation, a connection) can
+// make DynamoDB delete it early, as it did when the bans were attributes
+// of the counter whose TTL every write set.
+//
+// Every transaction that admits a connection of the principal (a
+// handshake, an authentication, a token refresh) checks the ban items it
+// is covered by: one that commits after the revocation is refused by
+// DynamoDB itself, and one that committed before holds a slot the
+// revocation's consistent query finds and closes. No interleaving lets a
+// connection through.
 const (
-	attrBanAll      = "rv"
-	attrBanTokenPfx = "j:"
-	// banTTLFloor keeps a counter holding a revocation readable at least
-	// this long past now, so it outlives the slots it counts.
-	banTTLFloor = 24 * time.Hour
+	skBan        = "#BAN"
+	attrBanUntil = "until"
+	// banGrace keeps a ban readable a while past its until: the check
+	// compares until with the clock, so this only spares the TTL a race.
+	banGrace = time.Hour
 )
 
-// bansOf names the revocation attributes that refuse principal p.
+// bansOf names the ban items (their sort keys) that refuse principal p.
 func bansOf(p auth.Principal) []string {
-	bans := []string{attrBanAll}
+	bans := []string{skBan}
 	if p.TokenID != "" {
-		bans = append(bans, attrBanTokenPfx+p.TokenID)
+		bans = append(bans, banKey(p.TokenID))
 	}
 	return bans
 }
 
-// notBanned is the condition that none of bans holds a time after now (a
-// conjunction of parenthesized terms),
-// adding its names (#b0, #b1...) and :now to names and values.
-func (s *Store) notBanned(bans []string, names map[string]string, values map[string]types.AttributeValue) string {
-	cond := ""
+// banKey is the sort key of the ban of one token id.
+func banKey(jti string) string { return skBan + "#" + jti }
+
+// banChecks are the transaction items that refuse a write while a ban
+// item of pk among bans holds a time after now.
+func (s *Store) banChecks(pk string, bans []string) []types.TransactWriteItem {
+	now := nv(s.now().UnixMilli())
+	out := make([]types.TransactWriteItem, len(bans))
 	for i, b := range bans {
-		n := "#b" + strconv.Itoa(i)
-		names[n] = b
-		if i > 0 {
-			cond += " AND "
-		}
-		cond += fmt.Sprintf("(attribute_not_exists(%s) OR %s <= :bannow)", n, n)
+		out[i] = types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
+			TableName:                 s.table,
+			Key:                       key(pk, b),
+			ConditionExpression:       aws.String("attribute_not_exists(#u) OR #u <= :now"),
+			ExpressionAttributeNames:  map[string]string{"#u": attrBanUntil},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":now": now},
+		}}
 	}
-	values[":bannow"] = nv(s.now().UnixMilli())
-	return cond
+	return out
 }
 
-// banned reports whether a counter item holds one of bans past now.
-func banned(item map[string]types.AttributeValue, bans []string, now time.Time) bool {
-	for _, b := range bans {
-		if getN(item, b) > now.UnixMilli() {
+// anyFailed reports whether a cancelled transaction's item at any of
+// [first, first+n) failed its condition.
+func anyFailed(reasons []types.CancellationReason, first, n int) bool {
+	for i := first; i < first+n; i++ {
+		if reasonIs(reasons, i, "ConditionalCheckFailed") {
 			return true
 		}
 	}
@@ -80,7 +89,7 @@ type Revocation struct {
 	Until     time.Time
 }
 
-// Revoke records r on the principal's counter, then returns the live
+// Revoke records r in its ban item, then returns the live
 // connections it covers (their records), for the caller to close. Repeating it is
 // harmless; a later Until extends an earlier one, an earlier one never
 // shortens it.
@@ -89,23 +98,21 @@ func (s *Store) Revoke(ctx context.Context, r Revocation) ([]Connection, error) 
 	if !ok {
 		return nil, errors.New("store: revoke: an anonymous principal cannot be revoked")
 	}
-	ban := attrBanAll
+	ban := skBan
 	if r.TokenID != "" {
-		ban = attrBanTokenPfx + r.TokenID
+		ban = banKey(r.TokenID)
 	}
-	until := r.Until.UnixMilli()
-	ttl := r.Until
-	if floor := s.now().Add(banTTLFloor); ttl.Before(floor) {
-		ttl = floor
-	}
+	// The item's TTL moves with its until, in the same conditional
+	// write: only ever later.
+	ttl := time.UnixMilli(r.Until.UnixMilli()).Add(banGrace + time.Second).Unix()
 	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                s.table,
-		Key:                      key(pk, skConnCount),
-		UpdateExpression:         aws.String("SET #b = :until, #ttl = :ttl"),
-		ConditionExpression:      aws.String("attribute_not_exists(#b) OR #b < :until"),
-		ExpressionAttributeNames: map[string]string{"#b": ban, "#ttl": TTLAttribute},
+		Key:                      key(pk, ban),
+		UpdateExpression:         aws.String("SET #u = :until, #ttl = :ttl"),
+		ConditionExpression:      aws.String("attribute_not_exists(#u) OR #u < :until"),
+		ExpressionAttributeNames: map[string]string{"#u": attrBanUntil, "#ttl": TTLAttribute},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":until": nv(until), ":ttl": nv(ttl.Add(counterGrace).Unix()),
+			":until": nv(r.Until.UnixMilli()), ":ttl": nv(ttl),
 		},
 		ReturnConsumedCapacity: total,
 	})
@@ -163,15 +170,8 @@ func (s *Store) Refresh(ctx context.Context, id string, p auth.Principal, expire
 	if err != nil {
 		return fmt.Errorf("store: encode principal: %w", err)
 	}
-	names, values := map[string]string{}, map[string]types.AttributeValue{}
-	check := &types.ConditionCheck{
-		TableName:                 s.table,
-		Key:                       key(pk, skConnCount),
-		ConditionExpression:       aws.String(s.notBanned(bansOf(p), names, values)),
-		ExpressionAttributeNames:  names,
-		ExpressionAttributeValues: values,
-	}
-	err = s.transact(ctx, []types.TransactWriteItem{
+	bans := bansOf(p)
+	err = s.transact(ctx, append([]types.TransactWriteItem{
 		{Update: &types.Update{
 			TableName:           s.table,
 			Key:                 key(connPK(id), skMeta),
@@ -181,14 +181,13 @@ func (s *Store) Refresh(ctx context.Context, id string, p auth.Principal, expire
 				":p": sv(string(enc)), ":texp": nv(expires.UnixMilli()),
 			},
 		}},
-		{ConditionCheck: check},
-	})
+	}, s.banChecks(pk, bans)...))
 	switch reasons, _ := cancelReasons(err); {
 	case err == nil:
 		return nil
 	case reasonIs(reasons, 0, "ConditionalCheckFailed"):
 		return ErrNotFound
-	case reasonIs(reasons, 1, "ConditionalCheckFailed"):
+	case anyFailed(reasons, 1, len(bans)):
 		return ErrRevoked
 	}
 	return fmt.Errorf("store: refresh %s: %w", id, err)

@@ -246,11 +246,11 @@ func TestCountConnections(t *testing.T) {
 	for i := range 3 {
 		require.NoError(t, f.s.PutConnection(ctx, f.conn(fmt.Sprintf("c%d", i), "u1"), []store.NewSubscription{{Pattern: d}}))
 	}
-	n, err := f.s.CountConnections(ctx, d)
+	n, err := f.s.CountConnections(ctx, auth.Identity{Type: "user", Sub: "u1"})
 	require.NoError(t, err)
 	assert.Equal(t, 3, n)
 	f.now = f.now.Add(3 * time.Hour)
-	n, err = f.s.CountConnections(ctx, d)
+	n, err = f.s.CountConnections(ctx, auth.Identity{Type: "user", Sub: "u1"})
 	require.NoError(t, err)
 	assert.Zero(t, n, "expired connections do not count")
 }

@@ -2,8 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
-	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -24,9 +25,10 @@ import (
 //	N#<key>  W#<pattern>  one of them: refs {conn: expiry} of the
 //	                      principal's connections subscribed to it
 //
-// key is a principal's direct topic (its unique, encoded name),
-// "ip#<address>" for the connections waiting to authenticate from one
-// address, or "pending" for all of those.
+// key is "p#<hash>" for a principal (principalKey), "ip#<address>" for
+// the connections waiting to authenticate from one address, "pending" for
+// all of those, or "anon#<address>" for the anonymous connections open
+// from one address.
 //
 // Taking a place adds a slot and increments n, on the condition that n is
 // below the cap; giving it back deletes the slot, on the condition that it
@@ -46,6 +48,11 @@ const (
 	skWildSlot   = "W#"
 	tallyPending = "pending"
 	tallyIP      = "ip#"
+	// tallyAnonIP prefixes the address of the anonymous connections
+	// open from it.
+	tallyAnonIP = "anon#"
+	// tallyPrincipal prefixes a principal's key (principalKey).
+	tallyPrincipal = "p#"
 )
 
 // Tally attribute names.
@@ -73,10 +80,11 @@ const (
 
 // Which cap refused a write. Each is an ErrLimit.
 var (
-	ErrConnectionLimit = fmt.Errorf("%w: connections per principal", ErrLimit)
-	ErrPendingIPLimit  = fmt.Errorf("%w: connections waiting to authenticate from one address", ErrLimit)
-	ErrPendingLimit    = fmt.Errorf("%w: connections waiting to authenticate", ErrLimit)
-	ErrWildcardLimit   = fmt.Errorf("%w: distinct wildcard patterns per principal", ErrLimit)
+	ErrConnectionLimit  = fmt.Errorf("%w: connections per principal", ErrLimit)
+	ErrPendingIPLimit   = fmt.Errorf("%w: connections waiting to authenticate from one address", ErrLimit)
+	ErrPendingLimit     = fmt.Errorf("%w: connections waiting to authenticate", ErrLimit)
+	ErrAnonymousIPLimit = fmt.Errorf("%w: anonymous connections from one address", ErrLimit)
+	ErrWildcardLimit    = fmt.Errorf("%w: distinct wildcard patterns per principal", ErrLimit)
 )
 
 // tally is one capped count: its counter item and the slots it counts.
@@ -93,14 +101,22 @@ func wildTally(p auth.Principal) (tally, bool) {
 	return tally{pk: k, counter: skWildCount, slots: skWildSlot}, ok
 }
 
-// principalKey is the partition of a principal's tallies; false for
-// principals that are not counted (anonymous ones).
+// principalKey is the partition of a principal's tallies and bans,
+// N#p#<SHA-256 of "<ptype>:<sub>", base64url>: bounded whatever the sub (a
+// direct topic, the key this used to be, could not be formed for a long
+// sub, and such a principal had no caps and could not be revoked). A ptype
+// never holds a colon. False for principals that are not counted
+// (anonymous ones).
 func principalKey(p auth.Principal) (string, bool) {
-	d, ok := p.DirectTopic()
-	if !ok {
+	if p.Anonymous || p.Sub == "" {
 		return "", false
 	}
-	return prefixTally + d.String(), true
+	ptype := p.Type
+	if ptype == "" {
+		ptype = auth.DefaultPrincipalType
+	}
+	h := sha256.Sum256([]byte(ptype + ":" + p.Sub))
+	return prefixTally + tallyPrincipal + base64.RawURLEncoding.EncodeToString(h[:]), true
 }
 
 // claim is a place a write takes in a tally.
@@ -110,7 +126,7 @@ type claim struct {
 	exp   time.Time // when its holder expires
 	limit int       // 0: counted, not capped
 	err   error     // the refusal when the cap is full
-	// bans are the counter's revocation attributes that refuse the take
+	// bans are the ban items (sort keys under t.pk) that refuse the take
 	// while they hold a time not yet past (see revoke.go).
 	bans []string
 }
@@ -118,7 +134,8 @@ type claim struct {
 var tallyNames = map[string]string{"#n": attrCount, "#v": attrCountRev, "#ttl": TTLAttribute}
 
 // take is the transaction items that take cl's place for holder: the
-// counter (refused when full), then a new slot.
+// counter (refused when full), then a new slot. The checks of cl's bans
+// are not among them (see takePlaces).
 func (s *Store) take(cl claim, holder string) []types.TransactWriteItem {
 	counter := &types.Update{
 		TableName:                s.table,
@@ -133,10 +150,6 @@ func (s *Store) take(cl claim, holder string) []types.TransactWriteItem {
 	if cl.limit > 0 {
 		cond = append(cond, "(attribute_not_exists(#n) OR #n < :cap)")
 		counter.ExpressionAttributeValues[":cap"] = nv(int64(cl.limit))
-	}
-	if len(cl.bans) > 0 {
-		counter.ExpressionAttributeNames = maps.Clone(tallyNames)
-		cond = append(cond, s.notBanned(cl.bans, counter.ExpressionAttributeNames, counter.ExpressionAttributeValues))
 	}
 	if len(cond) > 0 {
 		counter.ConditionExpression = aws.String(strings.Join(cond, " AND "))
@@ -231,9 +244,7 @@ func liveRefs(item map[string]types.AttributeValue, now time.Time) bool {
 // (their $disconnect never came) and sets the count to the slots left,
 // unless the tally changed meanwhile. It reports whether the count went
 // down, or the tally changed: either way a refused take may try again.
-// A counter that refused because of a revocation among bans answers
-// ErrRevoked instead.
-func (s *Store) reclaim(ctx context.Context, t tally, bans []string) (bool, error) {
+func (s *Store) reclaim(ctx context.Context, t tally) (bool, error) {
 	now := s.now()
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: s.table, Key: key(t.pk, t.counter), ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: total,
@@ -244,9 +255,6 @@ func (s *Store) reclaim(ctx context.Context, t tally, bans []string) (bool, erro
 	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
 	if out.Item == nil {
 		return false, nil
-	}
-	if banned(out.Item, bans, now) {
-		return false, ErrRevoked
 	}
 	// The counter is read before the slots: a slot taken or given back
 	// after this read changes v, and the write below is refused.
@@ -365,7 +373,7 @@ func (s *Store) holdPattern(ctx context.Context, cl claim, conn string) (bool, e
 		case ok && reasonIs(reasons, 1, "ConditionalCheckFailed"):
 			// Another connection of the principal took it just now: hold it.
 		case ok && reasonIs(reasons, 0, "ConditionalCheckFailed"):
-			freed, err := s.reclaim(ctx, cl.t, nil)
+			freed, err := s.reclaim(ctx, cl.t)
 			if err != nil {
 				return false, err
 			}

@@ -7,6 +7,8 @@
 package topic
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -241,9 +243,18 @@ func Join(segments ...string) (Pattern, error) {
 	return ParsePattern(strings.Join(enc, "."))
 }
 
-// Direct returns the direct topic of a principal: direct.<ptype>.<sub>.
+// Direct returns the direct topic of a principal: direct.<ptype>.<sub>,
+// each encoded as one segment. A sub too long for that (past MaxLength
+// once encoded: 180 dots fit in a 256-byte claim) is named by its SHA-256
+// instead, direct.<ptype>.sha256.<base64url of the hash>: four segments,
+// so it is never the three-segment direct topic of another sub.
 func Direct(ptype, sub string) (Pattern, error) {
-	return Join("direct", ptype, sub)
+	d, err := Join("direct", ptype, sub)
+	if err == nil || len(EncodeSegment(ptype))+len(EncodeSegment(sub))+len("direct..") <= MaxLength {
+		return d, err
+	}
+	h := sha256.Sum256([]byte(sub))
+	return Join("direct", ptype, "sha256", base64.RawURLEncoding.EncodeToString(h[:]))
 }
 
 // EncodeSegment percent-encodes the characters a literal segment may not

@@ -183,6 +183,25 @@ func TestDirect(t *testing.T) {
 	assert.Equal(t, "direct.user.u%2E1", p.String())
 }
 
+// Issue 23: a sub whose direct topic encoded past 512 bytes had none, and
+// with it no caps and no revocation. It is named by its hash instead, in a
+// form no other sub's direct topic takes.
+func TestDirect_ASubTooLongToEncodeIsNamedByItsHash(t *testing.T) {
+	for _, sub := range []string{strings.Repeat(".", 180), strings.Repeat(" ", 200), strings.Repeat("%", 256)} {
+		p, err := Direct("user", sub)
+		require.NoError(t, err)
+		assert.True(t, strings.HasPrefix(p.String(), "direct.user.sha256."), p.String())
+		assert.Len(t, p.Segments(), 4, "never the three segments of a sub's own direct topic")
+		q, err := Direct("user", sub+".")
+		require.NoError(t, err)
+		assert.NotEqual(t, p, q, "another sub, another topic")
+	}
+	// The longest sub that still encodes is kept as it is.
+	p, err := Direct("user", strings.Repeat(".", 166))
+	require.NoError(t, err)
+	assert.Len(t, p.Segments(), 3)
+}
+
 func FuzzParsePattern(f *testing.F) {
 	for _, s := range []string{"a.b.c", "a.*.>", ">", "x.%2E", "a..b", "%", "*.*.*"} {
 		f.Add(s)
