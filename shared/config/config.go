@@ -585,8 +585,11 @@ func ParseOriginPattern(s string) (OriginPattern, error) {
 	if p.scheme, p.host, p.port, err = splitOrigin(rest); err != nil {
 		return OriginPattern{}, fmt.Errorf("origin %q: %w", s, err)
 	}
-	if p.wildcard && strings.HasPrefix(p.host, "[") {
+	if p.wildcard && (strings.HasPrefix(p.host, "[") || strings.Trim(p.host, "0123456789.") == "") {
 		return OriginPattern{}, fmt.Errorf("origin %q: a * stands for DNS labels, not an IP address", s)
+	}
+	if p.wildcard && publicSuffix(p.host) {
+		return OriginPattern{}, fmt.Errorf("origin %q: %q is a public suffix (anyone can register a name under it), so *.%s would admit every site there; name your own domain, e.g. https://*.example.com", s, p.host, p.host)
 	}
 	return p, nil
 }
