@@ -228,3 +228,67 @@ func TestPublish_AHookAllowsDeniesRewritesAndFailsClosed(t *testing.T) {
 	assert.Less(t, time.Since(start), 4500*time.Millisecond, "within the hook's timeout, not the hook's 5 s")
 	watcher.Quiet(time.Second) // nothing refused was delivered
 }
+
+// A client's event cannot pose as the gateway or a backend: a subscriber
+// that asked for raw payloads still gets every client event in the gateway
+// envelope, with the "from" the gateway verified, so a client's bytes never
+// arrive looking like one of the gateway's own frames (an error, an
+// auth_response) or like a backend's event. A backend's event still
+// arrives as published, and a replay keeps the rule.
+func TestPublish_AClientEventCannotPoseAsTheGatewayToARawSubscriber(t *testing.T) {
+	s := stacktest.Start(t)
+	raw := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, auth.Grant{Sub: "bob", Topics: []string{"chat.>"}})})
+	raw.SendJSON(map[string]any{"type": "subscribe", "topic": "chat.r1"})
+	raw.Expect("subscribed", 5*time.Second)
+	mallory := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, auth.Grant{Sub: "mallory", Publish: []string{"chat.*"}})})
+
+	forgeries := []struct{ name, payload string }{
+		{"a revocation", `{"type":"error","code":"revoked","message":"a backend revoked this principal"}`},
+		{"an auth answer", `{"type":"auth_response","success":false,"message":"log in again at https://evil.example"}`},
+		{"a backend's event", `{"type":"event","topic":"chat.r1","seq":99,"id":"x","time":"2026-01-01T00:00:00Z","from":"service:backend","data":{"text":"wire the money"}}`},
+	}
+	for _, f := range forgeries {
+		mallory.Send(`{"type":"publish","id":"p","topic":"chat.r1","payload":` + f.payload + `}`)
+		require.Equal(t, "published", mallory.NextJSON(10 * time.Second)["type"], f.name)
+		got := raw.Next(10 * time.Second)
+		assert.NotEqual(t, f.payload, string(got), "%s: the client's bytes as they were sent", f.name)
+		var ev map[string]any
+		require.NoError(t, json.Unmarshal(got, &ev), "%s", got)
+		assert.Equal(t, "event", ev["type"], "%s: %s", f.name, got)
+		assert.Equal(t, "user:mallory", ev["from"], "%s: the publisher the gateway verified", f.name)
+		assert.Equal(t, "chat.r1", ev["topic"], f.name)
+		data, _ := json.Marshal(ev["data"])
+		assert.JSONEq(t, f.payload, string(data), "%s: the payload, inside the envelope", f.name)
+	}
+
+	stacktest.Publish(t, s, publish.Detail{Topic: "chat.r1", Payload: json.RawMessage(`{"type":"notice","text":"from the backend"}`)})
+	assert.JSONEq(t, `{"type":"notice","text":"from the backend"}`, string(raw.Next(10*time.Second)), "a backend's event, raw as published")
+
+	raw.SendJSON(map[string]any{"type": "resume", "id": "r", "topic": "chat.r1", "since": 0, "until": 1})
+	replayed := raw.Expect("event", 5*time.Second)
+	assert.Equal(t, "user:mallory", replayed["from"], "a replay keeps the envelope")
+	raw.Expect("resumed", 5*time.Second)
+}
+
+// A client payload nested 5,000 levels deep (which many subscribers'
+// parsers refuse or crash on) is refused, in a batch too, and nothing is
+// delivered.
+func TestPublish_APayloadNestedTooDeepIsRefused(t *testing.T) {
+	s := stacktest.Start(t)
+	watcher := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"envelope": "1", "token": token(t, s, auth.Grant{Sub: "w", Topics: []string{"chat.>"}})})
+	watcher.SendJSON(map[string]any{"type": "subscribe", "topic": "chat.r1"})
+	watcher.Expect("subscribed", 5*time.Second)
+	c := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, auth.Grant{Sub: "deep", Publish: []string{"chat.*"}})})
+	deep := strings.Repeat("[", 5000) + strings.Repeat("]", 5000)
+	deepObj := strings.Repeat(`{"a":`, 5000) + "1" + strings.Repeat("}", 5000)
+	for _, cmd := range []string{
+		`{"type":"publish","id":"p","topic":"chat.r1","payload":` + deep + `}`,
+		`{"type":"publish","id":"p","topic":"chat.r1","payload":1,"attributes":{"k":` + deepObj + `}}`,
+		`{"type":"batch","messages":[{"type":"publish","id":"p","topic":"chat.r1","payload":` + deep + `}]}`,
+	} {
+		c.Send(cmd)
+		m := c.Expect("error", 10*time.Second)
+		assert.Equal(t, "bad_request", m["code"], "%v", m)
+	}
+	watcher.Quiet(500 * time.Millisecond)
+}

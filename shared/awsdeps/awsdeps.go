@@ -52,6 +52,9 @@ type Deps struct {
 	// publish hook then, if WSGATE_PUBLISH_HOOK names one.
 	publishing bool
 	hook       gateway.PublishHook
+	// tokenSecret is the HMAC token secret the verifier was built with
+	// (presence cursors are sealed with a key derived from it).
+	tokenSecret []byte
 }
 
 // Logger returns the JSON logger every function uses.
@@ -82,7 +85,7 @@ func MustLoad(n Needs) (config.Config, Deps) {
 // its metrics to stdout. With Needs.Publishing it takes client events,
 // numbering and delivering them as the broadcast function does.
 func (d Deps) Gateway(cfg config.Config) *gateway.Gateway {
-	gd := gateway.Deps{Store: d.Store, Verifier: d.Verifier, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log, Metrics: os.Stdout}
+	gd := gateway.Deps{Store: d.Store, Verifier: d.Verifier, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log, Metrics: os.Stdout, TokenSecret: d.tokenSecret}
 	if d.publishing {
 		gd.Publisher, gd.Bus, gd.Hook = d.Broadcast(cfg), d.Bus, d.hook
 	}
@@ -140,7 +143,7 @@ func Load(ctx context.Context, cfg config.Config, n Needs) (Deps, error) {
 		d.Bus = eventbridge.NewFromConfig(awsCfg)
 	}
 	if n.Verifier {
-		if d.Verifier, err = verifier(ctx, cfg, awsCfg); err != nil {
+		if d.Verifier, d.tokenSecret, err = verifier(ctx, cfg, awsCfg); err != nil {
 			return Deps{}, err
 		}
 	}
@@ -168,23 +171,26 @@ func ManagementEndpoint(cfg config.Config, awsCfg aws.Config) (string, error) {
 	return "", errors.New(config.EnvManagementEndpoint + " is required (https://{api-id}.execute-api.{region}.amazonaws.com/{stage})")
 }
 
-func verifier(ctx context.Context, cfg config.Config, awsCfg aws.Config) (*auth.Verifier, error) {
+// verifier builds the token verifier and returns the HMAC secret it
+// checks with (read from Secrets Manager when configured so), if any.
+func verifier(ctx context.Context, cfg config.Config, awsCfg aws.Config) (*auth.Verifier, []byte, error) {
 	secret := cfg.JWTSecret
 	if secret == "" && cfg.JWTSecretARN != "" {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		out, err := secretsmanager.NewFromConfig(awsCfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(cfg.JWTSecretARN)})
 		if err != nil {
-			return nil, fmt.Errorf("read the JWT secret (%s): %w", config.EnvJWTSecretARN, err)
+			return nil, nil, fmt.Errorf("read the JWT secret (%s): %w", config.EnvJWTSecretARN, err)
 		}
 		secret = aws.ToString(out.SecretString)
 		if err := cfg.CheckJWTSecret(secret); err != nil {
-			return nil, fmt.Errorf("%s: %w", config.EnvJWTSecretARN, err)
+			return nil, nil, fmt.Errorf("%s: %w", config.EnvJWTSecretARN, err)
 		}
 	}
-	return auth.NewVerifier(auth.VerifierConfig{
+	v, err := auth.NewVerifier(auth.VerifierConfig{
 		Alg: cfg.JWTAlg, Secret: []byte(secret), PublicKeyPEM: cfg.JWTPublicKey, JWKSURL: cfg.JWKSURL,
 		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TicketLifetime: cfg.TicketLifetime,
 		MaxLifetime: cfg.MaxTokenLifetime,
 	})
+	return v, []byte(secret), err
 }

@@ -21,7 +21,8 @@ func newPlan(enc *frame.Encoder, a *audience) *plan {
 	for _, id := range a.order {
 		t := a.targets[id]
 		if keep, ok := enc.Decide(t.sub.Identity, t.sets); ok {
-			p.add(id, queue.Variant{Envelope: t.sub.Envelope, Keep: keep})
+			f := enc.Form(t.sub.Envelope, keep)
+			p.add(id, queue.Variant{Envelope: f.Envelope, Keep: f.Keep})
 		}
 	}
 	return p

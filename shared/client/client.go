@@ -103,6 +103,10 @@ type Event struct {
 	Data json.RawMessage
 	// Binary is the payload of a payload_base64 event.
 	Binary []byte
+	// From is who published the event, "<ptype>:<sub>", as the gateway
+	// verified it: set on a client's event (the publish command), empty on
+	// a backend's own.
+	From string
 }
 
 // Gap is a stretch of a topic's events that could not be recovered.

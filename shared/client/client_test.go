@@ -500,3 +500,21 @@ func TestClient_AWildcardsFirstEventsWaitForEarlierOnes(t *testing.T) {
 	rec.waitSeqs(t, "a.b", 7, 8, 9)
 	conn.quiet(150 * time.Millisecond) // no resume: nothing was missing
 }
+
+// A client's event reaches the application with its verified publisher, a
+// backend's without one, so the application can tell them apart.
+func TestClient_HandsOnWhoPublishedAnEvent(t *testing.T) {
+	s := newServer(t)
+	_, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.b"}})
+	conn := s.next()
+	conn.expect("subscribe")
+	conn.send(map[string]any{"type": "subscribed", "id": "sub:a.b", "topics": []string{"a.b"}, "seqs": map[string]uint64{"a.b": 0}})
+	conn.send(map[string]any{"type": "event", "topic": "a.b", "seq": 1, "id": "e1", "time": "2026-11-23T10:00:00Z", "from": "user:alice", "data": map[string]any{"type": "error"}})
+	conn.event("a.b", 2)
+	rec.waitSeqs(t, "a.b", 1, 2)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	assert.Equal(t, "user:alice", rec.events[0].From)
+	assert.JSONEq(t, `{"type":"error"}`, string(rec.events[0].Data), "the client's payload, for the application")
+	assert.Empty(t, rec.events[1].From, "a backend's event")
+}

@@ -54,7 +54,7 @@ func (c *Client) onEvent(data []byte) bool {
 	if json.Unmarshal(data, &m) != nil || m.Topic == "" || m.Seq == 0 {
 		return false
 	}
-	e := Event{Topic: m.Topic, Seq: m.Seq, ID: m.ID, Data: m.Data}
+	e := Event{Topic: m.Topic, Seq: m.Seq, ID: m.ID, Data: m.Data, From: m.From}
 	e.Time, _ = time.Parse(time.RFC3339Nano, m.Time)
 	if m.DataBase64 != "" {
 		e.Data = nil

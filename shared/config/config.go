@@ -56,7 +56,10 @@ const (
 	EnvAnonymousTopics = "WSGATE_ANONYMOUS_TOPICS"
 	// EnvPresenceTopics lists the topic patterns whose subscribers the
 	// presence command may list (none by default).
-	EnvPresenceTopics      = "WSGATE_PRESENCE_TOPICS"
+	EnvPresenceTopics = "WSGATE_PRESENCE_TOPICS"
+	// EnvCursorKey is the secret presence cursors are sealed with;
+	// unset, a key is derived from the HMAC token secret.
+	EnvCursorKey           = "WSGATE_CURSOR_KEY"
 	EnvStateRequiredTopics = "WSGATE_STATE_REQUIRED_TOPICS"
 	EnvAuthMessage         = "WSGATE_AUTH_MESSAGE"
 	EnvAuthDeadline        = "WSGATE_AUTH_DEADLINE"
@@ -180,6 +183,9 @@ type Config struct {
 	JWTIssuer    string
 	JWTAudience  string
 	TokenCookie  string
+	// CursorKey seals presence cursors (empty: the HMAC token secret does;
+	// required with presence topics and RS256/ES256 tokens).
+	CursorKey string
 	// AllowedOrigins are the pages browsers may open connections from. When
 	// set, a handshake with any other Origin is refused; a cookie token
 	// also needs one of them (cross-site WebSocket hijacking).
@@ -260,6 +266,7 @@ func Load(getenv func(string) string) (Config, error) {
 		JWTIssuer:           getenv(EnvJWTIssuer),
 		JWTAudience:         getenv(EnvJWTAudience),
 		TokenCookie:         getenv(EnvTokenCookie),
+		CursorKey:           getenv(EnvCursorKey),
 		AllowedOrigins:      r.origins(EnvAllowedOrigins, DefaultAllowedOrigins),
 		AnonymousTopics:     r.patterns(EnvAnonymousTopics),
 		PresenceTopics:      r.patterns(EnvPresenceTopics),
@@ -365,6 +372,7 @@ func (c Config) validateAuth(p *problems) {
 	} else if c.TicketLifetime > c.MaxTokenLifetime {
 		p.bad(EnvTicketLifetime, "%s is longer than %s (%s): tickets would be refused", c.TicketLifetime, EnvMaxTokenLifetime, c.MaxTokenLifetime)
 	}
+	c.validateCursorKey(p)
 	if c.TokenCookie != "" && len(c.AllowedOrigins) == 0 {
 		p.bad(EnvAllowedOrigins, "is required when %s is set: any web page could otherwise open the gateway with its visitors' cookie and read their events; list your pages' origins, e.g. https://app.example.com,https://*.example.com", EnvTokenCookie)
 	}
@@ -423,6 +431,19 @@ func (c Config) validateWork(p *problems) {
 	p.ints(EnvFanoutPageSize, c.FanoutPageSize, 1, 10000)
 	if c.PostRate < 1 {
 		p.bad(EnvPostRate, "must be at least 1 (PostToConnection calls per second per invocation)")
+	}
+}
+
+// validateCursorKey checks the secret presence cursors are sealed with:
+// strong enough when given, and given when no HMAC token secret can stand
+// in for it on a deployment that lists presence.
+func (c Config) validateCursorKey(p *problems) {
+	hmacTokens := strings.HasPrefix(c.JWTAlg, "HS")
+	switch {
+	case c.CursorKey != "" && c.Stage != DefaultStage && auth.CheckSecret("HS256", []byte(c.CursorKey)) != nil:
+		p.bad(EnvCursorKey, "must be at least %d bytes (generate one with: openssl rand -base64 32)", auth.MinSecretBytes("HS256"))
+	case c.CursorKey == "" && !hmacTokens && len(c.PresenceTopics) > 0:
+		p.bad(EnvCursorKey, "is required with %s when tokens are %s: presence cursors are sealed with it so that no client can read or forge them (HMAC tokens derive it from their secret); generate one with: openssl rand -base64 32", EnvPresenceTopics, c.JWTAlg)
 	}
 }
 
@@ -594,8 +615,11 @@ func ParseOriginPattern(s string) (OriginPattern, error) {
 	if p.scheme, p.host, p.port, err = splitOrigin(rest); err != nil {
 		return OriginPattern{}, fmt.Errorf("origin %q: %w", s, err)
 	}
-	if p.wildcard && strings.HasPrefix(p.host, "[") {
+	if p.wildcard && (strings.HasPrefix(p.host, "[") || strings.Trim(p.host, "0123456789.") == "") {
 		return OriginPattern{}, fmt.Errorf("origin %q: a * stands for DNS labels, not an IP address", s)
+	}
+	if p.wildcard && publicSuffix(p.host) {
+		return OriginPattern{}, fmt.Errorf("origin %q: %q is a public suffix (anyone can register a name under it), so *.%s would admit every site there; name your own domain, e.g. https://*.example.com", s, p.host, p.host)
 	}
 	return p, nil
 }

@@ -65,3 +65,39 @@ func TestLimitsFor_ProfileOverridesDefaults(t *testing.T) {
 	assert.Error(t, err)
 	assert.Len(t, c.AnonymousTopics, 2)
 }
+
+// Presence cursors are sealed with WSGATE_CURSOR_KEY or, unset, the HMAC
+// token secret: a deployment with presence topics and RS256/ES256 tokens
+// has no secret to stand in and must set one; a short one is refused
+// outside stage local.
+func TestLoad_CursorKey(t *testing.T) {
+	strong := "0123456789abcdef0123456789abcdef"
+	rs := map[string]string{EnvTable: "t", EnvJWTAlg: "RS256", EnvJWKSURL: "https://idp.example.com/jwks", EnvStage: "prod"}
+	with := func(base map[string]string, extra ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i < len(extra); i += 2 {
+			m[extra[i]] = extra[i+1]
+		}
+		return m
+	}
+	_, err := Load(env(with(rs, EnvPresenceTopics, "room.*")))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), EnvCursorKey)
+	assert.Contains(t, err.Error(), "openssl rand")
+	_, err = Load(env(with(rs, EnvPresenceTopics, "room.*", EnvCursorKey, "short")))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), EnvCursorKey)
+
+	c, err := Load(env(with(rs, EnvPresenceTopics, "room.*", EnvCursorKey, strong)))
+	require.NoError(t, err)
+	assert.Equal(t, strong, c.CursorKey)
+	_, err = Load(env(rs))
+	assert.NoError(t, err, "no presence, no cursors")
+	_, err = Load(env(map[string]string{EnvTable: "t", EnvJWTSecret: "s", EnvPresenceTopics: "room.*"}))
+	assert.NoError(t, err, "HMAC tokens: derived from their secret")
+	_, err = Load(env(map[string]string{EnvTable: "t", EnvJWTSecret: "s", EnvCursorKey: "short"}))
+	assert.NoError(t, err, "stage local takes a short development key")
+}

@@ -59,7 +59,7 @@ func (e *Encoder) For(to Recipient) ([]byte, bool, error) {
 	if !ok {
 		return nil, false, nil
 	}
-	frame, err := e.Frame(Form{Envelope: to.Envelope, Keep: keep})
+	frame, err := e.Frame(e.Form(to.Envelope, keep))
 	if err != nil {
 		return nil, false, err
 	}
@@ -84,8 +84,20 @@ func (e *Encoder) Decide(id auth.Identity, sets []filter.Set) (map[string][]stri
 	return e.it.Project.Keep(accepting), true
 }
 
-// Frame returns the item as sent in form f.
+// Form is the form of the item a connection gets that asked for the
+// envelope (or not), trimmed to keep. An event a principal published (a
+// client's, or one a backend relays naming its principal: From is set)
+// goes in the envelope to every connection, raw ones included, so that its
+// bytes can never pass for one of the gateway's own frames or for a
+// backend's event: only a backend's own events arrive raw.
+func (e *Encoder) Form(envelope bool, keep map[string][]string) Form {
+	return Form{Envelope: envelope || e.it.From != "", Keep: keep}
+}
+
+// Frame returns the item as sent in form f (enveloped, whatever f says,
+// when Form would envelope it).
 func (e *Encoder) Frame(f Form) ([]byte, error) {
+	f = e.Form(f.Envelope, f.Keep)
 	k := f.Key()
 	if frame, ok := e.cache[k]; ok {
 		return frame, nil

@@ -38,3 +38,19 @@ func TestEncoder_EncodesEachFormOnce(t *testing.T) {
 	_, ok, _ = NewEncoder(it).For(Recipient{Identity: id, Filters: []filter.Set{nil}})
 	assert.False(t, ok, "outside the audience")
 }
+
+// An event a principal published reaches a raw connection in the envelope
+// too, with its "from": its payload never arrives as if it were one of the
+// gateway's own frames or a backend's event.
+func TestEncoder_APrincipalsEventIsAlwaysEnveloped(t *testing.T) {
+	forged := `{"type":"error","code":"revoked","message":"x"}`
+	e := NewEncoder(Item{Topic: "chat.r1", Seq: 3, ID: "e3", Time: time.Unix(1700000000, 0), Payload: json.RawMessage(forged), From: "user:mallory"})
+	raw, ok, err := e.For(Recipient{Identity: auth.Identity{Sub: "bob"}, Filters: []filter.Set{nil}})
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.JSONEq(t, `{"type":"event","topic":"chat.r1","seq":3,"id":"e3","time":"2023-11-14T22:13:20Z","from":"user:mallory","data":`+forged+`}`, string(raw))
+	env, _ := e.Frame(Form{Envelope: true})
+	assert.Equal(t, raw, env)
+	assert.Equal(t, Form{Envelope: true}, e.Form(false, nil), "one form for raw and enveloped connections")
+	assert.Len(t, e.cache, 1)
+}

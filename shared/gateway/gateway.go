@@ -36,6 +36,7 @@ type Gateway struct {
 	publisher ClientPublisher
 	bus       publish.PutEventsAPI
 	hook      PublishHook
+	cursors   cursorSeal
 	log       *slog.Logger
 	metrics   io.Writer
 	now       func() time.Time
@@ -55,7 +56,11 @@ type Deps struct {
 	Bus       publish.PutEventsAPI
 	// Hook checks client events before they are numbered; nil: none.
 	Hook PublishHook
-	Log  *slog.Logger
+	// TokenSecret is the HMAC token secret read at start-up from Secrets
+	// Manager (WSGATE_JWT_SECRET_ARN), if any: presence cursors are sealed
+	// with a key derived from cfg.CursorKey, else it, else cfg.JWTSecret.
+	TokenSecret []byte
+	Log         *slog.Logger
 	// Metrics receives an EMF line per refusal by an abuse limit
 	// (the function's stdout, which CloudWatch turns into metrics).
 	Metrics io.Writer
@@ -65,7 +70,14 @@ type Deps struct {
 // New returns a Gateway.
 func New(cfg config.Config, d Deps) *Gateway {
 	k := observe.Kit{Log: d.Log, Metrics: d.Metrics, Now: d.Now}.OrDefaults()
-	return &Gateway{cfg: cfg, store: d.Store, verifier: d.Verifier, conns: d.Connections, tasks: d.Tasks, publisher: d.Publisher, bus: d.Bus, hook: d.Hook, log: k.Log, metrics: k.Metrics, now: k.Now}
+	secret := []byte(cfg.CursorKey)
+	if len(secret) == 0 {
+		secret = d.TokenSecret
+	}
+	if len(secret) == 0 {
+		secret = []byte(cfg.JWTSecret)
+	}
+	return &Gateway{cfg: cfg, store: d.Store, verifier: d.Verifier, conns: d.Connections, tasks: d.Tasks, publisher: d.Publisher, bus: d.Bus, hook: d.Hook, cursors: newCursorSeal(secret), log: k.Log, metrics: k.Metrics, now: k.Now}
 }
 
 // The abuse limits' metrics, one count per refusal.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -186,5 +187,36 @@ func TestLoad_AllowedOrigins(t *testing.T) {
 		if assert.Error(t, err, bad) {
 			assert.Contains(t, err.Error(), config.EnvAllowedOrigins, bad)
 		}
+	}
+}
+
+// A wildcard directly under a public suffix would let every site
+// registered there open the gateway with a visitor's cookie: refused at
+// start, with a message saying why; a wildcard under a registered domain
+// (on a public suffix too) still loads.
+func TestLoad_AllowedOriginsRefusesAWildcardUnderAPublicSuffix(t *testing.T) {
+	load := func(origins string) error {
+		_, err := config.Load(func(k string) string {
+			return map[string]string{config.EnvTable: "t", config.EnvJWTSecret: "s", config.EnvAllowedOrigins: origins}[k]
+		})
+		return err
+	}
+	for _, bad := range []string{
+		"https://*.com", "https://*.COM", "https://*.io:8443", "http://*.localhost", "https://*.dev",
+		"https://*.co.uk", "https://*.github.io", "https://*.herokuapp.com", "https://*.vercel.app",
+		"https://*.cloudfront.net", "https://app.example.com,https://*.com.au", "https://*.0.0.1",
+	} {
+		err := load(bad)
+		if assert.Error(t, err, bad) {
+			assert.Contains(t, err.Error(), config.EnvAllowedOrigins, bad)
+			if !strings.Contains(bad, "0.0.1") {
+				assert.Contains(t, err.Error(), "public suffix", bad)
+			}
+		}
+	}
+	for _, good := range []string{
+		"https://*.example.com", "https://*.example.co.uk", "https://*.acme.github.io", "https://*.app.example.com:8443",
+	} {
+		assert.NoError(t, load(good), good)
 	}
 }

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/base64"
-	"fmt"
 
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
@@ -29,7 +27,7 @@ func (s *session) presence(ctx context.Context, c protocol.Presence) {
 		s.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "not allowed to read %s", c.Topic))
 		return
 	}
-	cursor, err := decodeCursor(c.Cursor)
+	cursor, err := s.g.cursors.open(c.Topic.String(), c.Cursor)
 	if err != nil {
 		s.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "presence: %v", err))
 		return
@@ -46,9 +44,7 @@ func (s *session) presence(ctx context.Context, c protocol.Presence) {
 		return
 	}
 	reply := protocol.PresenceReply{Type: protocol.TypePresence, ID: c.ID, Topic: c.Topic.String(), Members: members(subs)}
-	if next != "" {
-		reply.Cursor = base64.RawURLEncoding.EncodeToString([]byte(next))
-	}
+	reply.Cursor = s.g.cursors.seal(c.Topic.String(), next)
 	s.reply(reply)
 }
 
@@ -70,16 +66,4 @@ func members(subs []store.Subscription) []protocol.PresenceMember {
 		out = append(out, protocol.PresenceMember{PType: id.Type, Sub: id.Sub, Connections: 1})
 	}
 	return out
-}
-
-// decodeCursor reads the cursor of a previous answer.
-func decodeCursor(c string) (store.Cursor, error) {
-	if c == "" {
-		return "", nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(b) == 0 || len(b) > 256 {
-		return "", fmt.Errorf("cursor %.40q is not one this gateway gave", c)
-	}
-	return store.Cursor(b), nil
 }

@@ -34,6 +34,13 @@ const (
 // MaxIDBytes bounds the echoed request id.
 const MaxIDBytes = 128
 
+// MaxPublishDepth bounds how deep a client's publish nests its payload and
+// attributes (arrays and objects, the outermost counting 1; the envelope
+// adds one more): subscribers' JSON parsers refuse or overflow on deep
+// input (Rust's serde_json stops at 128, Python at its recursion limit),
+// and a 32 KB frame would otherwise hold 16,000 levels.
+const MaxPublishDepth = 64
+
 // maxDeviceIDs bounds a device_id list in one subscribe.
 const maxDeviceIDs = 100
 

@@ -319,7 +319,39 @@ func (w wire) publish(id json.RawMessage) (Command, error) {
 	if a := bytes.TrimSpace(w.Attributes); len(a) > 0 && (a[0] != '{' || string(a) == "null") {
 		return nil, Errorf(id, CodeBadRequest, "publish's \"attributes\" is an object")
 	}
+	for _, f := range []struct {
+		name string
+		v    json.RawMessage
+	}{{"payload", w.Payload}, {"attributes", w.Attributes}} {
+		if nestsDeeper(f.v, MaxPublishDepth) {
+			return nil, Errorf(id, CodeBadRequest, "publish's %q nests arrays and objects more than %d deep", f.name, MaxPublishDepth)
+		}
+	}
 	return Publish{ID: id, Topic: t, Payload: w.Payload, Attributes: w.Attributes}, nil
+}
+
+// nestsDeeper reports whether the JSON value v (valid: json.Unmarshal
+// checked it) nests arrays and objects more than max levels deep.
+func nestsDeeper(v []byte, max int) bool {
+	depth, inString, escaped := 0, false, false
+	for _, c := range v {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			if depth++; depth > max {
+				return true
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return false
 }
 
 func (w wire) presence(id json.RawMessage) (Command, error) {

@@ -208,3 +208,35 @@ func FuzzParse(f *testing.F) {
 func TestEncode_LeavesTopicCharactersReadable(t *testing.T) {
 	assert.Equal(t, `{"type":"subscribed","topics":["demo.>"]}`, string(Encode(Subscribed{Type: TypeSubscribed, Topics: []string{"demo.>"}})))
 }
+
+// A publish's payload and attributes nest at most MaxPublishDepth levels:
+// 5,000 levels (which subscribers' parsers refuse or overflow on) are
+// refused, in a batch too, by the command's id; brackets inside strings do
+// not count.
+func TestParse_PublishNestingIsBounded(t *testing.T) {
+	nest := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	nestObj := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
+	refused := []string{
+		`{"type":"publish","id":"p","topic":"chat.r1","payload":` + nest(5000) + `}`,
+		`{"type":"publish","id":"p","topic":"chat.r1","payload":` + nestObj(5000) + `}`,
+		`{"type":"publish","id":"p","topic":"chat.r1","payload":` + nest(MaxPublishDepth+1) + `}`,
+		`{"type":"publish","id":"p","topic":"chat.r1","payload":1,"attributes":` + nestObj(5000) + `}`,
+	}
+	for _, in := range refused {
+		_, err := Parse([]byte(in), 50)
+		var pe *Error
+		require.ErrorAs(t, err, &pe, "%.80s", in)
+		assert.Equal(t, CodeBadRequest, pe.Code)
+		assert.JSONEq(t, `"p"`, string(pe.ID))
+		assert.Contains(t, pe.Message, "64 deep")
+	}
+	cmd, err := Parse([]byte(`{"type":"batch","messages":[{"type":"publish","id":"p","topic":"chat.r1","payload":`+nest(5000)+`}]}`), 50)
+	require.NoError(t, err)
+	require.NotNil(t, cmd.(Batch).Items[0].Err)
+	assert.Equal(t, CodeBadRequest, cmd.(Batch).Items[0].Err.Code)
+
+	deepest := `{"s":"[[[[{{\"]]]]","a":` + nest(MaxPublishDepth-1) + `}`
+	cmd, err = Parse([]byte(`{"type":"publish","topic":"chat.r1","payload":`+deepest+`}`), 50)
+	require.NoError(t, err)
+	assert.JSONEq(t, deepest, string(cmd.(Publish).Payload))
+}
