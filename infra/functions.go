@@ -189,6 +189,9 @@ func (g *gateway) newFunction(spec functionSpec) *function {
 	if hook := g.s.FunctionEnv[config.EnvPublishHook]; hook != "" && spec.name == "message" {
 		allow([]*string{hookArn(hook)}, "lambda:InvokeFunction")
 	}
+	if spec.readsSecret && g.cursorKey != nil {
+		g.cursorKey.GrantRead(f.role, nil)
+	}
 	if spec.readsSecret && g.secret != nil {
 		allow([]*string{g.secretResource()}, "secretsmanager:GetSecretValue")
 		if g.s.JWTSecretKeyArn != "" {
@@ -269,6 +272,11 @@ func (g *gateway) environment(spec functionSpec) *map[string]*string {
 		// The ARN, never the value: connect and message read the value
 		// from Secrets Manager at start-up.
 		env[config.EnvJWTSecretARN] = g.secret.SecretArn()
+	}
+	if g.cursorKey != nil {
+		// Every function's config check wants it named; only connect and
+		// message may read it.
+		env[config.EnvCursorKeyARN] = g.cursorKey.SecretArn()
 	}
 	if g.s.JWTPublicKey != "" {
 		env[config.EnvJWTPublicKey] = jsii.String(g.s.JWTPublicKey)

@@ -51,4 +51,8 @@ func (g *gateway) suppressions() {
 		suppress(g.secret, "AwsSolutions-SMG4",
 			"The HMAC key signs client tokens that backends mint; the functions read it at start-up and accept one key, so rotation is a planned operation (update the secret, restart the functions, re-mint tokens), not a schedule")
 	}
+	if g.cursorKey != nil {
+		suppress(g.cursorKey, "AwsSolutions-SMG4",
+			"The key seals presence cursors, which live for one page request; the functions read it at start-up, so rotating it is a restart that only voids cursors in flight, not a schedule")
+	}
 }

@@ -77,6 +77,9 @@ type gateway struct {
 	eventsDLQ awssqs.Queue
 	bus       awsevents.EventBus
 	secret    awssecretsmanager.ISecret
+	// cursorKey seals presence cursors when tokens are RS256/ES256 (no
+	// HMAC secret to derive it from) and presence topics are set.
+	cursorKey awssecretsmanager.ISecret
 	functions map[string]*function
 }
 
@@ -128,6 +131,7 @@ func NewGatewayStack(scope constructs.Construct, id string, props *GatewayStackP
 	})
 
 	g.secret = g.jwtSecret()
+	g.cursorKey = g.cursorSecret()
 	g.queues()
 	g.webSocketAPI()
 	g.bus = awsevents.NewEventBus(stack, jsii.String("Bus"), &awsevents.EventBusProps{
@@ -213,6 +217,21 @@ func (g *gateway) jwtSecret() awssecretsmanager.ISecret {
 		GenerateSecretString: &awssecretsmanager.SecretStringGenerator{
 			PasswordLength:     jsii.Number(64),
 			ExcludePunctuation: jsii.Bool(true), // letters and digits: safe in shells and env files
+		},
+		RemovalPolicy: g.removal,
+	})
+}
+
+// cursorSecret is a generated key for presence cursors, where no HMAC
+// token secret can stand in for it (RS256/ES256 with presence topics).
+func (g *gateway) cursorSecret() awssecretsmanager.ISecret {
+	if g.s.HMAC() || g.s.FunctionEnv[config.EnvPresenceTopics] == "" {
+		return nil
+	}
+	return awssecretsmanager.NewSecret(g.stack, jsii.String("CursorKey"), &awssecretsmanager.SecretProps{
+		Description: jsii.String("wsgate " + g.s.Stage + ": the key presence cursors are sealed with (nobody else needs it)"),
+		GenerateSecretString: &awssecretsmanager.SecretStringGenerator{
+			PasswordLength: jsii.Number(64), ExcludePunctuation: jsii.Bool(true),
 		},
 		RemovalPolicy: g.removal,
 	})

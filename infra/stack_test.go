@@ -652,6 +652,25 @@ func TestStack_PublicKeyAlgorithmsNeedNoSecret(t *testing.T) {
 	assert.NotContains(t, s.tmpl["Outputs"], "JwtSecretArn")
 }
 
+// RS256/ES256 tokens leave no HMAC secret to seal presence cursors with:
+// with presence topics the stack generates a key for them, which every
+// function is told of and only connect and message may read (the
+// functions refuse to start without one).
+func TestStack_PublicKeyAlgorithmsWithPresenceGetACursorKey(t *testing.T) {
+	ctx := map[string]string{"presenceTopics": "room.*"}
+	for k, v := range es256 {
+		ctx[k] = v
+	}
+	s := synth(t, ctx)
+	require.Len(t, s.resources("AWS::SecretsManager::Secret"), 1)
+	for name := range want {
+		assert.Contains(t, s.env(t, name), config.EnvCursorKeyARN, name)
+	}
+	reads := toJSON(t, s.identityStatements()[s.roleOf(t, "message")])
+	assert.Contains(t, reads, "secretsmanager:GetSecretValue")
+	assert.NotContains(t, toJSON(t, s.identityStatements()[s.roleOf(t, "broadcast")]), "secretsmanager:")
+}
+
 // TestStack_NoPolicyGrantsWildcardResourceExceptXRay walks every identity
 // policy of every variant: Resource "*" is allowed only for X-Ray's two
 // actions, which support no resource-level permissions.

@@ -55,6 +55,9 @@ type Deps struct {
 	// tokenSecret is the HMAC token secret the verifier was built with
 	// (presence cursors are sealed with a key derived from it).
 	tokenSecret []byte
+	// cursorKey is the presence cursor key read from Secrets Manager
+	// (WSGATE_CURSOR_KEY_ARN), if configured so.
+	cursorKey string
 }
 
 // Logger returns the JSON logger every function uses.
@@ -85,6 +88,9 @@ func MustLoad(n Needs) (config.Config, Deps) {
 // its metrics to stdout. With Needs.Publishing it takes client events,
 // numbering and delivering them as the broadcast function does.
 func (d Deps) Gateway(cfg config.Config) *gateway.Gateway {
+	if cfg.CursorKey == "" {
+		cfg.CursorKey = d.cursorKey
+	}
 	gd := gateway.Deps{Store: d.Store, Verifier: d.Verifier, Connections: d.Connections, Tasks: d.Tasks, Log: d.Log, Metrics: os.Stdout, TokenSecret: d.tokenSecret}
 	if d.publishing {
 		gd.Publisher, gd.Bus, gd.Hook = d.Broadcast(cfg), d.Bus, d.hook
@@ -146,6 +152,11 @@ func Load(ctx context.Context, cfg config.Config, n Needs) (Deps, error) {
 		if d.Verifier, d.tokenSecret, err = verifier(ctx, cfg, awsCfg); err != nil {
 			return Deps{}, err
 		}
+		if cfg.CursorKey == "" && cfg.CursorKeyARN != "" {
+			if d.cursorKey, err = readSecret(ctx, awsCfg, cfg.CursorKeyARN, config.EnvCursorKeyARN); err != nil {
+				return Deps{}, err
+			}
+		}
 	}
 	return d, nil
 }
@@ -176,13 +187,10 @@ func ManagementEndpoint(cfg config.Config, awsCfg aws.Config) (string, error) {
 func verifier(ctx context.Context, cfg config.Config, awsCfg aws.Config) (*auth.Verifier, []byte, error) {
 	secret := cfg.JWTSecret
 	if secret == "" && cfg.JWTSecretARN != "" {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		out, err := secretsmanager.NewFromConfig(awsCfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(cfg.JWTSecretARN)})
-		if err != nil {
-			return nil, nil, fmt.Errorf("read the JWT secret (%s): %w", config.EnvJWTSecretARN, err)
+		var err error
+		if secret, err = readSecret(ctx, awsCfg, cfg.JWTSecretARN, config.EnvJWTSecretARN); err != nil {
+			return nil, nil, err
 		}
-		secret = aws.ToString(out.SecretString)
 		if err := cfg.CheckJWTSecret(secret); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", config.EnvJWTSecretARN, err)
 		}
@@ -193,4 +201,15 @@ func verifier(ctx context.Context, cfg config.Config, awsCfg aws.Config) (*auth.
 		MaxLifetime: cfg.MaxTokenLifetime,
 	})
 	return v, []byte(secret), err
+}
+
+// readSecret reads a secret's string from Secrets Manager at start-up.
+func readSecret(ctx context.Context, awsCfg aws.Config, arn, env string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := secretsmanager.NewFromConfig(awsCfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
+	if err != nil {
+		return "", fmt.Errorf("read the secret %s names: %w", env, err)
+	}
+	return aws.ToString(out.SecretString), nil
 }

@@ -59,7 +59,10 @@ const (
 	EnvPresenceTopics = "WSGATE_PRESENCE_TOPICS"
 	// EnvCursorKey is the secret presence cursors are sealed with;
 	// unset, a key is derived from the HMAC token secret.
-	EnvCursorKey           = "WSGATE_CURSOR_KEY"
+	EnvCursorKey = "WSGATE_CURSOR_KEY"
+	// EnvCursorKeyARN names a Secrets Manager secret holding the cursor
+	// key instead (the CDK stack generates one for RS256/ES256 tokens).
+	EnvCursorKeyARN        = "WSGATE_CURSOR_KEY_ARN"
 	EnvStateRequiredTopics = "WSGATE_STATE_REQUIRED_TOPICS"
 	EnvAuthMessage         = "WSGATE_AUTH_MESSAGE"
 	EnvAuthDeadline        = "WSGATE_AUTH_DEADLINE"
@@ -186,6 +189,8 @@ type Config struct {
 	// CursorKey seals presence cursors (empty: the HMAC token secret does;
 	// required with presence topics and RS256/ES256 tokens).
 	CursorKey string
+	// CursorKeyARN is the secret holding CursorKey, read at start-up.
+	CursorKeyARN string
 	// AllowedOrigins are the pages browsers may open connections from. When
 	// set, a handshake with any other Origin is refused; a cookie token
 	// also needs one of them (cross-site WebSocket hijacking).
@@ -267,6 +272,7 @@ func Load(getenv func(string) string) (Config, error) {
 		JWTAudience:         getenv(EnvJWTAudience),
 		TokenCookie:         getenv(EnvTokenCookie),
 		CursorKey:           getenv(EnvCursorKey),
+		CursorKeyARN:        getenv(EnvCursorKeyARN),
 		AllowedOrigins:      r.origins(EnvAllowedOrigins, DefaultAllowedOrigins),
 		AnonymousTopics:     r.patterns(EnvAnonymousTopics),
 		PresenceTopics:      r.patterns(EnvPresenceTopics),
@@ -442,8 +448,8 @@ func (c Config) validateCursorKey(p *problems) {
 	switch {
 	case c.CursorKey != "" && c.Stage != DefaultStage && auth.CheckSecret("HS256", []byte(c.CursorKey)) != nil:
 		p.bad(EnvCursorKey, "must be at least %d bytes (generate one with: openssl rand -base64 32)", auth.MinSecretBytes("HS256"))
-	case c.CursorKey == "" && !hmacTokens && len(c.PresenceTopics) > 0:
-		p.bad(EnvCursorKey, "is required with %s when tokens are %s: presence cursors are sealed with it so that no client can read or forge them (HMAC tokens derive it from their secret); generate one with: openssl rand -base64 32", EnvPresenceTopics, c.JWTAlg)
+	case c.CursorKey == "" && c.CursorKeyARN == "" && !hmacTokens && len(c.PresenceTopics) > 0:
+		p.bad(EnvCursorKey, "(or "+EnvCursorKeyARN+") is required with %s when tokens are %s: presence cursors are sealed with it so that no client can read or forge them (HMAC tokens derive it from their secret); generate one with: openssl rand -base64 32", EnvPresenceTopics, c.JWTAlg)
 	}
 }
 
