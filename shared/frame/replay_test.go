@@ -60,7 +60,7 @@ func (f *fakeHistory) ConnectionSubscriptions(context.Context, string) ([]store.
 	return nil, nil
 }
 
-func (f *fakeHistory) ReserveReplay(_ context.Context, _ string, _ time.Time, n, _ int64) (store.ReplayReservation, error) {
+func (f *fakeHistory) ReserveReplay(_ context.Context, _ store.ReplayBucket, _ time.Time, n, _ int64) (store.ReplayReservation, error) {
 	f.reserved++
 	if f.grant < 0 {
 		return store.ReplayReservation{}, store.ErrRateLimited
@@ -68,7 +68,7 @@ func (f *fakeHistory) ReserveReplay(_ context.Context, _ string, _ time.Time, n,
 	return store.ReplayReservation{Bytes: min(n, f.grant)}, nil
 }
 
-func (f *fakeHistory) ReturnReplay(_ context.Context, _ string, _ store.ReplayReservation, sent int64) error {
+func (f *fakeHistory) ReturnReplay(_ context.Context, _ store.ReplayBucket, _ store.ReplayReservation, sent int64) error {
 	f.returned = append(f.returned, sent)
 	return nil
 }
