@@ -773,5 +773,32 @@ func (s *session) currentState(ctx context.Context, c protocol.RequestCurrentSta
 		}
 		return
 	}
-	s.replies = append(s.replies, st.Frames...)
+	s.sendState(ctx, c.ID, st.Frames)
+}
+
+// errFrameSpent: the frame's time budget ran out before a reply was posted.
+var errFrameSpent = errors.New("this frame's work took too long")
+
+// sendState posts a topic's stored state frames as they are counted, under
+// the frame's replay caps and time budget, as a resume's are: a state cut
+// short, or not sent at all, is answered rate_limited (unavailable when
+// the time ran out) with how many of its frames were sent.
+func (s *session) sendState(ctx context.Context, id []byte, frames [][]byte) {
+	sent, err := s.replayer().Send(ctx, frames, func(f []byte) error {
+		if s.spent() {
+			return errFrameSpent
+		}
+		return s.post(ctx, f)
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, frame.ErrReplayLimited):
+		s.g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
+		s.replyErr(protocol.Errorf(id, protocol.CodeRateLimited, "current state cut short: %d of its %d frames sent; %v; request it again later", sent, len(frames), err))
+	case errors.Is(err, errFrameSpent):
+		s.replyErr(protocol.Errorf(id, protocol.CodeUnavailable, "current state cut short: %d of its %d frames sent; this frame's work took too long; request it again", sent, len(frames)))
+	default:
+		s.log.Warn("current state not delivered", "error", err.Error(), "delivered", sent)
+		s.reply(protocol.Errorf(id, protocol.CodeUnavailable, "current state: %d of its %d frames delivered (temporarily unavailable); request it again", sent, len(frames)))
+	}
 }

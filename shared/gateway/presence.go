@@ -3,10 +3,12 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/frame"
 	"github.com/wsgate/wsgate/shared/protocol"
 	"github.com/wsgate/wsgate/shared/store"
 )
@@ -49,7 +51,18 @@ func (s *session) presence(ctx context.Context, c protocol.Presence) {
 	if next != "" {
 		reply.Cursor = base64.RawURLEncoding.EncodeToString([]byte(next))
 	}
-	s.reply(reply)
+	// A page is stored data: it counts against the replay caps.
+	_, err = s.replayer().Send(ctx, [][]byte{protocol.Encode(reply)}, func(f []byte) error {
+		s.replies = append(s.replies, f)
+		return nil
+	})
+	switch {
+	case errors.Is(err, frame.ErrReplayLimited):
+		s.g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeRateLimited, "presence: %v; ask again later", err))
+	case err != nil:
+		s.internal(c.ID, err)
+	}
 }
 
 // members groups a page of subscriptions by principal, in the order met.

@@ -60,12 +60,12 @@ func (s *session) resume(ctx context.Context, c protocol.Resume) {
 	}
 }
 
-// replayer is the frame's Replayer: every resume of the frame shares its
-// byte cap and its one wait for events in flight.
+// replayer is the frame's Replayer: every command of the frame that sends
+// stored data (resume, request_current_state, presence) shares its byte
+// caps, and every resume its one wait for events in flight.
 func (s *session) replayer() *frame.Replayer {
 	if s.replay == nil {
-		lim := frame.ReplayLimits{Bytes: int64(s.g.cfg.MaxReplayBytes), PerMinute: int64(s.g.cfg.MaxReplayBytesPerMinute)}
-		s.replay = frame.NewReplayer(s.g.store, s.conn, lim, s.g.now)
+		s.replay = frame.NewReplayer(s.g.store, s.conn, frame.LimitsFrom(s.g.cfg), s.g.now)
 	}
 	return s.replay
 }
