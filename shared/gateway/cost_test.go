@@ -1,17 +1,21 @@
 package gateway_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/gateway/gatewaytest"
+	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
 )
 
@@ -165,4 +169,40 @@ func TestConnect_SinceReplaysStopAtThePrincipalsBudget(t *testing.T) {
 			assert.Greater(t, limited, 70, "the later handshakes are refused: rate_limited")
 		})
 	}
+}
+
+// One 492-byte subscribe of 99 ids made 205 store calls and counted as one
+// command: 20 such frames a second made 3,748. It counts 99 units now.
+func TestMessage_SubscribeIsChargedPerSubscription(t *testing.T) {
+	h := connected(t)
+	ids := make([]string, 99)
+	for i := range ids {
+		ids[i] = fmt.Sprint(i + 1)
+	}
+	sub := `{"type":"subscribe","id":"s","channel":"telemetry","device_id":[` + strings.Join(ids, ",") + `]}`
+	require.Less(t, len(sub), 500)
+
+	calls, ran := 0, 0
+	for range 20 { // within one second of the pinned clock
+		var m store.Meter
+		req := events.APIGatewayWebsocketProxyRequest{Body: sub, RequestContext: events.APIGatewayWebsocketProxyRequestContext{
+			ConnectionID: "c1", RouteKey: "$default", RequestID: "r", Stage: h.Cfg.Stage,
+		}}
+		resp, err := h.Gateway.Message(store.WithMeter(context.Background(), &m), req)
+		require.NoError(t, err)
+		_, _, byOp := m.Snapshot()
+		for _, n := range byOp {
+			calls += n
+		}
+		ran += kinds(t, []string{resp.Body})["subscribed"]
+	}
+	t.Logf("20 subscribes of 99 ids in one second: %d store calls, %d ran", calls, ran)
+	assert.Equal(t, 1, ran, "99 units of the second's 100")
+	assert.Less(t, calls, 300)
+
+	// The next second: 99 units and one more fit; a second ping does not.
+	h.Advance(time.Second)
+	one(t, h.Send("c1", sub), "subscribed")
+	got := kinds(t, h.Send("c1", batch(2, `{"type":"ping","id":%d}`)))
+	assert.Equal(t, map[string]int{"pong": 1, "error:rate_limited": 1}, got)
 }

@@ -73,8 +73,9 @@ func itemID(it protocol.BatchItem) json.RawMessage {
 	return it.Command.RequestID()
 }
 
-// commandCount is how many commands a frame counts for in the rate limit:
-// each command of a batch, one for anything else (an unreadable frame too).
+// commandCount is how many units a frame counts for in the rate limit:
+// each command of a batch its cost, one for anything else (an unreadable
+// frame too).
 func commandCount(cmd protocol.Command) int {
 	n := 0
 	for _, it := range frameItems(cmd) {
@@ -83,10 +84,19 @@ func commandCount(cmd protocol.Command) int {
 	return max(n, 1)
 }
 
-// cost is what a command counts against the rate limit.
+// cost is what a command counts against the rate limit, known before it
+// runs: one unit per subscription it writes or removes (each a transaction
+// and a read: a subscribe of 99 ids is 99 units, not one), PublishCost for
+// a publish, one for anything else. What a command sends from storage is
+// bounded by the replay allowances (frame.ReplayLimits), in bytes.
 func cost(cmd protocol.Command) int {
-	if _, ok := cmd.(protocol.Publish); ok {
+	switch c := cmd.(type) {
+	case protocol.Publish:
 		return PublishCost
+	case protocol.Subscribe:
+		return max(1, len(c.Patterns))
+	case protocol.Unsubscribe:
+		return max(1, len(c.Patterns))
 	}
 	return 1
 }
@@ -100,8 +110,14 @@ func frameItems(cmd protocol.Command) []protocol.BatchItem {
 }
 
 // grantedItems is how many of the first items fit in the units the rate
-// limit granted.
-func grantedItems(items []protocol.BatchItem, units int) int {
+// limit granted. A frame that found the second's window empty (granted all
+// of limit) always runs its first command, even one that costs more than
+// the window holds: it fills the window, and spend refuses it as too_large
+// when it could never fit in a frame.
+func grantedItems(items []protocol.BatchItem, units, limit int) int {
+	if len(items) > 0 && limit > 0 && units >= limit {
+		units = max(units, cost(items[0].Command))
+	}
 	for i, it := range items {
 		if units -= cost(it.Command); units < 0 {
 			return i
@@ -282,7 +298,7 @@ func (s *session) runFrame(ctx context.Context, cmd protocol.Command, granted in
 	defer cancel()
 	defer s.closeReplay(ctx)
 	items := frameItems(cmd)
-	granted = grantedItems(items, granted)
+	granted = grantedItems(items, granted, s.conn.Limits.MessagesPerSecond)
 	if refused := len(items) - granted; refused > 0 {
 		s.log.Info("rate limited", "limit", s.conn.Limits.MessagesPerSecond, "commands", len(items), "refused", refused)
 		g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
