@@ -206,3 +206,27 @@ func TestMessage_SubscribeIsChargedPerSubscription(t *testing.T) {
 	got := kinds(t, h.Send("c1", batch(2, `{"type":"ping","id":%d}`)))
 	assert.Equal(t, map[string]int{"pong": 1, "error:rate_limited": 1}, got)
 }
+
+// A register (narrowed to every grant) and a covering unsubscribe learn
+// how many subscriptions they write only as they run: the frame is charged
+// the rest after it, so the next frame in the second finds the window full.
+func TestMessage_WorkKnownOnlyAsItRunsIsChargedAfterTheFrame(t *testing.T) {
+	h := gatewaytest.New(t, func(c *config.Config) { c.Limits.MessagesPerSecond = 10 })
+	grants := make([]string, 9)
+	for i := range grants {
+		grants[i] = fmt.Sprintf("k%d.*.*", i)
+	}
+	h.MustConnect("drp", h.Token(auth.Grant{Sub: "d1", Topics: grants}), nil)
+	assert.Empty(t, h.Send("drp", `register *.*.*`), "success answers nothing")
+	subs, err := h.Store.ConnectionSubscriptions(context.Background(), "drp")
+	require.NoError(t, err)
+	require.Len(t, subs, 10, "nine grants and the direct topic")
+	assert.Equal(t, "rate_limited", errorCode(t, h.Send("drp", `{"type":"ping"}`)), "one line, nine subscriptions: the second's 10 units are spent")
+
+	h.Advance(time.Second)
+	h.MustConnect("v", h.Token(auth.Grant{Sub: "v1", Topics: []string{"telemetry.*"}}), nil)
+	one(t, h.Send("v", `{"type":"subscribe","channel":"telemetry","device_id":[1,2,3,4,5,6,7,8,9,10]}`), "subscribed")
+	h.Advance(time.Second)
+	one(t, h.Send("v", `{"type":"unsubscribe","channel":"telemetry"}`), "unsubscribed")
+	assert.Equal(t, "rate_limited", errorCode(t, h.Send("v", `{"type":"ping"}`)), "one command, ten subscriptions removed")
+}

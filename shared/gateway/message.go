@@ -46,6 +46,25 @@ type session struct {
 	// answered counts the frame's commands run to their end, in order: a
 	// panic leaves the others to be answered unavailable.
 	answered int
+	// owed counts the rate-limit units the frame's commands turned out to
+	// cost beyond what they were charged before they ran.
+	owed int
+}
+
+// owe records that a command wrote or removed n subscriptions where it
+// was charged for charged.
+func (s *session) owe(n, charged int) { s.owed += max(0, n-charged) }
+
+// settle charges the connection's rate limit what the frame owes.
+func (s *session) settle(ctx context.Context) {
+	if s.owed == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := s.g.store.ChargeCommands(cctx, s.conn.ID, s.arrived, s.owed); err != nil {
+		s.log.Warn("rate limit not charged for the frame's work", "units", s.owed, "error", err.Error())
+	}
 }
 
 // requestIDs are the ids of a frame's commands, one nil for a frame that
@@ -87,7 +106,9 @@ func commandCount(cmd protocol.Command) int {
 // cost is what a command counts against the rate limit, known before it
 // runs: one unit per subscription it writes or removes (each a transaction
 // and a read: a subscribe of 99 ids is 99 units, not one), PublishCost for
-// a publish, one for anything else. What a command sends from storage is
+// a publish, one for anything else. A register and a covering unsubscribe
+// learn how many they write only as they run: they owe the rest, charged
+// after the frame (settle). What a command sends from storage is
 // bounded by the replay allowances (frame.ReplayLimits), in bytes.
 func cost(cmd protocol.Command) int {
 	switch c := cmd.(type) {
@@ -297,6 +318,7 @@ func (s *session) runFrame(ctx context.Context, cmd protocol.Command, granted in
 	wctx, cancel := context.WithTimeout(ctx, budget+max(budget/2, 5*time.Second))
 	defer cancel()
 	defer s.closeReplay(ctx)
+	defer s.settle(ctx)
 	items := frameItems(cmd)
 	granted = grantedItems(items, granted, s.conn.Limits.MessagesPerSecond)
 	if refused := len(items) - granted; refused > 0 {
@@ -499,6 +521,7 @@ func (s *session) run(ctx context.Context, cmd protocol.Command) {
 			if patterns = s.covered(ctx, c.ID, c.Patterns); patterns == nil {
 				return
 			}
+			s.owe(len(patterns), cost(c))
 		}
 		if s.refused(s.spend(c.ID, len(patterns))) {
 			return
@@ -718,6 +741,7 @@ func (s *session) register(ctx context.Context, c protocol.Register) {
 		s.replyErr(protocol.Errorf(nil, protocol.CodeForbidden, "nothing in %s is visible to you", c.Pattern))
 		return
 	}
+	s.owe(len(parts), cost(c))
 	if c.Deregister {
 		if s.refused(s.spend(nil, len(parts))) {
 			return
