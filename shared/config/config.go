@@ -420,9 +420,12 @@ func (c Config) validateLimits(p *problems) {
 	if c.MaxReplayBytesPerMinute < c.MaxReplayBytes || c.MaxReplayBytesPerMinute > 1<<30 {
 		p.bad(EnvMaxReplayBytesPerMinute, "%d is outside %s (%d)..%d (1 GiB)", c.MaxReplayBytesPerMinute, EnvMaxReplayBytes, c.MaxReplayBytes, 1<<30)
 	}
-	for name, v := range map[string]int{EnvMaxPrincipalReplayBytesPerMinute: c.MaxPrincipalReplayBytesPerMinute, EnvMaxAddressReplayBytesPerMinute: c.MaxAddressReplayBytesPerMinute} {
-		if v < c.MaxReplayBytes || v > 16<<30 {
-			p.bad(name, "%d is outside %s (%d)..%d (16 GiB)", v, EnvMaxReplayBytes, c.MaxReplayBytes, 16<<30)
+	for _, b := range []struct {
+		name string
+		v    int
+	}{{EnvMaxPrincipalReplayBytesPerMinute, c.MaxPrincipalReplayBytesPerMinute}, {EnvMaxAddressReplayBytesPerMinute, c.MaxAddressReplayBytesPerMinute}} {
+		if b.v < c.MaxReplayBytes || b.v > 16<<30 {
+			p.bad(b.name, "%d is outside %s (%d)..%d (16 GiB)", b.v, EnvMaxReplayBytes, c.MaxReplayBytes, 16<<30)
 		}
 	}
 }
