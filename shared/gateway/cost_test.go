@@ -230,3 +230,33 @@ func TestMessage_WorkKnownOnlyAsItRunsIsChargedAfterTheFrame(t *testing.T) {
 	one(t, h.Send("v", `{"type":"unsubscribe","channel":"telemetry"}`), "unsubscribed")
 	assert.Equal(t, "rate_limited", errorCode(t, h.Send("v", `{"type":"ping"}`)), "one command, ten subscriptions removed")
 }
+
+// With 10 ms posts one frame of 50 request_current_state ran 23 s of the
+// invocation's 29: its replies were posted after the frame's budget.
+// Nothing is posted after it now; what it cut short says so.
+func TestMessage_NothingIsPostedAfterTheFramesBudget(t *testing.T) {
+	h := gatewaytest.New(t, func(c *config.Config) {
+		c.AnonymousTopics = []topic.Pattern{topic.MustPattern("firmware.operation.*")}
+		c.FrameBudget = 300 * time.Millisecond
+	})
+	bigState(t, h, "firmware.operation.op1")
+	publishPadded(t, h, 40)
+	require.Equal(t, http.StatusOK, h.Connect("anon", map[string]string{"topic": "firmware.operation.op1"}, nil).StatusCode)
+	h.MustConnect("c1", h.Token(user), nil)
+	h.Conns.Latency(10 * time.Millisecond)
+
+	start := time.Now()
+	got := h.Send("anon", batch(50, `{"type":"request_current_state","id":%d,"operation_id":"op1"}`))
+	took := time.Since(start)
+	t.Logf("50 request_current_state with 10 ms posts and a 300 ms budget: %s, %d frames", took, len(got))
+	assert.Less(t, took, 2*time.Second, "the budget and the replies after it, not 2,000 posts")
+	assert.Equal(t, 50, refusals(t, got, "unavailable"), "the state cut short by time says so, by its id, and so do the commands it left undone")
+
+	h.Advance(time.Second)
+	got = h.Send("c1", `{"type":"resume","id":"r","topic":"telemetry.1","since":0}`)
+	resumed := decode(t, got[len(got)-1])
+	require.Equal(t, "resumed", resumed["type"], got[len(got)-1])
+	assert.Equal(t, true, resumed["more"], "cut short by time: resumed as far as it got, with more")
+	assert.Less(t, resumed["seq"], 40.0)
+	assert.Equal(t, float64(len(got)-1), resumed["replayed"])
+}

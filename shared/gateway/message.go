@@ -122,6 +122,17 @@ func cost(cmd protocol.Command) int {
 	return 1
 }
 
+// servesAny reports whether a frame holds a command a push-only
+// connection may send, which is answered even when refused.
+func servesAny(cmd protocol.Command) bool {
+	for _, it := range frameItems(cmd) {
+		if it.Err == nil && servedPushOnly(it.Command) {
+			return true
+		}
+	}
+	return false
+}
+
 // frameItems are the frame's commands: a batch's items, or the command.
 func frameItems(cmd protocol.Command) []protocol.BatchItem {
 	if b, ok := cmd.(protocol.Batch); ok {
@@ -275,7 +286,7 @@ func (g *Gateway) admit(ctx context.Context, log *slog.Logger, id string, cmd pr
 		// One reply, whatever the batch: a refused frame must cost little.
 		log.Info("rate limited", "limit", conn.Limits.MessagesPerSecond, "commands", n)
 		g.limited("$default", MetricRateLimited, conn.ID, conn.Principal.Sub)
-		if !conn.PushOnly() {
+		if !conn.PushOnly() || servesAny(cmd) {
 			var fid json.RawMessage
 			if cmd != nil {
 				fid = cmd.RequestID()
@@ -327,16 +338,16 @@ func (s *session) runFrame(ctx context.Context, cmd protocol.Command, granted in
 	}
 	for i, it := range items {
 		switch {
-		case s.conn.PushOnly() && (i >= granted || it.Err != nil):
+		case s.conn.PushOnly() && (it.Err != nil || !servedPushOnly(it.Command)):
+			// Ignored, refused or not: a push-only connection is answered
+			// only the commands it may send.
 		case i >= granted:
 			// Logged once above.
 			s.reply(protocol.Errorf(itemID(it), protocol.CodeRateLimited, "more than %d messages per second: the first %d of this frame's %d commands ran", s.conn.Limits.MessagesPerSecond, granted, len(items)))
 		case it.Err != nil:
 			s.replyErr(it.Err)
 		case i > 0 && s.spent():
-			if !s.conn.PushOnly() {
-				s.replyErr(errBudget(it.Command.RequestID()))
-			}
+			s.replyErr(errBudget(it.Command.RequestID()))
 		default:
 			s.run(wctx, it.Command)
 		}
@@ -500,12 +511,8 @@ func (s *session) internal(id []byte, err error) {
 // run executes one command. Push-only connections answer only ping and
 // request_current_state and ignore everything else.
 func (s *session) run(ctx context.Context, cmd protocol.Command) {
-	if s.conn.PushOnly() {
-		switch cmd.(type) {
-		case protocol.Ping, protocol.RequestCurrentState:
-		default:
-			return
-		}
+	if s.conn.PushOnly() && !servedPushOnly(cmd) {
+		return
 	}
 	switch c := cmd.(type) {
 	case protocol.Ping:
@@ -545,6 +552,15 @@ func (s *session) run(ctx context.Context, cmd protocol.Command) {
 	default:
 		s.replyErr(protocol.Errorf(cmd.RequestID(), protocol.CodeBadRequest, "%s is not allowed here", cmd.Type()))
 	}
+}
+
+// servedPushOnly reports whether a push-only connection may send cmd.
+func servedPushOnly(cmd protocol.Command) bool {
+	switch cmd.(type) {
+	case protocol.Ping, protocol.RequestCurrentState:
+		return true
+	}
+	return false
 }
 
 // subscribe adds every pattern or none and answers subscribed.
