@@ -24,7 +24,7 @@ import (
 //	disconnect  DeleteConnection (Query, GetItem, BatchWriteItem;
 //	            TransactWriteItems giving places and wildcard holds back:
 //	            Update, Delete, ConditionCheck)
-//	message     CountCommands, ReserveReplay, ReturnReplay, Authenticate
+//	message     CountCommands, ChargeCommands, ReserveReplay, ReturnReplay, Authenticate
 //	            (UpdateItem, BatchWriteItem), Subscribe
 //	            (TransactWriteItems: Update, Put, ConditionCheck),
 //	            Unsubscribe (TransactWriteItems: Delete, Update;

@@ -130,6 +130,8 @@ var functionSettings = []struct {
 	{"frameStoreCalls", config.EnvFrameStoreCalls, integer},
 	{"maxReplayBytes", config.EnvMaxReplayBytes, integer},
 	{"maxReplayBytesPerMinute", config.EnvMaxReplayBytesPerMinute, integer},
+	{"maxPrincipalReplayBytesPerMinute", config.EnvMaxPrincipalReplayBytesPerMinute, integer},
+	{"maxAddressReplayBytesPerMinute", config.EnvMaxAddressReplayBytesPerMinute, integer},
 	{"profiles", config.EnvProfiles, jsonObject},
 	{"historyRetention", config.EnvHistoryRetention, duration},
 	{"historyDefault", config.EnvHistoryDefault, boolean},

@@ -14,7 +14,7 @@ import (
 
 // replay sends a connection the history it asked for with ?since=, under
 // a resume's caps: at most MaxReplayBytes, taken from the connection's
-// replay allowance, each frame posted as soon as it is read, then
+// replay allowance and its principal's (or source address's), each frame posted as soon as it is read, then
 // resumed (with more when the cap stopped it short) or the error.
 func (h *Handler) replay(ctx context.Context, t queue.Task) error {
 	log := h.log.With("connection_id", t.ConnectionID, "topic", t.Topic)
@@ -36,8 +36,9 @@ func (h *Handler) replay(ctx context.Context, t queue.Task) error {
 	post := func(f []byte) error {
 		return fanout.Post(ctx, h.conns, fanout.Target{ConnectionID: id, ConnectedAt: c.ConnectedAt}, f, h.now)
 	}
-	lim := frame.ReplayLimits{Bytes: int64(h.cfg.MaxReplayBytes), PerMinute: int64(h.cfg.MaxReplayBytesPerMinute)}
-	p := frame.NewReplayer(h.store, c, lim, h.now)
+	// The connection's, and its principal's or source address's,
+	// allowances: reconnecting with ?since= again gets no fresh budget.
+	p := frame.NewReplayer(h.store, c, frame.LimitsFrom(h.cfg), h.now)
 	r, err := p.Replay(ctx, frame.Request{Topic: tp, Since: t.Since, Envelope: c.Envelope}, post)
 	if cerr := p.Close(ctx); cerr != nil {
 		log.Warn("replay allowance not given back", "error", cerr.Error())

@@ -89,7 +89,13 @@ const (
 	// replay) sends; EnvMaxReplayBytesPerMinute what one connection gets.
 	EnvMaxReplayBytes          = "WSGATE_MAX_REPLAY_BYTES"
 	EnvMaxReplayBytesPerMinute = "WSGATE_MAX_REPLAY_BYTES_PER_MINUTE"
-	EnvConnectionTTL           = "WSGATE_CONNECTION_TTL"
+	// EnvMaxPrincipalReplayBytesPerMinute bounds what all of a principal's
+	// connections are sent from storage (replays, current state, presence
+	// pages); EnvMaxAddressReplayBytesPerMinute what all anonymous
+	// connections from one source address are.
+	EnvMaxPrincipalReplayBytesPerMinute = "WSGATE_MAX_PRINCIPAL_REPLAY_BYTES_PER_MINUTE"
+	EnvMaxAddressReplayBytesPerMinute   = "WSGATE_MAX_ADDRESS_REPLAY_BYTES_PER_MINUTE"
+	EnvConnectionTTL                    = "WSGATE_CONNECTION_TTL"
 
 	EnvFanoutWorkers  = "WSGATE_FANOUT_WORKERS"
 	EnvFanoutPageSize = "WSGATE_FANOUT_PAGE_SIZE"
@@ -130,10 +136,16 @@ const (
 	// resumes send: a 3 KB frame of 50 resumes must not send 100 MB.
 	DefaultMaxReplayBytes          = 1 << 20
 	DefaultMaxReplayBytesPerMinute = 8 << 20
-	DefaultConnectionTTL           = 2*time.Hour + 10*time.Minute
-	DefaultFanoutWorkers           = 64
-	DefaultFanoutPageSize          = 1000
-	DefaultPostRate                = 2000
+	// DefaultMaxPrincipalReplayBytesPerMinute and
+	// DefaultMaxAddressReplayBytesPerMinute: what 10 connections of one
+	// principal, or 75 reconnects with ?since=0, may be sent in a minute
+	// from storage (they took 80 and 73 MiB in 30 s).
+	DefaultMaxPrincipalReplayBytesPerMinute = 16 << 20
+	DefaultMaxAddressReplayBytesPerMinute   = 16 << 20
+	DefaultConnectionTTL                    = 2*time.Hour + 10*time.Minute
+	DefaultFanoutWorkers                    = 64
+	DefaultFanoutPageSize                   = 1000
+	DefaultPostRate                         = 2000
 	// DefaultAllowedOrigins: none listed, so the Origin header is not
 	// checked, which is allowed only without a token cookie.
 	DefaultAllowedOrigins = ""
@@ -236,7 +248,14 @@ type Config struct {
 	// over a minute, with no reset at a minute's edge (in its record).
 	MaxReplayBytes          int
 	MaxReplayBytesPerMinute int
-	ConnectionTTL           time.Duration
+	// MaxPrincipalReplayBytesPerMinute bounds the same bytes for all the
+	// connections of a principal together, across handshakes;
+	// MaxAddressReplayBytesPerMinute for all the anonymous connections
+	// from one source address. Each is a bucket like the connection's, in
+	// an item of its own.
+	MaxPrincipalReplayBytesPerMinute int
+	MaxAddressReplayBytesPerMinute   int
+	ConnectionTTL                    time.Duration
 
 	FanoutWorkers  int
 	FanoutPageSize int
@@ -289,21 +308,23 @@ func Load(getenv func(string) string) (Config, error) {
 			MaxSubscriptions:           r.integer(EnvMaxSubscriptions, DefaultMaxSubscriptions),
 			MaxWildcards:               r.integer(EnvMaxWildcards, DefaultMaxWildcards),
 		},
-		MaxBatch:                r.integer(EnvMaxBatch, DefaultMaxBatch),
-		HistoryRetention:        r.duration(EnvHistoryRetention, DefaultHistoryRetention),
-		EventLease:              r.duration(EnvEventLease, DefaultEventLease),
-		HistoryDefault:          r.boolean(EnvHistoryDefault, false),
-		TicketLifetime:          r.duration(EnvTicketLifetime, DefaultTicketLifetime),
-		MaxTokenLifetime:        r.duration(EnvMaxTokenLifetime, DefaultMaxTokenLifetime),
-		FrameBudget:             r.duration(EnvFrameBudget, DefaultFrameBudget),
-		FrameStoreCalls:         r.integer(EnvFrameStoreCalls, DefaultFrameStoreCalls),
-		MaxReplayBytes:          r.integer(EnvMaxReplayBytes, DefaultMaxReplayBytes),
-		MaxReplayBytesPerMinute: r.integer(EnvMaxReplayBytesPerMinute, DefaultMaxReplayBytesPerMinute),
-		ConnectionTTL:           r.duration(EnvConnectionTTL, DefaultConnectionTTL),
-		FanoutWorkers:           r.integer(EnvFanoutWorkers, DefaultFanoutWorkers),
-		FanoutPageSize:          r.integer(EnvFanoutPageSize, DefaultFanoutPageSize),
-		PostRate:                r.integer(EnvPostRate, DefaultPostRate),
-		LogLevel:                r.str(EnvLogLevel, "info"),
+		MaxBatch:                         r.integer(EnvMaxBatch, DefaultMaxBatch),
+		HistoryRetention:                 r.duration(EnvHistoryRetention, DefaultHistoryRetention),
+		EventLease:                       r.duration(EnvEventLease, DefaultEventLease),
+		HistoryDefault:                   r.boolean(EnvHistoryDefault, false),
+		TicketLifetime:                   r.duration(EnvTicketLifetime, DefaultTicketLifetime),
+		MaxTokenLifetime:                 r.duration(EnvMaxTokenLifetime, DefaultMaxTokenLifetime),
+		FrameBudget:                      r.duration(EnvFrameBudget, DefaultFrameBudget),
+		FrameStoreCalls:                  r.integer(EnvFrameStoreCalls, DefaultFrameStoreCalls),
+		MaxReplayBytes:                   r.integer(EnvMaxReplayBytes, DefaultMaxReplayBytes),
+		MaxReplayBytesPerMinute:          r.integer(EnvMaxReplayBytesPerMinute, DefaultMaxReplayBytesPerMinute),
+		MaxPrincipalReplayBytesPerMinute: r.integer(EnvMaxPrincipalReplayBytesPerMinute, DefaultMaxPrincipalReplayBytesPerMinute),
+		MaxAddressReplayBytesPerMinute:   r.integer(EnvMaxAddressReplayBytesPerMinute, DefaultMaxAddressReplayBytesPerMinute),
+		ConnectionTTL:                    r.duration(EnvConnectionTTL, DefaultConnectionTTL),
+		FanoutWorkers:                    r.integer(EnvFanoutWorkers, DefaultFanoutWorkers),
+		FanoutPageSize:                   r.integer(EnvFanoutPageSize, DefaultFanoutPageSize),
+		PostRate:                         r.integer(EnvPostRate, DefaultPostRate),
+		LogLevel:                         r.str(EnvLogLevel, "info"),
 	}
 	if raw := getenv(EnvProfiles); raw != "" {
 		dec := json.NewDecoder(strings.NewReader(raw))
@@ -421,6 +442,14 @@ func (c Config) validateLimits(p *problems) {
 	}
 	if c.MaxReplayBytesPerMinute < c.MaxReplayBytes || c.MaxReplayBytesPerMinute > 1<<30 {
 		p.bad(EnvMaxReplayBytesPerMinute, "%d is outside %s (%d)..%d (1 GiB)", c.MaxReplayBytesPerMinute, EnvMaxReplayBytes, c.MaxReplayBytes, 1<<30)
+	}
+	for _, b := range []struct {
+		name string
+		v    int
+	}{{EnvMaxPrincipalReplayBytesPerMinute, c.MaxPrincipalReplayBytesPerMinute}, {EnvMaxAddressReplayBytesPerMinute, c.MaxAddressReplayBytesPerMinute}} {
+		if b.v < c.MaxReplayBytes || b.v > 16<<30 {
+			p.bad(b.name, "%d is outside %s (%d)..%d (16 GiB)", b.v, EnvMaxReplayBytes, c.MaxReplayBytes, 16<<30)
+		}
 	}
 }
 

@@ -75,8 +75,9 @@ type Replayer struct {
 	lim       ReplayLimits
 	now       func() time.Time
 
-	reserved *store.ReplayReservation // taken at the first frame to send
-	left     int64                    // bytes it may still send
+	reserved bool   // the allowances were drawn on, at the first frame to send
+	held     []held // what they gave
+	left     int64  // bytes it may still send
 	sent     int64
 	full     bool      // a frame did not fit: later resumes send nothing
 	waitEnds time.Time // the one wait for events in flight, once started

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
 )
@@ -34,6 +35,8 @@ type fakeHistory struct {
 	grant    int64
 	reserved int
 	returned []int64
+	// buckets are the allowances reserved from, in order.
+	buckets []store.ReplayBucket
 }
 
 func (f *fakeHistory) TopicSeq(context.Context, topic.Pattern) (store.TopicSeq, error) {
@@ -60,15 +63,16 @@ func (f *fakeHistory) ConnectionSubscriptions(context.Context, string) ([]store.
 	return nil, nil
 }
 
-func (f *fakeHistory) ReserveReplay(_ context.Context, _ string, _ time.Time, n, _ int64) (store.ReplayReservation, error) {
+func (f *fakeHistory) ReserveReplay(_ context.Context, b store.ReplayBucket, _ time.Time, n, _ int64) (store.ReplayReservation, error) {
 	f.reserved++
+	f.buckets = append(f.buckets, b)
 	if f.grant < 0 {
 		return store.ReplayReservation{}, store.ErrRateLimited
 	}
 	return store.ReplayReservation{Bytes: min(n, f.grant)}, nil
 }
 
-func (f *fakeHistory) ReturnReplay(_ context.Context, _ string, _ store.ReplayReservation, sent int64) error {
+func (f *fakeHistory) ReturnReplay(_ context.Context, _ store.ReplayBucket, _ store.ReplayReservation, sent int64) error {
 	f.returned = append(f.returned, sent)
 	return nil
 }
@@ -193,6 +197,24 @@ func TestReplay_StopsAtTheByteCap(t *testing.T) {
 	require.NoError(t, p.Close(context.Background()))
 	assert.Equal(t, 1, f.reserved, "one reservation per replayer")
 	assert.Equal(t, []int64{20}, f.returned, "what was sent is kept; the rest given back")
+}
+
+// Stored frames (current state, presence pages) count against the same
+// caps, and every Replayer draws on the connection's allowance and its
+// principal's.
+func TestSend_StoredFramesShareTheCapsAndThePrincipalsAllowance(t *testing.T) {
+	f := &fakeHistory{grant: 1 << 20}
+	conn := store.Connection{ID: "c1", Principal: auth.Principal{Identity: auth.Identity{Type: "user", Sub: "u1"}}}
+	p := NewReplayer(f, conn, ReplayLimits{Bytes: 25, PerMinute: 1 << 20, PrincipalPerMinute: 1 << 20, AddressPerMinute: 1}, clock)
+	var got collect
+	n, err := p.Send(context.Background(), [][]byte{[]byte("0123456789"), []byte("0123456789"), []byte("0123456789")}, got.send)
+	assert.ErrorIs(t, err, ErrReplayLimited)
+	assert.Equal(t, 2, n, "two 10-byte frames fit in 25 bytes")
+	assert.Len(t, got, 2)
+	principal, _ := store.SourceReplay(conn)
+	assert.Equal(t, []store.ReplayBucket{store.ConnectionReplay("c1"), principal}, f.buckets)
+	require.NoError(t, p.Close(context.Background()))
+	assert.Equal(t, []int64{20, 20}, f.returned, "both given back what was not sent")
 }
 
 func TestReplay_ConnectionAllowanceUsedUp(t *testing.T) {

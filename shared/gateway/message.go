@@ -46,6 +46,25 @@ type session struct {
 	// answered counts the frame's commands run to their end, in order: a
 	// panic leaves the others to be answered unavailable.
 	answered int
+	// owed counts the rate-limit units the frame's commands turned out to
+	// cost beyond what they were charged before they ran.
+	owed int
+}
+
+// owe records that a command wrote or removed n subscriptions where it
+// was charged for charged.
+func (s *session) owe(n, charged int) { s.owed += max(0, n-charged) }
+
+// settle charges the connection's rate limit what the frame owes.
+func (s *session) settle(ctx context.Context) {
+	if s.owed == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := s.g.store.ChargeCommands(cctx, s.conn.ID, s.arrived, s.owed); err != nil {
+		s.log.Warn("rate limit not charged for the frame's work", "units", s.owed, "error", err.Error())
+	}
 }
 
 // requestIDs are the ids of a frame's commands, one nil for a frame that
@@ -73,8 +92,9 @@ func itemID(it protocol.BatchItem) json.RawMessage {
 	return it.Command.RequestID()
 }
 
-// commandCount is how many commands a frame counts for in the rate limit:
-// each command of a batch, one for anything else (an unreadable frame too).
+// commandCount is how many units a frame counts for in the rate limit:
+// each command of a batch its cost, one for anything else (an unreadable
+// frame too).
 func commandCount(cmd protocol.Command) int {
 	n := 0
 	for _, it := range frameItems(cmd) {
@@ -83,12 +103,34 @@ func commandCount(cmd protocol.Command) int {
 	return max(n, 1)
 }
 
-// cost is what a command counts against the rate limit.
+// cost is what a command counts against the rate limit, known before it
+// runs: one unit per subscription it writes or removes (each a transaction
+// and a read: a subscribe of 99 ids is 99 units, not one), PublishCost for
+// a publish, one for anything else. A register and a covering unsubscribe
+// learn how many they write only as they run: they owe the rest, charged
+// after the frame (settle). What a command sends from storage is
+// bounded by the replay allowances (frame.ReplayLimits), in bytes.
 func cost(cmd protocol.Command) int {
-	if _, ok := cmd.(protocol.Publish); ok {
+	switch c := cmd.(type) {
+	case protocol.Publish:
 		return PublishCost
+	case protocol.Subscribe:
+		return max(1, len(c.Patterns))
+	case protocol.Unsubscribe:
+		return max(1, len(c.Patterns))
 	}
 	return 1
+}
+
+// servesAny reports whether a frame holds a command a push-only
+// connection may send, which is answered even when refused.
+func servesAny(cmd protocol.Command) bool {
+	for _, it := range frameItems(cmd) {
+		if it.Err == nil && servedPushOnly(it.Command) {
+			return true
+		}
+	}
+	return false
 }
 
 // frameItems are the frame's commands: a batch's items, or the command.
@@ -100,8 +142,14 @@ func frameItems(cmd protocol.Command) []protocol.BatchItem {
 }
 
 // grantedItems is how many of the first items fit in the units the rate
-// limit granted.
-func grantedItems(items []protocol.BatchItem, units int) int {
+// limit granted. A frame that found the second's window empty (granted all
+// of limit) always runs its first command, even one that costs more than
+// the window holds: it fills the window, and spend refuses it as too_large
+// when it could never fit in a frame.
+func grantedItems(items []protocol.BatchItem, units, limit int) int {
+	if len(items) > 0 && limit > 0 && units >= limit {
+		units = max(units, cost(items[0].Command))
+	}
 	for i, it := range items {
 		if units -= cost(it.Command); units < 0 {
 			return i
@@ -238,7 +286,7 @@ func (g *Gateway) admit(ctx context.Context, log *slog.Logger, id string, cmd pr
 		// One reply, whatever the batch: a refused frame must cost little.
 		log.Info("rate limited", "limit", conn.Limits.MessagesPerSecond, "commands", n)
 		g.limited("$default", MetricRateLimited, conn.ID, conn.Principal.Sub)
-		if !conn.PushOnly() {
+		if !conn.PushOnly() || servesAny(cmd) {
 			var fid json.RawMessage
 			if cmd != nil {
 				fid = cmd.RequestID()
@@ -281,24 +329,25 @@ func (s *session) runFrame(ctx context.Context, cmd protocol.Command, granted in
 	wctx, cancel := context.WithTimeout(ctx, budget+max(budget/2, 5*time.Second))
 	defer cancel()
 	defer s.closeReplay(ctx)
+	defer s.settle(ctx)
 	items := frameItems(cmd)
-	granted = grantedItems(items, granted)
+	granted = grantedItems(items, granted, s.conn.Limits.MessagesPerSecond)
 	if refused := len(items) - granted; refused > 0 {
 		s.log.Info("rate limited", "limit", s.conn.Limits.MessagesPerSecond, "commands", len(items), "refused", refused)
 		g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
 	}
 	for i, it := range items {
 		switch {
-		case s.conn.PushOnly() && (i >= granted || it.Err != nil):
+		case s.conn.PushOnly() && (it.Err != nil || !servedPushOnly(it.Command)):
+			// Ignored, refused or not: a push-only connection is answered
+			// only the commands it may send.
 		case i >= granted:
 			// Logged once above.
 			s.reply(protocol.Errorf(itemID(it), protocol.CodeRateLimited, "more than %d messages per second: the first %d of this frame's %d commands ran", s.conn.Limits.MessagesPerSecond, granted, len(items)))
 		case it.Err != nil:
 			s.replyErr(it.Err)
 		case i > 0 && s.spent():
-			if !s.conn.PushOnly() {
-				s.replyErr(errBudget(it.Command.RequestID()))
-			}
+			s.replyErr(errBudget(it.Command.RequestID()))
 		default:
 			s.run(wctx, it.Command)
 		}
@@ -462,12 +511,8 @@ func (s *session) internal(id []byte, err error) {
 // run executes one command. Push-only connections answer only ping and
 // request_current_state and ignore everything else.
 func (s *session) run(ctx context.Context, cmd protocol.Command) {
-	if s.conn.PushOnly() {
-		switch cmd.(type) {
-		case protocol.Ping, protocol.RequestCurrentState:
-		default:
-			return
-		}
+	if s.conn.PushOnly() && !servedPushOnly(cmd) {
+		return
 	}
 	switch c := cmd.(type) {
 	case protocol.Ping:
@@ -483,6 +528,7 @@ func (s *session) run(ctx context.Context, cmd protocol.Command) {
 			if patterns = s.covered(ctx, c.ID, c.Patterns); patterns == nil {
 				return
 			}
+			s.owe(len(patterns), cost(c))
 		}
 		if s.refused(s.spend(c.ID, len(patterns))) {
 			return
@@ -506,6 +552,15 @@ func (s *session) run(ctx context.Context, cmd protocol.Command) {
 	default:
 		s.replyErr(protocol.Errorf(cmd.RequestID(), protocol.CodeBadRequest, "%s is not allowed here", cmd.Type()))
 	}
+}
+
+// servedPushOnly reports whether a push-only connection may send cmd.
+func servedPushOnly(cmd protocol.Command) bool {
+	switch cmd.(type) {
+	case protocol.Ping, protocol.RequestCurrentState:
+		return true
+	}
+	return false
 }
 
 // subscribe adds every pattern or none and answers subscribed.
@@ -702,6 +757,7 @@ func (s *session) register(ctx context.Context, c protocol.Register) {
 		s.replyErr(protocol.Errorf(nil, protocol.CodeForbidden, "nothing in %s is visible to you", c.Pattern))
 		return
 	}
+	s.owe(len(parts), cost(c))
 	if c.Deregister {
 		if s.refused(s.spend(nil, len(parts))) {
 			return
@@ -773,5 +829,32 @@ func (s *session) currentState(ctx context.Context, c protocol.RequestCurrentSta
 		}
 		return
 	}
-	s.replies = append(s.replies, st.Frames...)
+	s.sendState(ctx, c.ID, st.Frames)
+}
+
+// errFrameSpent: the frame's time budget ran out before a reply was posted.
+var errFrameSpent = errors.New("this frame's work took too long")
+
+// sendState posts a topic's stored state frames as they are counted, under
+// the frame's replay caps and time budget, as a resume's are: a state cut
+// short, or not sent at all, is answered rate_limited (unavailable when
+// the time ran out) with how many of its frames were sent.
+func (s *session) sendState(ctx context.Context, id []byte, frames [][]byte) {
+	sent, err := s.replayer().Send(ctx, frames, func(f []byte) error {
+		if s.spent() {
+			return errFrameSpent
+		}
+		return s.post(ctx, f)
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, frame.ErrReplayLimited):
+		s.g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
+		s.replyErr(protocol.Errorf(id, protocol.CodeRateLimited, "current state cut short: %d of its %d frames sent; %v; request it again later", sent, len(frames), err))
+	case errors.Is(err, errFrameSpent):
+		s.replyErr(protocol.Errorf(id, protocol.CodeUnavailable, "current state cut short: %d of its %d frames sent; this frame's work took too long; request it again", sent, len(frames)))
+	default:
+		s.log.Warn("current state not delivered", "error", err.Error(), "delivered", sent)
+		s.reply(protocol.Errorf(id, protocol.CodeUnavailable, "current state: %d of its %d frames delivered (temporarily unavailable); request it again", sent, len(frames)))
+	}
 }

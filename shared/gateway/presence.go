@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"context"
+	"errors"
 
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/frame"
 	"github.com/wsgate/wsgate/shared/protocol"
 	"github.com/wsgate/wsgate/shared/store"
 )
@@ -45,7 +47,18 @@ func (s *session) presence(ctx context.Context, c protocol.Presence) {
 	}
 	reply := protocol.PresenceReply{Type: protocol.TypePresence, ID: c.ID, Topic: c.Topic.String(), Members: members(subs)}
 	reply.Cursor = s.g.cursors.seal(c.Topic.String(), next)
-	s.reply(reply)
+	// A page is stored data: it counts against the replay caps.
+	_, err = s.replayer().Send(ctx, [][]byte{protocol.Encode(reply)}, func(f []byte) error {
+		s.replies = append(s.replies, f)
+		return nil
+	})
+	switch {
+	case errors.Is(err, frame.ErrReplayLimited):
+		s.g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
+		s.replyErr(protocol.Errorf(c.ID, protocol.CodeRateLimited, "presence: %v; ask again later", err))
+	case err != nil:
+		s.internal(c.ID, err)
+	}
 }
 
 // members groups a page of subscriptions by principal, in the order met.

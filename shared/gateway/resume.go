@@ -34,12 +34,23 @@ func (s *session) resume(ctx context.Context, c protocol.Resume) {
 	p := s.replayer()
 	before := p.Calls()
 	req := frame.Request{Topic: c.Topic, Since: c.Since, Until: c.Until, Envelope: s.conn.Envelope || c.Envelope}
-	r, err := p.Replay(ctx, req, func(frame []byte) error { return s.post(ctx, frame) })
+	r, err := p.Replay(ctx, req, func(frame []byte) error {
+		if s.spent() {
+			return errFrameSpent // nothing is posted after the frame's budget
+		}
+		return s.post(ctx, frame)
+	})
+	if errors.Is(err, errFrameSpent) && r.Frames > 0 {
+		// Cut short by time, as by bytes: resumed as far as it got.
+		err, r.More = nil, true
+	}
 	s.calls += max(0, p.Calls()-before-resumeCalls)
 	log := s.log.With("topic", c.Topic.String(), "since", c.Since)
 	switch {
 	case errors.Is(err, frame.ErrHistoryExpired):
 		s.replyErr(protocol.Errorf(c.ID, protocol.CodeHistoryExpired, "%v", err))
+	case errors.Is(err, errFrameSpent):
+		s.replyErr(errBudget(c.ID))
 	case errors.Is(err, frame.ErrReplayLimited):
 		s.g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
 		s.replyErr(protocol.Errorf(c.ID, protocol.CodeRateLimited, "%v; resume again later", err))
@@ -60,12 +71,12 @@ func (s *session) resume(ctx context.Context, c protocol.Resume) {
 	}
 }
 
-// replayer is the frame's Replayer: every resume of the frame shares its
-// byte cap and its one wait for events in flight.
+// replayer is the frame's Replayer: every command of the frame that sends
+// stored data (resume, request_current_state, presence) shares its byte
+// caps, and every resume its one wait for events in flight.
 func (s *session) replayer() *frame.Replayer {
 	if s.replay == nil {
-		lim := frame.ReplayLimits{Bytes: int64(s.g.cfg.MaxReplayBytes), PerMinute: int64(s.g.cfg.MaxReplayBytesPerMinute)}
-		s.replay = frame.NewReplayer(s.g.store, s.conn, lim, s.g.now)
+		s.replay = frame.NewReplayer(s.g.store, s.conn, frame.LimitsFrom(s.g.cfg), s.g.now)
 	}
 	return s.replay
 }

@@ -376,6 +376,34 @@ func (s *Store) CountCommands(ctx context.Context, id string, at time.Time, n in
 	return Connection{}, 0, fmt.Errorf("store: count commands of %s: contention did not settle", id)
 }
 
+// ChargeCommands adds n units to the connection's rate-limit window for
+// work a frame did whose size was known only once it ran (a register
+// narrowed to many patterns, an unsubscribe of every covered one): the
+// window of at's second, or a later one a frame opened already, which then
+// carries it. Nothing happens when the connection is gone.
+func (s *Store) ChargeCommands(ctx context.Context, id string, at time.Time, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 s.table,
+		Key:                       key(connPK(id), skMeta),
+		UpdateExpression:          aws.String("SET rlc = rlc + :n"),
+		ConditionExpression:       aws.String("attribute_exists(pk) AND rlw >= :win"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":n": nv(int64(n)), ":win": nv(at.Unix())},
+		ReturnConsumedCapacity:    total,
+	})
+	if isConditionFailed(err) {
+		meter(ctx, "UpdateItem")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: charge commands of %s: %w", id, err)
+	}
+	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
+	return nil
+}
+
 // fits is how many of n commands a window with left places takes.
 func fits(n int, left int64) int {
 	return int(max(0, min(int64(n), left)))

@@ -79,7 +79,42 @@ func (s *Store) TopicSeq(ctx context.Context, t topic.Pattern) (TopicSeq, error)
 	return ts, nil
 }
 
-// ReplayReservation is bytes taken from a connection's replay allowance.
+// ReplayBucket names a replay allowance: a connection's, kept in its
+// record, or the one every connection of a principal (an anonymous one:
+// every anonymous connection from a source address) draws from as well,
+// an item of its own beside the principal's tallies (N#<key> #REPLAY), so
+// it holds across connections and handshakes.
+type ReplayBucket struct {
+	pk, sk string
+	// record: the bucket is in a connection record, which must be there
+	// and not expired; otherwise the item is made on first use.
+	record bool
+}
+
+// skReplay is the sort key of a principal's (or address's) replay bucket.
+const skReplay = "#REPLAY"
+
+// ConnectionReplay is connection id's own replay allowance.
+func ConnectionReplay(id string) ReplayBucket {
+	return ReplayBucket{pk: connPK(id), sk: skMeta, record: true}
+}
+
+// SourceReplay is the replay allowance c shares with its principal's other
+// connections, or, for an anonymous connection (or a principal that has no
+// key), with every anonymous connection from its source address; and
+// whether it is a principal's (false: an address's).
+func SourceReplay(c Connection) (ReplayBucket, bool) {
+	if k, ok := principalKey(c.Principal); ok && !c.Principal.Anonymous {
+		return ReplayBucket{pk: k, sk: skReplay}, true
+	}
+	ip := c.SourceIP
+	if ip == "" {
+		ip = "unknown" // all unknown addresses share one bucket
+	}
+	return ReplayBucket{pk: prefixTally + tallyIP + ip, sk: skReplay}, false
+}
+
+// ReplayReservation is bytes taken from a replay allowance.
 type ReplayReservation struct {
 	// Bytes is what the replay may send: at most what was asked.
 	Bytes int64
@@ -87,17 +122,17 @@ type ReplayReservation struct {
 	cost, perMinute int64
 }
 
-// ReserveReplay takes up to n bytes from the connection's replay allowance
-// (a bucket of perMinute bytes refilled at perMinute a minute, see above)
-// at instant at, before anything is sent; the replay gives back what it
-// did not send with ReturnReplay. Several frames reserving at once never
-// get more between them than the bucket holds. It returns ErrRateLimited
-// when the bucket is empty, ErrNotFound for an unknown or expired
-// connection. One write when the bucket is full or the record's value is
+// ReserveReplay takes up to n bytes from replay allowance b (a bucket of
+// perMinute bytes refilled at perMinute a minute, see above) at instant
+// at, before anything is sent; the replay gives back what it did not send
+// with ReturnReplay. Several frames reserving at once never get more
+// between them than the bucket holds. It returns ErrRateLimited when the
+// bucket is empty, ErrNotFound for an unknown or expired connection (a
+// connection's bucket). One write when the bucket is full or its value is
 // as last seen; one more per frame that changed it meanwhile.
-func (s *Store) ReserveReplay(ctx context.Context, id string, at time.Time, n, perMinute int64) (ReplayReservation, error) {
+func (s *Store) ReserveReplay(ctx context.Context, b ReplayBucket, at time.Time, n, perMinute int64) (ReplayReservation, error) {
 	if n <= 0 || perMinute <= 0 {
-		return ReplayReservation{}, fmt.Errorf("store: reserve replay for %s: %d bytes of %d a minute", id, n, perMinute)
+		return ReplayReservation{}, fmt.Errorf("store: reserve replay for %s: %d bytes of %d a minute", b.pk, n, perMinute)
 	}
 	t := at.UnixMicro()
 	tat := int64(-1) // unknown: try the full bucket first, the common case
@@ -110,54 +145,63 @@ func (s *Store) ReserveReplay(ctx context.Context, id string, at time.Time, n, p
 			}
 		}
 		r := ReplayReservation{Bytes: take, cost: replayCost(take, perMinute), perMinute: perMinute}
-		old, err := s.takeReplay(ctx, id, at, r.cost, tat > t)
+		old, err := s.takeReplay(ctx, b, at, r.cost, tat > t)
 		if err == nil {
 			return r, nil
 		}
 		if !errors.Is(err, errBucketMoved) {
 			return ReplayReservation{}, err
 		}
-		if old == nil || !alive(old, at) {
+		if b.record && (old == nil || !alive(old, at)) {
 			return ReplayReservation{}, ErrNotFound
 		}
 		tat = getN(old, attrReplayTAT) // 0 when it never replayed: full
 	}
-	return ReplayReservation{}, fmt.Errorf("store: reserve replay for %s: contention did not settle", id)
+	return ReplayReservation{}, fmt.Errorf("store: reserve replay for %s: contention did not settle", b.pk)
 }
 
 // errBucketMoved: the bucket was not as the write assumed.
 var errBucketMoved = errors.New("replay bucket moved")
 
-// takeReplay moves the bucket's time on by cost, assuming it is partly
-// used (used) or full (!used) at the instant at; errBucketMoved with the
-// record's current item when it is not so (or the record is gone).
-func (s *Store) takeReplay(ctx context.Context, id string, at time.Time, cost int64, used bool) (map[string]types.AttributeValue, error) {
+// takeReplay moves bucket b's time on by cost, assuming it is partly used
+// (used) or full (!used) at the instant at; errBucketMoved with the item
+// as it is when it is not so (or a connection's record is gone). A bucket
+// of its own expires once it would be full again.
+func (s *Store) takeReplay(ctx context.Context, b ReplayBucket, at time.Time, cost int64, used bool) (map[string]types.AttributeValue, error) {
 	t := at.UnixMicro()
-	in := &dynamodb.UpdateItemInput{
+	names := map[string]string{"#b": attrReplayTAT}
+	values := map[string]types.AttributeValue{":t": nv(t)}
+	update, cond := "SET #b = :full", "(attribute_not_exists(#b) OR #b <= :t)"
+	values[":full"] = nv(t + cost)
+	if used {
+		update, cond = "SET #b = #b + :cost", "#b > :t AND #b <= :room"
+		delete(values, ":full")
+		values[":cost"], values[":room"] = nv(cost), nv(t+replayMinute-cost)
+	}
+	if b.record {
+		cond = "attribute_exists(pk) AND #ttl > :nows AND " + cond
+		names["#ttl"], values[":nows"] = TTLAttribute, nv(at.Unix())
+	} else {
+		update += ", #ttl = :ttl"
+		names["#ttl"], values[":ttl"] = TTLAttribute, nv(at.Add(2*time.Minute).Unix())
+	}
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           s.table,
-		Key:                                 key(connPK(id), skMeta),
-		UpdateExpression:                    aws.String("SET #b = :full"),
-		ConditionExpression:                 aws.String("attribute_exists(pk) AND #ttl > :nows AND (attribute_not_exists(#b) OR #b <= :t)"),
-		ExpressionAttributeNames:            map[string]string{"#ttl": TTLAttribute, "#b": attrReplayTAT},
-		ExpressionAttributeValues:           map[string]types.AttributeValue{":full": nv(t + cost), ":t": nv(t), ":nows": nv(at.Unix())},
+		Key:                                 key(b.pk, b.sk),
+		UpdateExpression:                    aws.String(update),
+		ConditionExpression:                 aws.String(cond),
+		ExpressionAttributeNames:            names,
+		ExpressionAttributeValues:           values,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 		ReturnConsumedCapacity:              total,
-	}
-	if used {
-		in.UpdateExpression = aws.String("SET #b = #b + :cost")
-		in.ConditionExpression = aws.String("attribute_exists(pk) AND #ttl > :nows AND #b > :t AND #b <= :room")
-		in.ExpressionAttributeValues = map[string]types.AttributeValue{
-			":cost": nv(cost), ":t": nv(t), ":room": nv(t + replayMinute - cost), ":nows": nv(at.Unix()),
-		}
-	}
-	out, err := s.db.UpdateItem(ctx, in)
+	})
 	if err == nil {
 		meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
 		return nil, nil
 	}
 	var ccf *types.ConditionalCheckFailedException
 	if !asCCF(err, &ccf) {
-		return nil, fmt.Errorf("store: reserve replay for %s: %w", id, err)
+		return nil, fmt.Errorf("store: reserve replay for %s: %w", b.pk, err)
 	}
 	meter(ctx, "UpdateItem")
 	return ccf.Item, errBucketMoved
@@ -168,7 +212,7 @@ func (s *Store) takeReplay(ctx context.Context, id string, at time.Time, cost in
 // level never passes perMinute, whatever is given back. (One that refilled
 // and was drawn again while r was out gets back at most r's unsent bytes
 // more than due: a frame holds r for seconds.)
-func (s *Store) ReturnReplay(ctx context.Context, id string, r ReplayReservation, sent int64) error {
+func (s *Store) ReturnReplay(ctx context.Context, b ReplayBucket, r ReplayReservation, sent int64) error {
 	if r.Bytes-sent <= 0 || r.perMinute <= 0 {
 		return nil
 	}
@@ -178,7 +222,7 @@ func (s *Store) ReturnReplay(ctx context.Context, id string, r ReplayReservation
 	}
 	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 s.table,
-		Key:                       key(connPK(id), skMeta),
+		Key:                       key(b.pk, b.sk),
 		UpdateExpression:          aws.String("SET #b = #b - :n"),
 		ConditionExpression:       aws.String("attribute_exists(#b)"),
 		ExpressionAttributeNames:  map[string]string{"#b": attrReplayTAT},
@@ -188,9 +232,9 @@ func (s *Store) ReturnReplay(ctx context.Context, id string, r ReplayReservation
 	if err != nil {
 		if isConditionFailed(err) {
 			meter(ctx, "UpdateItem")
-			return nil // the connection is gone
+			return nil // the connection is gone, or the bucket expired
 		}
-		return fmt.Errorf("store: return replay for %s: %w", id, err)
+		return fmt.Errorf("store: return replay for %s: %w", b.pk, err)
 	}
 	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
 	return nil
