@@ -70,6 +70,32 @@ type Claims struct {
 	Ticket bool `json:"tkt,omitempty"`
 }
 
+// UnmarshalJSON decodes the claims, refusing an exp, nbf or iat that is not
+// a JSON number (RFC 7519 section 2, NumericDate): jwt.NumericDate would
+// take "exp":"1700000000", a string of digits, as a date.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	var dates struct {
+		Exp json.RawMessage `json:"exp"`
+		Nbf json.RawMessage `json:"nbf"`
+		Iat json.RawMessage `json:"iat"`
+	}
+	if err := json.Unmarshal(b, &dates); err != nil {
+		return err
+	}
+	for name, raw := range map[string]json.RawMessage{"exp": dates.Exp, "nbf": dates.Nbf, "iat": dates.Iat} {
+		if raw != nil && !isJSONNumber(raw) {
+			return fmt.Errorf("claim %s is not a NumericDate (a JSON number)", name)
+		}
+	}
+	type plain Claims // without this method
+	return json.Unmarshal(b, (*plain)(c))
+}
+
+// isJSONNumber reports whether raw, one JSON value, is a number.
+func isJSONNumber(raw json.RawMessage) bool {
+	return len(raw) > 0 && (raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9')
+}
+
 // Lifetime defaults, for a VerifierConfig or Minter that leaves them zero.
 const (
 	// DefaultMaxTokenLifetime bounds exp - iat of every token.
@@ -201,6 +227,12 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	}
 	var claims Claims
 	_, err := v.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
+		if _, ok := t.Header["crit"]; ok {
+			// RFC 7515 section 4.1.11: refuse a token naming extensions
+			// the recipient does not understand; this one understands
+			// none. Checked before any key is looked up or fetched.
+			return nil, errors.New("header parameter crit names extensions this verifier does not support")
+		}
 		switch {
 		case v.static != nil:
 			return v.static, nil
