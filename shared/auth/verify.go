@@ -209,12 +209,21 @@ func MinSecretBytes(alg string) int {
 	return 0
 }
 
-// CheckSecret refuses an HMAC secret shorter than MinSecretBytes: a short
-// secret can be brute-forced offline from any one token. The message gives
-// the length, never the secret.
+// CheckSecret refuses an HMAC secret shorter than MinSecretBytes, or one
+// that is obviously a pattern (secretPattern: "aaaa...", "abab...",
+// "0123456789..."): either can be brute-forced offline from any one
+// token. The message gives the length or the pattern's kind, never the
+// secret.
 func CheckSecret(alg string, secret []byte) error {
-	if n := MinSecretBytes(alg); len(secret) < n {
+	n := MinSecretBytes(alg)
+	if len(secret) < n {
 		return fmt.Errorf("auth: an %s secret must be at least %d bytes; this one has %d", alg, n, len(secret))
+	}
+	if n == 0 {
+		return nil
+	}
+	if why := secretPattern(secret); why != "" {
+		return fmt.Errorf("auth: this %s secret is a pattern, not random bytes: %s", alg, why)
 	}
 	return nil
 }
