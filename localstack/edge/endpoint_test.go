@@ -129,7 +129,7 @@ func TestEndpoint_EveryAWSCallIsSignedWhateverItsPath(t *testing.T) {
 			signed(t, "/_wsgate/x", e.addr, "events", "AWSEvents.PutEvents", revoke), 200, &e.events},
 		{"a dev endpoint, unsigned, from this machine",
 			"GET /_wsgate/health HTTP/1.1\r\nHost: " + e.addr + "\r\nConnection: close\r\n\r\n", 200, &e.admin},
-		{"a dev endpoint over IPv6 loopback by name",
+		{"a dev endpoint, Host [::1]",
 			"GET /_wsgate/health HTTP/1.1\r\nHost: [::1]:" + port + "\r\nConnection: close\r\n\r\n", 200, &e.admin},
 	}
 	for _, c := range cases {
