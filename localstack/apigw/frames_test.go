@@ -207,6 +207,12 @@ func TestFrames_ClientLimits(t *testing.T) {
 		{name: "binary frame", wantCode: websocket.StatusUnsupportedData, write: func(ctx context.Context, ws *websocket.Conn) error {
 			return ws.Write(ctx, websocket.MessageBinary, []byte("x"))
 		}},
+		{name: "invalid UTF-8 text frame", wantCode: websocket.StatusInvalidFramePayloadData, write: func(ctx context.Context, ws *websocket.Conn) error {
+			return ws.Write(ctx, websocket.MessageText, []byte("{\"type\":\"ping\",\"id\":\"\xff\xfe\"}"))
+		}},
+		{name: "UTF-8 sequence cut off at the end of a text message", wantCode: websocket.StatusInvalidFramePayloadData, write: func(ctx context.Context, ws *websocket.Conn) error {
+			return ws.Write(ctx, websocket.MessageText, []byte("caf\xc3"))
+		}},
 		{name: "frame over 32 KB", wantCode: websocket.StatusMessageTooBig, write: func(ctx context.Context, ws *websocket.Conn) error {
 			return ws.Write(ctx, websocket.MessageText, []byte(strings.Repeat("x", 32*1024+1)))
 		}},

@@ -389,6 +389,13 @@ func (g *Gateway) readLoop(ctx context.Context, c *conn, log *slog.Logger) (int,
 			c.close(websocket.StatusUnsupportedData, "Binary frames are not supported")
 			return int(websocket.StatusUnsupportedData), "Binary frames are not supported"
 		}
+		if !utf8.Valid(data) {
+			// RFC 6455 section 8.1: a text message that is not UTF-8
+			// fails the connection with 1007; API Gateway closes it too,
+			// and $default never sees it.
+			c.close(websocket.StatusInvalidFramePayloadData, "Invalid UTF-8 in a text message")
+			return int(websocket.StatusInvalidFramePayloadData), "Invalid UTF-8 in a text message"
+		}
 		if !g.dispatch(c, log, data) {
 			return int(websocket.StatusAbnormalClosure), "Going away"
 		}

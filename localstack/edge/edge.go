@@ -68,24 +68,64 @@ func newProxy(backend string) (*httputil.ReverseProxy, error) {
 	return p, nil
 }
 
-func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// destination is where a Router sends a request.
+type destination int
+
+const (
+	toNone destination = iota
+	toDynamoDB
+	toEvents
+	toSQS
+	toManagement
+	toAdmin
+	toLambda
+	toUnknownTarget
+)
+
+// route picks the handler for r: the X-Amz-Target of a JSON-protocol API
+// first, then the path.
+func (rt *Router) route(r *http.Request) destination {
 	target := r.Header.Get("X-Amz-Target")
 	switch {
 	case strings.HasPrefix(target, "DynamoDB_20120810.") && rt.DynamoDB != nil:
-		rt.DynamoDB.ServeHTTP(w, r)
+		return toDynamoDB
 	case strings.HasPrefix(target, "AWSEvents.") && rt.Events != nil:
-		rt.Events.ServeHTTP(w, r)
+		return toEvents
 	case strings.HasPrefix(target, "AmazonSQS.") && rt.SQS != nil:
-		rt.SQS.ServeHTTP(w, r)
+		return toSQS
 	case rt.IsManagement != nil && rt.IsManagement(r):
-		rt.Management.ServeHTTP(w, r)
+		return toManagement
 	case strings.HasPrefix(r.URL.Path, "/_wsgate/") && rt.Admin != nil:
-		rt.Admin.ServeHTTP(w, r)
+		return toAdmin
 	case strings.HasPrefix(r.URL.Path, LambdaInvokePath) && target == "" && rt.Lambda != nil:
-		rt.Lambda.ServeHTTP(w, r)
+		return toLambda
 	case target != "":
+		return toUnknownTarget
+	}
+	return toNone
+}
+
+// ServesAdmin reports whether r goes to the Admin handler: a /_wsgate/
+// path that no AWS API claims by its X-Amz-Target.
+func (rt *Router) ServesAdmin(r *http.Request) bool { return rt.route(r) == toAdmin }
+
+func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch rt.route(r) {
+	case toDynamoDB:
+		rt.DynamoDB.ServeHTTP(w, r)
+	case toEvents:
+		rt.Events.ServeHTTP(w, r)
+	case toSQS:
+		rt.SQS.ServeHTTP(w, r)
+	case toManagement:
+		rt.Management.ServeHTTP(w, r)
+	case toAdmin:
+		rt.Admin.ServeHTTP(w, r)
+	case toLambda:
+		rt.Lambda.ServeHTTP(w, r)
+	case toUnknownTarget:
 		serviceError(w, http.StatusBadRequest, "UnknownOperationException",
-			"the local gateway serves DynamoDB, EventBridge PutEvents, SQS (JSON protocol), Lambda Invoke and @connections, not "+target)
+			"the local gateway serves DynamoDB, EventBridge PutEvents, SQS (JSON protocol), Lambda Invoke and @connections, not "+r.Header.Get("X-Amz-Target"))
 	default:
 		serviceError(w, http.StatusNotFound, "NotFoundException",
 			"no local service at "+r.URL.Path+"; see /_wsgate/health")

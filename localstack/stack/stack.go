@@ -468,11 +468,10 @@ func (s *Stack) serveAll(opts Options) error {
 		Admin: s.admin(opts), Lambda: http.HandlerFunc(s.lambdaInvoke),
 	}
 	// Every AWS API call must carry a valid signature by the dev
-	// credentials, as on AWS; the stack's own /_wsgate/ endpoints need none.
-	awsMux, err := awsauth.Verify(router, awsauth.Options{
-		Disabled: opts.NoSignatures, Log: opts.Log,
-		Exempt: func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/_wsgate/") },
-	})
+	// credentials, as on AWS, whatever its path; only the requests routed
+	// to the stack's own /_wsgate/ endpoints need none. Every request must
+	// name this machine as Host.
+	awsMux, err := edge.Endpoint(router, s.awsAddrs(opts), awsauth.Options{Disabled: opts.NoSignatures, Log: opts.Log})
 	if err != nil {
 		return err
 	}
@@ -489,6 +488,11 @@ func (s *Stack) serveAll(opts Options) error {
 	s.wsMu.Unlock()
 	s.awsServer = s.serve(s.awsListener, awsMux)
 	return nil
+}
+
+// awsAddrs are the AWS listener's addresses, as configured and as bound.
+func (s *Stack) awsAddrs(opts Options) []string {
+	return []string{opts.AWSAddr, strings.TrimPrefix(s.AWSEndpoint, "http://")}
 }
 
 // FunctionEnv is the environment the stack gives its functions.
@@ -568,7 +572,7 @@ func (s *Stack) admin(opts Options) http.Handler {
 	mux.HandleFunc("POST /_wsgate/invoke/{function}", s.invokeForNode)
 	mux.HandleFunc("POST /_wsgate/nodes", s.registerNode)
 	return DevAccess{
-		Addrs:   []string{opts.AWSAddr, strings.TrimPrefix(s.AWSEndpoint, "http://")},
+		Addrs:   s.awsAddrs(opts),
 		Origins: ConsoleOrigins(opts.WebSocketAddr, strings.TrimSuffix(strings.TrimPrefix(s.WebSocketURL, "ws://"), "/")),
 	}.Guard(mux)
 }
@@ -576,11 +580,12 @@ func (s *Stack) admin(opts Options) http.Handler {
 // DevAccess keeps web pages away from the stack's development endpoints
 // (dev tokens, faults, drop, invoke, node registration, the console's API),
 // which answer without credentials:
-//   - the Host must be this machine: 127.0.0.1, localhost, [::1] or a
-//     listener's own host, on a listener's port. A page whose name the
-//     attacker resolves to 127.0.0.1 (DNS rebinding) still sends its own
-//     name as Host. An unspecified listener host (0.0.0.0, ::) admits any
-//     IP address as Host: rebinding needs a name.
+//   - the Host must be this machine (edge.LocalHosts, as for the whole
+//     AWS port): 127.0.0.1, localhost, [::1] or a listener's own host, on
+//     a listener's port. A page whose name the attacker resolves to
+//     127.0.0.1 (DNS rebinding) still sends its own name as Host. An
+//     unspecified listener host (0.0.0.0, ::) admits any IP address as
+//     Host: rebinding needs a name.
 //   - a request with an Origin (browsers send one with every cross-origin
 //     request and every POST) must come from Origins, or with SameOrigin
 //     from the Host itself; CORS allows those origins and no other.
@@ -599,29 +604,9 @@ type DevAccess struct {
 // Guard serves h to the requests DevAccess admits and refuses the others:
 // 403 for a foreign Host or Origin, 415 for a body that is not JSON.
 func (a DevAccess) Guard(h http.Handler) http.Handler {
-	hosts, ports := map[string]bool{"127.0.0.1": true, "localhost": true, "::1": true}, map[string]bool{}
-	anyIP := false
-	for _, addr := range a.Addrs {
-		host, port, err := net.SplitHostPort(addr)
-		if err != nil {
-			continue
-		}
-		if port != "0" {
-			ports[port] = true
-		}
-		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-			anyIP = true
-		} else {
-			hosts[strings.ToLower(host)] = true
-		}
-	}
+	hosts := edge.NewLocalHosts(a.Addrs...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, port, err := net.SplitHostPort(r.Host)
-		if err != nil {
-			host, port = strings.Trim(r.Host, "[]"), "80"
-		}
-		host = strings.ToLower(host)
-		if !ports[port] || !hosts[host] && !(anyIP && net.ParseIP(host) != nil) {
+		if !hosts.Admits(r.Host) {
 			http.Error(w, fmt.Sprintf("Forbidden: Host %q is not this machine: the local stack's dev endpoints answer 127.0.0.1, localhost or [::1] on their own port only (a guard against DNS rebinding)", r.Host), http.StatusForbidden)
 			return
 		}

@@ -73,6 +73,32 @@ type Claims struct {
 	Ticket bool `json:"tkt,omitempty"`
 }
 
+// UnmarshalJSON decodes the claims, refusing an exp, nbf or iat that is not
+// a JSON number (RFC 7519 section 2, NumericDate): jwt.NumericDate would
+// take "exp":"1700000000", a string of digits, as a date.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	var dates struct {
+		Exp json.RawMessage `json:"exp"`
+		Nbf json.RawMessage `json:"nbf"`
+		Iat json.RawMessage `json:"iat"`
+	}
+	if err := json.Unmarshal(b, &dates); err != nil {
+		return err
+	}
+	for name, raw := range map[string]json.RawMessage{"exp": dates.Exp, "nbf": dates.Nbf, "iat": dates.Iat} {
+		if raw != nil && !isJSONNumber(raw) {
+			return fmt.Errorf("claim %s is not a NumericDate (a JSON number)", name)
+		}
+	}
+	type plain Claims // without this method
+	return json.Unmarshal(b, (*plain)(c))
+}
+
+// isJSONNumber reports whether raw, one JSON value, is a number.
+func isJSONNumber(raw json.RawMessage) bool {
+	return len(raw) > 0 && (raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9')
+}
+
 // Lifetime defaults, for a VerifierConfig or Minter that leaves them zero.
 const (
 	// DefaultMaxTokenLifetime bounds exp - iat of every token.
@@ -186,12 +212,21 @@ func MinSecretBytes(alg string) int {
 	return 0
 }
 
-// CheckSecret refuses an HMAC secret shorter than MinSecretBytes: a short
-// secret can be brute-forced offline from any one token. The message gives
-// the length, never the secret.
+// CheckSecret refuses an HMAC secret shorter than MinSecretBytes, or one
+// that is obviously a pattern (secretPattern: "aaaa...", "abab...",
+// "0123456789..."): either can be brute-forced offline from any one
+// token. The message gives the length or the pattern's kind, never the
+// secret.
 func CheckSecret(alg string, secret []byte) error {
-	if n := MinSecretBytes(alg); len(secret) < n {
+	n := MinSecretBytes(alg)
+	if len(secret) < n {
 		return fmt.Errorf("auth: an %s secret must be at least %d bytes; this one has %d", alg, n, len(secret))
+	}
+	if n == 0 {
+		return nil
+	}
+	if why := secretPattern(secret); why != "" {
+		return fmt.Errorf("auth: this %s secret is a pattern, not random bytes: %s", alg, why)
 	}
 	return nil
 }
@@ -204,6 +239,12 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	}
 	var claims Claims
 	_, err := v.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
+		if _, ok := t.Header["crit"]; ok {
+			// RFC 7515 section 4.1.11: refuse a token naming extensions
+			// the recipient does not understand; this one understands
+			// none. Checked before any key is looked up or fetched.
+			return nil, errors.New("header parameter crit names extensions this verifier does not support")
+		}
 		switch {
 		case v.static != nil:
 			return v.static, nil

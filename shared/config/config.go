@@ -483,7 +483,8 @@ func (c Config) validateCursorKey(p *problems) {
 }
 
 // CheckJWTSecret refuses an HMAC secret shorter than the algorithm's hash
-// (auth.MinSecretBytes: 32 bytes for HS256), which can be brute-forced from
+// (auth.MinSecretBytes: 32 bytes for HS256) or obviously a pattern
+// ("aaaa...", "0123456789..."), either of which can be brute-forced from
 // any one token, on every stage but local, whose development secret is
 // short and public anyway. Load checks WSGATE_JWT_SECRET; a secret read
 // from Secrets Manager is checked by whoever reads it.
@@ -492,7 +493,7 @@ func (c Config) CheckJWTSecret(secret string) error {
 		return nil
 	}
 	if err := auth.CheckSecret(c.JWTAlg, []byte(secret)); err != nil {
-		return fmt.Errorf("%w; only stage %q accepts a short development secret (generate one with: openssl rand -base64 48)", err, DefaultStage)
+		return fmt.Errorf("%w; only stage %q accepts a weak development secret; generate one with: openssl rand -base64 48", err, DefaultStage)
 	}
 	return nil
 }
