@@ -421,13 +421,17 @@ func (g *gateway) lifecycleSource(fn awslambda.Function) {
 		filters[i] = streamFilter(p)
 	}
 	fn.AddEventSource(awslambdaeventsources.NewDynamoEventSource(g.table, &awslambdaeventsources.DynamoEventSourceProps{
-		StartingPosition:   awslambda.StartingPosition_LATEST,
-		BatchSize:          jsii.Number(100),
-		MaxBatchingWindow:  awscdk.Duration_Seconds(jsii.Number(1)),
-		RetryAttempts:      jsii.Number(lifecycleRetries),
-		BisectBatchOnError: jsii.Bool(true),
-		OnFailure:          awslambdaeventsources.NewSqsDlq(g.eventsDLQ),
-		Filters:            &filters,
+		// The settings the local stack's mapping runs too (store.Stream*):
+		// a batch whose events did not reach the bus is split, retried,
+		// then discarded with its metadata sent to the events DLQ.
+		StartingPosition:      awslambda.StartingPosition_LATEST,
+		BatchSize:             jsii.Number(store.StreamBatchSize),
+		MaxBatchingWindow:     awscdk.Duration_Seconds(jsii.Number(store.StreamBatchWindow.Seconds())),
+		RetryAttempts:         jsii.Number(store.StreamRetryAttempts),
+		BisectBatchOnError:    jsii.Bool(store.StreamBisectOnError),
+		ParallelizationFactor: jsii.Number(store.StreamParallelization),
+		OnFailure:             awslambdaeventsources.NewSqsDlq(g.eventsDLQ),
+		Filters:               &filters,
 	}))
 }
 
@@ -438,10 +442,6 @@ func (g *gateway) lifecycleSource(fn awslambda.Function) {
 func streamFilter(pattern string) *map[string]any {
 	return &map[string]any{"pattern": jsii.String(pattern)}
 }
-
-// lifecycleRetries bounds the retries of a stream batch whose events did
-// not reach the bus; then it goes to the events DLQ and the shard moves on.
-const lifecycleRetries = 10
 
 // customDomain maps domainName to the stage (regional endpoint, TLS 1.2).
 // The DNS record (CNAME or alias to the CustomDomainTarget output) is

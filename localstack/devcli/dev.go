@@ -31,6 +31,7 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 	readLag := fs.Duration("read-lag", stack.DefaultReadLag, "how stale DynamoDB reads without ConsistentRead are (negative: never)")
 	noConflicts := fs.Bool("no-conflicts", false, "let DynamoDB transactions touching one item at once all succeed")
 	noSignatures := fs.Bool("no-signatures", false, "accept AWS API requests without checking their SigV4 signature")
+	serialStream := fs.Bool("serial-stream", false, "read the table's stream in one lane and retry a failed batch until it succeeds (Lambda runs shards in parallel, splits, retries and discards)")
 	retryScale := fs.Float64("retry-scale", 1, "scale Lambda's retry delays of a failed broadcast (1 and 2 minutes on AWS)")
 	events := eventDelivery(fs)
 	var env, extra repeated
@@ -82,7 +83,7 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 		FunctionsDir: *functions, JWTSecret: secret, Env: fnEnv, IdleTimeout: *idle,
 		Log: logger, FunctionLog: fnLog, DevTokens: console.DevTokens(minter), Console: console.ForStack,
 		SerialFrames: *serial, ConnectLag: *connectLag, ReadLag: *readLag, NoConflicts: *noConflicts,
-		NoSignatures: *noSignatures, RetryScale: *retryScale, Extra: extraFns,
+		NoSignatures: *noSignatures, RetryScale: *retryScale, SerialStream: *serialStream, Extra: extraFns,
 		DuplicateRate: dupRate, ReorderWindow: reorder,
 	})
 	if err != nil {

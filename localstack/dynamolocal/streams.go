@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,55 +17,136 @@ import (
 )
 
 // StreamMapping is Lambda's event source mapping for a table's DynamoDB
-// stream, on DynamoDB Local (which serves the Streams API): it reads every
-// shard's records in order, keeps those Filter accepts, and hands them to
-// Invoke in batches of at most BatchSize, after at most Window, as
-// {"Records":[...]} with each record's eventSourceARN. A failed batch is
-// retried, with backoff, before the next one: records of a shard are
-// delivered in order, at least once.
+// stream, on DynamoDB Local (which serves the Streams API), run as Lambda
+// runs it:
+//
+//   - shards are processed in parallel. DynamoDB Local keeps a table's
+//     stream in one shard where AWS has one per partition, so the mapping
+//     spreads the records over Shards shards by a hash of their partition
+//     key, as partitions do; within a shard, ParallelizationFactor batches
+//     run at once, each item (partition and sort key) always in the same
+//     lane. Records are in order per item only.
+//   - a lane hands Invoke a batch of at most BatchSize records after at
+//     most Window, as {"Records":[...]}, each record with its
+//     eventSourceARN, and waits for it before its next batch.
+//   - a batch whose function fails (an error, or with
+//     ReportBatchItemFailures a reported record) is retried up to
+//     MaxRetryAttempts times, split in halves first when BisectOnError
+//     (a split costs no retry, each half has its own), then discarded:
+//     OnFailure gets Lambda's invocation record, the batch's metadata
+//     without its records, and the lane moves on. An invocation that
+//     never ran (ErrNotInvoked) is retried without counting.
+//   - records older than MaxRecordAge, and always those older than the
+//     stream's 24 hours, are discarded the same way.
+//   - a deletion by TTL carries userIdentity {"type":"Service",
+//     "principalId":"dynamodb.amazonaws.com"} and eventName REMOVE
+//     (DynamoDB Local's own record has neither).
 type StreamMapping struct {
 	// Endpoint is DynamoDB Local's (not a proxy's: the Streams API is not
 	// the DynamoDB API).
-	Endpoint  string
-	Table     string
-	BatchSize int           // default 100
-	Window    time.Duration // default 1s, the CDK stack's batching window
-	Filter    func(record json.RawMessage) bool
-	Invoke    func(ctx context.Context, payload []byte) error
-	Log       *slog.Logger
+	Endpoint string
+	Table    string
+	// FunctionName names the function in the on-failure records.
+	FunctionName string
+	BatchSize    int           // default 100
+	Window       time.Duration // default 1s, the CDK stack's batching window
+	// Shards stand for the table's partitions (default 4, an on-demand
+	// table's first partitions); ParallelizationFactor is the concurrent
+	// batches per shard (default 1, at most 10).
+	Shards                int
+	ParallelizationFactor int
+	// MaxRetryAttempts of a failed batch: 0 none, -1 until its records
+	// expire (Lambda's default when unset).
+	MaxRetryAttempts int
+	BisectOnError    bool
+	// MaxRecordAge discards older records; 0, or more than the stream's
+	// retention of 24 hours, means 24 hours. (Lambda's least is 60 s;
+	// tests use less.)
+	MaxRecordAge time.Duration
+	// ReportBatchItemFailures reads the function's response as
+	// {"batchItemFailures":[{"itemIdentifier":"<sequence number>"}]}: the
+	// records before the first one listed are done, the rest is retried.
+	ReportBatchItemFailures bool
+	Filter                  func(record json.RawMessage) bool
+	// Invoke calls the function and returns its response. An error
+	// wrapping ErrNotInvoked means the function did not run (throttled,
+	// no instance): retried until the records expire, never counted as a
+	// retry nor splitting the batch. Any other error is the function's.
+	Invoke func(ctx context.Context, payload []byte) ([]byte, error)
+	// OnFailure receives the invocation record of each discarded batch
+	// (for an SQS destination, the message body). Nil drops it.
+	OnFailure func(ctx context.Context, record []byte) error
+	// RetryDelay paces the retries of a batch (default
+	// DefaultStreamRetryBase doubling to DefaultStreamRetryMax, full
+	// jitter).
+	RetryDelay backoff.Policy
+	Log        *slog.Logger
 	// Poll is how often each shard is read (Lambda reads 4 times a second).
 	Poll time.Duration
 }
 
-type shardState struct {
-	iterator string
-}
+// ErrNotInvoked marks an Invoke error where the function never ran.
+var ErrNotInvoked = errors.New("dynamolocal: function not invoked")
 
-type streamRunner struct {
-	m      StreamMapping
-	client *http.Client
-	arn    string
-	mu     sync.Mutex
-	shards map[string]*shardState
-	done   map[string]bool // closed shards, read to their end
-}
+// streamRetention is how long DynamoDB Streams keeps a record.
+const streamRetention = 24 * time.Hour
 
-// Start enables the table's stream if it is off, takes an iterator at the
-// end of every shard (so the mapping sees what happens from now on), and
-// polls until ctx ends.
-func (m StreamMapping) Start(ctx context.Context) error {
-	if m.BatchSize <= 0 {
-		m.BatchSize = 100
+// Defaults of StreamMapping.
+const (
+	DefaultStreamShards      = 4
+	DefaultStreamRetryBase   = 200 * time.Millisecond
+	DefaultStreamRetryMax    = 10 * time.Second
+	maxParallelizationFactor = 10
+)
+
+func (m *StreamMapping) defaults() {
+	def := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
 	}
+	def(&m.BatchSize, 100)
+	def(&m.Shards, DefaultStreamShards)
+	def(&m.ParallelizationFactor, 1)
+	m.ParallelizationFactor = min(m.ParallelizationFactor, maxParallelizationFactor)
 	if m.Window <= 0 {
 		m.Window = time.Second
 	}
 	if m.Poll <= 0 {
 		m.Poll = 250 * time.Millisecond
 	}
+	if m.MaxRecordAge <= 0 || m.MaxRecordAge > streamRetention {
+		m.MaxRecordAge = streamRetention
+	}
+	if m.RetryDelay == (backoff.Policy{}) {
+		m.RetryDelay = backoff.Policy{Base: DefaultStreamRetryBase, Max: DefaultStreamRetryMax, Jitter: backoff.Full}
+	}
 	if m.Log == nil {
 		m.Log = slog.New(slog.DiscardHandler)
 	}
+}
+
+type shardState struct {
+	iterator string
+	parent   string
+}
+
+type streamRunner struct {
+	m       StreamMapping
+	client  *http.Client
+	arn     string
+	hashKey string // the table's partition key
+	mu      sync.Mutex
+	shards  map[string]*shardState
+	done    map[string]bool // closed shards, read to their end
+	lanes   []*lane         // Shards × ParallelizationFactor
+}
+
+// Start enables the table's stream if it is off, takes an iterator at the
+// end of every shard (so the mapping sees what happens from now on), and
+// polls and delivers until ctx ends.
+func (m StreamMapping) Start(ctx context.Context) error {
+	m.defaults()
 	r := &streamRunner{m: m, client: &http.Client{Timeout: 10 * time.Second}, shards: map[string]*shardState{}, done: map[string]bool{}}
 	var err error
 	if r.arn, err = r.streamARN(ctx); err != nil {
@@ -71,6 +154,11 @@ func (m StreamMapping) Start(ctx context.Context) error {
 	}
 	if err := r.discover(ctx, "LATEST"); err != nil {
 		return err
+	}
+	for range m.Shards * m.ParallelizationFactor {
+		l := newLane()
+		r.lanes = append(r.lanes, l)
+		go r.drain(ctx, l)
 	}
 	go r.run(ctx)
 	return nil
@@ -106,17 +194,24 @@ func (r *streamRunner) call(ctx context.Context, target string, in, out any) err
 }
 
 // streamARN is the table's stream, turned on (NEW_AND_OLD_IMAGES) when a
-// table made before streams were used has none.
+// table made before streams were used has none. It also learns the
+// table's partition key.
 func (r *streamRunner) streamARN(ctx context.Context) (string, error) {
 	for attempt := 0; ; attempt++ {
 		var t struct {
 			Table struct {
 				LatestStreamArn     string
 				StreamSpecification *struct{ StreamEnabled bool }
+				KeySchema           []struct{ AttributeName, KeyType string }
 			}
 		}
 		if err := r.call(ctx, "DynamoDB_20120810.DescribeTable", map[string]string{"TableName": r.m.Table}, &t); err != nil {
 			return "", err
+		}
+		for _, k := range t.Table.KeySchema {
+			if k.KeyType == "HASH" {
+				r.hashKey = k.AttributeName
+			}
 		}
 		if s := t.Table.StreamSpecification; s != nil && s.StreamEnabled && t.Table.LatestStreamArn != "" {
 			return t.Table.LatestStreamArn, nil
@@ -137,7 +232,7 @@ func (r *streamRunner) streamARN(ctx context.Context) (string, error) {
 func (r *streamRunner) discover(ctx context.Context, typ string) error {
 	var d struct {
 		StreamDescription struct {
-			Shards []struct{ ShardId string }
+			Shards []struct{ ShardId, ParentShardId string }
 		}
 	}
 	if err := r.call(ctx, "DynamoDBStreams_20120810.DescribeStream", map[string]string{"StreamArn": r.arn}, &d); err != nil {
@@ -156,17 +251,16 @@ func (r *streamRunner) discover(ctx context.Context, typ string) error {
 			return err
 		}
 		r.mu.Lock()
-		r.shards[sh.ShardId] = &shardState{iterator: it.ShardIterator}
+		r.shards[sh.ShardId] = &shardState{iterator: it.ShardIterator, parent: sh.ParentShardId}
 		r.mu.Unlock()
 	}
 	return nil
 }
 
+// run reads the stream until ctx ends, handing each record to its lane.
 func (r *streamRunner) run(ctx context.Context) {
 	tick := time.NewTicker(r.m.Poll)
 	defer tick.Stop()
-	var batch []json.RawMessage
-	var first time.Time
 	lastDiscover := time.Now()
 	for {
 		select {
@@ -180,35 +274,22 @@ func (r *streamRunner) run(ctx context.Context) {
 			}
 			lastDiscover = time.Now()
 		}
-		for _, rec := range r.read(ctx) {
-			if r.m.Filter != nil && !r.m.Filter(rec) {
-				continue
-			}
-			if len(batch) == 0 {
-				first = time.Now()
-			}
-			batch = append(batch, rec)
-		}
-		for len(batch) > 0 && (len(batch) >= r.m.BatchSize || time.Since(first) >= r.m.Window) {
-			n := min(len(batch), r.m.BatchSize)
-			if !r.deliver(ctx, batch[:n]) {
-				return
-			}
-			batch = batch[n:]
-			first = time.Now()
-		}
+		r.read(ctx)
 	}
 }
 
-// read takes the new records of every open shard.
-func (r *streamRunner) read(ctx context.Context) []json.RawMessage {
+// read takes the new records of every open shard whose parent is read to
+// its end, parents first (shard ids sort by creation time).
+func (r *streamRunner) read(ctx context.Context) {
 	r.mu.Lock()
 	ids := make([]string, 0, len(r.shards))
-	for id := range r.shards {
-		ids = append(ids, id)
+	for id, sh := range r.shards {
+		if r.shards[sh.parent] == nil {
+			ids = append(ids, id)
+		}
 	}
 	r.mu.Unlock()
-	var out []json.RawMessage
+	slices.Sort(ids)
 	for _, id := range ids {
 		r.mu.Lock()
 		sh := r.shards[id]
@@ -223,7 +304,10 @@ func (r *streamRunner) read(ctx context.Context) []json.RawMessage {
 			}
 			continue
 		}
-		out = append(out, res.Records...)
+		now := time.Now()
+		for _, raw := range res.Records {
+			r.route(raw, id, now)
+		}
 		r.mu.Lock()
 		if res.NextShardIterator == nil || *res.NextShardIterator == "" {
 			delete(r.shards, id) // closed and read to its end
@@ -233,43 +317,18 @@ func (r *streamRunner) read(ctx context.Context) []json.RawMessage {
 		}
 		r.mu.Unlock()
 	}
-	return out
 }
 
-// deliver invokes the function with one batch until it succeeds (false:
-// ctx ended first).
-func (r *streamRunner) deliver(ctx context.Context, batch []json.RawMessage) bool {
-	records := make([]json.RawMessage, len(batch))
-	for i, rec := range batch {
-		records[i] = withSourceARN(rec, r.arn)
-	}
-	payload, _ := json.Marshal(map[string]any{"Records": records})
-	policy := backoff.Policy{Base: 200 * time.Millisecond, Max: 10 * time.Second, Jitter: backoff.Full}
-	for attempt := 0; ; attempt++ {
-		err := r.m.Invoke(ctx, payload)
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		r.m.Log.Warn("stream: batch failed; retrying it", "records", len(batch), "attempt", attempt+1, "error", err.Error())
-		if policy.Wait(ctx, attempt) != nil {
-			return false
-		}
-	}
-}
-
-// withSourceARN adds eventSourceARN to a record, as Lambda's does.
-func withSourceARN(rec json.RawMessage, arn string) json.RawMessage {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(rec, &m) != nil {
-		return rec
-	}
-	m["eventSourceARN"], _ = json.Marshal(arn)
-	out, err := json.Marshal(m)
+// route puts a record, as the function will get it, in its lane, unless
+// Filter drops it.
+func (r *streamRunner) route(raw json.RawMessage, shardID string, now time.Time) {
+	rec, err := r.parse(raw, shardID, now)
 	if err != nil {
-		return rec
+		r.m.Log.Warn("stream: record dropped", "shard", shardID, "error", err.Error())
+		return
 	}
-	return out
+	if r.m.Filter != nil && !r.m.Filter(rec.raw) {
+		return
+	}
+	r.lanes[rec.lane].push(rec)
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/wsgate/wsgate/localstack/eventpattern"
 	"github.com/wsgate/wsgate/localstack/lambdahost"
 	"github.com/wsgate/wsgate/localstack/sqslocal"
+	"github.com/wsgate/wsgate/shared/backoff"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/queue"
@@ -116,8 +117,9 @@ type Options struct {
 	ReadLag time.Duration
 	// RetryScale scales the delays of Lambda's retries of a failed
 	// asynchronous invocation (the broadcast function's events): 1 minute,
-	// then 2, on AWS; and the pacing of a throttled one (1 s doubling to 5
-	// minutes). 0 means 1; tests shorten them.
+	// then 2, on AWS; the pacing of a throttled one (1 s doubling to 5
+	// minutes); and of a failed stream batch (200 ms doubling to 10 s). 0
+	// means 1; tests shorten them.
 	RetryScale float64
 	// DuplicateRate is the share of events EventBridge delivers to a
 	// target twice (the same event id and bytes, a separate invocation,
@@ -134,6 +136,11 @@ type Options struct {
 	// NoConflicts lets DynamoDB transactions and writes that touch one item
 	// at the same time all succeed; DynamoDB cancels one of them.
 	NoConflicts bool
+	// SerialStream reads the table's stream in one lane, in order, and
+	// retries a failed batch whole until it succeeds. Lambda's mapping
+	// runs shards in parallel and splits, retries and discards a failed
+	// batch as the CDK stack configures it (store.Stream*).
+	SerialStream bool
 }
 
 // Defaults of the harsh behaviours: the local gateway's registration lag
@@ -161,7 +168,10 @@ type Stack struct {
 	BusName          string
 	QueueURL         string
 	DeadLetterURL    string
-	Secret           string
+	// EventDeadLetterURL is the events DLQ: the stream mapping's
+	// on-failure destination, as in the CDK stack.
+	EventDeadLetterURL string
+	Secret             string
 
 	Gateway *apigw.Gateway
 	Bus     *eventbus.Service
@@ -332,12 +342,15 @@ func (s *Stack) startDynamoDB(ctx context.Context, opts Options) error {
 	return nil
 }
 
-// createQueues starts SQS with the task queue and its dead-letter queue,
-// as the CDK stack has them.
+// createQueues starts SQS with the task queue, its dead-letter queue and
+// the events DLQ, as the CDK stack has them.
 func (s *Stack) createQueues(opts Options) error {
 	s.SQS = sqslocal.New(sqslocal.Options{BaseURL: s.AWSEndpoint})
 	var err error
 	if s.DeadLetterURL, err = s.SQS.CreateQueue(opts.Table+"-tasks-dlq", nil); err != nil {
+		return err
+	}
+	if s.EventDeadLetterURL, err = s.SQS.CreateQueue(opts.Table+"-events-dlq", nil); err != nil {
 		return err
 	}
 	dlqARN, err := s.SQS.QueueARN(s.DeadLetterURL)
@@ -386,8 +399,9 @@ func (s *Stack) startFunctions(opts Options) error {
 	return nil
 }
 
-// connectEvents starts EventBridge with the stack's rules and the task
-// queue's event source mapping, both invoking the broadcast function.
+// connectEvents starts EventBridge with the stack's rules, the table's
+// stream mapping and the task queue's event source mapping, all invoking
+// the broadcast function.
 func (s *Stack) connectEvents(opts Options) error {
 	// Lambda retries a failed asynchronous invocation twice, about 1 and
 	// 2 minutes later. EventBridge delivers at least once, in no order.
@@ -412,16 +426,29 @@ func (s *Stack) connectEvents(opts Options) error {
 			return err
 		}
 	}
+	if err := s.startStream(opts); err != nil {
+		return err
+	}
 	// One task per invocation: a fan-out shard is a thousand posts, and
 	// shards run in parallel only as separate invocations (the CDK stack's
 	// event source mapping does the same).
-	// The table's stream, read as Lambda's event source mapping does,
-	// becomes connection lifecycle events and presence's join and leave.
+	s.stopESM = s.SQS.AddEventSource(sqslocal.EventSourceMapping{
+		QueueURL: s.QueueURL, BatchSize: 1, MaxConcurrency: opts.BroadcastConcurrency, ReportBatchItemFailures: true,
+		Invoke: func(ctx context.Context, payload []byte) ([]byte, error) {
+			return s.Host.Invoke(ctx, FnBroadcast, payload)
+		},
+	})
+	return nil
+}
+
+// startStream reads the table's stream as Lambda's event source mapping
+// does, with the CDK stack's settings, into the broadcast function
+// (connection lifecycle events and presence; the same filters as the CDK
+// stack's), discarded batches' metadata going to the events DLQ.
+func (s *Stack) startStream(opts Options) error {
 	// The mapping applies the very filter strings the CDK stack deploys
 	// (store.StreamUse.Filters), evaluated as EventBridge patterns; like
 	// the CDK stack, no lifecycle events and no presence topics: no mapping.
-	streamCtx, stopStream := context.WithCancel(context.Background())
-	s.stopStream = stopStream
 	var presence []string // the presence topics' literal prefixes, as the CDK stack's filters
 	for _, p := range strings.Split(s.fnEnv[config.EnvPresenceTopics], ",") {
 		if pat, err := topic.ParsePattern(strings.TrimSpace(p)); err == nil {
@@ -436,25 +463,36 @@ func (s *Stack) connectEvents(opts Options) error {
 	if err != nil {
 		return fmt.Errorf("the stream mapping's filters: %w", err)
 	}
-	if len(filters) > 0 {
-		err = dynamolocal.StreamMapping{
-			Endpoint: s.DynamoDBEndpoint, Table: opts.Table, Log: opts.Log,
-			Filter: func(raw json.RawMessage) bool { return filters.MatchJSON(raw) },
-			Invoke: func(ctx context.Context, payload []byte) error {
-				_, err := s.Host.Invoke(ctx, FnBroadcast, payload)
-				return err
-			},
-		}.Start(streamCtx)
+	if len(filters) == 0 {
+		return nil
 	}
-	if err != nil {
+	m := dynamolocal.StreamMapping{
+		Endpoint: s.DynamoDBEndpoint, Table: opts.Table, FunctionName: FnBroadcast, Log: opts.Log,
+		BatchSize: store.StreamBatchSize, Window: store.StreamBatchWindow,
+		ParallelizationFactor: store.StreamParallelization,
+		MaxRetryAttempts:      store.StreamRetryAttempts, BisectOnError: store.StreamBisectOnError,
+		Filter: func(raw json.RawMessage) bool { return filters.MatchJSON(raw) },
+		Invoke: func(ctx context.Context, payload []byte) ([]byte, error) {
+			out, err := s.Host.Invoke(ctx, FnBroadcast, payload)
+			if fe := (*lambdahost.FunctionError)(nil); err != nil && !errors.As(err, &fe) {
+				err = fmt.Errorf("%w: %w", dynamolocal.ErrNotInvoked, err)
+			}
+			return out, err
+		},
+		OnFailure: func(_ context.Context, record []byte) error {
+			return s.SQS.SendMessage(s.EventDeadLetterURL, string(record))
+		},
+	}
+	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * opts.RetryScale) }
+	m.RetryDelay = backoff.Policy{Base: scale(dynamolocal.DefaultStreamRetryBase), Max: scale(dynamolocal.DefaultStreamRetryMax), Jitter: backoff.Full}
+	if opts.SerialStream {
+		m.Shards, m.ParallelizationFactor, m.MaxRetryAttempts, m.BisectOnError = 1, 1, -1, false
+	}
+	streamCtx, stopStream := context.WithCancel(context.Background())
+	s.stopStream = stopStream
+	if err := m.Start(streamCtx); err != nil {
 		return fmt.Errorf("the table's stream: %w", err)
 	}
-	s.stopESM = s.SQS.AddEventSource(sqslocal.EventSourceMapping{
-		QueueURL: s.QueueURL, BatchSize: 1, MaxConcurrency: opts.BroadcastConcurrency, ReportBatchItemFailures: true,
-		Invoke: func(ctx context.Context, payload []byte) ([]byte, error) {
-			return s.Host.Invoke(ctx, FnBroadcast, payload)
-		},
-	})
 	return nil
 }
 

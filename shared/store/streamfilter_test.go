@@ -41,15 +41,15 @@ func watchStream(t *testing.T, f *fixture) *streamRecords {
 	recs := &streamRecords{}
 	require.NoError(t, dynamolocal.StreamMapping{
 		Endpoint: storetest.Endpoint(t), Table: f.table, Window: 20 * time.Millisecond, Poll: 50 * time.Millisecond,
-		Invoke: func(_ context.Context, payload []byte) error {
+		Invoke: func(_ context.Context, payload []byte) ([]byte, error) {
 			var batch struct{ Records []json.RawMessage }
 			if err := json.Unmarshal(payload, &batch); err != nil {
-				return err
+				return nil, err
 			}
 			recs.mu.Lock()
 			recs.all = append(recs.all, batch.Records...)
 			recs.mu.Unlock()
-			return nil
+			return nil, nil
 		},
 	}.Start(ctx))
 	return recs
