@@ -61,6 +61,7 @@ func usage(w io.Writer) {
   wsgate token     mint a token or single-use ticket (HS256, WSGATE_JWT_SECRET)
   wsgate publish   send an event with EventBridge PutEvents (local with --endpoint, else AWS)
   wsgate listen    connect, subscribe, print every message as a JSON line; stdin lines are sent
+                   (--bus: print every event on the local stack's bus instead)
   wsgate node      one more WebSocket front end of a running dev stack, in its own process
   wsgate bench     the fan-out benchmark (make bench)
   wsgate soak      clients dropping and resuming at random while events flow (make soak)

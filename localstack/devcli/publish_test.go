@@ -3,6 +3,8 @@ package devcli
 import (
 	"context"
 	"io"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -24,4 +26,16 @@ func TestPublish_DetailIsValidatedLikeTheBroadcastFunctionDoes(t *testing.T) {
 			assert.Contains(t, err.Error(), "refused", tc.detail)
 		}
 	}
+}
+
+func TestDev_RefusedEventIsOneClearLine(t *testing.T) {
+	var out strings.Builder
+	var mu sync.Mutex
+	var passed int
+	log := refusalLines(&out, &mu, func(string, []byte) { passed++ })
+	log("broadcast", []byte(`{"time":"2026-12-06T20:00:00Z","level":"WARN","msg":"event rejected","event_id":"e-1","reason":"invalid event: detail: unknown field \"audiance\""}`))
+	log("broadcast", []byte(`{"level":"INFO","msg":"delivered","event_id":"e-2"}`))
+	log("connect", []byte(`not json`))
+	assert.Equal(t, "event e-1 refused: invalid event: detail: unknown field \"audiance\"\n", out.String())
+	assert.Equal(t, 3, passed)
 }
