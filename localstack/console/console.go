@@ -32,6 +32,9 @@ type Options struct {
 	Token http.Handler
 	// Publish sends one event through the local EventBridge bus.
 	Publish func(ctx context.Context, d publish.Detail) (string, error)
+	// Refused lists the last events the broadcast function refused, with
+	// their id and reason (GET /console/api/refused).
+	Refused func() []stack.Refusal
 }
 
 // maxPublish bounds a test event's body: EventBridge's entry limit.
@@ -46,8 +49,17 @@ func Handler(o Options) http.Handler {
 		http.Redirect(w, r, "/console/"+query(r), http.StatusFound)
 	})
 	mux.HandleFunc("GET /console/api/config", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"local": true, "token": o.Token != nil, "publish": o.Publish != nil})
+		writeJSON(w, http.StatusOK, map[string]any{"local": true, "token": o.Token != nil, "publish": o.Publish != nil, "refused": o.Refused != nil})
 	})
+	if o.Refused != nil {
+		mux.HandleFunc("GET /console/api/refused", func(w http.ResponseWriter, r *http.Request) {
+			list := o.Refused()
+			if list == nil {
+				list = []stack.Refusal{}
+			}
+			writeJSON(w, http.StatusOK, list)
+		})
+	}
 	if o.Token != nil {
 		mux.Handle("GET /console/api/token", o.Token)
 	}
@@ -120,6 +132,7 @@ func ForStack(s *stack.Stack) http.Handler {
 			}
 			return ids[0], nil
 		},
+		Refused: s.Refused,
 	})
 	api := stack.DevAccess{
 		Addrs:      []string{strings.TrimSuffix(strings.TrimPrefix(s.WebSocketURL, "ws://"), "/")},

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -58,6 +61,31 @@ func TestConsole_ServesThePageAndRefusesBadTestEvents(t *testing.T) {
 			assert.NotEmpty(t, out["error"], "a refusal says why")
 		}
 	}
+}
+
+// An event the broadcast function refused is listed with its id and reason.
+func TestConsole_ListsRefusedEvents(t *testing.T) {
+	s := stacktest.Start(t, func(o *stack.Options) { o.Console = console.ForStack })
+	bus := eventbridge.New(eventbridge.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.AWSEndpoint), Credentials: s.Credentials()})
+	out, err := bus.PutEvents(context.Background(), &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
+		EventBusName: aws.String(s.BusName), Source: aws.String("t"), DetailType: aws.String("t"),
+		Detail: aws.String(`{"topic":"demo.x","payload":1,"audiance":{"orgs":["x"]}}`),
+	}}})
+	require.NoError(t, err)
+	require.Zero(t, out.FailedEntryCount)
+	id := aws.ToString(out.Entries[0].EventId)
+	var list []stack.Refusal
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(consoleURL(s) + "/api/refused")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		list = nil
+		return json.NewDecoder(resp.Body).Decode(&list) == nil && len(list) > 0
+	}, 20*time.Second, 50*time.Millisecond)
+	assert.Equal(t, id, list[0].EventID)
+	assert.Contains(t, list[0].Reason, "audiance")
 }
 
 // TestConsole_InHeadlessChromium drives the page in a real browser: connect

@@ -3,6 +3,7 @@ package devcli
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -74,6 +75,9 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 			fmt.Fprintf(st.Err, "%-10s %s\n", fn, line)
 		}
 	}
+	// A refused event is said plainly, even with --quiet: its publisher
+	// got an event id from PutEvents and nothing else.
+	fnLog = refusalLines(st.Err, &outMu, fnLog)
 	minter := auth.Minter{Alg: "HS256", Key: []byte(secret)}
 
 	start := time.Now()
@@ -131,4 +135,21 @@ or with the AWS CLI:
 
 Ctrl-C stops everything.
 `, s.Stage, took.Round(time.Millisecond), s.WebSocketURL, s.AWSEndpoint, ddb, s.Table, consoleURL, s.Secret, tok, s.WebSocketURL, tok, s.AWSEndpoint, s.AWSEndpoint, s.BusName)
+}
+
+// refusalLines prints "event <id> refused: <reason>" for each event the
+// broadcast function refused, then passes every line on to next.
+func refusalLines(w io.Writer, mu *sync.Mutex, next func(string, []byte)) func(string, []byte) {
+	return func(fn string, line []byte) {
+		if fn == stack.FnBroadcast {
+			if r, ok := stack.ParseRefusal(line); ok {
+				mu.Lock()
+				fmt.Fprintf(w, "event %s refused: %s\n", r.EventID, r.Reason)
+				mu.Unlock()
+			}
+		}
+		if next != nil {
+			next(fn, line)
+		}
+	}
 }

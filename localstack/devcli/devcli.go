@@ -38,6 +38,10 @@ func Run(ctx context.Context, args []string, st Streams) error {
 		return Publish(ctx, rest, st)
 	case "listen":
 		return Listen(ctx, rest, st)
+	case "revoke":
+		return Revoke(ctx, rest, st, false)
+	case "unrevoke":
+		return Revoke(ctx, rest, st, true)
 	case "node":
 		return Node(ctx, rest, st)
 	case "bench":
@@ -61,6 +65,9 @@ func usage(w io.Writer) {
   wsgate token     mint a token or single-use ticket (HS256, WSGATE_JWT_SECRET)
   wsgate publish   send an event with EventBridge PutEvents (local with --endpoint, else AWS)
   wsgate listen    connect, subscribe, print every message as a JSON line; stdin lines are sent
+                   (--bus: print every event on the local stack's bus instead)
+  wsgate revoke    close a principal's (or a token's) connections and refuse it until a time
+  wsgate unrevoke  lift such a ban now
   wsgate node      one more WebSocket front end of a running dev stack, in its own process
   wsgate bench     the fan-out benchmark (make bench)
   wsgate soak      clients dropping and resuming at random while events flow (make soak)

@@ -36,8 +36,13 @@ func Listen(ctx context.Context, args []string, st Streams) error {
 	since := fs.Uint64("since", 0, "with --topic: start after this sequence number (replays the history after it)")
 	raw := fs.Bool("raw", false, "one connection, frames exactly as the gateway sends them; no reconnect, resume or dedup")
 	envelope := fs.Bool("envelope", false, "with --raw: receive events in the gateway envelope, with seq")
+	bus := fs.Bool("bus", false, "print every event on the local stack's bus instead (lifecycle, client publishes, backends' events) as JSON lines")
+	awsEndpoint := fs.String("endpoint", envOr("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"), "with --bus: the local stack's AWS endpoint")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *bus {
+		return listenBus(ctx, st, *awsEndpoint)
 	}
 	if *since > 0 && *scope == "" {
 		return errors.New("--since needs --topic")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -41,6 +42,12 @@ func Publish(ctx context.Context, args []string, st Streams) error {
 	}
 	var d publish.Detail
 	if *detail != "" {
+		// The broadcast function's own parser: an unknown field, a
+		// wildcard topic or a missing one is refused here, with its reason,
+		// rather than dropped by the gateway after PutEvents accepted it.
+		if _, err := publish.Parse("cli-check", time.Now(), []byte(*detail), false); err != nil {
+			return fmt.Errorf("--detail refused: %w", err)
+		}
 		if err := json.Unmarshal([]byte(*detail), &d); err != nil {
 			return fmt.Errorf("--detail: %w", err)
 		}
@@ -78,6 +85,9 @@ func Publish(ctx context.Context, args []string, st Streams) error {
 		return err
 	}
 	ids, err := publish.Publisher{Client: client, Bus: *bus, Source: *source, DetailType: *detailType}.Publish(ctx, d)
+	if errors.Is(err, publish.ErrInvalid) || errors.Is(err, publish.ErrTooLarge) {
+		return fmt.Errorf("event refused: %w", err)
+	}
 	if err != nil {
 		return err
 	}

@@ -20,8 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/wsgate/wsgate/shared/backoff"
 	"github.com/wsgate/wsgate/localstack/eventpattern"
+	"github.com/wsgate/wsgate/shared/backoff"
 )
 
 // The region and account events carry.
@@ -72,7 +72,7 @@ type Options struct {
 	// ReorderRate is the share of deliveries (0 to 1) held back; 0 holds
 	// every one.
 	ReorderRate float64
-	Log           *slog.Logger // default: discard
+	Log         *slog.Logger // default: discard
 }
 
 // Stats count deliveries. Delivered, Retried and DeadLettered count each

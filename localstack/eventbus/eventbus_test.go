@@ -162,3 +162,23 @@ func TestClose_EndsTheWaitBeforeARetry(t *testing.T) {
 	}
 	assert.Len(t, f.calls, 1, "no retry after Close")
 }
+
+func TestPutEvents_UnknownBusIsResourceNotFound(t *testing.T) {
+	s := New(Options{})
+	defer s.Close()
+	s.CreateBus("wsgate-local")
+	out, err := client(t, s).PutEvents(context.Background(), &eventbridge.PutEventsInput{Entries: []types.PutEventsRequestEntry{
+		entry("wsgate-prod", `{"topic":"a.b"}`),
+		entry("arn:aws:events:us-east-1:000000000000:event-bus/wsgate-prod", `{"topic":"a.b"}`),
+		entry("wsgate-local", `{"topic":"a.b"}`),
+	}})
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, out.FailedEntryCount)
+	for _, e := range out.Entries[:2] {
+		assert.Equal(t, "ResourceNotFoundException", aws.ToString(e.ErrorCode))
+		assert.Equal(t, "Event bus wsgate-prod does not exist.", aws.ToString(e.ErrorMessage))
+		assert.Empty(t, aws.ToString(e.EventId))
+	}
+	assert.NotEmpty(t, aws.ToString(out.Entries[2].EventId))
+	assert.EqualValues(t, 1, s.Stats().Accepted.Load())
+}

@@ -153,12 +153,13 @@ func (s *Service) put(e putEventsEntry) resultEntry {
 	_ = json.Unmarshal(raw, &event)
 
 	targets, known := s.targets(bus, event)
-	s.stats.Accepted.Add(1)
 	if !known {
-		// AWS accepts events for a bus that does not exist and drops them;
-		// say so here, where it is easy to spot.
-		s.log.Warn("event for an unknown bus dropped", "bus", bus, "event_id", id)
+		// EventBridge refuses the entry, so a bus name copied from another
+		// stage (wsgate-prod) is an error the publisher sees.
+		s.log.Warn("event for an unknown bus refused", "bus", bus)
+		return resultEntry{ErrorCode: "ResourceNotFoundException", ErrorMessage: fmt.Sprintf("Event bus %s does not exist.", bus)}
 	}
+	s.stats.Accepted.Add(1)
 	order := s.accepted.Add(1)
 	for _, r := range targets {
 		s.dispatch(r, delivery{id: id, event: raw, order: order})

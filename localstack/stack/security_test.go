@@ -2,6 +2,7 @@ package stack_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wsgate/wsgate/localstack/devcli"
 	"github.com/wsgate/wsgate/localstack/stack"
 	"github.com/wsgate/wsgate/localstack/stacktest"
 	"github.com/wsgate/wsgate/shared/auth"
@@ -119,4 +121,29 @@ func TestSecurity_ConnectionEndsWithItsTokenUnlessRefreshed(t *testing.T) {
 	refreshed.SendJSON(map[string]any{"type": "ping", "id": 2})
 	refreshed.Expect("pong", 10*time.Second)
 	assert.False(t, refreshed.Closed())
+}
+
+// Issue 25, "revocation cannot be lifted": wsgate revoke bans a principal,
+// wsgate unrevoke lifts the ban before its until, and it connects again.
+func TestSecurity_RevocationLiftedConnectsAgain(t *testing.T) {
+	s := stacktest.Start(t)
+	tok := token(t, s, auth.Grant{Sub: "carol", Topics: []string{"t.>"}})
+	c := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": tok})
+	cli := func(args ...string) {
+		t.Helper()
+		require.NoError(t, devcli.Run(context.Background(), append(args, "--endpoint", s.AWSEndpoint, "--bus", s.BusName), devcli.Streams{Out: io.Discard, Err: io.Discard}))
+	}
+	cli("revoke", "--principal", "user:carol", "--for", "24h")
+	assert.Equal(t, "revoked", c.Expect("error", 15*time.Second)["code"])
+	_, resp, err := stacktest.Dial(t, s.WebSocketURL, map[string]string{"token": tok}, nil)
+	require.Error(t, err)
+	require.NotNil(t, resp)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "banned")
+
+	time.Sleep(1100 * time.Millisecond) // the lift is issued in a later second than the ban
+	cli("unrevoke", "--principal", "user:carol")
+	require.Eventually(t, func() bool {
+		_, _, err := stacktest.Dial(t, s.WebSocketURL, map[string]string{"token": tok}, nil)
+		return err == nil
+	}, 15*time.Second, 100*time.Millisecond, "the lifted principal connects again")
 }

@@ -181,6 +181,8 @@ type Stack struct {
 	StartedDynamoDB bool
 
 	log      *slog.Logger
+	busFeed  feed // every event on the bus (GET /_wsgate/bus)
+	refusals feed // events the broadcast function refused
 	dynamo   *dynamolocal.Server
 	ddb      *ddbproxy.Proxy
 	throttle *edge.Throttle
@@ -369,7 +371,7 @@ func (s *Stack) createQueues(opts Options) error {
 // startFunctions registers the four functions (and opts.Extra) with the
 // Lambda host; it starts no process: the first invocation does.
 func (s *Stack) startFunctions(opts Options) error {
-	s.Host = lambdahost.New(lambdahost.Options{Log: opts.FunctionLog})
+	s.Host = lambdahost.New(lambdahost.Options{Log: s.functionLog(opts.FunctionLog)})
 	s.fnEnv = s.functionEnv(opts)
 	// The functions read this configuration at start and stop on an error
 	// (every handshake would answer 500): say so now, not at the first
@@ -413,6 +415,9 @@ func (s *Stack) connectEvents(opts Options) error {
 		DuplicateRate: opts.DuplicateRate, ReorderWindow: opts.ReorderWindow, ReorderRate: opts.ReorderRate, Log: opts.Log,
 	})
 	s.Bus.CreateBus(s.BusName)
+	if err := s.watchBus(); err != nil {
+		return err
+	}
 	// The stack's two rules, as the CDK stack has them: events with a
 	// topic, and revocations.
 	for name, pattern := range map[string]string{"broadcast": publish.RulePattern, "revoke": publish.RevokeRulePattern} {
@@ -570,7 +575,9 @@ func (s *Stack) serve(ln net.Listener, h http.Handler) *http.Server {
 }
 
 // admin serves /_wsgate/health, /_wsgate/faults, /_wsgate/drop (cut every
-// client, as a network failure would) and, in dev, /_wsgate/token, to this
+// client, as a network failure would), /_wsgate/bus (every event on the
+// bus, as JSON lines), /_wsgate/refused (the events the broadcast function
+// refused, and why) and, in dev, /_wsgate/token, to this
 // machine's programs and the console only (DevAccess).
 func (s *Stack) admin(opts Options) http.Handler {
 	mux := http.NewServeMux()
@@ -607,6 +614,8 @@ func (s *Stack) admin(opts Options) http.Handler {
 	if opts.DevTokens != nil {
 		mux.Handle("/_wsgate/token", opts.DevTokens)
 	}
+	mux.HandleFunc("GET /_wsgate/bus", s.busFeed.stream)
+	mux.HandleFunc("GET /_wsgate/refused", s.serveRefused)
 	mux.HandleFunc("POST /_wsgate/invoke/{function}", s.invokeForNode)
 	mux.HandleFunc("POST /_wsgate/nodes", s.registerNode)
 	return DevAccess{

@@ -92,8 +92,16 @@ func (h *Handler) handleRevocation(ctx context.Context, log *slog.Logger, cwe la
 		return nil
 	}
 	ptype, sub := r.Who(auth.DefaultPrincipalType)
+	rev := store.Revocation{Principal: auth.Identity{Type: ptype, Sub: sub}, TokenID: r.TokenID, Until: r.Until, Issued: cwe.Time}
+	if r.Lift {
+		if err := h.store.Lift(ctx, rev); err != nil {
+			return err
+		}
+		log.Info("revocation lifted", "ptype", ptype, "sub", sub, "token_id", r.TokenID)
+		return nil
+	}
 	log = log.With("ptype", ptype, "sub", sub, "token_id", r.TokenID, "until", r.Until.UTC().Format(time.RFC3339))
-	conns, err := h.store.Revoke(ctx, store.Revocation{Principal: auth.Identity{Type: ptype, Sub: sub}, TokenID: r.TokenID, Until: r.Until})
+	conns, err := h.store.Revoke(ctx, rev)
 	if err != nil {
 		return err
 	}

@@ -233,3 +233,13 @@ func TestPublish_ThrottledEntriesWaitTheBackoffPolicy(t *testing.T) {
 	assert.Len(t, bus.calls, 6)
 	assert.Less(t, time.Since(start), time.Second, "five retries of at most 5 ms each")
 }
+
+func TestParseRevocation_LiftTakesNoUntil(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r, err := ParseRevocation([]byte(`{"principal":"user:42","lift":true}`), now, time.Hour)
+	require.NoError(t, err)
+	assert.True(t, r.Lift)
+	assert.True(t, r.Until.IsZero(), "a lift is not a new ban")
+	_, err = ParseRevocation([]byte(`{"principal":"user:42","lift":true,"until":"2026-02-01T00:00:00Z"}`), now, time.Hour)
+	assert.ErrorIs(t, err, ErrInvalid)
+}

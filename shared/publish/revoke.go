@@ -34,10 +34,17 @@ const (
 // a token may live (WSGATE_MAX_TOKEN_LIFETIME) from now, so no token issued
 // before the revocation outlives it. An until already past closes the
 // connections and refuses nothing.
+//
+//	{"principal": "user:42", "lift": true}               ends user 42's ban now
+//
+// lift ends the ban (of the principal, or of token_id) before its until;
+// a lift takes no until. A revocation published before a lift never bans
+// again, even if EventBridge delivers it after the lift.
 type Revocation struct {
 	Principal string    `json:"principal"`
 	TokenID   string    `json:"token_id,omitempty"`
 	Until     time.Time `json:"until,omitzero"`
+	Lift      bool      `json:"lift,omitempty"`
 }
 
 // Who is the revoked principal's type and id, split like an audience
@@ -57,7 +64,7 @@ func ParseRevocation(detail []byte, now time.Time, defaultFor time.Duration) (Re
 		return Revocation{}, err
 	}
 	if err := eachKey(detail, "revocation", func(key string, _ json.RawMessage) error {
-		return exactKey("revocation", key, []string{"principal", "token_id", "until"})
+		return exactKey("revocation", key, []string{"principal", "token_id", "until", "lift"})
 	}); err != nil {
 		return Revocation{}, err
 	}
@@ -67,6 +74,9 @@ func ParseRevocation(detail []byte, now time.Time, defaultFor time.Duration) (Re
 		return Revocation{}, fmt.Errorf("%w: revocation.principal must be \"<ptype>:<sub>\" or a sub", ErrInvalid)
 	case len(r.Principal) > 2*maxIDBytes || len(r.TokenID) > maxIDBytes:
 		return Revocation{}, fmt.Errorf("%w: revocation.principal or token_id is too long", ErrInvalid)
+	case r.Lift && !r.Until.IsZero():
+		return Revocation{}, fmt.Errorf("%w: revocation.lift ends a ban now; it takes no until", ErrInvalid)
+	case r.Lift:
 	case r.Until.IsZero():
 		r.Until = now.Add(defaultFor)
 	case r.Until.After(now.Add(MaxRevocation)):

@@ -104,3 +104,42 @@ func TestRevoke_ABanLastsUntilItsUntilWhateverIsWrittenAfterIt(t *testing.T) {
 		})
 	}
 }
+
+// Issue 25, "revocation cannot be lifted": a lift ends a ban before its
+// until; a revocation issued before the lift, delivered late or again as
+// EventBridge may, does not ban again; one issued after it does.
+func TestLift_EndsABanEarlyAndAStaleRevocationDoesNotRestoreIt(t *testing.T) {
+	user := auth.Identity{Type: "user", Sub: "u1"}
+	for _, jti := range []string{"", "t-stolen"} {
+		t.Run("token "+jti, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			ban := store.Revocation{Principal: user, TokenID: jti, Until: f.now.Add(30 * 24 * time.Hour), Issued: f.now}
+			_, err := f.s.Revoke(ctx, ban)
+			require.NoError(t, err)
+			c := f.withToken("c1", "u1", "t-stolen")
+			require.ErrorIs(t, f.s.PutConnection(ctx, c, nil), store.ErrRevoked)
+
+			f.now = f.now.Add(time.Minute)
+			require.NoError(t, f.s.Lift(ctx, store.Revocation{Principal: user, TokenID: jti, Issued: f.now}))
+			assert.NoError(t, f.s.PutConnection(ctx, c, nil), "the ban is lifted")
+
+			// The first revocation, delivered again after the lift.
+			closed, err := f.s.Revoke(ctx, ban)
+			require.NoError(t, err)
+			assert.Empty(t, closed, "a stale revocation closes nothing")
+			c2 := f.withToken("c2", "u1", "t-stolen")
+			assert.NoError(t, f.s.PutConnection(ctx, c2, nil), "a stale revocation does not ban again")
+
+			// A new revocation after the lift bans again.
+			f.now = f.now.Add(time.Minute)
+			again := ban
+			again.Issued = f.now
+			closed, err = f.s.Revoke(ctx, again)
+			require.NoError(t, err)
+			assert.Len(t, closed, 2)
+			c3 := f.withToken("c3", "u1", "t-stolen")
+			assert.ErrorIs(t, f.s.PutConnection(ctx, c3, nil), store.ErrRevoked)
+		})
+	}
+}

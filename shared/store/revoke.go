@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -35,6 +36,14 @@ import (
 const (
 	skBan        = "#BAN"
 	attrBanUntil = "until"
+	// attrBanLifted is when (the lift's event time, ms) a ban was lifted:
+	// a revocation issued before it, delivered late or twice as
+	// EventBridge may, does not ban again.
+	attrBanLifted = "lifted"
+	// liftKept is how long a lifted ban's item stays to refuse such
+	// stale revocations: the age past which EventBridge and Lambda stop
+	// retrying an event (6 h), and an hour more.
+	liftKept = 7 * time.Hour
 	// banGrace keeps a ban readable a while past its until: the check
 	// compares until with the clock, so this only spares the TTL a race.
 	banGrace = time.Hour
@@ -87,6 +96,62 @@ type Revocation struct {
 	Principal auth.Identity
 	TokenID   string
 	Until     time.Time
+	// Issued is when the revocation (or the lift) was published, its
+	// event's time; zero means now. A revocation issued before the ban
+	// was lifted is stale and changes nothing.
+	Issued time.Time
+}
+
+// banItem is the partition and sort key of the ban r names.
+func (r Revocation) banItem() (pk, sk string, ok bool) {
+	pk, ok = principalKey(auth.Principal{Identity: r.Principal})
+	sk = skBan
+	if r.TokenID != "" {
+		sk = banKey(r.TokenID)
+	}
+	return pk, sk, ok
+}
+
+func (s *Store) issued(r Revocation) int64 {
+	if r.Issued.IsZero() {
+		return s.now().UnixMilli()
+	}
+	return r.Issued.UnixMilli()
+}
+
+// Lift ends the ban r names (the principal's, or its token's) now, before
+// its until: the principal, or the token, may connect again at once.
+// Lifting what is not banned is harmless. The item stays a few hours,
+// marked lifted at r.Issued, so a revocation issued before the lift and
+// delivered after it (EventBridge neither orders nor deduplicates) does
+// not ban again; one issued after it does.
+func (s *Store) Lift(ctx context.Context, r Revocation) error {
+	pk, sk, ok := r.banItem()
+	if !ok {
+		return errors.New("store: lift: an anonymous principal is never revoked")
+	}
+	issued := s.issued(r)
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                s.table,
+		Key:                      key(pk, sk),
+		UpdateExpression:         aws.String("SET #u = :now, #l = :issued, #ttl = :ttl"),
+		ConditionExpression:      aws.String("attribute_not_exists(#l) OR #l < :issued"),
+		ExpressionAttributeNames: map[string]string{"#u": attrBanUntil, "#l": attrBanLifted, "#ttl": TTLAttribute},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":now": nv(s.now().UnixMilli()), ":issued": nv(issued),
+			":ttl": nv(s.now().Add(liftKept).Unix()),
+		},
+		ReturnConsumedCapacity: total,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case errors.As(err, &ccf):
+		return nil // a later lift is in place
+	case err != nil:
+		return fmt.Errorf("store: lift %s %s: %w", pk, sk, err)
+	}
+	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
+	return nil
 }
 
 // Revoke records r in its ban item, then returns the live
@@ -94,13 +159,9 @@ type Revocation struct {
 // harmless; a later Until extends an earlier one, an earlier one never
 // shortens it.
 func (s *Store) Revoke(ctx context.Context, r Revocation) ([]Connection, error) {
-	pk, ok := principalKey(auth.Principal{Identity: r.Principal})
+	pk, ban, ok := r.banItem()
 	if !ok {
 		return nil, errors.New("store: revoke: an anonymous principal cannot be revoked")
-	}
-	ban := skBan
-	if r.TokenID != "" {
-		ban = banKey(r.TokenID)
 	}
 	// The item's TTL moves with its until, in the same conditional
 	// write: only ever later.
@@ -109,15 +170,19 @@ func (s *Store) Revoke(ctx context.Context, r Revocation) ([]Connection, error) 
 		TableName:                s.table,
 		Key:                      key(pk, ban),
 		UpdateExpression:         aws.String("SET #u = :until, #ttl = :ttl"),
-		ConditionExpression:      aws.String("attribute_not_exists(#u) OR #u < :until"),
-		ExpressionAttributeNames: map[string]string{"#u": attrBanUntil, "#ttl": TTLAttribute},
+		ConditionExpression:      aws.String("(attribute_not_exists(#u) OR #u < :until) AND (attribute_not_exists(#l) OR #l < :issued)"),
+		ExpressionAttributeNames: map[string]string{"#u": attrBanUntil, "#l": attrBanLifted, "#ttl": TTLAttribute},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":until": nv(r.Until.UnixMilli()), ":ttl": nv(ttl),
+			":until": nv(r.Until.UnixMilli()), ":ttl": nv(ttl), ":issued": nv(s.issued(r)),
 		},
-		ReturnConsumedCapacity: total,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		ReturnConsumedCapacity:              total,
 	})
 	var ccf *types.ConditionalCheckFailedException
 	switch {
+	case errors.As(err, &ccf) && liftedSince(ccf.Item, s.issued(r)):
+		// Lifted after this revocation was issued: it is stale.
+		return nil, nil
 	case errors.As(err, &ccf):
 		// A revocation at least as long is in place: close what it covers.
 	case err != nil:
@@ -191,4 +256,14 @@ func (s *Store) Refresh(ctx context.Context, id string, p auth.Principal, expire
 		return ErrRevoked
 	}
 	return fmt.Errorf("store: refresh %s: %w", id, err)
+}
+
+// liftedSince reports whether a ban item was lifted at or after issued (ms).
+func liftedSince(item map[string]types.AttributeValue, issued int64) bool {
+	n, ok := item[attrBanLifted].(*types.AttributeValueMemberN)
+	if !ok {
+		return false
+	}
+	l, err := strconv.ParseInt(n.Value, 10, 64)
+	return err == nil && l >= issued
 }

@@ -255,6 +255,19 @@ async function publish() {
   out.textContent = r.ok ? `published ${body.id}` : `refused: ${body.error}`;
 }
 
+// ---- refused events (local stack) ----
+
+async function pollRefused() {
+  const r = await fetch('/console/api/refused');
+  if (!r.ok) return;
+  const list = await r.json();
+  $('refused').replaceChildren(...list.slice().reverse().map((e) => {
+    const li = document.createElement('li');
+    li.textContent = `${clock(new Date(e.time))} event ${e.event_id} refused: ${e.reason}`;
+    return li;
+  }));
+}
+
 // ---- wiring ----
 
 function init() {
@@ -289,6 +302,8 @@ function init() {
     S.cfg = cfg;
     $('mint-box').hidden = !cfg.token;
     $('publish-panel').hidden = !cfg.publish;
+    $('refused-panel').hidden = !cfg.refused;
+    if (cfg.refused) { pollRefused().catch(() => {}); setInterval(() => pollRefused().catch(() => {}), 2000); }
     if (cfg.token) $('token').placeholder = 'JWT or ticket; empty: a dev token minted per connect';
     if (q.get('connect') === '1') connect();
   });
