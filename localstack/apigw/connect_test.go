@@ -22,11 +22,13 @@ func TestConnect_RefusalStatusReachesTheHandshake(t *testing.T) {
 		resp     events.APIGatewayProxyResponse
 		err      error
 		wantCode int
+		wantType string
 	}{
 		{name: "unauthorized", resp: events.APIGatewayProxyResponse{StatusCode: 401, Body: `{"message":"Unauthorized"}`}, wantCode: 401},
 		{name: "forbidden", resp: events.APIGatewayProxyResponse{StatusCode: 403, Body: `{"message":"Forbidden"}`}, wantCode: 403},
 		{name: "throttled", resp: events.APIGatewayProxyResponse{StatusCode: 429}, wantCode: 429},
 		{name: "function error", err: errors.New("boom"), wantCode: 500},
+		{name: "plain text body under its own type", resp: events.APIGatewayProxyResponse{StatusCode: 400, Body: "no", Headers: map[string]string{"content-type": "text/plain"}}, wantCode: 400, wantType: "text/plain"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,7 +44,15 @@ func TestConnect_RefusalStatusReachesTheHandshake(t *testing.T) {
 			require.Error(t, err)
 			require.NotNil(t, resp)
 			assert.Equal(t, tt.wantCode, resp.StatusCode)
-			if tt.resp.Body != "" {
+			if tt.wantType == "" {
+				tt.wantType = "application/json"
+			}
+			assert.Equal(t, tt.wantType, resp.Header.Get("Content-Type"), "one content type for every refusal")
+			if tt.err != nil {
+				body, _ := io.ReadAll(resp.Body)
+				assert.JSONEq(t, `{"message":"Internal server error"}`, string(body))
+			}
+			if tt.resp.Body != "" && tt.wantType == "application/json" {
 				body, _ := io.ReadAll(resp.Body)
 				assert.JSONEq(t, tt.resp.Body, string(body), "the function's body is the handshake's")
 			}

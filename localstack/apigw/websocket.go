@@ -303,12 +303,21 @@ func (g *Gateway) connect(w http.ResponseWriter, r *http.Request, id string, now
 	resp, err := g.invoke(r.Context(), g.opts.Routes.Connect, req)
 	if err != nil {
 		log.Warn("$connect failed", "error", err.Error())
-		http.Error(w, `{"message": "Internal server error"}`, http.StatusInternalServerError)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"message": "Internal server error"}`))
 		return resp, false
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		log.Info("handshake refused by $connect", "status", resp.StatusCode)
-		w.Header().Set("Content-Type", "application/json")
+		// The function's body passes through, under its own Content-Type,
+		// else API Gateway's default for a proxy response (wsgate's
+		// $connect sends {"message": reason} as JSON).
+		ct := headerValue(resp.Headers, resp.MultiValueHeaders, "Content-Type")
+		if ct == "" {
+			ct = "application/json"
+		}
+		w.Header().Set("Content-Type", ct)
 		w.WriteHeader(resp.StatusCode)
 		_, _ = w.Write([]byte(resp.Body))
 		return resp, false

@@ -104,7 +104,7 @@ func Listen(ctx context.Context, args []string, st Streams) error {
 	err = c.Run(ctx)
 	var refused *client.RefusedError
 	if errors.As(err, &refused) {
-		return fmt.Errorf("connect refused: HTTP %d", refused.Status)
+		return fmt.Errorf("connect refused: HTTP %d%s", refused.Status, reasonSuffix(refused.Reason))
 	}
 	return err
 }
@@ -136,7 +136,7 @@ func rawListen(ctx context.Context, st Streams, endpoint string, tokenFor func(c
 	ws, resp, err := websocket.Dial(ctx, u.String(), nil)
 	if err != nil {
 		if resp != nil {
-			return fmt.Errorf("connect refused: HTTP %d", resp.StatusCode)
+			return fmt.Errorf("connect refused: HTTP %d%s", resp.StatusCode, reasonSuffix(client.RefusalReason(resp.Body)))
 		}
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -145,7 +145,7 @@ func rawListen(ctx context.Context, st Streams, endpoint string, tokenFor func(c
 	fmt.Fprintf(st.Err, "connected to %s\n", redact(u))
 
 	for _, p := range subscribe {
-		cmd, _ := json.Marshal(map[string]string{"type": "subscribe", "topic": p})
+		cmd := jsonOut(map[string]string{"type": "subscribe", "topic": p})
 		if err := ws.Write(ctx, websocket.MessageText, cmd); err != nil {
 			return err
 		}
@@ -214,8 +214,18 @@ func jsonLine(typ websocket.MessageType, data []byte) []byte {
 	} else {
 		v = map[string]string{"text": string(data)}
 	}
-	out, _ := json.Marshal(v)
-	return out
+	return jsonOut(v)
+}
+
+// jsonOut is v as compact JSON without HTML escaping: topic patterns keep
+// their ">" rather than showing "\u003e". Every JSON the CLI prints or
+// sends goes through it.
+func jsonOut(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // maps of strings and plain structs always encode
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 func redact(u *url.URL) string {
@@ -226,4 +236,12 @@ func redact(u *url.URL) string {
 	}
 	c.RawQuery = q.Encode()
 	return c.String()
+}
+
+// reasonSuffix is ": reason" for an error message, or nothing.
+func reasonSuffix(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return ": " + reason
 }

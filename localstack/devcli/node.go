@@ -66,7 +66,7 @@ func Node(ctx context.Context, args []string, st Streams) error {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	addr := ln.Addr().String()
-	reg, _ := json.Marshal(map[string]string{"prefix": *prefix, "management": "http://" + addr})
+	reg := jsonOut(map[string]string{"prefix": *prefix, "management": "http://" + addr})
 	resp, err := http.Post(base+"/_wsgate/nodes", "application/json", bytes.NewReader(reg))
 	if err != nil {
 		return fmt.Errorf("register with the stack at %s: %w", base, err)
@@ -75,7 +75,7 @@ func Node(ctx context.Context, args []string, st Streams) error {
 	if resp.StatusCode != http.StatusNoContent {
 		return fmt.Errorf("register with the stack: HTTP %d", resp.StatusCode)
 	}
-	line, _ := json.Marshal(map[string]string{"websocket": "ws://" + addr + "/", "management": "http://" + addr})
+	line := jsonOut(map[string]string{"websocket": "ws://" + addr + "/", "management": "http://" + addr})
 	fmt.Fprintln(st.Out, string(line))
 
 	<-ctx.Done()

@@ -221,6 +221,23 @@ func TestVerify_RefusesAttacks(t *testing.T) {
 	assert.NoError(t, err)
 }
 
+func TestVerify_ExpiredTokenSaysTokenExpired(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	v, err := NewVerifier(VerifierConfig{Alg: "HS256", Secret: secret})
+	require.NoError(t, err)
+	expired, err := Minter{Alg: "HS256", Key: secret, Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }}.Token(Grant{Sub: "u1"})
+	require.NoError(t, err)
+	_, err = v.Verify(context.Background(), expired)
+	assert.ErrorIs(t, err, ErrInvalidToken)
+	assert.ErrorIs(t, err, ErrTokenExpired)
+	assert.Contains(t, err.Error(), "token_expired")
+
+	other, err := Minter{Alg: "HS256", Key: []byte("another-secret-entirely-000000000"), Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }}.Token(Grant{Sub: "u1"})
+	require.NoError(t, err)
+	_, err = v.Verify(context.Background(), other)
+	assert.NotErrorIs(t, err, ErrTokenExpired, "a badly signed token is invalid, whatever its exp")
+}
+
 func TestVerify_JWKS(t *testing.T) {
 	rk, _ := rsaKey(t)
 	ek, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

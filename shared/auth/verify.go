@@ -20,6 +20,11 @@ var (
 	// ErrInvalidToken: the token is malformed, badly signed, expired, for
 	// another issuer or audience, or its claims are unusable.
 	ErrInvalidToken = errors.New("invalid token")
+	// ErrTokenExpired: a well-signed token whose exp has passed. It is
+	// always wrapped together with ErrInvalidToken, so callers that only
+	// refuse keep working; callers that tell the client why say
+	// "token_expired" (a refresh, not a new login, fixes it).
+	ErrTokenExpired = errors.New("token_expired")
 	// ErrTicketUsed: a single-use ticket was presented a second time.
 	ErrTicketUsed = errors.New("ticket already used")
 )
@@ -232,7 +237,8 @@ func CheckSecret(alg string, secret []byte) error {
 }
 
 // Verify checks the token and returns its principal. Every failure wraps
-// ErrInvalidToken; the message never contains the token.
+// ErrInvalidToken, an expired token also ErrTokenExpired; the message never
+// contains the token.
 func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
 	if token == "" || len(token) > 8192 {
 		return Principal{}, fmt.Errorf("%w: empty or longer than 8 KiB", ErrInvalidToken)
@@ -254,6 +260,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 			return v.cfg.Secret, nil
 		}
 	})
+	if errors.Is(err, jwt.ErrTokenExpired) {
+		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, ErrTokenExpired)
+	}
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}

@@ -21,9 +21,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -158,11 +160,40 @@ type Stats struct {
 	Retries    int // subscribes sent again after an "unavailable" answer
 }
 
-// RefusedError is a handshake the gateway refused with an HTTP status.
-type RefusedError struct{ Status int }
+// RefusedError is a handshake the gateway refused with an HTTP status, and
+// the reason its body gave ("token_expired", "invalid token", ...; empty
+// when it gave none).
+type RefusedError struct {
+	Status int
+	Reason string
+}
 
 func (e *RefusedError) Error() string {
-	return fmt.Sprintf("client: connect refused: HTTP %d", e.Status)
+	if e.Reason == "" {
+		return fmt.Sprintf("client: connect refused: HTTP %d", e.Status)
+	}
+	return fmt.Sprintf("client: connect refused: HTTP %d: %s", e.Status, e.Reason)
+}
+
+// RefusalReason reads the reason from a refused handshake's body: the
+// message of a JSON {"message": ...} body (what the gateway and API
+// Gateway send), else the body as text, cut to a line.
+func RefusalReason(body io.Reader) string {
+	if body == nil {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(body, 1024))
+	var m struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(b, &m) == nil && m.Message != "" {
+		return m.Message
+	}
+	s := strings.TrimSpace(string(b))
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.ToValidUTF8(s, "")
 }
 
 // ErrNotConnected: Send while no connection is open.

@@ -42,7 +42,9 @@ func newServer(t *testing.T) *server {
 		status := s.status
 		s.mu.Unlock()
 		if status != 0 {
+			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(status)
+			_, _ = w.Write([]byte(`{"message":"token_expired"}`))
 			return
 		}
 		ws, err := websocket.Accept(w, r, nil)
@@ -349,6 +351,8 @@ func TestClient_RefusedForGoodEndsRun(t *testing.T) {
 		var refused *RefusedError
 		require.ErrorAs(t, err, &refused)
 		assert.Equal(t, http.StatusUnauthorized, refused.Status)
+		assert.Equal(t, "token_expired", refused.Reason, "the refusal body's message")
+		assert.EqualError(t, err, "client: connect refused: HTTP 401: token_expired")
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run kept going after a 401")
 	}

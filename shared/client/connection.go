@@ -77,7 +77,7 @@ func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
 	ws, resp, err := websocket.Dial(dctx, u.String(), &websocket.DialOptions{HTTPHeader: h})
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, &RefusedError{Status: resp.StatusCode}
+			return nil, &RefusedError{Status: resp.StatusCode, Reason: RefusalReason(resp.Body)}
 		}
 		return nil, fmt.Errorf("client: connect: %w", err)
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/backoff"
 	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/protocol"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
@@ -89,7 +91,31 @@ func (g *Gateway) refuse(log *slog.Logger, r refusal) (events.APIGatewayProxyRes
 		return g.fail(log, r.err)
 	}
 	log.Info("connect refused", append([]any{"status", r.status, "reason", r.reason}, r.attrs...)...)
-	return events.APIGatewayProxyResponse{StatusCode: r.status, Body: http.StatusText(r.status) + ": " + r.reason}, nil
+	return refusalResponse(r.status, r.reason), nil
+}
+
+// refusalResponse is a refused handshake as API Gateway passes it to the
+// client: the status, and a JSON body {"message": reason} like API
+// Gateway's own error bodies, so every refusal has one content type.
+func refusalResponse(status int, reason string) events.APIGatewayProxyResponse {
+	b, _ := json.Marshal(struct {
+		Message string `json:"message"`
+	}{reason})
+	return events.APIGatewayProxyResponse{
+		StatusCode: status,
+		Headers:    map[string]string{"Content-Type": "application/json"},
+		Body:       string(b),
+	}
+}
+
+// tokenRefused is why a token failed verification, as the auth failure
+// code and the handshake refusal reason: token_expired for a well-signed
+// token past its exp (the client should refresh it), else invalid token.
+func tokenRefused(err error) (code, reason string) {
+	if errors.Is(err, auth.ErrTokenExpired) {
+		return protocol.AuthTokenExpired, protocol.AuthTokenExpired
+	}
+	return protocol.AuthInvalidToken, "invalid token"
 }
 
 func badRequest(reason string) *refusal {
@@ -144,7 +170,8 @@ func (g *Gateway) identify(ctx context.Context, conn *store.Connection, ex auth.
 	case ex.Token != "":
 		p, err := g.verifier.Verify(ctx, ex.Token)
 		if err != nil {
-			return &refusal{status: http.StatusUnauthorized, reason: "invalid token", attrs: []any{"token_source", ex.Source, "error", err.Error()}}
+			_, reason := tokenRefused(err)
+			return &refusal{status: http.StatusUnauthorized, reason: reason, attrs: []any{"token_source", ex.Source, "error", err.Error()}}
 		}
 		if p.TicketID != "" {
 			if err := g.store.ClaimTicket(ctx, p.TicketID, p.ExpiresAt); err != nil {
@@ -321,7 +348,7 @@ func admissionRefusal(err error, c store.Connection) (capRefusal, bool) {
 
 func (g *Gateway) fail(log *slog.Logger, err error) (events.APIGatewayProxyResponse, error) {
 	log.Error("internal error", "error", err.Error())
-	return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError, Body: "internal error"}, nil
+	return refusalResponse(http.StatusInternalServerError, "internal error"), nil
 }
 
 // queryParams merges the single- and multi-value query maps (first value wins).

@@ -157,6 +157,22 @@ func TestConnect_TokenAttacksRefused(t *testing.T) {
 	assert.Equal(t, http.StatusOK, h.Connect("ok", map[string]string{"token": good}, nil).StatusCode)
 }
 
+func TestConnect_RefusalIsJSONWithTheReason(t *testing.T) {
+	h := gatewaytest.New(t)
+	expired, _ := auth.Minter{Alg: "HS256", Key: []byte(gatewaytest.Secret), Now: func() time.Time { return h.Now.Add(-3 * time.Hour) }}.Token(auth.Grant{Sub: "u1"})
+	for _, c := range []struct{ name, token, reason string }{
+		{"expired token", expired, "token_expired"},
+		{"bad token", "nope", "invalid token"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp := h.Connect("refused", map[string]string{"token": c.token}, nil)
+			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+			assert.Equal(t, "application/json", resp.Headers["Content-Type"])
+			assert.JSONEq(t, `{"message":"`+c.reason+`"}`, resp.Body)
+		})
+	}
+}
+
 func TestConnect_TicketIsSingleUse(t *testing.T) {
 	h := gatewaytest.New(t)
 	ticket := h.Ticket(auth.Grant{Sub: "p1", Type: "participant"})

@@ -446,7 +446,8 @@ func (s *session) pending(ctx context.Context, cmd protocol.Command, perr error)
 	p, err := g.verifier.Verify(ctx, a.Token)
 	if err != nil {
 		s.log.Info("auth failed", "error", err.Error())
-		s.authFailed(a.ID, protocol.AuthInvalidToken, "invalid token")
+		code, reason := tokenRefused(err)
+		s.authFailed(a.ID, code, reason)
 		return
 	}
 	if p.TicketID != "" {

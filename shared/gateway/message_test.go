@@ -277,6 +277,12 @@ func TestMessage_AuthMessageMode(t *testing.T) {
 	assert.Equal(t, "invalid_token", bad["error"])
 	assert.Contains(t, h.Conns.Deleted(), "p2", "a failed auth is disconnected")
 
+	expired, err := auth.Minter{Alg: "HS256", Key: []byte(gatewaytest.Secret), Now: func() time.Time { return h.Now.Add(-3 * time.Hour) }}.Token(auth.Grant{Sub: "u1"})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, h.Connect("p2x", nil, nil).StatusCode)
+	old := one(t, h.Send("p2x", `{"type":"auth","token":"`+expired+`"}`), "auth_response")
+	assert.Equal(t, "token_expired", old["error"], "an expired token is told apart from a forged one")
+
 	require.Equal(t, http.StatusOK, h.Connect("p3", nil, nil).StatusCode)
 	h.Advance(11 * time.Second)
 	late := one(t, h.Send("p3", `{"type":"auth","token":"`+tok+`"}`), "auth_response")

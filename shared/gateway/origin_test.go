@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -72,7 +73,9 @@ func TestConnect_CrossSiteWebSocketHijackingIsRefused(t *testing.T) {
 			_, err := h.Store.GetConnection(context.Background(), id)
 			if c.status != http.StatusOK {
 				assert.ErrorIs(t, err, store.ErrNotFound, "a refused handshake stores nothing")
-				assert.Contains(t, resp.Body, "Forbidden: ")
+				var body struct{ Message string }
+				require.NoError(t, json.Unmarshal([]byte(resp.Body), &body), "a JSON refusal: %s", resp.Body)
+				assert.NotEmpty(t, body.Message, "it says why")
 				return
 			}
 			assert.NoError(t, err)

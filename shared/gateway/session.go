@@ -64,8 +64,8 @@ func (s *session) refresh(ctx context.Context, a protocol.Auth) {
 	}
 	p, err := g.verifier.Verify(ctx, a.Token)
 	if err != nil {
-		s.log.Info("refresh: invalid token", "error", err.Error())
-		fail(protocol.AuthInvalidToken, "invalid token")
+		s.log.Info("refresh: token refused", "error", err.Error())
+		fail(tokenRefused(err))
 		return
 	}
 	if !sameIdentity(old, p) {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -75,20 +77,46 @@ func readWire(data []byte) (wire, json.RawMessage, error) {
 	if err := json.Unmarshal(data, &w); err != nil {
 		return w, nil, Errorf(nil, CodeBadRequest, "bad JSON: %s", jsonProblem(err))
 	}
-	if w.Channel != nil {
-		// Valtronics' JavaScript client spreads its filters next to
-		// "channel" ({type, channel, severity: [...]}); its Python client
-		// nests them in "filters". Both mean the same.
-		if err := json.Unmarshal(data, &w.extra); err != nil {
-			return w, nil, Errorf(nil, CodeBadRequest, "bad JSON: %s", jsonProblem(err))
-		}
-		dropWireFields(w.extra)
-	}
 	id, err := parseID(w.ID)
 	if err != nil {
 		return w, nil, err
 	}
+	if w.Channel == nil && w.Type != TypeSubscribe && w.Type != TypeUnsubscribe {
+		return w, id, nil
+	}
+	// Valtronics' JavaScript client spreads its filters next to "channel"
+	// ({type, channel, severity: [...]}); its Python client nests them in
+	// "filters". Both mean the same. A topic subscribe has no spread
+	// filters: any other field there is a mistake ("filter" for
+	// "filters") that would leave the subscription unfiltered.
+	if err := json.Unmarshal(data, &w.extra); err != nil {
+		return w, nil, Errorf(nil, CodeBadRequest, "bad JSON: %s", jsonProblem(err))
+	}
+	dropWireFields(w.extra)
+	if err := refuseUnknownFields(id, w); err != nil {
+		return w, nil, err
+	}
 	return w, id, nil
+}
+
+// refuseUnknownFields refuses a (un)subscribe field wire does not know:
+// any in the topic form, and in the channel form one holding an object
+// (a filter's values are scalars or lists, so "filter": {...} is a
+// misspelt "filters", not a filter).
+func refuseUnknownFields(id json.RawMessage, w wire) error {
+	keys := slices.Sorted(maps.Keys(w.extra))
+	for _, k := range keys {
+		v := bytes.TrimSpace(w.extra[k])
+		if w.Channel != nil && (len(v) == 0 || v[0] != '{') {
+			continue
+		}
+		hint := ""
+		if strings.HasPrefix(strings.ToLower(k), "filt") {
+			hint = `; filters go in "filters": {...}`
+		}
+		return Errorf(id, CodeBadRequest, "unknown field %q in %s%s", truncate(k, 64), truncate(w.Type, 64), hint)
+	}
+	return nil
 }
 
 // dropWireFields deletes wire's own fields from a command's object, leaving

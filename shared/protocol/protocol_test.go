@@ -160,6 +160,28 @@ func TestParse_Errors(t *testing.T) {
 	assert.Equal(t, CodeBadRequest, cmd.(Batch).Items[0].Err.Code)
 }
 
+// A misspelt "filters" would leave a subscription unfiltered: refused,
+// naming the key; spread filters next to "channel" still work.
+func TestParse_SubscribeRefusesUnknownFields(t *testing.T) {
+	for _, c := range []struct{ name, in, want string }{
+		{"filter for filters", `{"type":"subscribe","id":1,"topic":"a.*","filter":{"severity":["critical"]}}`, `unknown field "filter" in subscribe; filters go in "filters"`},
+		{"any other field on a topic subscribe", `{"type":"subscribe","topic":"a.*","severity":"critical"}`, `unknown field "severity" in subscribe`},
+		{"an object next to channel", `{"type":"subscribe","channel":"alerts","filtres":{"severity":["critical"]}}`, `unknown field "filtres" in subscribe; filters go in "filters"`},
+		{"unsubscribe too", `{"type":"unsubscribe","topic":"a.*","topics":["b"]}`, `unknown field "topics" in unsubscribe`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.in), 50)
+			var perr *Error
+			require.ErrorAs(t, err, &perr)
+			assert.Equal(t, CodeBadRequest, perr.Code)
+			assert.Contains(t, perr.Message, c.want)
+		})
+	}
+	cmd, err := Parse([]byte(`{"type":"subscribe","channel":"alerts","severity":["critical"]}`), 50)
+	require.NoError(t, err)
+	assert.Equal(t, filter.Set{"severity": {"critical"}}, cmd.(Subscribe).Filters)
+}
+
 func TestMessages_Encode(t *testing.T) {
 	b := Encode(Errorf(json.RawMessage(`"r1"`), CodeForbidden, "no"))
 	assert.JSONEq(t, `{"type":"error","id":"r1","code":"forbidden","message":"no"}`, string(b))

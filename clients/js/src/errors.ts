@@ -21,7 +21,7 @@ export class WsgateError extends Error {
  * connections. In a browser (and Node's WebSocket) the HTTP status of a
  * refused handshake cannot be read; the client then finds it by asking the
  * gateway in an auth message (see README), and `reason` holds the
- * gateway's auth failure (invalid_token, ticket_used, forbidden, revoked,
+ * gateway's auth failure (invalid_token, token_expired, ticket_used, forbidden, revoked,
  * too_many_connections).
  */
 export class RefusedError extends Error {

@@ -53,6 +53,14 @@ function connect() {
   let url;
   try { url = endpoint(); } catch (e) { log('error', e.message); return; }
   const shown = url.replace(/\?.*/, '');
+  // A refusal reaches onState as 'disconnected' and again as 'closed', and
+  // rejects connect(): log each error once.
+  let logged;
+  const logError = (e, text) => {
+    if (e === logged) return;
+    logged = e;
+    log(e instanceof RefusedError ? 'error' : 'info', text);
+  };
   const c = new Client({
     url,
     token,
@@ -70,7 +78,7 @@ function connect() {
         S.connects++;
         log('info', 'connected');
       }
-      if (s.error) log(s.error instanceof RefusedError ? 'error' : 'info', s.error.message + (s.wait ? ` (retry in ${(s.wait / 1000).toFixed(1)} s)` : ''));
+      if (s.error) logError(s.error, s.error.message + (s.wait ? ` (retry in ${(s.wait / 1000).toFixed(1)} s)` : ''));
       const state = s.state === 'closed' ? 'disconnected' : s.state === 'disconnected' ? 'reconnecting' : s.state === 'connecting' && S.connects ? 'reconnecting' : s.state;
       setState(state, s.wait ? `retry in ${(s.wait / 1000).toFixed(1)} s` : shown);
       updateCounts();
@@ -79,7 +87,7 @@ function connect() {
   });
   S.client = c;
   setState('connecting', shown);
-  c.connect().catch((e) => log('error', 'not connected: ' + e.message));
+  c.connect().catch((e) => { if (e !== logged) log('error', 'not connected: ' + e.message); logged = e; });
 }
 
 function disconnect() {
