@@ -109,11 +109,12 @@ func refusalResponse(status int, reason string) events.APIGatewayProxyResponse {
 }
 
 // tokenRefused is why a token failed verification, as the auth failure
-// code and the handshake refusal reason: token_expired for a well-signed
-// token past its exp (the client should refresh it), else invalid token.
+// code and the handshake refusal reason. The code stays invalid_token for
+// an expired token too: the reference clients (Valtronics) refresh their
+// token on exactly that code; the reason says token_expired.
 func tokenRefused(err error) (code, reason string) {
 	if errors.Is(err, auth.ErrTokenExpired) {
-		return protocol.AuthTokenExpired, protocol.AuthTokenExpired
+		return protocol.AuthInvalidToken, "token_expired"
 	}
 	return protocol.AuthInvalidToken, "invalid token"
 }

@@ -281,7 +281,8 @@ func TestMessage_AuthMessageMode(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, h.Connect("p2x", nil, nil).StatusCode)
 	old := one(t, h.Send("p2x", `{"type":"auth","token":"`+expired+`"}`), "auth_response")
-	assert.Equal(t, "token_expired", old["error"], "an expired token is told apart from a forged one")
+	assert.Equal(t, "invalid_token", old["error"], "the code the Valtronics client refreshes its token on")
+	assert.Contains(t, old["message"], "token_expired", "an expired token is told apart from a forged one")
 
 	require.Equal(t, http.StatusOK, h.Connect("p3", nil, nil).StatusCode)
 	h.Advance(11 * time.Second)

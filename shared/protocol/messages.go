@@ -175,7 +175,6 @@ type AuthResponse struct {
 // Auth failure reasons.
 const (
 	AuthInvalidToken       = "invalid_token"
-	AuthTokenExpired       = "token_expired"
 	AuthTicketUsed         = "ticket_used"
 	AuthTooManyConnections = "too_many_connections"
 	AuthTimeout            = "auth_timeout"

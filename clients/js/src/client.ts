@@ -143,7 +143,6 @@ const AUTH_ID = 'auth';
 // whether to stop: 401 and 403 stop, as the Go client does; 429 waits.
 const REFUSALS: Record<string, number> = {
   [P.AuthInvalidToken]: 401,
-  [P.AuthTokenExpired]: 401,
   [P.AuthTicketUsed]: 401,
   [P.AuthForbidden]: 403,
   [P.AuthRevoked]: 403,

@@ -8,7 +8,6 @@ export const AuthInvalidToken = "invalid_token";
 export const AuthRevoked = "revoked";
 export const AuthTicketUsed = "ticket_used";
 export const AuthTimeout = "auth_timeout";
-export const AuthTokenExpired = "token_expired";
 export const AuthTooManyConnections = "too_many_connections";
 export const CodeBadRequest = "bad_request";
 export const CodeForbidden = "forbidden";
