@@ -71,7 +71,7 @@ func TestLimitsFor_ProfileOverridesDefaults(t *testing.T) {
 // has no secret to stand in and must set one; a short one is refused
 // outside stage local.
 func TestLoad_CursorKey(t *testing.T) {
-	strong := "0123456789abcdef0123456789abcdef"
+	strong := "q3Vd8Lx0TnA5wZr2Ke7Hs9Bm4Yc6Pu1G" // random, not a pattern
 	rs := map[string]string{EnvTable: "t", EnvJWTAlg: "RS256", EnvJWKSURL: "https://idp.example.com/jwks", EnvStage: "prod"}
 	with := func(base map[string]string, extra ...string) map[string]string {
 		m := map[string]string{}
