@@ -270,6 +270,36 @@ func TestClient_ResumesFromTheSubscribePointBeforeAnyEvent(t *testing.T) {
 	rec.waitSeqs(t, "a.b", 42)
 }
 
+// A topic with no event yet starts at 0, a position like any other: a
+// client dropped before its first event must still ask for what was
+// published while it was away, or an event numbered before its new
+// subscription was stored is lost until a later event shows the hole
+// (never, for a topic's last event).
+func TestClient_ResumesFromAnEmptyTopicsStart(t *testing.T) {
+	s := newServer(t)
+	c, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.b"}})
+	conn := s.next()
+	conn.expect("subscribe")
+	conn.send(map[string]any{"type": "subscribed", "id": "sub:a.b", "topics": []string{"a.b"}, "seqs": map[string]uint64{"a.b": 0}})
+	require.Eventually(t, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		ts := c.topics["a.b"]
+		return ts != nil && ts.known
+	}, 5*time.Second, time.Millisecond)
+	require.NoError(t, conn.ws.CloseNow())
+
+	conn = s.next()
+	conn.expect("subscribe")
+	conn.send(map[string]any{"type": "subscribed", "id": "sub:a.b", "topics": []string{"a.b"}, "seqs": map[string]uint64{"a.b": 1}})
+	r := conn.expect("resume")
+	assert.EqualValues(t, 0, r["since"])
+	assert.EqualValues(t, 1, r["until"])
+	conn.event("a.b", 1)
+	conn.send(map[string]any{"type": "resumed", "id": "resume:a.b", "topic": "a.b", "seq": 1})
+	rec.waitSeqs(t, "a.b", 1)
+}
+
 func TestClient_ScopedConnectionResumesWithSince(t *testing.T) {
 	s := newServer(t)
 	_, rec, _ := start(t, Options{URL: s.url, Scope: "op.7"})

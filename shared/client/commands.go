@@ -34,11 +34,14 @@ func (c *Client) start(ctx context.Context, ws *websocket.Conn) error {
 			return err
 		}
 	}
-	// Each topic resumes once the subscription covering it answers (see
-	// topicState.waiting); meanwhile its events are held.
+	// Each topic with a known position resumes once the subscription
+	// covering it answers (see topicState.waiting); meanwhile its events
+	// are held. A position of 0 (the topic had no event when this client
+	// subscribed) counts: what was published while the client was away
+	// reaches it only by resume.
 	c.mu.Lock()
 	for t, ts := range c.topics {
-		if t != c.o.Scope && ts.last > 0 && c.covered(t) {
+		if t != c.o.Scope && ts.known && c.covered(t) {
 			ts.resuming, ts.waiting = true, true
 		}
 	}
