@@ -476,6 +476,36 @@ func TestClient_SubscribesAgainAfterAnIntegrationError(t *testing.T) {
 	conn.quiet(100 * time.Millisecond)
 }
 
+// API Gateway's integration error names no command, so each one sends
+// every unanswered subscribe again; but one resend per pattern is enough
+// at a time. Resending all of them at every error squared the load: an
+// overloaded message function answered each of three subscribes with an
+// error, the client sent nine, whose errors made twenty-seven, and the
+// queue of frames never drained.
+func TestClient_IntegrationErrorsDoNotMultiplyResends(t *testing.T) {
+	s := newServer(t)
+	_, _, _ = start(t, Options{URL: s.url, Topics: []string{"a.b", "a.c", "a.d"}, MinBackoff: 50 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	conn := s.next()
+	for range 3 {
+		conn.expect("subscribe")
+	}
+	for range 3 {
+		conn.send(map[string]any{"message": "Internal server error", "connectionId": "c1", "requestId": "r"})
+	}
+	resent := map[string]int{}
+	deadline := time.After(time.Second)
+	for done := false; !done; {
+		select {
+		case m := <-conn.in:
+			require.Equal(t, "subscribe", m["type"])
+			resent[m["topic"].(string)]++
+		case <-deadline:
+			done = true
+		}
+	}
+	assert.Equal(t, map[string]int{"a.b": 1, "a.c": 1, "a.d": 1}, resent)
+}
+
 func TestClient_AsksAgainWhatStaysUnanswered(t *testing.T) {
 	s := newServer(t)
 	start(t, Options{URL: s.url, Topics: []string{"a.b"}, ReplyTimeout: 100 * time.Millisecond})

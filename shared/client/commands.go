@@ -79,9 +79,17 @@ func (c *Client) subscribe(ctx context.Context, ws *websocket.Conn, p string) er
 }
 
 // retrySubscribe sends pattern p's subscribe again after a backoff, on the
-// same connection (a new connection subscribes anyway).
+// same connection (a new connection subscribes anyway), unless a resend of
+// p is already scheduled: integration errors name no command, and each
+// one resending every pending pattern again multiplied the frames an
+// overloaded gateway had to refuse.
 func (c *Client) retrySubscribe(ctx context.Context, ws *websocket.Conn, p string) {
 	c.mu.Lock()
+	if c.resending[p] {
+		c.mu.Unlock()
+		return
+	}
+	c.resending[p] = true
 	n := c.retries[p]
 	c.retries[p] = n + 1
 	c.stats.Retries++
@@ -90,6 +98,7 @@ func (c *Client) retrySubscribe(ctx context.Context, ws *websocket.Conn, p strin
 	c.log.Info("subscribe unavailable; retrying", "pattern", p, "in", wait.String())
 	time.AfterFunc(wait, func() {
 		c.mu.Lock()
+		delete(c.resending, p)
 		current := c.ws == ws
 		c.mu.Unlock()
 		if current && ctx.Err() == nil {
