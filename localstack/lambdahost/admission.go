@@ -96,7 +96,7 @@ func (h *Host) serveLocked(w *waiter) bool {
 	if n := len(f.idle); n > 0 {
 		inst := f.idle[n-1]
 		f.idle = f.idle[:n-1]
-		h.dispatchLocked(w.ctx, inst, w.inv)
+		h.dispatchLocked(inst, w.inv)
 		w.give(grantInstance)
 		return true
 	}
@@ -146,7 +146,7 @@ func (h *Host) await(w *waiter) error {
 func (h *Host) idleLocked(inst *instance) {
 	f := inst.fn
 	if w := f.nextWaiterLocked(); w != nil {
-		h.dispatchLocked(w.ctx, inst, w.inv)
+		h.dispatchLocked(inst, w.inv)
 		w.give(grantInstance)
 		return
 	}

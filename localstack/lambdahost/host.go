@@ -117,16 +117,19 @@ func (h *Host) UpdateEnv(name string, vars map[string]string) error {
 // It uses an idle instance, or starts one while the function has fewer than
 // Concurrency, or waits for one; ctx bounds that wait. Waiting invocations
 // are served in arrival order, and a call that arrives while others wait
-// queues behind them even if an instance frees up as it arrives. The invocation's
-// deadline is the earlier of Timeout from now and ctx's deadline. A function
-// that fails returns a *FunctionError.
+// queues behind them even if an instance frees up as it arrives. The
+// invocation's deadline is Timeout from when it starts on an instance,
+// whatever ctx's deadline, as on Lambda: a caller's own timeout (API
+// Gateway's 29 s) never shortens the function's. A function that fails
+// returns a *FunctionError.
 //
 // Invoke returns once the invocation is over: the runtime has answered and
 // asked for its next invocation (so the instance is idle again and the next
 // call finds it warm), or its process has ended. With aws-lambda-go that is
-// immediately after the answer. If ctx is cancelled (not expired) while the
-// function runs, Invoke returns at once and the invocation carries on in the
-// background, as a Lambda invocation does when its caller goes away.
+// immediately after the answer. If ctx ends (cancelled or expired) while the
+// function runs, Invoke returns at once with ctx's error and the invocation
+// carries on in the background, as a Lambda invocation does when its caller
+// stops waiting.
 func (h *Host) Invoke(ctx context.Context, name string, payload []byte) ([]byte, error) {
 	h.mu.Lock()
 	f, ok := h.functions[name]
@@ -145,14 +148,10 @@ func (h *Host) Invoke(ctx context.Context, name string, payload []byte) ([]byte,
 	}
 	select {
 	case <-inv.finished:
+		return inv.response, inv.err
 	case <-ctx.Done():
-		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("lambdahost: invoke %s: %w", name, ctx.Err())
-		}
-		// The invocation's deadline is no later than ctx's: it is timing out.
-		<-inv.finished
+		return nil, fmt.Errorf("lambdahost: invoke %s: %w", name, ctx.Err())
 	}
-	return inv.response, inv.err
 }
 
 // Crash kills the processes of the named function that hold an
@@ -248,7 +247,7 @@ func (h *Host) coldStart(ctx context.Context, inv *invocation) (done bool, err e
 	state, wasReady := inst.state, inst.wasReady
 	if state == stateIdle {
 		if ctx.Err() == nil {
-			h.dispatchLocked(ctx, inst, inv)
+			h.dispatchLocked(inst, inv)
 			h.mu.Unlock()
 			return true, nil
 		}
@@ -285,15 +284,15 @@ func (h *Host) coldStart(ctx context.Context, inv *invocation) (done bool, err e
 }
 
 // dispatchLocked hands inv to inst, which the caller took out of service,
-// and starts inv's deadline.
-func (h *Host) dispatchLocked(ctx context.Context, inst *instance, inv *invocation) {
+// and starts inv's deadline: the function's Timeout from now. It used to
+// be cut to the caller's deadline, so a frame that waited 28.7 s for one of
+// the message function's instances ran with 0.3 s left and failed
+// ("touch failed: context deadline exceeded"): under a backlog every frame
+// was dispatched too late to succeed, and the backlog never drained.
+func (h *Host) dispatchLocked(inst *instance, inv *invocation) {
 	now := time.Now()
-	deadline := now.Add(inst.fn.cfg.Timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	inv.deadline = deadline
-	inv.timeout = max(deadline.Sub(now), 0)
+	inv.deadline = now.Add(inst.fn.cfg.Timeout)
+	inv.timeout = inst.fn.cfg.Timeout
 	inst.state = stateBusy
 	inst.inv = inv
 	inst.dispatch <- inv // never blocks: it holds at most this one

@@ -89,6 +89,9 @@ type Result struct {
 	// and 99th percentile, and how many waited over MaxNumberingWait.
 	NumberingMax, NumberingP99 time.Duration
 	NumberedLate               int
+	// Unnumbered events had no number when the run was scored (they
+	// count as late, waiting at least until then).
+	Unnumbered int
 	// Late lists when (since publishing began) the late events were
 	// published, and Losses what each client that missed events saw:
 	// the evidence to find a cause with.
@@ -128,6 +131,7 @@ func (r Result) Print(w io.Writer) {
 		{"gaps reported (must be 0)", strconv.Itoa(r.Gaps)},
 		{"wait for a sequence number: p99 / max", fmt.Sprintf("%s / %s", r.NumberingP99.Round(time.Millisecond), r.NumberingMax.Round(time.Millisecond))},
 		{"events numbered over " + MaxNumberingWait.String() + " after publishing (must be 0)", strconv.Itoa(r.NumberedLate)},
+		{"of them not numbered when scored", strconv.Itoa(r.Unnumbered)},
 		{"drops / connects / resumes", fmt.Sprintf("%d / %d / %d", r.Drops, r.Connects, r.Resumes)},
 		{"repeats on the wire, dropped by the clients", strconv.Itoa(r.WireDuplicates)},
 		{"$disconnects skipped / 410s answered", fmt.Sprintf("%d / %d", r.SkippedDisconnects, r.Gone)},
@@ -364,7 +368,10 @@ func (rn *run) warmUp(ctx context.Context) error {
 		for _, t := range sub.topics {
 			for !sub.has(t, 0) {
 				if time.Now().After(deadline) {
-					return fmt.Errorf("soak: warm-up: %s did not get %s's warm-up event within a minute", sub.name, t)
+					sub.mu.Lock()
+					trail := strings.Join(sub.trail, "\n  ")
+					sub.mu.Unlock()
+					return fmt.Errorf("soak: warm-up: %s did not get %s's warm-up event within a minute; its last connection changes and replies:\n  %s", sub.name, t, trail)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
@@ -415,9 +422,13 @@ func (rn *run) score(ctx context.Context, r *Result, ph phase) error {
 	gw := rn.s.Gateway.Stats()
 	r.SkippedDisconnects, r.Gone = gw.SkippedDisconnects.Load(), gw.Gone.Load()
 	r.BusDuplicated, r.BusOvertaken = rn.s.Bus.Stats().Duplicated.Load(), rn.s.Bus.Stats().Overtaken.Load()
-	// Every client closed cleanly: their $disconnects ran, except the
-	// skipped ones, whose records wait for their TTL (or a 410).
-	time.Sleep(2 * time.Second)
+	// Every client closed cleanly: wait until the gateway has run their
+	// $disconnects (all but the skipped ones, whose records wait for their
+	// TTL or a 410), at most Settle. A fixed pause counted records whose
+	// $disconnect was still queued for an instance as left behind.
+	dctx, cancel := context.WithTimeout(ctx, rn.o.Settle)
+	rn.s.Gateway.CloseAll(dctx)
+	cancel()
 	var err error
 	if r.Leftover, r.LeftoverPastTTL, err = leftovers(ctx, rn.s); err != nil {
 		return err
@@ -570,8 +581,9 @@ func (warming) record(string, int, []string, time.Time) {}
 func (r *Result) numbering(ctx context.Context, s *stack.Stack, sent map[string]time.Time, began time.Time) error {
 	st := store.New(dynamolocal.Client(s.DynamoDBEndpoint), s.Table)
 	type wait struct {
-		d, at time.Duration // the wait, and when it was published
-		err   error
+		d, at      time.Duration // the wait, and when it was published
+		unnumbered bool          // no number yet: d is a lower bound
+		err        error
 	}
 	ids := make(chan string)
 	out := make(chan wait)
@@ -586,7 +598,9 @@ func (r *Result) numbering(ctx context.Context, s *stack.Stack, sent map[string]
 				case err != nil:
 					out <- wait{err: err}
 				case !ok || rec.Numbered.IsZero():
-					out <- wait{err: fmt.Errorf("soak: event %s was never numbered", id)}
+					// Not numbered yet: it waits at least this long (it
+					// counts as late), and the run's figures still print.
+					out <- wait{d: time.Since(sent[id]), at: sent[id].Sub(began), unnumbered: true}
 				default:
 					out <- wait{d: rec.Numbered.Sub(sent[id]), at: sent[id].Sub(began)}
 				}
@@ -609,6 +623,9 @@ func (r *Result) numbering(ctx context.Context, s *stack.Stack, sent map[string]
 			continue
 		}
 		waits = append(waits, w.d)
+		if w.unnumbered {
+			r.Unnumbered++
+		}
 		if w.d > MaxNumberingWait {
 			r.NumberedLate++
 			r.Late = append(r.Late, w.at)

@@ -209,8 +209,10 @@ type Client struct {
 	stats  Stats
 	topics map[string]*topicState
 	// retries counts the subscribes of each pattern the gateway answered
-	// "unavailable" in a row, for their backoff.
-	retries map[string]int
+	// "unavailable" in a row, for their backoff; resending holds the
+	// patterns whose resend is scheduled and not sent yet.
+	retries   map[string]int
+	resending map[string]bool
 	// asked holds the client's own commands on this connection not yet
 	// answered, by id, with when they were sent (see answers.go).
 	asked map[string]time.Time
@@ -247,7 +249,7 @@ func New(o Options) (*Client, error) {
 	if o.ReplyTimeout <= 0 {
 		o.ReplyTimeout = DefaultReplyTimeout
 	}
-	c := &Client{o: o, log: o.Log, topics: map[string]*topicState{}, retries: map[string]int{}, asked: map[string]time.Time{}}
+	c := &Client{o: o, log: o.Log, topics: map[string]*topicState{}, retries: map[string]int{}, resending: map[string]bool{}, asked: map[string]time.Time{}}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}

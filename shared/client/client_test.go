@@ -272,6 +272,36 @@ func TestClient_ResumesFromTheSubscribePointBeforeAnyEvent(t *testing.T) {
 	rec.waitSeqs(t, "a.b", 42)
 }
 
+// A topic with no event yet starts at 0, a position like any other: a
+// client dropped before its first event must still ask for what was
+// published while it was away, or an event numbered before its new
+// subscription was stored is lost until a later event shows the hole
+// (never, for a topic's last event).
+func TestClient_ResumesFromAnEmptyTopicsStart(t *testing.T) {
+	s := newServer(t)
+	c, rec, _ := start(t, Options{URL: s.url, Topics: []string{"a.b"}})
+	conn := s.next()
+	conn.expect("subscribe")
+	conn.send(map[string]any{"type": "subscribed", "id": "sub:a.b", "topics": []string{"a.b"}, "seqs": map[string]uint64{"a.b": 0}})
+	require.Eventually(t, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		ts := c.topics["a.b"]
+		return ts != nil && ts.known
+	}, 5*time.Second, time.Millisecond)
+	require.NoError(t, conn.ws.CloseNow())
+
+	conn = s.next()
+	conn.expect("subscribe")
+	conn.send(map[string]any{"type": "subscribed", "id": "sub:a.b", "topics": []string{"a.b"}, "seqs": map[string]uint64{"a.b": 1}})
+	r := conn.expect("resume")
+	assert.EqualValues(t, 0, r["since"])
+	assert.EqualValues(t, 1, r["until"])
+	conn.event("a.b", 1)
+	conn.send(map[string]any{"type": "resumed", "id": "resume:a.b", "topic": "a.b", "seq": 1})
+	rec.waitSeqs(t, "a.b", 1)
+}
+
 func TestClient_ScopedConnectionResumesWithSince(t *testing.T) {
 	s := newServer(t)
 	_, rec, _ := start(t, Options{URL: s.url, Scope: "op.7"})
@@ -448,6 +478,36 @@ func TestClient_SubscribesAgainAfterAnIntegrationError(t *testing.T) {
 	assert.Equal(t, "a.b", again["topic"], "only the unanswered one")
 	conn.subscribed("a.b")
 	conn.quiet(100 * time.Millisecond)
+}
+
+// API Gateway's integration error names no command, so each one sends
+// every unanswered subscribe again; but one resend per pattern is enough
+// at a time. Resending all of them at every error squared the load: an
+// overloaded message function answered each of three subscribes with an
+// error, the client sent nine, whose errors made twenty-seven, and the
+// queue of frames never drained.
+func TestClient_IntegrationErrorsDoNotMultiplyResends(t *testing.T) {
+	s := newServer(t)
+	_, _, _ = start(t, Options{URL: s.url, Topics: []string{"a.b", "a.c", "a.d"}, MinBackoff: 50 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	conn := s.next()
+	for range 3 {
+		conn.expect("subscribe")
+	}
+	for range 3 {
+		conn.send(map[string]any{"message": "Internal server error", "connectionId": "c1", "requestId": "r"})
+	}
+	resent := map[string]int{}
+	deadline := time.After(time.Second)
+	for done := false; !done; {
+		select {
+		case m := <-conn.in:
+			require.Equal(t, "subscribe", m["type"])
+			resent[m["topic"].(string)]++
+		case <-deadline:
+			done = true
+		}
+	}
+	assert.Equal(t, map[string]int{"a.b": 1, "a.c": 1, "a.d": 1}, resent)
 }
 
 func TestClient_AsksAgainWhatStaysUnanswered(t *testing.T) {

@@ -34,11 +34,14 @@ func (c *Client) start(ctx context.Context, ws *websocket.Conn) error {
 			return err
 		}
 	}
-	// Each topic resumes once the subscription covering it answers (see
-	// topicState.waiting); meanwhile its events are held.
+	// Each topic with a known position resumes once the subscription
+	// covering it answers (see topicState.waiting); meanwhile its events
+	// are held. A position of 0 (the topic had no event when this client
+	// subscribed) counts: what was published while the client was away
+	// reaches it only by resume.
 	c.mu.Lock()
 	for t, ts := range c.topics {
-		if t != c.o.Scope && ts.last > 0 && c.covered(t) {
+		if t != c.o.Scope && ts.known && c.covered(t) {
 			ts.resuming, ts.waiting = true, true
 		}
 	}
@@ -76,9 +79,17 @@ func (c *Client) subscribe(ctx context.Context, ws *websocket.Conn, p string) er
 }
 
 // retrySubscribe sends pattern p's subscribe again after a backoff, on the
-// same connection (a new connection subscribes anyway).
+// same connection (a new connection subscribes anyway), unless a resend of
+// p is already scheduled: integration errors name no command, and each
+// one resending every pending pattern again multiplied the frames an
+// overloaded gateway had to refuse.
 func (c *Client) retrySubscribe(ctx context.Context, ws *websocket.Conn, p string) {
 	c.mu.Lock()
+	if c.resending[p] {
+		c.mu.Unlock()
+		return
+	}
+	c.resending[p] = true
 	n := c.retries[p]
 	c.retries[p] = n + 1
 	c.stats.Retries++
@@ -87,6 +98,7 @@ func (c *Client) retrySubscribe(ctx context.Context, ws *websocket.Conn, p strin
 	c.log.Info("subscribe unavailable; retrying", "pattern", p, "in", wait.String())
 	time.AfterFunc(wait, func() {
 		c.mu.Lock()
+		delete(c.resending, p)
 		current := c.ws == ws
 		c.mu.Unlock()
 		if current && ctx.Err() == nil {

@@ -167,6 +167,7 @@ export class Client {
   private readonly subWaiters = new Map<string, Waiter<string[]>[]>();
   private readonly replyWaiters = new Map<string, Waiter<Message>>();
   private readonly retries = new Map<string, number>();
+  private readonly resending = new Set<string>();
   /** The client's commands on this connection not answered yet, with when sent. */
   private readonly asked = new Map<string, number>();
   private readonly listeners = new Set<Listener>();
@@ -553,7 +554,8 @@ export class Client {
     }
     for (const p of this.subs.keys()) this.sendSubscribe(ws, p);
     for (const [t, ts] of this.topicStates) {
-      if (t !== scope && ts.last > 0 && this.covered(t)) ts.resuming = ts.waiting = true;
+      // A known position of 0 counts: what was published while away reaches us only by resume.
+      if (t !== scope && ts.known && this.covered(t)) ts.resuming = ts.waiting = true;
     }
   }
 
@@ -604,13 +606,20 @@ export class Client {
     this.ask(ws, SUB + p, { type: P.TypeSubscribe, topic: p, filters: o?.filters, presence: o?.presence || undefined });
   }
 
-  /** retrySubscribe sends pattern p's subscribe again after a backoff, on the same connection. */
+  /**
+   * retrySubscribe sends pattern p's subscribe again after a backoff, on the same connection, unless
+   * a resend of p is already scheduled: integration errors name no command, and each one resending
+   * every pending pattern multiplied the frames an overloaded gateway had to refuse.
+   */
   private retrySubscribe(ws: WebSocket, p: string): void {
+    if (this.resending.has(p)) return;
+    this.resending.add(p);
     const n = this.retries.get(p) ?? 0;
     this.retries.set(p, n + 1);
     this.stats.retries++;
     this.timers.push(
       setTimeout(() => {
+        this.resending.delete(p);
         if (this.ws === ws && this.subs.has(p)) this.sendSubscribe(ws, p);
       }, backoff(n, this.o.minBackoff, this.o.maxBackoff)),
     );

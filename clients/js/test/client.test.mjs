@@ -128,6 +128,35 @@ test('a resume cut short by the replay cap is asked again at once', async () => 
   c.close();
 });
 
+test('a topic that had no event when subscribed resumes from 0 after a drop', async () => {
+  const { gw, c, got } = setup({ topics: ['a.b'] });
+  await c.connect();
+  const sub = await gw.frame((f) => f.type === 'subscribe');
+  gw.last.reply({ type: 'subscribed', id: sub.id, topics: ['a.b'], seqs: { 'a.b': 0 } });
+  await sleep(20);
+  gw.last.end(1006);
+  await gw.waitFor(() => gw.sockets.length === 2 && gw.last.readyState === 1);
+  const again = await gw.frame((f) => f.type === 'subscribe');
+  gw.last.reply({ type: 'subscribed', id: again.id, topics: ['a.b'], seqs: { 'a.b': 1 } });
+  const resume = await gw.frame((f) => f.type === 'resume', 'a resume from 0');
+  assert.deepEqual({ topic: resume.topic, since: resume.since, until: resume.until }, { topic: 'a.b', since: 0, until: 1 });
+  gw.last.reply(event('a.b', 1));
+  gw.last.reply({ type: 'resumed', id: resume.id, topic: 'a.b', seq: 1, replayed: 1 });
+  await gw.waitFor(() => got.length === 1, 'the event published while away');
+  c.close();
+});
+
+test('integration errors keep one pending resend per pattern', async () => {
+  const { gw, c } = setup({ topics: ['a.b', 'a.c', 'a.d'], minBackoff: 50, maxBackoff: 50 });
+  await c.connect();
+  await gw.waitFor(() => gw.last.frames.filter((f) => f.type === 'subscribe').length === 3, 'three subscribes');
+  for (let i = 0; i < 3; i++) gw.last.reply({ message: 'Internal server error', connectionId: 'c1', requestId: `r${i}` });
+  await sleep(400);
+  const topics = gw.last.frames.filter((f) => f.type === 'subscribe').map((f) => f.topic).sort();
+  assert.deepEqual(topics, ['a.b', 'a.b', 'a.c', 'a.c', 'a.d', 'a.d'], 'each pattern sent once more, not once per error');
+  c.close();
+});
+
 test('an integration error sends the unanswered subscribe again', async () => {
   const { gw, c } = setup();
   await c.connect();
