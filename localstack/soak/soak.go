@@ -84,6 +84,9 @@ type Result struct {
 	// event a second time, and deliveries overtaken by a later event.
 	BusDuplicated, BusOvertaken int64
 	Leftover, LeftoverPastTTL   int // records of connections after every client closed
+	// LeftoverRecords: of Leftover, the connection records themselves
+	// (not their subscription entries).
+	LeftoverRecords int
 	// Numbering is how long events waited between PutEvents and their
 	// sequence number (the event record's numbering time): its largest
 	// and 99th percentile, and how many waited over MaxNumberingWait.
@@ -257,9 +260,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	if pr != nil {
 		rn.logf("waiting for every closed connection's lifecycle event")
-		if err := pr.checkLifecycle(ctx, rn, o.Settle, r.Presence); err != nil {
-			return r, err
-		}
+		pr.checkLifecycle(rn.s.Gateway.Stats().Connected.Load(), r.LeftoverRecords, o.Settle, r.Presence)
 	}
 	return r, nil
 }
@@ -430,7 +431,7 @@ func (rn *run) score(ctx context.Context, r *Result, ph phase) error {
 	rn.s.Gateway.CloseAll(dctx)
 	cancel()
 	var err error
-	if r.Leftover, r.LeftoverPastTTL, err = leftovers(ctx, rn.s); err != nil {
+	if r.Leftover, r.LeftoverRecords, r.LeftoverPastTTL, err = leftovers(ctx, rn.s); err != nil {
 		return err
 	}
 	r.Took = time.Since(rn.start)
@@ -680,26 +681,29 @@ func caughtUp(subs []*subscriber, published map[string]int, within time.Duration
 // leftovers counts the connection records in the table, and those past
 // their TTL. The soak owns its DynamoDB Local, so a Scan of the table is
 // the honest census (the gateway itself never scans).
-func leftovers(ctx context.Context, s *stack.Stack) (all, pastTTL int, err error) {
+func leftovers(ctx context.Context, s *stack.Stack) (all, records, pastTTL int, err error) {
 	db := dynamolocal.Client(s.DynamoDBEndpoint)
 	now := time.Now().Unix()
 	p := dynamodb.NewScanPaginator(db, &dynamodb.ScanInput{TableName: aws.String(s.Table)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return 0, 0, fmt.Errorf("soak: census of the table: %w", err)
+			return 0, 0, 0, fmt.Errorf("soak: census of the table: %w", err)
 		}
 		for _, it := range page.Items {
 			if !isConnectionItem(it) {
 				continue
 			}
 			all++
+			if sk, ok := it[store.SortKey].(*types.AttributeValueMemberS); ok && sk.Value == "#META" {
+				records++
+			}
 			if ttl := ttlOf(it); ttl > 0 && ttl < now {
 				pastTTL++
 			}
 		}
 	}
-	return all, pastTTL, nil
+	return all, records, pastTTL, nil
 }
 
 // isConnectionItem: a connection's record, its reverse subscription

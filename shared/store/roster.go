@@ -161,8 +161,7 @@ func (s *Store) ApplyToRoster(ctx context.Context, c SubscriptionChange) (bool, 
 		ExpressionAttributeNames:  map[string]string{"#ttl": TTLAttribute},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":one": nv(1), ":who": sv(string(who)), ":ttl": tomb},
 	}
-	watcherKey := key(prefixWatcher+c.Topic, c.ConnectionID)
-	watcher := types.TransactWriteItem{Delete: &types.Delete{TableName: s.table, Key: watcherKey}}
+	watcher := types.TransactWriteItem{Delete: &types.Delete{TableName: s.table, Key: key(prefixWatcher+c.Topic, c.ConnectionID)}}
 	if c.Added && c.Watch {
 		item := key(prefixWatcher+c.Topic, c.ConnectionID)
 		item[TTLAttribute] = nv(c.ExpiresAt.Unix())
