@@ -112,29 +112,19 @@ func (h *Handler) run(ctx context.Context, a *attempt) error {
 	return h.process(ctx, a)
 }
 
-// claimEvent draws the event's sequence number, or takes over the record
-// of an earlier attempt: one still in progress is waited for, until it
-// finishes or, if it died, its lease lapses. A record already Done is
-// returned as is.
+// claimEvent claims the event and draws its sequence number, or takes
+// over the record of an earlier attempt: one still in progress is waited
+// for, until it finishes or, if it died, its lease lapses. A record
+// already Done is returned as is.
 //
-// EventBridge delivers at least once: a redelivery that finds the event's
-// record (one consistent read) draws no number. Drawing one would leave a
-// skipped number, a hole every client holds its events for (GapWait) and
-// resumes across; only a redelivery racing the first attempt's numbering
-// still draws one.
+// EventBridge delivers at least once, and a redelivery may run beside the
+// first delivery: the claim is one conditional write, so only one of them
+// draws a number (store.BeginEvent) and no number is skipped.
 func (h *Handler) claimEvent(ctx context.Context, a *attempt) (store.EventRecord, error) {
-	_, known, err := h.store.Event(ctx, a.ev.ID)
-	var rec store.EventRecord
-	switch {
-	case err != nil:
-	case known:
-		rec, err = h.store.ClaimEvent(ctx, a.ev.ID, a.owner, h.cfg.EventLease)
-	default:
-		rec, err = h.store.BeginEvent(ctx, a.ev, a.owner, h.cfg.EventLease, h.cfg.HistoryRetention)
-	}
+	rec, err := h.store.BeginEvent(ctx, a.ev, a.owner, h.cfg.EventLease, h.cfg.HistoryRetention)
 	if errors.Is(err, store.ErrInProgress) {
 		err = h.await(ctx, func() (err error) {
-			rec, err = h.store.ClaimEvent(ctx, a.ev.ID, a.owner, h.cfg.EventLease)
+			rec, err = h.store.BeginEvent(ctx, a.ev, a.owner, h.cfg.EventLease, h.cfg.HistoryRetention)
 			return err
 		})
 	}
@@ -144,6 +134,7 @@ func (h *Handler) claimEvent(ctx context.Context, a *attempt) (store.EventRecord
 		return rec, err
 	case err != nil:
 		a.log.Error("sequence assignment failed", "error", err.Error())
+		h.release(ctx, a) // a claim without a number: let the retry have it at once
 		return rec, err
 	}
 	return rec, nil

@@ -20,7 +20,7 @@ import (
 // it sends nothing more: the rest of the shard is counted Superseded, and
 // their clients see the hole by its number when the later event arrives
 // and fetch it with resume (as for a delivery that failed). Any later
-// number counts, even one an EventBridge redelivery drew and skipped: a
+// number counts, even one an attempt drew and skipped: a
 // missed live delivery can be resumed, an event delivered out of order
 // cannot be taken back. A topic quiet since gets its event within seconds.
 

@@ -57,37 +57,72 @@ type EventRecord struct {
 // BeginEvent claims an EventBridge event for this invocation and gives it
 // the topic's next sequence number.
 //
+// The claim comes first: the event's record (its id, owner and lease) is
+// put on the condition that the id is new, so of any number of deliveries
+// of one event (EventBridge delivers at least once, and a redelivery may
+// run at the same time as the first) exactly one holds it, and only the
+// holder draws a number. The others find the record: Done when the holder
+// finished, ErrInProgress while its lease runs, or they take it over when
+// the lease lapsed (with its number, or drawing one if the holder died
+// before it had one).
+//
 // The number comes from an atomic counter (UpdateItem ADD), so any number
-// of invocations publishing to one hot topic never contend; the event's
-// record (its id, number, lease and when it was numbered) and its history
-// entry are then written in one transaction, conditional on the id being
-// new, so a redelivery never gets a second number: it finds the record and
-// the number the first attempt got. The transaction touches only items of
-// this event (no topic-wide item), so parallel events on one topic never
-// conflict; the topic's state is written apart (ReplaceState). The number
-// a redelivery drew meanwhile is marked skipped in the history, so a resume
-// steps over it; only an invocation dying between the two writes leaves a
-// number unmarked (a resume across it answers history_expired). owner
-// identifies this attempt; lease bounds how long another attempt waits
-// before taking over. ErrInProgress: another attempt holds the event right
-// now.
+// of invocations publishing to one hot topic never contend; the number is
+// then written on the record, conditional on this attempt still holding
+// it, in one transaction with the event's history entry. The transaction
+// touches only items of this event (no topic-wide item), so parallel
+// events on one topic never conflict; the topic's state is written apart
+// (ReplaceState). A number drawn by an attempt that lost its hold meanwhile
+// (its lease lapsed mid-numbering) is marked skipped in the history, so a
+// resume steps over it; only an invocation dying between drawing a number
+// and writing it leaves a number unmarked (a resume across it answers
+// history_expired). owner identifies this attempt; lease bounds how long
+// another attempt waits before taking over.
 func (s *Store) BeginEvent(ctx context.Context, ev publish.Event, owner string, lease time.Duration, historyTTL time.Duration) (EventRecord, error) {
+	now := s.now()
+	claim := key(prefixEvent+ev.ID, skEvent)
+	claim[attrTopic] = sv(ev.Topic.String())
+	claim[attrOwner] = sv(owner)
+	claim[attrLease] = nv(now.Add(lease).UnixMilli())
+	claim[attrDone] = bv(false)
+	claim[attrTime] = nv(ev.Time.UnixMilli())
+	claim[TTLAttribute] = nv(now.Add(s.EventTTL).Unix())
+	out, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: s.table, Item: claim, ConditionExpression: aws.String("attribute_not_exists(pk)"), ReturnConsumedCapacity: total,
+	})
+	switch {
+	case err == nil:
+		meter(ctx, "PutItem", ccOne(out.ConsumedCapacity)...)
+		return s.number(ctx, ev, owner, historyTTL)
+	case !isConditionFailed(err):
+		return EventRecord{}, fmt.Errorf("store: claim event %s: %w", ev.ID, err)
+	}
+	// A redelivery: another attempt holds or held the event.
+	rec, err := s.claimEvent(ctx, ev.ID, owner, lease)
+	if err != nil || rec.Done || rec.Seq != 0 {
+		return rec, err
+	}
+	// The attempt that claimed it died before it had a number.
+	return s.number(ctx, ev, owner, historyTTL)
+}
+
+// number draws the topic's next number for an event owner holds and
+// records it with the event's history entry.
+func (s *Store) number(ctx context.Context, ev publish.Event, owner string, historyTTL time.Duration) (EventRecord, error) {
 	tp := ev.Topic.String()
 	now := s.now()
 	seq, prevPublished, err := s.nextSeq(ctx, tp, ev.Time, now)
 	if err != nil {
 		return EventRecord{}, err
 	}
-	evRecord := key(prefixEvent+ev.ID, skEvent)
-	evRecord[attrTopic] = sv(tp)
-	evRecord[attrSeq] = uv(seq)
-	evRecord[attrOwner] = sv(owner)
-	evRecord[attrLease] = nv(now.Add(lease).UnixMilli())
-	evRecord[attrDone] = bv(false)
-	evRecord[attrNumbered] = nv(now.UnixMilli())
-	evRecord[attrTime] = nv(ev.Time.UnixMilli())
-	evRecord[TTLAttribute] = nv(now.Add(s.EventTTL).Unix())
-	items := []types.TransactWriteItem{{Put: &types.Put{TableName: s.table, Item: evRecord, ConditionExpression: aws.String("attribute_not_exists(pk)")}}}
+	items := []types.TransactWriteItem{{Update: &types.Update{
+		TableName:                 s.table,
+		Key:                       key(prefixEvent+ev.ID, skEvent),
+		UpdateExpression:          aws.String("SET #seq = :seq, #nt = :now"),
+		ConditionExpression:       aws.String("#owner = :me AND attribute_not_exists(#seq)"),
+		ExpressionAttributeNames:  map[string]string{"#seq": attrSeq, "#nt": attrNumbered, "#owner": attrOwner},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":seq": uv(seq), ":now": nv(now.UnixMilli()), ":me": sv(owner)},
+	}}}
 	if ev.History && ev.HasPayload {
 		h, err := historyItem(ev, seq, now.Add(historyTTL))
 		if err != nil {
@@ -103,17 +138,17 @@ func (s *Store) BeginEvent(ctx context.Context, ev publish.Event, owner string, 
 		}
 		return rec, nil
 	}
-	if reasons, ok := cancelReasons(err); !ok || !reasonIs(reasons, 0, "ConditionalCheckFailed") {
-		// The number is drawn but no event has it: tell resuming clients
-		// so, when the table lets us (a retry draws another).
-		_ = s.skipSeq(ctx, tp, seq, now.Add(historyTTL))
-		return EventRecord{}, fmt.Errorf("store: record event %s: %w", ev.ID, err)
+	// The number is drawn but no event has it: tell resuming clients so,
+	// when the table lets us.
+	skipErr := s.skipSeq(ctx, tp, seq, now.Add(historyTTL))
+	if reasons, ok := cancelReasons(err); ok && reasonIs(reasons, 0, "ConditionalCheckFailed") {
+		// Our lease lapsed and another attempt took the event over.
+		if skipErr != nil {
+			return EventRecord{}, skipErr
+		}
+		return EventRecord{}, fmt.Errorf("store: number event %s: taken over meanwhile: %w", ev.ID, ErrInProgress)
 	}
-	// A redelivery: the event has its number already. Mark ours skipped.
-	if err := s.skipSeq(ctx, tp, seq, now.Add(historyTTL)); err != nil {
-		return EventRecord{}, err
-	}
-	return s.ClaimEvent(ctx, ev.ID, owner, lease)
+	return EventRecord{}, fmt.Errorf("store: record event %s: %w", ev.ID, err)
 }
 
 // ReplaceState stores an event's state as its topic's current state,
@@ -154,11 +189,12 @@ func (s *Store) ReplaceState(ctx context.Context, ev publish.Event, seq uint64) 
 	return nil
 }
 
-// ClaimEvent takes over an event an earlier attempt began: its record
+// claimEvent takes over an event an earlier attempt began: its record
 // comes back with Done when that attempt finished, with Retry when this
-// attempt now holds it (the earlier one's lease ran out), and
-// ErrInProgress while the earlier one's lease runs.
-func (s *Store) ClaimEvent(ctx context.Context, eventID, owner string, lease time.Duration) (EventRecord, error) {
+// attempt now holds it (the earlier one's lease ran out; Seq is 0 if it
+// died before it had a number), and ErrInProgress while the earlier one's
+// lease runs.
+func (s *Store) claimEvent(ctx context.Context, eventID, owner string, lease time.Duration) (EventRecord, error) {
 	eventKey := key(prefixEvent+eventID, skEvent)
 	for attempt := 0; attempt < 8; attempt++ {
 		got, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{

@@ -437,19 +437,40 @@ func TestBeginEvent_SequenceAndDedupe(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, store.EventRecord{Seq: 1, Done: true}, done)
 
-	// Each redelivery drew a number before finding the event: those are
-	// marked skipped, so the history stays contiguous for resume.
+	// No redelivery drew a number: the topic's numbers stay dense.
 	seq, err := f.s.CurrentSeq(ctx, topic.MustPattern("t.x"))
 	require.NoError(t, err)
 	h, err := f.s.History(ctx, topic.MustPattern("t.x"), 0, 100)
 	require.NoError(t, err)
-	var skipped []uint64
-	for _, e := range h {
-		require.True(t, e.Skip)
-		skipped = append(skipped, e.Seq)
-	}
-	assert.Equal(t, []uint64{3, 4, 5}, skipped)
-	assert.Equal(t, uint64(5), seq)
+	assert.Empty(t, h, "nothing marked skipped")
+	assert.Equal(t, uint64(2), seq)
+}
+
+// An attempt that claimed an event and died before drawing its number
+// leaves a record without one: the retry that takes it over numbers it.
+func TestBeginEvent_ClaimWithoutANumberIsNumberedByTheRetry(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	_, err := f.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.table), Item: map[string]types.AttributeValue{
+		"pk": &types.AttributeValueMemberS{Value: "E#e1"}, "sk": &types.AttributeValueMemberS{Value: "#EVENT"},
+		"owner": &types.AttributeValueMemberS{Value: "dead"}, "done": &types.AttributeValueMemberBOOL{Value: false},
+		"lease": &types.AttributeValueMemberN{Value: fmt.Sprint(f.now.Add(time.Minute).UnixMilli())},
+	}})
+	require.NoError(t, err)
+	ev := event(t, "e1", "", `{"topic":"t.x","payload":1,"history":true}`)
+	_, err = f.s.BeginEvent(ctx, ev, "w1", time.Minute, time.Hour)
+	require.ErrorIs(t, err, store.ErrInProgress, "the lease still runs")
+	f.now = f.now.Add(2 * time.Minute)
+	rec, err := f.s.BeginEvent(ctx, ev, "w1", time.Minute, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), rec.Seq)
+	h, err := f.s.History(ctx, topic.MustPattern("t.x"), 0, 10)
+	require.NoError(t, err)
+	require.Len(t, h, 1)
+	assert.False(t, h[0].Skip)
+	again, err := f.s.BeginEvent(ctx, ev, "w1", time.Minute, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), again.Seq, "numbered once")
 }
 
 func TestReleaseEvent_OnlyTheHolderReleasesAndARetryTakesOverAtOnce(t *testing.T) {
@@ -458,11 +479,11 @@ func TestReleaseEvent_OnlyTheHolderReleasesAndARetryTakesOverAtOnce(t *testing.T
 	r, err := f.s.BeginEvent(ctx, event(t, "e1", "t.x", ""), "w1", time.Minute, time.Hour)
 	require.NoError(t, err)
 	require.NoError(t, f.s.ReleaseEvent(ctx, "e1", "w2"), "not the holder: nothing happens")
-	_, err = f.s.ClaimEvent(ctx, "e1", "w3", time.Minute)
+	_, err = f.s.BeginEvent(ctx, event(t, "e1", "t.x", ""), "w3", time.Minute, time.Hour)
 	assert.ErrorIs(t, err, store.ErrInProgress, "w1 still holds it")
 
 	require.NoError(t, f.s.ReleaseEvent(ctx, "e1", "w1"))
-	got, err := f.s.ClaimEvent(ctx, "e1", "w3", time.Minute)
+	got, err := f.s.BeginEvent(ctx, event(t, "e1", "t.x", ""), "w3", time.Minute, time.Hour)
 	require.NoError(t, err, "released: taken over without waiting out the lease")
 	assert.Equal(t, r.Seq, got.Seq, "with the number the first attempt drew")
 	assert.ErrorIs(t, f.s.RenewEvent(ctx, "e1", "w1", time.Minute), store.ErrInProgress, "the old holder cannot renew it back")
@@ -599,7 +620,7 @@ func TestClaimTicket_SecondUseRefused(t *testing.T) {
 	require.NoError(t, f.s.ClaimTicket(ctx, "j2", f.now.Add(time.Minute)))
 }
 
-func TestBeginEvent_ConcurrentDuplicatesTakeOneNumberAndMarkTheRestSkipped(t *testing.T) {
+func TestBeginEvent_ConcurrentDuplicatesTakeOneNumberAndSkipNone(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	ev := event(t, "dup", "", `{"topic":"d.t","payload":{"x":1},"history":true}`)
@@ -631,16 +652,10 @@ func TestBeginEvent_ConcurrentDuplicatesTakeOneNumberAndMarkTheRestSkipped(t *te
 	require.NoError(t, err)
 	h, err := f.s.History(ctx, topic.MustPattern("d.t"), 0, 100)
 	require.NoError(t, err)
-	require.Len(t, h, int(cur), "every number taken is in the history, kept or skipped")
-	kept := 0
-	for i, e := range h {
-		assert.Equal(t, uint64(i+1), e.Seq)
-		if !e.Skip {
-			kept++
-			assert.Equal(t, seq, e.Seq)
-		}
-	}
-	assert.Equal(t, 1, kept)
+	assert.Equal(t, uint64(1), cur, "the duplicates drew no number")
+	require.Len(t, h, 1)
+	assert.Equal(t, seq, h[0].Seq)
+	assert.False(t, h[0].Skip)
 }
 
 // An event numbered after one published later says by how much, and its
