@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/wsgate/wsgate/localstack/soak"
@@ -29,11 +30,20 @@ func Soak(ctx context.Context, args []string, st Streams) error {
 	fs.IntVar(&o.BroadcastConcurrency, "broadcast-concurrency", 16, "broadcast invocations at once (Lambda scales far beyond; an event waits for one before it is numbered)")
 	fs.BoolVar(&o.Presence, "presence", false, "presence on every topic and lifecycle events on, with observers and a lifecycle rule checked at the end")
 	fs.StringVar(&o.FunctionsDir, "functions", o.FunctionsDir, "functions built for this machine")
+	logFile := fs.String("log", "", "write every JSON log line of the stack and its functions to this file")
 	events := eventDelivery(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	o.DuplicateRate, o.ReorderWindow = events()
+	if *logFile != "" {
+		f, err := os.Create(*logFile)
+		if err != nil {
+			return fmt.Errorf("soak: --log: %w", err)
+		}
+		defer f.Close()
+		o.StackLog = f
+	}
 	switch {
 	case o.Clients < 1 || o.Topics < 1 || o.TopicsPerClient < 1 || o.TopicsPerClient > o.Topics:
 		return errors.New("soak: need at least one client and topic, and at most --topics per client")

@@ -67,6 +67,9 @@ type Options struct {
 	Presence     bool
 	FunctionsDir string
 	Log          io.Writer
+	// StackLog, when set, receives every JSON log line of the stack and
+	// its functions (the run's own progress goes to Log).
+	StackLog io.Writer
 }
 
 // Result is what a run saw.
@@ -285,13 +288,22 @@ func (rn *run) startStack(ctx context.Context) error {
 		return err
 	}
 	rn.logf("starting the local stack")
+	stackLog := slog.New(slog.DiscardHandler)
+	var sl *lockedWriter
+	if rn.o.StackLog != nil {
+		sl = &lockedWriter{w: rn.o.StackLog}
+		stackLog = slog.New(slog.NewJSONHandler(sl, nil))
+	}
 	rn.s, err = stack.Start(ctx, stack.Options{
 		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
 		FunctionsDir: rn.o.FunctionsDir, BroadcastConcurrency: rn.o.BroadcastConcurrency,
 		DuplicateRate: rn.o.DuplicateRate, ReorderWindow: rn.o.ReorderWindow,
 		Env: rn.env(),
-		Log: slog.New(slog.DiscardHandler),
+		Log: stackLog,
 		FunctionLog: func(fn string, line []byte) {
+			if sl != nil {
+				sl.line(fn, line)
+			}
 			if strings.Contains(string(line), `"level":"ERROR"`) {
 				rn.logf("%s: %s", fn, strings.TrimSpace(string(line)))
 			}
@@ -738,4 +750,32 @@ func (rn *run) env() map[string]string {
 		env[config.EnvLifecycleEvents] = "true"
 	}
 	return env
+}
+
+// lockedWriter serializes the stack's log and its functions' lines into
+// one file, a JSON object a line.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// line writes one line a function logged, with the function's name; a
+// line that is not JSON (a panic's trace) is kept as a string.
+func (l *lockedWriter) line(fn string, line []byte) {
+	line = bytes.TrimSpace(line)
+	v := json.RawMessage(line)
+	if !json.Valid(line) {
+		v, _ = json.Marshal(string(line))
+	}
+	b, _ := json.Marshal(struct {
+		Function string          `json:"function"`
+		Line     json.RawMessage `json:"line"`
+	}{fn, v})
+	_, _ = l.Write(append(b, '\n'))
 }
