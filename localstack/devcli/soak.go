@@ -28,6 +28,7 @@ func Soak(ctx context.Context, args []string, st Streams) error {
 	fs.DurationVar(&o.WarmUp, "warm-up", 20*time.Second, "the same load, not scored, before the measured phase (the local stack's cold start)")
 	fs.DurationVar(&o.Settle, "settle", time.Minute, "longest wait for the clients to catch up at the end")
 	fs.IntVar(&o.BroadcastConcurrency, "broadcast-concurrency", 16, "broadcast invocations at once (Lambda scales far beyond; an event waits for one before it is numbered)")
+	fs.IntVar(&o.Concurrency, "concurrency", 0, "instances each other function runs at once (0: the local stack's default, 4)")
 	fs.BoolVar(&o.Presence, "presence", false, "presence on every topic and lifecycle events on, with observers and a lifecycle rule checked at the end")
 	fs.StringVar(&o.FunctionsDir, "functions", o.FunctionsDir, "functions built for this machine")
 	logFile := fs.String("log", "", "write every JSON log line of the stack and its functions to this file")
@@ -47,8 +48,8 @@ func Soak(ctx context.Context, args []string, st Streams) error {
 	switch {
 	case o.Clients < 1 || o.Topics < 1 || o.TopicsPerClient < 1 || o.TopicsPerClient > o.Topics:
 		return errors.New("soak: need at least one client and topic, and at most --topics per client")
-	case o.Rate < 1 || o.Duration <= 0 || o.DropEvery <= 0 || o.BroadcastConcurrency < 1 || o.WarmUp < 0:
-		return errors.New("soak: --rate, --for, --drop-every and --broadcast-concurrency must be positive, --warm-up not negative")
+	case o.Rate < 1 || o.Duration <= 0 || o.DropEvery <= 0 || o.BroadcastConcurrency < 1 || o.WarmUp < 0 || o.Concurrency < 0:
+		return errors.New("soak: --rate, --for, --drop-every and --broadcast-concurrency must be positive, --warm-up and --concurrency not negative")
 	case time.Duration(o.Topics)*time.Second/time.Duration(o.Rate) < broadcast.OrderWindow:
 		// The soak checks the gateway's ordering promise, which is for
 		// events one publisher sends to one topic at least that far apart.

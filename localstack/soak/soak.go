@@ -53,6 +53,9 @@ type Options struct {
 	// default); the local host runs at most this many, and an event waits
 	// for its turn before it is numbered.
 	BroadcastConcurrency int
+	// Concurrency is how many instances each other function runs at once
+	// (0: the stack's default).
+	Concurrency int
 	// DuplicateRate and ReorderWindow are stack.Options': how loosely
 	// EventBridge delivers (0: the stack's defaults, negative: exactly
 	// once, at once).
@@ -120,13 +123,21 @@ func (r Result) OK() bool {
 		(r.Presence == nil || r.Presence.ok())
 }
 
+// instances says how many instances of a function run at once.
+func instances(n int) string {
+	if n == 0 {
+		return "the stack's default"
+	}
+	return strconv.Itoa(n)
+}
+
 // Print writes the result as a small table.
 func (r Result) Print(w io.Writer) {
 	o := r.Options
 	fmt.Fprintf(w, "soak: %d clients, %s, %d topics (%d per client), %d events/s, a drop per client every %s on average\n",
 		o.Clients, o.Duration, o.Topics, o.TopicsPerClient, o.Rate, o.DropEvery)
-	fmt.Fprintf(w, "after a %s warm-up under the same load (not scored); faults: %.1f%% posts throttled, %.1f%% failing with 500, %.0f%% of $disconnects skipped; the stack as harsh as AWS (defaults); %d broadcast invocations at once\n\n",
-		o.WarmUp, 100*o.ThrottleRate, 100*o.ErrorRate, 100*o.SkipDisconnectRate, o.BroadcastConcurrency)
+	fmt.Fprintf(w, "after a %s warm-up under the same load (not scored); faults: %.1f%% posts throttled, %.1f%% failing with 500, %.0f%% of $disconnects skipped; the stack as harsh as AWS (defaults); %d broadcast invocations at once, %s of each other function\n\n",
+		o.WarmUp, 100*o.ThrottleRate, 100*o.ErrorRate, 100*o.SkipDisconnectRate, o.BroadcastConcurrency, instances(o.Concurrency))
 	rows := [][2]string{
 		{"events published", strconv.Itoa(r.Published)},
 		{"deliveries owed (client x event of its topics)", strconv.Itoa(r.Expected)},
@@ -296,7 +307,7 @@ func (rn *run) startStack(ctx context.Context) error {
 	}
 	rn.s, err = stack.Start(ctx, stack.Options{
 		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
-		FunctionsDir: rn.o.FunctionsDir, BroadcastConcurrency: rn.o.BroadcastConcurrency,
+		FunctionsDir: rn.o.FunctionsDir, BroadcastConcurrency: rn.o.BroadcastConcurrency, Concurrency: rn.o.Concurrency,
 		DuplicateRate: rn.o.DuplicateRate, ReorderWindow: rn.o.ReorderWindow,
 		Env: rn.env(),
 		Log: stackLog,
