@@ -47,6 +47,10 @@ func (g *Gateway) ServeManagement(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusNotFound, "NotFoundException", "Not Found")
 		return
 	}
+	if _, ok := g.sink(id); ok {
+		g.sinkRequest(w, r, id)
+		return
+	}
 	switch r.Method {
 	case http.MethodPost:
 		g.postConnection(w, r, id)

@@ -112,6 +112,7 @@ type Gateway struct {
 
 	faults    atomic.Pointer[Faults]
 	stats     Stats
+	sinks     sinks
 	sweepOnce sync.Once
 	stop      chan struct{} // closed by Close
 	stopOnce  sync.Once
