@@ -90,7 +90,8 @@ try {
   check(JSON.stringify(got) === '[1,2,3,4,5]', `every event once: ${JSON.stringify(got)}`);
   check((await page.$$('#events tr.gap')).length === 0, 'no gap highlighted');
   const counts = await page.textContent('#counts');
-  check(/1 reconnects/.test(counts), `one reconnect counted: ${counts}`);
+  check(/(^|\D)1 reconnect( |$)/.test(counts), `one reconnect counted, in the singular: ${counts}`);
+  check(/(^|\D)5 events /.test(counts), `five events counted: ${counts}`);
   figures.counts = counts;
 
   // Filter and pause work on the table.
@@ -110,6 +111,54 @@ try {
   await putEvent(6);
   await auto.waitForSelector(rowFor(6), { timeout: 5000 });
   await auto.close();
+  // Current state: the client's internal pong (the end of its batch) is
+  // not shown as a reply.
+  await page.fill('#topic', TOPIC);
+  await page.click('#state-req');
+  await page.waitForFunction(() => [...document.querySelectorAll('#log li')].some((li) => li.textContent.includes('has no state') || li.textContent.includes('state frame')), null, { timeout: 5000 });
+  check(!(await page.textContent('#log')).includes('"pong"'), 'no internal pong in the log');
+
+  // The favicon is served.
+  const icon = await fetch(new URL('/favicon.ico', consoleURL).href);
+  check(icon.ok && (icon.headers.get('content-type') || '').startsWith('image/'), `favicon.ico: ${icon.status} ${icon.headers.get('content-type')}`);
+
+  // Layout at a desktop and a phone width.
+  figures.layout = {};
+  for (const width of [1280, 390]) {
+    await page.setViewportSize({ width, height: 860 });
+    await page.waitForTimeout(100);
+    const l = await page.evaluate(() => {
+      const box = (el) => el.getBoundingClientRect();
+      const first = document.querySelector('#log li');
+      const ol = document.getElementById('log');
+      const cb = box(document.getElementById('pub-history'));
+      const label = document.querySelector('#publish-panel label.inline');
+      const text = document.createRange();
+      text.selectNodeContents(label);
+      const rects = [...text.getClientRects()].filter((r) => r.width > 0);
+      const words = rects[rects.length - 1];
+      return {
+        scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+        numbersFit: (() => {
+          // A list number sits outside its item unless list-style-position
+          // is inside: then the list's left padding must hold the widest.
+          if (!first || getComputedStyle(first).listStylePosition === 'inside') return true;
+          const c = document.createElement('canvas').getContext('2d');
+          c.font = getComputedStyle(first).font;
+          return parseFloat(getComputedStyle(ol).paddingLeft) >= c.measureText(`${ol.children.length}. `).width;
+        })(),
+        checkbox: { top: cb.top, bottom: cb.bottom, right: cb.right }, words: { top: words.top, bottom: words.bottom, left: words.left },
+      };
+    });
+    figures.layout[width] = l;
+    if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT.replace(/\.png$/, `-${width}.png`), fullPage: true });
+    check(l.scrollWidth <= l.innerWidth, `no horizontal overflow at ${width} px: ${l.scrollWidth} > ${l.innerWidth}`);
+    check(l.numbersFit, `log numbers fully visible at ${width} px`);
+    const mid = (l.checkbox.top + l.checkbox.bottom) / 2;
+    check(mid >= l.words.top && mid <= l.words.bottom && l.words.left >= l.checkbox.right - 1, `history checkbox beside its label at ${width} px: ${JSON.stringify(l)}`);
+  }
+  await page.setViewportSize({ width: 1280, height: 860 });
+
   check(pageErrors.length === 0, 'no script errors: ' + pageErrors.join('; '));
 } catch (e) {
   failure = e;

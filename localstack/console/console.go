@@ -45,6 +45,17 @@ func Handler(o Options) http.Handler {
 	files, _ := fs.Sub(static, "static")
 	mux := http.NewServeMux()
 	mux.Handle("GET /console/", http.StripPrefix("/console/", noCache(http.FileServerFS(files))))
+	// Browsers ask for /favicon.ico whatever the page links: answer it with
+	// the console's icon rather than a 404 in every page load's log.
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		icon, err := fs.ReadFile(files, "favicon.svg")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "image/svg+xml")
+		_, _ = w.Write(icon)
+	})
 	mux.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/console/"+query(r), http.StatusFound)
 	})

@@ -107,6 +107,9 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 	return nil
 }
 
+// banner prints the stack's endpoints and ready commands. The AWS CLI line
+// sets AWS_DEFAULT_REGION, which both AWS CLI versions read (version 1 ignores
+// AWS_REGION): https://docs.aws.amazon.com/cli/v1/userguide/cli-configure-envvars.html
 func banner(st Streams, s *stack.Stack, tok string, took time.Duration) {
 	consoleURL := "http" + strings.TrimPrefix(s.WebSocketURL, "ws") + "console"
 	ddb := s.DynamoDBEndpoint
@@ -130,7 +133,7 @@ Listen in another terminal:
 Publish an event:
   bin/wsgate publish --endpoint %s --topic demo.hello --payload '{"hello":"world"}'
 or with the AWS CLI:
-  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
   aws --endpoint-url %s events put-events --entries '[{"EventBusName":"%s","Source":"demo","DetailType":"demo","Detail":"{\"topic\":\"demo.hello\",\"payload\":{\"hello\":\"world\"}}"}]'
 
 Ctrl-C stops everything.

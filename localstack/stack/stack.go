@@ -523,6 +523,7 @@ func (s *Stack) serveAll(opts Options) error {
 		h := opts.Console(s)
 		wsMux.Handle("/console", h)
 		wsMux.Handle("/console/", h)
+		wsMux.Handle("/favicon.ico", h)
 	}
 	wsMux.Handle("/", s.Gateway)
 	s.wsHandler = wsMux

@@ -18,21 +18,8 @@ import (
 
 const quickstart = "../examples/quickstart.mjs"
 
-// The README's JavaScript example is examples/quickstart.mjs, word for
-// word, so that the code a reader copies is the code the next test runs.
-func TestReadme_JSExampleIsTheQuickstartFile(t *testing.T) {
-	file, err := os.ReadFile(quickstart)
-	require.NoError(t, err)
-	readme, err := os.ReadFile("../../../README.md")
-	require.NoError(t, err)
-	_, rest, ok := strings.Cut(string(readme), "\n```js\n// @wsgate/client in Node.js")
-	require.True(t, ok, "the README shows clients/js/examples/quickstart.mjs in a ```js block")
-	block, _, ok := strings.Cut("// @wsgate/client in Node.js"+rest, "\n```\n")
-	require.True(t, ok)
-	assert.Equal(t, strings.TrimSuffix(string(file), "\n"), block, "README's JS block differs from clients/js/examples/quickstart.mjs: paste the file")
-}
-
-// TestClientJS_QuickstartRuns runs the README's example as a user outside
+// TestClientJS_QuickstartRuns runs docs/clients.md's example (the docs test
+// keeps that block equal to this file) as a user outside
 // this repository would: from a folder where @wsgate/client is installed
 // (here: the bundle the console serves, as the package), on Node.js 20
 // with --experimental-websocket, against the local stack.
