@@ -60,9 +60,10 @@ try {
   await page.waitForSelector(`#subs li[data-pattern="${TOPIC}"]`);
   await page.waitForFunction(() => [...document.querySelectorAll('#log li')].some((li) => li.textContent.includes('"subscribed"')), null, { timeout: 5000 });
 
-  // An event published through PutEvents shows within a second.
+  // An event published through PutEvents shows (how fast is a figure,
+  // printed, not a check: a loaded machine must not fail the test).
   const sent = await putEvent(1);
-  await page.waitForSelector(rowFor(1), { timeout: 1000 });
+  await page.waitForSelector(rowFor(1), { timeout: 10000 });
   figures.first_event_ms = Date.now() - sent;
   check((await page.textContent(`${rowFor(1)} td.payload summary`)).includes('"n":1'), 'the row shows the payload');
 

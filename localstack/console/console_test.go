@@ -90,7 +90,7 @@ func TestConsole_ListsRefusedEvents(t *testing.T) {
 
 // TestConsole_InHeadlessChromium drives the page in a real browser: connect
 // with a dev token, subscribe, receive an event published through PutEvents
-// within a second, survive a dropped connection by resuming without a gap.
+// (the time it took is printed), survive a dropped connection by resuming without a gap.
 // The screenshot lands in $WSGATE_ARTIFACTS (default test-artifacts/).
 func TestConsole_InHeadlessChromium(t *testing.T) {
 	chromium := os.Getenv("CHROMIUM")
