@@ -695,6 +695,7 @@ func BenchmarkWriteRead(b *testing.B) {
 		{"direct", nil},
 		{"passthrough", &ddbproxy.Options{}},
 		{"harsh", &ddbproxy.Options{ReadLag: 100 * time.Millisecond, Conflicts: true}},
+		{"harsh+capacity", &ddbproxy.Options{ReadLag: 100 * time.Millisecond, Conflicts: true, CapacityScale: 1}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			db := storetest.Client(b)
