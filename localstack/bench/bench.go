@@ -84,6 +84,9 @@ type Options struct {
 	// EventBridge delivers wsgate's events (0: the stack's defaults,
 	// negative: exactly once, at once). The baseline is invoked directly.
 	DuplicateRate float64
+	// CapacityScale is stack.Options': DynamoDB's per-partition ceilings
+	// times it (0: AWS's; negative: off).
+	CapacityScale float64
 	ReorderWindow time.Duration
 	// SkipNaive leaves the baseline out (to look into wsgate alone).
 	SkipNaive bool
@@ -329,6 +332,7 @@ func (b *bench) start(ctx context.Context) error {
 		FunctionsDir: o.FunctionsDir, Extra: map[string]string{"naive": o.Naive},
 		Concurrency: 8, BroadcastConcurrency: o.MaxShards, FunctionTimeout: 120 * time.Second,
 		DuplicateRate: o.DuplicateRate, ReorderWindow: o.ReorderWindow,
+		CapacityScale: o.CapacityScale,
 		// The clients stay silent for the whole run: API Gateway's 10-minute
 		// idle cut would close the first ones mid-run (as the nodes, they
 		// get the 2-hour maximum instead).

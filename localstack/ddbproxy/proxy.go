@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -48,6 +49,13 @@ type Options struct {
 	// TransactionHold keeps each transaction's items held this long before
 	// it runs, so tests can collide with it reliably. Only with Conflicts.
 	TransactionHold time.Duration
+	// CapacityScale turns on DynamoDB's per-partition throughput ceilings
+	// (ReadCeiling and WriteCeiling units a second per partition key
+	// value) scaled by it: 1 is AWS's, 0.01 a hundredth, so the machine is
+	// a scale model of a deployment a hundred times larger. 0 (the
+	// default) turns the accounting off: requests stream through. A
+	// negative value counts every key's units (Capacity) with no ceiling.
+	CapacityScale float64
 	// Log receives the replicas' errors; nil discards them.
 	Log *slog.Logger
 }
@@ -82,6 +90,7 @@ type Proxy struct {
 	replicas  map[string]*replicaState
 	initMu    sync.Mutex // one replica (re)build at a time
 	repl      *replicator
+	cap       *capacity // nil: no accounting
 
 	staleReads, replicaWrites, replicaErrors, conflicts atomic.Int64
 
@@ -101,6 +110,9 @@ func New(opts Options) (*Proxy, error) {
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("ddbproxy: backend %q is not an absolute URL", opts.Backend)
 	}
+	if math.IsNaN(opts.CapacityScale) || math.IsInf(opts.CapacityScale, 0) {
+		return nil, errors.New("ddbproxy: CapacityScale must be a finite number")
+	}
 	if opts.ReadLag < 0 || opts.TransactionHold < 0 {
 		return nil, errors.New("ddbproxy: ReadLag and TransactionHold must not be negative")
 	}
@@ -113,6 +125,9 @@ func New(opts Options) (*Proxy, error) {
 		db:       &backend{url: strings.TrimSuffix(opts.Backend, "/") + "/", rt: rt},
 		locks:    newLockTable(),
 		replicas: map[string]*replicaState{},
+	}
+	if opts.CapacityScale != 0 {
+		p.cap = newCapacity(opts.CapacityScale)
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.schemas = newSchemaCache(p.ctx, p.db)
@@ -191,6 +206,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serviceError(w, http.StatusBadRequest, "com.amazon.coral.service#SerializationException", "request body: "+err.Error())
 		return
 	}
+	if p.cap != nil && metered(op) {
+		p.serveMetered(w, r, op, body)
+		return
+	}
+	p.dispatch(w, r, op, body)
+}
+
+// dispatch serves op's request body.
+func (p *Proxy) dispatch(w http.ResponseWriter, r *http.Request, op string, body []byte) {
 	switch op {
 	case "GetItem", "Query", "Scan":
 		p.serveRead(w, r, body)
@@ -216,6 +240,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // inspects reports whether op needs its request read: everything else
 // streams through untouched.
 func (p *Proxy) inspects(op string) bool {
+	if p.cap != nil && metered(op) {
+		return true
+	}
 	replicas := p.opts.ReadLag > 0
 	switch op {
 	case "GetItem", "Query", "Scan", "BatchGetItem",

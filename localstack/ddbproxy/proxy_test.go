@@ -261,6 +261,11 @@ func (f *fixture) holdTransaction(t *testing.T, pks ...string) <-chan error {
 	return done
 }
 
+var reasonMessages = map[string]string{
+	"TransactionConflict": "Transaction is ongoing for the item",
+	"ThrottlingError":     "Throughput exceeds the current capacity of your table or index. DynamoDB is automatically scaling your table or index so please try again shortly.",
+}
+
 func requireCanceled(t *testing.T, err error, codes ...string) {
 	t.Helper()
 	var tce *types.TransactionCanceledException
@@ -271,7 +276,7 @@ func requireCanceled(t *testing.T, err error, codes ...string) {
 		if got[i] == "None" {
 			assert.Nil(t, r.Message, "DynamoDB leaves out the message of None")
 		} else {
-			assert.Equal(t, "Transaction is ongoing for the item", aws.ToString(r.Message))
+			assert.Equal(t, reasonMessages[got[i]], aws.ToString(r.Message))
 		}
 	}
 	assert.Equal(t, codes, got)
@@ -690,6 +695,7 @@ func BenchmarkWriteRead(b *testing.B) {
 		{"direct", nil},
 		{"passthrough", &ddbproxy.Options{}},
 		{"harsh", &ddbproxy.Options{ReadLag: 100 * time.Millisecond, Conflicts: true}},
+		{"harsh+capacity", &ddbproxy.Options{ReadLag: 100 * time.Millisecond, Conflicts: true, CapacityScale: 1}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			db := storetest.Client(b)

@@ -35,20 +35,38 @@ type schema struct {
 	keyNames []string
 	// global tells a global secondary index (true) from a local one.
 	global map[string]bool
+	// hash is the table's partition key attribute; indexHash each global
+	// index's.
+	hash      string
+	indexHash map[string]string
 }
 
 func newSchema(d tableDescription) *schema {
-	s := &schema{desc: d, global: map[string]bool{}}
+	s := &schema{desc: d, global: map[string]bool{}, indexHash: map[string]string{}}
 	for _, k := range d.KeySchema {
 		s.keyNames = append(s.keyNames, k.AttributeName)
 	}
+	s.hash = hashName(d.KeySchema)
 	for _, ix := range d.GlobalSecondaryIndexes {
 		s.global[ix.IndexName] = true
+		var ks []keyElement
+		if json.Unmarshal(ix.KeySchema, &ks) == nil {
+			s.indexHash[ix.IndexName] = hashName(ks)
+		}
 	}
 	for _, ix := range d.LocalSecondaryIndexes {
 		s.global[ix.IndexName] = false
 	}
 	return s
+}
+
+func hashName(ks []keyElement) string {
+	for _, k := range ks {
+		if k.KeyType == "HASH" {
+			return k.AttributeName
+		}
+	}
+	return ""
 }
 
 // schemaCache describes each table once, on first need, and keeps it until

@@ -39,6 +39,7 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 	noNaive := fs.Bool("no-naive", false, "leave the naive baseline out")
 	runs := fs.Int("runs", 3, "whole runs, each on a fresh stack: the table is the first's, followed by the spread over all")
 	events := eventDelivery(fs)
+	capScale := capacityScaleFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,7 +57,7 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 		Workers: *workers, ShardSize: *shard, MaxShards: *maxShards, Connections: *connections, LocalClients: *local, PerNode: *perNode,
 		RateEvents: *rateEvents, RateDuration: *rateFor, RateAudience: *rateAudience,
 		FunctionsDir: *functions, Naive: *naive, ArmDir: *arm, Self: self, Log: st.Err, SkipNaive: *noNaive,
-		DuplicateRate: dupRate, ReorderWindow: reorder,
+		DuplicateRate: dupRate, ReorderWindow: reorder, CapacityScale: capScale.scale,
 	}
 	if err := o.Validate(); err != nil {
 		return err

@@ -35,6 +35,7 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 	serialStream := fs.Bool("serial-stream", false, "read the table's stream in one lane and retry a failed batch until it succeeds (Lambda runs shards in parallel, splits, retries and discards)")
 	retryScale := fs.Float64("retry-scale", 1, "scale Lambda's retry delays of a failed broadcast (1 and 2 minutes on AWS)")
 	events := eventDelivery(fs)
+	capScale := capacityScaleFlag(fs)
 	var env, extra repeated
 	fs.Var(&extra, "function", "NAME=PATH: host another Lambda function (a bootstrap built for this machine) behind the local Lambda Invoke API, e.g. a publish hook named by WSGATE_PUBLISH_HOOK (repeatable)")
 	fs.Var(&env, "env", "KEY=VALUE for the functions, e.g. WSGATE_MAX_MESSAGE_BYTES=1024 (repeatable; WSGATE_* variables of this shell pass through too)")
@@ -87,7 +88,8 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 		FunctionsDir: *functions, JWTSecret: secret, Env: fnEnv, IdleTimeout: *idle,
 		Log: logger, FunctionLog: fnLog, DevTokens: console.DevTokens(minter), Console: console.ForStack,
 		SerialFrames: *serial, ConnectLag: *connectLag, ReadLag: *readLag, NoConflicts: *noConflicts,
-		NoSignatures: *noSignatures, RetryScale: *retryScale, SerialStream: *serialStream, Extra: extraFns,
+		CapacityScale: capScale.scale,
+		NoSignatures:  *noSignatures, RetryScale: *retryScale, SerialStream: *serialStream, Extra: extraFns,
 		DuplicateRate: dupRate, ReorderWindow: reorder,
 	})
 	if err != nil {

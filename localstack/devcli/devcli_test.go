@@ -47,3 +47,22 @@ func TestToken_MintsEveryDocumentedClaim(t *testing.T) {
 	err = Token([]string{"--sub", "alice", "--mode", "pull"}, Streams{Out: io.Discard, Err: io.Discard})
 	assert.ErrorContains(t, err, "--mode")
 }
+
+func TestCapacityScaleFlag_RefusesZeroAndGarbage(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want float64
+		ok   bool
+	}{{"1", 1, true}, {"0.01", 0.01, true}, {"off", -1, true}, {"OFF", -1, true}, {"0", 0, false}, {"-1", 0, false}, {"x", 0, false}, {"", 0, false}, {"NaN", 0, false}} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c := capacityScaleFlag(fs)
+		err := fs.Parse([]string{"--capacity-scale", tc.in})
+		if !tc.ok {
+			assert.ErrorContains(t, err, "positive number", tc.in)
+			continue
+		}
+		require.NoError(t, err, tc.in)
+		assert.InDelta(t, tc.want, c.scale, 1e-12, tc.in)
+	}
+}

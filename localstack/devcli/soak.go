@@ -33,10 +33,12 @@ func Soak(ctx context.Context, args []string, st Streams) error {
 	fs.StringVar(&o.FunctionsDir, "functions", o.FunctionsDir, "functions built for this machine")
 	logFile := fs.String("log", "", "write every JSON log line of the stack and its functions to this file")
 	events := eventDelivery(fs)
+	capScale := capacityScaleFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	o.DuplicateRate, o.ReorderWindow = events()
+	o.CapacityScale = capScale.scale
 	if *logFile != "" {
 		f, err := os.Create(*logFile)
 		if err != nil {

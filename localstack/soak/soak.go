@@ -60,6 +60,9 @@ type Options struct {
 	// EventBridge delivers (0: the stack's defaults, negative: exactly
 	// once, at once).
 	DuplicateRate float64
+	// CapacityScale is stack.Options': DynamoDB's per-partition ceilings
+	// times it (0: AWS's; negative: off).
+	CapacityScale float64
 	ReorderWindow time.Duration
 	// WarmUp runs the same load, not scored, before the measured phase.
 	WarmUp time.Duration
@@ -309,8 +312,9 @@ func (rn *run) startStack(ctx context.Context) error {
 		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
 		FunctionsDir: rn.o.FunctionsDir, BroadcastConcurrency: rn.o.BroadcastConcurrency, Concurrency: rn.o.Concurrency,
 		DuplicateRate: rn.o.DuplicateRate, ReorderWindow: rn.o.ReorderWindow,
-		Env: rn.env(),
-		Log: stackLog,
+		CapacityScale: rn.o.CapacityScale,
+		Env:           rn.env(),
+		Log:           stackLog,
 		FunctionLog: func(fn string, line []byte) {
 			if sl != nil {
 				sl.line(fn, line)

@@ -136,6 +136,13 @@ type Options struct {
 	// NoConflicts lets DynamoDB transactions and writes that touch one item
 	// at the same time all succeed; DynamoDB cancels one of them.
 	NoConflicts bool
+	// CapacityScale scales DynamoDB's per-partition ceilings (3,000 read
+	// and 1,000 write units a second per partition key value): 0.01 makes
+	// every ceiling a hundredth, so this machine is a scale model of a
+	// deployment a hundred times larger. DefaultCapacityScale (AWS's
+	// ceilings) when 0; negative turns the ceilings off (units are still
+	// counted, at GET /_wsgate/capacity).
+	CapacityScale float64
 	// SerialStream reads the table's stream in one lane, in order, and
 	// retries a failed batch whole until it succeeds. Lambda's mapping
 	// runs shards in parallel and splits, retries and discards a failed
@@ -156,6 +163,8 @@ const (
 	// DefaultReorderRate holds one delivery in twenty: a low rate, as the
 	// README's ordering promise assumes of a bus that usually keeps order.
 	DefaultReorderRate = 0.05
+	// DefaultCapacityScale holds each partition key to AWS's own ceilings.
+	DefaultCapacityScale = 1.0
 )
 
 // Stack is a running local gateway.
@@ -334,8 +343,16 @@ func (s *Stack) startDynamoDB(ctx context.Context, opts Options) error {
 	if err := store.CreateTable(ctx, dynamolocal.Client(s.DynamoDBEndpoint), opts.Table); err != nil {
 		return err
 	}
+	scale := opts.CapacityScale
+	switch {
+	case scale == 0:
+		scale = DefaultCapacityScale
+	case scale < 0:
+		scale = -1 // count only
+	}
 	ddb, err := ddbproxy.New(ddbproxy.Options{
 		Backend: s.DynamoDBEndpoint, ReadLag: opts.ReadLag, Conflicts: !opts.NoConflicts, Log: opts.Log,
+		CapacityScale: scale,
 	})
 	if err != nil {
 		return err
@@ -575,7 +592,12 @@ func (s *Stack) serve(ln net.Listener, h http.Handler) *http.Server {
 	return srv
 }
 
-// admin serves /_wsgate/health, /_wsgate/faults, /_wsgate/drop (cut every
+// Capacity is what DynamoDB consumed per partition key, the hottest keys
+// first, and the ceilings they are held to.
+func (s *Stack) Capacity() ddbproxy.CapacityStats { return s.ddb.Capacity() }
+
+// admin serves /_wsgate/health, /_wsgate/capacity (DynamoDB units per
+// partition key), /_wsgate/faults, /_wsgate/drop (cut every
 // client, as a network failure would), /_wsgate/bus (every event on the
 // bus, as JSON lines), /_wsgate/refused (the events the broadcast function
 // refused, and why) and, in dev, /_wsgate/token, to this
@@ -617,6 +639,10 @@ func (s *Stack) admin(opts Options) http.Handler {
 	}
 	mux.HandleFunc("GET /_wsgate/bus", s.busFeed.stream)
 	mux.HandleFunc("GET /_wsgate/refused", s.serveRefused)
+	mux.HandleFunc("GET /_wsgate/capacity", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(s.Capacity())
+	})
 	mux.HandleFunc("POST /_wsgate/invoke/{function}", s.invokeForNode)
 	mux.HandleFunc("POST /_wsgate/nodes", s.registerNode)
 	return DevAccess{
