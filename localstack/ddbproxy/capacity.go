@@ -221,3 +221,15 @@ func (c *capacity) stats() CapacityStats {
 	s.Keys = keys[:min(len(keys), hotKeys)]
 	return s
 }
+
+// reset zeroes what was counted (units, peaks, throttles) and keeps each
+// key's bucket, so the ceilings hold across it.
+func (c *capacity) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.readU, c.writeU, c.throttled = 0, 0, 0
+	for _, k := range c.keys {
+		k.readU, k.writeU, k.throttled = 0, 0, 0
+		k.readW, k.writeW = meterWindow{}, meterWindow{}
+	}
+}

@@ -223,3 +223,28 @@ func TestCapacity_OffByDefault(t *testing.T) {
 }
 
 func posInf() float64 { var z float64; return 1 / z }
+
+// A reset zeroes the counts, not the ceiling: a key over it stays throttled.
+func TestCapacity_ResetZeroesTheCountsButNotTheCeiling(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, ddbproxy.Options{CapacityScale: 0.001})
+	db := f.noRetries()
+	ctx := context.Background()
+	_, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.table), Item: sized("k", 1536)})
+	require.NoError(t, err)
+	_, err = db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.table), Item: sized("k", 1024)})
+	var pte *types.ProvisionedThroughputExceededException
+	require.ErrorAs(t, err, &pte, "one write unit a second: the second put is over")
+	require.Positive(t, f.p.Capacity().WriteUnits)
+
+	f.p.ResetCapacityCounts()
+	c := f.p.Capacity()
+	assert.Zero(t, c.WriteUnits)
+	assert.Zero(t, c.Throttled)
+	for _, k := range c.Keys {
+		assert.Zero(t, k.WriteUnits+k.PeakWrite+float64(k.Throttled), "key %s", k.Key)
+	}
+	_, err = db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.table), Item: sized("k", 1024)})
+	require.ErrorAs(t, err, &pte, "the bucket is still overdrawn")
+	assert.Equal(t, int64(1), f.p.Capacity().Throttled)
+}

@@ -38,12 +38,29 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 	out := fs.String("out", "bench/results/latest.md", "where to write the table")
 	noNaive := fs.Bool("no-naive", false, "leave the naive baseline out")
 	runs := fs.Int("runs", 3, "whole runs, each on a fresh stack: the table is the first's, followed by the spread over all")
+	scaleModel := fs.Bool("scale-model", true, "after the fan-out runs, run the scale model: DynamoDB's per-key ceilings divided by 1/--model-scale, sink subscribers, real canaries")
+	scaleOnly := fs.Bool("scale-only", false, "run only the scale model")
+	modelScale := fs.Float64("model-scale", 0.01, "the scale model's share of AWS's per-key ceilings (0.01: 10,000 subscribers stand for 1,000,000)")
+	modelFor := fs.Duration("model-for", time.Minute, "how long each scale-model run publishes")
 	events := eventDelivery(fs)
 	capScale := capacityScaleFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	dupRate, reorder := events()
+	so := bench.ScaleOptions{
+		CapacityScale: *modelScale, RateAudience: 1000, RateStep: 15 * time.Second, Canaries: 5, Posters: 64,
+		FunctionsDir: *functions, Log: st.Err,
+		Runs: []bench.ScaleRun{
+			{Audience: 10000, PerSecond: 1, For: *modelFor},
+			{Audience: 1000, PerSecond: 10, For: *modelFor},
+		},
+	}
+	if *scaleModel || *scaleOnly {
+		if err := so.Validate(); err != nil {
+			return err
+		}
+	}
 	aud, err := bench.ParseAudiences(*audiences)
 	if err != nil {
 		return err
@@ -66,18 +83,33 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 		return fmt.Errorf("bench: --runs %d: at least 1", *runs)
 	}
 	var reports []*bench.Report
+	var scales []*bench.ScaleReport
 	for i := range *runs {
 		fmt.Fprintf(st.Err, "run %d of %d\n", i+1, *runs)
-		r, err := bench.Run(ctx, o)
-		if err != nil {
-			return fmt.Errorf("run %d: %w", i+1, err)
+		if !*scaleOnly {
+			r, err := bench.Run(ctx, o)
+			if err != nil {
+				return fmt.Errorf("run %d: %w", i+1, err)
+			}
+			reports = append(reports, r)
 		}
-		reports = append(reports, r)
+		if *scaleModel || *scaleOnly {
+			r, err := bench.RunScale(ctx, so)
+			if err != nil {
+				return fmt.Errorf("run %d: scale model: %w", i+1, err)
+			}
+			scales = append(scales, r)
+		}
 	}
-	r := reports[0]
 	write := func(w io.Writer) {
-		r.Markdown(w)
-		bench.Spread(w, reports)
+		if len(reports) > 0 {
+			reports[0].Markdown(w)
+			bench.Spread(w, reports)
+		}
+		if len(scales) > 0 {
+			scales[0].Markdown(w)
+			bench.ScaleSpread(w, scales)
+		}
 	}
 	write(st.Out)
 	if *out != "" {

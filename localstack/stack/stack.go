@@ -596,6 +596,9 @@ func (s *Stack) serve(ln net.Listener, h http.Handler) *http.Server {
 // first, and the ceilings they are held to.
 func (s *Stack) Capacity() ddbproxy.CapacityStats { return s.ddb.Capacity() }
 
+// ResetCapacityCounts zeroes the DynamoDB units counted per key so far.
+func (s *Stack) ResetCapacityCounts() { s.ddb.ResetCapacityCounts() }
+
 // admin serves /_wsgate/health, /_wsgate/capacity (DynamoDB units per
 // partition key), /_wsgate/faults, /_wsgate/drop (cut every
 // client, as a network failure would), /_wsgate/bus (every event on the

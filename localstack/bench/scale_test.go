@@ -1,0 +1,46 @@
+package bench
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestScale_SinkIDsRoundTrip(t *testing.T) {
+	for _, i := range []int{0, 7, 999_999, 1_000_000} {
+		id := sinkID(i)
+		assert.Len(t, id, 16, "as long as API Gateway's")
+		assert.Equal(t, i, sinkIndex(id))
+	}
+	assert.Equal(t, -1, sinkIndex("LZOVhyo65AdmCqN="))
+	assert.Equal(t, -1, sinkIndex("Sk"))
+}
+
+func TestScale_ReceivedCountsEachDeliveryOnce(t *testing.T) {
+	r := newReceived(3, 130)
+	r.add(sinkID(0), []byte(`{"n":1}`))
+	r.add(sinkID(129), []byte(`{"n":1,"x":2}`))
+	r.add(sinkID(129), []byte(`{"n":1}`))    // a repeat
+	r.add(sinkID(130), []byte(`{"n":1}`))    // not in the audience
+	r.add(sinkID(5), []byte(`{"n":3}`))      // not an event of the run
+	r.add(sinkID(5), []byte(`{"type":"x"}`)) // not a payload
+	assert.Equal(t, int64(2), r.total())
+	assert.Equal(t, int64(1), r.dups.Load())
+	assert.Equal(t, int64(3), r.other.Load())
+	assert.Equal(t, []int64{0, 2, 0}, r.got)
+}
+
+func TestScale_MetNeedsEverythingAndTheFloor(t *testing.T) {
+	ok := ScaleRow{Expected: 10, Delivered: 10, CanariesOK: true, Last: []time.Duration{time.Second}, Floor: time.Second}
+	assert.True(t, ok.Met())
+	for name, row := range map[string]ScaleRow{
+		"a delivery missing": {Expected: 10, Delivered: 9, CanariesOK: true, Last: ok.Last, Floor: ok.Floor},
+		"throttled":          {Expected: 10, Delivered: 10, CanariesOK: true, Last: ok.Last, Floor: ok.Floor, Throttled: 1},
+		"slow":               {Expected: 10, Delivered: 10, CanariesOK: true, Last: []time.Duration{2 * time.Second}, Floor: ok.Floor},
+		"canary missed":      {Expected: 10, Delivered: 10, Last: ok.Last, Floor: ok.Floor},
+		"repeat":             {Expected: 10, Delivered: 10, CanariesOK: true, Last: ok.Last, Floor: ok.Floor, Duplicates: 1},
+	} {
+		assert.False(t, row.Met(), name)
+	}
+}
