@@ -66,21 +66,21 @@ func (r ScaleRun) Modelled(scale float64) int { return int(math.Round(float64(r.
 
 // ScaleRow is what one run measured.
 type ScaleRow struct {
-	Run                  ScaleRun
-	Events               int   // published
-	Expected, Delivered  int64 // sink deliveries owed and made (each once)
-	Duplicates           int64 // sink deliveries of an event already received
-	CanariesOK           bool  // every canary got every event once, in order
-	Last                 []time.Duration
-	DeliveriesPerSecond  float64
-	Floor                time.Duration // the audience at the sink's posts per second
-	HotKey               string
-	HotRead, HotWrite    float64 // units per event on the hottest key
-	HotPeakRead          float64 // the hottest key's peak read units in one second
-	HotPeakWrite         float64
-	Throttled            int64   // DynamoDB requests refused for a key's ceiling
-	InvocationsPerEvent  float64 // broadcast invocations
-	Error                string
+	Run                 ScaleRun
+	Events              int   // published
+	Expected, Delivered int64 // sink deliveries owed and made (each once)
+	Duplicates          int64 // sink deliveries of an event already received
+	CanariesOK          bool  // every canary got every event once, in order
+	Last                []time.Duration
+	DeliveriesPerSecond float64
+	Floor               time.Duration // the audience at the sink's posts per second
+	HotKey              string
+	HotRead, HotWrite   float64 // units per event on the hottest key
+	HotPeakRead         float64 // the hottest key's peak read units in one second
+	HotPeakWrite        float64
+	Throttled           int64   // DynamoDB requests refused for a key's ceiling
+	InvocationsPerEvent float64 // broadcast invocations
+	Error               string
 }
 
 // ScaleReport is the scale model's part of a bench report.
@@ -501,8 +501,10 @@ func (b *scaleBench) canaries(ctx context.Context, t string) ([]*canary, func(),
 		name := fmt.Sprintf("canary-%s-%d", t, i)
 		var once sync.Once
 		c, err := client.New(client.Options{
-			URL:    b.s.WebSocketURL,
-			Token:  func(context.Context) (string, error) { return minter.Token(auth.Grant{Sub: name, Topics: []string{"scale.>"}}) },
+			URL: b.s.WebSocketURL,
+			Token: func(context.Context) (string, error) {
+				return minter.Token(auth.Grant{Sub: name, Topics: []string{"scale.>"}})
+			},
 			Topics: []string{t},
 			OnEvent: func(e client.Event) {
 				n := payloadN(e.Data)
