@@ -439,6 +439,9 @@ func (s *Stack) startFunctions(opts Options) error {
 	}
 	maps.Copy(paths, opts.FunctionPaths)
 	maps.Copy(paths, opts.Extra)
+	if opts.QueueMaxConcurrency < 2 || opts.QueueMaxConcurrency > 1000 {
+		return fmt.Errorf("the task queue's MaximumConcurrency %d is outside 2..1000 (Lambda's limits for SQS event sources)", opts.QueueMaxConcurrency)
+	}
 	for fn, n := range opts.ReservedConcurrency {
 		if _, ok := paths[fn]; !ok {
 			return fmt.Errorf("reserved concurrency for %s: no such function", fn)
@@ -491,13 +494,7 @@ func (s *Stack) connectEvents(opts Options) error {
 	for name, pattern := range map[string]string{"broadcast": publish.RulePattern, "revoke": publish.RevokeRulePattern} {
 		if err := s.Bus.PutRule(eventbus.Rule{
 			Name: s.BusName + "-" + name, Bus: s.BusName, Pattern: pattern,
-			Target: func(ctx context.Context, event []byte) error {
-				_, err := s.Host.Invoke(ctx, FnBroadcast, event)
-				if errors.Is(err, lambdahost.ErrThrottled) {
-					err = fmt.Errorf("%w: %w", eventbus.ErrThrottled, err)
-				}
-				return err
-			},
+			Target: asyncTarget(s.Host, FnBroadcast),
 		}); err != nil {
 			return err
 		}
@@ -519,6 +516,21 @@ func (s *Stack) connectEvents(opts Options) error {
 		},
 	})
 	return nil
+}
+
+// asyncTarget invokes fn as EventBridge's Lambda target does, an
+// asynchronous invocation: a throttle is eventbus.ErrThrottled, so the bus
+// retries it as Lambda does (from 1 s, doubling to 5 minutes, for up to 6
+// hours: https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html),
+// apart from the retries of a function error.
+func asyncTarget(h *lambdahost.Host, fn string) func(ctx context.Context, event []byte) error {
+	return func(ctx context.Context, event []byte) error {
+		_, err := h.Invoke(ctx, fn, event)
+		if errors.Is(err, lambdahost.ErrThrottled) {
+			err = fmt.Errorf("%w: %w", eventbus.ErrThrottled, err)
+		}
+		return err
+	}
 }
 
 // startStream reads the table's stream as Lambda's event source mapping
