@@ -506,10 +506,11 @@ func (s *Stack) connectEvents(opts Options) error {
 	// shards run in parallel only as separate invocations (the CDK stack's
 	// event source mapping does the same).
 	s.stopESM = s.SQS.AddEventSource(sqslocal.EventSourceMapping{
-		// Lambda's scaling, capped by the CDK stack's MaximumConcurrency;
-		// over the broadcast function's instances here, batches wait for
-		// one in the host.
-		QueueURL: s.QueueURL, BatchSize: 1, MaxConcurrency: opts.QueueMaxConcurrency, ReportBatchItemFailures: true,
+		// Lambda's scaling, capped by the CDK stack's MaximumConcurrency
+		// and by this machine's broadcast instances: a batch received
+		// beyond them would sit invisible waiting for one, which no poller
+		// on AWS does (tests rely on one instance meaning one poller).
+		QueueURL: s.QueueURL, BatchSize: 1, MaxConcurrency: min(opts.QueueMaxConcurrency, opts.BroadcastConcurrency), ReportBatchItemFailures: true,
 		ScaleInterval: time.Duration(opts.ScalingScale * float64(sqslocal.DefaultScaleInterval)),
 		Invoke: func(ctx context.Context, payload []byte) ([]byte, error) {
 			return s.Host.Invoke(ctx, FnBroadcast, payload)
