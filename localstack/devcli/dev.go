@@ -6,11 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/wsgate/wsgate/localstack/console"
+	"github.com/wsgate/wsgate/localstack/lambdahost"
 	"github.com/wsgate/wsgate/localstack/stack"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
@@ -34,9 +36,12 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 	noSignatures := fs.Bool("no-signatures", false, "accept AWS API requests without checking their SigV4 signature")
 	serialStream := fs.Bool("serial-stream", false, "read the table's stream in one lane and retry a failed batch until it succeeds (Lambda runs shards in parallel, splits, retries and discards)")
 	retryScale := fs.Float64("retry-scale", 1, "scale Lambda's retry delays of a failed broadcast (1 and 2 minutes on AWS)")
+	accountConc := fs.Int("account-concurrency", lambdahost.DefaultAccountConcurrency, "the account's Lambda concurrency: invocations over it are throttled (synchronous ones fail, asynchronous ones are retried); 0 or negative: no limit")
+	queueMaxConc := fs.Int("queue-max-concurrency", stack.DefaultQueueMaxConcurrency, "the task queue mapping's MaximumConcurrency (2..1000, as the CDK stack's queueMaxConcurrency)")
 	events := eventDelivery(fs)
 	capScale := capacityScaleFlag(fs)
-	var env, extra repeated
+	var env, extra, reserved repeated
+	fs.Var(&reserved, "reserved-concurrency", "NAME=N: a function's reserved concurrency, as the CDK stack's messageReservedConcurrency sets it (repeatable); over it the function is throttled")
 	fs.Var(&extra, "function", "NAME=PATH: host another Lambda function (a bootstrap built for this machine) behind the local Lambda Invoke API, e.g. a publish hook named by WSGATE_PUBLISH_HOOK (repeatable)")
 	fs.Var(&env, "env", "KEY=VALUE for the functions, e.g. WSGATE_MAX_MESSAGE_BYTES=1024 (repeatable; WSGATE_* variables of this shell pass through too)")
 	if err := fs.Parse(args); err != nil {
@@ -66,6 +71,22 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 		extraFns[name] = path
 	}
 
+	reservedConc := stack.DefaultReservedConcurrency()
+	for _, kv := range reserved {
+		name, n, ok := strings.Cut(kv, "=")
+		v, err := strconv.Atoi(n)
+		if !ok || name == "" || err != nil || v < 0 {
+			return fmt.Errorf("--reserved-concurrency %q: want NAME=N, N a whole number 0 or more", kv)
+		}
+		reservedConc[name] = v
+	}
+	if *queueMaxConc < 2 || *queueMaxConc > 1000 {
+		return fmt.Errorf("--queue-max-concurrency %d: outside 2..1000 (Lambda's limits for SQS event sources)", *queueMaxConc)
+	}
+	if *accountConc <= 0 {
+		*accountConc = -1 // stack.Options: negative is no limit
+	}
+
 	var outMu sync.Mutex
 	logger := slog.New(slog.NewJSONHandler(st.Err, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	var fnLog func(string, []byte)
@@ -91,6 +112,7 @@ func Dev(ctx context.Context, args []string, st Streams) error {
 		CapacityScale: capScale.scale,
 		NoSignatures:  *noSignatures, RetryScale: *retryScale, SerialStream: *serialStream, Extra: extraFns,
 		DuplicateRate: dupRate, ReorderWindow: reorder,
+		AccountConcurrency: *accountConc, ReservedConcurrency: reservedConc, QueueMaxConcurrency: *queueMaxConc,
 	})
 	if err != nil {
 		return err

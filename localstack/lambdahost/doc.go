@@ -7,7 +7,9 @@
 // lazily (a cold start), are reused while warm, are killed when an invocation
 // times out, and are replaced when they exit. At most Function.Concurrency
 // instances of a function run at once; further invocations wait for one
-// and are served strictly in arrival order.
+// and are served strictly in arrival order. That is this machine's limit;
+// AWS's limits, the account's concurrency and a function's reserved
+// concurrency, throttle an invocation over them instead (throttle.go).
 //
 // Process groups are signalled safely on Linux only (the leader is left
 // unreaped until its group has been killed); children also get Pdeathsig

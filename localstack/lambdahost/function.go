@@ -27,6 +27,10 @@ type Function struct {
 	Timeout     time.Duration     // per invocation; default 30s
 	MemoryMB    int               // reported in AWS_LAMBDA_FUNCTION_MEMORY_SIZE; default 128
 	Concurrency int               // max parallel instances (processes) of this function; default 4
+	// ReservedConcurrency is the function's reserved concurrency on AWS
+	// (0: none, it shares the account's unreserved concurrency): over it
+	// an invocation is throttled, where over Concurrency it waits.
+	ReservedConcurrency int
 }
 
 // Stats counts what happened to one function.
@@ -37,6 +41,12 @@ type Stats struct {
 	Invocations int
 	// Errors: invocations that ended in a FunctionError.
 	Errors int
+	// Throttles: invocations refused over the function's reserved
+	// concurrency or the account's unreserved concurrency.
+	Throttles int
+	// ConcurrentExecutions: invocations in flight now (running or waiting
+	// for an instance); MaxConcurrentExecutions: the most at once.
+	ConcurrentExecutions, MaxConcurrentExecutions int
 	// ColdStarts: processes started.
 	ColdStarts int
 	// Running: processes alive now (starting, idle or busy).
@@ -60,6 +70,7 @@ type function struct {
 	instances map[*instance]struct{} // started processes not yet reaped
 	idle      []*instance            // ready for an invocation, most recently used last
 	waiters   []*waiter              // Invokes waiting for an instance, in arrival order
+	inFlight  int                    // invocations admitted and not over (admitLimitsLocked)
 	stats     Stats
 }
 
@@ -69,8 +80,8 @@ func (f Function) validate() (Function, error) {
 	if f.Name == "" {
 		return f, fmt.Errorf("lambdahost: function has no name")
 	}
-	if f.Timeout < 0 || f.MemoryMB < 0 || f.Concurrency < 0 {
-		return f, fmt.Errorf("lambdahost: function %s: negative Timeout, MemoryMB or Concurrency", f.Name)
+	if f.Timeout < 0 || f.MemoryMB < 0 || f.Concurrency < 0 || f.ReservedConcurrency < 0 {
+		return f, fmt.Errorf("lambdahost: function %s: negative Timeout, MemoryMB, Concurrency or ReservedConcurrency", f.Name)
 	}
 	if f.Path == "" {
 		return f, fmt.Errorf("lambdahost: function %s has no Path", f.Name)

@@ -27,6 +27,11 @@ type Options struct {
 	// without its newline; nil discards them. It is called from many
 	// goroutines at once and may keep line.
 	Log func(function string, line []byte)
+	// AccountConcurrency is the account's concurrency limit, shared by the
+	// functions without reserved concurrency (less every reservation):
+	// over it an invocation is throttled. 0 means no limit; the local
+	// stack sets DefaultAccountConcurrency.
+	AccountConcurrency int
 }
 
 // Host runs registered functions in child processes. It is safe for
@@ -37,6 +42,9 @@ type Host struct {
 	mu        sync.Mutex // guards everything below and the state of functions, instances and invocations
 	functions map[string]*function
 	closed    bool
+
+	reservedTotal      int // the functions' reserved concurrency, added up
+	unreservedInFlight int // concurrent invocations of functions without a reservation
 
 	done    chan struct{}  // closed by Close
 	stopped chan struct{}  // closed when Close has finished
@@ -71,6 +79,10 @@ func (h *Host) Register(f Function) error {
 	if _, ok := h.functions[cfg.Name]; ok {
 		return fmt.Errorf("lambdahost: function %s is already registered", cfg.Name)
 	}
+	if err := h.checkReservationLocked(cfg); err != nil {
+		return err
+	}
+	h.reservedTotal += cfg.ReservedConcurrency
 	h.functions[cfg.Name] = &function{
 		cfg:       cfg,
 		arn:       fmt.Sprintf("arn:aws:lambda:%s:000000000000:function:%s", h.opts.Region, cfg.Name),
@@ -114,6 +126,11 @@ func (h *Host) UpdateEnv(name string, vars map[string]string) error {
 
 // Invoke runs the function synchronously and returns its response payload.
 //
+// An invocation over the function's ReservedConcurrency, or (for a
+// function without one) over the account's unreserved concurrency, is
+// refused at once with a *ThrottleError, as Lambda throttles it; it counts
+// as concurrent from here until it is over.
+//
 // It uses an idle instance, or starts one while the function has fewer than
 // Concurrency, or waits for one; ctx bounds that wait. Waiting invocations
 // are served in arrival order, and a call that arrives while others wait
@@ -133,17 +150,25 @@ func (h *Host) UpdateEnv(name string, vars map[string]string) error {
 func (h *Host) Invoke(ctx context.Context, name string, payload []byte) ([]byte, error) {
 	h.mu.Lock()
 	f, ok := h.functions[name]
-	closed := h.closed
-	h.mu.Unlock()
+	var err error
+	var inv *invocation
 	switch {
-	case closed:
-		return nil, ErrClosed
+	case h.closed:
+		err = ErrClosed
 	case !ok:
-		return nil, fmt.Errorf("%w: %s", ErrUnknownFunction, name)
+		err = fmt.Errorf("%w: %s", ErrUnknownFunction, name)
+	default:
+		inv = newInvocation(f, payload)
+		err = h.admitLimitsLocked(inv)
 	}
-
-	inv := newInvocation(f, payload)
+	h.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	if err := h.acquire(ctx, inv); err != nil {
+		h.mu.Lock()
+		h.releaseLocked(inv) // it never reached an instance
+		h.mu.Unlock()
 		return nil, err
 	}
 	select {
@@ -185,6 +210,7 @@ func (h *Host) Stats(name string) Stats {
 	}
 	s := f.stats
 	s.Running = f.live
+	s.ConcurrentExecutions = f.inFlight
 	s.ColdStartDurations = slices.Clone(f.stats.ColdStartDurations)
 	return s
 }

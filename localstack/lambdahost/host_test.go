@@ -731,7 +731,7 @@ func TestInvoke_ExecutableThatCannotStartIsInvalidEntrypoint(t *testing.T) {
 	// the file was open for writing (golang/go#22315).
 	assert.Regexp(t, `^RequestId: [0-9a-f-]{36} Error: fork/exec .*/bootstrap: `, fe.Message)
 	st := h.Stats("garbage")
-	assert.Equal(t, Stats{Invocations: 1, Errors: 1}, st)
+	assert.Equal(t, Stats{Invocations: 1, Errors: 1, MaxConcurrentExecutions: 1}, st)
 }
 
 func TestInvoke_ContextEndingDuringColdStartLeavesTheInstanceForTheNext(t *testing.T) {

@@ -208,7 +208,7 @@ func (h *Host) watch(inst *instance) {
 			h.answerLocked(inv, nil, inv.exited(status))
 		}
 		inst.inv = nil
-		close(inv.finished)
+		h.finishLocked(inv)
 	}
 	delete(f.instances, inst)
 	f.live--

@@ -44,6 +44,7 @@ type invocation struct {
 	timer     *time.Timer    // fires expire at the deadline
 	failure   *FunctionError // why the host killed the process holding it
 	delivered bool           // the runtime received it from /next
+	counted   bool           // counts against the concurrency limits (admitLimitsLocked)
 	answered  bool           // response or err is set
 	response  []byte
 	err       error

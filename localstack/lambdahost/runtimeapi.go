@@ -74,7 +74,7 @@ func (h *Host) next(inst *instance, w http.ResponseWriter, r *http.Request) {
 		return
 	case inv != nil && inv.delivered:
 		inv.timer.Stop()
-		close(inv.finished)
+		h.finishLocked(inv)
 		inst.inv = nil
 		if inst.version != f.version {
 			h.killLocked(inst) // UpdateEnv retired it

@@ -43,6 +43,8 @@ type Service struct {
 
 	mu     sync.Mutex
 	queues map[string]*queue // by name; never deleted
+	// esmPollers counts the event source mappings' pollers by queue URL.
+	esmPollers map[string]int
 
 	// life ends when Close is called; every event source mapping runs
 	// under it.
@@ -58,7 +60,7 @@ func New(opts Options) *Service {
 		base = DefaultBaseURL
 	}
 	life, end := context.WithCancel(context.Background())
-	return &Service{baseURL: base, queues: map[string]*queue{}, life: life, end: end}
+	return &Service{baseURL: base, queues: map[string]*queue{}, esmPollers: map[string]int{}, life: life, end: end}
 }
 
 // Close stops every event source mapping, cancelling invocations in

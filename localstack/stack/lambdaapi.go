@@ -18,7 +18,8 @@ const maxInvokePayload = 6 << 20
 // publish hook among them, registered with Options.Extra):
 // POST /2015-03-31/functions/{name or ARN}/invocations, synchronous only,
 // with Lambda's answers: 404 ResourceNotFoundException for an unknown
-// function, 200 with X-Amz-Function-Error for a failed one.
+// function, 200 with X-Amz-Function-Error for a failed one, 429
+// TooManyRequestsException (with its Reason) for a throttled one.
 func (s *Stack) lambdaInvoke(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, edge.LambdaInvokePath)
 	name, ok := strings.CutSuffix(rest, "/invocations")
@@ -40,7 +41,16 @@ func (s *Stack) lambdaInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 	out, err := s.Host.Invoke(r.Context(), name, body)
 	var fe *lambdahost.FunctionError
+	var te *lambdahost.ThrottleError
 	switch {
+	case errors.As(err, &te):
+		// Lambda's throttle: 429 TooManyRequestsException with its Reason
+		// (https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html).
+		w.Header().Set("X-Amzn-ErrorType", "TooManyRequestsException")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		b, _ := json.Marshal(map[string]string{"Type": "User", "message": "Rate Exceeded.", "Reason": te.Reason})
+		_, _ = w.Write(b)
 	case errors.Is(err, lambdahost.ErrUnknownFunction):
 		lambdaError(w, http.StatusNotFound, "ResourceNotFoundException", "Function not found: "+name)
 	case errors.As(err, &fe):

@@ -143,6 +143,26 @@ type Options struct {
 	// ceilings) when 0; negative turns the ceilings off (units are still
 	// counted, at GET /_wsgate/capacity).
 	CapacityScale float64
+	// AccountConcurrency is the account's Lambda concurrency limit, shared
+	// by the functions without reserved concurrency: an invocation over it
+	// is throttled (synchronous: 429 TooManyRequestsException, which API
+	// Gateway turns into a 500; asynchronous: retried from 1 s doubling to
+	// 5 minutes). lambdahost.DefaultAccountConcurrency (1,000, AWS's
+	// default quota) when 0, no limit when negative. Concurrency is this
+	// machine's limit instead: over it invocations wait.
+	AccountConcurrency int
+	// ReservedConcurrency is each function's reserved concurrency, as the
+	// CDK stack sets it (ReservedConcurrentExecutions): DefaultReservedConcurrency
+	// when nil. A function at its reservation is throttled.
+	ReservedConcurrency map[string]int
+	// QueueMaxConcurrency is the task queue's event source mapping's
+	// ScalingConfig.MaximumConcurrency, as the CDK stack sets it:
+	// DefaultQueueMaxConcurrency when 0.
+	QueueMaxConcurrency int
+	// ScalingScale scales the pace at which the task queue's pollers grow
+	// (Lambda adds up to 300 concurrent batches a minute, one every 200 ms,
+	// while messages wait): 0 means 1; tests shorten it.
+	ScalingScale float64
 	// SerialStream reads the table's stream in one lane, in order, and
 	// retries a failed batch whole until it succeeds. Lambda's mapping
 	// runs shards in parallel and splits, retries and discards a failed
@@ -166,6 +186,25 @@ const (
 	// DefaultCapacityScale holds each partition key to AWS's own ceilings.
 	DefaultCapacityScale = 1.0
 )
+
+// What the CDK stack (infra/) configures by default, mirrored here: infra is
+// its own module and the local stack may not import it, so
+// TestCDKDefaultsAgree reads infra/settings.go to keep the two equal.
+const (
+	// DefaultQueueMaxConcurrency is infra.DefaultQueueMaxConcurrency: the
+	// task queue mapping's ScalingConfig.MaximumConcurrency.
+	DefaultQueueMaxConcurrency = 50
+	// DefaultMessageReservedConcurrency is
+	// infra.DefaultMessageReservedConcurrency: none (0). Only the message
+	// function may have a reservation in the CDK stack.
+	DefaultMessageReservedConcurrency = 0
+)
+
+// DefaultReservedConcurrency is the functions' reserved concurrency as the
+// CDK stack sets it by default: none has any.
+func DefaultReservedConcurrency() map[string]int {
+	return map[string]int{FnMessage: DefaultMessageReservedConcurrency}
+}
 
 // Stack is a running local gateway.
 type Stack struct {
@@ -234,6 +273,21 @@ func (o *Options) defaults() {
 	}
 	if o.RetryScale <= 0 {
 		o.RetryScale = 1
+	}
+	if o.ScalingScale <= 0 {
+		o.ScalingScale = 1
+	}
+	switch {
+	case o.AccountConcurrency == 0:
+		o.AccountConcurrency = lambdahost.DefaultAccountConcurrency
+	case o.AccountConcurrency < 0:
+		o.AccountConcurrency = 0
+	}
+	if o.ReservedConcurrency == nil {
+		o.ReservedConcurrency = DefaultReservedConcurrency()
+	}
+	if o.QueueMaxConcurrency == 0 {
+		o.QueueMaxConcurrency = DefaultQueueMaxConcurrency
 	}
 	o.ConnectLag = orDefault(o.ConnectLag, DefaultConnectLag)
 	o.ReadLag = orDefault(o.ReadLag, DefaultReadLag)
@@ -388,7 +442,7 @@ func (s *Stack) createQueues(opts Options) error {
 // startFunctions registers the four functions (and opts.Extra) with the
 // Lambda host; it starts no process: the first invocation does.
 func (s *Stack) startFunctions(opts Options) error {
-	s.Host = lambdahost.New(lambdahost.Options{Log: s.functionLog(opts.FunctionLog)})
+	s.Host = lambdahost.New(lambdahost.Options{Log: s.functionLog(opts.FunctionLog), AccountConcurrency: opts.AccountConcurrency})
 	s.fnEnv = s.functionEnv(opts)
 	// The functions read this configuration at start and stop on an error
 	// (every handshake would answer 500): say so now, not at the first
@@ -402,7 +456,23 @@ func (s *Stack) startFunctions(opts Options) error {
 	}
 	maps.Copy(paths, opts.FunctionPaths)
 	maps.Copy(paths, opts.Extra)
-	for fn, path := range paths {
+	if opts.QueueMaxConcurrency < 2 || opts.QueueMaxConcurrency > 1000 {
+		return fmt.Errorf("the task queue's MaximumConcurrency %d is outside 2..1000 (Lambda's limits for SQS event sources)", opts.QueueMaxConcurrency)
+	}
+	for fn, n := range opts.ReservedConcurrency {
+		if _, ok := paths[fn]; !ok {
+			return fmt.Errorf("reserved concurrency for %s: no such function", fn)
+		}
+		if n < 0 {
+			return fmt.Errorf("reserved concurrency for %s: %d is negative", fn, n)
+		}
+	}
+	// Reservations first: Register checks each against what the account
+	// has left, so the order must not depend on the map's.
+	names := slices.Sorted(maps.Keys(paths))
+	slices.SortStableFunc(names, func(a, b string) int { return opts.ReservedConcurrency[b] - opts.ReservedConcurrency[a] })
+	for _, fn := range names {
+		path := paths[fn]
 		concurrency := opts.Concurrency
 		if fn == FnBroadcast {
 			concurrency = opts.BroadcastConcurrency
@@ -410,6 +480,7 @@ func (s *Stack) startFunctions(opts Options) error {
 		f := lambdahost.Function{
 			Name: fn, Path: path, Env: s.fnEnv,
 			Timeout: opts.FunctionTimeout, MemoryMB: 512, Concurrency: concurrency,
+			ReservedConcurrency: opts.ReservedConcurrency[fn],
 		}
 		if err := s.Host.Register(f); err != nil {
 			return fmt.Errorf("function %s: %w (build the functions for this machine first: make dev does)", fn, err)
@@ -424,9 +495,9 @@ func (s *Stack) startFunctions(opts Options) error {
 func (s *Stack) connectEvents(opts Options) error {
 	// Lambda retries a failed asynchronous invocation twice, about 1 and
 	// 2 minutes later. EventBridge delivers at least once, in no order.
-	// (The Lambda host queues an invocation over the function's
-	// concurrency rather than throttle it, so the bus's pacing of
-	// throttled invocations is never used here.)
+	// An invocation over the account's or the function's concurrency is
+	// throttled: the bus paces its retries as Lambda does (1 s doubling to
+	// 5 minutes, for up to 6 hours), apart from those two.
 	s.Bus = eventbus.New(eventbus.Options{
 		RetryDelays: eventbus.LambdaRetryDelays(opts.RetryScale), ThrottleRetry: eventbus.LambdaThrottleRetry(opts.RetryScale),
 		DuplicateRate: opts.DuplicateRate, ReorderWindow: opts.ReorderWindow, ReorderRate: opts.ReorderRate, Log: opts.Log,
@@ -440,10 +511,7 @@ func (s *Stack) connectEvents(opts Options) error {
 	for name, pattern := range map[string]string{"broadcast": publish.RulePattern, "revoke": publish.RevokeRulePattern} {
 		if err := s.Bus.PutRule(eventbus.Rule{
 			Name: s.BusName + "-" + name, Bus: s.BusName, Pattern: pattern,
-			Target: func(ctx context.Context, event []byte) error {
-				_, err := s.Host.Invoke(ctx, FnBroadcast, event)
-				return err
-			},
+			Target: asyncTarget(s.Host, FnBroadcast),
 		}); err != nil {
 			return err
 		}
@@ -455,12 +523,32 @@ func (s *Stack) connectEvents(opts Options) error {
 	// shards run in parallel only as separate invocations (the CDK stack's
 	// event source mapping does the same).
 	s.stopESM = s.SQS.AddEventSource(sqslocal.EventSourceMapping{
-		QueueURL: s.QueueURL, BatchSize: 1, MaxConcurrency: opts.BroadcastConcurrency, ReportBatchItemFailures: true,
+		// Lambda's scaling, capped by the CDK stack's MaximumConcurrency
+		// and by this machine's broadcast instances: a batch received
+		// beyond them would sit invisible waiting for one, which no poller
+		// on AWS does (tests rely on one instance meaning one poller).
+		QueueURL: s.QueueURL, BatchSize: 1, MaxConcurrency: min(opts.QueueMaxConcurrency, opts.BroadcastConcurrency), ReportBatchItemFailures: true,
+		ScaleInterval: time.Duration(opts.ScalingScale * float64(sqslocal.DefaultScaleInterval)),
 		Invoke: func(ctx context.Context, payload []byte) ([]byte, error) {
 			return s.Host.Invoke(ctx, FnBroadcast, payload)
 		},
 	})
 	return nil
+}
+
+// asyncTarget invokes fn as EventBridge's Lambda target does, an
+// asynchronous invocation: a throttle is eventbus.ErrThrottled, so the bus
+// retries it as Lambda does (from 1 s, doubling to 5 minutes, for up to 6
+// hours: https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html),
+// apart from the retries of a function error.
+func asyncTarget(h *lambdahost.Host, fn string) func(ctx context.Context, event []byte) error {
+	return func(ctx context.Context, event []byte) error {
+		_, err := h.Invoke(ctx, fn, event)
+		if errors.Is(err, lambdahost.ErrThrottled) {
+			err = fmt.Errorf("%w: %w", eventbus.ErrThrottled, err)
+		}
+		return err
+	}
 }
 
 // startStream reads the table's stream as Lambda's event source mapping
