@@ -103,7 +103,7 @@ export interface PresenceReplyMessage {
   type: "presence";
   id?: unknown;
   topic: string;
-  members: PresenceMember[];
+  members: PresenceMember[] | null;
   cursor?: string;
 }
 
@@ -130,7 +130,7 @@ export interface ResumedMessage {
 export interface SubscribedMessage {
   type: "subscribed";
   id?: unknown;
-  topics: string[];
+  topics: string[] | null;
   seqs?: Record<string, number>;
 }
 
@@ -138,12 +138,12 @@ export interface SubscribedMessage {
 export interface UnsubscribedMessage {
   type: "unsubscribed";
   id?: unknown;
-  topics: string[];
+  topics: string[] | null;
 }
 
 export type ServerMessage = AuthResponseMessage | ErrorMessage | EventMessage | PongMessage | PresenceEventMessage | PresenceReplyMessage | PublishedMessage | ResumedMessage | SubscribedMessage | UnsubscribedMessage;
 
-/** A field's JSON kind: string, number, boolean, array, object or unknown (any); a leading ? marks it optional. */
+/** A field's JSON kind: string, number, boolean, array, object or unknown (any); a leading ? marks it optional, |null that it may be null. */
 export type FieldKind = string;
 
 /** Each message type's fields (type aside) and their kinds, for checking a decoded message. */
@@ -154,9 +154,9 @@ export const MessageFields: Record<ServerMessage['type'], Record<string, FieldKi
   "join": { "id": "string", "topic": "string", "ptype": "string", "sub": "?string", "seq": "number" },
   "leave": { "id": "string", "topic": "string", "ptype": "string", "sub": "?string", "seq": "number" },
   "pong": { "id": "?unknown", "time": "string", "timestamp": "?string" },
-  "presence": { "id": "?unknown", "topic": "string", "members": "array", "cursor": "?string" },
+  "presence": { "id": "?unknown", "topic": "string", "members": "array|null", "cursor": "?string" },
   "published": { "id": "?unknown", "topic": "string", "event_id": "string", "seq": "number" },
   "resumed": { "id": "?unknown", "topic": "string", "seq": "number", "replayed": "number", "more": "?boolean" },
-  "subscribed": { "id": "?unknown", "topics": "array", "seqs": "?object" },
-  "unsubscribed": { "id": "?unknown", "topics": "array" },
+  "subscribed": { "id": "?unknown", "topics": "array|null", "seqs": "?object" },
+  "unsubscribed": { "id": "?unknown", "topics": "array|null" },
 };

@@ -42,7 +42,7 @@ var messages = []message{
 type field struct {
 	name     string
 	ts       string // its TypeScript type
-	kind     string // what decoding checks: string, number, boolean, array, object, or unknown (anything)
+	kind     string // what decoding checks: string, number, boolean, array, object, or unknown (anything); |null when it may be null
 	optional bool
 }
 
@@ -95,7 +95,12 @@ func shapes(msgs []message) ([]shape, error) {
 					return err
 				}
 			}
-			s.fields = append(s.fields, field{name: name, ts: ts, kind: kind, optional: strings.Contains(","+opts+",", ",omitempty,")})
+			optional := strings.Contains(","+opts+",", ",omitempty,")
+			if !optional && (f.Type.Kind() == reflect.Slice && f.Type != rawMessage || f.Type.Kind() == reflect.Map) {
+				// encoding/json writes a nil slice or map as null.
+				ts, kind = ts+" | null", kind+"|null"
+			}
+			s.fields = append(s.fields, field{name: name, ts: ts, kind: kind, optional: optional})
 		}
 		return nil
 	}
@@ -201,7 +206,7 @@ func renderMessages(shapes []shape) []byte {
 	all = slices.Compact(all)
 	fmt.Fprintf(&b, "\nexport type ServerMessage = %s;\n", strings.Join(all, " | "))
 	b.WriteString(`
-/** A field's JSON kind: string, number, boolean, array, object or unknown (any); a leading ? marks it optional. */
+/** A field's JSON kind: string, number, boolean, array, object or unknown (any); a leading ? marks it optional, |null that it may be null. */
 export type FieldKind = string;
 
 /** Each message type's fields (type aside) and their kinds, for checking a decoded message. */
