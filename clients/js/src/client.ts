@@ -1,27 +1,22 @@
-// The wsgate client: one logical subscription over a succession of
-// WebSocket connections. It reconnects with equal-jitter backoff, subscribes
-// again, resumes every topic from the last sequence number it delivered once
-// the subscription covering it has answered, drops repeats, holds events
-// past a hole and then asks for it, and reports what history could not
-// fill. The same behaviour as the Go client (shared/client); README's
-// "JavaScript client" lists where the browser made it differ.
+// The wsgate client: one connection at a time, over a succession of
+// WebSockets. It reconnects with equal-jitter backoff, subscribes every
+// Subscription again, resumes every topic from the last sequence number it
+// delivered once the subscription covering it has answered, drops repeats,
+// holds events past a hole and then asks for it, and reports what history
+// could not fill. Each command it sends is recorded by id with its owner
+// (a Subscription, a resume of a topic, a caller's promise), and the reply
+// goes to that owner. The same behaviour as the Go client (shared/client);
+// README's "JavaScript client" lists where the browser made it differ.
 
 import { backoff } from './backoff.js';
+import { checkToken, dial, type WebSocketClass } from './dial.js';
 import { ConnectionError, NotConnectedError, RefusedError, WsgateError } from './errors.js';
+import { asMessage, isIntegrationError, parse, replyID, unreachable } from './messages.js';
 import { matches, TopicState, type WsgateEvent } from './order.js';
 import * as P from './protocol.js';
+import { type Gap, handled, type SubscribeOptions, Subscription, type SubscriptionHost } from './subscription.js';
 
-/** Subscription filters: attribute name to the values wanted. */
-export type Filters = Record<string, unknown[]>;
-
-/** A stretch of a topic's events the gateway could no longer replay. */
-export interface Gap {
-  topic: string;
-  /** The last sequence number delivered before it. */
-  after: number;
-  /** The gateway's answer (code history_expired). */
-  error: WsgateError;
-}
+export type { WebSocketClass } from './dial.js';
 
 export type State = 'connecting' | 'connected' | 'disconnected' | 'closed';
 
@@ -44,19 +39,6 @@ export interface Stats {
   retries: number;
 }
 
-/**
- * Options of a subscription. presence asks for the join and leave events of
- * a presence-enabled topic (they arrive through onReply as
- * {"type":"join"|"leave","topic","ptype","sub"}).
- */
-export interface SubscribeOptions {
-  filters?: Filters;
-  presence?: boolean;
-}
-
-/** A WebSocket constructor: the global one by default. */
-export type WebSocketClass = new (url: string, protocols?: string[]) => WebSocket;
-
 export interface ClientOptions {
   /** wss://{api}.execute-api.{region}.amazonaws.com/{stage} */
   url: string;
@@ -68,7 +50,7 @@ export interface ClientOptions {
   token?: () => string | Promise<string>;
   /** Patterns subscribed after every connect, with `filters`. */
   topics?: string[];
-  filters?: Filters;
+  filters?: SubscribeOptions['filters'];
   /** Connect scoped to one topic (?topic=), push-only; it resumes with ?since=. */
   scope?: string;
   /** Positions from a previous run (positions()): the first connect resumes after them. */
@@ -84,12 +66,12 @@ export interface ClientOptions {
   gapWait?: number;
   /** A subscribe or resume unanswered this long (30,000 ms, past API Gateway's 29 s) is asked again. */
   replyTimeout?: number;
-  /** Each event once, in sequence order per topic. */
+  /** Each event once, in sequence order per topic (a Subscription's publication event has those of its topics). */
   onEvent?: (e: WsgateEvent) => void;
   /** Events history could not replay: reload the topic's state. */
   onGap?: (g: Gap) => void;
   onState?: (s: StateChange) => void;
-  /** Every other message: pong, subscribed, errors, state frames, ... (parsed, and as received). */
+  /** Every other message: pong, subscribed, errors, joins and leaves, state frames, ... (parsed, and as received). */
   onReply?: (message: unknown, raw: string) => void;
   /** Stops the client, as close() does. */
   signal?: AbortSignal;
@@ -102,75 +84,30 @@ interface Waiter<T> {
   reject: (e: Error) => void;
 }
 
-interface Listener {
-  pattern: string;
-  push: (e: WsgateEvent) => void;
-  end: (err?: Error) => void;
-}
+/**
+ * A command sent on the current connection and not answered yet, by the
+ * id it was sent with: who the answer goes to. A subscribe or a resume is
+ * asked again after replyTimeout; a caller's request is not.
+ */
+type Pending =
+  | { kind: 'subscribe'; sub: Subscription; at: number }
+  | { kind: 'resume'; topic: string; at: number }
+  | { kind: 'call'; waiter: Waiter<P.ServerMessage>; ids: string[] };
 
-interface Message {
-  type?: string;
-  id?: unknown;
-  topic?: string;
-  topics?: string[];
-  seq?: number;
-  seqs?: Record<string, number>;
-  more?: boolean;
-  code?: string;
-  message?: string;
-  success?: boolean;
-  error?: string;
-  time?: string;
-  data?: unknown;
-  data_base64?: string;
-  from?: string;
-  event_id?: string;
-  members?: { ptype: string; sub?: string; connections: number }[];
-  cursor?: string;
-}
+type Settings = Required<Pick<ClientOptions, 'minBackoff' | 'maxBackoff' | 'pingEvery' | 'maxAge' | 'gapWait' | 'replyTimeout'>> & ClientOptions;
 
-// The ids of the client's own commands name what they are about, so an
-// answer is tied to its pattern or topic without a table of requests.
-const SUB = 'sub:';
-const RESUME = 'resume:';
-const UNSUB = 'unsub:';
-const STATE = 'state:';
-// API Gateway's whole answer to a frame whose invocation failed.
-const INTEGRATION_ERROR = 'Internal server error';
-const AUTH_ID = 'auth';
-
-// The auth failures (auth_response.error) a refused handshake maps to, and
-// whether to stop: 401 and 403 stop, as the Go client does; 429 waits.
-const REFUSALS: Record<string, number> = {
-  [P.AuthInvalidToken]: 401,
-  [P.AuthTicketUsed]: 401,
-  [P.AuthForbidden]: 403,
-  [P.AuthRevoked]: 403,
-  [P.AuthTooManyConnections]: 429,
-};
-
-// The gateway's own messages other than events.
-const REPLIES = new Set([P.TypeError, P.TypeSubscribed, P.TypeUnsubscribed, P.TypePong, P.TypeResumed, P.TypeAuthResponse]);
-
-const str = (v: unknown): string => (typeof v === 'string' ? v : '');
-
-export class Client {
-  private readonly o: Required<Pick<ClientOptions, 'minBackoff' | 'maxBackoff' | 'pingEvery' | 'maxAge' | 'gapWait' | 'replyTimeout'>> & ClientOptions;
+export class Client implements SubscriptionHost {
+  private readonly o: Settings;
   private readonly WS: WebSocketClass;
   private ws?: WebSocket;
   private running = false;
   private stopped = false;
   private wake?: () => void;
+  /** Each topic's position and held events: one per topic, whichever subscriptions match it (events come once per connection). */
   private readonly topicStates = new Map<string, TopicState>();
-  /** Patterns subscribed on every connect, with their options. */
-  private readonly subs = new Map<string, SubscribeOptions>();
-  private readonly subWaiters = new Map<string, Waiter<string[]>[]>();
-  private readonly replyWaiters = new Map<string, Waiter<Message>>();
-  private readonly retries = new Map<string, number>();
-  private readonly resending = new Set<string>();
-  /** The client's commands on this connection not answered yet, with when sent. */
-  private readonly asked = new Map<string, number>();
-  private readonly listeners = new Set<Listener>();
+  private readonly subs = new Map<string, Subscription>();
+  /** Commands of this connection not answered yet, by id. */
+  private readonly pending = new Map<string, Pending>();
   /** Patterns events() subscribed, with how many iterations use them. */
   private readonly iterSubs = new Map<string, number>();
   /** State requests in flight, collecting their frames. */
@@ -178,7 +115,7 @@ export class Client {
   private readonly timers: ReturnType<typeof setTimeout>[] = [];
   private connectedWaiters: Waiter<void>[] = [];
   private closedWaiter!: Waiter<void>;
-  private seqCounter = 0;
+  private nextID = 0;
   readonly stats: Stats = { connects: 0, delivered: 0, duplicates: 0, resumes: 0, gaps: 0, retries: 0 };
   /** Resolves when the client is closed; rejects with a RefusedError when the gateway refuses it for good. */
   readonly closed: Promise<void>;
@@ -196,7 +133,7 @@ export class Client {
     const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketClass }).WebSocket;
     if (!WS) throw new TypeError('wsgate: no WebSocket in this runtime (Node 22 has one; on Node 20 run with --experimental-websocket, or pass options.WebSocket)');
     this.WS = WS;
-    for (const p of options.topics ?? []) this.subs.set(p, { filters: options.filters });
+    for (const p of options.topics ?? []) void this.subscribe(p, { filters: options.filters });
     for (const [t, seq] of Object.entries(options.positions ?? {})) this.topicStates.set(t, new TopicState(seq));
     this.closed = handled(new Promise((resolve, reject) => (this.closedWaiter = { resolve, reject })));
     if (options.signal?.aborted) this.stopped = true;
@@ -224,7 +161,7 @@ export class Client {
     return p;
   }
 
-  /** close ends the connection and stops reconnecting; iterators from events() end. */
+  /** close ends the connection and stops reconnecting; subscriptions end, and so do iterators from events(). */
   close(): void {
     if (this.stopped) return;
     this.stopped = true;
@@ -235,35 +172,73 @@ export class Client {
 
   /** Sequence numbers delivered, by topic: keep them (localStorage, say) and pass them as options.positions. */
   positions(): Record<string, number> {
+    return this.positionsOf('>', true);
+  }
+
+  /** @internal positionsOf is positions() of the topics pattern matches. */
+  positionsOf(pattern: string, all = false): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const [t, ts] of this.topicStates) if (ts.known && ts.last > 0) out[t] = ts.last;
+    for (const [t, ts] of this.topicStates) if (ts.known && ts.last > 0 && (all || matches(pattern, t))) out[t] = ts.last;
     return out;
   }
 
   /**
-   * subscribe adds a pattern, subscribed on this and every later
-   * connection; resolves with the topics the gateway subscribed, rejects
-   * with a WsgateError when it refuses the pattern (which is then dropped).
+   * newSubscription makes the subscription to a pattern, unsubscribed
+   * until its subscribe(); there is one per pattern (getSubscription finds
+   * it), and making a second is an error.
+   */
+  newSubscription(pattern: string, options: SubscribeOptions = {}): Subscription {
+    if (this.subs.has(pattern)) throw new Error(`wsgate: a subscription to ${pattern} exists already`);
+    if (!pattern) throw new TypeError('wsgate: a subscription needs a pattern');
+    const s = new Subscription(this, pattern, options);
+    this.subs.set(pattern, s);
+    return s;
+  }
+
+  /** getSubscription is the subscription to the pattern, if there is one. */
+  getSubscription(pattern: string): Subscription | undefined {
+    return this.subs.get(pattern);
+  }
+
+  /** subscriptions lists the subscriptions, in the order they were made. */
+  subscriptions(): Subscription[] {
+    return [...this.subs.values()];
+  }
+
+  /** removeSubscription unsubscribes it and forgets it. */
+  async removeSubscription(s: Subscription): Promise<void> {
+    if (this.subs.get(s.pattern) === s) this.subs.delete(s.pattern);
+    this.iterSubs.delete(s.pattern);
+    await s.unsubscribe();
+  }
+
+  /**
+   * subscribe subscribes to a pattern (making its Subscription if needed,
+   * with these options), on this and every later connection; resolves with
+   * the topics the gateway subscribed, rejects with a WsgateError when it
+   * refuses the pattern (which is then dropped).
    */
   subscribe(pattern: string, options: SubscribeOptions = {}): Promise<string[]> {
-    this.subs.set(pattern, options);
-    const p = handled(
-      new Promise<string[]>((resolve, reject) => {
-        const list = this.subWaiters.get(pattern) ?? [];
-        list.push({ resolve, reject });
-        this.subWaiters.set(pattern, list);
-      }),
-    );
-    if (this.ws?.readyState === 1) this.sendSubscribe(this.ws, pattern);
-    return p;
+    const s = this.subs.get(pattern) ?? this.newSubscription(pattern);
+    s.options = options;
+    return s.subscribe();
   }
 
   /** unsubscribe drops a pattern; resolves once the gateway confirms (at once when not connected). */
   async unsubscribe(pattern: string): Promise<void> {
-    this.subs.delete(pattern);
-    this.iterSubs.delete(pattern);
-    this.settleSub(pattern, undefined, new WsgateError('unsubscribed', `unsubscribed from ${pattern}`), true);
-    if (this.ws?.readyState === 1) await this.request({ type: P.TypeUnsubscribe, topic: pattern }, UNSUB + pattern);
+    const s = this.subs.get(pattern);
+    if (s) return this.removeSubscription(s);
+    if (this.ws?.readyState === 1) await this.request({ type: P.TypeUnsubscribe, topic: pattern });
+  }
+
+  /** @internal attach sends a subscription's subscribe on the open connection. */
+  attach(s: Subscription): void {
+    if (this.ws?.readyState === 1 && this.subs.get(s.pattern) === s) this.sendSubscribe(this.ws, s);
+  }
+
+  /** @internal detach sends a subscription's unsubscribe. */
+  async detach(s: Subscription): Promise<void> {
+    if (this.ws?.readyState === 1) await this.request({ type: P.TypeUnsubscribe, topic: s.pattern });
   }
 
   /**
@@ -274,11 +249,12 @@ export class Client {
   async requestCurrentState(topic: string): Promise<unknown[]> {
     // A batch with a ping after the request: the pong marks where the
     // state frames end.
-    const id = STATE + topic + ':' + ++this.seqCounter;
+    const id = this.newID();
+    const end = this.newID();
     const frames: unknown[] = [];
     this.stateCollectors.add(frames);
     try {
-      await this.request({ type: P.TypeBatch, messages: [{ type: P.TypeRequestCurrentState, topic, id }, { type: P.TypePing, id: id + ':end' }] }, id + ':end', id);
+      await this.request({ type: P.TypeBatch, messages: [{ type: P.TypeRequestCurrentState, topic, id }, { type: P.TypePing, id: end }] }, end, id);
     } catch (e) {
       if (e instanceof WsgateError && e.code === P.CodeNotFound) return [];
       throw e;
@@ -294,35 +270,36 @@ export class Client {
    * ends, if it did). Ends when signal aborts or the client closes; throws
    * when the gateway refuses the subscription or the client for good.
    */
-  events(pattern: string, options: { filters?: Filters; signal?: AbortSignal } = {}): AsyncIterableIterator<WsgateEvent> {
+  events(pattern: string, options: { filters?: SubscribeOptions['filters']; signal?: AbortSignal } = {}): AsyncIterableIterator<WsgateEvent> {
     const queue: WsgateEvent[] = [];
     let failure: Error | undefined;
     let done = false;
     let notify: (() => void) | undefined;
-    const own = !this.subs.has(pattern) || this.iterSubs.has(pattern);
+    const had = this.subs.get(pattern);
+    const own = !had || had.state === 'unsubscribed' || this.iterSubs.has(pattern);
     if (own) this.iterSubs.set(pattern, (this.iterSubs.get(pattern) ?? 0) + 1);
-    const l: Listener = {
-      pattern,
-      push: (e) => {
+    const sub = had ?? this.newSubscription(pattern, { filters: options.filters });
+    const offs = [
+      sub.on('publication', (e) => {
         queue.push(e);
         notify?.();
-      },
-      end: (err) => {
-        if (done) return;
-        done = true;
-        failure = err;
-        queue.length = 0; // stopped: what is not taken yet is not wanted
-        this.listeners.delete(l);
-        const n = (this.iterSubs.get(pattern) ?? 0) - 1;
-        if (own && n > 0) this.iterSubs.set(pattern, n);
-        else if (own && this.iterSubs.delete(pattern) && this.subs.has(pattern) && !this.stopped) this.unsubscribe(pattern).catch(() => {});
-        notify?.();
-      },
+      }),
+      sub.on('unsubscribed', ({ error }) => end(error)),
+    ];
+    const end = (err?: Error) => {
+      if (done) return;
+      done = true;
+      failure = err;
+      queue.length = 0; // stopped: what is not taken yet is not wanted
+      offs.forEach((off) => off());
+      const n = (this.iterSubs.get(pattern) ?? 0) - 1;
+      if (own && n > 0) this.iterSubs.set(pattern, n);
+      else if (own && this.iterSubs.delete(pattern) && sub.state !== 'unsubscribed' && !this.stopped) this.unsubscribe(pattern).catch(() => {});
+      notify?.();
     };
-    this.listeners.add(l);
-    if (own && !this.subs.has(pattern)) this.subscribe(pattern, { filters: options.filters }).catch((e: Error) => l.end(e));
-    options.signal?.addEventListener('abort', () => l.end());
-    if (this.stopped || options.signal?.aborted) l.end();
+    if (this.stopped || options.signal?.aborted) end();
+    else if (own && sub.state === 'unsubscribed') sub.subscribe().catch(() => {}); // a refusal ends it through unsubscribed
+    options.signal?.addEventListener('abort', () => end());
     const it: AsyncIterableIterator<WsgateEvent> = {
       [Symbol.asyncIterator]: () => it,
       next: async () => {
@@ -332,7 +309,7 @@ export class Client {
         return { value: undefined, done: true };
       },
       return: async () => {
-        l.end();
+        end();
         return { value: undefined, done: true };
       },
     };
@@ -346,9 +323,9 @@ export class Client {
    * connection lost before its answer may or may not have been delivered.
    */
   async publish(topic: string, payload: unknown, options: { attributes?: Record<string, unknown> } = {}): Promise<{ eventId: string; seq: number }> {
-    const id = 'pub:' + ++this.seqCounter;
-    const m = await this.request({ type: P.TypePublish, topic, payload, attributes: options.attributes }, id);
-    return { eventId: str(m.event_id), seq: m.seq ?? 0 };
+    const m = await this.request({ type: P.TypePublish, topic, payload, attributes: options.attributes });
+    if (m.type !== P.TypePublished) throw new WsgateError(P.CodeBadRequest, `wsgate: a publish answered by ${m.type}`, replyID(m));
+    return { eventId: m.event_id, seq: m.seq };
   }
 
   /**
@@ -356,12 +333,12 @@ export class Client {
    * WSGATE_PRESENCE_TOPICS enables and the token may read), reading every
    * page: principal, and how many of its connections.
    */
-  async presence(topic: string): Promise<{ ptype: string; sub?: string; connections: number }[]> {
-    const all = new Map<string, { ptype: string; sub?: string; connections: number }>();
+  async presence(topic: string): Promise<P.PresenceMember[]> {
+    const all = new Map<string, P.PresenceMember>();
     let cursor: string | undefined;
     do {
-      const id = 'presence:' + ++this.seqCounter;
-      const m = await this.request({ type: P.TypePresence, topic, cursor }, id);
+      const m = await this.request({ type: P.TypePresence, topic, cursor });
+      if (m.type !== P.TypePresence) throw new WsgateError(P.CodeBadRequest, `wsgate: a presence request answered by ${m.type}`, replyID(m));
       for (const e of m.members ?? []) {
         const k = e.ptype + ':' + (e.sub ?? '');
         const had = all.get(k);
@@ -392,7 +369,15 @@ export class Client {
       this.state({ state: 'connecting', attempt });
       let err: Error;
       try {
-        const ws = await this.dial();
+        const ws = await dial({
+          WS: this.WS,
+          token: async () => checkToken(this.o.token ? await this.o.token() : ''),
+          hasToken: !!this.o.token,
+          url: (scoped) => this.url(scoped),
+          scoped: !!this.o.scope,
+          replyTimeout: this.o.replyTimeout,
+          stopped: () => this.stopped,
+        });
         if (this.stopped) {
           ws.close(1000, 'closed');
           break;
@@ -434,85 +419,11 @@ export class Client {
     return u.toString();
   }
 
-  private async token(): Promise<string> {
-    const t = this.o.token ? await this.o.token() : '';
-    // A token outside the subprotocol's token characters would make the
-    // WebSocket constructor throw; JWTs and wsgate tickets never are.
-    if (t && !/^[\w.~+/=-]+$/.test(t)) throw new RefusedError(401, P.AuthInvalidToken, 'the token holds characters a Sec-WebSocket-Protocol entry cannot carry');
-    return t;
-  }
-
-  /**
-   * open resolves with an open socket, or rejects when it fails first: on
-   * close, or on error alone (Node 20's WebSocket reports a refused
-   * connection with an error and no close).
-   */
-  private open(url: string, protocols: string[]): Promise<WebSocket> {
-    return new Promise((resolve, reject) => {
-      const ws = new this.WS(url, protocols);
-      ws.binaryType = 'arraybuffer';
-      ws.onopen = () => resolve(ws);
-      ws.onerror = () => {
-        ws.onerror = ws.onclose = null;
-        reject(new ConnectionError('wsgate: connect failed'));
-        ws.close();
-      };
-      ws.onclose = (ev) => reject(new ConnectionError(`wsgate: connect failed (close ${ev.code})`, ev.code, ev.reason));
-    });
-  }
-
-  private async dial(): Promise<WebSocket> {
-    const token = await this.token();
-    try {
-      return await this.open(this.url(true), token ? ['bearer.' + token] : []);
-    } catch (e) {
-      if (!this.o.token || this.stopped) throw e;
-      return this.diagnose(e as ConnectionError);
-    }
-  }
-
-  /**
-   * diagnose follows a handshake that failed: a browser never shows a
-   * refused handshake's HTTP status. It connects without a token, in
-   * auth-message mode, and sends a fresh token in an auth message, which
-   * the gateway answers with the reason (invalid_token, forbidden, ...):
-   * the refusal, typed. When the token is accepted, that connection is
-   * the session (unscoped); a scoped client closes it and retries.
-   */
-  private async diagnose(failed: ConnectionError): Promise<WebSocket> {
-    let ws: WebSocket;
-    try {
-      ws = await this.open(this.url(false), []);
-    } catch {
-      throw failed; // the gateway is not there, or auth-message mode is off
-    }
-    const answer = await new Promise<Message | undefined>((resolve) => {
-      const t = setTimeout(() => resolve(undefined), this.o.replyTimeout);
-      ws.onmessage = (m) => {
-        const msg = parse(m.data);
-        if (msg?.type === P.TypeAuthResponse) {
-          clearTimeout(t);
-          resolve(msg);
-        }
-      };
-      ws.onclose = () => resolve(undefined);
-      this.token().then(
-        (token) => ws.send(JSON.stringify({ type: P.TypeAuth, id: AUTH_ID, token })),
-        () => resolve(undefined),
-      );
-    });
-    if (answer?.success && !this.o.scope) return ws;
-    ws.close(1000, 'diagnosed');
-    const reason = str(answer?.error);
-    if (answer && !answer.success && REFUSALS[reason]) throw new RefusedError(REFUSALS[reason], reason, str(answer.message));
-    throw failed;
-  }
-
   /** session serves one connection until it ends, with the error that ended it. */
   private session(ws: WebSocket): Promise<Error> {
     this.ws = ws;
     this.stats.connects++;
-    this.asked.clear(); // a new connection asks everything again
+    this.pending.clear(); // a new connection asks everything again
     this.state({ state: 'connected', attempt: 0 });
     for (const w of this.connectedWaiters.splice(0)) w.resolve();
     return new Promise((resolve) => {
@@ -531,8 +442,12 @@ export class Client {
         // Resumes in flight start again on the next connection, from the
         // same positions; held events stay held.
         for (const ts of this.topicStates.values()) ts.resuming = ts.waiting = false;
-        for (const w of this.replyWaiters.values()) w.reject(new NotConnectedError());
-        this.replyWaiters.clear();
+        for (const p of this.pending.values()) if (p.kind === 'call') p.waiter.reject(new NotConnectedError());
+        this.pending.clear();
+        for (const s of this.subs.values()) {
+          s.requestID = '';
+          s.resending = false;
+        }
         resolve(new ConnectionError(`wsgate: connection closed (${code}${reason ? ' ' + reason : ''})`, code, reason));
       };
       ws.onclose = (ev) => end(ev.code, ev.reason);
@@ -552,23 +467,21 @@ export class Client {
       const ts = this.topic(scope);
       ts.resuming = ts.last > 0; // the replay of ?since= ends with resumed
     }
-    for (const p of this.subs.keys()) this.sendSubscribe(ws, p);
+    for (const s of this.active()) this.sendSubscribe(ws, s);
     for (const [t, ts] of this.topicStates) {
       // A known position of 0 counts: what was published while away reaches us only by resume.
-      if (t !== scope && ts.known && this.covered(t)) ts.resuming = ts.waiting = true;
+      if (t !== scope && ts.known && this.active().some((s) => matches(s.pattern, t))) ts.resuming = ts.waiting = true;
     }
   }
 
-  private covered(t: string): boolean {
-    for (const p of this.subs.keys()) if (matches(p, t)) return true;
-    return false;
+  /** The subscriptions asked for on every connect. */
+  private active(): Subscription[] {
+    return [...this.subs.values()].filter((s) => s.state !== 'unsubscribed');
   }
 
   private finish(err?: Error): void {
     for (const w of this.connectedWaiters.splice(0)) w.reject(err ?? new Error('wsgate: client closed'));
-    for (const l of [...this.listeners]) l.end(err);
-    for (const [p, ws] of this.subWaiters) for (const w of ws) w.reject(err ?? new WsgateError('closed', `client closed before ${p} was subscribed`));
-    this.subWaiters.clear();
+    for (const s of this.subs.values()) s.end(err ?? new WsgateError('closed', `client closed before ${s.pattern} was subscribed`), err);
     this.state({ state: 'closed', attempt: 0, error: err });
     if (err) this.closedWaiter.reject(err);
     else this.closedWaiter.resolve();
@@ -580,47 +493,48 @@ export class Client {
 
   // ---- commands ----
 
+  private newID(): string {
+    return String(++this.nextID);
+  }
+
   private write(ws: WebSocket, v: object): void {
     if (ws.readyState === 1) ws.send(JSON.stringify(v));
   }
 
-  private ask(ws: WebSocket, id: string, v: object): void {
-    this.asked.set(id, Date.now());
-    this.write(ws, { ...v, id });
-  }
-
-  /** request sends a command and resolves with its answer (the reply carrying answerID), rejects with its error (by id or errorID). */
-  private request(v: object, answerID: string, errorID = answerID): Promise<Message> {
+  /** request sends a command and resolves with its answer (the reply to answerID), rejects with its error (to that id or errorID). */
+  private request(v: object, answerID = this.newID(), errorID = answerID): Promise<P.ServerMessage> {
     const ws = this.ws;
     if (ws?.readyState !== 1) return Promise.reject(new NotConnectedError());
     return new Promise((resolve, reject) => {
-      const w = { resolve, reject };
-      this.replyWaiters.set(answerID, w);
-      if (errorID !== answerID) this.replyWaiters.set(errorID, w);
+      const p: Pending = { kind: 'call', waiter: { resolve, reject }, ids: [answerID, errorID] };
+      this.pending.set(answerID, p);
+      this.pending.set(errorID, p);
       this.write(ws, { id: answerID, ...v });
     });
   }
 
-  private sendSubscribe(ws: WebSocket, p: string): void {
-    const o = this.subs.get(p);
-    this.ask(ws, SUB + p, { type: P.TypeSubscribe, topic: p, filters: o?.filters, presence: o?.presence || undefined });
+  /** sendSubscribe sends a subscription's subscribe, under the id it has on this connection. */
+  private sendSubscribe(ws: WebSocket, s: Subscription): void {
+    if (!s.requestID) s.requestID = this.newID();
+    this.pending.set(s.requestID, { kind: 'subscribe', sub: s, at: Date.now() });
+    const o = s.options;
+    this.write(ws, { type: P.TypeSubscribe, topic: s.pattern, filters: o.filters, presence: o.presence || undefined, id: s.requestID });
   }
 
   /**
-   * retrySubscribe sends pattern p's subscribe again after a backoff, on the same connection, unless
-   * a resend of p is already scheduled: integration errors name no command, and each one resending
-   * every pending pattern multiplied the frames an overloaded gateway had to refuse.
+   * retrySubscribe sends a subscribe again after a backoff, on the same connection, unless a resend
+   * is already scheduled: integration errors name no command, and each one resending every pending
+   * subscription multiplied the frames an overloaded gateway had to refuse.
    */
-  private retrySubscribe(ws: WebSocket, p: string): void {
-    if (this.resending.has(p)) return;
-    this.resending.add(p);
-    const n = this.retries.get(p) ?? 0;
-    this.retries.set(p, n + 1);
+  private retrySubscribe(ws: WebSocket, s: Subscription): void {
+    if (s.resending) return;
+    s.resending = true;
+    const n = s.retries++;
     this.stats.retries++;
     this.timers.push(
       setTimeout(() => {
-        this.resending.delete(p);
-        if (this.ws === ws && this.subs.has(p)) this.sendSubscribe(ws, p);
+        s.resending = false;
+        if (this.ws === ws && this.subs.get(s.pattern) === s && s.state !== 'unsubscribed') this.sendSubscribe(ws, s);
       }, backoff(n, this.o.minBackoff, this.o.maxBackoff)),
     );
   }
@@ -628,7 +542,9 @@ export class Client {
   /** resume asks for topic t's events after the last delivered one; the caller marked it resuming. */
   private resume(ws: WebSocket, t: string): void {
     this.stats.resumes++;
-    this.ask(ws, RESUME + t, { type: P.TypeResume, topic: t, ...this.topic(t).resumeRange() });
+    const id = this.newID();
+    this.pending.set(id, { kind: 'resume', topic: t, at: Date.now() });
+    this.write(ws, { type: P.TypeResume, topic: t, ...this.topic(t).resumeRange(), id });
   }
 
   /** resumeUnder sends the resumes that waited for pattern p's subscription to answer. */
@@ -657,11 +573,12 @@ export class Client {
   /** checkAnswers asks again what stayed unanswered for replyTimeout. */
   private checkAnswers(ws: WebSocket): void {
     const now = Date.now();
-    for (const [id, at] of this.asked) {
-      if (now - at < this.o.replyTimeout) continue;
-      this.asked.delete(id);
-      if (id.startsWith(SUB) && this.subs.has(id.slice(SUB.length))) this.sendSubscribe(ws, id.slice(SUB.length));
-      else if (id.startsWith(RESUME)) this.resume(ws, id.slice(RESUME.length));
+    for (const [id, p] of [...this.pending]) {
+      if (p.kind === 'call' || now - p.at < this.o.replyTimeout) continue;
+      this.pending.delete(id);
+      if (p.kind === 'subscribe') {
+        if (this.subs.get(p.sub.pattern) === p.sub && p.sub.state !== 'unsubscribed') this.sendSubscribe(ws, p.sub);
+      } else this.resume(ws, p.topic);
     }
   }
 
@@ -669,114 +586,122 @@ export class Client {
 
   private handle(ws: WebSocket, data: unknown): void {
     const raw = typeof data === 'string' ? data : '';
-    const m = parse(data);
+    const f = parse(data);
+    const m = f && asMessage(f);
     if (m && this.consume(ws, m)) return;
-    // While a state request is out, a frame that is none of the gateway's
-    // own messages is one of the state's.
-    if (m && !REPLIES.has(str(m.type)) && m.message !== INTEGRATION_ERROR) for (const frames of this.stateCollectors) frames.push(m);
-    this.o.onReply?.(m ?? data, raw);
+    if (f && !m) {
+      if (isIntegrationError(f)) this.onIntegrationError(ws);
+      // While a state request is out, a frame that is none of the
+      // gateway's own messages is one of the state's.
+      else for (const frames of this.stateCollectors) frames.push(f);
+    }
+    this.o.onReply?.(f ?? data, raw);
   }
 
   /** consume acts on a message by its type and reports whether it is used up (not for onReply). */
-  private consume(ws: WebSocket, m: Message): boolean {
-    const id = str(m.id);
-    if (m.type !== P.TypeEvent && id) {
-      this.asked.delete(id);
-      const w = this.replyWaiters.get(id);
-      if (w) {
-        for (const [k, v] of this.replyWaiters) if (v === w) this.replyWaiters.delete(k);
-        if (m.type === P.TypeError) w.reject(new WsgateError(str(m.code), str(m.message), m.id));
-        else w.resolve(m);
-      }
+  private consume(ws: WebSocket, m: P.ServerMessage): boolean {
+    const id = replyID(m);
+    const owner = id ? this.pending.get(id) : undefined;
+    if (owner) for (const k of owner.kind === 'call' ? owner.ids : [id]) this.pending.delete(k);
+    if (owner?.kind === 'call') {
+      if (m.type === P.TypeError) owner.waiter.reject(new WsgateError(m.code, m.message, m.id));
+      else owner.waiter.resolve(m);
     }
     switch (m.type) {
       case P.TypeEvent:
         return this.onEvent(m);
       case P.TypeSubscribed:
-        this.onSubscribed(ws, id, m);
+        if (owner?.kind === 'subscribe') this.onSubscribed(ws, owner.sub, m);
         return false;
       case P.TypeResumed:
-        return this.onResumed(id, m);
+        return this.onResumed(owner?.kind === 'resume' ? owner.topic : undefined, !id, m);
       case P.TypeError:
-        return this.onError(ws, id, m);
-      case undefined:
-        if (m.message === INTEGRATION_ERROR) this.onIntegrationError(ws);
+        return this.onError(ws, owner, !id, m);
+      case P.TypeJoin:
+      case P.TypeLeave:
+        for (const s of this.active()) if (matches(s.pattern, m.topic)) s.presence(m);
         return false;
+      case P.TypeUnsubscribed:
+      case P.TypePong:
+      case P.TypeAuthResponse:
+      case P.TypePublished:
+      case P.TypePresence:
+        return false; // a caller's answer (settled above) or nobody's: onReply has it
+      default:
+        return unreachable(m);
     }
-    return false;
   }
 
-  private onEvent(m: Message): boolean {
-    const topic = str(m.topic);
-    const seq = m.seq;
-    if (!topic || typeof seq !== 'number' || seq <= 0) return false;
-    const e: WsgateEvent = { topic, seq, id: str(m.id) };
+  private onEvent(m: P.EventMessage): boolean {
+    if (!m.topic || m.seq <= 0) return false;
+    const e: WsgateEvent = { topic: m.topic, seq: m.seq, id: m.id };
     if (m.time) e.time = new Date(m.time);
     if (m.from) e.from = m.from;
     if (m.data_base64) e.binary = Uint8Array.from(atob(m.data_base64), (c) => c.charCodeAt(0));
     else e.data = m.data;
-    const out = this.topic(topic).receive(e, Date.now(), this.o.gapWait);
+    const out = this.topic(m.topic).receive(e, Date.now(), this.o.gapWait);
     if (!out) this.stats.duplicates++;
     else this.deliver(out);
     return true;
   }
 
-  private onSubscribed(ws: WebSocket, id: string, m: Message): void {
-    if (!id.startsWith(SUB)) return;
-    const p = id.slice(SUB.length);
-    this.retries.delete(p);
-    for (const [t, seq] of Object.entries(m.seqs ?? {})) this.deliver(this.topic(t).subscribed(seq, Date.now()));
-    this.settleSub(p, m.topics ?? []);
-    this.resumeUnder(ws, p);
+  private onSubscribed(ws: WebSocket, s: Subscription, m: P.SubscribedMessage): void {
+    const seqs = m.seqs ?? {};
+    for (const [t, seq] of Object.entries(seqs)) this.deliver(this.topic(t).subscribed(seq, Date.now()));
+    s.confirmed(m.topics ?? [], seqs);
+    this.resumeUnder(ws, s.pattern);
   }
 
-  /** onResumed ends one of the client's resumes, or the replay of a scoped connection's ?since= (which has no id). */
-  private onResumed(id: string, m: Message): boolean {
-    const topic = str(m.topic);
-    const scoped = !id && !!this.o.scope && topic === this.o.scope;
-    if (!id.startsWith(RESUME) && !scoped) return false;
-    this.deliver(this.topic(topic).resumed(m.seq ?? 0, Date.now()));
+  /**
+   * onResumed ends one of the client's resumes (topic: the one it asked
+   * for), or the replay of a scoped connection's ?since= (which has no id).
+   */
+  private onResumed(topic: string | undefined, noID: boolean, m: P.ResumedMessage): boolean {
+    const scoped = noID && !!this.o.scope && m.topic === this.o.scope;
+    if (topic === undefined && !scoped) return false;
+    const t = topic ?? m.topic;
+    const ts = this.topic(t);
+    this.deliver(ts.resumed(m.seq, Date.now()));
     if (m.more) {
       // The replay cap stopped it short: ask for the rest at once (a scoped
       // connection cannot resume: it reconnects with since).
       if (scoped) this.drop();
-      const ts = this.topic(topic);
       ts.owed = true;
       ts.gapSince = 0;
     }
     return true;
   }
 
-  /** onError handles the refusals of the client's subscribes and resumes. */
-  private onError(ws: WebSocket, id: string, m: Message): boolean {
-    const code = str(m.code);
-    const err = new WsgateError(code, str(m.message), m.id);
-    if (id.startsWith(SUB)) {
-      const p = id.slice(SUB.length);
-      if (code === P.CodeUnavailable || code === P.CodeRateLimited) {
-        this.retrySubscribe(ws, p);
+  /** onError handles the refusals of the client's subscribes and resumes (callers' requests are settled already). */
+  private onError(ws: WebSocket, owner: Pending | undefined, noID: boolean, m: P.ErrorMessage): boolean {
+    const err = new WsgateError(m.code, m.message, m.id);
+    if (owner?.kind === 'subscribe') {
+      const s = owner.sub;
+      if (m.code === P.CodeUnavailable || m.code === P.CodeRateLimited) {
+        s.deferred(err);
+        this.retrySubscribe(ws, s);
       } else {
         // Refused for good (forbidden, a limit): resume what it covers
         // anyway, from history, and stop asking.
-        this.resumeUnder(ws, p);
-        this.subs.delete(p);
-        this.settleSub(p, undefined, err);
+        this.resumeUnder(ws, s.pattern);
+        s.refused(err);
       }
       return false;
     }
-    const resumed = id.startsWith(RESUME) ? id.slice(RESUME.length) : !id && this.o.scope ? this.o.scope : '';
-    if (resumed && code === P.CodeHistoryExpired) {
-      const ts = this.topic(resumed);
-      const after = ts.last;
+    const topic = owner?.kind === 'resume' ? owner.topic : noID && this.o.scope ? this.o.scope : '';
+    if (topic && m.code === P.CodeHistoryExpired) {
+      const ts = this.topic(topic);
+      const gap: Gap = { topic, after: ts.last, error: err };
       const out = ts.lost(Date.now());
       this.stats.gaps++;
-      this.o.onGap?.({ topic: resumed, after, error: err });
+      this.o.onGap?.(gap);
+      for (const s of this.active()) if (matches(s.pattern, topic)) s.lost(gap);
       this.deliver(out);
       return true;
     }
-    if (id.startsWith(RESUME)) {
+    if (owner?.kind === 'resume') {
       // Not replayed now (rate limited, unavailable): ask again later.
-      const ts = this.topic(resumed);
+      const ts = this.topic(topic);
       ts.resuming = false;
       ts.owed = true;
       ts.gapSince = Date.now();
@@ -786,25 +711,16 @@ export class Client {
 
   /** onIntegrationError sends again the subscribes not answered: one of them may be what failed. */
   private onIntegrationError(ws: WebSocket): void {
-    for (const id of [...this.asked.keys()].sort()) if (id.startsWith(SUB)) this.retrySubscribe(ws, id.slice(SUB.length));
+    const unanswered = [...this.pending.values()].flatMap((p) => (p.kind === 'subscribe' ? [p.sub] : []));
+    for (const s of unanswered.sort((a, b) => (a.pattern < b.pattern ? -1 : 1))) this.retrySubscribe(ws, s);
   }
 
-  /** settleSub answers subscribe() calls of pattern p; an error also ends its iterations (with it, unless quiet). */
-  private settleSub(p: string, topics?: string[], err?: Error, quiet = false): void {
-    const ws = this.subWaiters.get(p);
-    this.subWaiters.delete(p);
-    for (const w of ws ?? []) {
-      if (err) w.reject(err);
-      else w.resolve(topics ?? []);
-    }
-    if (err) for (const l of this.listeners) if (l.pattern === p) l.end(quiet ? undefined : err);
-  }
-
+  /** deliver hands events, in order, to onEvent and to every subscription whose pattern matches their topic. */
   private deliver(out: WsgateEvent[]): void {
     for (const e of out) {
       this.stats.delivered++;
       this.o.onEvent?.(e);
-      for (const l of this.listeners) if (matches(l.pattern, e.topic)) l.push(e);
+      for (const s of this.active()) if (matches(s.pattern, e.topic)) s.publish(e);
     }
   }
 
@@ -812,25 +728,5 @@ export class Client {
     let ts = this.topicStates.get(t);
     if (!ts) this.topicStates.set(t, (ts = new TopicState()));
     return ts;
-  }
-}
-
-/**
- * handled marks a promise's rejection as handled, so that a caller that
- * does not await it (subscribe and forget) does not crash Node with an
- * unhandled rejection; a caller that awaits it still gets the error.
- */
-function handled<T>(p: Promise<T>): Promise<T> {
-  p.catch(() => {});
-  return p;
-}
-
-function parse(data: unknown): Message | undefined {
-  if (typeof data !== 'string') return undefined;
-  try {
-    const m = JSON.parse(data);
-    return m && typeof m === 'object' && !Array.isArray(m) ? m : undefined;
-  } catch {
-    return undefined;
   }
 }

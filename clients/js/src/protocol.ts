@@ -39,3 +39,124 @@ export const TypeSubscribe = "subscribe";
 export const TypeSubscribed = "subscribed";
 export const TypeUnsubscribe = "unsubscribe";
 export const TypeUnsubscribed = "unsubscribed";
+
+// Every message the gateway sends, from the structs of shared/protocol:
+// ServerMessage is their union, told apart by type.
+
+/** shared/protocol.AuthResponse */
+export interface AuthResponseMessage {
+  type: "auth_response";
+  id?: unknown;
+  success: boolean;
+  message?: string;
+  error?: string;
+  expires?: string;
+}
+
+/** shared/protocol.Error */
+export interface ErrorMessage {
+  type: "error";
+  id?: unknown;
+  code: string;
+  message: string;
+}
+
+/** shared/protocol.Event */
+export interface EventMessage {
+  type: "event";
+  topic: string;
+  seq: number;
+  id: string;
+  time: string;
+  data?: unknown;
+  data_base64?: string;
+  from?: string;
+}
+
+/** shared/protocol.Pong */
+export interface PongMessage {
+  type: "pong";
+  id?: unknown;
+  time: string;
+  timestamp?: string;
+}
+
+/** shared/protocol.PresenceEvent */
+export interface PresenceEventMessage {
+  type: "join" | "leave";
+  id: string;
+  topic: string;
+  ptype: string;
+  sub?: string;
+  seq: number;
+}
+
+/** shared/protocol.PresenceMember */
+export interface PresenceMember {
+  ptype: string;
+  sub?: string;
+  connections: number;
+}
+
+/** shared/protocol.PresenceReply */
+export interface PresenceReplyMessage {
+  type: "presence";
+  id?: unknown;
+  topic: string;
+  members: PresenceMember[] | null;
+  cursor?: string;
+}
+
+/** shared/protocol.Published */
+export interface PublishedMessage {
+  type: "published";
+  id?: unknown;
+  topic: string;
+  event_id: string;
+  seq: number;
+}
+
+/** shared/protocol.Resumed */
+export interface ResumedMessage {
+  type: "resumed";
+  id?: unknown;
+  topic: string;
+  seq: number;
+  replayed: number;
+  more?: boolean;
+}
+
+/** shared/protocol.Subscribed */
+export interface SubscribedMessage {
+  type: "subscribed";
+  id?: unknown;
+  topics: string[] | null;
+  seqs?: Record<string, number>;
+}
+
+/** shared/protocol.Unsubscribed */
+export interface UnsubscribedMessage {
+  type: "unsubscribed";
+  id?: unknown;
+  topics: string[] | null;
+}
+
+export type ServerMessage = AuthResponseMessage | ErrorMessage | EventMessage | PongMessage | PresenceEventMessage | PresenceReplyMessage | PublishedMessage | ResumedMessage | SubscribedMessage | UnsubscribedMessage;
+
+/** A field's JSON kind: string, number, boolean, array, object or unknown (any); a leading ? marks it optional, |null that it may be null. */
+export type FieldKind = string;
+
+/** Each message type's fields (type aside) and their kinds, for checking a decoded message. */
+export const MessageFields: Record<ServerMessage['type'], Record<string, FieldKind>> = {
+  "auth_response": { "id": "?unknown", "success": "boolean", "message": "?string", "error": "?string", "expires": "?string" },
+  "error": { "id": "?unknown", "code": "string", "message": "string" },
+  "event": { "topic": "string", "seq": "number", "id": "string", "time": "string", "data": "?unknown", "data_base64": "?string", "from": "?string" },
+  "join": { "id": "string", "topic": "string", "ptype": "string", "sub": "?string", "seq": "number" },
+  "leave": { "id": "string", "topic": "string", "ptype": "string", "sub": "?string", "seq": "number" },
+  "pong": { "id": "?unknown", "time": "string", "timestamp": "?string" },
+  "presence": { "id": "?unknown", "topic": "string", "members": "array|null", "cursor": "?string" },
+  "published": { "id": "?unknown", "topic": "string", "event_id": "string", "seq": "number" },
+  "resumed": { "id": "?unknown", "topic": "string", "seq": "number", "replayed": "number", "more": "?boolean" },
+  "subscribed": { "id": "?unknown", "topics": "array|null", "seqs": "?object" },
+  "unsubscribed": { "id": "?unknown", "topics": "array|null" },
+};

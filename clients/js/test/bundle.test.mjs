@@ -6,9 +6,9 @@ import { gzipSync } from 'node:zlib';
 
 const built = readFileSync(new URL('../dist/wsgate-client.min.js', import.meta.url));
 
-test('the bundle stays under 6 KB minified and gzipped', () => {
+test('the bundle stays under 7 KB minified and gzipped', () => {
   const gz = gzipSync(built, { level: 9 }).length;
-  assert.ok(gz < 6 * 1024, `${gz} bytes minified+gzipped`);
+  assert.ok(gz < 7 * 1024, `${gz} bytes minified+gzipped`);
 });
 
 test('the console serves the current build (node build.mjs --console refreshes it)', () => {

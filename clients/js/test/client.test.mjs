@@ -3,7 +3,7 @@
 // only after the subscription answered, holes, gaps, lost answers, refusals).
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
-import { Client, RefusedError, WsgateError } from '../dist/index.js';
+import { Client, RefusedError, Subscription, WsgateError } from '../dist/index.js';
 import { event, FakeGateway, sleep } from './fake.mjs';
 
 const fast = { minBackoff: 5, maxBackoff: 20, gapWait: 40, replyTimeout: 2000 };
@@ -114,16 +114,17 @@ test('history that cannot fill a hole is a gap: reported, and what is held deliv
 });
 
 test('a resume cut short by the replay cap is asked again at once', async () => {
-  const { gw, c, got } = setup({ gapWait: 5000, topics: ['orders.a'] });
+  const { gw, c, got } = setup({ gapWait: 300, topics: ['orders.a'] });
   await c.connect();
   const sub = await gw.frame((f) => f.type === 'subscribe');
   gw.last.reply({ type: 'subscribed', id: sub.id, topics: ['orders.a'], seqs: { 'orders.a': 0 } });
   gw.last.reply(event('orders.a', 1));
   gw.last.reply(event('orders.a', 9));
   await gw.waitFor(() => got.length === 1);
-  // The gateway's answer to a resume (the hole's, sent after gapWait) that hit its cap.
-  gw.last.reply({ type: 'resumed', id: 'resume:orders.a', topic: 'orders.a', seq: 4, replayed: 3, more: true });
-  const again = await gw.frame((f) => f.type === 'resume', 'the rest asked for');
+  const first = await gw.frame((f) => f.type === 'resume', 'the hole asked for after gapWait');
+  assert.equal(first.since, 1);
+  gw.last.reply({ type: 'resumed', id: first.id, topic: 'orders.a', seq: 4, replayed: 3, more: true });
+  const again = await gw.frame((f) => f.type === 'resume', 'the rest asked for, without another gapWait', 200);
   assert.equal(again.since, 4);
   c.close();
 });
@@ -439,4 +440,105 @@ test('subscribe with presence asks for join and leave events, on every connect',
   gw.last.end(1006);
   await gw.waitFor(() => gw.sockets.length === 2 && gw.last.readyState === 1);
   assert.equal((await gw.frame((f) => f.type === 'subscribe')).presence, true);
+});
+
+test('a Subscription has its own state and typed events: subscribing, subscribed, publication, unsubscribed', async () => {
+  const { gw, c } = setup({ topics: [] });
+  await c.connect();
+  const s = c.newSubscription('orders.*', { filters: { region: ['eu'] } });
+  assert.ok(s instanceof Subscription);
+  assert.equal(s.state, 'unsubscribed');
+  assert.equal(c.getSubscription('orders.*'), s);
+  assert.throws(() => c.newSubscription('orders.*'), /exists already/);
+  const seen = [];
+  s.on('state', (e) => seen.push(`${e.previous}>${e.state}`));
+  s.on('subscribed', (e) => seen.push(`subscribed ${e.topics} ${JSON.stringify(e.seqs)}`));
+  s.on('publication', (e) => seen.push(`${e.topic}:${e.seq}`));
+  s.on('unsubscribed', (e) => seen.push(`unsubscribed ${e.error ?? ''}`));
+  const other = c.newSubscription('other.*'); // never subscribed: no frame, no events
+  other.on('publication', (e) => seen.push(`other ${e.topic}`));
+  const p = s.subscribe();
+  assert.equal(s.state, 'subscribing');
+  const sub = await gw.frame((f) => f.type === 'subscribe');
+  assert.deepEqual(sub.filters, { region: ['eu'] });
+  gw.last.reply({ type: 'subscribed', id: sub.id, topics: ['orders.*'] });
+  assert.deepEqual(await p, ['orders.*']);
+  assert.equal(s.state, 'subscribed');
+  assert.deepEqual(s.topics, ['orders.*']);
+  gw.last.reply(event('orders.a', 1));
+  gw.last.reply(event('other.a', 1));
+  gw.last.reply(event('orders.a', 2));
+  await gw.waitFor(() => seen.includes('orders.a:2'));
+  assert.deepEqual(s.positions(), { 'orders.a': 2 });
+  await Promise.all([s.unsubscribe(), (async () => {
+    const u = await gw.frame((f) => f.type === 'unsubscribe');
+    gw.last.reply({ type: 'unsubscribed', id: u.id, topics: ['orders.*'] });
+  })()]);
+  assert.deepEqual(seen, ['unsubscribed>subscribing', 'subscribing>subscribed', 'subscribed orders.* {}', 'orders.a:1', 'orders.a:2', 'subscribed>unsubscribed', 'unsubscribed ']);
+  assert.ok(!gw.last.frames.some((f) => f.type === 'subscribe' && f.topic === 'other.*'), 'a subscription made but not subscribed is not sent');
+  c.close();
+});
+
+test('replies go to the command recorded under their id, not to an id that names a pattern', async () => {
+  const { gw, c } = setup({ topics: [] });
+  await c.connect();
+  const s = c.newSubscription('orders.*');
+  const errors = [];
+  s.on('error', (e) => errors.push(e.code));
+  const p = s.subscribe();
+  const sub = await gw.frame((f) => f.type === 'subscribe');
+  assert.notEqual(sub.id, 'sub:orders.*');
+  gw.last.reply({ type: 'error', id: 'sub:orders.*', code: 'forbidden', message: 'not this one' });
+  await sleep(20);
+  assert.equal(s.state, 'subscribing', 'an answer to an id the client did not send changes nothing');
+  gw.last.reply({ type: 'error', id: sub.id, code: 'rate_limited', message: 'slow down' });
+  const again = await gw.frame((f) => f.type === 'subscribe');
+  assert.equal(again.id, sub.id, 'asked again under its id');
+  gw.last.reply({ type: 'error', id: again.id, code: 'forbidden', message: 'not allowed to subscribe to orders.*' });
+  await assert.rejects(p, (e) => e instanceof WsgateError && e.code === 'forbidden');
+  assert.equal(s.state, 'unsubscribed');
+  assert.deepEqual(errors, ['rate_limited', 'forbidden']);
+  c.close();
+});
+
+test('joins, leaves and gaps reach the subscriptions of their topic; a malformed message is nobody\'s but onReply\'s', async () => {
+  const replies = [];
+  const { gw, c } = setup({ topics: [], onReply: (m) => replies.push(m) });
+  await c.connect();
+  const room = c.newSubscription('room.1', { presence: true });
+  const seen = [];
+  room.on('join', (m) => seen.push(`join ${m.sub} ${m.seq}`));
+  room.on('leave', (m) => seen.push(`leave ${m.sub} ${m.seq}`));
+  room.on('gap', (g) => seen.push(`gap ${g.topic} after ${g.after} ${g.error.code}`));
+  room.on('publication', (e) => seen.push(`${e.topic}:${e.seq}`));
+  room.subscribe();
+  const sub = await gw.frame((f) => f.type === 'subscribe');
+  assert.equal(sub.presence, true);
+  gw.last.reply({ type: 'subscribed', id: sub.id, topics: ['room.1'], seqs: { 'room.1': 0 } });
+  gw.last.reply({ type: 'join', id: 'p-1', topic: 'room.1', ptype: 'user', sub: 'bob', seq: 1 });
+  gw.last.reply({ type: 'join', id: 'p-2', topic: 'room.2', ptype: 'user', sub: 'eve', seq: 1 });
+  gw.last.reply({ type: 'leave', id: 'p-3', topic: 'room.1', ptype: 'user', sub: 'bob', seq: 2 });
+  gw.last.reply({ type: 'subscribed', id: sub.id }); // no topics: not a subscribed message
+  gw.last.reply(event('room.1', 1));
+  gw.last.reply(event('room.1', 3));
+  const resume = await gw.frame((f) => f.type === 'resume');
+  gw.last.reply({ type: 'error', id: resume.id, code: 'history_expired', message: 'gone' });
+  await gw.waitFor(() => seen.length === 5, 'the presence events, the gap and the events');
+  assert.deepEqual(seen, ['join bob 1', 'leave bob 2', 'room.1:1', 'gap room.1 after 1 history_expired', 'room.1:3']);
+  assert.ok(replies.some((m) => m.type === 'subscribed' && !m.topics), 'the malformed subscribed went to onReply');
+  assert.equal(room.state, 'subscribed');
+  c.close();
+});
+
+test('requestCurrentState leaves the gateway\'s own messages out of the state', async () => {
+  const { gw, c } = setup();
+  await c.connect();
+  gw.onFrame = (f, s) => {
+    if (f.type !== 'batch') return;
+    s.reply({ status: 'open' });
+    s.reply({ type: 'join', id: 'p-1', topic: 'orders.a', ptype: 'user', sub: 'bob', seq: 1 });
+    s.reply({ type: 'pong', id: f.messages[1].id, time: new Date().toISOString() });
+  };
+  assert.deepEqual(await c.requestCurrentState('orders.a'), [{ status: 'open' }]);
+  c.close();
 });

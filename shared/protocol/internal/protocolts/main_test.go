@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -24,9 +25,11 @@ const (
 func TestProtocolTS_IsUpToDate(t *testing.T) {
 	consts, err := constants(protocolDir)
 	require.NoError(t, err)
+	msgs, err := shapes(messages)
+	require.NoError(t, err)
 	got, err := os.ReadFile(filepath.Join(clientDir, "protocol.ts"))
 	require.NoError(t, err)
-	assert.Equal(t, string(render(consts)), string(got), "clients/js/src/protocol.ts is stale: go generate ./shared/protocol")
+	assert.Equal(t, string(render(consts, msgs)), string(got), "clients/js/src/protocol.ts is stale: go generate ./shared/protocol")
 }
 
 // The generator reads the constants themselves: their values are the Go
@@ -71,10 +74,24 @@ func TestClientAndConsole_UseOnlyTheProtocolsNames(t *testing.T) {
 	for _, c := range consts {
 		known[c.name] = true
 	}
-	for _, f := range []struct{ path, ns string }{
-		{filepath.Join(clientDir, "client.ts"), "P"},
-		{filepath.Join(consoleDir, "console.js"), "protocol"},
-	} {
+	msgs, err := shapes(messages)
+	require.NoError(t, err)
+	for _, s := range msgs {
+		known[s.name] = true
+	}
+	known["ServerMessage"], known["MessageFields"], known["FieldKind"] = true, true, true
+	sources, err := filepath.Glob(filepath.Join(clientDir, "*.ts"))
+	require.NoError(t, err)
+	files := []struct{ path, ns string }{{filepath.Join(consoleDir, "console.js"), "protocol"}}
+	for _, path := range sources {
+		js, err := os.ReadFile(path)
+		require.NoError(t, err)
+		if filepath.Base(path) != "protocol.ts" && bytes.Contains(js, []byte("import * as P from './protocol.js'")) {
+			files = append(files, struct{ path, ns string }{path, "P"})
+		}
+	}
+	require.GreaterOrEqual(t, len(files), 3, "the console, client.ts and the files that read messages")
+	for _, f := range files {
 		js, err := os.ReadFile(f.path)
 		require.NoError(t, err)
 		js = regexp.MustCompile(`(?m)(^|\s)//.*$`).ReplaceAll(js, nil) // comments may name anything
