@@ -296,7 +296,18 @@ func (s *Store) putSubscriptions(ctx context.Context, c Connection, subs []NewSu
 			reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: it}})
 		}
 	}
-	return s.batchWrite(ctx, reqs)
+	if err := s.batchWrite(ctx, reqs); err != nil {
+		return err
+	}
+	// After the subscriptions, as Subscribe does (indexPattern).
+	for _, sub := range subs {
+		if sub.Pattern.HasWildcard() {
+			if err := s.indexPattern(ctx, sub.Pattern); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // GetConnection reads a connection record.

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/store/storetest"
+	"github.com/wsgate/wsgate/shared/topic"
 )
 
 // newLoadFixture is a fixture whose client counts its writes per key.
@@ -127,4 +129,83 @@ func TestPendingCap_ShardsReclaimExpiredPlaces(t *testing.T) {
 	}
 	readmitted, _ := f.putAll(t, second, store.ErrPendingLimit)
 	assert.Len(t, readmitted, capAll)
+}
+
+// A popular wildcard pattern used to be written by every subscribe to it
+// (2 write units each on W#<prefix>); it is now read and written only
+// when missing or near its TTL.
+func TestWildcardIndex_WrittenOnceForManySubscribes(t *testing.T) {
+	f, load := newLoadFixture(t)
+	ctx := context.Background()
+	p := topic.MustPattern("orders.*")
+	const n = 20
+	for i := range n {
+		c := f.conn(fmt.Sprintf("c%02d", i), fmt.Sprintf("u%02d", i))
+		require.NoError(t, f.s.PutConnection(ctx, c, nil))
+		_, err := f.s.Subscribe(ctx, c, store.NewSubscription{Pattern: p})
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 1, load.Writes()["W#orders"], "one write of the index entry for %d subscribes", n)
+	assert.Equal(t, n, load.Reads()["W#orders"], "one read each")
+	refs, err := f.s.SubscriberPatterns(ctx, topic.MustPattern("orders.42"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"orders.*", "orders.42"}, patternsOf(refs))
+
+	// The same at connect, with the token's own subscriptions.
+	c := f.conn("t1", "ut")
+	require.NoError(t, f.s.PutConnection(ctx, c, []store.NewSubscription{{Pattern: p}}))
+	assert.Equal(t, 1, load.Writes()["W#orders"])
+
+	// Near its TTL the next subscribe writes it again, so it outlives the
+	// subscription.
+	f.now = f.now.Add(23 * time.Hour)
+	late := f.conn("late", "ul")
+	late.ExpiresAt = f.now.Add(2 * time.Hour)
+	require.NoError(t, f.s.PutConnection(ctx, late, nil))
+	_, err = f.s.Subscribe(ctx, late, store.NewSubscription{Pattern: p})
+	require.NoError(t, err)
+	assert.Equal(t, 2, load.Writes()["W#orders"])
+}
+
+// Fan-out removes an index entry whose subscribers are all gone, with the
+// reference it read before; a subscriber arriving at that moment must
+// keep it, though its subscribe no longer rewrites a fresh entry.
+func TestWildcardIndex_ForgetRacingASubscribeKeepsTheEntry(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	p := topic.MustPattern("dev.*.temp")
+	matching := topic.MustPattern("dev.7.temp")
+	// ghost's subscription has expired (its $disconnect never came): the
+	// entry stays listed, with no live subscriber behind it.
+	ghost := f.conn("ghost", "ug")
+	ghost.ExpiresAt = f.now.Add(-time.Minute)
+	require.NoError(t, f.s.PutConnection(ctx, ghost, nil))
+	for round := range 30 {
+		_, err := f.s.Subscribe(ctx, ghost, store.NewSubscription{Pattern: p})
+		require.NoError(t, err)
+		refs, err := f.s.SubscriberPatterns(ctx, matching)
+		require.NoError(t, err)
+		require.Len(t, refs, 2)
+		joining := f.conn(fmt.Sprintf("j%02d", round), "u1")
+		require.NoError(t, f.s.PutConnection(ctx, joining, nil))
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(rand.IntN(30)) * time.Millisecond)
+			_, err := f.s.Subscribe(ctx, joining, store.NewSubscription{Pattern: p})
+			assert.NoError(t, err)
+		}()
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(rand.IntN(30)) * time.Millisecond)
+			assert.NoError(t, f.s.ForgetPattern(ctx, refs[1]))
+		}()
+		wg.Wait()
+		refs, err = f.s.SubscriberPatterns(ctx, matching)
+		require.NoError(t, err)
+		require.Equal(t, []string{"dev.*.temp", "dev.7.temp"}, patternsOf(refs), "round %d: %s's subscription is not found", round, joining.ID)
+		_, err = f.s.DeleteConnection(ctx, joining.ID)
+		require.NoError(t, err)
+	}
 }
