@@ -129,23 +129,40 @@ func (h *Handler) announce(ctx context.Context, m *metrics.Set, t queue.Task) er
 	}
 	if len(t.Conns) > 0 {
 		send(t.Conns)
-	} else {
-		var cursor store.Cursor
-		for {
-			conns, next, err := h.store.Watchers(ctx, t.Topic, cursor, h.cfg.FanoutPageSize)
-			if err != nil {
-				return err
-			}
-			if len(conns) > 0 {
-				send(conns)
-			}
-			if next == "" {
-				break
-			}
-			cursor = next
+		return h.retryFailed(ctx, m, log, t, failed)
+	}
+	// One page of watchers per task, whatever their number: the next page
+	// is handed on before this one is posted, so pages go out one queue
+	// hop apart and no invocation posts to more than a page (a topic's
+	// 100,000 watchers are the same wall as an event's audience).
+	conns, next, err := h.store.Watchers(ctx, t.Topic, store.Cursor(t.Announce.From), h.cfg.FanoutPageSize)
+	if err != nil {
+		return err
+	}
+	if next != "" {
+		if err := h.nextWatchers(ctx, m, t, next); err != nil {
+			return err
 		}
 	}
+	if len(conns) > 0 {
+		send(conns)
+	}
 	return h.retryFailed(ctx, m, log, t, failed)
+}
+
+// nextWatchers hands on an announcement's next page of watchers: a task
+// of its own, or, with no queue (tests), delivered here.
+func (h *Handler) nextWatchers(ctx context.Context, m *metrics.Set, t queue.Task, from store.Cursor) error {
+	a := *t.Announce
+	a.From = string(from)
+	next := queue.Task{Kind: queue.KindPresence, Topic: t.Topic, Announce: &a}
+	if h.tasks == nil {
+		return h.announce(ctx, m, next)
+	}
+	if err := h.tasks.Send(ctx, next, 0); err != nil {
+		return fmt.Errorf("broadcast: announcement's next watchers not queued: %w", err)
+	}
+	return nil
 }
 
 // retryFailed gives the posts that failed a later round, while rounds

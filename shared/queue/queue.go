@@ -101,6 +101,9 @@ type Announce struct {
 	Identity auth.Identity `json:"who"`
 	Present  bool          `json:"present,omitempty"`
 	Seq      int64         `json:"seq"`
+	// From is where the page of watchers the task posts to starts (empty:
+	// the first); each task posts one page and hands the next on.
+	From string `json:"from,omitempty"`
 }
 
 // Variant is one form of an event's frame: enveloped or raw, whole or

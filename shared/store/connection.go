@@ -80,14 +80,19 @@ func connPK(id string) string { return prefixConn + id }
 // claims are the places a new connection takes: among the pending ones
 // (from its address, and in all) while it waits to authenticate, among the
 // anonymous ones from its address, or among its principal's connections.
-func (c Connection) claims() []claim {
+func (c Connection) claims() []claim { return c.claimsAt(0) }
+
+// claimsAt are claims with the place among all pending connections taken
+// in the probe'th shard tried for the connection (see pendingShard).
+func (c Connection) claimsAt(probe int) []claim {
 	if c.Pending {
 		var out []claim
 		if c.SourceIP != "" && c.MaxPendingPerIP > 0 {
 			out = append(out, claim{t: connTally(prefixTally + tallyIP + c.SourceIP), slot: c.ID, exp: c.AuthDeadline, limit: c.MaxPendingPerIP, err: ErrPendingIPLimit})
 		}
 		if c.MaxPending > 0 {
-			out = append(out, claim{t: connTally(prefixTally + tallyPending), slot: c.ID, exp: c.AuthDeadline, limit: c.MaxPending, err: ErrPendingLimit})
+			shard, limit := pendingShard(c.ID, c.MaxPending, probe)
+			out = append(out, claim{t: connTally(shard), slot: c.ID, exp: c.AuthDeadline, limit: limit, err: ErrPendingLimit})
 		}
 		return out
 	}
@@ -205,7 +210,23 @@ func (s *Store) PutConnection(ctx context.Context, c Connection, subs []NewSubsc
 	if err != nil {
 		return err
 	}
-	if err := s.admit(ctx, c.ID, item, c.claims()); err != nil {
+	probes := 1
+	if c.Pending && c.MaxPending > 0 {
+		probes = min(pendingProbes, pendingShards(c.MaxPending))
+	}
+	for probe := 0; ; probe++ {
+		claims := c.claimsAt(probe)
+		if len(claims) > 0 {
+			item[attrHeld] = heldAttr(claims)
+		}
+		err = s.admit(ctx, c.ID, item, claims)
+		// A full shard of the pending cap: try the next one, so the cap
+		// refuses only when the shards tried are all full.
+		if !errors.Is(err, ErrPendingLimit) || probe+1 >= probes {
+			break
+		}
+	}
+	if err != nil {
 		return err
 	}
 	return s.putSubscriptions(ctx, c, subs)
@@ -275,7 +296,18 @@ func (s *Store) putSubscriptions(ctx context.Context, c Connection, subs []NewSu
 			reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: it}})
 		}
 	}
-	return s.batchWrite(ctx, reqs)
+	if err := s.batchWrite(ctx, reqs); err != nil {
+		return err
+	}
+	// After the subscriptions, as Subscribe does (indexPattern).
+	for _, sub := range subs {
+		if sub.Pattern.HasWildcard() {
+			if err := s.indexPattern(ctx, sub.Pattern); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // GetConnection reads a connection record.

@@ -348,7 +348,7 @@ func TestSubscriberPatterns_QueryCountIndependentOfTableSize(t *testing.T) {
 	t.Logf("per event: %v, %.1f RCU with 10,000 unrelated subscriptions", calls10k, read10k)
 }
 
-func TestForgetPattern_OnlyWhenUnchanged(t *testing.T) {
+func TestForgetPattern_OnlyWhenUnchangedAndUnused(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	c := f.conn("c1", "u1")
@@ -360,9 +360,21 @@ func TestForgetPattern_OnlyWhenUnchanged(t *testing.T) {
 	require.Len(t, refs, 2)
 	stale := refs[1]
 
-	// A new subscribe rewrites the entry: the stale reference must not remove it.
+	// A subscriber keeps the entry, whatever the reference.
+	require.NoError(t, f.s.ForgetPattern(ctx, stale))
+	refs, err = f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b"))
+	require.NoError(t, err)
+	require.Len(t, refs, 2)
+
+	// The entry removed with its last subscriber and written anew by the
+	// next: a reference from before is stale and removes nothing, even once
+	// the new subscriber has expired.
+	_, err = f.s.Unsubscribe(ctx, "c1", topic.MustPattern("a.*"))
+	require.NoError(t, err)
+	assert.Empty(t, f.wildcardEntries(t))
 	_, err = f.s.Subscribe(ctx, f.conn("c1", "u1"), store.NewSubscription{Pattern: topic.MustPattern("a.*"), Filters: filter.Set{"k": {"v"}}})
 	require.NoError(t, err)
+	f.now = f.now.Add(3 * time.Hour)
 	require.NoError(t, f.s.ForgetPattern(ctx, stale))
 	refs, err = f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b"))
 	require.NoError(t, err)

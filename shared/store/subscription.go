@@ -82,14 +82,64 @@ func (s *Store) subscriptionItems(c Connection, sub NewSubscription) []map[strin
 		rev[attrFilters] = f
 		fwd[attrFilters] = f
 	}
-	items := []map[string]types.AttributeValue{rev, fwd}
-	if sub.Pattern.HasWildcard() {
-		reg := key(prefixWildcard+sub.Pattern.LiteralPrefix(), pat)
-		reg[attrRev] = sv(randomRev())
-		reg[TTLAttribute] = nv(s.now().Add(registryTTL).Unix())
-		items = append(items, reg)
+	return []map[string]types.AttributeValue{rev, fwd}
+}
+
+// A wildcard pattern's index entry, W#<literal prefix> <pattern>, is read
+// by every event under the prefix, and a popular pattern is subscribed by
+// every connection of a storm: written by each subscribe (2 WCU in the
+// subscribe's transaction) it would pass a partition's 1,000 WCU/s at 500
+// subscribes a second. So a subscribe writes its own entries first and
+// then reads the index entry, strongly consistent, 1 RCU against the
+// partition's 3,000 RCU/s
+// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html),
+// and writes it only when it is missing, near its TTL, or marked by a
+// removal under way (ForgetPattern).
+//
+// The order keeps the race a removal runs against a new subscriber: the
+// removal marks the entry, then reads the subscribers, then deletes the
+// entry only while its mark is unchanged. A subscriber the removal's read
+// missed wrote its entry after that read, so after the mark: its own read
+// of the index entry comes later still and finds the mark, or nothing, and
+// rewrites the entry, which makes the delete fail or undoes it.
+const (
+	// attrDying marks an index entry a removal is about to delete.
+	attrDying = "dying"
+	// indexRefresh: an entry with less time than this left is rewritten
+	// by the next subscribe; it is more than a connection lives (API
+	// Gateway's 2 h), so an entry that is not rewritten outlives the
+	// subscription.
+	indexRefresh = 3 * time.Hour
+)
+
+// indexPattern makes sure the wildcard index lists p, after a subscription
+// to p was written.
+func (s *Store) indexPattern(ctx context.Context, p topic.Pattern) error {
+	k := key(prefixWildcard+p.LiteralPrefix(), p.String())
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: s.table, Key: k,
+		// A stale read could miss a removal's mark (see above).
+		ConsistentRead:           aws.Bool(true),
+		ProjectionExpression:     aws.String("#ttl, #dying"),
+		ExpressionAttributeNames: map[string]string{"#ttl": TTLAttribute, "#dying": attrDying},
+		ReturnConsumedCapacity:   total,
+	})
+	if err != nil {
+		return fmt.Errorf("store: read index entry %s: %w", p, err)
 	}
-	return items
+	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
+	now := s.now()
+	if out.Item != nil && out.Item[attrDying] == nil && getN(out.Item, TTLAttribute) >= now.Add(indexRefresh).Unix() {
+		return nil
+	}
+	k[attrRev] = sv(randomRev())
+	k[TTLAttribute] = nv(now.Add(registryTTL).Unix())
+	put, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: k, ReturnConsumedCapacity: total})
+	if err != nil {
+		return fmt.Errorf("store: write index entry %s: %w", p, err)
+	}
+	meter(ctx, "PutItem", ccOne(put.ConsumedCapacity)...)
+	return nil
 }
 
 func randomRev() string {
@@ -171,7 +221,7 @@ func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription
 	}}}, puts("attribute_not_exists(pk)")...)
 	err := s.transact(ctx, create)
 	if err == nil {
-		return true, nil
+		return true, s.indexNew(ctx, c.ID, sub.Pattern)
 	}
 	reasons, ok := cancelReasons(err)
 	if !ok {
@@ -205,7 +255,26 @@ func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription
 		}
 		return false, fmt.Errorf("store: resubscribe %s to %s: %w", c.ID, sub.Pattern, err)
 	}
+	if sub.Pattern.HasWildcard() {
+		return false, s.indexPattern(ctx, sub.Pattern)
+	}
 	return false, nil
+}
+
+// indexNew indexes a new subscription's wildcard pattern; when that fails
+// the subscription is taken back, so none is left that events would miss.
+func (s *Store) indexNew(ctx context.Context, connID string, p topic.Pattern) error {
+	if !p.HasWildcard() {
+		return nil
+	}
+	err := s.indexPattern(ctx, p)
+	if err == nil {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, uerr := s.unsubscribe(rctx, connID, p)
+	return errors.Join(err, uerr)
 }
 
 // Unsubscribe removes one subscription. It returns false when there was
@@ -441,10 +510,9 @@ func (s *Store) Subscribers(ctx context.Context, pattern string, cursor Cursor, 
 }
 
 // forgetIfUnused removes a wildcard pattern's index entry when the pattern
-// has no subscriber left. The entry's rev is read before the subscribers:
-// a subscribe that lands after that read rewrites the rev, so the
-// conditional delete cannot remove the entry from under a subscriber this
-// call did not see (the order ForgetPattern's callers keep too).
+// has no subscriber left. A first read of a few subscribers spares the
+// removal's writes while the pattern is in use; ForgetPattern's mark and
+// second read keep the race with a new subscriber.
 func (s *Store) forgetIfUnused(ctx context.Context, p topic.Pattern) error {
 	ref := PatternRef{Pattern: p.String(), Wildcard: true, Prefix: p.LiteralPrefix()}
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
@@ -476,24 +544,80 @@ func (s *Store) forgetIfUnused(ctx context.Context, p topic.Pattern) error {
 const forgetProbe = 10
 
 // ForgetPattern removes a wildcard index entry found to have no
-// subscribers, unless a subscribe rewrote it since it was read.
+// subscribers, unless a subscribe rewrote it since it was read: it marks
+// the entry (while its rev is ref's), reads the pattern's subscribers
+// again, and deletes the entry only when there are none and its mark is
+// unchanged (see indexPattern for the race this keeps).
 func (s *Store) ForgetPattern(ctx context.Context, ref PatternRef) error {
 	if !ref.Wildcard {
 		return nil
 	}
-	out, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+	k := key(prefixWildcard+ref.Prefix, ref.Pattern)
+	mark := sv(randomRev())
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 s.table,
-		Key:                       key(prefixWildcard+ref.Prefix, ref.Pattern),
+		Key:                       k,
+		UpdateExpression:          aws.String("SET #dying = :mark"),
 		ConditionExpression:       aws.String("rev = :rev"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":rev": sv(ref.Rev)},
+		ExpressionAttributeNames:  map[string]string{"#dying": attrDying},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":rev": sv(ref.Rev), ":mark": mark},
 		ReturnConsumedCapacity:    total,
 	})
+	if isConditionFailed(err) {
+		meter(ctx, "UpdateItem")
+		return nil
+	}
 	if err != nil {
-		if isConditionFailed(err) {
-			return nil
-		}
 		return fmt.Errorf("store: forget pattern %s: %w", ref.Pattern, err)
 	}
-	meter(ctx, "DeleteItem", ccOne(out.ConsumedCapacity)...)
+	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
+	// One page, as fan-out reads: a live subscriber, or more than a page
+	// of expired ones, keeps the entry.
+	subs, next, err := s.Subscribers(ctx, ref.Pattern, "", 0)
+	if errors.Is(err, ErrUnreadable) || err == nil && (len(subs) > 0 || next != "") {
+		return s.unmark(ctx, k, mark)
+	}
+	if err != nil {
+		return fmt.Errorf("store: forget pattern %s: %w", ref.Pattern, err)
+	}
+	del, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 s.table,
+		Key:                       k,
+		ConditionExpression:       aws.String("#dying = :mark"),
+		ExpressionAttributeNames:  map[string]string{"#dying": attrDying},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":mark": mark},
+		ReturnConsumedCapacity:    total,
+	})
+	if isConditionFailed(err) {
+		meter(ctx, "DeleteItem")
+		return nil // a subscriber rewrote it
+	}
+	if err != nil {
+		return fmt.Errorf("store: forget pattern %s: %w", ref.Pattern, err)
+	}
+	meter(ctx, "DeleteItem", ccOne(del.ConsumedCapacity)...)
+	return nil
+}
+
+// unmark takes a removal's mark off an index entry that stays, so the
+// next subscribe does not rewrite it (left, it costs that one write).
+func (s *Store) unmark(ctx context.Context, k map[string]types.AttributeValue, mark types.AttributeValue) error {
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 s.table,
+		Key:                       k,
+		UpdateExpression:          aws.String("REMOVE #dying"),
+		ConditionExpression:       aws.String("#dying = :mark"),
+		ExpressionAttributeNames:  map[string]string{"#dying": attrDying},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":mark": mark},
+		ReturnConsumedCapacity:    total,
+	})
+	if isConditionFailed(err) {
+		meter(ctx, "UpdateItem")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: unmark index entry: %w", err)
+	}
+	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
 	return nil
 }

@@ -26,8 +26,8 @@ import (
 //	                      principal's connections subscribed to it
 //
 // key is "p#<hash>" for a principal (principalKey), "ip#<address>" for
-// the connections waiting to authenticate from one address, "pending" for
-// all of those, or "anon#<address>" for the anonymous connections open
+// the connections waiting to authenticate from one address, "pending#<i>"
+// for a shard of all of those (pending.go), or "anon#<address>" for the anonymous connections open
 // from one address.
 //
 // Taking a place adds a slot and increments n, on the condition that n is
