@@ -19,7 +19,7 @@ import (
 // its id hashes to, then the next ones, up to pendingProbes shards, and
 // is refused only when all of those are full: overflow from a full shard
 // lands in its neighbours, so the shards fill evenly and a refusal comes
-// with nearly every place taken (docs/capacity-hotkeys.md has the
+// with nearly every place taken (docs/capacity.md has the
 // measured slack). Its place is given back in the shard it took, which
 // the connection record lists (held), so authentication and disconnect
 // need no change.

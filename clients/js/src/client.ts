@@ -112,6 +112,8 @@ export class Client implements SubscriptionHost {
   private readonly iterSubs = new Map<string, number>();
   /** State requests in flight, collecting their frames. */
   private readonly stateCollectors = new Set<unknown[]>();
+  /** Ids of the client's own pings (the end of a state request): their pongs are not replies. */
+  private readonly bookkeeping = new Set<string>();
   private readonly timers: ReturnType<typeof setTimeout>[] = [];
   private connectedWaiters: Waiter<void>[] = [];
   private closedWaiter!: Waiter<void>;
@@ -253,6 +255,7 @@ export class Client implements SubscriptionHost {
     const end = this.newID();
     const frames: unknown[] = [];
     this.stateCollectors.add(frames);
+    this.bookkeeping.add(end);
     try {
       await this.request({ type: P.TypeBatch, messages: [{ type: P.TypeRequestCurrentState, topic, id }, { type: P.TypePing, id: end }] }, end, id);
     } catch (e) {
@@ -260,6 +263,7 @@ export class Client implements SubscriptionHost {
       throw e;
     } finally {
       this.stateCollectors.delete(frames);
+      this.bookkeeping.delete(end);
     }
     return frames;
   }
@@ -621,8 +625,9 @@ export class Client implements SubscriptionHost {
       case P.TypeLeave:
         for (const s of this.active()) if (matches(s.pattern, m.topic)) s.presence(m);
         return false;
-      case P.TypeUnsubscribed:
       case P.TypePong:
+        return id !== undefined && this.bookkeeping.has(id); // the end of a state request is the client's own
+      case P.TypeUnsubscribed:
       case P.TypeAuthResponse:
       case P.TypePublished:
       case P.TypePresence:

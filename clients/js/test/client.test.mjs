@@ -355,6 +355,20 @@ test('requestCurrentState collects the state frames up to the pong that follows 
   c.close();
 });
 
+test('the pong that ends a state request is the client\'s own: onReply never sees it', async () => {
+  const replies = [];
+  const { gw, c } = setup({ onReply: (m) => replies.push(m) });
+  await c.connect();
+  gw.onFrame = (f, s) => {
+    if (f.type !== 'batch') return;
+    s.reply({ type: 'order_state', n: 1 });
+    s.reply({ type: 'pong', id: f.messages[1].id, time: new Date().toISOString() });
+  };
+  assert.deepEqual(await c.requestCurrentState('orders.a'), [{ type: 'order_state', n: 1 }]);
+  assert.ok(!replies.some((m) => m && m.type === 'pong'), `no pong among the replies: ${JSON.stringify(replies)}`);
+  c.close();
+});
+
 test('close() stops reconnecting, ends iterators and resolves closed', async () => {
   const { gw, c } = setup();
   await c.connect();

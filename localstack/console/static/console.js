@@ -83,10 +83,7 @@ function connect() {
       setState(state, s.wait ? `retry in ${(s.wait / 1000).toFixed(1)} s` : shown);
       updateCounts();
     },
-    // The client's requestCurrentState ends its batch with a ping (id
-    // 'state:<topic>:<n>:end') to learn where the state frames end: its pong
-    // is the client's own bookkeeping, not a reply the user asked for.
-    onReply: (m, raw) => isStatePong(m) || log(m && m.type === protocol.TypeError ? 'error' : 'reply', raw || String(m)),
+    onReply: (m, raw) => log(m && m.type === protocol.TypeError ? 'error' : 'reply', raw || String(m)),
   });
   S.client = c;
   setState('connecting', shown);
@@ -194,10 +191,6 @@ function updateCounts() {
   const reconnects = Math.max(0, S.connects - 1);
   $('counts').textContent = `${plural(c.events, 'event')} · ${plural(repeats, 'repeat')} dropped · ${plural(c.gaps, 'gap')} · ${plural(reconnects, 'reconnect')}` +
     (S.paused ? ` · paused, ${S.pending.length} waiting` : '');
-}
-
-function isStatePong(m) {
-  return !!m && m.type === protocol.TypePong && typeof m.id === 'string' && m.id.startsWith('state:') && m.id.endsWith(':end');
 }
 
 // plural: "1 event", "2 events".
