@@ -263,7 +263,8 @@ export class Client implements SubscriptionHost {
       throw e;
     } finally {
       this.stateCollectors.delete(frames);
-      this.bookkeeping.delete(end);
+      // end stays in bookkeeping until its pong comes: a refusal (not_found)
+      // settles the request before it.
     }
     return frames;
   }
@@ -428,6 +429,7 @@ export class Client implements SubscriptionHost {
     this.ws = ws;
     this.stats.connects++;
     this.pending.clear(); // a new connection asks everything again
+    this.bookkeeping.clear();
     this.state({ state: 'connected', attempt: 0 });
     for (const w of this.connectedWaiters.splice(0)) w.resolve();
     return new Promise((resolve) => {
@@ -626,7 +628,7 @@ export class Client implements SubscriptionHost {
         for (const s of this.active()) if (matches(s.pattern, m.topic)) s.presence(m);
         return false;
       case P.TypePong:
-        return id !== undefined && this.bookkeeping.has(id); // the end of a state request is the client's own
+        return id !== undefined && this.bookkeeping.delete(id); // the end of a state request is the client's own
       case P.TypeUnsubscribed:
       case P.TypeAuthResponse:
       case P.TypePublished:

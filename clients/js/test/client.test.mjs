@@ -361,10 +361,13 @@ test('the pong that ends a state request is the client\'s own: onReply never see
   await c.connect();
   gw.onFrame = (f, s) => {
     if (f.type !== 'batch') return;
-    s.reply({ type: 'order_state', n: 1 });
+    if (f.messages[0].topic === 'orders.none') s.reply({ type: 'error', id: f.messages[0].id, code: 'not_found', message: 'no state' });
+    else s.reply({ type: 'order_state', n: 1 });
     s.reply({ type: 'pong', id: f.messages[1].id, time: new Date().toISOString() });
   };
   assert.deepEqual(await c.requestCurrentState('orders.a'), [{ type: 'order_state', n: 1 }]);
+  assert.deepEqual(await c.requestCurrentState('orders.none'), [], 'refused: settled before its pong');
+  await new Promise((r) => setTimeout(r, 20));
   assert.ok(!replies.some((m) => m && m.type === 'pong'), `no pong among the replies: ${JSON.stringify(replies)}`);
   c.close();
 });
