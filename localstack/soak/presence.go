@@ -71,7 +71,7 @@ type observer struct {
 	ws   *websocket.Conn
 	mu   sync.Mutex
 	view map[string]announced // topic + " " + ptype:sub
-	ids  map[string]int
+	ids  map[string]int // topic + " " + announcement id
 }
 
 // lifecycleLog collects the lifecycle events at a rule.
@@ -187,7 +187,7 @@ func (o *observer) read(ctx context.Context) {
 		}
 		k := m.Topic + " " + m.PType + ":" + m.Sub
 		o.mu.Lock()
-		o.ids[m.ID]++
+		o.ids[m.Topic+" "+m.ID]++ // an id is unique within its topic
 		if a, ok := o.view[k]; !ok || m.Seq > a.seq {
 			o.view[k] = announced{seq: m.Seq, present: m.Type == "join"}
 		}
