@@ -71,7 +71,7 @@ type observer struct {
 	ws   *websocket.Conn
 	mu   sync.Mutex
 	view map[string]announced // topic + " " + ptype:sub
-	ids  map[string]int // topic + " " + announcement id
+	ids  map[string]int       // topic + " " + announcement id
 }
 
 // lifecycleLog collects the lifecycle events at a rule.
