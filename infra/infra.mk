@@ -1,6 +1,6 @@
 # The CDK app in infra/: synth, deploy, destroy and its tests. The root
 # Makefile includes this file; run the targets from the repository root.
-# the README (Deploy) explains the settings (CONTEXT) and what the stack holds.
+# docs/deploy.md explains the settings (CONTEXT) and what the stack holds.
 
 # The CDK CLI pinned in package.json (npm ci installs it).
 INFRA_CDK := $(CURDIR)/node_modules/.bin/cdk

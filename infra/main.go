@@ -1,5 +1,5 @@
 // Command infra is the wsgate CDK app: `cdk synth` / `cdk deploy` (run
-// from infra/, see the README (Deploy)) turn it into one CloudFormation stack,
+// from infra/, see docs/deploy.md) turn it into one CloudFormation stack,
 // wsgate-<stage>. Settings come from CDK context; see settings.go.
 package main
 

@@ -48,7 +48,7 @@ const (
 var Functions = []string{"connect", "disconnect", "message", "broadcast"}
 
 // Settings are the stack's inputs, read from CDK context (`-c key=value` or
-// cdk.json). the README (Deploy) lists them with their defaults.
+// cdk.json). docs/deploy.md lists them with their defaults.
 type Settings struct {
 	Stage string
 	// Prod turns on deletion protection and RETAIN for stateful resources.

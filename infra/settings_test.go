@@ -120,12 +120,12 @@ func TestSettings_AcceptsPublicKeyAlgorithms(t *testing.T) {
 	assert.False(t, s.HMAC())
 }
 
-// TestDeployDoc_ListsEveryContextKey keeps the README's settings table in
-// step with the keys settings.go reads.
+// TestDeployDoc_ListsEveryContextKey keeps docs/deploy.md's settings table
+// in step with the keys settings.go reads.
 func TestDeployDoc_ListsEveryContextKey(t *testing.T) {
 	src, err := os.ReadFile("settings.go")
 	require.NoError(t, err)
-	doc, err := os.ReadFile("../README.md")
+	doc, err := os.ReadFile("../docs/deploy.md")
 	require.NoError(t, err)
 	read := map[string]bool{}
 	for _, m := range regexp.MustCompile(`r\.(?:str|integer|boolean)\("(\w+)"`).FindAllStringSubmatch(string(src), -1) {
@@ -142,7 +142,7 @@ func TestDeployDoc_ListsEveryContextKey(t *testing.T) {
 		}
 	}
 	for k := range read {
-		assert.True(t, documented[k], "the README does not document context key %s", k)
+		assert.True(t, documented[k], "docs/deploy.md does not document context key %s", k)
 	}
 }
 

@@ -404,7 +404,7 @@ func (g *gateway) broadcastSources(pattern *awsevents.EventPattern) {
 // a connection opened or closed, a presence topic's subscription added or
 // removed). Those cost at most one invocation each, fewer when batched:
 // one per connection opened or closed, one per subscribe or unsubscribe on
-// a presence topic (the README's cost table counts them). Every other
+// a presence topic (docs/operations.md's cost table counts them). Every other
 // write, such as the update of its connection record that each client
 // frame makes, is filtered out: Lambda reads the stream at no charge and
 // invokes nothing for it. Up to 100 records or 1 s a batch, so a storm of
