@@ -258,6 +258,11 @@ func (s *Store) admit(ctx context.Context, id string, item map[string]types.Attr
 // then refused with its claim's error; any other refusal is returned as is
 // (its reasons index first at 0).
 func (s *Store) takePlaces(ctx context.Context, id string, first types.TransactWriteItem, claims []claim, gives []heldSlot) error {
+	// freedBefore: the last round's reclaim found places to free, or it is
+	// the first round. A reclaim that finds nothing may have been beaten to
+	// the expired places by a concurrent connect, whose deletes lowered the
+	// count: the take is tried once more before a refusal.
+	freedBefore := true
 	for attempt := 0; attempt < takeAttempts; attempt++ {
 		items := []types.TransactWriteItem{first}
 		for _, cl := range claims {
@@ -282,9 +287,10 @@ func (s *Store) takePlaces(ctx context.Context, id string, first types.TransactW
 		if err != nil {
 			return err
 		}
-		if !freed {
+		if !freed && !freedBefore {
 			return claims[full].err
 		}
+		freedBefore = freed
 	}
 	return errors.New("contention did not settle")
 }

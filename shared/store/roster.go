@@ -285,10 +285,13 @@ func (s *Store) rosterPresent(ctx context.Context, topicName string, id auth.Ide
 }
 
 // Watchers reads one page of the connections that asked for a topic's
-// join and leave events, from cursor on (at most limit).
+// join and leave events, from cursor on (at most limit). The read is
+// consistent: a watcher added a moment before an announcement (its own
+// join among them) must get it.
 func (s *Store) Watchers(ctx context.Context, topicName string, cursor Cursor, limit int) (conns []string, next Cursor, err error) {
 	in := &dynamodb.QueryInput{
 		TableName:                 s.table,
+		ConsistentRead:            aws.Bool(true),
 		KeyConditionExpression:    aws.String("pk = :pk"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(prefixWatcher + topicName)},
 		ProjectionExpression:      aws.String("sk, #ttl"),
