@@ -82,17 +82,8 @@ func (g *Gateway) usable(w http.ResponseWriter, id string) *conn {
 
 // postConnection is PostToConnection: the body is queued as one message.
 func (g *Gateway) postConnection(w http.ResponseWriter, r *http.Request, id string) {
-	g.stats.Posts.Add(1)
-	body, err := io.ReadAll(io.LimitReader(r.Body, g.opts.MaxMessageBytes+1))
-	if err != nil {
-		apiError(w, http.StatusBadRequest, "BadRequestException", "could not read the body")
-		return
-	}
-	if int64(len(body)) > g.opts.MaxMessageBytes {
-		apiError(w, http.StatusRequestEntityTooLarge, "PayloadTooLargeException", "Message too long")
-		return
-	}
-	if g.injectFault(w) {
+	body, ok := g.readPost(w, r)
+	if !ok {
 		return
 	}
 	// Looked up after the injected latency: the post lands when it lands.
@@ -113,6 +104,25 @@ func (g *Gateway) postConnection(w http.ResponseWriter, r *http.Request, id stri
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// readPost counts a POST, reads its body as PostToConnection does (at most
+// MaxMessageBytes) and applies the injected faults; false when it answered
+// the request.
+func (g *Gateway) readPost(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	g.stats.Posts.Add(1)
+	body, err := io.ReadAll(io.LimitReader(r.Body, g.opts.MaxMessageBytes+1))
+	switch {
+	case err != nil:
+		apiError(w, http.StatusBadRequest, "BadRequestException", "could not read the body")
+		return nil, false
+	case int64(len(body)) > g.opts.MaxMessageBytes:
+		apiError(w, http.StatusRequestEntityTooLarge, "PayloadTooLargeException", "Message too long")
+		return nil, false
+	case g.injectFault(w):
+		return nil, false
+	}
+	return body, true
 }
 
 // getConnection is GetConnection's answer.

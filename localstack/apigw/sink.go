@@ -2,7 +2,6 @@ package apigw
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -75,16 +74,8 @@ func (g *Gateway) sink(id string) (time.Time, bool) {
 func (g *Gateway) sinkRequest(w http.ResponseWriter, r *http.Request, id string) {
 	switch r.Method {
 	case http.MethodPost:
-		g.stats.Posts.Add(1)
-		body, err := io.ReadAll(io.LimitReader(r.Body, g.opts.MaxMessageBytes+1))
-		switch {
-		case err != nil:
-			apiError(w, http.StatusBadRequest, "BadRequestException", "could not read the body")
-			return
-		case int64(len(body)) > g.opts.MaxMessageBytes:
-			apiError(w, http.StatusRequestEntityTooLarge, "PayloadTooLargeException", "Message too long")
-			return
-		case g.injectFault(w):
+		body, ok := g.readPost(w, r)
+		if !ok {
 			return
 		}
 		if _, ok := g.sink(id); !ok { // removed while the post waited

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -386,6 +387,7 @@ func (b *scaleBench) measure(ctx context.Context, t string, run ScaleRun, sinkRa
 	tick := time.NewTicker(time.Second / time.Duration(run.PerSecond))
 	defer tick.Stop()
 	var pubErr error
+	var pubMu sync.Mutex // publishes run in their own goroutines
 	var wg sync.WaitGroup
 	for n := range events {
 		select {
@@ -399,8 +401,10 @@ func (b *scaleBench) measure(ctx context.Context, t string, run ScaleRun, sinkRa
 		go func() {
 			defer wg.Done()
 			d := publish.Detail{Topic: t, Payload: []byte(fmt.Sprintf(`{"n":%d}`, n))}
-			if _, err := b.bus.Publish(ctx, d); err != nil && pubErr == nil {
-				pubErr = err
+			if _, err := b.bus.Publish(ctx, d); err != nil {
+				pubMu.Lock()
+				pubErr = cmp.Or(pubErr, err)
+				pubMu.Unlock()
 			}
 		}()
 	}
