@@ -18,22 +18,22 @@ import (
 // beyond their charge is settled.
 
 // admit counts the frame's commands against the connection's rate limit
-// and returns the session, how many of the commands (the first ones) may
+// and returns the invocation, how many of the commands (the first ones) may
 // run, and whether the frame is answered already: unknown connection, rate
 // limit reached, or the store failing.
-func (g *Gateway) admit(ctx context.Context, log *slog.Logger, id string, cmd protocol.Command) (*session, int, bool) {
+func (g *Gateway) admit(ctx context.Context, log *slog.Logger, id string, cmd protocol.Command) (*invocation, int, bool) {
 	arrived := g.now()
 	n := commandCount(cmd)
 	conn, granted, err := g.store.CountCommands(ctx, id, arrived, n)
 	conn.ID = id
-	s := &session{g: g, conn: conn, log: log, arrived: arrived}
+	inv := &invocation{g: g, conn: conn, log: log, arrived: arrived}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// No record: it expired or $connect never completed. Close it.
 		log.Warn("message from unknown connection")
-		s.reply(protocol.Errorf(nil, protocol.CodeForbidden, "unknown connection; reconnect"))
-		s.closeAfter = true
-		return s, 0, true
+		inv.reply(protocol.Errorf(nil, protocol.CodeForbidden, "unknown connection; reconnect"))
+		inv.closeAfter = true
+		return inv, 0, true
 	case errors.Is(err, store.ErrRateLimited):
 		// One reply, whatever the batch: a refused frame must cost little.
 		log.Info("rate limited", "limit", conn.Limits.MessagesPerSecond, "commands", n)
@@ -43,37 +43,37 @@ func (g *Gateway) admit(ctx context.Context, log *slog.Logger, id string, cmd pr
 			if cmd != nil {
 				fid = cmd.RequestID()
 			}
-			s.reply(protocol.Errorf(fid, protocol.CodeRateLimited, "more than %d messages per second; none of this frame's %d commands ran", conn.Limits.MessagesPerSecond, n))
+			inv.reply(protocol.Errorf(fid, protocol.CodeRateLimited, "more than %d messages per second; none of this frame's %d commands ran", conn.Limits.MessagesPerSecond, n))
 		}
-		return s, 0, true
+		return inv, 0, true
 	case err != nil:
 		// Answer each command, by its id, so the client knows what to send
 		// again.
 		log.Error("counting the frame against the rate limit failed", "error", err.Error())
 		for _, id := range requestIDs(cmd) {
-			s.reply(protocol.Errorf(id, protocol.CodeUnavailable, "temporarily unavailable; retry"))
+			inv.reply(protocol.Errorf(id, protocol.CodeUnavailable, "temporarily unavailable; retry"))
 		}
-		return s, 0, true
+		return inv, 0, true
 	}
 	if conn.Principal.Sub != "" {
-		s.log = log.With("sub", conn.Principal.Sub)
+		inv.log = log.With("sub", conn.Principal.Sub)
 	}
-	return s, granted, false
+	return inv, granted, false
 }
 
 // owe records that a command wrote or removed n subscriptions where it
 // was charged for charged.
-func (s *session) owe(n, charged int) { s.owed += max(0, n-charged) }
+func (inv *invocation) owe(n, charged int) { inv.owed += max(0, n-charged) }
 
 // settle charges the connection's rate limit what the frame owes.
-func (s *session) settle(ctx context.Context) {
-	if s.owed == 0 {
+func (inv *invocation) settle(ctx context.Context) {
+	if inv.owed == 0 {
 		return
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if err := s.g.store.ChargeCommands(cctx, s.conn.ID, s.arrived, s.owed); err != nil {
-		s.log.Warn("rate limit not charged for the frame's work", "units", s.owed, "error", err.Error())
+	if err := inv.g.store.ChargeCommands(cctx, inv.conn.ID, inv.arrived, inv.owed); err != nil {
+		inv.log.Warn("rate limit not charged for the frame's work", "units", inv.owed, "error", err.Error())
 	}
 }
 
@@ -169,7 +169,7 @@ func grantedItems(items []protocol.BatchItem, units, limit int) int {
 }
 
 // spent reports whether the frame's work budget is used up.
-func (s *session) spent() bool { return time.Now().After(s.budgetEnds) }
+func (inv *invocation) spent() bool { return time.Now().After(inv.budgetEnds) }
 
 // errBudget answers a command left undone because the frame's budget ran out.
 func errBudget(id []byte) *protocol.Error {
@@ -179,15 +179,15 @@ func errBudget(id []byte) *protocol.Error {
 // spend counts n store calls a command is about to make against the
 // frame's budget, before it makes any: a command that would go past it is
 // refused whole (too_large when it could never fit in a frame).
-func (s *session) spend(id []byte, n int) *protocol.Error {
+func (inv *invocation) spend(id []byte, n int) *protocol.Error {
 	switch {
-	case n > s.callsMax:
-		s.g.limited("$default", MetricMessageTooLarge, s.conn.ID, s.conn.Principal.Sub)
-		return protocol.Errorf(id, protocol.CodeTooLarge, "this command needs %d store operations; a frame may use at most %d: split it", n, s.callsMax)
-	case s.calls+n > s.callsMax:
-		s.g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
-		return protocol.Errorf(id, protocol.CodeRateLimited, "this frame has used %d of its %d store operations and this command needs %d: send it again in another frame", s.calls, s.callsMax, n)
+	case n > inv.callsMax:
+		inv.g.limited("$default", MetricMessageTooLarge, inv.conn.ID, inv.conn.Principal.Sub)
+		return protocol.Errorf(id, protocol.CodeTooLarge, "this command needs %d store operations; a frame may use at most %d: split it", n, inv.callsMax)
+	case inv.calls+n > inv.callsMax:
+		inv.g.limited("$default", MetricRateLimited, inv.conn.ID, inv.conn.Principal.Sub)
+		return protocol.Errorf(id, protocol.CodeRateLimited, "this frame has used %d of its %d store operations and this command needs %d: send it again in another frame", inv.calls, inv.callsMax, n)
 	}
-	s.calls += n
+	inv.calls += n
 	return nil
 }

@@ -10,8 +10,10 @@ import (
 	"github.com/wsgate/wsgate/shared/store"
 )
 
-// session is one $default invocation: the connection and its replies.
-type session struct {
+// invocation is one $default invocation: one client frame (a command or
+// a batch), the connection it came on, and the replies it queues. It lives
+// for that frame only; a connection's life by its token is refresh.go's.
+type invocation struct {
 	g       *Gateway
 	conn    store.Connection
 	log     *slog.Logger
@@ -37,30 +39,30 @@ type session struct {
 }
 
 // refused answers a refusal, if any, and reports whether there was one.
-func (s *session) refused(perr *protocol.Error) bool {
+func (inv *invocation) refused(perr *protocol.Error) bool {
 	if perr != nil {
-		s.replyErr(perr)
+		inv.replyErr(perr)
 	}
 	return perr != nil
 }
 
 // reply queues a reply, in order.
-func (s *session) reply(v any) { s.replies = append(s.replies, protocol.Encode(v)) }
+func (inv *invocation) reply(v any) { inv.replies = append(inv.replies, protocol.Encode(v)) }
 
 // replyErr queues an error reply and logs the refusal.
-func (s *session) replyErr(e *protocol.Error) {
-	s.log.Info("command refused", "code", e.Code, "message", e.Message)
-	s.reply(e)
+func (inv *invocation) replyErr(e *protocol.Error) {
+	inv.log.Info("command refused", "code", e.Code, "message", e.Message)
+	inv.reply(e)
 }
 
-// target is the session's connection, for fanout.Post.
-func (s *session) target() fanout.Target {
-	return fanout.Target{ConnectionID: s.conn.ID, ConnectedAt: s.conn.ConnectedAt}
+// target is the invocation's connection, for fanout.Post.
+func (inv *invocation) target() fanout.Target {
+	return fanout.Target{ConnectionID: inv.conn.ID, ConnectedAt: inv.conn.ConnectedAt}
 }
 
 // internal answers a command the store failed with unavailable, which
 // clients retry, and logs the failure.
-func (s *session) internal(id []byte, err error) {
-	s.log.Error("internal error", "error", err.Error())
-	s.reply(protocol.Errorf(id, protocol.CodeUnavailable, "temporarily unavailable; retry"))
+func (inv *invocation) internal(id []byte, err error) {
+	inv.log.Error("internal error", "error", err.Error())
+	inv.reply(protocol.Errorf(id, protocol.CodeUnavailable, "temporarily unavailable; retry"))
 }

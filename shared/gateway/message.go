@@ -27,14 +27,14 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 	rc := req.RequestContext
 	log := g.log.With("connection_id", rc.ConnectionID, "request_id", rc.RequestID, "route", "$default")
 	var cmd protocol.Command
-	var s *session
+	var inv *invocation
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("panic in message handler", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			if s == nil {
-				s = &session{g: g, conn: store.Connection{ID: rc.ConnectionID}, log: log}
+			if inv == nil {
+				inv = &invocation{g: g, conn: store.Connection{ID: rc.ConnectionID}, log: log}
 			}
-			resp, err = g.recovered(ctx, s, cmd), nil
+			resp, err = g.recovered(ctx, inv, cmd), nil
 		}
 	}()
 
@@ -53,45 +53,45 @@ func (g *Gateway) Message(ctx context.Context, req events.APIGatewayWebsocketPro
 	cmd, perr = protocol.Parse(body, g.cfg.MaxBatch)
 	var granted int
 	var answered bool
-	s, granted, answered = g.admit(ctx, log, rc.ConnectionID, cmd)
+	inv, granted, answered = g.admit(ctx, log, rc.ConnectionID, cmd)
 	if answered {
-		return g.finish(ctx, s), nil
+		return g.finish(ctx, inv), nil
 	}
-	conn := s.conn
+	conn := inv.conn
 	if limit := conn.Limits.MaxMessageBytes; limit > 0 && len(body) > limit {
 		g.limited("$default", MetricMessageTooLarge, conn.ID, conn.Principal.Sub)
 		if !conn.PushOnly() {
-			s.replyErr(protocol.Errorf(nil, protocol.CodeTooLarge, "message is %d bytes; at most %d", len(body), limit))
+			inv.replyErr(protocol.Errorf(nil, protocol.CodeTooLarge, "message is %d bytes; at most %d", len(body), limit))
 		}
-		return g.finish(ctx, s), nil
+		return g.finish(ctx, inv), nil
 	}
 	if conn.Pending {
-		s.pending(ctx, cmd, perr)
-		return g.finish(ctx, s), nil
+		inv.pending(ctx, cmd, perr)
+		return g.finish(ctx, inv), nil
 	}
-	if exp := conn.TokenExpires; !exp.IsZero() && !s.arrived.Before(exp) {
+	if exp := conn.TokenExpires; !exp.IsZero() && !inv.arrived.Before(exp) {
 		// The expiry task closes it about now; a frame never runs past it.
-		s.log.Info("token expired; closing")
-		s.reply(protocol.Errorf(nil, protocol.CodeTokenExpired, "the token expired at %s; reconnect with a fresh one", exp.UTC().Format(time.RFC3339)))
-		s.closeAfter = true
-		return g.finish(ctx, s), nil
+		inv.log.Info("token expired; closing")
+		inv.reply(protocol.Errorf(nil, protocol.CodeTokenExpired, "the token expired at %s; reconnect with a fresh one", exp.UTC().Format(time.RFC3339)))
+		inv.closeAfter = true
+		return g.finish(ctx, inv), nil
 	}
 	if perr != nil {
 		var pe *protocol.Error
 		if errors.As(perr, &pe) && !conn.PushOnly() {
-			s.replyErr(pe)
+			inv.replyErr(pe)
 		}
-		return g.finish(ctx, s), nil
+		return g.finish(ctx, inv), nil
 	}
-	s.runFrame(ctx, cmd, granted)
-	return g.finish(ctx, s), nil
+	inv.runFrame(ctx, cmd, granted)
+	return g.finish(ctx, inv), nil
 }
 
 // runFrame runs the frame's commands in order: the first granted ones (the
 // rate limit refuses the rest, each by its id), each started within the
 // frame's time budget and its store calls within the frame's.
-func (s *session) runFrame(ctx context.Context, cmd protocol.Command, granted int) {
-	g := s.g
+func (inv *invocation) runFrame(ctx context.Context, cmd protocol.Command, granted int) {
+	g := inv.g
 	// Bound the frame's work, however large its batch, well inside API
 	// Gateway's 29 s: commands start within the budget, and store calls
 	// stop half as much (at least 5 s) later; the replies go out on ctx.
@@ -99,37 +99,37 @@ func (s *session) runFrame(ctx context.Context, cmd protocol.Command, granted in
 	if budget <= 0 {
 		budget = config.DefaultFrameBudget
 	}
-	s.budgetEnds = time.Now().Add(budget)
-	s.callsMax = g.cfg.FrameStoreCalls
-	if s.callsMax <= 0 {
-		s.callsMax = config.DefaultFrameStoreCalls
+	inv.budgetEnds = time.Now().Add(budget)
+	inv.callsMax = g.cfg.FrameStoreCalls
+	if inv.callsMax <= 0 {
+		inv.callsMax = config.DefaultFrameStoreCalls
 	}
 	wctx, cancel := context.WithTimeout(ctx, budget+max(budget/2, 5*time.Second))
 	defer cancel()
-	defer s.closeReplay(ctx)
-	defer s.settle(ctx)
+	defer inv.closeReplay(ctx)
+	defer inv.settle(ctx)
 	items := frameItems(cmd)
-	granted = grantedItems(items, granted, s.conn.Limits.MessagesPerSecond)
+	granted = grantedItems(items, granted, inv.conn.Limits.MessagesPerSecond)
 	if refused := len(items) - granted; refused > 0 {
-		s.log.Info("rate limited", "limit", s.conn.Limits.MessagesPerSecond, "commands", len(items), "refused", refused)
-		g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
+		inv.log.Info("rate limited", "limit", inv.conn.Limits.MessagesPerSecond, "commands", len(items), "refused", refused)
+		g.limited("$default", MetricRateLimited, inv.conn.ID, inv.conn.Principal.Sub)
 	}
 	for i, it := range items {
 		switch {
-		case s.conn.PushOnly() && (it.Err != nil || !servedPushOnly(it.Command)):
+		case inv.conn.PushOnly() && (it.Err != nil || !servedPushOnly(it.Command)):
 			// Ignored, refused or not: a push-only connection is answered
 			// only the commands it may send.
 		case i >= granted:
 			// Logged once above.
-			s.reply(protocol.Errorf(itemID(it), protocol.CodeRateLimited, "more than %d messages per second: the first %d of this frame's %d commands ran", s.conn.Limits.MessagesPerSecond, granted, len(items)))
+			inv.reply(protocol.Errorf(itemID(it), protocol.CodeRateLimited, "more than %d messages per second: the first %d of this frame's %d commands ran", inv.conn.Limits.MessagesPerSecond, granted, len(items)))
 		case it.Err != nil:
-			s.replyErr(it.Err)
-		case i > 0 && s.spent():
-			s.replyErr(errBudget(it.Command.RequestID()))
+			inv.replyErr(it.Err)
+		case i > 0 && inv.spent():
+			inv.replyErr(errBudget(it.Command.RequestID()))
 		default:
-			s.run(wctx, it.Command)
+			inv.run(wctx, it.Command)
 		}
-		s.answered = i + 1
+		inv.answered = i + 1
 	}
 }
 
@@ -138,58 +138,58 @@ func (s *session) runFrame(ctx context.Context, cmd protocol.Command, granted in
 // clients retry) by its id, after the replies of those that were. A
 // panic while answering leaves only the last answer, as the route
 // response.
-func (g *Gateway) recovered(ctx context.Context, s *session, cmd protocol.Command) (resp events.APIGatewayProxyResponse) {
+func (g *Gateway) recovered(ctx context.Context, inv *invocation, cmd protocol.Command) (resp events.APIGatewayProxyResponse) {
 	ids := requestIDs(cmd)
-	for _, id := range ids[min(s.answered, len(ids)):] {
-		s.reply(protocol.Errorf(id, protocol.CodeUnavailable, "internal error; retry"))
+	for _, id := range ids[min(inv.answered, len(ids)):] {
+		inv.reply(protocol.Errorf(id, protocol.CodeUnavailable, "internal error; retry"))
 	}
-	if len(s.replies) == 0 {
+	if len(inv.replies) == 0 {
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}
 	}
-	last := s.replies[len(s.replies)-1]
+	last := inv.replies[len(inv.replies)-1]
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("panic answering a panicked frame", "panic", fmt.Sprint(r))
+			inv.log.Error("panic answering a panicked frame", "panic", fmt.Sprint(r))
 			resp = respond(last)
 		}
 	}()
-	return g.finish(ctx, s)
+	return g.finish(ctx, inv)
 }
 
 // finish posts all replies but the last, which becomes the route response,
 // or all of them and then closes the connection. A post that meets the
 // connection still registering (a frame sent right after the upgrade) is
 // retried, never taken as the connection being gone.
-func (g *Gateway) finish(ctx context.Context, s *session) events.APIGatewayProxyResponse {
-	id := s.conn.ID
-	n := len(s.replies)
+func (g *Gateway) finish(ctx context.Context, inv *invocation) events.APIGatewayProxyResponse {
+	id := inv.conn.ID
+	n := len(inv.replies)
 	posted := n - 1
-	if s.closeAfter {
+	if inv.closeAfter {
 		posted = n
 	}
 	for i := 0; i < posted; i++ {
-		if err := fanout.Post(ctx, g.conns, s.target(), s.replies[i], g.now); err != nil {
-			s.log.Warn("reply not delivered", "error", err.Error())
-			if s.closeAfter {
+		if err := fanout.Post(ctx, g.conns, inv.target(), inv.replies[i], g.now); err != nil {
+			inv.log.Warn("reply not delivered", "error", err.Error())
+			if inv.closeAfter {
 				break
 			}
 			// The last reply (resumed, say) would vouch for frames the
 			// client never got: answer the command with an error instead.
 			var last struct{ ID json.RawMessage }
-			_ = json.Unmarshal(s.replies[n-1], &last)
+			_ = json.Unmarshal(inv.replies[n-1], &last)
 			return respond(protocol.Encode(protocol.Errorf(last.ID, protocol.CodeUnavailable, "%d of %d replies not delivered (temporarily unavailable); retry", posted-i, posted)))
 		}
 	}
-	if s.closeAfter {
+	if inv.closeAfter {
 		if _, err := g.conns.DeleteConnection(ctx, &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: &id}); err != nil {
-			s.log.Warn("close failed", "error", err.Error())
+			inv.log.Warn("close failed", "error", err.Error())
 		}
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}
 	}
 	if n == 0 {
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}
 	}
-	return respond(s.replies[n-1])
+	return respond(inv.replies[n-1])
 }
 
 func respond(body []byte) events.APIGatewayProxyResponse {
@@ -198,31 +198,31 @@ func respond(body []byte) events.APIGatewayProxyResponse {
 
 // run executes one command. Push-only connections answer only ping and
 // request_current_state and ignore everything else.
-func (s *session) run(ctx context.Context, cmd protocol.Command) {
-	if s.conn.PushOnly() && !servedPushOnly(cmd) {
+func (inv *invocation) run(ctx context.Context, cmd protocol.Command) {
+	if inv.conn.PushOnly() && !servedPushOnly(cmd) {
 		return
 	}
 	switch c := cmd.(type) {
 	case protocol.Ping:
-		s.ping(c)
+		inv.ping(c)
 	case protocol.Subscribe:
-		s.subscribe(ctx, c)
+		inv.subscribe(ctx, c)
 	case protocol.Unsubscribe:
-		s.unsubscribe(ctx, c)
+		inv.unsubscribe(ctx, c)
 	case protocol.Register:
-		s.register(ctx, c)
+		inv.register(ctx, c)
 	case protocol.RequestCurrentState:
-		s.currentState(ctx, c)
+		inv.currentState(ctx, c)
 	case protocol.Resume:
-		s.resume(ctx, c)
+		inv.resume(ctx, c)
 	case protocol.Auth:
-		s.refresh(ctx, c)
+		inv.refresh(ctx, c)
 	case protocol.Publish:
-		s.publish(ctx, c)
+		inv.publish(ctx, c)
 	case protocol.Presence:
-		s.presence(ctx, c)
+		inv.presence(ctx, c)
 	default:
-		s.replyErr(protocol.Errorf(cmd.RequestID(), protocol.CodeBadRequest, "%s is not allowed here", cmd.Type()))
+		inv.replyErr(protocol.Errorf(cmd.RequestID(), protocol.CodeBadRequest, "%s is not allowed here", cmd.Type()))
 	}
 }
 

@@ -12,9 +12,9 @@ import (
 )
 
 // pending handles a frame from a connection still waiting to authenticate.
-func (s *session) pending(ctx context.Context, cmd protocol.Command, perr error) {
-	if s.g.now().After(s.conn.AuthDeadline) {
-		s.authFailed(nil, protocol.AuthTimeout, "authentication deadline passed")
+func (inv *invocation) pending(ctx context.Context, cmd protocol.Command, perr error) {
+	if inv.g.now().After(inv.conn.AuthDeadline) {
+		inv.authFailed(nil, protocol.AuthTimeout, "authentication deadline passed")
 		return
 	}
 	a, ok := cmd.(protocol.Auth)
@@ -26,68 +26,68 @@ func (s *session) pending(ctx context.Context, cmd protocol.Command, perr error)
 		if cmd != nil {
 			id = cmd.RequestID()
 		}
-		s.replyErr(protocol.Errorf(id, protocol.CodeForbidden, `authenticate first: {"type":"auth","token":"..."}; closing`))
-		s.closeAfter = true
+		inv.replyErr(protocol.Errorf(id, protocol.CodeForbidden, `authenticate first: {"type":"auth","token":"..."}; closing`))
+		inv.closeAfter = true
 		return
 	}
-	g := s.g
+	g := inv.g
 	p, err := g.verifier.Verify(ctx, a.Token)
 	if err != nil {
-		s.log.Info("auth failed", "error", err.Error())
+		inv.log.Info("auth failed", "error", err.Error())
 		code, reason := tokenRefused(err)
-		s.authFailed(a.ID, code, reason)
+		inv.authFailed(a.ID, code, reason)
 		return
 	}
 	if p.TicketID != "" {
 		if err := g.store.ClaimTicket(ctx, p.TicketID, p.ExpiresAt); err != nil {
 			if errors.Is(err, auth.ErrTicketUsed) {
-				s.authFailed(a.ID, protocol.AuthTicketUsed, "ticket already used")
+				inv.authFailed(a.ID, protocol.AuthTicketUsed, "ticket already used")
 				return
 			}
-			s.internal(a.ID, err)
+			inv.internal(a.ID, err)
 			return
 		}
 	}
 	limits, err := g.cfg.LimitsFor(p.Profile)
 	if err != nil {
-		s.authFailed(a.ID, protocol.AuthForbidden, err.Error())
+		inv.authFailed(a.ID, protocol.AuthForbidden, err.Error())
 		return
 	}
 	subs := initialSubscriptions(p, topic.Pattern{})
 	if len(subs) > limits.MaxSubscriptions {
-		g.limited("$default", MetricTooManySubscriptions, s.conn.ID, p.Sub)
-		s.authFailed(a.ID, protocol.AuthForbidden, "the token subscribes to more topics than a connection may hold")
+		g.limited("$default", MetricTooManySubscriptions, inv.conn.ID, p.Sub)
+		inv.authFailed(a.ID, protocol.AuthForbidden, "the token subscribes to more topics than a connection may hold")
 		return
 	}
-	c := s.conn
+	c := inv.conn
 	c.Principal, c.Limits, c.Pending, c.TokenExpires = p, limits, false, p.ExpiresAt
 	switch err := g.store.Authenticate(ctx, c, subs); {
 	case errors.Is(err, store.ErrRevoked):
-		s.authFailed(a.ID, protocol.AuthRevoked, "this principal or token is revoked")
+		inv.authFailed(a.ID, protocol.AuthRevoked, "this principal or token is revoked")
 		return
 	case errors.Is(err, store.ErrExpired):
-		s.authFailed(a.ID, protocol.AuthTimeout, "authentication deadline passed")
+		inv.authFailed(a.ID, protocol.AuthTimeout, "authentication deadline passed")
 		return
 	case errors.Is(err, store.ErrNotFound):
-		s.authFailed(a.ID, protocol.AuthForbidden, "connection is not waiting for authentication")
+		inv.authFailed(a.ID, protocol.AuthForbidden, "connection is not waiting for authentication")
 		return
 	case errors.Is(err, store.ErrLimit):
 		// The principal's cap, taken atomically with the authentication.
-		g.limited("$default", MetricTooManyConnections, s.conn.ID, p.Sub)
-		s.authFailed(a.ID, protocol.AuthTooManyConnections, fmt.Sprintf("at most %d connections per user", limits.MaxConnectionsPerPrincipal))
+		g.limited("$default", MetricTooManyConnections, inv.conn.ID, p.Sub)
+		inv.authFailed(a.ID, protocol.AuthTooManyConnections, fmt.Sprintf("at most %d connections per user", limits.MaxConnectionsPerPrincipal))
 		return
 	case err != nil:
-		s.internal(a.ID, err)
+		inv.internal(a.ID, err)
 		return
 	}
-	s.conn = c
-	s.log.Info("authenticated", "sub", p.Sub, "ptype", p.Type)
-	g.watchToken(ctx, s.log, c.ID, c.TokenExpires)
-	s.reply(protocol.AuthResponse{Type: protocol.TypeAuthResponse, ID: a.ID, Success: true, Message: "authenticated", Expires: expires(c.TokenExpires)})
+	inv.conn = c
+	inv.log.Info("authenticated", "sub", p.Sub, "ptype", p.Type)
+	g.watchToken(ctx, inv.log, c.ID, c.TokenExpires)
+	inv.reply(protocol.AuthResponse{Type: protocol.TypeAuthResponse, ID: a.ID, Success: true, Message: "authenticated", Expires: expires(c.TokenExpires)})
 }
 
-func (s *session) authFailed(id []byte, code, msg string) {
-	s.log.Info("auth refused", "reason", code)
-	s.reply(protocol.AuthResponse{Type: protocol.TypeAuthResponse, ID: id, Success: false, Error: code, Message: msg})
-	s.closeAfter = true
+func (inv *invocation) authFailed(id []byte, code, msg string) {
+	inv.log.Info("auth refused", "reason", code)
+	inv.reply(protocol.AuthResponse{Type: protocol.TypeAuthResponse, ID: id, Success: false, Error: code, Message: msg})
+	inv.closeAfter = true
 }

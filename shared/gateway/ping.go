@@ -7,6 +7,6 @@ import (
 )
 
 // ping answers pong with the frame's arrival time.
-func (s *session) ping(c protocol.Ping) {
-	s.reply(protocol.Pong{Type: protocol.TypePong, ID: c.ID, Time: s.arrived.UTC().Format(time.RFC3339Nano), Timestamp: c.Timestamp})
+func (inv *invocation) ping(c protocol.Ping) {
+	inv.reply(protocol.Pong{Type: protocol.TypePong, ID: c.ID, Time: inv.arrived.UTC().Format(time.RFC3339Nano), Timestamp: c.Timestamp})
 }

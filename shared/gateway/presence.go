@@ -20,44 +20,44 @@ const PresencePage = 100
 // presence-enabled topic costs nothing until someone asks, and a
 // connection's entry goes with it (unsubscribe, $disconnect, or its TTL
 // when $disconnect never came: an expired entry is skipped at once).
-func (s *session) presence(ctx context.Context, c protocol.Presence) {
+func (inv *invocation) presence(ctx context.Context, c protocol.Presence) {
 	switch {
-	case !config.Matches(s.g.cfg.PresenceTopics, c.Topic):
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "presence is not enabled for %s (WSGATE_PRESENCE_TOPICS)", c.Topic))
+	case !config.Matches(inv.g.cfg.PresenceTopics, c.Topic):
+		inv.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "presence is not enabled for %s (WSGATE_PRESENCE_TOPICS)", c.Topic))
 		return
-	case !s.conn.Principal.MaySubscribe(c.Topic):
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "not allowed to read %s", c.Topic))
+	case !inv.conn.Principal.MaySubscribe(c.Topic):
+		inv.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "not allowed to read %s", c.Topic))
 		return
 	}
-	cursor, err := s.g.cursors.open(c.Topic.String(), c.Cursor)
+	cursor, err := inv.g.cursors.open(c.Topic.String(), c.Cursor)
 	if err != nil {
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "presence: %v", err))
+		inv.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "presence: %v", err))
 		return
 	}
-	if s.refused(s.spend(c.ID, 1)) {
+	if inv.refused(inv.spend(c.ID, 1)) {
 		return
 	}
-	subs, next, err := s.g.store.Subscribers(ctx, c.Topic.String(), cursor, PresencePage)
+	subs, next, err := inv.g.store.Subscribers(ctx, c.Topic.String(), cursor, PresencePage)
 	if skipped := store.Unreadable(err); len(skipped) > 0 {
 		// An entry that does not decode names nobody: list the others.
-		s.log.Error("presence: members skipped: stored entry unreadable", "topic", c.Topic.String(), "skipped", len(skipped), "error", err.Error())
+		inv.log.Error("presence: members skipped: stored entry unreadable", "topic", c.Topic.String(), "skipped", len(skipped), "error", err.Error())
 	} else if err != nil {
-		s.internal(c.ID, err)
+		inv.internal(c.ID, err)
 		return
 	}
 	reply := protocol.PresenceReply{Type: protocol.TypePresence, ID: c.ID, Topic: c.Topic.String(), Members: members(subs)}
-	reply.Cursor = s.g.cursors.seal(c.Topic.String(), next)
+	reply.Cursor = inv.g.cursors.seal(c.Topic.String(), next)
 	// A page is stored data: it counts against the replay caps.
-	_, err = s.replayer().Send(ctx, [][]byte{protocol.Encode(reply)}, func(f []byte) error {
-		s.replies = append(s.replies, f)
+	_, err = inv.replayer().Send(ctx, [][]byte{protocol.Encode(reply)}, func(f []byte) error {
+		inv.replies = append(inv.replies, f)
 		return nil
 	})
 	switch {
 	case errors.Is(err, frame.ErrReplayLimited):
-		s.g.limited("$default", MetricRateLimited, s.conn.ID, s.conn.Principal.Sub)
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeRateLimited, "presence: %v; ask again later", err))
+		inv.g.limited("$default", MetricRateLimited, inv.conn.ID, inv.conn.Principal.Sub)
+		inv.replyErr(protocol.Errorf(c.ID, protocol.CodeRateLimited, "presence: %v; ask again later", err))
 	case err != nil:
-		s.internal(c.ID, err)
+		inv.internal(c.ID, err)
 	}
 }
 

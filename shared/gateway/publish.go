@@ -33,24 +33,24 @@ const publishCalls = 5
 // the topic; the event then goes through the publisher contract's
 // validation, numbering, history, audience and filters like a backend's,
 // with "from" naming the principal, and a copy goes to the bus.
-func (s *session) publish(ctx context.Context, c protocol.Publish) {
-	p := s.conn.Principal
+func (inv *invocation) publish(ctx context.Context, c protocol.Publish) {
+	p := inv.conn.Principal
 	if !p.MayPublish(c.Topic) {
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "not allowed to publish to %s (the token's publish claim)", c.Topic))
+		inv.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "not allowed to publish to %s (the token's publish claim)", c.Topic))
 		return
 	}
-	if s.g.publisher == nil {
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "this gateway does not take events from clients"))
+	if inv.g.publisher == nil {
+		inv.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "this gateway does not take events from clients"))
 		return
 	}
-	if s.refused(s.spend(c.ID, publishCalls)) {
+	if inv.refused(inv.spend(c.ID, publishCalls)) {
 		return
 	}
-	payload, attributes, ok := s.check(ctx, c)
+	payload, attributes, ok := inv.check(ctx, c)
 	if !ok {
 		return
 	}
-	at := s.arrived.UTC()
+	at := inv.arrived.UTC()
 	d := struct {
 		Topic       string          `json:"topic"`
 		Payload     json.RawMessage `json:"payload"`
@@ -58,60 +58,60 @@ func (s *session) publish(ctx context.Context, c protocol.Publish) {
 		From        string          `json:"from"`
 		History     bool            `json:"history"`
 		PublishedAt time.Time       `json:"published_at"`
-	}{c.Topic.String(), payload, attributes, auth.AudienceSub(p.Type, p.Sub), s.g.cfg.ClientHistory, at}
+	}{c.Topic.String(), payload, attributes, auth.AudienceSub(p.Type, p.Sub), inv.g.cfg.ClientHistory, at}
 	detail, err := json.Marshal(d)
 	if err != nil {
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "publish: %v", err))
+		inv.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "publish: %v", err))
 		return
 	}
 	id := newEventID()
-	log := s.log.With("event_id", id, "topic", d.Topic)
-	seq, err := s.g.publisher.PublishNow(ctx, id, at, detail)
+	log := inv.log.With("event_id", id, "topic", d.Topic)
+	seq, err := inv.g.publisher.PublishNow(ctx, id, at, detail)
 	switch {
 	case errors.Is(err, publish.ErrTooLarge):
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeTooLarge, "%v", err))
+		inv.replyErr(protocol.Errorf(c.ID, protocol.CodeTooLarge, "%v", err))
 		return
 	case errors.Is(err, publish.ErrInvalid):
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "%v", err))
+		inv.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "%v", err))
 		return
 	case err != nil:
 		// Numbered perhaps, not fully delivered: the client sends it again
 		// (a new id, so a new event; say so).
 		log.Error("client event not delivered", "error", err.Error())
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeUnavailable, "the event was not delivered to every subscriber; publish it again"))
+		inv.replyErr(protocol.Errorf(c.ID, protocol.CodeUnavailable, "the event was not delivered to every subscriber; publish it again"))
 		return
 	}
 	log.Info("client event published", "seq", seq)
-	s.announce(ctx, log, publish.ClientPublished{EventID: id, Seq: seq, From: d.From, Orgs: p.Orgs, ConnectionID: s.conn.ID, Event: detail})
-	s.reply(protocol.Published{Type: protocol.TypePublished, ID: c.ID, Topic: d.Topic, EventID: id, Seq: seq})
+	inv.announce(ctx, log, publish.ClientPublished{EventID: id, Seq: seq, From: d.From, Orgs: p.Orgs, ConnectionID: inv.conn.ID, Event: detail})
+	inv.reply(protocol.Published{Type: protocol.TypePublished, ID: c.ID, Topic: d.Topic, EventID: id, Seq: seq})
 }
 
 // check asks the publish hook, if any, about the event: its payload and
 // attributes to publish (rewritten perhaps), or false when it is refused
 // (answered already). No answer in time refuses it: the check fails closed.
-func (s *session) check(ctx context.Context, c protocol.Publish) (json.RawMessage, json.RawMessage, bool) {
-	if s.g.hook == nil {
+func (inv *invocation) check(ctx context.Context, c protocol.Publish) (json.RawMessage, json.RawMessage, bool) {
+	if inv.g.hook == nil {
 		return c.Payload, c.Attributes, true
 	}
-	p := s.conn.Principal
-	hctx, cancel := context.WithTimeout(ctx, s.g.cfg.PublishHookTimeout)
+	p := inv.conn.Principal
+	hctx, cancel := context.WithTimeout(ctx, inv.g.cfg.PublishHookTimeout)
 	defer cancel()
-	ans, err := s.g.hook.Check(hctx, publish.HookRequest{
+	ans, err := inv.g.hook.Check(hctx, publish.HookRequest{
 		Topic: c.Topic.String(), Payload: c.Payload, Attributes: c.Attributes,
-		From: auth.AudienceSub(p.Type, p.Sub), Orgs: p.Orgs, ConnectionID: s.conn.ID,
+		From: auth.AudienceSub(p.Type, p.Sub), Orgs: p.Orgs, ConnectionID: inv.conn.ID,
 	})
 	switch {
 	case err != nil:
-		s.log.Error("publish hook failed; the publish is refused", "topic", c.Topic.String(), "error", err.Error())
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeUnavailable, "the publish check did not answer; publish again"))
+		inv.log.Error("publish hook failed; the publish is refused", "topic", c.Topic.String(), "error", err.Error())
+		inv.replyErr(protocol.Errorf(c.ID, protocol.CodeUnavailable, "the publish check did not answer; publish again"))
 		return nil, nil, false
 	case ans.Action == publish.HookDeny:
-		s.log.Info("publish hook refused the event", "topic", c.Topic.String())
+		inv.log.Info("publish hook refused the event", "topic", c.Topic.String())
 		reason := ans.Reason
 		if reason == "" {
 			reason = "refused by the publish check"
 		}
-		s.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "%.300s", reason))
+		inv.replyErr(protocol.Errorf(c.ID, protocol.CodeForbidden, "%.300s", reason))
 		return nil, nil, false
 	case ans.Action == publish.HookRewrite:
 		payload, attributes := c.Payload, c.Attributes
@@ -128,14 +128,14 @@ func (s *session) check(ctx context.Context, c protocol.Publish) (json.RawMessag
 
 // announce puts the copy of a client's event on the bus. The event is
 // delivered already: a failure is logged and counted, not the client's.
-func (s *session) announce(ctx context.Context, log interface{ Error(string, ...any) }, cp publish.ClientPublished) {
-	if s.g.bus == nil || !s.g.cfg.ClientEventsToBus || s.g.cfg.EventBus == "" {
+func (inv *invocation) announce(ctx context.Context, log interface{ Error(string, ...any) }, cp publish.ClientPublished) {
+	if inv.g.bus == nil || !inv.g.cfg.ClientEventsToBus || inv.g.cfg.EventBus == "" {
 		return
 	}
-	pub := publish.Publisher{Client: s.g.bus, Bus: s.g.cfg.EventBus, Source: publish.ClientSource}
+	pub := publish.Publisher{Client: inv.g.bus, Bus: inv.g.cfg.EventBus, Source: publish.ClientSource}
 	if err := pub.Announce(ctx, publish.ClientDetailType, cp); err != nil {
 		log.Error("client event not copied to the bus", "error", err.Error())
-		s.g.limited("$default", MetricClientEventsNotOnBus, s.conn.ID, s.conn.Principal.Sub)
+		inv.g.limited("$default", MetricClientEventsNotOnBus, inv.conn.ID, inv.conn.Principal.Sub)
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 )
 
 // subscribe adds every pattern or none and answers subscribed.
-func (s *session) subscribe(ctx context.Context, c protocol.Subscribe) {
+func (inv *invocation) subscribe(ctx context.Context, c protocol.Subscribe) {
 	reads := 0 // the sequence numbers read after subscribing
 	for _, p := range c.Patterns {
 		if !p.HasWildcard() {
@@ -23,15 +23,15 @@ func (s *session) subscribe(ctx context.Context, c protocol.Subscribe) {
 	}
 	if c.Presence {
 		for _, p := range c.Patterns {
-			if p.HasWildcard() || !config.Matches(s.g.cfg.PresenceTopics, p) {
-				s.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "\"presence\": %s is not a topic with presence (WSGATE_PRESENCE_TOPICS)", p))
+			if p.HasWildcard() || !config.Matches(inv.g.cfg.PresenceTopics, p) {
+				inv.replyErr(protocol.Errorf(c.ID, protocol.CodeBadRequest, "\"presence\": %s is not a topic with presence (WSGATE_PRESENCE_TOPICS)", p))
 				return
 			}
 		}
 	}
-	topics, perr := s.addSubscriptions(ctx, c.ID, c.Patterns, c.Filters, c.Presence, reads)
+	topics, perr := inv.addSubscriptions(ctx, c.ID, c.Patterns, c.Filters, c.Presence, reads)
 	if perr != nil {
-		s.replyErr(perr)
+		inv.replyErr(perr)
 		return
 	}
 	// Read after the subscriptions are written: every event numbered
@@ -41,9 +41,9 @@ func (s *session) subscribe(ctx context.Context, c protocol.Subscribe) {
 		if p.HasWildcard() {
 			continue
 		}
-		seq, err := s.g.store.CurrentSeq(ctx, p)
+		seq, err := inv.g.store.CurrentSeq(ctx, p)
 		if err != nil {
-			s.log.Warn("sequence number unreadable; subscribed without it", "topic", p.String(), "error", err.Error())
+			inv.log.Warn("sequence number unreadable; subscribed without it", "topic", p.String(), "error", err.Error())
 			continue
 		}
 		if seqs == nil {
@@ -51,7 +51,7 @@ func (s *session) subscribe(ctx context.Context, c protocol.Subscribe) {
 		}
 		seqs[p.String()] = seq
 	}
-	s.reply(protocol.Subscribed{Type: protocol.TypeSubscribed, ID: c.ID, Topics: topics, Seqs: seqs})
+	inv.reply(protocol.Subscribed{Type: protocol.TypeSubscribed, ID: c.ID, Topics: topics, Seqs: seqs})
 }
 
 // addSubscriptions subscribes to every pattern or none. What is checked
@@ -60,16 +60,16 @@ func (s *session) subscribe(ctx context.Context, c protocol.Subscribe) {
 // pattern, and reads more after). A refusal part-way (the limit reached by
 // a frame running at once, the store failing) undoes the subscriptions
 // this command created.
-func (s *session) addSubscriptions(ctx context.Context, id []byte, patterns []topic.Pattern, filters filter.Set, presence bool, reads int) ([]string, *protocol.Error) {
+func (inv *invocation) addSubscriptions(ctx context.Context, id []byte, patterns []topic.Pattern, filters filter.Set, presence bool, reads int) ([]string, *protocol.Error) {
 	for _, p := range patterns {
-		if !s.conn.Principal.MaySubscribe(p) {
+		if !inv.conn.Principal.MaySubscribe(p) {
 			return nil, protocol.Errorf(id, protocol.CodeForbidden, "not allowed to subscribe to %s", p)
 		}
 	}
-	if perr := s.checkRoom(ctx, id, patterns); perr != nil {
+	if perr := inv.checkRoom(ctx, id, patterns); perr != nil {
 		return nil, perr
 	}
-	if perr := s.spend(id, len(patterns)+reads); perr != nil {
+	if perr := inv.spend(id, len(patterns)+reads); perr != nil {
 		return nil, perr
 	}
 	var created []topic.Pattern
@@ -78,33 +78,33 @@ func (s *session) addSubscriptions(ctx context.Context, id []byte, patterns []to
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		for _, p := range created {
-			if _, err := s.g.store.Unsubscribe(uctx, s.conn.ID, p); err != nil {
-				s.log.Error("undo subscribe failed", "pattern", p.String(), "error", err.Error())
+			if _, err := inv.g.store.Unsubscribe(uctx, inv.conn.ID, p); err != nil {
+				inv.log.Error("undo subscribe failed", "pattern", p.String(), "error", err.Error())
 			}
 		}
 	}
 	topics := make([]string, 0, len(patterns))
 	for i, p := range patterns {
-		if i > 0 && s.spent() {
+		if i > 0 && inv.spent() {
 			undo()
 			return nil, errBudget(id)
 		}
-		isNew, err := s.g.store.Subscribe(ctx, s.conn, store.NewSubscription{Pattern: p, Filters: filters, Presence: presence})
+		isNew, err := inv.g.store.Subscribe(ctx, inv.conn, store.NewSubscription{Pattern: p, Filters: filters, Presence: presence})
 		switch {
 		case errors.Is(err, store.ErrWildcardLimit):
 			undo()
-			s.g.limited("$default", MetricTooManySubscriptions, s.conn.ID, s.conn.Principal.Sub)
-			return nil, protocol.Errorf(id, protocol.CodeRateLimited, "at most %d distinct wildcard patterns per principal", s.conn.Limits.MaxWildcards)
+			inv.g.limited("$default", MetricTooManySubscriptions, inv.conn.ID, inv.conn.Principal.Sub)
+			return nil, protocol.Errorf(id, protocol.CodeRateLimited, "at most %d distinct wildcard patterns per principal", inv.conn.Limits.MaxWildcards)
 		case errors.Is(err, store.ErrLimit):
 			undo()
-			s.g.limited("$default", MetricTooManySubscriptions, s.conn.ID, s.conn.Principal.Sub)
-			return nil, protocol.Errorf(id, protocol.CodeRateLimited, "at most %d subscriptions per connection", s.conn.Limits.MaxSubscriptions)
+			inv.g.limited("$default", MetricTooManySubscriptions, inv.conn.ID, inv.conn.Principal.Sub)
+			return nil, protocol.Errorf(id, protocol.CodeRateLimited, "at most %d subscriptions per connection", inv.conn.Limits.MaxSubscriptions)
 		case errors.Is(err, store.ErrNotFound):
 			undo()
 			return nil, protocol.Errorf(id, protocol.CodeNotFound, "connection is gone")
 		case err != nil:
 			undo()
-			s.log.Error("subscribe failed", "error", err.Error())
+			inv.log.Error("subscribe failed", "error", err.Error())
 			return nil, protocol.Errorf(id, protocol.CodeUnavailable, "temporarily unavailable; retry")
 		}
 		if isNew {
@@ -112,8 +112,8 @@ func (s *session) addSubscriptions(ctx context.Context, id []byte, patterns []to
 		}
 		topics = append(topics, p.String())
 	}
-	s.conn.Subscriptions += len(created)
-	s.log.Info("subscribed", "patterns", strings.Join(topics, ","))
+	inv.conn.Subscriptions += len(created)
+	inv.log.Info("subscribed", "patterns", strings.Join(topics, ","))
 	return topics, nil
 }
 
@@ -123,29 +123,29 @@ func (s *session) addSubscriptions(ctx context.Context, id []byte, patterns []to
 // near the limit are the connection's subscriptions read, since
 // subscribing again to a pattern (new filters) takes no more room. The
 // store's own conditional count still holds against frames running at once.
-func (s *session) checkRoom(ctx context.Context, id []byte, patterns []topic.Pattern) *protocol.Error {
-	limit := s.conn.Limits.MaxSubscriptions
+func (inv *invocation) checkRoom(ctx context.Context, id []byte, patterns []topic.Pattern) *protocol.Error {
+	limit := inv.conn.Limits.MaxSubscriptions
 	distinct := map[string]bool{}
 	for _, p := range patterns {
 		distinct[p.String()] = true
 	}
-	if limit <= 0 || s.conn.Subscriptions+len(distinct) <= limit {
+	if limit <= 0 || inv.conn.Subscriptions+len(distinct) <= limit {
 		return nil
 	}
-	if perr := s.spend(id, 1); perr != nil {
+	if perr := inv.spend(id, 1); perr != nil {
 		return perr
 	}
-	subs, err := s.g.store.ConnectionSubscriptions(ctx, s.conn.ID)
+	subs, err := inv.g.store.ConnectionSubscriptions(ctx, inv.conn.ID)
 	if err != nil {
-		s.log.Error("subscriptions unreadable", "error", err.Error())
+		inv.log.Error("subscriptions unreadable", "error", err.Error())
 		return protocol.Errorf(id, protocol.CodeUnavailable, "temporarily unavailable; retry")
 	}
 	for _, sub := range subs {
 		delete(distinct, sub.Pattern)
 	}
-	if s.conn.Subscriptions+len(distinct) <= limit {
+	if inv.conn.Subscriptions+len(distinct) <= limit {
 		return nil
 	}
-	s.g.limited("$default", MetricTooManySubscriptions, s.conn.ID, s.conn.Principal.Sub)
-	return protocol.Errorf(id, protocol.CodeRateLimited, "at most %d subscriptions per connection: it holds %d and this adds %d", limit, s.conn.Subscriptions, len(distinct))
+	inv.g.limited("$default", MetricTooManySubscriptions, inv.conn.ID, inv.conn.Principal.Sub)
+	return protocol.Errorf(id, protocol.CodeRateLimited, "at most %d subscriptions per connection: it holds %d and this adds %d", limit, inv.conn.Subscriptions, len(distinct))
 }

@@ -18,9 +18,10 @@ import (
 	"github.com/wsgate/wsgate/shared/store"
 )
 
-// Sessions end three ways here: a pending connection at its auth
-// deadline, an authenticated one when its token expires, and any of a
-// principal's (or a token's) when a backend revokes it.
+// Sessions end three ways here (a session: a connection's life from its
+// handshake or auth message to its close): a pending connection at its
+// auth deadline, an authenticated one when its token expires, and any of
+// a principal's (or a token's) when a backend revokes it.
 
 // closeParallel bounds how many revoked connections close at once.
 const closeParallel = 8

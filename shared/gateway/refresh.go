@@ -46,25 +46,25 @@ func expires(t time.Time) string {
 // su), profile and mode: those shaped the connection's limits and every
 // subscription's audience checks. Its capabilities may differ; the
 // subscriptions it no longer allows are removed and listed in an
-// unsubscribed reply. A refused refresh leaves the session as it was.
-func (s *session) refresh(ctx context.Context, a protocol.Auth) {
-	g := s.g
+// unsubscribed reply. A refused refresh leaves the connection as it was.
+func (inv *invocation) refresh(ctx context.Context, a protocol.Auth) {
+	g := inv.g
 	fail := func(code, msg string) {
-		s.log.Info("refresh refused", "reason", code)
-		s.reply(protocol.AuthResponse{Type: protocol.TypeAuthResponse, ID: a.ID, Success: false, Error: code, Message: msg})
+		inv.log.Info("refresh refused", "reason", code)
+		inv.reply(protocol.AuthResponse{Type: protocol.TypeAuthResponse, ID: a.ID, Success: false, Error: code, Message: msg})
 	}
-	old, oldExp := s.conn.Principal, s.conn.TokenExpires
+	old, oldExp := inv.conn.Principal, inv.conn.TokenExpires
 	if old.Anonymous {
 		fail(protocol.AuthForbidden, "this connection has no token to refresh")
 		return
 	}
 	// A verify, a ticket, the refresh, the subscriptions read.
-	if s.refused(s.spend(a.ID, 3)) {
+	if inv.refused(inv.spend(a.ID, 3)) {
 		return
 	}
 	p, err := g.verifier.Verify(ctx, a.Token)
 	if err != nil {
-		s.log.Info("refresh: token refused", "error", err.Error())
+		inv.log.Info("refresh: token refused", "error", err.Error())
 		fail(tokenRefused(err))
 		return
 	}
@@ -78,33 +78,33 @@ func (s *session) refresh(ctx context.Context, a protocol.Auth) {
 				fail(protocol.AuthTicketUsed, "ticket already used")
 				return
 			}
-			s.internal(a.ID, err)
+			inv.internal(a.ID, err)
 			return
 		}
 	}
-	switch err := g.store.Refresh(ctx, s.conn.ID, p, p.ExpiresAt); {
+	switch err := g.store.Refresh(ctx, inv.conn.ID, p, p.ExpiresAt); {
 	case errors.Is(err, store.ErrRevoked):
 		fail(protocol.AuthRevoked, "this principal or token is revoked")
 		return
 	case errors.Is(err, store.ErrNotFound):
 		fail(protocol.AuthForbidden, "connection is gone")
-		s.closeAfter = true
+		inv.closeAfter = true
 		return
 	case err != nil:
-		s.internal(a.ID, err)
+		inv.internal(a.ID, err)
 		return
 	}
-	s.conn.Principal, s.conn.TokenExpires = p, p.ExpiresAt
-	s.log.Info("token refreshed", "expires", expires(p.ExpiresAt), "token_id", p.TokenID)
-	if dropped := s.dropUncovered(ctx); len(dropped) > 0 {
-		s.reply(protocol.Unsubscribed{Type: protocol.TypeUnsubscribed, Topics: dropped})
+	inv.conn.Principal, inv.conn.TokenExpires = p, p.ExpiresAt
+	inv.log.Info("token refreshed", "expires", expires(p.ExpiresAt), "token_id", p.TokenID)
+	if dropped := inv.dropUncovered(ctx); len(dropped) > 0 {
+		inv.reply(protocol.Unsubscribed{Type: protocol.TypeUnsubscribed, Topics: dropped})
 	}
 	// The expiry task scheduled at connect finds the later exp and waits
 	// again; a refresh to an earlier exp needs its own.
 	if p.ExpiresAt.Before(oldExp) || oldExp.IsZero() {
-		g.watchToken(ctx, s.log, s.conn.ID, p.ExpiresAt)
+		g.watchToken(ctx, inv.log, inv.conn.ID, p.ExpiresAt)
 	}
-	s.reply(protocol.AuthResponse{Type: protocol.TypeAuthResponse, ID: a.ID, Success: true, Message: "token refreshed", Expires: expires(p.ExpiresAt)})
+	inv.reply(protocol.AuthResponse{Type: protocol.TypeAuthResponse, ID: a.ID, Success: true, Message: "token refreshed", Expires: expires(p.ExpiresAt)})
 }
 
 // sameIdentity reports whether a fresh token may replace the old one.
@@ -116,24 +116,24 @@ func sameIdentity(old, p auth.Principal) bool {
 
 // dropUncovered removes the subscriptions the connection's (refreshed)
 // principal may no longer hold, and returns their patterns.
-func (s *session) dropUncovered(ctx context.Context) []string {
-	subs, err := s.g.store.ConnectionSubscriptions(ctx, s.conn.ID)
+func (inv *invocation) dropUncovered(ctx context.Context) []string {
+	subs, err := inv.g.store.ConnectionSubscriptions(ctx, inv.conn.ID)
 	if err != nil {
-		s.log.Error("refresh: subscriptions not read; none removed", "error", err.Error())
+		inv.log.Error("refresh: subscriptions not read; none removed", "error", err.Error())
 		return nil
 	}
-	direct, hasDirect := s.conn.Principal.DirectTopic()
+	direct, hasDirect := inv.conn.Principal.DirectTopic()
 	var dropped []string
 	for _, sub := range subs {
 		p, err := topic.ParsePattern(sub.Pattern)
-		if err != nil || (hasDirect && p.String() == direct.String()) || s.conn.Principal.MaySubscribe(p) {
+		if err != nil || (hasDirect && p.String() == direct.String()) || inv.conn.Principal.MaySubscribe(p) {
 			continue
 		}
-		if removed, err := s.g.store.Unsubscribe(ctx, s.conn.ID, p); err != nil {
-			s.log.Error("refresh: subscription not removed", "pattern", sub.Pattern, "error", err.Error())
+		if removed, err := inv.g.store.Unsubscribe(ctx, inv.conn.ID, p); err != nil {
+			inv.log.Error("refresh: subscription not removed", "pattern", sub.Pattern, "error", err.Error())
 			continue
 		} else if removed {
-			s.conn.Subscriptions--
+			inv.conn.Subscriptions--
 		}
 		dropped = append(dropped, sub.Pattern)
 	}
