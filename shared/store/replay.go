@@ -91,9 +91,6 @@ type ReplayBucket struct {
 	record bool
 }
 
-// skReplay is the sort key of a principal's (or address's) replay bucket.
-const skReplay = "#REPLAY"
-
 // ConnectionReplay is connection id's own replay allowance.
 func ConnectionReplay(id string) ReplayBucket {
 	return ReplayBucket{pk: connPK(id), sk: skMeta, record: true}

@@ -34,7 +34,6 @@ import (
 // revocation's consistent query finds and closes. No interleaving lets a
 // connection through.
 const (
-	skBan        = "#BAN"
 	attrBanUntil = "until"
 	// attrBanLifted is when (the lift's event time, ms) a ban was lifted:
 	// a revocation issued before it, delivered late or twice as

@@ -44,11 +44,8 @@ import (
 // applied since the members were read (v unchanged), so the last change
 // applied always leaves ann equal to what the members say.
 
+// Roster attribute names (the keys are in schema.go's table).
 const (
-	prefixRoster  = "R#"
-	prefixWatcher = "Q#"
-	skRosterWho   = "A#"
-	skRosterConn  = "M#"
 	attrGen       = "gen"
 	attrLive      = "live"
 	attrVersion   = "v"

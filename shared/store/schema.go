@@ -3,22 +3,8 @@
 // pattern index, topic sequence numbers, state and history, processed event
 // ids and used ticket ids. Every access is by key; nothing here scans.
 //
-// Item layout (pk / sk):
-//
-//	C#<conn>     #META          connection record
-//	C#<conn>     S#<pattern>    the connection's subscription (reverse entry)
-//	P#<pattern>  <conn>         subscriber of a pattern (what fan-out reads)
-//	W#<prefix>   <pattern>      a wildcard pattern someone subscribed to, under
-//	                            its literal prefix (a.b.* lives under W#a.b)
-//	T#<topic>    #SEQ           the topic's last sequence number
-//	T#<topic>    #STATE         the topic's current state frames
-//	H#<topic>    <seq, 20 digits> one event kept for resume
-//	E#<event id> #EVENT         a processed (or in-flight) EventBridge event
-//	E#<event id> #SHARD#<n>     a fan-out shard of that event, once delivered
-//	J#<jti>      #TICKET        a used single-use ticket
-//	R#<topic>    A#<principal>  a presence topic's principal: announced or not
-//	R#<topic>    M#<principal>#<conn> one of its subscriptions (roster.go)
-//	Q#<topic>    <conn>         a connection that asked for join/leave events
+// Every item's key, what it holds, who writes and reads it and its TTL
+// are in one table, beside the key constants below (keys).
 //
 // Every item that can go stale carries a ttl (epoch seconds), so a missed
 // $disconnect or an abandoned topic cleans itself up.
@@ -42,7 +28,58 @@ const (
 	TTLAttribute = "ttl"
 )
 
-// Key prefixes.
+// The table's items, by key. pk is a prefix and a name; sk a constant or
+// a name. Writers and readers are the functions (connect, disconnect,
+// message, broadcast: the last also runs the stream, the SQS shards and
+// the expiry and deadline tasks); TTL is when DynamoDB may delete the
+// item, on a best-effort basis, typically within two days, and expired
+// items still show in reads until then, so readers check expiry themselves
+// (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateTimeToLive.html).
+//
+//	pk                     sk                       holds                                        written by             read by                     ttl
+//	C#<conn>               #META                    the connection: principal, scope, limits,    connect, message,      message (each frame),       the connection's expiry
+//	                                                rate window, replay bucket, held tallies     disconnect, broadcast  broadcast, disconnect       (2 h 10 min)
+//	C#<conn>               S#<pattern>              the connection's subscription (reverse)      connect, message,      disconnect, message         the connection's expiry
+//	                                                                                             disconnect
+//	P#<pattern>            <conn>                   a subscriber of the pattern: filters,        connect, message,      broadcast (fan-out,         the connection's expiry
+//	                                                principal (what fan-out reads)               disconnect             stream: roster, presence)
+//	W#<literal prefix>     <pattern>                a wildcard pattern someone subscribed to     connect, message;      broadcast (audience)        25 h, rewritten by a
+//	                                                (a.b.* lives under W#a.b)                    unused ones forgotten                              subscribe within 3 h of it
+//	                                                                                             by disconnect, message,
+//	                                                                                             broadcast
+//	T#<topic>              #SEQ                     the topic's last sequence number and time    broadcast, message     message (subscribe,         30 days after its last
+//	                                                                                             (client publishes)     resume), broadcast          event (SeqTTL)
+//	T#<topic>              #STATE                   the topic's current state frames, audience   broadcast, message     message, connect            none: an event replaces
+//	                                                                                             (client publishes)     (request_current_state)     or clears it
+//	H#<topic>              <seq, 20 digits>         one event kept for resume, or a skipped seq  broadcast, message     message (resume),           history retention
+//	                                                                                             (client publishes)     broadcast (?since=)         (24 h)
+//	E#<event id>           #EVENT                   a processed or in-flight event: its          broadcast, message     the same (redeliveries)     25 h (EventTTL)
+//	                                                lease, owner, seq, done                      (client publishes)
+//	E#<event id>           #SHARD#<n, 6 digits>     one fan-out shard's progress (bitmap)        broadcast              broadcast (retried shard)   25 h (EventTTL)
+//	E#<event id>           #DETAIL                  the event's detail, for its shards           broadcast              broadcast (SQS shards)      25 h (EventTTL)
+//	J#<jti>                #TICKET                  a used single-use ticket                     connect, message       the same write (condition)  the ticket's exp + 1 min
+//	N#<tally key>          #COUNT                   n: connections counted under the key         connect, message,      connect, message            the holders' expiry + 24 h
+//	                                                                                             disconnect             (caps, reclaim)
+//	N#<tally key>          C#<conn>                 one of them: refs {conn: expiry}             the same               the same                    the holder's expiry + 1 h
+//	N#p#<principal hash>   #WILD                    n: the principal's distinct wildcards        connect, message,      connect, message            the holders' expiry + 24 h
+//	                                                                                             disconnect             (subscribe)
+//	N#p#<principal hash>   W#<pattern>              one of them: refs of its connections         the same               the same                    the holders' expiry + 1 h
+//	N#p#<principal hash>   #BAN                     until: the principal is refused (ms)         broadcast (revoke)     connect, message (auth,     until + 1 h; a lifted
+//	                                                                                                                    refresh), broadcast         ban 7 h
+//	N#p#<principal hash>   #BAN#<jti>               until: that token id is refused (ms)         the same               the same                    the same
+//	N#p#<hash>, N#ip#<a>   #REPLAY                  the replay allowance shared by a principal's message (resume,       the same writes             2 min past its window
+//	                                                (or an address's anonymous) connections      state, presence),
+//	                                                                                             broadcast (?since=)
+//	R#<topic>              A#<principal hash>       a presence principal: announced or not       broadcast (stream)     broadcast (announcements)   25 h (a tombstone)
+//	R#<topic>              M#<principal hash>#<conn> one of its subscriptions: gen, live         broadcast (stream)     broadcast                   the connection's expiry;
+//	                                                                                                                                                25 h once removed
+//	Q#<topic>              <conn>                   a connection that asked for join/leave       broadcast (stream)     broadcast (announcements)   the connection's expiry
+//
+// <tally key> is p#<principal hash> (a principal's connections,
+// principalKey), ip#<address> (connections waiting to authenticate from an
+// address), pending#<i> (a shard of all of those, pending.go) or
+// anon#<address> (anonymous connections from an address); tally.go,
+// revoke.go, replay.go and roster.go say how each is used.
 const (
 	prefixConn     = "C#"
 	prefixPattern  = "P#"
@@ -51,14 +88,32 @@ const (
 	prefixHistory  = "H#"
 	prefixEvent    = "E#"
 	prefixTicket   = "J#"
-	skMeta         = "#META"
-	skSubPrefix    = "S#"
-	skSeq          = "#SEQ"
-	skState        = "#STATE"
-	skEvent        = "#EVENT"
-	skShardPrefix  = "#SHARD#"
-	skDetail       = "#DETAIL"
-	skTicket       = "#TICKET"
+	prefixTally    = "N#"
+	prefixRoster   = "R#"
+	prefixWatcher  = "Q#"
+
+	skMeta        = "#META"
+	skSubPrefix   = "S#"
+	skSeq         = "#SEQ"
+	skState       = "#STATE"
+	skEvent       = "#EVENT"
+	skShardPrefix = "#SHARD#"
+	skDetail      = "#DETAIL"
+	skTicket      = "#TICKET"
+	skConnCount   = "#COUNT"
+	skConnSlot    = "C#"
+	skWildCount   = "#WILD"
+	skWildSlot    = "W#"
+	skBan         = "#BAN"
+	skReplay      = "#REPLAY"
+	skRosterWho   = "A#"
+	skRosterConn  = "M#"
+
+	// The tally keys' kinds, after prefixTally.
+	tallyPrincipal = "p#"
+	tallyIP        = "ip#"
+	tallyPending   = "pending"
+	tallyAnonIP    = "anon#"
 )
 
 // TableAdmin is what creating the table needs.

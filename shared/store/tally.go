@@ -39,21 +39,7 @@ import (
 // full reclaims the slots whose holders have all expired and recounts n
 // from the slots left (reclaim). n never understates the slots, so the cap
 // is never exceeded; it may overstate them (a slot DynamoDB's TTL removed)
-// only until the next reclaim.
-const (
-	prefixTally  = "N#"
-	skConnCount  = "#COUNT"
-	skConnSlot   = "C#"
-	skWildCount  = "#WILD"
-	skWildSlot   = "W#"
-	tallyPending = "pending"
-	tallyIP      = "ip#"
-	// tallyAnonIP prefixes the address of the anonymous connections
-	// open from it.
-	tallyAnonIP = "anon#"
-	// tallyPrincipal prefixes a principal's key (principalKey).
-	tallyPrincipal = "p#"
-)
+// only until the next reclaim. The keys are in schema.go's table.
 
 // Tally attribute names.
 const (
