@@ -20,6 +20,10 @@ const S = {
   pending: [],         // rows received while paused
   latencies: [],
   counts: { events: 0, gaps: 0 },
+  // stateRequests are the current-state requests in flight, each true once
+  // a not_found reply answered it: that reply is the request's own answer,
+  // which currentState logs ("has no state"), so the log shows it once.
+  stateRequests: new Map(),
 };
 
 // ---- connection ----
@@ -83,7 +87,10 @@ function connect() {
       setState(state, s.wait ? `retry in ${(s.wait / 1000).toFixed(1)} s` : shown);
       updateCounts();
     },
-    onReply: (m, raw) => log(m && m.type === protocol.TypeError ? 'error' : 'reply', raw || String(m)),
+    onReply: (m, raw) => {
+      if (answersStateRequest(m)) return;
+      log(m && m.type === protocol.TypeError ? 'error' : 'reply', raw || String(m));
+    },
   });
   S.client = c;
   setState('connecting', shown);
@@ -244,8 +251,26 @@ function subscribe(p) {
 
 async function currentState(t) {
   if (!S.client) { log('error', 'not connected'); return; }
-  const frames = await S.client.requestCurrentState(t);
-  log('info', frames.length ? `${t}: ${frames.length} state frame(s)` : `${t} has no state`);
+  const req = {};
+  S.stateRequests.set(req, false);
+  try {
+    const frames = await S.client.requestCurrentState(t);
+    log('info', frames.length ? `${t}: ${frames.length} state frame(s)` : `${t} has no state`);
+  } finally {
+    S.stateRequests.delete(req);
+  }
+}
+
+// answersStateRequest reports whether reply m is a state request's
+// not_found, which the client turns into "no state" for currentState to
+// log (it reaches onReply before the request settles), and marks that
+// request answered: one not_found per request in flight, no more.
+function answersStateRequest(m) {
+  if (!m || m.type !== protocol.TypeError || m.code !== protocol.CodeNotFound) return false;
+  for (const [req, answered] of S.stateRequests) {
+    if (!answered) { S.stateRequests.set(req, true); return true; }
+  }
+  return false;
 }
 
 async function mintToken() {
