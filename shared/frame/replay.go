@@ -204,7 +204,7 @@ func (p *Replayer) frame(t topic.Pattern, e store.HistoryEntry, to Recipient) ([
 	if e.Skip {
 		return nil, false, nil
 	}
-	return NewEncoder(FromHistory(t.String(), e)).For(to)
+	return NewEncoder(Item{Event: e.Event, Seq: e.Seq}).For(to)
 }
 
 // filterSets are the filters of the connection's subscriptions that match

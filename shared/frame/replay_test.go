@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/event"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
 )
@@ -77,9 +78,9 @@ func (f *fakeHistory) ReturnReplay(_ context.Context, _ store.ReplayBucket, _ st
 	return nil
 }
 
-// entry is event seq with a 10-byte payload.
+// entry is event seq of topic ab with a 10-byte payload.
 func entry(seq uint64) store.HistoryEntry {
-	return store.HistoryEntry{Seq: seq, ID: fmt.Sprint("e", seq), Payload: []byte(fmt.Sprintf(`{"n":%04d}`, seq))}
+	return store.HistoryEntry{Event: event.Event{Topic: ab, ID: fmt.Sprint("e", seq), Payload: []byte(fmt.Sprintf(`{"n":%04d}`, seq))}, Seq: seq}
 }
 
 func entries(from, to uint64) []store.HistoryEntry {

@@ -52,7 +52,7 @@ func TestEncoder_PublishedFrameBytesAreUnchanged(t *testing.T) {
 			ev, err := publish.Parse("ev-1", at.Truncate(time.Second), []byte(c.detail), false)
 			require.NoError(t, err)
 			ev.Time = at
-			enc := NewEncoder(FromEvent(ev, 42))
+			enc := NewEncoder(Item{Event: ev.Event, Seq: 42})
 			to.Filters = c.filters
 			if to.Filters == nil {
 				to.Filters = []filter.Set{nil}

@@ -50,6 +50,7 @@ func TestHistory_DecodesAnItemInTheOldLayout(t *testing.T) {
 	require.Len(t, h, 1)
 	e := h[0]
 	assert.Equal(t, uint64(7), e.Seq)
+	assert.Equal(t, "t.x", e.Topic.String(), "the topic is the item's key")
 	assert.False(t, e.Skip)
 	assert.Equal(t, "e7", e.ID)
 	assert.Equal(t, time.UnixMilli(1800000000123), e.Time)
