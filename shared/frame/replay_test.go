@@ -247,3 +247,19 @@ func TestReplay_SendFailureEndsIt(t *testing.T) {
 	assert.Equal(t, 1, r.Frames)
 	assert.Equal(t, 2, n, "nothing sent after the failure")
 }
+
+// A replayed event in the envelope is the frame it was live: its topic,
+// number, id and time come from the history entry.
+func TestReplay_EnvelopedFrameIsTheLiveOne(t *testing.T) {
+	e := entry(2)
+	e.Payload = []byte(`{"n":2}`)
+	e.Time = time.Date(2026, 3, 1, 12, 30, 45, 123_000_000, time.UTC)
+	f := &fakeHistory{cur: 2, entries: []store.HistoryEntry{e}}
+	var got collect
+	_, err := replayer(f, ReplayLimits{}).Replay(context.Background(), Request{Topic: ab, Since: 1, Envelope: true}, got.send)
+	require.NoError(t, err)
+	live, err := NewEncoder(Item{Event: e.Event, Seq: 2}).Frame(Form{Envelope: true})
+	require.NoError(t, err)
+	assert.Equal(t, collect{`{"type":"event","topic":"a.b","seq":2,"id":"e2","time":"2026-03-01T12:30:45.123Z","data":{"n":2}}`}, got)
+	assert.Equal(t, string(live), got[0])
+}
