@@ -29,7 +29,7 @@ func (h *Handler) deliver(ctx context.Context, a *attempt) error {
 	}
 	a.m.Add("Subscribers", float64(len(aud.order)), metrics.Count)
 	a.m.Add("SubscribersUnreadable", float64(aud.unreadable), metrics.Count)
-	enc := frame.NewEncoder(frame.FromEvent(a.ev, a.rec.Seq))
+	enc := frame.NewEncoder(frame.Item{Event: a.ev.Event, Seq: a.rec.Seq})
 	p := newPlan(enc, aud)
 	a.m.Add("Filtered", float64(len(aud.order)-len(p.conns)), metrics.Count)
 	shards := p.split(h.cfg.FanoutPageSize)
@@ -105,7 +105,7 @@ func (h *Handler) shardTask(ctx context.Context, t queue.Task, redelivered bool)
 		return nil
 	}
 	job := shardJob{
-		log: log, m: m, enc: frame.NewEncoder(frame.FromEvent(ev, t.Seq)),
+		log: log, m: m, enc: frame.NewEncoder(frame.Item{Event: ev.Event, Seq: t.Seq}),
 		eventID: t.EventID, index: t.Shard, variants: t.Variants,
 		shard: shard{conns: t.Conns, variantOf: t.VariantOf}, tracked: true,
 	}

@@ -113,7 +113,7 @@ func (e *Encoder) Frame(f Form) ([]byte, error) {
 	frame := payload
 	if f.Envelope {
 		ev := protocol.Event{
-			Type: protocol.TypeEvent, Topic: e.it.Topic, Seq: e.it.Seq, ID: e.it.ID,
+			Type: protocol.TypeEvent, Topic: e.it.Topic.String(), Seq: e.it.Seq, ID: e.it.ID,
 			Time: e.it.Time.UTC().Format(time.RFC3339Nano), From: e.it.From,
 		}
 		if e.it.Binary {

@@ -9,16 +9,18 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/event"
 	"github.com/wsgate/wsgate/shared/filter"
+	"github.com/wsgate/wsgate/shared/topic"
 )
 
 func TestEncoder_EncodesEachFormOnce(t *testing.T) {
-	it := Item{
-		Topic: "telemetry.1", Seq: 7, ID: "e1", Time: time.Unix(1700000000, 0),
+	it := Item{Seq: 7, Event: event.Event{
+		Topic: topic.MustPattern("telemetry.1"), ID: "e1", Time: time.Unix(1700000000, 0),
 		Payload:    json.RawMessage(`{"telemetry":{"t":1,"h":2}}`),
 		Attributes: filter.Attributes{"metrics": {"h", "t"}},
 		Project:    filter.Projection{"metrics": "telemetry"},
-	}
+	}}
 	e := NewEncoder(it)
 	id := auth.Identity{Sub: "u"}
 	raw1, ok, err := e.For(Recipient{Identity: id, Filters: []filter.Set{nil}})
@@ -44,7 +46,9 @@ func TestEncoder_EncodesEachFormOnce(t *testing.T) {
 // gateway's own frames or a backend's event.
 func TestEncoder_APrincipalsEventIsAlwaysEnveloped(t *testing.T) {
 	forged := `{"type":"error","code":"revoked","message":"x"}`
-	e := NewEncoder(Item{Topic: "chat.r1", Seq: 3, ID: "e3", Time: time.Unix(1700000000, 0), Payload: json.RawMessage(forged), From: "user:mallory"})
+	e := NewEncoder(Item{Seq: 3, Event: event.Event{
+		Topic: topic.MustPattern("chat.r1"), ID: "e3", Time: time.Unix(1700000000, 0), Payload: json.RawMessage(forged), From: "user:mallory",
+	}})
 	raw, ok, err := e.For(Recipient{Identity: auth.Identity{Sub: "bob"}, Filters: []filter.Set{nil}})
 	require.NoError(t, err)
 	require.True(t, ok)

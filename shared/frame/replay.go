@@ -155,7 +155,7 @@ func (p *Replayer) Replay(ctx context.Context, r Request, send func([]byte) erro
 			return out, err
 		}
 		for _, e := range entries {
-			frame, ok, err := p.frame(r.Topic, e, to)
+			frame, ok, err := p.frame(e, to)
 			if err != nil {
 				return out, err
 			}
@@ -200,11 +200,11 @@ func (p *Replayer) check(r Request, cur uint64) error {
 
 // frame is entry e's frame for the connection, if it gets one: not when
 // the entry is a skipped number, or the audience or filters leave it out.
-func (p *Replayer) frame(t topic.Pattern, e store.HistoryEntry, to Recipient) ([]byte, bool, error) {
+func (p *Replayer) frame(e store.HistoryEntry, to Recipient) ([]byte, bool, error) {
 	if e.Skip {
 		return nil, false, nil
 	}
-	return NewEncoder(FromHistory(t.String(), e)).For(to)
+	return NewEncoder(Item{Event: e.Event, Seq: e.Seq}).For(to)
 }
 
 // filterSets are the filters of the connection's subscriptions that match

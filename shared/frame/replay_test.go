@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/event"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
 )
@@ -77,9 +78,9 @@ func (f *fakeHistory) ReturnReplay(_ context.Context, _ store.ReplayBucket, _ st
 	return nil
 }
 
-// entry is event seq with a 10-byte payload.
+// entry is event seq of topic ab with a 10-byte payload.
 func entry(seq uint64) store.HistoryEntry {
-	return store.HistoryEntry{Seq: seq, ID: fmt.Sprint("e", seq), Payload: []byte(fmt.Sprintf(`{"n":%04d}`, seq))}
+	return store.HistoryEntry{Event: event.Event{Topic: ab, ID: fmt.Sprint("e", seq), Payload: []byte(fmt.Sprintf(`{"n":%04d}`, seq))}, Seq: seq}
 }
 
 func entries(from, to uint64) []store.HistoryEntry {
@@ -245,4 +246,20 @@ func TestReplay_SendFailureEndsIt(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNotDelivered)
 	assert.Equal(t, 1, r.Frames)
 	assert.Equal(t, 2, n, "nothing sent after the failure")
+}
+
+// A replayed event in the envelope is the frame it was live: its topic,
+// number, id and time come from the history entry.
+func TestReplay_EnvelopedFrameIsTheLiveOne(t *testing.T) {
+	e := entry(2)
+	e.Payload = []byte(`{"n":2}`)
+	e.Time = time.Date(2026, 3, 1, 12, 30, 45, 123_000_000, time.UTC)
+	f := &fakeHistory{cur: 2, entries: []store.HistoryEntry{e}}
+	var got collect
+	_, err := replayer(f, ReplayLimits{}).Replay(context.Background(), Request{Topic: ab, Since: 1, Envelope: true}, got.send)
+	require.NoError(t, err)
+	live, err := NewEncoder(Item{Event: e.Event, Seq: 2}).Frame(Form{Envelope: true})
+	require.NoError(t, err)
+	assert.Equal(t, collect{`{"type":"event","topic":"a.b","seq":2,"id":"e2","time":"2026-03-01T12:30:45.123Z","data":{"n":2}}`}, got)
+	assert.Equal(t, string(live), got[0])
 }

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/event"
 	"github.com/wsgate/wsgate/shared/filter"
 	"github.com/wsgate/wsgate/shared/topic"
 )
@@ -89,24 +90,18 @@ const MaxFromBytes = 300
 // to be used instead of it.
 const maxClockSkew = 5 * time.Minute
 
-// Event is a validated event, ready for fan-out.
+// Event is a validated event, ready for fan-out: the event itself and what
+// its publisher asked the gateway to do with it besides delivering it.
 type Event struct {
-	ID    string
-	Time  time.Time
-	Topic topic.Pattern
-	// Payload is the bytes to deliver; Binary says they came base64-encoded.
-	Payload    []byte
-	Binary     bool
+	event.Event
+	// HasPayload: the detail had a payload to deliver (an event may only
+	// replace the topic's state).
 	HasPayload bool
-	Attributes filter.Attributes
-	Project    filter.Projection
-	Audience   *auth.Audience
 	// State is nil when the event leaves the stored state alone.
 	State        [][]byte
 	ReplaceState bool
-	History      bool
-	// From is who published it, empty for a backend's event.
-	From string
+	// History keeps the event for resume.
+	History bool
 }
 
 // wireDetail mirrors Detail with the raw forms validation needs.
@@ -140,7 +135,7 @@ func Parse(id string, t time.Time, detail []byte, historyDefault bool) (Event, e
 	if err != nil {
 		return Event{}, fmt.Errorf("%w: detail.topic: %v", ErrInvalid, err)
 	}
-	ev := Event{ID: id, Time: t, Topic: tp, History: historyDefault}
+	ev := Event{Event: event.Event{ID: id, Time: t, Topic: tp}, History: historyDefault}
 	if p := w.PublishedAt; p != nil && p.Sub(t).Abs() <= maxClockSkew+time.Second {
 		ev.Time = p.UTC()
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/event"
 	"github.com/wsgate/wsgate/shared/filter"
 	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/topic"
@@ -124,7 +125,7 @@ func (s *Store) number(ctx context.Context, ev publish.Event, owner string, hist
 		ExpressionAttributeValues: map[string]types.AttributeValue{":seq": uv(seq), ":now": nv(now.UnixMilli()), ":me": sv(owner)},
 	}}}
 	if ev.History && ev.HasPayload {
-		h, err := historyItem(ev, seq, now.Add(historyTTL))
+		h, err := historyItem(ev.Event, seq, now.Add(historyTTL))
 		if err != nil {
 			return EventRecord{}, err
 		}
@@ -431,26 +432,21 @@ func (s *Store) CurrentSeq(ctx context.Context, t topic.Pattern) (uint64, error)
 	return getU(out.Item, attrSeq), nil
 }
 
-// HistoryEntry is one event kept for resume, with what delivery rules need.
+// HistoryEntry is one event kept for resume, with its number. The item
+// keeps the event's fields under the attribute names of historyItem; the
+// topic is the item's partition key.
 type HistoryEntry struct {
+	event.Event
 	Seq uint64
-	// Skip marks a number no event has (see BeginEvent).
-	Skip       bool
-	ID         string
-	Time       time.Time
-	Payload    []byte
-	Binary     bool
-	Attributes filter.Attributes
-	Project    filter.Projection
-	Audience   *auth.Audience
-	// From is who published it, when a client did (or a backend said).
-	From string
+	// Skip marks a number no event has (see BeginEvent); its Event is
+	// empty but for the topic.
+	Skip bool
 }
 
 func historyPK(t string) string { return prefixHistory + t }
 func seqSK(seq uint64) string   { return fmt.Sprintf("%020d", seq) }
 
-func historyItem(ev publish.Event, seq uint64, expires time.Time) (map[string]types.AttributeValue, error) {
+func historyItem(ev event.Event, seq uint64, expires time.Time) (map[string]types.AttributeValue, error) {
 	it := key(historyPK(ev.Topic.String()), seqSK(seq))
 	it[attrID] = sv(ev.ID)
 	it[attrTime] = nv(ev.Time.UnixMilli())
@@ -516,9 +512,11 @@ func (s *Store) History(ctx context.Context, t topic.Pattern, since uint64, limi
 				continue
 			}
 			e := HistoryEntry{
-				Seq: parseSeq(getS(it, SortKey)), ID: getS(it, attrID), Skip: getBool(it, attrSkip),
-				Time: time.UnixMilli(getN(it, attrTime)), Payload: getB(it, attrPayload), Binary: getBool(it, attrBinary),
-				From: getS(it, attrFrom),
+				Event: event.Event{
+					ID: getS(it, attrID), Time: time.UnixMilli(getN(it, attrTime)), Topic: t,
+					Payload: getB(it, attrPayload), Binary: getBool(it, attrBinary), From: getS(it, attrFrom),
+				},
+				Seq: parseSeq(getS(it, SortKey)), Skip: getBool(it, attrSkip),
 			}
 			if err := decodeHistory(it, &e); err != nil {
 				return nil, fmt.Errorf("store: history of %s: %w", t, err)
