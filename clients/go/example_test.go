@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/wsgate/wsgate/shared/client"
+	client "github.com/wsgate/wsgate/clients/go"
 )
 
 // backend stands for the application's own backend, which mints a fresh

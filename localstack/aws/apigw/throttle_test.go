@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/lambdahost"
+	"github.com/wsgate/wsgate/localstack/aws/lambdahost"
 )
 
 // When Lambda refuses the invocation (a throttle), API Gateway answers

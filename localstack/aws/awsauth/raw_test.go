@@ -25,7 +25,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/awsauth"
+	"github.com/wsgate/wsgate/localstack/aws/awsauth"
 )
 
 // raw is a request signed with the SDK's signer outside any SDK client.

@@ -33,7 +33,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/awsauth"
+	"github.com/wsgate/wsgate/localstack/aws/awsauth"
 )
 
 // stub stands in for the local services behind the verifier: it answers

@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/ddbproxy"
-	"github.com/wsgate/wsgate/localstack/dynamolocal"
+	"github.com/wsgate/wsgate/localstack/aws/ddbproxy"
+	"github.com/wsgate/wsgate/shared/store/storetest/dynamolocal"
 )
 
 // sized is an item of pk whose size is n bytes as DynamoDB counts it

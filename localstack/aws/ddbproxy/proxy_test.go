@@ -22,9 +22,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/ddbproxy"
-	"github.com/wsgate/wsgate/localstack/dynamolocal"
+	"github.com/wsgate/wsgate/localstack/aws/ddbproxy"
 	"github.com/wsgate/wsgate/shared/store/storetest"
+	"github.com/wsgate/wsgate/shared/store/storetest/dynamolocal"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }

@@ -1,4 +1,4 @@
-package store_test
+package ddbstreams_test
 
 import (
 	"context"
@@ -13,34 +13,65 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/dynamolocal"
-	"github.com/wsgate/wsgate/localstack/eventpattern"
+	"github.com/wsgate/wsgate/localstack/aws/ddbstreams"
+	"github.com/wsgate/wsgate/localstack/aws/eventpattern"
+	"github.com/wsgate/wsgate/shared/auth"
+	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/filter"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/store/storetest"
 	"github.com/wsgate/wsgate/shared/topic"
 )
 
-// streamRecords records every stream record of a fresh table with the
-// stream on (storetest's tables have none), as the event source mapping
-// reads them before filtering.
+// storeFixture is a store on a fresh table with the stream on
+// (storetest's tables have none), at a fixed time.
+type storeFixture struct {
+	s   *store.Store
+	now time.Time
+}
+
+func (f *storeFixture) conn(id, sub string) store.Connection {
+	return store.Connection{
+		ID:          id,
+		Principal:   auth.Principal{Identity: auth.Identity{Sub: sub, Type: "user", Orgs: []string{"acme"}}, Topics: []string{">"}},
+		ConnectedAt: f.now, ExpiresAt: f.now.Add(2 * time.Hour), Limits: limits,
+	}
+}
+
+// pending is an anonymous connection waiting for its auth message.
+func (f *storeFixture) pending(id, ip string) store.Connection {
+	return store.Connection{
+		ID: id, Principal: auth.Anonymous(), Pending: true, AuthDeadline: f.now.Add(5 * time.Second),
+		ConnectedAt: f.now, ExpiresAt: f.now.Add(2 * time.Hour), Limits: limits, SourceIP: ip,
+		MaxPendingPerIP: 10, MaxPending: 10,
+	}
+}
+
+var limits = config.Limits{MaxMessageBytes: 1024, MessagesPerSecond: 3, MaxConnectionsPerPrincipal: 5, MaxSubscriptions: 4}
+
+func sub(p string) store.NewSubscription { return store.NewSubscription{Pattern: topic.MustPattern(p)} }
+
+// streamRecords records every stream record of the table, as the event
+// source mapping reads them before filtering.
 type streamRecords struct {
 	mu  sync.Mutex
 	all []json.RawMessage
 }
 
-func watchStream(t *testing.T, f *fixture) *streamRecords {
+func watchStream(t *testing.T) (*storeFixture, *streamRecords) {
 	t.Helper()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	f.table = "wsgate-stream-" + hex.EncodeToString(b[:])
+	table := "wsgate-stream-" + hex.EncodeToString(b[:])
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	require.NoError(t, store.CreateTableFrom(ctx, f.db, store.CreateTableInput(f.table)))
-	f.s = store.New(f.db, f.table).WithClock(func() time.Time { return f.now })
+	db := storetest.Client(t)
+	require.NoError(t, store.CreateTableFrom(ctx, db, store.CreateTableInput(table)))
+	f := &storeFixture{now: time.Unix(1_800_000_000, 0)}
+	f.s = store.New(db, table).WithClock(func() time.Time { return f.now })
 	recs := &streamRecords{}
-	require.NoError(t, dynamolocal.StreamMapping{
-		Endpoint: storetest.Endpoint(t), Table: f.table, Window: 20 * time.Millisecond, Poll: 50 * time.Millisecond,
+	require.NoError(t, ddbstreams.Mapping{
+		Endpoint: storetest.Endpoint(t), Table: table, Window: 20 * time.Millisecond, Poll: 50 * time.Millisecond,
 		Invoke: func(_ context.Context, payload []byte) ([]byte, error) {
 			var batch struct{ Records []json.RawMessage }
 			if err := json.Unmarshal(payload, &batch); err != nil {
@@ -52,7 +83,7 @@ func watchStream(t *testing.T, f *fixture) *streamRecords {
 			return nil, nil
 		},
 	}.Start(ctx))
-	return recs
+	return f, recs
 }
 
 // until waits for a record that done accepts and returns every record so far.
@@ -93,8 +124,7 @@ func describe(t *testing.T, raw json.RawMessage) (store.StreamRecord, string) {
 // the connection record (a ping's command count, a subscription's count)
 // pass nothing, so they invoke nothing.
 func TestStreamFilters_PassOnlyWhatLifecycleAndPresenceUse(t *testing.T) {
-	f := newFixture(t)
-	recs := watchStream(t, f)
+	f, recs := watchStream(t)
 	ctx := context.Background()
 	presence := []string{"room"}
 	filters, err := eventpattern.CompileAny(store.StreamUse{Lifecycle: true, PresencePrefixes: presence}.Filters())
@@ -113,10 +143,10 @@ func TestStreamFilters_PassOnlyWhatLifecycleAndPresenceUse(t *testing.T) {
 	_, err = f.s.Unsubscribe(ctx, "c1", topic.MustPattern("room.1"))
 	require.NoError(t, err)
 
-	require.NoError(t, f.s.PutConnection(ctx, f.pending("p1", "10.0.0.1", 10, 10), nil))
+	require.NoError(t, f.s.PutConnection(ctx, f.pending("p1", "10.0.0.1"), nil))
 	_, _, _ = f.s.CountCommands(ctx, "p1", f.now, 1) // a pending connection's frame
 	require.NoError(t, f.s.Authenticate(ctx, f.conn("p1", "u2"), []store.NewSubscription{sub("room.2")}))
-	require.NoError(t, f.s.PutConnection(ctx, f.pending("p2", "10.0.0.1", 10, 10), nil))
+	require.NoError(t, f.s.PutConnection(ctx, f.pending("p2", "10.0.0.1"), nil))
 	_, err = f.s.DeleteConnection(ctx, "p2") // never authenticated
 	require.NoError(t, err)
 	_, err = f.s.DeleteConnection(ctx, "c1")

@@ -1,4 +1,7 @@
-package dynamolocal
+// Package ddbstreams runs Lambda's event source mapping for a DynamoDB
+// table's stream on DynamoDB Local, as Lambda runs it: the emulator's
+// stand-in for the mapping the CDK stack deploys.
+package ddbstreams
 
 import (
 	"bytes"
@@ -16,7 +19,7 @@ import (
 	"github.com/wsgate/wsgate/shared/backoff"
 )
 
-// StreamMapping is Lambda's event source mapping for a table's DynamoDB
+// Mapping is Lambda's event source mapping for a table's DynamoDB
 // stream, on DynamoDB Local (which serves the Streams API), run as Lambda
 // runs it:
 //
@@ -41,7 +44,7 @@ import (
 //   - a deletion by TTL carries userIdentity {"type":"Service",
 //     "principalId":"dynamodb.amazonaws.com"} and eventName REMOVE
 //     (DynamoDB Local's own record has neither).
-type StreamMapping struct {
+type Mapping struct {
 	// Endpoint is DynamoDB Local's (not a proxy's: the Streams API is not
 	// the DynamoDB API).
 	Endpoint string
@@ -77,7 +80,7 @@ type StreamMapping struct {
 	// (for an SQS destination, the message body). Nil drops it.
 	OnFailure func(ctx context.Context, record []byte) error
 	// RetryDelay paces the retries of a batch (default
-	// DefaultStreamRetryBase doubling to DefaultStreamRetryMax, full
+	// DefaultRetryBase doubling to DefaultRetryMax, full
 	// jitter).
 	RetryDelay backoff.Policy
 	Log        *slog.Logger
@@ -86,27 +89,27 @@ type StreamMapping struct {
 }
 
 // ErrNotInvoked marks an Invoke error where the function never ran.
-var ErrNotInvoked = errors.New("dynamolocal: function not invoked")
+var ErrNotInvoked = errors.New("ddbstreams: function not invoked")
 
 // streamRetention is how long DynamoDB Streams keeps a record.
 const streamRetention = 24 * time.Hour
 
-// Defaults of StreamMapping.
+// Defaults of Mapping.
 const (
-	DefaultStreamShards      = 4
-	DefaultStreamRetryBase   = 200 * time.Millisecond
-	DefaultStreamRetryMax    = 10 * time.Second
+	DefaultShards            = 4
+	DefaultRetryBase         = 200 * time.Millisecond
+	DefaultRetryMax          = 10 * time.Second
 	maxParallelizationFactor = 10
 )
 
-func (m *StreamMapping) defaults() {
+func (m *Mapping) defaults() {
 	def := func(p *int, v int) {
 		if *p <= 0 {
 			*p = v
 		}
 	}
 	def(&m.BatchSize, 100)
-	def(&m.Shards, DefaultStreamShards)
+	def(&m.Shards, DefaultShards)
 	def(&m.ParallelizationFactor, 1)
 	m.ParallelizationFactor = min(m.ParallelizationFactor, maxParallelizationFactor)
 	if m.Window <= 0 {
@@ -119,7 +122,7 @@ func (m *StreamMapping) defaults() {
 		m.MaxRecordAge = streamRetention
 	}
 	if m.RetryDelay == (backoff.Policy{}) {
-		m.RetryDelay = backoff.Policy{Base: DefaultStreamRetryBase, Max: DefaultStreamRetryMax, Jitter: backoff.Full}
+		m.RetryDelay = backoff.Policy{Base: DefaultRetryBase, Max: DefaultRetryMax, Jitter: backoff.Full}
 	}
 	if m.Log == nil {
 		m.Log = slog.New(slog.DiscardHandler)
@@ -132,7 +135,7 @@ type shardState struct {
 }
 
 type streamRunner struct {
-	m       StreamMapping
+	m       Mapping
 	client  *http.Client
 	arn     string
 	hashKey string // the table's partition key
@@ -145,7 +148,7 @@ type streamRunner struct {
 // Start enables the table's stream if it is off, takes an iterator at the
 // end of every shard (so the mapping sees what happens from now on), and
 // polls and delivers until ctx ends.
-func (m StreamMapping) Start(ctx context.Context) error {
+func (m Mapping) Start(ctx context.Context) error {
 	m.defaults()
 	r := &streamRunner{m: m, client: &http.Client{Timeout: 10 * time.Second}, shards: map[string]*shardState{}, done: map[string]bool{}}
 	var err error
@@ -188,7 +191,7 @@ func (r *streamRunner) call(ctx context.Context, target string, in, out any) err
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("dynamolocal: %s: HTTP %d: %s", target, resp.StatusCode, b)
+		return fmt.Errorf("ddbstreams: %s: HTTP %d: %s", target, resp.StatusCode, b)
 	}
 	return json.Unmarshal(b, out)
 }
@@ -217,11 +220,11 @@ func (r *streamRunner) streamARN(ctx context.Context) (string, error) {
 			return t.Table.LatestStreamArn, nil
 		}
 		if attempt > 0 {
-			return "", fmt.Errorf("dynamolocal: table %s has no stream", r.m.Table)
+			return "", fmt.Errorf("ddbstreams: table %s has no stream", r.m.Table)
 		}
 		in := map[string]any{"TableName": r.m.Table, "StreamSpecification": map[string]any{"StreamEnabled": true, "StreamViewType": "NEW_AND_OLD_IMAGES"}}
 		if err := r.call(ctx, "DynamoDB_20120810.UpdateTable", in, &struct{}{}); err != nil {
-			return "", fmt.Errorf("dynamolocal: turn on the stream of %s: %w", r.m.Table, err)
+			return "", fmt.Errorf("ddbstreams: turn on the stream of %s: %w", r.m.Table, err)
 		}
 	}
 }

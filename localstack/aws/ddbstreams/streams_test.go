@@ -1,4 +1,4 @@
-package dynamolocal_test
+package ddbstreams_test
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/dynamolocal"
+	"github.com/wsgate/wsgate/localstack/aws/ddbstreams"
 	"github.com/wsgate/wsgate/shared/backoff"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/store/storetest"
@@ -41,7 +41,7 @@ func TestStreamMapping_PoisonRecordIsBisectedOutRetriedAndDiscarded(t *testing.T
 		}
 		return nil
 	})
-	db, table := startMapping(t, dynamolocal.StreamMapping{
+	db, table := startMapping(t, ddbstreams.Mapping{
 		BatchSize: 10, Window: 300 * time.Millisecond, MaxRetryAttempts: 2, BisectOnError: true,
 	}, f)
 	for i := range 8 {
@@ -88,14 +88,14 @@ func TestStreamMapping_StuckShardDoesNotBlockOtherShards(t *testing.T) {
 		return nil
 	})
 	const shards = 4
-	db, table := startMapping(t, dynamolocal.StreamMapping{
+	db, table := startMapping(t, ddbstreams.Mapping{
 		Shards: shards, BatchSize: 10, Window: 50 * time.Millisecond, MaxRetryAttempts: -1,
 	}, f)
-	stuck := dynamolocal.ShardOf("stuck", shards)
+	stuck := ddbstreams.ShardOf("stuck", shards)
 	var free, behind []string
 	for i := 0; len(free) < 6 || len(behind) < 1; i++ {
 		pk := fmt.Sprint("pk", i)
-		if dynamolocal.ShardOf(pk, shards) != stuck {
+		if ddbstreams.ShardOf(pk, shards) != stuck {
 			free = append(free, pk)
 		} else if len(behind) == 0 {
 			behind = append(behind, pk)
@@ -136,7 +136,7 @@ func TestStreamMapping_ItemOrderHoldsAcrossParallelBatches(t *testing.T) {
 		mu.Unlock()
 		return nil
 	})
-	db, table := startMapping(t, dynamolocal.StreamMapping{
+	db, table := startMapping(t, ddbstreams.Mapping{
 		Shards: 1, ParallelizationFactor: 4, BatchSize: 3, Window: 10 * time.Millisecond, MaxRetryAttempts: -1,
 	}, f)
 	const items, versions = 8, 6
@@ -164,11 +164,11 @@ func TestStreamMapping_ItemOrderHoldsAcrossParallelBatches(t *testing.T) {
 func TestStreamMapping_RecordOlderThanMaxAgeIsDiscarded(t *testing.T) {
 	f := newFunction(func(recs []record) error {
 		if slices.ContainsFunc(recs, func(r record) bool { return r.poison }) {
-			return fmt.Errorf("throttled: %w", dynamolocal.ErrNotInvoked)
+			return fmt.Errorf("throttled: %w", ddbstreams.ErrNotInvoked)
 		}
 		return nil
 	})
-	db, table := startMapping(t, dynamolocal.StreamMapping{
+	db, table := startMapping(t, ddbstreams.Mapping{
 		BatchSize: 10, Window: 100 * time.Millisecond, MaxRetryAttempts: 0, MaxRecordAge: time.Second,
 	}, f)
 	start := time.Now()
@@ -191,7 +191,7 @@ func TestStreamMapping_RecordOlderThanMaxAgeIsDiscarded(t *testing.T) {
 // REMOVE by the DynamoDB service. Other deletions carry no userIdentity.
 func TestStreamMapping_TTLDeletionCarriesDynamoDBServiceIdentity(t *testing.T) {
 	f := newFunction(func([]record) error { return nil })
-	db, table := startMapping(t, dynamolocal.StreamMapping{BatchSize: 10, Window: 50 * time.Millisecond}, f)
+	db, table := startMapping(t, ddbstreams.Mapping{BatchSize: 10, Window: 50 * time.Millisecond}, f)
 	put(t, db, table, "deleted", "x", 0, false)
 	_, err := db.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(table), Key: key("deleted", "x")})
 	require.NoError(t, err)
@@ -232,7 +232,7 @@ func TestStreamMapping_ReportedItemFailureRetriesFromThatRecord(t *testing.T) {
 		}
 		return failAt, nil
 	}
-	db, table := startMapping(t, dynamolocal.StreamMapping{
+	db, table := startMapping(t, ddbstreams.Mapping{
 		BatchSize: 10, Window: 300 * time.Millisecond, MaxRetryAttempts: 2, ReportBatchItemFailures: true,
 	}, f)
 	for i := range 5 {
@@ -395,7 +395,7 @@ func decodeRecords(payload []byte) []record {
 }
 
 // startMapping makes a table with its stream and runs m on it, invoking f.
-func startMapping(t *testing.T, m dynamolocal.StreamMapping, f *function) (*dynamodb.Client, string) {
+func startMapping(t *testing.T, m ddbstreams.Mapping, f *function) (*dynamodb.Client, string) {
 	t.Helper()
 	db := storetest.Client(t)
 	table := "wsgate-stream-" + hex.EncodeToString(randBytes(6))

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/wsgate/wsgate/localstack/awsauth"
+	"github.com/wsgate/wsgate/localstack/aws/awsauth"
 )
 
 // Endpoint is the local AWS endpoint's handler: rt behind SigV4 checks and

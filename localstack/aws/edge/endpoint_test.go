@@ -20,8 +20,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/awsauth"
-	"github.com/wsgate/wsgate/localstack/edge"
+	"github.com/wsgate/wsgate/localstack/aws/awsauth"
+	"github.com/wsgate/wsgate/localstack/aws/edge"
 )
 
 // endpoint serves edge.Endpoint as the local stack does, on 127.0.0.1,

@@ -20,7 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/wsgate/wsgate/localstack/eventpattern"
+	"github.com/wsgate/wsgate/localstack/aws/eventpattern"
 	"github.com/wsgate/wsgate/shared/backoff"
 )
 

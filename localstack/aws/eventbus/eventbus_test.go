@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/eventpattern"
+	"github.com/wsgate/wsgate/localstack/aws/eventpattern"
 	"github.com/wsgate/wsgate/shared/publish"
 )
 

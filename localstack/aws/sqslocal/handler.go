@@ -19,7 +19,7 @@ const maxRequestBody = 6*maxBatchBytes + 2<<20
 // in the AWS JSON 1.0 protocol: POST with X-Amz-Target
 // "AmazonSQS.<Operation>". Other SQS
 // operations are refused with UnsupportedOperation. Signatures are checked
-// in front of it (localstack/awsauth), not here.
+// in front of it (localstack/aws/awsauth), not here.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	target := r.Header.Get("X-Amz-Target")
 	op, ok := strings.CutPrefix(target, "AmazonSQS.")

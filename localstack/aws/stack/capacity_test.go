@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/ddbproxy"
-	"github.com/wsgate/wsgate/localstack/stacktest"
+	"github.com/wsgate/wsgate/localstack/aws/ddbproxy"
+	"github.com/wsgate/wsgate/localstack/aws/stacktest"
 	"github.com/wsgate/wsgate/shared/auth"
 )
 

@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/stack"
-	"github.com/wsgate/wsgate/localstack/stacktest"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
+	"github.com/wsgate/wsgate/localstack/aws/stacktest"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/store/storetest"
 )
@@ -36,7 +36,7 @@ func TestStack_RefusesToStartWithAConfigurationTheFunctionsRefuse(t *testing.T) 
 // examples/wsgate.env loaded as its readers are told (set -a; . file) is
 // a configuration the functions start with.
 func TestStack_TheExamplesEnvFileLoadsAsDocumented(t *testing.T) {
-	env := stacktest.LoadEnv(t, filepath.Join("..", "..", "examples", "wsgate.env"))
+	env := stacktest.LoadEnv(t, filepath.Join("..", "..", "..", "examples", "wsgate.env"))
 	require.Contains(t, env, config.EnvProfiles)
 	env[config.EnvTable], env[config.EnvJWTSecret] = "t", "wsgate-dev-secret"
 	_, err := config.Load(func(k string) string { return env[k] })

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wsgate/wsgate/localstack/eventbus"
+	"github.com/wsgate/wsgate/localstack/aws/eventbus"
 )
 
 // What a developer cannot see otherwise on one machine: the events on the

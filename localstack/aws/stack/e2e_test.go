@@ -23,13 +23,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/devcli"
-	"github.com/wsgate/wsgate/localstack/dynamolocal"
-	"github.com/wsgate/wsgate/localstack/stack"
-	"github.com/wsgate/wsgate/localstack/stacktest"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
+	"github.com/wsgate/wsgate/localstack/aws/stacktest"
+	"github.com/wsgate/wsgate/localstack/devtools/devcli"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/store/storetest/dynamolocal"
 	"github.com/wsgate/wsgate/shared/topic"
 )
 
@@ -207,7 +207,7 @@ func TestE2E_BinaryFrameClosesWith1003(t *testing.T) {
 func TestE2E_PanickingInvocationIsReportedAndTheNextWorks(t *testing.T) {
 	dir := t.TempDir()
 	panicky := filepath.Join(dir, "panicky", "bootstrap")
-	require.NoError(t, stacktest.BuildPackage(panicky, "github.com/wsgate/wsgate/localstack/stack/testdata/panicky"))
+	require.NoError(t, stacktest.BuildPackage(panicky, "github.com/wsgate/wsgate/localstack/aws/stack/testdata/panicky"))
 	s := stacktest.Start(t, func(o *stack.Options) {
 		o.FunctionPaths = map[string]string{stack.FnMessage: panicky}
 		o.Concurrency = 1

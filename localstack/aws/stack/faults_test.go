@@ -16,19 +16,19 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/apigw"
-	"github.com/wsgate/wsgate/localstack/dynamolocal"
-	"github.com/wsgate/wsgate/localstack/stack"
-	"github.com/wsgate/wsgate/localstack/stacktest"
+	client "github.com/wsgate/wsgate/clients/go"
+	"github.com/wsgate/wsgate/localstack/aws/apigw"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
+	"github.com/wsgate/wsgate/localstack/aws/stacktest"
 	"github.com/wsgate/wsgate/shared/auth"
-	"github.com/wsgate/wsgate/shared/client"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/store/storetest/dynamolocal"
 )
 
-// listener is a shared/client subscriber that records what it hands the
+// listener is a Go-client (clients/go) subscriber that records what it hands the
 // application.
 type listener struct {
 	c          *client.Client

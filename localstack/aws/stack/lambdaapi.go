@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/wsgate/wsgate/localstack/edge"
-	"github.com/wsgate/wsgate/localstack/lambdahost"
+	"github.com/wsgate/wsgate/localstack/aws/edge"
+	"github.com/wsgate/wsgate/localstack/aws/lambdahost"
 )
 
 // maxInvokePayload is Lambda's limit of a synchronous invocation's request.

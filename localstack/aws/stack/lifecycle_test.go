@@ -13,10 +13,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/dynamolocal"
-	"github.com/wsgate/wsgate/localstack/eventbus"
-	"github.com/wsgate/wsgate/localstack/stack"
-	"github.com/wsgate/wsgate/localstack/stacktest"
+	"github.com/wsgate/wsgate/localstack/aws/ddbstreams"
+	"github.com/wsgate/wsgate/localstack/aws/eventbus"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
+	"github.com/wsgate/wsgate/localstack/aws/stacktest"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
@@ -182,7 +182,7 @@ func TestLifecycle_AConnectionStormIsBatched(t *testing.T) {
 	// Shards run in parallel, each invoking at most once a window while
 	// records come (and once more for the last ones), however slow the
 	// machine makes the storm.
-	most := int64(dynamolocal.DefaultStreamShards) * (int64(storm/store.StreamBatchWindow) + 2)
+	most := int64(ddbstreams.DefaultShards) * (int64(storm/store.StreamBatchWindow) + 2)
 	assert.LessOrEqual(t, invocations.Load(), most, "batched per shard and window")
 	assert.Less(t, invocations.Load(), int64(n), "not one invocation a connection")
 	assert.LessOrEqual(t, calls.Load(), invocations.Load()+n/10, "a batch's events in PutEvents calls of 10")

@@ -5,7 +5,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
-	"github.com/wsgate/wsgate/localstack/awsauth"
+	"github.com/wsgate/wsgate/localstack/aws/awsauth"
 	"github.com/wsgate/wsgate/shared/publish"
 )
 

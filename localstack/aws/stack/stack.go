@@ -23,20 +23,21 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wsgate/wsgate/localstack/apigw"
-	"github.com/wsgate/wsgate/localstack/awsauth"
-	"github.com/wsgate/wsgate/localstack/ddbproxy"
-	"github.com/wsgate/wsgate/localstack/dynamolocal"
-	"github.com/wsgate/wsgate/localstack/edge"
-	"github.com/wsgate/wsgate/localstack/eventbus"
-	"github.com/wsgate/wsgate/localstack/eventpattern"
-	"github.com/wsgate/wsgate/localstack/lambdahost"
-	"github.com/wsgate/wsgate/localstack/sqslocal"
+	"github.com/wsgate/wsgate/localstack/aws/apigw"
+	"github.com/wsgate/wsgate/localstack/aws/awsauth"
+	"github.com/wsgate/wsgate/localstack/aws/ddbproxy"
+	"github.com/wsgate/wsgate/localstack/aws/ddbstreams"
+	"github.com/wsgate/wsgate/localstack/aws/edge"
+	"github.com/wsgate/wsgate/localstack/aws/eventbus"
+	"github.com/wsgate/wsgate/localstack/aws/eventpattern"
+	"github.com/wsgate/wsgate/localstack/aws/lambdahost"
+	"github.com/wsgate/wsgate/localstack/aws/sqslocal"
 	"github.com/wsgate/wsgate/shared/backoff"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/store/storetest/dynamolocal"
 	"github.com/wsgate/wsgate/shared/topic"
 )
 
@@ -576,7 +577,7 @@ func (s *Stack) startStream(opts Options) error {
 	if len(filters) == 0 {
 		return nil
 	}
-	m := dynamolocal.StreamMapping{
+	m := ddbstreams.Mapping{
 		Endpoint: s.DynamoDBEndpoint, Table: opts.Table, FunctionName: FnBroadcast, Log: opts.Log,
 		BatchSize: store.StreamBatchSize, Window: store.StreamBatchWindow,
 		ParallelizationFactor: store.StreamParallelization,
@@ -585,7 +586,7 @@ func (s *Stack) startStream(opts Options) error {
 		Invoke: func(ctx context.Context, payload []byte) ([]byte, error) {
 			out, err := s.Host.Invoke(ctx, FnBroadcast, payload)
 			if fe := (*lambdahost.FunctionError)(nil); err != nil && !errors.As(err, &fe) {
-				err = fmt.Errorf("%w: %w", dynamolocal.ErrNotInvoked, err)
+				err = fmt.Errorf("%w: %w", ddbstreams.ErrNotInvoked, err)
 			}
 			return out, err
 		},
@@ -594,7 +595,7 @@ func (s *Stack) startStream(opts Options) error {
 		},
 	}
 	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * opts.RetryScale) }
-	m.RetryDelay = backoff.Policy{Base: scale(dynamolocal.DefaultStreamRetryBase), Max: scale(dynamolocal.DefaultStreamRetryMax), Jitter: backoff.Full}
+	m.RetryDelay = backoff.Policy{Base: scale(ddbstreams.DefaultRetryBase), Max: scale(ddbstreams.DefaultRetryMax), Jitter: backoff.Full}
 	if opts.SerialStream {
 		m.Shards, m.ParallelizationFactor, m.MaxRetryAttempts, m.BisectOnError = 1, 1, -1, false
 	}

@@ -16,11 +16,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/dynamolocal"
-	"github.com/wsgate/wsgate/localstack/sqslocal"
-	"github.com/wsgate/wsgate/localstack/stack"
-	"github.com/wsgate/wsgate/localstack/stacktest"
+	"github.com/wsgate/wsgate/localstack/aws/sqslocal"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
+	"github.com/wsgate/wsgate/localstack/aws/stacktest"
 	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/store/storetest/dynamolocal"
 )
 
 // The table's stream mapping runs as the CDK stack configures it: a record
@@ -29,7 +29,7 @@ import (
 // data) going to the events DLQ, while the other records are delivered.
 func TestStream_PoisonRecordIsDiscardedToTheEventsDLQ(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "streamfail", "bootstrap")
-	require.NoError(t, stacktest.BuildPackage(bin, "github.com/wsgate/wsgate/localstack/stack/testdata/streamfail"))
+	require.NoError(t, stacktest.BuildPackage(bin, "github.com/wsgate/wsgate/localstack/aws/stack/testdata/streamfail"))
 	var mu sync.Mutex
 	var delivered []string
 	s := stacktest.Start(t, func(o *stack.Options) {

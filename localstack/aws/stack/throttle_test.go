@@ -20,15 +20,15 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/edge"
-	"github.com/wsgate/wsgate/localstack/eventbus"
-	"github.com/wsgate/wsgate/localstack/lambdahost"
+	"github.com/wsgate/wsgate/localstack/aws/edge"
+	"github.com/wsgate/wsgate/localstack/aws/eventbus"
+	"github.com/wsgate/wsgate/localstack/aws/lambdahost"
 )
 
 // The local stack mirrors the CDK stack's defaults; infra is another
 // module, so its settings are read from source.
 func TestCDKDefaultsAgree(t *testing.T) {
-	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join("..", "..", "infra", "settings.go"), nil, 0)
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join("..", "..", "..", "infra", "settings.go"), nil, 0)
 	require.NoError(t, err)
 	consts := map[string]int{}
 	ast.Inspect(f, func(n ast.Node) bool {

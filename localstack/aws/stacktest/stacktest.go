@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsgate/wsgate/localstack/stack"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
 	"github.com/wsgate/wsgate/shared/store/storetest"
 )
 

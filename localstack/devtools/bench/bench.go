@@ -26,12 +26,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
-	"github.com/wsgate/wsgate/localstack/apigw"
-	"github.com/wsgate/wsgate/localstack/dynamolocal"
-	"github.com/wsgate/wsgate/localstack/lambdahost"
-	"github.com/wsgate/wsgate/localstack/stack"
+	"github.com/wsgate/wsgate/localstack/aws/apigw"
+	"github.com/wsgate/wsgate/localstack/aws/lambdahost"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
+	"github.com/wsgate/wsgate/shared/store/storetest/dynamolocal"
 )
 
 // Options configure a benchmark run.

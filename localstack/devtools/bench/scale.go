@@ -18,14 +18,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 
-	"github.com/wsgate/wsgate/localstack/ddbproxy"
-	"github.com/wsgate/wsgate/localstack/dynamolocal"
-	"github.com/wsgate/wsgate/localstack/stack"
+	client "github.com/wsgate/wsgate/clients/go"
+	"github.com/wsgate/wsgate/localstack/aws/ddbproxy"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
 	"github.com/wsgate/wsgate/shared/auth"
-	"github.com/wsgate/wsgate/shared/client"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/store/storetest/dynamolocal"
 	"github.com/wsgate/wsgate/shared/topic"
 )
 

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/stacktest"
+	"github.com/wsgate/wsgate/localstack/aws/stacktest"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }

@@ -17,9 +17,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/console"
-	"github.com/wsgate/wsgate/localstack/stack"
-	"github.com/wsgate/wsgate/localstack/stacktest"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
+	"github.com/wsgate/wsgate/localstack/aws/stacktest"
+	"github.com/wsgate/wsgate/localstack/devtools/console"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
@@ -109,7 +109,7 @@ func TestConsole_InHeadlessChromium(t *testing.T) {
 	}
 	artifacts := os.Getenv("WSGATE_ARTIFACTS")
 	if artifacts == "" {
-		artifacts = "../../test-artifacts"
+		artifacts = "../../../test-artifacts"
 	}
 	require.NoError(t, os.MkdirAll(artifacts, 0o755))
 	shot, err := filepath.Abs(filepath.Join(artifacts, "console.png"))

@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/console"
-	"github.com/wsgate/wsgate/localstack/stack"
-	"github.com/wsgate/wsgate/localstack/stacktest"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
+	"github.com/wsgate/wsgate/localstack/aws/stacktest"
+	"github.com/wsgate/wsgate/localstack/devtools/console"
 	"github.com/wsgate/wsgate/shared/auth"
 )
 

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/wsgate/wsgate/localstack/bench"
+	"github.com/wsgate/wsgate/localstack/devtools/bench"
 	"github.com/wsgate/wsgate/shared/config"
 )
 

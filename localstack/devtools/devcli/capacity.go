@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/wsgate/wsgate/localstack/stack"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
 )
 
 // capacityScale is --capacity-scale: a positive factor on DynamoDB's

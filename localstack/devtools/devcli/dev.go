@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wsgate/wsgate/localstack/console"
-	"github.com/wsgate/wsgate/localstack/lambdahost"
-	"github.com/wsgate/wsgate/localstack/stack"
+	"github.com/wsgate/wsgate/localstack/aws/lambdahost"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
+	"github.com/wsgate/wsgate/localstack/devtools/console"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
 )

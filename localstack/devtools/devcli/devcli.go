@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wsgate/wsgate/localstack/stack"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
 )
 
 // Streams are the CLI's standard streams.

@@ -15,14 +15,14 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/wsgate/wsgate/shared/client"
+	client "github.com/wsgate/wsgate/clients/go"
 	"github.com/wsgate/wsgate/shared/protocol"
 )
 
 // Listen connects, subscribes, prints every message as a JSON line and sends
-// each line typed on standard input as a frame. It runs shared/client: it
-// reconnects with backoff, resumes every topic from the last event it
-// printed, and prints each event once, in order, in the gateway envelope.
+// each line typed on standard input as a frame. It runs the Go client
+// (clients/go): it reconnects with backoff, resumes every topic from the
+// last event it printed, and prints each event once, in order, in the gateway envelope.
 // --raw instead prints exactly what one connection receives, and ends with it.
 func Listen(ctx context.Context, args []string, st Streams) error {
 	fs := newFlags("listen", st)

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wsgate/wsgate/localstack/apigw"
-	"github.com/wsgate/wsgate/localstack/stack"
+	"github.com/wsgate/wsgate/localstack/aws/apigw"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
 )
 
 // Node runs one more WebSocket front end of a running local stack, in its

@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/wsgate/wsgate/localstack/soak"
+	"github.com/wsgate/wsgate/localstack/devtools/soak"
 	"github.com/wsgate/wsgate/shared/broadcast"
 )
 

@@ -1,7 +1,7 @@
-// Package soak runs many shared/client subscribers against the local stack
-// for a fixed time while events flow and connections drop at random, then
-// checks that every client has every event of its topics exactly once, in
-// order, and that the store keeps no record of a closed connection.
+// Package soak runs many subscribers on the Go client (clients/go) against
+// the local stack for a fixed time while events flow and connections drop at
+// random, then checks that every client has every event of its topics
+// exactly once, in order, and that the store keeps no record of a closed connection.
 package soak
 
 import (
@@ -26,14 +26,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
-	"github.com/wsgate/wsgate/localstack/apigw"
-	"github.com/wsgate/wsgate/localstack/dynamolocal"
-	"github.com/wsgate/wsgate/localstack/stack"
+	client "github.com/wsgate/wsgate/clients/go"
+	"github.com/wsgate/wsgate/localstack/aws/apigw"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
 	"github.com/wsgate/wsgate/shared/auth"
-	"github.com/wsgate/wsgate/shared/client"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/store/storetest/dynamolocal"
 )
 
 // Options configure a run.

@@ -8,7 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/wsgate/wsgate/localstack/devcli"
+	"github.com/wsgate/wsgate/localstack/devtools/devcli"
 )
 
 func main() {

