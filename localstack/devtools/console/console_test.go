@@ -99,7 +99,7 @@ func TestConsole_InHeadlessChromium(t *testing.T) {
 	}
 	node, err := exec.LookPath("node")
 	_, statErr := os.Stat(chromium)
-	_, pwErr := os.Stat("../../node_modules/playwright-core")
+	_, pwErr := os.Stat("../../../node_modules/playwright-core")
 	if err != nil || statErr != nil || pwErr != nil {
 		msg := "needs node, Chromium (apt-get install chromium; or set CHROMIUM) and node_modules/playwright-core (make deps)"
 		if os.Getenv("CI") != "" {
