@@ -58,17 +58,17 @@ test-js: deps ## Build the JavaScript client (clients/js: tsc, esbuild) and run 
 .PHONY: local-bin
 local-bin:
 	@for fn in $(FUNCTIONS); do go build -tags lambda.norpc -o bin/local/$$fn/bootstrap ./functions/$$fn || exit 1; done
-	@go build -o bin/wsgate ./localstack/cmd/wsgate
+	@go build -o bin/wsgate ./localstack/devtools/cmd/wsgate
 
 .PHONY: bench
 bench: deps build local-bin ## Measure fan-out at 100 to 50,000 subscribers; writes bench/results/latest.md (ARGS=...)
-	@go build -tags lambda.norpc -o bin/local/naive/bootstrap ./localstack/bench/naive
+	@go build -tags lambda.norpc -o bin/local/naive/bootstrap ./localstack/devtools/bench/naive
 	@bin/wsgate bench $(ARGS)
 
 # Every parser of outside input, as package:target.
 FUZZ_TARGETS := shared/protocol:FuzzParse shared/topic:FuzzParsePattern shared/filter:FuzzParseSet \
   shared/auth:FuzzExtract shared/auth:FuzzVerify shared/publish:FuzzParse \
-  localstack/sqslocal:FuzzServeHTTP localstack/sqslocal:FuzzParseRedrivePolicy
+  localstack/aws/sqslocal:FuzzServeHTTP localstack/aws/sqslocal:FuzzParseRedrivePolicy
 # A count, not a duration: with a duration Go 1.26's fuzz coordinator can
 # fail a clean run with "context deadline exceeded" (golang/go#75804).
 FUZZTIME ?= 100000x

@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/stacktest"
+	"github.com/wsgate/wsgate/localstack/aws/stacktest"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
@@ -131,7 +131,7 @@ func checkout(t *testing.T) string {
 		}
 		require.NoError(t, os.Symlink(filepath.Join(abs, e.Name()), filepath.Join(dir, e.Name())))
 	}
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "bin", "wsgate"), "./localstack/cmd/wsgate")
+	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "bin", "wsgate"), "./localstack/devtools/cmd/wsgate")
 	cmd.Dir = abs
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "build bin/wsgate: %s", out)

@@ -38,12 +38,12 @@ OUT=infra/cdk.out/localstack-outputs.json
 URL=$(node -e "const o=require('./$OUT'); console.log(Object.values(o)[0].WebSocketUrl)")
 SECRET_ARN=$(node -e "const o=require('./$OUT'); console.log(Object.values(o)[0].JwtSecretArn)")
 SECRET=$(aws secretsmanager get-secret-value --secret-id "$SECRET_ARN" --query SecretString --output text)
-TOKEN=$(go run ./localstack/cmd/wsgate token --secret "$SECRET" --sub dev --topics '>')
+TOKEN=$(go run ./localstack/devtools/cmd/wsgate token --secret "$SECRET" --sub dev --topics '>')
 cat <<DONE
 
 wsgate-$STAGE is deployed in LocalStack.
   WebSocket  $URL
   Token      $TOKEN
-Listen:   go run ./localstack/cmd/wsgate listen --url $URL --token $TOKEN --subscribe 'demo.>'
-Publish:  go run ./localstack/cmd/wsgate publish --endpoint $AWS_ENDPOINT_URL --bus wsgate-$STAGE --topic demo.hello --payload '{"hello":"world"}'
+Listen:   go run ./localstack/devtools/cmd/wsgate listen --url $URL --token $TOKEN --subscribe 'demo.>'
+Publish:  go run ./localstack/devtools/cmd/wsgate publish --endpoint $AWS_ENDPOINT_URL --bus wsgate-$STAGE --topic demo.hello --payload '{"hello":"world"}'
 DONE

@@ -30,6 +30,6 @@ await build({
 const min = readFileSync(bundle);
 console.log(`@wsgate/client: ${min.length} bytes minified, ${gzipSync(min, { level: 9 }).length} bytes minified+gzipped`);
 if (process.argv.includes('--console')) {
-  copyFileSync(bundle, join(here, '../../localstack/console/static/wsgate-client.mjs'));
-  console.log('copied to localstack/console/static/wsgate-client.mjs');
+  copyFileSync(bundle, join(here, '../../localstack/devtools/console/static/wsgate-client.mjs'));
+  console.log('copied to localstack/devtools/console/static/wsgate-client.mjs');
 }

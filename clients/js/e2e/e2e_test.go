@@ -21,8 +21,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/wsgate/wsgate/localstack/stack"
-	"github.com/wsgate/wsgate/localstack/stacktest"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
+	"github.com/wsgate/wsgate/localstack/aws/stacktest"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/publish"
 )
@@ -30,7 +30,7 @@ import (
 func TestMain(m *testing.M) { stacktest.Main(m) }
 
 // bundle is the client as the console serves it.
-const bundle = "../../../localstack/console/static/wsgate-client.mjs"
+const bundle = "../../../localstack/devtools/console/static/wsgate-client.mjs"
 
 // harness serves the scenario's page and the stack's controls. Every
 // control is a POST with a JSON body.

@@ -1,5 +1,5 @@
 // @wsgate/client in Node.js against `make dev`, from the repository root:
-//   export WSGATE_TOKEN=$(go run ./localstack/cmd/wsgate token --sub alice --topics 'demo.>' --publish 'demo.>')
+//   export WSGATE_TOKEN=$(go run ./localstack/devtools/cmd/wsgate token --sub alice --topics 'demo.>' --publish 'demo.>')
 //   node --experimental-websocket clients/js/examples/quickstart.mjs   # Node.js 22: no flag needed
 // It subscribes, publishes two messages from the client, prints them as
 // they arrive and stops. In a browser the same code runs without process.env.

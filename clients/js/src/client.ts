@@ -5,7 +5,7 @@
 // holds events past a hole and then asks for it, and reports what history
 // could not fill. Each command it sends is recorded by id with its owner
 // (a Subscription, a resume of a topic, a caller's promise), and the reply
-// goes to that owner. The same behaviour as the Go client (shared/client);
+// goes to that owner. The same behaviour as the Go client (clients/go);
 // README's "JavaScript client" lists where the browser made it differ.
 
 import { backoff } from './backoff.js';

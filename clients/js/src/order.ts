@@ -1,7 +1,7 @@
 // Per-topic ordering: the client's position in each topic, the events held
 // behind a hole, and the rules that hand each event to the application
 // once, in sequence order. Pure logic, no timers and no socket, so the unit
-// tests drive it directly; the same rules as shared/client's order.go.
+// tests drive it directly; the same rules as clients/go's order.go.
 
 /** One event, as delivered to the application. */
 export interface WsgateEvent<T = unknown> {

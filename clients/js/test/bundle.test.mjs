@@ -12,8 +12,8 @@ test('the bundle stays under 7 KB minified and gzipped', () => {
 });
 
 test('the console serves the current build (node build.mjs --console refreshes it)', () => {
-  const served = readFileSync(new URL('../../../localstack/console/static/wsgate-client.mjs', import.meta.url));
-  assert.ok(served.equals(built), 'localstack/console/static/wsgate-client.mjs is stale: run `npm run build -w clients/js -- --console`');
+  const served = readFileSync(new URL('../../../localstack/devtools/console/static/wsgate-client.mjs', import.meta.url));
+  assert.ok(served.equals(built), 'localstack/devtools/console/static/wsgate-client.mjs is stale: run `npm run build -w clients/js -- --console`');
 });
 
 test('no runtime dependencies: the bundle imports nothing', () => {

@@ -1,5 +1,5 @@
 // The client against an in-process fake of the gateway's socket: the same
-// intents as shared/client's tests (tokens per connect, resubscribe, resume
+// intents as clients/go's tests (tokens per connect, resubscribe, resume
 // only after the subscription answered, holes, gaps, lost answers, refusals).
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';

@@ -16,7 +16,7 @@ import (
 const (
 	protocolDir = "../.."
 	clientDir   = "../../../../clients/js/src"
-	consoleDir  = "../../../../localstack/console/static"
+	consoleDir  = "../../../../localstack/devtools/console/static"
 )
 
 // The client's src/protocol.ts is what the generator writes from

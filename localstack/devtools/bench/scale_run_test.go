@@ -1,0 +1,44 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wsgate/wsgate/localstack/aws/stacktest"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
+
+// A small scale model end to end: sink subscribers written by the store,
+// a canary, every delivery counted once, the hottest key reported.
+func TestScale_SmallModelDeliversEveryEventToEverySink(t *testing.T) {
+	var log bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := RunScale(ctx, ScaleOptions{
+		CapacityScale: 1, Canaries: 1, Posters: 4, FunctionsDir: os.Getenv(stacktest.EnvFunctions), Log: &log,
+		Runs: []ScaleRun{{Audience: 50, PerSecond: 5, For: time.Second}},
+	})
+	require.NoError(t, err, log.String())
+	require.Len(t, r.Rows, 1)
+	row := r.Rows[0]
+	assert.Empty(t, row.Error)
+	assert.Equal(t, 5, row.Events)
+	assert.Equal(t, int64(250), row.Expected)
+	assert.Equal(t, row.Expected, row.Delivered, log.String())
+	assert.Zero(t, row.Duplicates)
+	assert.True(t, row.CanariesOK, "the canary got every event once, in order")
+	assert.Len(t, row.Last, 5)
+	assert.NotEmpty(t, row.HotKey)
+	assert.Positive(t, row.HotRead+row.HotWrite)
+	assert.Positive(t, r.SinkPerSecond)
+	var md bytes.Buffer
+	r.Markdown(&md)
+	assert.Contains(t, md.String(), "| 50 (50) | 5 × 1s | 250 / 250 |")
+}
