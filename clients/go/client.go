@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/wsgate/wsgate/shared/protocol"
 )
 
 // Defaults for zero Options fields.
@@ -283,7 +284,7 @@ func (c *Client) Send(ctx context.Context, v any) error {
 	b, ok := v.([]byte)
 	if !ok {
 		var err error
-		if b, err = json.Marshal(v); err != nil {
+		if b, err = protocol.Marshal(v); err != nil {
 			return fmt.Errorf("client: %w", err)
 		}
 	}

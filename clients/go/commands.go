@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -140,7 +139,7 @@ func (c *Client) resume(ctx context.Context, ws *websocket.Conn, t string) error
 
 // write sends one request (New checked that Filters marshal).
 func (c *Client) write(ctx context.Context, ws *websocket.Conn, req any) error {
-	b, err := json.Marshal(req)
+	b, err := protocol.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}

@@ -74,7 +74,7 @@ func (e *Error) MarshalJSON() ([]byte, error) {
 	type plain Error
 	c := plain(*e)
 	c.Kind = TypeError
-	return json.Marshal(c)
+	return Marshal(c)
 }
 
 // Subscribed confirms a subscribe. Seqs holds, for each subscribed topic

@@ -1,6 +1,9 @@
 package protocol
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // The requests below are JSON commands as a client writes them, in their
 // canonical form: a topic, not the channel forms of Valtronics' clients,
@@ -55,7 +58,7 @@ type AuthRequest struct {
 // MarshalJSON writes the request with "type":"subscribe".
 func (r SubscribeRequest) MarshalJSON() ([]byte, error) {
 	type fields SubscribeRequest
-	return json.Marshal(struct {
+	return Marshal(struct {
 		Type string `json:"type"`
 		fields
 	}{TypeSubscribe, fields(r)})
@@ -64,7 +67,7 @@ func (r SubscribeRequest) MarshalJSON() ([]byte, error) {
 // MarshalJSON writes the request with "type":"unsubscribe".
 func (r UnsubscribeRequest) MarshalJSON() ([]byte, error) {
 	type fields UnsubscribeRequest
-	return json.Marshal(struct {
+	return Marshal(struct {
 		Type string `json:"type"`
 		fields
 	}{TypeUnsubscribe, fields(r)})
@@ -73,7 +76,7 @@ func (r UnsubscribeRequest) MarshalJSON() ([]byte, error) {
 // MarshalJSON writes the request with "type":"resume".
 func (r ResumeRequest) MarshalJSON() ([]byte, error) {
 	type fields ResumeRequest
-	return json.Marshal(struct {
+	return Marshal(struct {
 		Type string `json:"type"`
 		fields
 	}{TypeResume, fields(r)})
@@ -82,7 +85,7 @@ func (r ResumeRequest) MarshalJSON() ([]byte, error) {
 // MarshalJSON writes the request with "type":"ping".
 func (r PingRequest) MarshalJSON() ([]byte, error) {
 	type fields PingRequest
-	return json.Marshal(struct {
+	return Marshal(struct {
 		Type string `json:"type"`
 		fields
 	}{TypePing, fields(r)})
@@ -91,7 +94,7 @@ func (r PingRequest) MarshalJSON() ([]byte, error) {
 // MarshalJSON writes the request with "type":"auth".
 func (r AuthRequest) MarshalJSON() ([]byte, error) {
 	type fields AuthRequest
-	return json.Marshal(struct {
+	return Marshal(struct {
 		Type string `json:"type"`
 		fields
 	}{TypeAuth, fields(r)})
@@ -110,7 +113,7 @@ type PublishRequest struct {
 // MarshalJSON writes the request with "type":"publish".
 func (r PublishRequest) MarshalJSON() ([]byte, error) {
 	type fields PublishRequest
-	return json.Marshal(struct {
+	return Marshal(struct {
 		Type string `json:"type"`
 		fields
 	}{TypePublish, fields(r)})
@@ -127,8 +130,22 @@ type PresenceRequest struct {
 // MarshalJSON writes the request with "type":"presence".
 func (r PresenceRequest) MarshalJSON() ([]byte, error) {
 	type fields PresenceRequest
-	return json.Marshal(struct {
+	return Marshal(struct {
 		Type string `json:"type"`
 		fields
 	}{TypePresence, fields(r)})
+}
+
+// Marshal is json.Marshal without escaping <, > and &: topics and ids
+// hold '>', and a request's id comes back in its reply as written. Clients
+// send requests with it (json.Marshal re-escapes even a MarshalJSON's
+// output).
+func Marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

@@ -92,3 +92,14 @@ func patternsOf(t *testing.T, ps ...string) []topic.Pattern {
 	}
 	return out
 }
+
+// A request marshalled with Marshal keeps '>' as written (json.Marshal
+// sends \u003e, which the server echoes back in the reply's id), and so
+// does an error's message.
+func TestRequests_KeepGreaterThanAsWritten(t *testing.T) {
+	b, err := Marshal(SubscribeRequest{ID: "sub:demo.>", Topic: "demo.>"})
+	require.NoError(t, err)
+	assert.Equal(t, `{"type":"subscribe","id":"sub:demo.>","topic":"demo.>"}`, string(b))
+	e := Encode(&Error{Code: "bad_request", Message: "a.> is not allowed"})
+	assert.Contains(t, string(e), `"a.> is not allowed"`)
+}
