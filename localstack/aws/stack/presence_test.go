@@ -148,7 +148,9 @@ func TestPresence_JoinAndLeaveReachSubscribersWhoAsked(t *testing.T) {
 	watcher := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, grant("watcher"))})
 	watcher.SendJSON(map[string]any{"type": "subscribe", "topic": "room.1", "presence": true})
 	watcher.Expect("subscribed", 10*time.Second)
-	assert.Equal(t, []string{"join user:watcher room.1"}, announcements(t, watcher, 3*time.Second), "its own arrival")
+	own := firstAnnouncements(t, watcher, 1, 15*time.Second) // a loaded machine's stream may lag
+	own = append(own, announcements(t, watcher, time.Second)...)
+	assert.Equal(t, []string{"join user:watcher room.1"}, own, "its own arrival, once")
 	plain := joinRoom(t, s, grant("plain"), "room.1")
 
 	a1 := joinRoom(t, s, grant("alice"), "room.1")
