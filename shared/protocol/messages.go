@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -201,15 +200,13 @@ type Event struct {
 // Encode marshals a server message. Unlike json.Marshal it leaves <, >
 // and & as they are: topics hold '>' and clients read these frames.
 func Encode(v any) []byte {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	b, err := Marshal(v)
+	if err != nil {
 		// Every message type here marshals; a failure is a programming error
 		// that must not crash a function serving clients.
 		return []byte(`{"type":"error","code":"bad_request","message":"internal encoding error"}`)
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	return b
 }
 
 func asErr(err error, target any) bool { return errors.As(err, target) }
