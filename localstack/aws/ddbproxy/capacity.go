@@ -26,8 +26,9 @@ const hotKeys = 50
 type CapacityStats struct {
 	// Scale divides AWS's ceilings (0: ceilings off, units still counted).
 	Scale float64 `json:"scale"`
-	// ReadCeiling and WriteCeiling are the units a second one key may
-	// consume here (AWS's times Scale); 0 when off.
+	// ReadCeiling and WriteCeiling are the units a second one scaled key
+	// may consume here (AWS's times Scale); 0 when off. Keys that are not
+	// scaled (Options.ScaledKeys) are held to AWS's own.
 	ReadCeiling  float64 `json:"read_ceiling"`
 	WriteCeiling float64 `json:"write_ceiling"`
 	ReadUnits    float64 `json:"read_units"`
@@ -35,8 +36,8 @@ type CapacityStats struct {
 	// Throttled counts requests (or batch entries, transaction items)
 	// refused for a key over its ceiling.
 	Throttled int64 `json:"throttled"`
-	// Keys are the hottest keys, by their peak second's share of the
-	// ceiling (of AWS's ceiling when off), hottest first.
+	// Keys are the hottest keys, by their peak second's share of their
+	// own ceiling (of AWS's ceiling when off), hottest first.
 	Keys []KeyCapacity `json:"keys"`
 }
 
@@ -56,6 +57,10 @@ type KeyCapacity struct {
 	PeakRead  float64 `json:"peak_read_per_second"`
 	PeakWrite float64 `json:"peak_write_per_second"`
 	Throttled int64   `json:"throttled"`
+	// Scaled: the key's load grows with the modelled audience, and its
+	// ceilings are AWS's times Scale (Options.ScaledKeys); the others
+	// keep AWS's own.
+	Scaled bool `json:"scaled"`
 }
 
 // partition is a partition key value: a table's or a global index's.
@@ -102,6 +107,7 @@ func (m *meterWindow) add(now time.Time, units float64) {
 
 type keyLoad struct {
 	p             partition
+	scaled        bool // held to the scaled ceilings
 	read, write   bucket
 	readW, writeW meterWindow
 	readU, writeU float64
@@ -112,18 +118,20 @@ type keyLoad struct {
 // and its ceilings.
 type capacity struct {
 	scale     float64 // >0: ceilings on
-	readRate  float64
+	readRate  float64 // a scaled key's ceilings
 	writeRate float64
+	scaledKey func(pk string) bool // nil: every key
 	now       func() time.Time
 	mu        sync.Mutex
 	keys      map[string]*keyLoad
 	readU     float64
 	writeU    float64
 	throttled int64
+	suspended int // SuspendCeilings in force
 }
 
-func newCapacity(scale float64) *capacity {
-	c := &capacity{keys: map[string]*keyLoad{}, now: time.Now}
+func newCapacity(scale float64, scaledKey func(string) bool) *capacity {
+	c := &capacity{keys: map[string]*keyLoad{}, now: time.Now, scaledKey: scaledKey}
 	if scale > 0 {
 		c.scale, c.readRate, c.writeRate = scale, ReadCeiling*scale, WriteCeiling*scale
 	}
@@ -133,10 +141,50 @@ func newCapacity(scale float64) *capacity {
 func (c *capacity) load(p partition) *keyLoad {
 	k := c.keys[p.id]
 	if k == nil {
-		k = &keyLoad{p: p}
+		k = &keyLoad{p: p, scaled: c.isScaled(p)}
 		c.keys[p.id] = k
 	}
 	return k
+}
+
+// isScaled reports whether p's load grows with the modelled audience.
+func (c *capacity) isScaled(p partition) bool {
+	return !p.scan && (c.scaledKey == nil || c.scaledKey(p.key))
+}
+
+// rates are k's ceilings, units a second: the scaled ones, or AWS's for a
+// key whose load does not grow with the audience.
+func (c *capacity) rates(k *keyLoad) (read, write float64) {
+	if k.scaled {
+		return c.readRate, c.writeRate
+	}
+	return ReadCeiling, WriteCeiling
+}
+
+// modelScale is the scale a Query of p is charged at (queryUnits), 0
+// when its units are DynamoDB Local's own: ceilings off or at AWS's, or a
+// key that is not scaled.
+func (c *capacity) modelScale(p partition) float64 {
+	if c.scale <= 0 || c.scale >= 1 || !c.isScaled(p) {
+		return 0
+	}
+	return c.scale
+}
+
+// suspend lifts every ceiling until the returned func is called (once);
+// units are still counted.
+func (c *capacity) suspend() (resume func()) {
+	c.mu.Lock()
+	c.suspended++
+	c.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			c.suspended--
+			c.mu.Unlock()
+		})
+	}
 }
 
 // admit reports, for each of parts (to be written when write), whether its
@@ -149,13 +197,14 @@ func (c *capacity) admit(parts []partition, write bool) []bool {
 	now := c.now()
 	for i, p := range parts {
 		ok[i] = true
-		if c.scale <= 0 || p.scan {
+		if c.scale <= 0 || p.scan || c.suspended > 0 {
 			continue
 		}
 		k := c.load(p)
-		b, rate := &k.read, c.readRate
+		rr, wr := c.rates(k)
+		b, rate := &k.read, rr
 		if write {
-			b, rate = &k.write, c.writeRate
+			b, rate = &k.write, wr
 		}
 		b.refill(now, rate)
 		if b.level <= 0 {
@@ -176,12 +225,14 @@ func (c *capacity) charge(p partition, read, write float64) {
 	defer c.mu.Unlock()
 	now := c.now()
 	k := c.load(p)
+	held := c.scale > 0 && !p.scan && c.suspended == 0 // suspended: counted, not taken from the buckets
+	rr, wr := c.rates(k)
 	if read > 0 {
 		k.readU += read
 		c.readU += read
 		k.readW.add(now, read)
-		if c.scale > 0 && !p.scan {
-			k.read.refill(now, c.readRate)
+		if held {
+			k.read.refill(now, rr)
 			k.read.level -= read
 		}
 	}
@@ -189,8 +240,8 @@ func (c *capacity) charge(p partition, read, write float64) {
 		k.writeU += write
 		c.writeU += write
 		k.writeW.add(now, write)
-		if c.scale > 0 && !p.scan {
-			k.write.refill(now, c.writeRate)
+		if held {
+			k.write.refill(now, wr)
 			k.write.level -= write
 		}
 	}
@@ -209,9 +260,17 @@ func (c *capacity) stats() CapacityStats {
 			Table: k.p.table, Index: k.p.index, Key: k.p.key,
 			ReadUnits: k.readU, WriteUnits: k.writeU,
 			PeakRead: k.readW.peak, PeakWrite: k.writeW.peak, Throttled: k.throttled,
+			Scaled: k.scaled && c.scale > 0,
 		})
 	}
-	heat := func(k KeyCapacity) float64 { return max(k.PeakRead/ReadCeiling, k.PeakWrite/WriteCeiling) }
+	// A key's heat is its peak second's share of its own ceiling.
+	heat := func(k KeyCapacity) float64 {
+		r, w := ReadCeiling, WriteCeiling
+		if k.Scaled {
+			r, w = c.readRate, c.writeRate
+		}
+		return max(k.PeakRead/r, k.PeakWrite/w)
+	}
 	slices.SortFunc(keys, func(a, b KeyCapacity) int {
 		if d := heat(b) - heat(a); d != 0 {
 			return int(math.Copysign(1, d))

@@ -3,6 +3,11 @@ package ddbproxy_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/localstack/aws/ddbproxy"
+	"github.com/wsgate/wsgate/shared/store/storetest"
 	"github.com/wsgate/wsgate/shared/store/storetest/dynamolocal"
 )
 
@@ -247,4 +253,46 @@ func TestCapacity_ResetZeroesTheCountsButNotTheCeiling(t *testing.T) {
 	_, err = db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.table), Item: sized("k", 1024)})
 	require.ErrorAs(t, err, &pte, "the bucket is still overdrawn")
 	assert.Equal(t, int64(1), f.p.Capacity().Throttled)
+}
+
+// rawQuery posts a Query as raw JSON to url and returns the answer's body
+// and checksum header.
+func rawQuery(t *testing.T, url, body string) ([]byte, string) {
+	t.Helper()
+	r, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	require.NoError(t, err)
+	r.Header.Set("X-Amz-Target", "DynamoDB_20120810.Query")
+	r.Header.Set("Content-Type", "application/x-amz-json-1.0")
+	r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=t/20200101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0")
+	resp, err := http.DefaultClient.Do(r)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
+	return b, resp.Header.Get("X-Amz-Crc32")
+}
+
+// Metering reads an answer and passes it on as DynamoDB Local wrote it:
+// byte for byte when the client asked for its capacity, less only the
+// ConsumedCapacity member when it did not (the proxy asks for it either
+// way), with a checksum of what is sent.
+func TestCapacity_AnswersPassThroughUnchanged(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, ddbproxy.Options{CapacityScale: 1})
+	for _, sk := range []string{"a", "b", "c"} {
+		_, err := f.direct.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(f.table), Item: item("q", sk, `{"x":[1,"}"]}`)})
+		require.NoError(t, err)
+	}
+	query := func(capacity string) string {
+		return fmt.Sprintf(`{"TableName":%q,"ConsistentRead":true,"KeyConditionExpression":"pk = :pk","ExpressionAttributeValues":{":pk":{"S":"q"}}%s}`, f.table, capacity)
+	}
+	direct := storetest.Endpoint(t)
+	for _, capacity := range []string{`,"ReturnConsumedCapacity":"TOTAL"`, `,"ReturnConsumedCapacity":"NONE"`, ``} {
+		want, _ := rawQuery(t, direct, query(capacity))
+		got, crc := rawQuery(t, f.url, query(capacity))
+		assert.Equal(t, string(want), string(got), capacity)
+		assert.Equal(t, strconv.FormatUint(uint64(crc32.ChecksumIEEE(got)), 10), crc, capacity)
+	}
+	assert.InDelta(t, 3, keyLoad(t, f.p, f.table, "q").ReadUnits, 1e-9, "each query charged, asked or not")
 }

@@ -100,11 +100,14 @@ func (p *Proxy) exchange(r *http.Request, body []byte) (*http.Response, []byte, 
 		return nil, nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
+	var buf bytes.Buffer
+	if resp.ContentLength > 0 && resp.ContentLength <= maxRequest {
+		buf.Grow(int(resp.ContentLength) + bytes.MinRead) // read in one array, not doubling into it
+	}
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
 		return nil, nil, err
 	}
-	return resp, b, nil
+	return resp, buf.Bytes(), nil
 }
 
 // writeResponse answers with resp's status and headers and body, which may

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/crc32"
+	"math"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Capacity returns the units each partition key consumed, and the
@@ -75,7 +77,13 @@ func (pl *capacityPlan) add(p partition, weight float64) {
 // any filter, rounded up to 4 KB; batches per item. What it leaves out,
 // a conditional write whose condition fails (which still consumes write
 // units, at least one), the proxy charges itself from the item's before
-// image.
+// image. A Query of a scaled key in a scale model is charged for the
+// audience it stands for (queryUnits).
+//
+// The answer goes back as DynamoDB Local wrote it: the proxy reads only
+// its ConsumedCapacity (and a scaled Query's Items), and splices that
+// member out when the client did not ask for it. Only a batch the
+// ceilings split is decoded and encoded again.
 func (p *Proxy) serveMetered(w http.ResponseWriter, r *http.Request, op string, body []byte) {
 	f, err := parseFields(body)
 	var plan *capacityPlan
@@ -113,7 +121,8 @@ func (p *Proxy) serveMetered(w http.ResponseWriter, r *http.Request, op string, 
 		}
 	}
 	asked := wantsCapacity(f)
-	if !asked || deferred != nil {
+	switch {
+	case deferred != nil: // the batch's admitted entries only
 		if !asked {
 			f.setStr("ReturnConsumedCapacity", "TOTAL")
 		}
@@ -121,19 +130,38 @@ func (p *Proxy) serveMetered(w http.ResponseWriter, r *http.Request, op string, 
 			serviceError(w, http.StatusInternalServerError, "InternalServerError", err.Error())
 			return
 		}
+	case !asked:
+		body = askCapacity(body)
 	}
-	rec := &recorder{header: http.Header{}, status: http.StatusOK}
+	rec := newRecorder()
+	defer rec.free()
 	p.dispatch(rec, r, op, body)
 	out := rec.body.Bytes()
+	changed := false
 	if rec.status == http.StatusOK {
-		p.chargeAnswer(plan, out)
-		if !asked || deferred != nil {
-			out = rewriteAnswer(out, asked, op, deferred)
+		p.chargeAnswer(op, f, plan, out)
+		switch {
+		case deferred != nil:
+			out, changed = rewriteAnswer(out, asked, op, deferred), true
+		case !asked:
+			if m, ok := member(out, "ConsumedCapacity"); ok {
+				out, changed = withoutMember(out, m), true
+			}
 		}
 	} else if plan.write && len(plan.parts) == 1 && strings.Contains(rec.header.Get("X-Amzn-ErrorType")+string(out), "ConditionalCheckFailed") {
 		p.chargeFailedCondition(r.Context(), op, f, plan.parts[0], out)
 	}
-	rec.send(w, out)
+	rec.send(w, out, changed)
+}
+
+// askCapacity is the request body with ReturnConsumedCapacity TOTAL, the
+// rest of it as the client wrote it.
+func askCapacity(body []byte) []byte {
+	const total = `"TOTAL"`
+	if m, ok := member(body, "ReturnConsumedCapacity"); ok {
+		return withValue(body, m, []byte(total))
+	}
+	return withMember(body, "ReturnConsumedCapacity", []byte(total))
 }
 
 // only keeps the plan's admitted items.
@@ -149,8 +177,13 @@ func (pl *capacityPlan) only(admitted []bool) *capacityPlan {
 
 // chargeAnswer splits the units of a successful answer over the plan's
 // items by weight.
-func (p *Proxy) chargeAnswer(plan *capacityPlan, answer []byte) {
+func (p *Proxy) chargeAnswer(op string, f fields, plan *capacityPlan, answer []byte) {
 	units := consumedUnits(answer)
+	if op == "Query" && len(plan.parts) == 1 {
+		if scale := p.cap.modelScale(plan.parts[0]); scale > 0 {
+			units = queryUnits(f, answer, scale, units)
+		}
+	}
 	var sum float64
 	for _, w := range plan.weights {
 		sum += w
@@ -165,17 +198,60 @@ func (p *Proxy) chargeAnswer(plan *capacityPlan, answer []byte) {
 	}
 }
 
-// consumedUnits sums ConsumedCapacity.CapacityUnits (one or a list).
+// queryUnits is what AWS would charge a Query of a scaled key for the
+// audience slice it stands for: the items here stand for 1/scale times as
+// many, so the bytes read are bytes/scale, charged in 4 KB units (at least
+// one, as every Query is), halved when eventually consistent, and the
+// model's ceiling is scale times AWS's:
+//
+//	units = max(1, ceil((bytes / scale) / 4 KB)) * scale
+//
+// DynamoDB Local's own figure rounds the small slice up to a whole unit,
+// which weighs 1/scale times more against the scaled ceiling than the
+// slice's share does on AWS. The bytes are the items of the answer, as
+// DynamoDB counts them (itemSize); a projected or filtered Query returns
+// less than it read, and keeps local, DynamoDB Local's figure.
+func queryUnits(f fields, answer []byte, scale, local float64) float64 {
+	for _, narrowed := range []string{"ProjectionExpression", "AttributesToGet", "FilterExpression", "QueryFilter"} {
+		if _, ok := f[narrowed]; ok {
+			return local
+		}
+	}
+	if sel := f.str("Select"); sel != "" && sel != "ALL_ATTRIBUTES" {
+		return local
+	}
+	m, ok := member(answer, "Items")
+	if !ok {
+		return local
+	}
+	var items []map[string]json.RawMessage
+	if json.Unmarshal(answer[m.value:m.close], &items) != nil {
+		return local
+	}
+	size := 0
+	for _, it := range items {
+		size += itemSize(it)
+	}
+	units := max(1, math.Ceil(float64(size)/scale/4096)) * scale
+	if !f.flag("ConsistentRead") {
+		units /= 2
+	}
+	return units
+}
+
+// consumedUnits sums ConsumedCapacity.CapacityUnits (one or a list),
+// reading that member only.
 func consumedUnits(answer []byte) float64 {
-	var a struct{ ConsumedCapacity json.RawMessage }
-	if json.Unmarshal(answer, &a) != nil || len(a.ConsumedCapacity) == 0 {
+	m, ok := member(answer, "ConsumedCapacity")
+	if !ok {
 		return 0
 	}
+	raw := answer[m.value:m.close]
 	type cc struct{ CapacityUnits float64 }
 	var list []cc
-	if json.Unmarshal(a.ConsumedCapacity, &list) != nil {
+	if json.Unmarshal(raw, &list) != nil {
 		var one cc
-		_ = json.Unmarshal(a.ConsumedCapacity, &one)
+		_ = json.Unmarshal(raw, &one)
 		list = []cc{one}
 	}
 	var n float64
@@ -234,18 +310,39 @@ func (p *Proxy) chargeFailedCondition(ctx context.Context, op string, f fields, 
 type recorder struct {
 	header http.Header
 	status int
-	body   bytes.Buffer
+	body   *bytes.Buffer
+}
+
+// answers are the recorders' buffers, reused: a Query page is up to 1 MB.
+var answers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func newRecorder() *recorder {
+	b := answers.Get().(*bytes.Buffer)
+	b.Reset()
+	return &recorder{header: http.Header{}, status: http.StatusOK, body: b}
+}
+
+// free returns the buffer, once the answer is sent.
+func (rc *recorder) free() {
+	if rc.body.Cap() <= 4<<20 {
+		answers.Put(rc.body)
+	}
+	rc.body = nil
 }
 
 func (rc *recorder) Header() http.Header         { return rc.header }
 func (rc *recorder) WriteHeader(status int)      { rc.status = status }
 func (rc *recorder) Write(b []byte) (int, error) { return rc.body.Write(b) }
 
-func (rc *recorder) send(w http.ResponseWriter, body []byte) {
+// send answers with body: the recorded headers as they are when unchanged
+// (DynamoDB Local's checksum included), else with its length and checksum.
+func (rc *recorder) send(w http.ResponseWriter, body []byte, changed bool) {
 	h := w.Header()
 	copyHeader(h, rc.header)
+	if changed || h.Get(crc32Header) == "" {
+		h.Set(crc32Header, strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10))
+	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set(crc32Header, strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10))
 	w.WriteHeader(rc.status)
 	_, _ = w.Write(body)
 }

@@ -56,6 +56,13 @@ type Options struct {
 	// default) turns the accounting off: requests stream through. A
 	// negative value counts every key's units (Capacity) with no ceiling.
 	CapacityScale float64
+	// ScaledKeys names the partition key values (of tables and global
+	// indexes) whose load grows with the modelled audience: only they are
+	// held to the ceilings times CapacityScale, and a Query of one is
+	// charged for the audience slice it stands for (see serveMetered);
+	// every other key keeps AWS's own ceilings, as the model stands for a
+	// larger audience, not for more events. Nil scales every key.
+	ScaledKeys func(pk string) bool
 	// Log receives the replicas' errors; nil discards them.
 	Log *slog.Logger
 }
@@ -127,7 +134,7 @@ func New(opts Options) (*Proxy, error) {
 		replicas: map[string]*replicaState{},
 	}
 	if opts.CapacityScale != 0 {
-		p.cap = newCapacity(opts.CapacityScale)
+		p.cap = newCapacity(opts.CapacityScale, opts.ScaledKeys)
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.schemas = newSchemaCache(p.ctx, p.db)

@@ -108,9 +108,19 @@ func (p *Proxy) serveBatchGet(w http.ResponseWriter, r *http.Request, body []byt
 }
 
 // renameTables names tables back in a read's answer: the keys of Responses
-// and UnprocessedKeys, and ConsumedCapacity's TableName (one or a list).
+// and UnprocessedKeys (a BatchGetItem's), and ConsumedCapacity's TableName
+// (one or a list). The rest of the answer is passed on as it came: a
+// GetItem, Query or Scan answer changes in its ConsumedCapacity only.
 // An answer it cannot parse is returned as it is.
 func renameTables(b []byte, names map[string]string) []byte {
+	_, responses := member(b, "Responses")
+	_, unprocessed := member(b, "UnprocessedKeys")
+	if !responses && !unprocessed {
+		if m, ok := member(b, "ConsumedCapacity"); ok {
+			return withValue(b, m, renameCapacity(b[m.value:m.close], names))
+		}
+		return b
+	}
 	f, err := parseFields(b)
 	if err != nil {
 		return b
