@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -295,4 +296,97 @@ func TestCapacity_AnswersPassThroughUnchanged(t *testing.T) {
 		assert.Equal(t, strconv.FormatUint(uint64(crc32.ChecksumIEEE(got)), 10), crc, capacity)
 	}
 	assert.InDelta(t, 3, keyLoad(t, f.p, f.table, "q").ReadUnits, 1e-9, "each query charged, asked or not")
+}
+
+// Only the keys whose load grows with the audience are scaled: the others
+// keep AWS's ceilings, as the model stands for a larger audience, not
+// more events.
+func TestCapacity_OnlyScaledKeysHaveTheScaledCeilings(t *testing.T) {
+	t.Parallel()
+	// 0.001: 1 write unit a second on a scaled key.
+	f := newFixture(t, ddbproxy.Options{CapacityScale: 0.001, ScaledKeys: func(pk string) bool { return strings.HasPrefix(pk, "P#") }})
+	db := f.noRetries()
+	put := func(pk string) error {
+		_, err := db.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(f.table), Item: sized(pk, 1024)})
+		return err
+	}
+	for i := range 20 {
+		require.NoError(t, put("E#event"), "an event's own key keeps AWS's 1,000 units a second (put %d)", i)
+	}
+	require.NoError(t, put("P#pattern"))
+	require.NoError(t, put("P#pattern"), "the bucket was full: one more while it is above zero")
+	var pte *types.ProvisionedThroughputExceededException
+	require.ErrorAs(t, put("P#pattern"), &pte, "a subscriber key is held to a thousandth")
+	e, p := keyLoad(t, f.p, f.table, "E#event"), keyLoad(t, f.p, f.table, "P#pattern")
+	assert.False(t, e.Scaled)
+	assert.True(t, p.Scaled)
+	assert.Equal(t, "P#pattern", f.p.Capacity().Keys[0].Key, "heat is the share of the key's own ceiling")
+}
+
+// A Query of a scaled key is charged what AWS charges the audience slice
+// it stands for, not DynamoDB's 1-unit minimum on the small slice.
+func TestCapacity_QueryOfAScaledKeyIsChargedForTheSliceItStandsFor(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, ddbproxy.Options{CapacityScale: 0.01, ReadLag: 50 * time.Millisecond, ScaledKeys: func(pk string) bool { return strings.HasPrefix(pk, "P#") }})
+	ctx := context.Background()
+	resume := f.p.SuspendCeilings()
+	for _, pk := range []string{"P#audience", "T#topic"} {
+		for i := range 10 { // ten ~100 B items under each key, written through the proxy (to its replica too)
+			it := item(pk, fmt.Sprint(i), strings.Repeat("x", 80))
+			_, err := f.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.table), Item: it})
+			require.NoError(t, err)
+		}
+	}
+	resume()
+	f.p.ResetCapacityCounts()
+	require.NoError(t, f.p.Settle(ctx))
+	query := func(pk string, consistent bool) {
+		out, err := f.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(f.table), ConsistentRead: aws.Bool(consistent),
+			KeyConditionExpression:    aws.String("pk = :pk"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: pk}}})
+		require.NoError(t, err)
+		require.NotEmpty(t, out.Items)
+	}
+	// ~1 KB read: at 0.01 it stands for ~100 KB, 25 units on AWS, 0.25 at
+	// the model's scale, where DynamoDB Local charges 1.
+	query("P#audience", true)
+	var size int
+	out, err := f.direct.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(f.table), ConsistentRead: aws.Bool(true),
+		KeyConditionExpression:    aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: "P#audience"}}})
+	require.NoError(t, err)
+	for _, it := range out.Items {
+		for name, v := range it {
+			size += len(name) + len(v.(*types.AttributeValueMemberS).Value)
+		}
+	}
+	want := math.Ceil(float64(size)/0.01/4096) * 0.01
+	assert.InDelta(t, want, keyLoad(t, f.p, f.table, "P#audience").ReadUnits, 1e-9, "consistent: %d B", size)
+	query("P#audience", false)
+	assert.InDelta(t, want*1.5, keyLoad(t, f.p, f.table, "P#audience").ReadUnits, 1e-9, "eventually consistent: half")
+	query("T#topic", true)
+	assert.InDelta(t, 1, keyLoad(t, f.p, f.table, "T#topic").ReadUnits, 1e-9, "a key that is not scaled: DynamoDB's own units")
+}
+
+// Setup writes with the ceilings suspended are counted, never refused,
+// and do not overdraw the ceilings that hold again after.
+func TestCapacity_SuspendedCeilingsCountButNeverRefuse(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, ddbproxy.Options{CapacityScale: 0.001}) // 1 write unit a second per key
+	db := f.noRetries()
+	put := func() error {
+		_, err := db.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(f.table), Item: sized("k", 1024)})
+		return err
+	}
+	resume := f.p.SuspendCeilings()
+	for i := range 10 {
+		require.NoError(t, put(), "put %d while suspended", i)
+	}
+	assert.InDelta(t, 10, keyLoad(t, f.p, f.table, "k").WriteUnits, 1e-9, "counted")
+	resume()
+	resume() // once only
+	require.NoError(t, put(), "the bucket was not drawn on while suspended")
+	require.NoError(t, put())
+	var pte *types.ProvisionedThroughputExceededException
+	require.ErrorAs(t, put(), &pte, "the ceiling holds again")
 }

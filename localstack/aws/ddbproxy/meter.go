@@ -32,6 +32,19 @@ func (p *Proxy) ResetCapacityCounts() {
 	}
 }
 
+// SuspendCeilings lifts every key's ceiling until resume is called: a
+// scale model's setup writes its audience (100 times API Gateway's
+// admission rate at a scale of 0.01 would take minutes) without being
+// throttled. Units are still counted (ResetCapacityCounts zeroes them),
+// and the buckets are not drawn on, so the ceilings hold again, full, on
+// resume. Calls nest; resume runs once however often it is called.
+func (p *Proxy) SuspendCeilings() (resume func()) {
+	if p.cap == nil {
+		return func() {}
+	}
+	return p.cap.suspend()
+}
+
 // metered are the operations that consume capacity.
 func metered(op string) bool {
 	switch op {
