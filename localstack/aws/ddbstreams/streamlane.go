@@ -54,6 +54,13 @@ func (l *lane) next(ctx context.Context, size int, window time.Duration) []strea
 	}
 }
 
+// pending counts the lane's records not yet delivered or discarded.
+func (l *lane) pending() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.queue)
+}
+
 // done removes the first n records, delivered or discarded.
 func (l *lane) done(n int) {
 	l.mu.Lock()

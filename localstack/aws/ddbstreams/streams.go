@@ -143,20 +143,32 @@ type streamRunner struct {
 	shards  map[string]*shardState
 	done    map[string]bool // closed shards, read to their end
 	lanes   []*lane         // Shards × ParallelizationFactor
+	// passes counts the reads of every shard done; quiet is the last one
+	// that found no record.
+	passes, quiet int64
 }
 
 // Start enables the table's stream if it is off, takes an iterator at the
 // end of every shard (so the mapping sees what happens from now on), and
 // polls and delivers until ctx ends.
 func (m Mapping) Start(ctx context.Context) error {
+	_, err := m.Open(ctx)
+	return err
+}
+
+// Running is a mapping started by Open.
+type Running struct{ r *streamRunner }
+
+// Open starts the mapping as Start does and returns it, to wait on.
+func (m Mapping) Open(ctx context.Context) (*Running, error) {
 	m.defaults()
 	r := &streamRunner{m: m, client: &http.Client{Timeout: 10 * time.Second}, shards: map[string]*shardState{}, done: map[string]bool{}}
 	var err error
 	if r.arn, err = r.streamARN(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	if err := r.discover(ctx, "LATEST"); err != nil {
-		return err
+		return nil, err
 	}
 	for range m.Shards * m.ParallelizationFactor {
 		l := newLane()
@@ -164,7 +176,36 @@ func (m Mapping) Start(ctx context.Context) error {
 		go r.drain(ctx, l)
 	}
 	go r.run(ctx)
-	return nil
+	return &Running{r: r}, nil
+}
+
+// Settle waits until no stream record is pending: a read of every shard
+// begun after the call found nothing new, and every record read so far is
+// delivered or discarded (none queued, none in a batch in flight).
+func (s *Running) Settle(ctx context.Context) error {
+	r := s.r
+	r.mu.Lock()
+	from := r.passes + 1 // that pass may have begun before the call
+	r.mu.Unlock()
+	t := time.NewTicker(r.m.Poll / 2)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		quiet := r.quiet > from
+		r.mu.Unlock()
+		pending := 0
+		for _, l := range r.lanes {
+			pending += l.pending()
+		}
+		if quiet && pending == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ddbstreams: settle: %d records pending: %w", pending, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // call posts one JSON API call to DynamoDB Local.
@@ -293,6 +334,15 @@ func (r *streamRunner) read(ctx context.Context) {
 	}
 	r.mu.Unlock()
 	slices.Sort(ids)
+	found, failed := 0, false
+	defer func() {
+		r.mu.Lock()
+		r.passes++
+		if found == 0 && !failed {
+			r.quiet = r.passes
+		}
+		r.mu.Unlock()
+	}()
 	for _, id := range ids {
 		r.mu.Lock()
 		sh := r.shards[id]
@@ -305,9 +355,11 @@ func (r *streamRunner) read(ctx context.Context) {
 			if ctx.Err() == nil {
 				r.m.Log.Warn("stream: GetRecords failed", "shard", id, "error", err.Error())
 			}
+			failed = true
 			continue
 		}
 		now := time.Now()
+		found += len(res.Records)
 		for _, raw := range res.Records {
 			r.route(raw, id, now)
 		}

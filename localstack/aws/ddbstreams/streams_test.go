@@ -439,3 +439,34 @@ func randBytes(n int) []byte {
 }
 
 func randByte() byte { return randBytes(1)[0] }
+
+// Settle returns once every record written before it is delivered: read
+// from the stream and through the function, none queued or in flight.
+func TestStreamMapping_SettleWaitsForEveryRecordWritten(t *testing.T) {
+	f := newFunction(func([]record) error {
+		time.Sleep(20 * time.Millisecond) // a function that takes its time
+		return nil
+	})
+	db := storetest.Client(t)
+	table := "wsgate-stream-" + hex.EncodeToString(randBytes(6))
+	t.Cleanup(func() {
+		_, _ = db.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	require.NoError(t, store.CreateTable(ctx, db, table))
+	running, err := ddbstreams.Mapping{
+		Endpoint: storetest.Endpoint(t), Table: table, FunctionName: "broadcast", BatchSize: 5, Window: 30 * time.Millisecond,
+		Invoke: f.invoke, OnFailure: f.onFailure, RetryDelay: fastRetries, Poll: 50 * time.Millisecond,
+	}.Open(ctx)
+	require.NoError(t, err)
+	for i := range 60 {
+		put(t, db, table, fmt.Sprintf("k%d", i%7), strconv.Itoa(i), i, false)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+	defer scancel()
+	require.NoError(t, running.Settle(sctx))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	assert.Equal(t, 60, len(f.done), "every record written before Settle was delivered when it returned")
+}
