@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/localstack/aws/ddbproxy"
+	"github.com/wsgate/wsgate/localstack/aws/stack"
 	"github.com/wsgate/wsgate/localstack/aws/stacktest"
 	"github.com/wsgate/wsgate/shared/auth"
 )
@@ -38,4 +39,30 @@ func TestCapacity_ServedAtWsgateCapacity(t *testing.T) {
 	require.NoError(t, err)
 	cross.Body.Close()
 	assert.Equal(t, http.StatusForbidden, cross.StatusCode, "a web page may not read it")
+}
+
+// At a capacity scale, only the keys whose load grows with the audience
+// (ScaledKeyPrefixes) are held to the scaled ceilings: a subscriber
+// bucket is, a connection's own keys are not.
+func TestCapacity_OnlyAudienceKeysAreScaled(t *testing.T) {
+	s := stacktest.Start(t, func(o *stack.Options) { o.CapacityScale = 0.01 })
+	stacktest.MustDial(t, s.WebSocketURL, map[string]string{"token": token(t, s, auth.Grant{Sub: "scaled", Topics: []string{"t.>"}, Subscribe: []string{"t.a"}})})
+	st := s.Capacity()
+	assert.InDelta(t, 30, st.ReadCeiling, 1e-9)
+	var scaled, kept []string
+	for _, k := range st.Keys {
+		if k.Scaled {
+			scaled = append(scaled, k.Key)
+		} else {
+			kept = append(kept, k.Key)
+		}
+	}
+	assert.Contains(t, scaled, "P#t.a", "the pattern's subscriber key")
+	for _, k := range scaled {
+		assert.Regexp(t, `^(P|B|Q|R)#`, k)
+	}
+	assert.NotEmpty(t, kept, "the connection's keys keep AWS's ceilings")
+	for _, k := range kept {
+		assert.NotRegexp(t, `^(P|B|Q|R)#`, k)
+	}
 }

@@ -248,7 +248,29 @@ type Stack struct {
 	nodes       map[string]http.Handler // WebSocket nodes by connection-id prefix
 	stopESM     func()
 	stopStream  func()
+	stream      *ddbstreams.Running // nil: no stream mapping
 	closeOnce   sync.Once
+}
+
+// ScaledKeyPrefixes are the partition keys whose load grows with the
+// audience, the only ones a capacity scale divides the ceilings of: a
+// pattern's subscriber buckets (P#<pattern>, and P#<pattern>#<L>#<b>
+// where a pattern is spread over buckets) and their per-bucket counts
+// (B#...), a presence topic's watchers (Q#) and roster (R#). An event's
+// own key (E#), a topic's sequence and state (T#) and history (H#), the
+// wildcard index (W#), connection and tally keys keep AWS's ceilings: the
+// scale model stands for a larger audience, not for more events or
+// connections a second.
+var ScaledKeyPrefixes = []string{"P#", "B#", "Q#", "R#"}
+
+// scaledKey reports whether pk is one of ScaledKeyPrefixes' keys.
+func scaledKey(pk string) bool {
+	for _, p := range ScaledKeyPrefixes {
+		if strings.HasPrefix(pk, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func (o *Options) defaults() {
@@ -407,7 +429,7 @@ func (s *Stack) startDynamoDB(ctx context.Context, opts Options) error {
 	}
 	ddb, err := ddbproxy.New(ddbproxy.Options{
 		Backend: s.DynamoDBEndpoint, ReadLag: opts.ReadLag, Conflicts: !opts.NoConflicts, Log: opts.Log,
-		CapacityScale: scale,
+		CapacityScale: scale, ScaledKeys: scaledKey,
 	})
 	if err != nil {
 		return err
@@ -601,7 +623,7 @@ func (s *Stack) startStream(opts Options) error {
 	}
 	streamCtx, stopStream := context.WithCancel(context.Background())
 	s.stopStream = stopStream
-	if err := m.Start(streamCtx); err != nil {
+	if s.stream, err = m.Open(streamCtx); err != nil {
 		return fmt.Errorf("the table's stream: %w", err)
 	}
 	return nil
@@ -687,6 +709,19 @@ func (s *Stack) Capacity() ddbproxy.CapacityStats { return s.ddb.Capacity() }
 
 // ResetCapacityCounts zeroes the DynamoDB units counted per key so far.
 func (s *Stack) ResetCapacityCounts() { s.ddb.ResetCapacityCounts() }
+
+// SuspendCeilings lifts DynamoDB's per-key ceilings until resume is
+// called (a scale model's setup); units are still counted.
+func (s *Stack) SuspendCeilings() (resume func()) { return s.ddb.SuspendCeilings() }
+
+// SettleStream waits until the table's stream has no record pending: every
+// write so far read from it and through the broadcast function.
+func (s *Stack) SettleStream(ctx context.Context) error {
+	if s.stream == nil {
+		return nil
+	}
+	return s.stream.Settle(ctx)
+}
 
 // admin serves /_wsgate/health, /_wsgate/capacity (DynamoDB units per
 // partition key), /_wsgate/faults, /_wsgate/drop (cut every
