@@ -17,6 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	client "github.com/wsgate/wsgate/clients/go"
 	"github.com/wsgate/wsgate/localstack/aws/ddbproxy"
@@ -95,6 +96,8 @@ type ScaleReport struct {
 	Sustained int
 	Steps     []ScaleRow
 	Setup     time.Duration // writing the subscribers
+	// BucketSplitAt is the functions' WSGATE_BUCKET_SPLIT_AT in the run.
+	BucketSplitAt string
 }
 
 // Validate checks the options before anything starts.
@@ -127,31 +130,12 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleReport, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	b := &scaleBench{o: o}
-	b.log = func(format string, args ...any) {
-		fmt.Fprintf(o.Log, "%s  scale model: %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, args...))
-	}
-	ddb, err := dynamolocal.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
-	b.log("starting the local stack, DynamoDB ceilings at %g of AWS's", o.CapacityScale)
-	b.s, err = stack.Start(ctx, stack.Options{
-		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
-		FunctionsDir: o.FunctionsDir, Concurrency: 8, BroadcastConcurrency: 16,
-		CapacityScale: o.CapacityScale,
-		IdleTimeout:   2 * time.Hour,
-		Env:           map[string]string{config.EnvLogLevel: "warn", config.EnvConnectionTTL: "3h"},
-		Log:           slog.New(slog.DiscardHandler),
-	})
+	b, err := startScaleBench(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	defer b.s.Close()
-	b.st = store.New(dynamolocal.Client(b.s.DynamoDBEndpoint), b.s.Table)
-	b.bus = b.s.Publisher("bench")
-	r := &ScaleReport{Options: o}
+	r := &ScaleReport{Options: o, BucketSplitAt: b.s.FunctionEnv()[EnvBucketSplitAt]}
 	if r.SinkPerSecond, err = b.calibrate(ctx); err != nil {
 		return nil, err
 	}
@@ -189,6 +173,59 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleReport, error) {
 		}
 	}
 	return r, nil
+}
+
+// EnvBucketSplitAt is the functions' setting of how many entries a
+// subscriber bucket holds before the pattern spreads over more buckets
+// (DefaultBucketSplitAt on AWS).
+const (
+	EnvBucketSplitAt     = "WSGATE_BUCKET_SPLIT_AT"
+	DefaultBucketSplitAt = 2000
+)
+
+// BucketSplitAt is the split threshold at a capacity scale: a bucket holds
+// the share of its key's ceiling it holds on AWS, so the model's buckets
+// are as many, and as hot against their ceilings, as AWS's.
+func BucketSplitAt(scale float64) int {
+	return max(1, int(math.Round(DefaultBucketSplitAt*scale)))
+}
+
+// startScaleBench starts the scale model's stack: DynamoDB's ceilings at
+// o.CapacityScale, the bucket split threshold scaled with them.
+func startScaleBench(ctx context.Context, o ScaleOptions) (*scaleBench, error) {
+	start := time.Now()
+	b := &scaleBench{o: o}
+	b.log = func(format string, args ...any) {
+		fmt.Fprintf(o.Log, "%s  scale model: %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, args...))
+	}
+	ddb, err := dynamolocal.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	split := BucketSplitAt(o.CapacityScale)
+	b.log("starting the local stack, DynamoDB ceilings at %g of AWS's on the audience keys, buckets split at %d entries", o.CapacityScale, split)
+	b.s, err = stack.Start(ctx, stack.Options{
+		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
+		FunctionsDir: o.FunctionsDir, Concurrency: 8, BroadcastConcurrency: 16,
+		CapacityScale: o.CapacityScale,
+		IdleTimeout:   2 * time.Hour,
+		Env: map[string]string{
+			config.EnvLogLevel: "warn", config.EnvConnectionTTL: "3h",
+			EnvBucketSplitAt: strconv.Itoa(split),
+		},
+		Log: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The subscribers are written as the functions write them: through
+	// the stack's DynamoDB endpoint (its capacity accounting, its replicas
+	// for eventually consistent reads), signed with its credentials.
+	b.st = store.New(dynamodb.New(dynamodb.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(b.s.AWSEndpoint), Credentials: b.s.Credentials(),
+	}), b.s.Table)
+	b.bus = b.s.Publisher("bench")
+	return b, nil
 }
 
 // sinkID is the connection id of sink i: 16 characters, as API Gateway's.
@@ -252,11 +289,32 @@ func (b *scaleBench) calibrate(ctx context.Context) (float64, error) {
 
 // grow writes sink subscribers until there are n, through the store's own
 // code (a connection record with its subscription to every scale topic),
-// many at once; DynamoDB's ceilings apply to these writes too.
+// many at once, with DynamoDB's ceilings suspended: on AWS an audience
+// this size (times 1/scale) comes in over minutes at API Gateway's 500
+// connections a second, and is not what the model measures. It returns
+// once the stream records the writes caused are processed, so none of
+// their load lands in a measured run (which resets the counts).
 func (b *scaleBench) grow(ctx context.Context, n int) error {
 	if n <= b.sinks {
 		return nil
 	}
+	resume := b.s.SuspendCeilings()
+	defer resume()
+	if err := b.write(ctx, n); err != nil {
+		return err
+	}
+	settled := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if err := b.s.SettleStream(sctx); err != nil {
+		return fmt.Errorf("bench: the stream after writing the subscribers: %w", err)
+	}
+	b.log("the stream settled in %s", time.Since(settled).Round(100*time.Millisecond))
+	return nil
+}
+
+// write writes sink subscribers b.sinks..n-1.
+func (b *scaleBench) write(ctx context.Context, n int) error {
 	b.log("writing subscribers %d..%d", b.sinks, n)
 	now := time.Now()
 	ids := make([]string, 0, n-b.sinks)
@@ -287,7 +345,7 @@ func (b *scaleBench) grow(ctx context.Context, n int) error {
 					if err = b.st.PutConnection(ctx, c, []store.NewSubscription{sub}); err == nil || ctx.Err() != nil {
 						break
 					}
-					time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond) // a throttled key: wait it out
+					time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond) // a conflict: try again
 				}
 				if err != nil {
 					errs <- fmt.Errorf("bench: subscriber %s: %w", ids[i], err)
@@ -530,15 +588,32 @@ func (b *scaleBench) canaries(ctx context.Context, t string) ([]*canary, func(),
 		out = append(out, k)
 		go func() { _ = c.Run(cctx) }()
 	}
-	for range b.o.Canaries {
-		select {
-		case <-ready:
-		case <-time.After(30 * time.Second):
-			cancel()
-			return nil, nil, errors.New("bench: a canary was not subscribed within 30s")
-		}
+	if err := awaitSubscribed(ctx, ready, b.o.Canaries, canaryWait); err != nil {
+		cancel()
+		return nil, nil, err
 	}
 	return out, cancel, nil
+}
+
+// canaryWait is how long the canaries have, from their first connect
+// (after the setup), to be subscribed.
+const canaryWait = time.Minute
+
+// awaitSubscribed waits, within one deadline, for n canaries to report
+// they are subscribed; the error says how many were not.
+func awaitSubscribed(ctx context.Context, ready <-chan struct{}, n int, within time.Duration) error {
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	for got := 0; got < n; got++ {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return fmt.Errorf("bench: %d of %d canaries not subscribed: %w", n-got, n, ctx.Err())
+		case <-deadline.C:
+			return fmt.Errorf("bench: %d of %d canaries were not subscribed within %s of connecting; no event was published", n-got, n, within)
+		}
+	}
+	return nil
 }
 
 // canariesOK: every canary got events 0..n-1, each once, in order.

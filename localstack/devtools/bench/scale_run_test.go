@@ -33,7 +33,7 @@ func TestScale_SmallModelDeliversEveryEventToEverySink(t *testing.T) {
 	assert.Equal(t, int64(250), row.Expected)
 	assert.Equal(t, row.Expected, row.Delivered, log.String())
 	assert.Zero(t, row.Duplicates)
-	assert.True(t, row.CanariesOK, "the canary got every event once, in order")
+	assert.True(t, row.CanariesOK, "the canary got every event once, in order: %s", log.String())
 	assert.Len(t, row.Last, 5)
 	assert.NotEmpty(t, row.HotKey)
 	assert.Positive(t, row.HotRead+row.HotWrite)
@@ -41,4 +41,33 @@ func TestScale_SmallModelDeliversEveryEventToEverySink(t *testing.T) {
 	var md bytes.Buffer
 	r.Markdown(&md)
 	assert.Contains(t, md.String(), "| 50 (50) | 5 × 1s | 250 / 250 |")
+}
+
+// Writing the audience is setup, not the model: at a thousandth of AWS's
+// ceilings (1 write unit a second on the pattern's key) 60 subscribers
+// would take minutes, throttled; with the ceilings suspended they take
+// seconds, the stream they caused is processed before grow returns, and
+// the functions split buckets at the scaled threshold.
+func TestScale_SetupIsNotThrottledAndSettlesItsStream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	o := ScaleOptions{CapacityScale: 0.001, Canaries: 1, Posters: 1, FunctionsDir: os.Getenv(stacktest.EnvFunctions), Log: &log}
+	b, err := startScaleBench(ctx, o)
+	require.NoError(t, err)
+	defer b.s.Close()
+	assert.Equal(t, "2", b.s.FunctionEnv()[EnvBucketSplitAt])
+
+	gctx, gcancel := context.WithTimeout(ctx, 45*time.Second)
+	defer gcancel()
+	require.NoError(t, b.grow(gctx, 60), log.String())
+	c := b.s.Capacity()
+	assert.Zero(t, c.Throttled, "no setup write was refused")
+	assert.Positive(t, c.WriteUnits, "but each was counted")
+
+	b.s.ResetCapacityCounts()
+	time.Sleep(1500 * time.Millisecond)
+	c = b.s.Capacity()
+	assert.Zero(t, c.ReadUnits+c.WriteUnits, "nothing of the setup still running: %+v", c.Keys)
+	assert.Equal(t, 60, b.sinks)
 }

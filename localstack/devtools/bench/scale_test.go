@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestScale_SinkIDsRoundTrip(t *testing.T) {
@@ -43,4 +45,21 @@ func TestScale_MetNeedsEverythingAndTheFloor(t *testing.T) {
 	} {
 		assert.False(t, row.Met(), name)
 	}
+}
+
+func TestScale_BucketSplitAtScalesWithTheCeilings(t *testing.T) {
+	for scale, want := range map[float64]int{1: 2000, 0.01: 20, 0.001: 2, 0.0003: 1, 0.0001: 1} {
+		assert.Equal(t, want, BucketSplitAt(scale), "scale %g", scale)
+	}
+}
+
+func TestScale_CanariesNotSubscribedAreCounted(t *testing.T) {
+	ready := make(chan struct{}, 3)
+	ready <- struct{}{}
+	err := awaitSubscribed(context.Background(), ready, 3, 50*time.Millisecond)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "2 of 3 canaries were not subscribed within 50ms")
+	ready <- struct{}{}
+	ready <- struct{}{}
+	assert.NoError(t, awaitSubscribed(context.Background(), ready, 2, 50*time.Millisecond))
 }
