@@ -138,9 +138,10 @@ type Options struct {
 	// at the same time all succeed; DynamoDB cancels one of them.
 	NoConflicts bool
 	// CapacityScale scales DynamoDB's per-partition ceilings (3,000 read
-	// and 1,000 write units a second per partition key value): 0.01 makes
-	// every ceiling a hundredth, so this machine is a scale model of a
-	// deployment a hundred times larger. DefaultCapacityScale (AWS's
+	// and 1,000 write units a second per partition key value) on the keys
+	// whose load grows with the audience (ScaledKeyPrefixes; the others
+	// keep AWS's): 0.01 makes their ceilings a hundredth, so this machine
+	// is a scale model of audiences a hundred times larger. DefaultCapacityScale (AWS's
 	// ceilings) when 0; negative turns the ceilings off (units are still
 	// counted, at GET /_wsgate/capacity).
 	CapacityScale float64

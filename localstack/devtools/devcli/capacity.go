@@ -17,7 +17,7 @@ type capacityScale struct{ scale float64 }
 
 func capacityScaleFlag(fs *flag.FlagSet) *capacityScale {
 	c := &capacityScale{scale: stack.DefaultCapacityScale}
-	fs.Var(c, "capacity-scale", "DynamoDB's per-partition ceilings (3,000 read and 1,000 write units a second per key) times this: 1 is AWS's, 0.01 makes this machine a scale model of a deployment 100 times larger; off: no ceilings (units still counted at /_wsgate/capacity)")
+	fs.Var(c, "capacity-scale", "DynamoDB's per-partition ceilings (3,000 read and 1,000 write units a second per key) times this on the keys that grow with the audience (P#, B#, Q#, R#; the others keep AWS's): 1 is AWS's, 0.01 makes this machine a scale model of audiences 100 times larger; off: no ceilings (units still counted at /_wsgate/capacity)")
 	return c
 }
 
