@@ -69,10 +69,11 @@ func (r ScaleRun) Modelled(scale float64) int { return int(math.Round(float64(r.
 // ScaleRow is what one run measured.
 type ScaleRow struct {
 	Run                 ScaleRun
-	Events              int   // published
-	Expected, Delivered int64 // sink deliveries owed and made (each once)
-	Duplicates          int64 // sink deliveries of an event already received
-	CanariesOK          bool  // every canary got every event once, in order
+	Events              int    // published
+	Expected, Delivered int64  // sink deliveries owed and made (each once)
+	Duplicates          int64  // sink deliveries of an event already received
+	CanariesOK          bool   // every canary got every event once, in order
+	CanaryMiss          string // when not: what the first canary that missed got
 	Last                []time.Duration
 	DeliveriesPerSecond float64
 	Floor               time.Duration // the audience at the sink's posts per second
@@ -482,7 +483,8 @@ func (b *scaleBench) measure(ctx context.Context, t string, run ScaleRun, sinkRa
 	time.Sleep(time.Second) // a repeat would show by now
 	hot := hottest(b.s.Capacity(), events)
 	row.Delivered, row.Duplicates = rec.total(), rec.dups.Load()
-	row.CanariesOK = canariesOK(canaries, events)
+	row.CanaryMiss = canaryMiss(canaries, events)
+	row.CanariesOK = row.CanaryMiss == ""
 	row.Floor = floor
 	rec.mu.Lock()
 	var first, lastAll time.Time
@@ -616,27 +618,36 @@ func awaitSubscribed(ctx context.Context, ready <-chan struct{}, n int, within t
 	return nil
 }
 
-// canariesOK: every canary got events 0..n-1, each once, in order.
-func canariesOK(cs []*canary, n int) bool {
+// canaryMiss says which canary did not get events 0..n-1, each once, in
+// order, and what it got; "" when every one did.
+func canaryMiss(cs []*canary, n int) string {
 	deadline := time.Now().Add(10 * time.Second)
-	for _, k := range cs {
+	for i, k := range cs {
 		for {
 			k.mu.Lock()
 			got := slices.Clone(k.got)
 			k.mu.Unlock()
 			if len(got) >= n || time.Now().After(deadline) {
-				for i, v := range got {
-					if v != i {
-						return false
-					}
-				}
-				if len(got) != n {
-					return false
+				if miss := eventsMiss(got, n); miss != "" {
+					return fmt.Sprintf("canary %d %s", i, miss)
 				}
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	return true
+	return ""
+}
+
+// eventsMiss describes how got differs from 0..n-1; "" when it does not.
+func eventsMiss(got []int, n int) string {
+	for i, v := range got {
+		if v != i {
+			return fmt.Sprintf("got event %d where %d was due (%d events received of %d)", v, i, len(got), n)
+		}
+	}
+	if len(got) != n {
+		return fmt.Sprintf("got %d events of %d", len(got), n)
+	}
+	return ""
 }

@@ -63,3 +63,10 @@ func TestScale_CanariesNotSubscribedAreCounted(t *testing.T) {
 	ready <- struct{}{}
 	assert.NoError(t, awaitSubscribed(context.Background(), ready, 2, 50*time.Millisecond))
 }
+
+func TestScale_CanaryMissSaysWhatCameInstead(t *testing.T) {
+	assert.Empty(t, eventsMiss([]int{0, 1, 2}, 3))
+	assert.Equal(t, "got event 2 where 1 was due (2 events received of 3)", eventsMiss([]int{0, 2}, 3))
+	assert.Equal(t, "got event 0 where 1 was due (3 events received of 2)", eventsMiss([]int{0, 0, 1}, 2))
+	assert.Equal(t, "got 1 events of 3", eventsMiss([]int{0}, 3))
+}

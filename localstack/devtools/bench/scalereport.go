@@ -39,7 +39,7 @@ func (row ScaleRow) markdown(w io.Writer, scale float64) {
 	}
 	canaries := "all"
 	if !row.CanariesOK {
-		canaries = "**missed**"
+		canaries = "**missed**: " + oneLine(row.CanaryMiss)
 	}
 	var last time.Duration
 	if len(row.Last) > 0 {
