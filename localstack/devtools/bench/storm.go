@@ -64,7 +64,7 @@ type StormOptions struct {
 	// PhaseLimit bounds each phase (0: twice the storm's length, and a
 	// minute more).
 	PhaseLimit time.Duration
-	Log io.Writer
+	Log        io.Writer
 }
 
 // Scale is the ceilings' share of AWS's (negative: off).
@@ -128,7 +128,7 @@ type StormReport struct {
 	Errors map[string]int
 	Causes map[string]int
 	// LambdaThrottles are invocations refused for concurrency.
-	LambdaThrottles int
+	LambdaThrottles   int
 	Received, Repeats int // clients that got the event; deliveries beyond one
 	EventTook         time.Duration
 	Error             string

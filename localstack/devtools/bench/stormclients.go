@@ -304,4 +304,3 @@ func idString(raw json.RawMessage) string {
 	}
 	return s
 }
-
