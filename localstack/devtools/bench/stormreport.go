@@ -87,3 +87,23 @@ func sources(on bool) string {
 	}
 	return "all from 127.0.0.1"
 }
+
+// StormRows writes the first storm's table and, over several runs, each
+// run's main figures.
+func StormRows(w io.Writer, reports []*StormReport) {
+	if len(reports) == 0 {
+		return
+	}
+	reports[0].Markdown(w)
+	if len(reports) < 2 {
+		return
+	}
+	fmt.Fprintf(w, "Each of %d reconnect storms, each on a fresh stack:\n\n", len(reports))
+	fmt.Fprintln(w, "| run | all connected | all back | errors surfaced | DynamoDB throttles | Lambda throttles | event received by | targets met |")
+	fmt.Fprintln(w, "| ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |")
+	for i, r := range reports {
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %d | %d | %d of %d | %t |\n", i+1, phaseTook(r.Connect, r.Options.Clients), phaseTook(r.Reconnect, r.Options.Clients),
+			errorKinds(r.Errors), r.Connect.Throttled+r.Reconnect.Throttled, r.LambdaThrottles, r.Received, r.Options.Clients, r.Met())
+	}
+	fmt.Fprintln(w)
+}
