@@ -113,6 +113,8 @@ type StormPhase struct {
 	HotPeakRead, HotPeakWrt float64
 	// HotRead and HotWrite are its units over the phase.
 	HotRead, HotWrite float64
+	// Errors the clients were told during the phase, by kind.
+	Errors map[string]int
 }
 
 // StormReport is the storm's row of a bench report.
@@ -199,14 +201,9 @@ func RunStorm(ctx context.Context, o StormOptions) (*StormReport, error) {
 	if err != nil {
 		r.Error = err.Error()
 	}
+	r.Errors = b.errors()
 	b.mu.Lock()
 	r.Causes = b.causes
-	r.Errors = map[string]int{}
-	for _, st := range b.status {
-		for k, v := range st.Errors {
-			r.Errors[k] += v
-		}
-	}
 	b.mu.Unlock()
 	for _, fn := range []string{stack.FnConnect, stack.FnMessage, stack.FnDisconnect, stack.FnBroadcast} {
 		r.LambdaThrottles += b.s.Host.Stats(fn).Throttles
@@ -272,16 +269,28 @@ func (b *storm) run(ctx context.Context, r *StormReport) error {
 // ready now, and reads the capacity counters.
 func (b *storm) phase(ctx context.Context, n int, limit time.Duration) StormPhase {
 	start := time.Now()
+	before := b.errors()
 	var p StormPhase
+	next := start.Add(10 * time.Second)
 	for time.Since(start) < limit && ctx.Err() == nil {
 		st := b.total()
 		if st.Ready == b.o.Clients && st.MinSessions >= n {
 			p.Complete = true
 			break
 		}
+		if time.Now().After(next) {
+			b.log("%d of %d ready", st.Ready, b.o.Clients)
+			next = next.Add(10 * time.Second)
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	p.Took = time.Since(start)
+	p.Errors = b.errors()
+	for k, v := range before {
+		if p.Errors[k] -= v; p.Errors[k] == 0 {
+			delete(p.Errors, k)
+		}
+	}
 	c := b.s.Capacity()
 	p.Throttled = c.Throttled
 	if k, ok := hottestKey(c); ok {
@@ -316,6 +325,19 @@ func (b *storm) total() StormStatus {
 		}
 	}
 	return t
+}
+
+// errors sums the errors the client processes have counted so far.
+func (b *storm) errors() map[string]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	errs := map[string]int{}
+	for _, st := range b.status {
+		for k, v := range st.Errors {
+			errs[k] += v
+		}
+	}
+	return errs
 }
 
 // functionLine counts the route functions' error lines by cause.

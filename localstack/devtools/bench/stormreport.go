@@ -21,7 +21,7 @@ func (r *StormReport) Markdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Each client connects without a token, sends `auth`, subscribes to `%s` and a topic of its own; then every connection is cut at once and each client comes back behind the Go client's backoff, admitted at the same rate; then one event on `%s` must reach every client once. Clients ran in %s, %s.\n\n",
 		StormTopic, StormTopic, processes(o.Processes), sources(o.Sources))
-	fmt.Fprintln(w, "| clients (modelled) | rate (modelled) | all connected (achieved rate) | all back after the cut | errors surfaced to clients | of which conflicts / throttled (functions' errors) | DynamoDB throttles (connect / reconnect) | hottest key (connect; reconnect): peak units in a second, read / write, vs ceiling (units per client) | Lambda throttles | event received by | targets met |")
+	fmt.Fprintln(w, "| clients (modelled) | rate (modelled) | all connected (achieved rate) | all back after the cut | errors surfaced to clients (connect; reconnect) | of which conflicts / throttled (functions' errors) | DynamoDB throttles (connect / reconnect) | hottest key (connect; reconnect): peak units in a second, read / write, vs ceiling (units per client) | Lambda throttles | event received by | targets met |")
 	fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: | ---: | --- |")
 	if r.Error != "" && !r.Connect.Complete {
 		fmt.Fprintf(w, "| %d (%s) | %g/s (%.0f/s) | failed: %s |%s\n", o.Clients, thousands(o.Modelled()), o.Rate, o.ModelledRate(), oneLine(r.Error), strings.Repeat(" |", 8))
@@ -38,7 +38,7 @@ func (r *StormReport) Markdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "| %d (%s) | %g/s (%.0f/s) | %s | %s | %s | %d / %d | %d / %d | %s; %s | %d | %s | %s |\n\n",
 		o.Clients, thousands(o.Modelled()), o.Rate, o.ModelledRate(), phaseTook(r.Connect, o.Clients), phaseTook(r.Reconnect, o.Clients),
-		errorKinds(r.Errors), r.Causes["conflict"], r.Causes["throttled"], r.Connect.Throttled, r.Reconnect.Throttled,
+		errorKinds(r.Connect.Errors)+"; "+errorKinds(r.Reconnect.Errors), r.Causes["conflict"], r.Causes["throttled"], r.Connect.Throttled, r.Reconnect.Throttled,
 		r.hot(r.Connect), r.hot(r.Reconnect), r.LambdaThrottles, received, met)
 	if r.Error != "" {
 		fmt.Fprintf(w, "The storm stopped: %s.\n\n", oneLine(r.Error))
