@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,7 +158,8 @@ type storm struct {
 
 	mu     sync.Mutex
 	causes map[string]int
-	status []StormStatus // the last status of each client process
+	lines  map[string]int // the functions' warnings and errors, by message
+	status []StormStatus  // the last status of each client process
 }
 
 // RunStorm runs the reconnect storm on a stack of its own.
@@ -168,7 +171,7 @@ func RunStorm(ctx context.Context, o StormOptions) (*StormReport, error) {
 		o.Concurrency = 8
 	}
 	start := time.Now()
-	b := &storm{o: o, causes: map[string]int{}}
+	b := &storm{o: o, causes: map[string]int{}, lines: map[string]int{}}
 	b.log = func(format string, args ...any) {
 		fmt.Fprintf(o.Log, "%s  storm: %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, args...))
 	}
@@ -204,6 +207,9 @@ func RunStorm(ctx context.Context, o StormOptions) (*StormReport, error) {
 	r.Errors = b.errors()
 	b.mu.Lock()
 	r.Causes = b.causes
+	for _, k := range slices.Sorted(maps.Keys(b.lines)) {
+		b.log("function log: %s: %d", k, b.lines[k])
+	}
 	b.mu.Unlock()
 	for _, fn := range []string{stack.FnConnect, stack.FnMessage, stack.FnDisconnect, stack.FnBroadcast} {
 		r.LambdaThrottles += b.s.Host.Stats(fn).Throttles
@@ -340,16 +346,21 @@ func (b *storm) errors() map[string]int {
 	return errs
 }
 
-// functionLine counts the route functions' error lines by cause.
+// functionLine counts every function's warnings and errors by message
+// (for the log), and the route functions' error lines by cause.
 func (b *storm) functionLine(fn string, line []byte) {
-	if fn != stack.FnConnect && fn != stack.FnMessage {
-		return
-	}
 	var rec struct {
 		Level string `json:"level"`
+		Msg   string `json:"msg"`
 		Error string `json:"error"`
 	}
-	if json.Unmarshal(line, &rec) != nil || rec.Level != "ERROR" {
+	if json.Unmarshal(line, &rec) != nil || (rec.Level != "ERROR" && rec.Level != "WARN") {
+		return
+	}
+	b.mu.Lock()
+	b.lines[fn+" "+rec.Level+" "+rec.Msg]++
+	b.mu.Unlock()
+	if (fn != stack.FnConnect && fn != stack.FnMessage) || rec.Level != "ERROR" {
 		return
 	}
 	cause := "other"

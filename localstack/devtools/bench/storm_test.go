@@ -67,3 +67,48 @@ func TestStorm_TinyCeilingsAreSeenThrottling(t *testing.T) {
 	assert.False(t, r.Met())
 	assert.Contains(t, md, "| **no** |")
 }
+
+// Met holds only with no error of any kind, no throttle and everyone
+// reached once; the table says which.
+func TestStormReport_MetNeedsNoErrorNoThrottleAndEveryoneOnce(t *testing.T) {
+	good := func() *StormReport {
+		return &StormReport{
+			Options: StormOptions{Clients: 10, Rate: 5}, ReadCeiling: 30, WriteCeiling: 10,
+			Connect: StormPhase{Complete: true, Took: 2 * time.Second, HotKey: "P#storm.all", HotPeakWrt: 4},
+			Reconnect: StormPhase{Complete: true, Took: 2 * time.Second}, Cut: 10,
+			Errors: map[string]int{}, Causes: map[string]int{}, Received: 10,
+		}
+	}
+	require.True(t, good().Met())
+	for name, spoil := range map[string]func(*StormReport){
+		"an error surfaced":   func(r *StormReport) { r.Errors["auth_timeout"] = 1 },
+		"a DynamoDB throttle": func(r *StormReport) { r.Reconnect.Throttled = 1 },
+		"a Lambda throttle":   func(r *StormReport) { r.LambdaThrottles = 1 },
+		"a client missed":     func(r *StormReport) { r.Received = 9 },
+		"a repeat":            func(r *StormReport) { r.Repeats = 1 },
+		"not all came back":   func(r *StormReport) { r.Reconnect.Complete = false },
+	} {
+		r := good()
+		spoil(r)
+		assert.False(t, r.Met(), name)
+		var md bytes.Buffer
+		r.Markdown(&md)
+		assert.Contains(t, md.String(), "| **no** |", name)
+	}
+	var md bytes.Buffer
+	good().Markdown(&md)
+	assert.Contains(t, md.String(), "| 10 (1,000) | 5/s (500/s) | 2s (5.0/s) |")
+	assert.Contains(t, md.String(), "`P#storm.all` 0 / 4 vs 30 / 10")
+}
+
+// Each client has its own loopback source address, never 127.0.0.1.
+func TestStormSource_DistinctLoopbackAddresses(t *testing.T) {
+	seen := map[string]bool{}
+	for i := range 70000 {
+		ip := StormSource(i)
+		require.True(t, ip.IsLoopback(), ip.String())
+		require.False(t, seen[ip.String()], "%s twice", ip)
+		seen[ip.String()] = true
+	}
+	assert.False(t, seen["127.0.0.1"])
+}
