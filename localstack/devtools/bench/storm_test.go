@@ -74,7 +74,7 @@ func TestStormReport_MetNeedsNoErrorNoThrottleAndEveryoneOnce(t *testing.T) {
 	good := func() *StormReport {
 		return &StormReport{
 			Options: StormOptions{Clients: 10, Rate: 5}, ReadCeiling: 30, WriteCeiling: 10,
-			Connect: StormPhase{Complete: true, Took: 2 * time.Second, HotKey: "P#storm.all", HotPeakWrt: 4},
+			Connect:   StormPhase{Complete: true, Took: 2 * time.Second, HotKey: "P#storm.all", HotPeakWrt: 4},
 			Reconnect: StormPhase{Complete: true, Took: 2 * time.Second}, Cut: 10,
 			Errors: map[string]int{}, Causes: map[string]int{}, Received: 10,
 		}
