@@ -14,8 +14,8 @@ func (r *StormReport) Markdown(w io.Writer) {
 	o := r.Options
 	fmt.Fprintf(w, "## Reconnect storm: %d clients in auth-message mode at %g connections a second\n\n", o.Clients, o.Rate)
 	if o.Scale() > 0 {
-		fmt.Fprintf(w, "API Gateway admits %d new WebSocket connections a second per account, however many clients wait. Here they arrive at %g a second with DynamoDB's per-key ceilings at %g of AWS's (%.0f read and %.0f write units a second per key): every key meets the share of its ceiling it meets at %.0f connections a second on AWS, so %d clients stand for %s (as long a storm, and a shared topic's audience as large against its key). ",
-			APIGatewayConnectRate, o.Rate, o.Scale(), r.ReadCeiling, r.WriteCeiling, o.ModelledRate(), o.Clients, thousands(o.Modelled()))
+		fmt.Fprintf(w, "API Gateway admits %d new WebSocket connections a second per account, however many clients wait. Here they arrive at %g a second with DynamoDB's per-key ceilings at %g of AWS's (%.0f read and %.0f write units a second per key): every key meets the share of its ceiling it meets at %s connections a second on AWS, so %d clients stand for %s at %s a second (as long a storm, and a shared topic's audience as large against its key). ",
+			APIGatewayConnectRate, o.Rate, o.Scale(), r.ReadCeiling, r.WriteCeiling, thousands(int(o.ModelledRate()+0.5)), o.Clients, thousands(o.Modelled()), thousands(int(o.ModelledRate()+0.5)))
 	} else {
 		fmt.Fprintf(w, "DynamoDB's per-key ceilings are off (units counted only). ")
 	}
@@ -23,11 +23,6 @@ func (r *StormReport) Markdown(w io.Writer) {
 		StormTopic, StormTopic, processes(o.Processes), sources(o.Sources))
 	fmt.Fprintln(w, "| clients (modelled) | rate (modelled) | all connected (achieved rate) | all back after the cut | errors surfaced to clients (connect; reconnect) | of which conflicts / throttled (functions' errors) | DynamoDB throttles (connect / reconnect) | hottest key (connect; reconnect): peak units in a second, read / write, vs ceiling (units per client) | Lambda throttles | event received by | targets met |")
 	fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: | ---: | --- |")
-	if r.Error != "" && !r.Connect.Complete {
-		fmt.Fprintf(w, "| %d (%s) | %g/s (%.0f/s) | failed: %s |%s\n", o.Clients, thousands(o.Modelled()), o.Rate, o.ModelledRate(), oneLine(r.Error), strings.Repeat(" |", 8))
-		fmt.Fprintln(w)
-		return
-	}
 	received := fmt.Sprintf("%d of %d", r.Received, o.Clients)
 	if r.Repeats > 0 {
 		received += fmt.Sprintf(", %d repeats", r.Repeats)
@@ -36,8 +31,8 @@ func (r *StormReport) Markdown(w io.Writer) {
 	if !r.Met() {
 		met = "**no**"
 	}
-	fmt.Fprintf(w, "| %d (%s) | %g/s (%.0f/s) | %s | %s | %s | %d / %d | %d / %d | %s; %s | %d | %s | %s |\n\n",
-		o.Clients, thousands(o.Modelled()), o.Rate, o.ModelledRate(), phaseTook(r.Connect, o.Clients), phaseTook(r.Reconnect, o.Clients),
+	fmt.Fprintf(w, "| %d (%s) | %g/s (%s/s) | %s | %s | %s | %d / %d | %d / %d | %s; %s | %d | %s | %s |\n\n",
+		o.Clients, thousands(o.Modelled()), o.Rate, thousands(int(o.ModelledRate()+0.5)), phaseTook(r.Connect, o.Clients), phaseTook(r.Reconnect, o.Clients),
 		errorKinds(r.Connect.Errors)+"; "+errorKinds(r.Reconnect.Errors), r.Causes["conflict"], r.Causes["throttled"], r.Connect.Throttled, r.Reconnect.Throttled,
 		r.hot(r.Connect), r.hot(r.Reconnect), r.LambdaThrottles, received, met)
 	if r.Error != "" {
@@ -56,6 +51,9 @@ func (r *StormReport) hot(p StormPhase) string {
 // phaseTook is how long a phase took, and the connections a second
 // that made.
 func phaseTook(p StormPhase, clients int) string {
+	if p.Took == 0 {
+		return "not run"
+	}
 	if !p.Complete {
 		return "**not in " + p.Took.Round(time.Second).String() + "**"
 	}
