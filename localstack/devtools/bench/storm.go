@@ -299,6 +299,13 @@ func (b *storm) phase(ctx context.Context, n int, limit time.Duration) StormPhas
 	}
 	c := b.s.Capacity()
 	p.Throttled = c.Throttled
+	var top []string
+	for _, k := range c.Keys {
+		if len(top) < 5 && k.Key != "(scan)" {
+			top = append(top, fmt.Sprintf("%s %.0f/%.0f (%d throttled)", k.Key, k.PeakRead, k.PeakWrite, k.Throttled))
+		}
+	}
+	b.log("hottest keys, peak read/write units in a second: %s", strings.Join(top, ", "))
 	if k, ok := hottestKey(c); ok {
 		p.HotKey, p.HotPeakRead, p.HotPeakWrt, p.HotRead, p.HotWrite = k.Key, k.PeakRead, k.PeakWrite, k.ReadUnits, k.WriteUnits
 	}
