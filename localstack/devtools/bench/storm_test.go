@@ -81,7 +81,11 @@ func TestStormReport_MetNeedsNoErrorNoThrottleAndEveryoneOnce(t *testing.T) {
 	}
 	require.True(t, good().Met())
 	for name, spoil := range map[string]func(*StormReport){
-		"an error surfaced":   func(r *StormReport) { r.Errors["auth_timeout"] = 1 },
+		"an error surfaced": func(r *StormReport) {
+			r.Errors["auth_timeout"] = 1
+			r.Connect.Errors = map[string]int{"auth_timeout": 1}
+		},
+		"an error after":      func(r *StormReport) { r.Errors["internal"] = 1 },
 		"a DynamoDB throttle": func(r *StormReport) { r.Reconnect.Throttled = 1 },
 		"a Lambda throttle":   func(r *StormReport) { r.LambdaThrottles = 1 },
 		"a client missed":     func(r *StormReport) { r.Received = 9 },
@@ -95,6 +99,11 @@ func TestStormReport_MetNeedsNoErrorNoThrottleAndEveryoneOnce(t *testing.T) {
 		r.Markdown(&md)
 		assert.Contains(t, md.String(), "| **no** |", name)
 	}
+	late := good()
+	late.Errors["internal"] = 1
+	var lateMD bytes.Buffer
+	late.Markdown(&lateMD)
+	assert.Contains(t, lateMD.String(), "| 0; 0; after: internal: 1 |", "an error after the reconnect is shown apart")
 	var md bytes.Buffer
 	good().Markdown(&md)
 	assert.Contains(t, md.String(), "| 10 (1,000) | 5/s (500/s) | 2s (5.0/s) |")

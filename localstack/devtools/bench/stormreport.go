@@ -33,11 +33,27 @@ func (r *StormReport) Markdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "| %d (%s) | %g/s (%s/s) | %s | %s | %s | %d / %d | %d / %d | %s; %s | %d | %s | %s |\n\n",
 		o.Clients, thousands(o.Modelled()), o.Rate, thousands(int(o.ModelledRate()+0.5)), phaseTook(r.Connect, o.Clients), phaseTook(r.Reconnect, o.Clients),
-		errorKinds(r.Connect.Errors)+"; "+errorKinds(r.Reconnect.Errors), r.Causes["conflict"], r.Causes["throttled"], r.Connect.Throttled, r.Reconnect.Throttled,
+		r.errorsByPhase(), r.Causes["conflict"], r.Causes["throttled"], r.Connect.Throttled, r.Reconnect.Throttled,
 		r.hot(r.Connect), r.hot(r.Reconnect), r.LambdaThrottles, received, met)
 	if r.Error != "" {
 		fmt.Fprintf(w, "The storm stopped: %s.\n\n", oneLine(r.Error))
 	}
+}
+
+// errorsByPhase is the errors of the connect and reconnect phases, and
+// any after them (while the event was delivered).
+func (r *StormReport) errorsByPhase() string {
+	out := errorKinds(r.Connect.Errors) + "; " + errorKinds(r.Reconnect.Errors)
+	after := map[string]int{}
+	for k, v := range r.Errors {
+		if n := v - r.Connect.Errors[k] - r.Reconnect.Errors[k]; n > 0 {
+			after[k] = n
+		}
+	}
+	if len(after) > 0 {
+		out += "; after: " + errorKinds(after)
+	}
+	return out
 }
 
 func (r *StormReport) hot(p StormPhase) string {
