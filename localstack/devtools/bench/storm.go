@@ -378,6 +378,9 @@ func (b *storm) functionLine(fn string, line []byte) {
 		cause = "throttled"
 	}
 	b.mu.Lock()
+	if b.causes[cause] == 0 {
+		b.log("first %s error, in %s: %s", cause, fn, rec.Error)
+	}
 	b.causes[cause]++
 	b.mu.Unlock()
 }
