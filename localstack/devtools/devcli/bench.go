@@ -42,12 +42,22 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 	scaleOnly := fs.Bool("scale-only", false, "run only the scale model")
 	modelScale := fs.Float64("model-scale", 0.01, "the scale model's share of AWS's per-key ceilings (0.01: 10,000 subscribers stand for 1,000,000)")
 	modelFor := fs.Duration("model-for", time.Minute, "how long each scale-model run publishes")
+	stormOnly := fs.Bool("storm-only", false, "run only the reconnect storm")
+	stormOptions := stormFlags(fs)
 	events := eventDelivery(fs)
 	capScale := capacityScaleFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	dupRate, reorder := events()
+	storm, err := stormOptions(*functions, st.Err)
+	if err != nil {
+		return err
+	}
+	if *stormOnly && storm.Clients == 0 {
+		return fmt.Errorf("bench: --storm-only with --storm-clients 0: nothing to run")
+	}
+	fanOut, scaled := !*scaleOnly && !*stormOnly, (*scaleModel || *scaleOnly) && !*stormOnly
 	so := bench.ScaleOptions{
 		CapacityScale: *modelScale, RateAudience: 1000, RateStep: 15 * time.Second, Canaries: 5, Posters: 64,
 		FunctionsDir: *functions, Log: st.Err,
@@ -56,7 +66,7 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 			{Audience: 1000, PerSecond: 10, For: *modelFor},
 		},
 	}
-	if *scaleModel || *scaleOnly {
+	if scaled {
 		if err := so.Validate(); err != nil {
 			return err
 		}
@@ -84,21 +94,29 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 	}
 	var reports []*bench.Report
 	var scales []*bench.ScaleReport
+	var storms []*bench.StormReport
 	for i := range *runs {
 		fmt.Fprintf(st.Err, "run %d of %d\n", i+1, *runs)
-		if !*scaleOnly {
+		if fanOut {
 			r, err := bench.Run(ctx, o)
 			if err != nil {
 				return fmt.Errorf("run %d: %w", i+1, err)
 			}
 			reports = append(reports, r)
 		}
-		if *scaleModel || *scaleOnly {
+		if scaled {
 			r, err := bench.RunScale(ctx, so)
 			if err != nil {
 				return fmt.Errorf("run %d: scale model: %w", i+1, err)
 			}
 			scales = append(scales, r)
+		}
+		if storm.Clients > 0 && (*stormOnly || !*scaleOnly) {
+			r, err := bench.RunStorm(ctx, storm)
+			if err != nil {
+				return fmt.Errorf("run %d: reconnect storm: %w", i+1, err)
+			}
+			storms = append(storms, r)
 		}
 	}
 	write := func(w io.Writer) {
@@ -110,6 +128,7 @@ func Bench(ctx context.Context, args []string, st Streams) error {
 			scales[0].Markdown(w)
 			bench.ScaleSpread(w, scales)
 		}
+		bench.StormRows(w, storms)
 	}
 	write(st.Out)
 	if *out != "" {

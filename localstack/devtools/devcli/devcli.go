@@ -48,6 +48,8 @@ func Run(ctx context.Context, args []string, st Streams) error {
 		return Bench(ctx, rest, st)
 	case "bench-clients":
 		return BenchClients(ctx, rest, st)
+	case "storm-clients":
+		return StormClients(ctx, rest, st)
 	case "soak":
 		return Soak(ctx, rest, st)
 	case "help", "-h", "--help":
