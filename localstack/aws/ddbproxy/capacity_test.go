@@ -390,3 +390,28 @@ func TestCapacity_SuspendedCeilingsCountButNeverRefuse(t *testing.T) {
 	var pte *types.ProvisionedThroughputExceededException
 	require.ErrorAs(t, put(), &pte, "the ceiling holds again")
 }
+
+// Every item of a TransactWriteItems costs two writes of its size, a
+// condition check too (DynamoDB prepares and commits each item); DynamoDB
+// Local reports fewer for a transaction of several small items (2 units for
+// three), which made every subscribe look a third as costly as on AWS.
+func TestCapacity_EveryTransactionItemCostsTwoWrites(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, ddbproxy.Options{CapacityScale: -1}) // count only
+	ctx := context.Background()
+	tb := aws.String(f.table)
+	_, err := f.direct.PutItem(ctx, &dynamodb.PutItemInput{TableName: tb, Item: sized("upd", 200)})
+	require.NoError(t, err)
+	_, err = f.direct.PutItem(ctx, &dynamodb.PutItemInput{TableName: tb, Item: sized("chk", 200)})
+	require.NoError(t, err)
+	_, err = f.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+		{Put: &types.Put{TableName: tb, Item: sized("new", 200)}},
+		{Update: &types.Update{TableName: tb, Key: key("upd", "s"), UpdateExpression: aws.String("SET v = :v"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":v": &types.AttributeValueMemberS{Value: "y"}}}},
+		{ConditionCheck: &types.ConditionCheck{TableName: tb, Key: key("chk", "s"), ConditionExpression: aws.String("attribute_exists(pk)")}},
+	}})
+	require.NoError(t, err)
+	for _, pk := range []string{"new", "upd", "chk"} {
+		assert.InDelta(t, 2, keyLoad(t, f.p, f.table, pk).WriteUnits, 1e-9, "transaction item %s", pk)
+	}
+}

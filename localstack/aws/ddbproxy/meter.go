@@ -201,6 +201,12 @@ func (p *Proxy) chargeAnswer(op string, f fields, plan *capacityPlan, answer []b
 	for _, w := range plan.weights {
 		sum += w
 	}
+	if op == "TransactWriteItems" || op == "TransactGetItems" {
+		// DynamoDB prepares and commits every item of a transaction: two
+		// units of its size each, a condition check too. DynamoDB Local
+		// reports less for several small items (2 units for three).
+		units = max(units, 2*sum)
+	}
 	for i, part := range plan.parts {
 		u := units * plan.weights[i] / sum
 		if plan.write {
