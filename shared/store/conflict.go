@@ -52,15 +52,40 @@ func IsConflict(err error) bool {
 	return conflict
 }
 
+// throttledTransaction reports whether err is a transaction cancelled
+// only because an item's partition was over its throughput
+// (ThrottlingError, beside None or TransactionConflict): the SDK retries a
+// throttled single-item request itself, never a cancelled transaction.
+func throttledTransaction(err error) bool {
+	reasons, ok := cancelReasons(err)
+	if !ok {
+		return false
+	}
+	throttled := false
+	for _, r := range reasons {
+		switch aws.ToString(r.Code) {
+		case "ThrottlingError":
+			throttled = true
+		case "None", "", "TransactionConflict":
+		default:
+			return false
+		}
+	}
+	return throttled
+}
+
 // retryOnConflict runs op until it succeeds, fails for another reason, runs out of
-// attempts or ctx ends; conflicts are counted on ctx's meter.
+// attempts or ctx ends; conflicts are counted on ctx's meter. A transaction
+// cancelled for throttling is retried the same way (with backoff), as the
+// SDK retries a throttled single-item write.
 func retryOnConflict[T any](ctx context.Context, op func() (T, error)) (T, error) {
 	for attempt := 0; ; attempt++ {
 		out, err := op()
-		if err == nil || !IsConflict(err) || attempt+1 >= conflictAttempts {
+		conflict := IsConflict(err)
+		if err == nil || !(conflict || throttledTransaction(err)) || attempt+1 >= conflictAttempts {
 			return out, err
 		}
-		if m, ok := ctx.Value(meterKey{}).(*Meter); ok {
+		if m, ok := ctx.Value(meterKey{}).(*Meter); ok && conflict {
 			m.conflict()
 		}
 		if serr := retry.Wait(ctx, attempt); serr != nil {

@@ -58,3 +58,27 @@ func TestConflictRetry_RetriesConflictsAndCountsThem(t *testing.T) {
 	assert.True(t, IsConflict(err), "gives up after its attempts with the conflict")
 	assert.Equal(t, conflictAttempts, db.calls)
 }
+
+// throttlingDB cancels the first transactions for throttling.
+type throttlingDB struct {
+	DB
+	fail, calls int
+}
+
+func (c *throttlingDB) TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	c.calls++
+	if c.calls <= c.fail {
+		return nil, cancelled("None", "ThrottlingError")
+	}
+	return &dynamodb.TransactWriteItemsOutput{}, nil
+}
+
+func TestConflictRetry_RetriesATransactionCancelledForThrottling(t *testing.T) {
+	db := &throttlingDB{fail: 2}
+	m := &Meter{}
+	_, err := conflictRetry{db}.TransactWriteItems(WithMeter(context.Background(), m), &dynamodb.TransactWriteItemsInput{})
+	require.NoError(t, err)
+	assert.Equal(t, 3, db.calls)
+	assert.Zero(t, m.Conflicts, "throttles are not conflicts")
+	assert.False(t, throttledTransaction(cancelled("ConditionalCheckFailed", "ThrottlingError")), "a real refusal beside it is not retried")
+}
