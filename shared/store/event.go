@@ -429,6 +429,9 @@ func (s *Store) CurrentSeq(ctx context.Context, t topic.Pattern) (uint64, error)
 		return 0, fmt.Errorf("store: sequence of %s: %w", t, err)
 	}
 	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
+	// The item holds the topic's layout too: this container's next
+	// subscribes to the topic go to its current level.
+	s.cacheLayout(t, out.Item, s.now())
 	return getU(out.Item, attrSeq), nil
 }
 
