@@ -16,6 +16,7 @@ import (
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/gateway"
 	"github.com/wsgate/wsgate/shared/gateway/gatewaytest"
+	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
 )
 
