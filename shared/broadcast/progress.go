@@ -82,11 +82,11 @@ func (p *progress) restore(b []byte) {
 // marker is a shard's progress record in the store, held by owner under
 // a lease that every write renews.
 type marker struct {
-	st      *store.Store
-	eventID string
-	index   int
-	owner   string
-	lease   time.Duration
+	st       *store.Store
+	eventID  string
+	index    int
+	owner    string
+	lease    time.Duration
 	progress *progress
 }
 
