@@ -217,7 +217,7 @@ func TestBuckets_SubscriberOnAStaleLevelIsFound(t *testing.T) {
 	for i := range 12 {
 		add(f.s, fmt.Sprintf("b%02d", i)) // the levels grow on
 	}
-	add(stale, "stale") // on level 1, though the topic is past it
+	add(stale, "stale")    // on level 1, though the topic is past it
 	add(f.other(), "cold") // on level 0: no layout read
 	levels := map[string]int{}
 	for pk, sks := range f.entries(t, "room.1") {
