@@ -428,7 +428,7 @@ func TestBeginEvent_SequenceAndDedupe(t *testing.T) {
 	const lease = time.Minute
 	r1, err := f.s.BeginEvent(ctx, event(t, "e1", "t.x", ""), "w1", lease, time.Hour)
 	require.NoError(t, err)
-	assert.Equal(t, store.EventRecord{Seq: 1}, r1)
+	assert.Equal(t, store.EventRecord{Seq: 1, Layout: &store.Layout{Levels: []int{0}}}, r1, "with the topic's layout: one level")
 	r2, err := f.s.BeginEvent(ctx, event(t, "e2", "t.x", ""), "w1", lease, time.Hour)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(2), r2.Seq)
