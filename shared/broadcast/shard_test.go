@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/wsgate/wsgate/shared/gateway/gatewaytest"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/topic"
 )
 
 // audienceOf connects n subscribers of topic (ids s00..), some enveloped,
@@ -278,5 +280,74 @@ func TestShards_LargeDetailIsStoredOnceAndReferenced(t *testing.T) {
 	for _, task := range shardTasks(t, h) {
 		assert.NotEmpty(t, task.Detail)
 		assert.Empty(t, task.DetailRef)
+	}
+}
+
+// 5,000 subscribers with a split at 50: the topic's levels grow, the
+// event is cut into many ranges, and every subscriber gets it exactly
+// once (the store's test shows each range reads only its own keys).
+func TestShards_FiveThousandSubscribersOverManyRangesExactlyOnce(t *testing.T) {
+	const n = 5000
+	h := gatewaytest.New(t, func(c *config.Config) { c.FanoutPageSize, c.BucketSplitAt = 100, 50 })
+	ctx := context.Background()
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := range work {
+				id := fmt.Sprintf("c%04d", i)
+				c := store.Connection{
+					ID: id, Principal: auth.Principal{Identity: auth.Identity{Sub: id, Type: "user"}, Topics: []string{">"}},
+					ConnectedAt: h.Now, ExpiresAt: h.Now.Add(time.Hour), Limits: h.Cfg.Limits,
+				}
+				assert.NoError(t, h.Store.PutConnection(ctx, c, []store.NewSubscription{{Pattern: topic.MustPattern("room.1")}}))
+			}
+		})
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+
+	require.NoError(t, h.Publish("big", `{"topic":"room.1","payload":{"n":1}}`))
+	tasks := shardTasks(t, h)
+	require.GreaterOrEqual(t, len(tasks), 15, "many ranges")
+	runTasks(t, h, tasks)
+	for i := range n {
+		id := fmt.Sprintf("c%04d", i)
+		require.Len(t, h.Received(id), 1, "%s exactly once", id)
+	}
+}
+
+// A connection subscribed to a topic and to a wildcard matching it gets
+// an event cut into ranges once, with its filters merged, and an audience
+// still restricts it.
+func TestShards_OverlappingPatternsOnOneConnectionDeliverOnce(t *testing.T) {
+	h := sharded(t)
+	var ids []string
+	for i := range 10 {
+		id := fmt.Sprintf("s%02d", i)
+		h.MustConnect(id, h.Token(auth.Grant{Sub: id, Topics: []string{"room.>"}}), nil)
+		h.Send(id, `{"type":"subscribe","topic":"room.1"}`)
+		if i%2 == 0 {
+			h.Send(id, `{"type":"subscribe","topic":"room.*","filters":{"metrics":["z"]}}`)
+		}
+		ids = append(ids, id)
+	}
+	h.Tasks.Take()
+	require.NoError(t, h.Publish("e1", `{"topic":"room.1","payload":{"n":1},"attributes":{"metrics":["a"]}}`))
+	runTasks(t, h, shardTasks(t, h))
+	for _, id := range ids {
+		assert.Len(t, h.Received(id), 1, "%s once: one of its subscriptions lets it through", id)
+	}
+	require.NoError(t, h.Publish("e2", `{"topic":"room.1","payload":{"n":2},"audience":{"subs":["s03","s04"]}}`))
+	runTasks(t, h, shardTasks(t, h))
+	for _, id := range ids {
+		want := 1
+		if id == "s03" || id == "s04" {
+			want = 2
+		}
+		assert.Len(t, h.Received(id), want, "%s: the audience applies", id)
 	}
 }
