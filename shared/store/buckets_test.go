@@ -464,3 +464,33 @@ func TestBuckets_OneBucketCostsTheSameRequests(t *testing.T) {
 	// room.* one read each.
 	assert.Equal(t, map[string]int{"PutItem": 1, "UpdateItem": 1, "TransactWriteItems": 1, "Query": 4}, got)
 }
+
+// A presence listing pages through a topic's subscribers on every level,
+// each once, a bounded number of keys a page.
+func TestBuckets_TopicSubscribersPagesThroughEveryLevel(t *testing.T) {
+	f := newFixture(t).bucketed(2)
+	ctx := context.Background()
+	want := map[string]int{}
+	for i := range 20 {
+		id := fmt.Sprintf("c%02d", i)
+		f.subscribe(t, f.s, id, "room.1")
+		want[id] = 1
+	}
+	require.Greater(t, len(f.entries(t, "room.1")), 4, "over several keys")
+	got := map[string]int{}
+	var cursor store.Cursor
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 50)
+		subs, next, err := f.other().TopicSubscribers(ctx, topic.MustPattern("room.1"), cursor, 3)
+		require.NoError(t, err)
+		assert.LessOrEqual(t, len(subs), 3)
+		for _, s := range subs {
+			got[s.ConnectionID]++
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	assert.Equal(t, want, got)
+}

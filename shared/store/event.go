@@ -304,6 +304,7 @@ func (s *Store) Event(ctx context.Context, eventID string) (EventRecord, bool, e
 	return EventRecord{
 		Seq: getU(out.Item, attrSeq), Done: getBool(out.Item, attrDone),
 		Published: time.UnixMilli(getN(out.Item, attrTime)), Numbered: time.UnixMilli(getN(out.Item, attrNumbered)),
+		Cut: int(getN(out.Item, attrCut)),
 	}, true, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -385,4 +386,104 @@ func (s *Store) PatternLayout(ctx context.Context, p topic.Pattern) (Layout, err
 	}
 	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
 	return layoutOf(out.Item), nil
+}
+
+// presenceQueries bounds the keys one TopicSubscribers page reads.
+const presenceQueries = 8
+
+// TopicSubscribers reads one page of an exact topic's live subscribers
+// across its levels, from cursor on: at most limit, read from at most
+// presenceQueries keys; next is empty after the last page. The cursor
+// names the key and the sort key it stopped at, so a page reads only the
+// keys it needs (a topic of one bucket: one Query, and, when its key is
+// done, its layout from this container's cache or one GetItem).
+// Unreadable entries are as for Subscribers.
+func (s *Store) TopicSubscribers(ctx context.Context, t topic.Pattern, cursor Cursor, limit int) ([]Subscription, Cursor, error) {
+	pat := t.String()
+	l, b, sk := parseTopicCursor(cursor)
+	var levels []int
+	var out []Subscription
+	var unreadable []error
+	for q := 0; q < presenceQueries; q++ {
+		lim := 0
+		if limit > 0 {
+			lim = limit - len(out)
+		}
+		subs, next, err := s.bucketPage(ctx, pat, bucketRead{pk: bucketPK(pat, l, b)}, Cursor(sk), lim)
+		if err != nil && !errors.Is(err, ErrUnreadable) {
+			return nil, "", err
+		}
+		unreadable = append(unreadable, err)
+		out = append(out, subs...)
+		if next != "" {
+			return out, topicCursor(l, b, string(next)), errors.Join(unreadable...)
+		}
+		if levels == nil {
+			layout, err := s.cachedLayout(ctx, t)
+			if err != nil {
+				return nil, "", err
+			}
+			levels = layout.Levels
+		}
+		var ok bool
+		if l, b, ok = nextKey(levels, l, b); !ok {
+			return out, "", errors.Join(unreadable...)
+		}
+		sk = ""
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+	}
+	return out, topicCursor(l, b, ""), errors.Join(unreadable...)
+}
+
+// cachedLayout is a pattern's layout as this container last read it, or
+// read now.
+func (s *Store) cachedLayout(ctx context.Context, p topic.Pattern) (Layout, error) {
+	if l, ok := s.layouts.get(p.String(), s.now()); ok {
+		return l, nil
+	}
+	return s.PatternLayout(ctx, p)
+}
+
+func (c *layoutCache) get(pattern string, now time.Time) (Layout, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[pattern]
+	if !ok || now.Sub(e.at) > layoutCacheFor {
+		return Layout{}, false
+	}
+	return e.l, true
+}
+
+// nextKey is the key after bucket b of level l among levels' keys.
+func nextKey(levels []int, l int, b uint64) (int, uint64, bool) {
+	if b+1 < uint64(1)<<l {
+		return l, b + 1, true
+	}
+	for _, n := range levels {
+		if n > l {
+			return n, 0, true
+		}
+	}
+	return 0, 0, false
+}
+
+// topicCursor and parseTopicCursor: "<level> <bucket> <sk>"; a cursor of
+// the one-key layout (a sort key, no space) is level 0's.
+func topicCursor(l int, b uint64, sk string) Cursor {
+	return Cursor(fmt.Sprintf("%d %d %s", l, b, sk))
+}
+
+func parseTopicCursor(c Cursor) (int, uint64, string) {
+	parts := strings.SplitN(string(c), " ", 3)
+	if len(parts) != 3 {
+		return 0, 0, string(c)
+	}
+	l, err1 := strconv.Atoi(parts[0])
+	b, err2 := strconv.ParseUint(parts[1], 10, 64)
+	if err1 != nil || err2 != nil || l < 0 || l > MaxLevel || b >= uint64(1)<<l {
+		return 0, 0, ""
+	}
+	return l, b, parts[2]
 }
