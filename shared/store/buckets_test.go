@@ -494,3 +494,16 @@ func TestBuckets_TopicSubscribersPagesThroughEveryLevel(t *testing.T) {
 	}
 	assert.Equal(t, want, got)
 }
+
+// An entry made before buckets (sk = the connection id) is found while its
+// topic is read as one range.
+func TestBuckets_OneKeyEntryIsFoundReadWhole(t *testing.T) {
+	f := newFixture(t)
+	f.subscribe(t, f.s, "new", "room.1")
+	old := f.conn("old", "u-old")
+	require.NoError(t, f.s.PutConnection(context.Background(), old, nil))
+	f.putOneKeyEntry(t, "old", "room.1")
+	found, k := audience(context.Background(), t, f.s, "e1", "room.1", 1000)
+	require.Zero(t, k)
+	assert.Equal(t, map[string]int{"new": 1, "old": 1}, found)
+}

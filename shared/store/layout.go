@@ -70,8 +70,9 @@ const (
 	// 30 days after its last event; one whose TTL is closer than this is
 	// taken as level 0 only, so no entry is written at a level a new item
 	// (after the old one expired) would not list. It is longer than a
-	// connection, and so an entry, lives.
-	layoutSafeTTL = 24 * time.Hour
+	// connection, and so an entry, may live (WSGATE_CONNECTION_TTL: 24 h
+	// at most).
+	layoutSafeTTL = 25 * time.Hour
 	// bucketCountTTL: a count item counts the subscribes within one
 	// connection's lifetime, so churn does not grow the levels forever.
 	bucketCountTTL = 2*time.Hour + 10*time.Minute
@@ -93,14 +94,14 @@ func entrySK(conn string) string { return hashHex(Hash(conn)) + "#" + conn }
 func EntrySK(conn string) string { return entrySK(conn) }
 
 // parseEntrySK reads a subscriber entry's sort key: the connection and its
-// hash; an old entry's sk is the connection id alone.
-func parseEntrySK(sk string) (conn string, hash uint64) {
+// hash; an old entry's sk is the connection id alone (hashed false).
+func parseEntrySK(sk string) (conn string, hash uint64, hashed bool) {
 	if len(sk) > 17 && sk[16] == '#' {
 		if h, err := strconv.ParseUint(sk[:16], 16, 64); err == nil {
-			return sk[17:], h
+			return sk[17:], h, true
 		}
 	}
-	return sk, Hash(sk)
+	return sk, Hash(sk), false
 }
 
 // bucket is the bucket of level l that holds hash h.

@@ -91,7 +91,7 @@ func SubscriptionChangeOf(r StreamRecord) (SubscriptionChange, bool) {
 	sk, _ := imageString(r.Dynamodb.Keys, SortKey)
 	conn := ""
 	if sk != "" {
-		conn, _ = parseEntrySK(sk)
+		conn, _, _ = parseEntrySK(sk)
 	}
 	c := SubscriptionChange{Topic: pat, ConnectionID: conn, Added: r.EventName != "REMOVE"}
 	if strings.ContainsAny(c.Topic, "*>") || sk == "" {
