@@ -389,8 +389,11 @@ func (s *Store) PatternLayout(ctx context.Context, p topic.Pattern) (Layout, err
 	return layoutOf(out.Item), nil
 }
 
-// presenceQueries bounds the keys one TopicSubscribers page reads.
-const presenceQueries = 8
+// presenceQueries bounds the keys one TopicSubscribers page reads: one,
+// so a page costs one Query (and, when its key is done, the layout, most
+// often from this container's cache), as a page did with one key; a page
+// may come back short, with a cursor to the next key.
+const presenceQueries = 1
 
 // TopicSubscribers reads one page of an exact topic's live subscribers
 // across its levels, from cursor on: at most limit, read from at most
