@@ -337,7 +337,7 @@ func expireConnection(t *testing.T, s *stack.Stack, id, topic string) {
 	t.Helper()
 	db := dynamolocal.Client(s.DynamoDBEndpoint)
 	past := strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)
-	for _, k := range [][2]string{{"C#" + id, "#META"}, {"C#" + id, "S#" + topic}, {"P#" + topic, id}} {
+	for _, k := range [][2]string{{"C#" + id, "#META"}, {"C#" + id, "S#" + topic}, {"P#" + topic, store.EntrySK(id)}} {
 		_, err := db.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
 			TableName: aws.String(s.Table),
 			Key: map[string]ddbtypes.AttributeValue{
