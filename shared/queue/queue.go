@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/backoff"
+	"github.com/wsgate/wsgate/shared/store"
 )
 
 // Kinds of task.
@@ -123,9 +124,6 @@ type RangePattern struct {
 	Wildcard bool   `json:"w,omitempty"`
 }
 
-// maxCut bounds K: an event is cut into at most 64 ranges.
-const maxCut = 6
-
 // batchRetry spaces the resends of a batch's failed entries.
 var batchRetry = backoff.Policy{Base: 50 * time.Millisecond, Max: time.Second}
 
@@ -155,7 +153,7 @@ func Decode(body string) (Task, error) {
 		if t.EventID == "" || (len(t.Detail) == 0) == (t.DetailRef == "") || t.Range == nil || len(t.Range.Patterns) == 0 {
 			return Task{}, errors.New("queue: shard task without event_id, range or patterns, or without exactly one of detail and detail_ref")
 		}
-		if t.Range.K < 0 || t.Range.K > maxCut || t.Range.R < 0 || t.Range.R >= 1<<t.Range.K {
+		if t.Range.K < 0 || t.Range.K > store.MaxCut || t.Range.R < 0 || t.Range.R >= 1<<t.Range.K {
 			return Task{}, errors.New("queue: shard task's range is outside the hash space")
 		}
 	default:

@@ -265,14 +265,17 @@ func rangeReads(pattern string, levels []int, rg Range) []bucketRead {
 	return out
 }
 
+// MaxCut bounds k: an event is cut into at most 2^6 = 64 ranges.
+const MaxCut = 6
+
 // Cut is the number of ranges (2^k) an event is cut into: about one
 // fan-out page per range, k the smallest with 2^k >= 2^top * splitAt /
-// page, at most top and at most 6. top is the highest level of any
+// page, at most top and at most MaxCut. top is the highest level of any
 // matching pattern.
 func Cut(top, splitAt, page int) int {
 	need := (uint64(1)<<top*uint64(splitAt) + uint64(page) - 1) / uint64(max(page, 1))
 	k := 0
-	for k < top && k < 6 && uint64(1)<<k < need {
+	for k < top && k < MaxCut && uint64(1)<<k < need {
 		k++
 	}
 	return k
