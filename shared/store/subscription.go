@@ -73,7 +73,7 @@ func (s *Store) place(pattern, conn string) placement {
 }
 
 // placementOf is where an existing entry is, from its reverse entry.
-func placementOf(rev map[string]types.AttributeValue, pattern, conn string) (placement, bool) {
+func placementOf(rev map[string]types.AttributeValue) (placement, bool) {
 	fpk := getS(rev, attrEntryPK)
 	if fpk == "" {
 		return placement{}, false
@@ -90,7 +90,7 @@ func placementOf(rev map[string]types.AttributeValue, pattern, conn string) (pla
 // entryKey is the key of the subscriber entry a reverse entry names: the
 // one-key layout's (P#<pattern>, <conn>) when it names none.
 func entryKey(rev map[string]types.AttributeValue, pattern, conn string) map[string]types.AttributeValue {
-	if at, ok := placementOf(rev, pattern, conn); ok {
+	if at, ok := placementOf(rev); ok {
 		return key(at.pk, entrySK(conn))
 	}
 	return key(prefixPattern+pattern, conn)
@@ -306,7 +306,7 @@ func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription
 		Key:                 key(connPK(c.ID), skMeta),
 		ConditionExpression: aws.String("attribute_exists(pk) AND attribute_not_exists(pend)"),
 	}}}
-	if old, ok := placementOf(reasons[1].Item, pat, c.ID); ok {
+	if old, ok := placementOf(reasons[1].Item); ok {
 		at = old
 	} else {
 		update = append(update, types.TransactWriteItem{Delete: &types.Delete{TableName: s.table, Key: key(prefixPattern+pat, c.ID)}})
