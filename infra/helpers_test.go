@@ -161,6 +161,7 @@ var (
 		"connectionTtl":              "3h",
 		"fanoutWorkers":              "128",
 		"fanoutPageSize":             "500",
+		"bucketSplitAt":              "400",
 		"postRate":                   "1000",
 		"logLevel":                   "debug",
 		"queueMaxConcurrency":        "20",

@@ -145,6 +145,7 @@ var functionSettings = []struct {
 	{"connectionTtl", config.EnvConnectionTTL, duration},
 	{"fanoutWorkers", config.EnvFanoutWorkers, integer},
 	{"fanoutPageSize", config.EnvFanoutPageSize, integer},
+	{"bucketSplitAt", config.EnvBucketSplitAt, integer},
 	{"postRate", config.EnvPostRate, integer},
 	{"eventLease", config.EnvEventLease, duration},
 	{"logLevel", config.EnvLogLevel, text},

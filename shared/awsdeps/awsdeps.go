@@ -124,6 +124,7 @@ func Load(ctx context.Context, cfg config.Config, n Needs) (Deps, error) {
 		return Deps{}, fmt.Errorf("aws config: %w", err)
 	}
 	d := Deps{Log: Logger(cfg), Store: store.New(dynamodb.NewFromConfig(awsCfg, dynamoRetries), cfg.Table)}
+	d.Store.Bucketing.SplitAt = cfg.BucketSplitAt
 	endpoint, err := ManagementEndpoint(cfg, awsCfg)
 	if err != nil {
 		return Deps{}, err

@@ -1,16 +1,17 @@
 package broadcast
 
 import (
+	"github.com/wsgate/wsgate/shared/fanout"
 	"github.com/wsgate/wsgate/shared/frame"
-	"github.com/wsgate/wsgate/shared/queue"
 )
 
-// plan is an event's decided audience: each connection and the variant of
-// the frame it gets.
+// plan is a range's decided audience: each connection, its hash, and the
+// variant of the frame it gets.
 type plan struct {
-	variants  []queue.Variant
+	variants  []frame.Form
 	index     map[string]int
 	conns     []string
+	hashes    []uint64
 	variantOf []int
 }
 
@@ -21,50 +22,48 @@ func newPlan(enc *frame.Encoder, a *audience) *plan {
 	for _, id := range a.order {
 		t := a.targets[id]
 		if keep, ok := enc.Decide(t.sub.Identity, t.sets); ok {
-			f := enc.Form(t.sub.Envelope, keep)
-			p.add(id, queue.Variant{Envelope: f.Envelope, Keep: f.Keep})
+			p.add(id, t.sub.Hash, enc.Form(t.sub.Envelope, keep))
 		}
 	}
 	return p
 }
 
-// add gives connection conn variant v, numbering v if it is new.
-func (p *plan) add(conn string, v queue.Variant) {
-	k := frame.Form{Envelope: v.Envelope, Keep: v.Keep}.Key()
+// add gives connection conn (hash h) form f, numbering f if it is new.
+func (p *plan) add(conn string, h uint64, f frame.Form) {
+	k := f.Key()
 	i, ok := p.index[k]
 	if !ok {
 		i = len(p.variants)
 		p.index[k] = i
-		p.variants = append(p.variants, v)
+		p.variants = append(p.variants, f)
 	}
 	p.conns = append(p.conns, conn)
+	p.hashes = append(p.hashes, h)
 	p.variantOf = append(p.variantOf, i)
 }
 
-// shard is one slice of a plan.
-type shard struct {
-	conns     []string
-	variantOf []int // nil when there is one variant
-}
-
-// split cuts the plan into shards of at most size connections.
-func (p *plan) split(size int) []shard {
-	var out []shard
-	for start := 0; start < len(p.conns); start += size {
-		end := min(start+size, len(p.conns))
-		sh := shard{conns: p.conns[start:end]}
-		if len(p.variants) > 1 {
-			sh.variantOf = p.variantOf[start:end]
+// frames encodes each variant of the event's frame once.
+func (p *plan) frames(enc *frame.Encoder) ([][]byte, error) {
+	frames := make([][]byte, len(p.variants))
+	for i, v := range p.variants {
+		f, err := enc.Frame(v)
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, sh)
+		frames[i] = f
 	}
-	return out
+	return frames, nil
 }
 
-// variant is the index of the variant of the shard's i-th connection.
-func (sh shard) variant(i int) int {
-	if sh.variantOf == nil {
-		return 0
+// pending lists the deliveries to the plan's connections not yet
+// delivered; hs[k] is the hash of ds[k]'s connection.
+func (p *plan) pending(frames [][]byte, done *progress) (ds []fanout.Delivery, hs []uint64) {
+	for i, id := range p.conns {
+		if done.delivered(p.hashes[i]) {
+			continue
+		}
+		ds = append(ds, fanout.Delivery{ConnectionID: id, Data: frames[p.variantOf[i]]})
+		hs = append(hs, p.hashes[i])
 	}
-	return sh.variantOf[i]
+	return ds, hs
 }

@@ -2,8 +2,10 @@ package broadcast
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,30 +17,32 @@ import (
 // delivers: a worker that dies re-sends at most what it delivered since.
 const checkpointEvery = 250 * time.Millisecond
 
-// progress is which of a shard's connections were delivered, a bit each,
-// as the sender's workers report them.
+// progress is which of a shard's connections were delivered, by hash
+// (store.Hash), as the sender's workers report them. Hashes, unlike
+// positions in the audience, still name the same connections when a retry
+// finds subscribers joined or left.
 type progress struct {
 	mu    sync.Mutex
-	bits  []byte
+	done  map[uint64]bool
 	dirty bool // changed since the last snapshot
 }
 
-// newProgress tracks a shard of conns connections, none delivered.
-func newProgress(conns int) *progress { return &progress{bits: make([]byte, (conns+7)/8)} }
+// newProgress tracks a shard with none delivered.
+func newProgress() *progress { return &progress{done: map[uint64]bool{}} }
 
-// mark records the shard's i-th connection as delivered.
-func (p *progress) mark(i int) {
+// mark records the connection of hash h as delivered.
+func (p *progress) mark(h uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.bits[i/8] |= 1 << (i % 8)
+	p.done[h] = true
 	p.dirty = true
 }
 
-// delivered reports whether the shard's i-th connection was delivered.
-func (p *progress) delivered(i int) bool {
+// delivered reports whether the connection of hash h was delivered.
+func (p *progress) delivered(h uint64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.bits[i/8]&(1<<(i%8)) != 0
+	return p.done[h]
 }
 
 // changed reports whether anything was marked since the last snapshot.
@@ -48,35 +52,41 @@ func (p *progress) changed() bool {
 	return p.dirty
 }
 
-// snapshot returns a copy of the bits, to be recorded.
+// snapshot returns the delivered hashes, 8 bytes each, in ascending
+// order, to be recorded.
 func (p *progress) snapshot() []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.dirty = false
-	return append([]byte(nil), p.bits...)
+	hs := make([]uint64, 0, len(p.done))
+	for h := range p.done {
+		hs = append(hs, h)
+	}
+	slices.Sort(hs)
+	out := make([]byte, 0, 8*len(hs))
+	for _, h := range hs {
+		out = binary.BigEndian.AppendUint64(out, h)
+	}
+	return out
 }
 
-// restore adopts the bits an earlier attempt recorded for a shard of the
-// same size.
-func (p *progress) restore(bits []byte) {
+// restore adopts the hashes an earlier attempt recorded.
+func (p *progress) restore(b []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(bits) == len(p.bits) {
-		copy(p.bits, bits)
+	for ; len(b) >= 8; b = b[8:] {
+		p.done[binary.BigEndian.Uint64(b)] = true
 	}
 }
 
 // marker is a shard's progress record in the store, held by owner under
 // a lease that every write renews.
 type marker struct {
-	st      *store.Store
-	eventID string
-	index   int
-	owner   string
-	lease   time.Duration
-	// first is the shard's first connection: a record of another cut of
-	// the audience is not taken for this shard's.
-	first    string
+	st       *store.Store
+	eventID  string
+	index    int
+	owner    string
+	lease    time.Duration
 	progress *progress
 }
 
@@ -99,7 +109,7 @@ func (h *Handler) claimShard(ctx context.Context, job shardJob, mk *marker) (ski
 		job.log.Info("shard already delivered")
 		return true, nil
 	}
-	if ok && prev.First == mk.first {
+	if ok {
 		mk.progress.restore(prev.Delivered)
 	}
 	return false, nil
@@ -108,13 +118,13 @@ func (h *Handler) claimShard(ctx context.Context, job shardJob, mk *marker) (ski
 // checkpoint records the progress so far.
 func (mk *marker) checkpoint(ctx context.Context) error {
 	return mk.st.PutShard(ctx, mk.eventID, mk.index, mk.owner, mk.lease,
-		store.ShardProgress{Delivered: mk.progress.snapshot(), First: mk.first})
+		store.ShardProgress{Delivered: mk.progress.snapshot()})
 }
 
 // finish records the shard as delivered.
 func (mk *marker) finish(ctx context.Context) error {
 	return mk.st.PutShard(ctx, mk.eventID, mk.index, mk.owner, mk.lease,
-		store.ShardProgress{Done: true, Delivered: mk.progress.snapshot(), First: mk.first})
+		store.ShardProgress{Done: true, Delivered: mk.progress.snapshot()})
 }
 
 // keepRecording checkpoints the progress until the returned stop is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -13,11 +14,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/gateway/gatewaytest"
 	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/topic"
 )
 
 // sqsRecord is task as the event source mapping hands it out for the
@@ -48,9 +51,9 @@ func handleRecords(h *gatewaytest.Harness, recs ...lambdaevents.SQSMessage) []st
 func holdShard(t *testing.T, h *gatewaytest.Harness, task queue.Task) (release func()) {
 	t.Helper()
 	ctx := context.Background()
-	require.NoError(t, h.Store.PutShard(ctx, task.EventID, task.Shard, "live-worker", time.Hour, store.ShardProgress{First: task.Conns[0]}))
+	require.NoError(t, h.Store.PutShard(ctx, task.EventID, task.Shard, "live-worker", time.Hour, store.ShardProgress{}))
 	return func() {
-		require.NoError(t, h.Store.PutShard(ctx, task.EventID, task.Shard, "live-worker", -time.Second, store.ShardProgress{First: task.Conns[0]}))
+		require.NoError(t, h.Store.PutShard(ctx, task.EventID, task.Shard, "live-worker", -time.Second, store.ShardProgress{}))
 	}
 }
 
@@ -81,43 +84,44 @@ func numberedEvent(n int) string {
 // batch's other shards, and comes back after queue.RetryDelay (a second
 // the first time) instead of the queue's visibility timeout of minutes.
 func TestShards_FailedShardIsRetriedInSecondsAndAlone(t *testing.T) {
-	h := gatewaytest.New(t, func(c *config.Config) { c.FanoutPageSize = 2; c.EventLease = 300 * time.Millisecond })
-	audienceOf(t, h, 8, "room.1")
+	h := sharded(t, func(c *config.Config) { c.EventLease = 300 * time.Millisecond })
+	ids := audienceOf(t, h, 12, "room.1")
 	require.NoError(t, h.Publish("e1", numberedEvent(1)))
 	tasks := shardTasks(t, h)
-	require.Len(t, tasks, 3, "shard 0 delivered inline, 1 to 3 queued")
-	release := holdShard(t, h, tasks[1])
+	require.GreaterOrEqual(t, len(withSubscribers(tasks, ids)), 2, "range 0 delivered inline, several queued")
+	held := withSubscribers(tasks, ids)[0]
+	msg := fmt.Sprintf("msg-%d", held.Shard)
+	release := holdShard(t, h, held)
 
 	var recs []lambdaevents.SQSMessage
 	for _, task := range tasks {
 		recs = append(recs, sqsRecord(t, task, 1))
 	}
-	assert.Equal(t, []string{"msg-2"}, handleRecords(h, recs...), "only the failed shard is reported")
-	assert.Equal(t, []gatewaytest.Retried{{ReceiptHandle: "msg-2-receipt-1", Delay: time.Second}}, h.Tasks.TakeRetried(),
+	assert.Equal(t, []string{msg}, handleRecords(h, recs...), "only the failed shard is reported")
+	assert.Equal(t, []gatewaytest.Retried{{ReceiptHandle: msg + "-receipt-1", Delay: time.Second}}, h.Tasks.TakeRetried(),
 		"it comes back in a second, on the receipt it came with")
-	for _, task := range []queue.Task{tasks[0], tasks[2]} {
-		for _, id := range task.Conns {
+	for _, id := range ids {
+		if slices.Contains(inRange(held, ids), id) {
+			assert.Empty(t, h.Received(id), "%s: nothing yet", id)
+		} else {
 			assert.Equal(t, []int{1}, numbered(t, h, id), "%s: the other shards delivered", id)
 		}
 	}
-	for _, id := range tasks[1].Conns {
-		assert.Empty(t, h.Received(id), "%s: nothing yet", id)
-	}
 
 	// Failing again, it backs off.
-	require.Equal(t, []string{"msg-2"}, handleRecords(h, sqsRecord(t, tasks[1], 3)))
+	require.Equal(t, []string{msg}, handleRecords(h, sqsRecord(t, held, 3)))
 	retried := h.Tasks.TakeRetried()
 	require.Len(t, retried, 1)
-	assert.Equal(t, "msg-2-receipt-3", retried[0].ReceiptHandle)
+	assert.Equal(t, msg+"-receipt-3", retried[0].ReceiptHandle)
 	assert.GreaterOrEqual(t, retried[0].Delay, 2*time.Second, "the third receive waits 2 to 4 s")
 	assert.LessOrEqual(t, retried[0].Delay, 4*time.Second)
 
 	// The holder is gone: the next receive delivers, nothing later having
 	// been numbered on the topic.
 	release()
-	assert.Empty(t, handleRecords(h, sqsRecord(t, tasks[1], 4)))
+	assert.Empty(t, handleRecords(h, sqsRecord(t, held, 4)))
 	assert.Empty(t, h.Tasks.TakeRetried())
-	for _, id := range tasks[1].Conns {
+	for _, id := range inRange(held, ids) {
 		assert.Equal(t, []int{1}, numbered(t, h, id), "%s: delivered on the retry", id)
 	}
 	assert.Zero(t, h.Metrics.Sum("Superseded"))
@@ -127,37 +131,43 @@ func TestShards_FailedShardIsRetriedInSecondsAndAlone(t *testing.T) {
 // subscribers sends nothing: an older event never arrives after a newer
 // one. The subscribers find the hole by its number and resume it.
 func TestShards_RetriedShardNeverDeliversAnOlderEventAfterANewerOne(t *testing.T) {
-	h := gatewaytest.New(t, func(c *config.Config) { c.FanoutPageSize = 2; c.EventLease = 300 * time.Millisecond })
-	audienceOf(t, h, 4, "room.1")
+	h := sharded(t, func(c *config.Config) { c.EventLease = 300 * time.Millisecond })
+	ids := audienceOf(t, h, 12, "room.1")
 	require.NoError(t, h.Publish("e1", numberedEvent(1)))
-	first := shardTasks(t, h)
-	require.Len(t, first, 1)
-	release := holdShard(t, h, first[0])
-	require.Equal(t, []string{"msg-1"}, handleRecords(h, sqsRecord(t, first[0], 1)))
+	var held queue.Task
+	for _, task := range withSubscribers(shardTasks(t, h), ids) {
+		for _, id := range inRange(task, ids) {
+			if i, _ := strconv.Atoi(id[1:]); i%3 == 0 {
+				held = task // a range with an enveloped subscriber
+			}
+		}
+	}
+	require.NotNil(t, held.Range)
+	conns := inRange(held, ids)
+	msg := fmt.Sprintf("msg-%d", held.Shard)
+	release := holdShard(t, h, held)
+	require.Equal(t, []string{msg}, handleRecords(h, sqsRecord(t, held, 1)))
 	h.Tasks.TakeRetried()
 
-	// Two seconds later the next event reaches everyone, shard 1 too.
+	// Two seconds later the next event reaches everyone, that range too.
 	h.Advance(2 * time.Second)
 	require.NoError(t, h.Publish("e2", numberedEvent(2)))
-	second := shardTasks(t, h)
-	require.Len(t, second, 1)
-	require.Equal(t, first[0].Conns, second[0].Conns, "the same subscribers")
-	require.Empty(t, handleRecords(h, sqsRecord(t, second[0], 1)))
+	runTasks(t, h, shardTasks(t, h))
 
-	// Then the first event's shard comes back.
+	// Then the first event's range comes back.
 	release()
-	assert.Empty(t, handleRecords(h, sqsRecord(t, first[0], 2)), "done with: not retried again")
-	assert.Equal(t, 2.0, h.Metrics.Sum("Superseded"))
-	for _, id := range first[0].Conns {
+	assert.Empty(t, handleRecords(h, sqsRecord(t, held, 2)), "done with: not retried again")
+	assert.Equal(t, float64(len(conns)), h.Metrics.Sum("Superseded"))
+	for _, id := range conns {
 		assert.Equal(t, []int{2}, numbered(t, h, id), "%s: never the older event after the newer", id)
 	}
-	assert.Empty(t, handleRecords(h, sqsRecord(t, first[0], 3)), "a further receive finds the shard done")
+	assert.Empty(t, handleRecords(h, sqsRecord(t, held, 3)), "a further receive finds the shard done")
 	assert.Equal(t, 1.0, h.Metrics.Last("ShardsSkipped"))
 
-	// An enveloped subscriber of that shard (every third asked for the
+	// An enveloped subscriber of that range (every third asked for the
 	// envelope) resumes the hole in order.
 	var env string
-	for _, id := range first[0].Conns {
+	for _, id := range conns {
 		if i, _ := strconv.Atoi(id[1:]); i%3 == 0 {
 			env = id
 		}
@@ -173,18 +183,30 @@ func TestShards_RetriedShardNeverDeliversAnOlderEventAfterANewerOne(t *testing.T
 // stops within a check: the rest of the shard is not sent.
 func TestShards_RetriedShardStopsSendingOnceALaterEventIsNumbered(t *testing.T) {
 	const n = 48
-	h := gatewaytest.New(t, func(c *config.Config) { c.FanoutPageSize = 2; c.EventLease = 300 * time.Millisecond })
-	audienceOf(t, h, 3, "room.1")
+	h := sharded(t, func(c *config.Config) { c.EventLease = 300 * time.Millisecond })
+	audienceOf(t, h, 4, "room.1")
 	require.NoError(t, h.Publish("e1", numberedEvent(1)))
 	tasks := shardTasks(t, h)
-	require.Len(t, tasks, 1)
+	require.NotEmpty(t, tasks)
+	task := tasks[len(tasks)-1]
 
-	// The shard as a large page would be: the harness posts 16 at a time,
-	// each taking 200 ms here, so it sends in three rounds.
-	task := tasks[0]
-	task.Conns, task.VariantOf = nil, nil
-	for i := range n {
-		task.Conns = append(task.Conns, fmt.Sprintf("p%02d", i))
+	// The range as a large page would be: n subscribers in it (the levels
+	// stop growing, so they are on the levels the task reads); the harness
+	// posts 16 at a time, each taking 200 ms here, so it sends in three
+	// rounds.
+	h.Store.Bucketing.SplitAt = 1 << 20
+	var conns []string
+	for i := 0; len(conns) < n; i++ {
+		id := fmt.Sprintf("p%03d", i)
+		if len(inRange(task, []string{id})) == 0 {
+			continue
+		}
+		c := store.Connection{
+			ID: id, Principal: auth.Principal{Identity: auth.Identity{Sub: id, Type: "user"}, Topics: []string{">"}},
+			ConnectedAt: h.Now, ExpiresAt: h.Now.Add(time.Hour), Limits: h.Cfg.Limits,
+		}
+		require.NoError(t, h.Store.PutConnection(context.Background(), c, []store.NewSubscription{{Pattern: topic.MustPattern("room.1")}}))
+		conns = append(conns, id)
 	}
 	h.Conns.Latency(200 * time.Millisecond)
 	var wg sync.WaitGroup
@@ -199,7 +221,7 @@ func TestShards_RetriedShardStopsSendingOnceALaterEventIsNumbered(t *testing.T) 
 
 	assert.Empty(t, failed)
 	sent := 0
-	for _, id := range task.Conns {
+	for _, id := range conns {
 		sent += len(h.Received(id))
 	}
 	assert.Less(t, sent, n, "the last round was not sent")

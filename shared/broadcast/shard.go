@@ -16,48 +16,68 @@ import (
 
 // InlineDetailBytes is the largest event detail a shard task carries
 // itself; a larger one is stored in the table once and the tasks name it.
-// With FanoutPageSize's 10,000 connection ids a task stays under 256 KB.
 const InlineDetailBytes = 16 << 10
 
-// deliver finds the event's audience, decides each connection's frame, and
-// fans out: the first shard here, the others in parallel through the task
-// queue, each a fresh invocation with its own workers.
+// deliver fans the event out by hash range. Its patterns and their levels
+// tell how many keys its audience spans; the event is cut into 2^k ranges
+// of about a fan-out page each (store.Cut). With one range (k = 0, one
+// bucket per pattern: the common case) it reads and delivers here, with
+// the requests of one read of each pattern's key. With more, it records
+// the cut on the event (so a retry cuts the same ranges), queues a task
+// per range after the first, and delivers the first here: each range
+// reads only its own keys, so no invocation reads the whole audience.
 func (h *Handler) deliver(ctx context.Context, a *attempt) error {
-	aud, err := h.findAudience(ctx, a.log, a.ev.Topic)
+	refs, err := h.matchingPatterns(ctx, a)
 	if err != nil {
 		return err
 	}
-	a.m.Add("Subscribers", float64(len(aud.order)), metrics.Count)
-	a.m.Add("SubscribersUnreadable", float64(aud.unreadable), metrics.Count)
+	top := 0
+	for _, r := range refs {
+		top = max(top, store.Layout{Levels: r.Levels}.Top())
+	}
+	k := store.Cut(top, h.cfg.BucketSplitAt, h.cfg.FanoutPageSize)
+	if k == 0 && a.rec.Cut > 0 {
+		k = a.rec.Cut // an earlier attempt's cut (the settings changed since)
+	}
 	enc := frame.NewEncoder(frame.Item{Event: a.ev.Event, Seq: a.rec.Seq})
-	p := newPlan(enc, aud)
-	a.m.Add("Filtered", float64(len(aud.order)-len(p.conns)), metrics.Count)
-	shards := p.split(h.cfg.FanoutPageSize)
-	a.m.Add("Shards", float64(len(shards)), metrics.Count)
-
-	job := shardJob{log: a.log, m: a.m, enc: enc, eventID: a.ev.ID, variants: p.variants}
-	if len(shards) > 1 && h.tasks != nil {
-		if err := h.queueShards(ctx, a, p.variants, shards[1:]); err != nil {
-			return err
-		}
-		job.shard, job.tracked = shards[0], true
-		return h.deliverShard(ctx, job)
+	job := shardJob{log: a.log, m: a.m, enc: enc, eventID: a.ev.ID, refs: refs}
+	if k == 0 {
+		// A single range keeps no progress marker, so a small event costs
+		// no write beyond its sequence number.
+		a.m.Add("Shards", 1, metrics.Count)
+		return h.deliverRange(ctx, job)
 	}
-	// One shard, or no queue: deliver here. A single shard keeps no progress
-	// marker, so a small event costs no write beyond its sequence number.
-	for i, sh := range shards {
-		job.index, job.shard, job.tracked = i, sh, len(shards) > 1
-		if err := h.deliverShard(ctx, job); err != nil {
-			return err
-		}
+	if k, err = h.store.FixCut(ctx, a.ev.ID, a.owner, k); err != nil {
+		a.log.Error("event's cut not recorded; EventBridge will retry the event", "error", err.Error())
+		return err
 	}
-	return nil
+	a.m.Add("Shards", float64(int(1)<<k), metrics.Count)
+	job.tracked = true
+	if h.tasks == nil {
+		// No queue: every range here, one after another.
+		for r := range 1 << k {
+			job.rg, job.index = store.Range{K: k, R: r}, shardIndex(k, r)
+			if err := h.deliverRange(ctx, job); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := h.queueRanges(ctx, a, k, refs); err != nil {
+		return err
+	}
+	job.rg, job.index = store.Range{K: k}, shardIndex(k, 0)
+	return h.deliverRange(ctx, job)
 }
 
-// queueShards hands the shards after the first to the task queue, with
-// the variants they share. A detail over InlineDetailBytes is stored once
-// rather than copied into every shard's message.
-func (h *Handler) queueShards(ctx context.Context, a *attempt, variants []queue.Variant, rest []shard) error {
+// shardIndex numbers range r of 2^k for its progress record: distinct for
+// every cut, so a record is never taken for another cut's range.
+func shardIndex(k, r int) int { return 1<<k + r }
+
+// queueRanges hands the ranges after the first to the task queue, with
+// the patterns and levels they read. A detail over InlineDetailBytes is
+// stored once rather than copied into every task's message.
+func (h *Handler) queueRanges(ctx context.Context, a *attempt, k int, refs []store.PatternRef) error {
 	detail, ref := json.RawMessage(a.detail), ""
 	if len(a.detail) > InlineDetailBytes {
 		if err := h.store.PutDetail(ctx, a.ev.ID, a.detail); err != nil {
@@ -66,11 +86,15 @@ func (h *Handler) queueShards(ctx context.Context, a *attempt, variants []queue.
 		}
 		detail, ref = nil, a.ev.ID
 	}
-	tasks := make([]queue.Task, 0, len(rest))
-	for i, sh := range rest {
+	patterns := make([]queue.RangePattern, len(refs))
+	for i, r := range refs {
+		patterns[i] = queue.RangePattern{Pattern: r.Pattern, Levels: r.Levels, Wildcard: r.Wildcard}
+	}
+	tasks := make([]queue.Task, 0, 1<<k-1)
+	for r := 1; r < 1<<k; r++ {
 		tasks = append(tasks, queue.Task{
-			Kind: queue.KindShard, EventID: a.ev.ID, EventTime: a.ev.Time, Seq: a.rec.Seq, Shard: i + 1,
-			Detail: detail, DetailRef: ref, Variants: variants, Conns: sh.conns, VariantOf: sh.variantOf,
+			Kind: queue.KindShard, EventID: a.ev.ID, EventTime: a.ev.Time, Seq: a.rec.Seq, Shard: shardIndex(k, r),
+			Detail: detail, DetailRef: ref, Range: &queue.Range{K: k, R: r, Patterns: patterns},
 		})
 	}
 	if err := h.tasks.SendAll(ctx, tasks); err != nil {
@@ -80,7 +104,7 @@ func (h *Handler) queueShards(ctx context.Context, a *attempt, variants []queue.
 	return nil
 }
 
-// shardTask delivers a shard handed over by the event's coordinator;
+// shardTask delivers a range handed over by the event's coordinator;
 // redelivered, SQS hands it out again (see ordering).
 func (h *Handler) shardTask(ctx context.Context, t queue.Task, redelivered bool) error {
 	ctx, m, flush := h.measure(ctx, t.EventID)
@@ -104,58 +128,72 @@ func (h *Handler) shardTask(ctx context.Context, t queue.Task, redelivered bool)
 		log.Error("shard with an invalid event dropped", "error", err.Error())
 		return nil
 	}
+	refs := make([]store.PatternRef, len(t.Range.Patterns))
+	for i, p := range t.Range.Patterns {
+		refs[i] = store.PatternRef{Pattern: p.Pattern, Levels: p.Levels, Wildcard: p.Wildcard}
+	}
 	job := shardJob{
 		log: log, m: m, enc: frame.NewEncoder(frame.Item{Event: ev.Event, Seq: t.Seq}),
-		eventID: t.EventID, index: t.Shard, variants: t.Variants,
-		shard: shard{conns: t.Conns, variantOf: t.VariantOf}, tracked: true,
+		eventID: t.EventID, index: t.Shard, refs: refs, rg: store.Range{K: t.Range.K, R: t.Range.R}, tracked: true,
 	}
 	if redelivered {
 		job.order = &ordering{topic: ev.Topic, seq: t.Seq}
 	}
-	return h.deliverShard(ctx, job)
+	return h.deliverRange(ctx, job)
 }
 
-// shardJob is one shard to deliver.
+// shardJob is one hash range of an event to deliver.
 type shardJob struct {
-	log      *slog.Logger
-	m        *metrics.Set
-	enc      *frame.Encoder
-	eventID  string
-	index    int
-	variants []queue.Variant
-	shard    shard
+	log     *slog.Logger
+	m       *metrics.Set
+	enc     *frame.Encoder
+	eventID string
+	index   int
+	// refs are the patterns matching the event, with their levels; rg the
+	// range of their subscribers this job delivers to.
+	refs []store.PatternRef
+	rg   store.Range
 	// tracked: the shard keeps a progress marker (see marker), as every
-	// shard of a sharded event does; a lone shard keeps none.
+	// range of an event cut in several does; a lone range keeps none.
 	tracked bool
 	// order, for a redelivered shard: it sends only while no later event
 	// is numbered on its topic.
 	order *ordering
 }
 
-// deliverShard delivers one shard. When tracked, it claims the shard (a
-// shard another live attempt holds is waited for, then left to it), skips
-// a shard already delivered and, within a shard, the connections an
-// earlier attempt recorded as delivered, and records its own progress as
-// it goes, which also renews its claim. A redelivered shard stops sending
-// once a later event is numbered on its topic (see ordering).
-func (h *Handler) deliverShard(ctx context.Context, job shardJob) error {
+// deliverRange delivers one range. When tracked, it claims the range (a
+// range another live attempt holds is waited for, then left to it), skips
+// a range already delivered and, within a range, the connections an
+// earlier attempt recorded as delivered (by hash: whoever joined or left
+// since), and records its own progress as it goes, which also renews its
+// claim. It reads the range's subscribers, decides each one's frame, and
+// posts. A redelivered range stops sending once a later event is numbered
+// on its topic (see ordering).
+func (h *Handler) deliverRange(ctx context.Context, job shardJob) error {
 	job.log = job.log.With("shard", job.index)
-	done := newProgress(len(job.shard.conns))
+	done := newProgress()
 	var mk *marker
 	if job.tracked {
-		mk = &marker{st: h.store, eventID: job.eventID, index: job.index, owner: owner(ctx),
-			lease: h.cfg.EventLease, first: job.shard.conns[0], progress: done}
+		mk = &marker{st: h.store, eventID: job.eventID, index: job.index, owner: owner(ctx), lease: h.cfg.EventLease, progress: done}
 		if skip, err := h.claimShard(ctx, job, mk); skip || err != nil {
 			return err
 		}
 	}
-	frames, err := job.frames()
+	aud, err := h.readRange(ctx, job.log, job.refs, job.rg)
+	if err != nil {
+		return err
+	}
+	job.m.Add("Subscribers", float64(len(aud.order)), metrics.Count)
+	job.m.Add("SubscribersUnreadable", float64(aud.unreadable), metrics.Count)
+	p := newPlan(job.enc, aud)
+	job.m.Add("Filtered", float64(len(aud.order)-len(p.conns)), metrics.Count)
+	frames, err := p.frames(job.enc)
 	if err != nil {
 		job.log.Error("encode failed", "error", err.Error())
 		return nil // cannot improve on retry
 	}
-	ds, pos := job.pending(frames, done)
-	if skipped := len(job.shard.conns) - len(ds); skipped > 0 {
+	ds, hs := p.pending(frames, done)
+	if skipped := len(p.conns) - len(ds); skipped > 0 {
 		job.m.Add("ResumedDeliveries", float64(skipped), metrics.Count)
 		job.log.Info("shard resumed", "already_delivered", skipped)
 	}
@@ -171,13 +209,13 @@ func (h *Handler) deliverShard(ctx context.Context, job shardJob) error {
 		}
 	}
 	if cut == nil {
-		cut = h.sendShard(ctx, job, mk, ds, pos, done)
+		cut = h.sendShard(ctx, job, mk, ds, hs, done)
 	}
 	switch {
 	case errors.Is(cut, errTakenOver):
 		return nil // the attempt that took over finishes the shard
 	case errors.Is(cut, errSuperseded):
-		job.supersede(pos, done)
+		job.supersede(hs, done)
 	}
 	if mk == nil {
 		return nil
@@ -193,7 +231,7 @@ func (h *Handler) deliverShard(ctx context.Context, job shardJob) error {
 // claim holds and, for a redelivered shard, while no later event is
 // numbered on its topic; it returns why the sending was cut short
 // (errTakenOver, errSuperseded), or nil.
-func (h *Handler) sendShard(ctx context.Context, job shardJob, mk *marker, ds []fanout.Delivery, pos []int, done *progress) error {
+func (h *Handler) sendShard(ctx context.Context, job shardJob, mk *marker, ds []fanout.Delivery, hs []uint64, done *progress) error {
 	sendCtx, cut := context.WithCancelCause(ctx)
 	defer cut(nil)
 	stopRecording, stopWatching := func() {}, func() {}
@@ -203,7 +241,7 @@ func (h *Handler) sendShard(ctx context.Context, job shardJob, mk *marker, ds []
 	if job.order != nil {
 		stopWatching = h.watchOrder(ctx, job.log, job.order, func() { cut(errSuperseded) })
 	}
-	h.send(sendCtx, job, ds, func(k int) { done.mark(pos[k]) })
+	h.send(sendCtx, job, ds, func(k int) { done.mark(hs[k]) })
 	stopWatching()
 	stopRecording()
 	if ctx.Err() != nil || sendCtx.Err() == nil {
@@ -212,42 +250,16 @@ func (h *Handler) sendShard(ctx context.Context, job shardJob, mk *marker, ds []
 	return context.Cause(sendCtx)
 }
 
-// supersede counts and logs the connections of pos a redelivered shard
+// supersede counts and logs the connections of hs a redelivered shard
 // leaves undelivered because a later event was numbered on its topic.
-func (job shardJob) supersede(pos []int, done *progress) {
+func (job shardJob) supersede(hs []uint64, done *progress) {
 	left := 0
-	for _, i := range pos {
-		if !done.delivered(i) {
+	for _, h := range hs {
+		if !done.delivered(h) {
 			left++
 		}
 	}
 	job.m.Add("Superseded", float64(left), metrics.Count)
 	job.log.Warn("redelivered shard not sent: a later event on the topic is numbered, and it must not arrive after it; its clients resume",
 		"not_delivered", left)
-}
-
-// frames encodes each variant of the event's frame once.
-func (job shardJob) frames() ([][]byte, error) {
-	frames := make([][]byte, len(job.variants))
-	for i, v := range job.variants {
-		f, err := job.enc.Frame(frame.Form{Envelope: v.Envelope, Keep: v.Keep})
-		if err != nil {
-			return nil, err
-		}
-		frames[i] = f
-	}
-	return frames, nil
-}
-
-// pending lists the deliveries to the shard's connections not yet
-// delivered; pos[k] is the index in the shard of ds[k].
-func (job shardJob) pending(frames [][]byte, done *progress) (ds []fanout.Delivery, pos []int) {
-	for i, id := range job.shard.conns {
-		if done.delivered(i) {
-			continue
-		}
-		ds = append(ds, fanout.Delivery{ConnectionID: id, Data: frames[job.shard.variant(i)]})
-		pos = append(pos, i)
-	}
-	return ds, pos
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/shared/gateway/gatewaytest"
+	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/store/storetest"
 )
 
@@ -26,7 +27,7 @@ func TestBroadcast_UnreadableFilterSkipsThatSubscriberOnly(t *testing.T) {
 	_, err := storetest.Client(t).UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
 		TableName: aws.String(h.Store.Table()),
 		Key: map[string]types.AttributeValue{
-			"pk": &types.AttributeValueMemberS{Value: "P#alerts.*"}, "sk": &types.AttributeValueMemberS{Value: "bad"},
+			"pk": &types.AttributeValueMemberS{Value: "P#alerts.*"}, "sk": &types.AttributeValueMemberS{Value: store.EntrySK("bad")},
 		},
 		UpdateExpression:          aws.String("SET f = :f"),
 		ConditionExpression:       aws.String("attribute_exists(f)"),

@@ -100,6 +100,10 @@ const (
 	EnvFanoutWorkers  = "WSGATE_FANOUT_WORKERS"
 	EnvFanoutPageSize = "WSGATE_FANOUT_PAGE_SIZE"
 	EnvPostRate       = "WSGATE_POST_RATE"
+	// EnvBucketSplitAt is how many subscriptions (counted within a
+	// connection's lifetime) one bucket of a pattern takes before new
+	// subscriptions go to a level with twice the buckets.
+	EnvBucketSplitAt = "WSGATE_BUCKET_SPLIT_AT"
 
 	EnvLogLevel = "WSGATE_LOG_LEVEL"
 )
@@ -146,6 +150,7 @@ const (
 	DefaultFanoutWorkers                    = 64
 	DefaultFanoutPageSize                   = 1000
 	DefaultPostRate                         = 2000
+	DefaultBucketSplitAt                    = 2000
 	// DefaultAllowedOrigins: none listed, so the Origin header is not
 	// checked, which is allowed only without a token cookie.
 	DefaultAllowedOrigins = ""
@@ -260,6 +265,7 @@ type Config struct {
 	FanoutWorkers  int
 	FanoutPageSize int
 	PostRate       int
+	BucketSplitAt  int
 
 	LogLevel string
 }
@@ -323,6 +329,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ConnectionTTL:                    r.duration(EnvConnectionTTL, DefaultConnectionTTL),
 		FanoutWorkers:                    r.integer(EnvFanoutWorkers, DefaultFanoutWorkers),
 		FanoutPageSize:                   r.integer(EnvFanoutPageSize, DefaultFanoutPageSize),
+		BucketSplitAt:                    r.integer(EnvBucketSplitAt, DefaultBucketSplitAt),
 		PostRate:                         r.integer(EnvPostRate, DefaultPostRate),
 		LogLevel:                         r.str(EnvLogLevel, "info"),
 	}
@@ -464,6 +471,7 @@ func (c Config) validateWork(p *problems) {
 	p.durations(EnvEventLease, c.EventLease, time.Second, 5*time.Minute, "")
 	p.ints(EnvFanoutWorkers, c.FanoutWorkers, 1, 1024)
 	p.ints(EnvFanoutPageSize, c.FanoutPageSize, 1, 10000)
+	p.ints(EnvBucketSplitAt, c.BucketSplitAt, 1, 100000)
 	if c.PostRate < 1 {
 		p.bad(EnvPostRate, "must be at least 1 (PostToConnection calls per second per invocation)")
 	}

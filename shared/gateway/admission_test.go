@@ -16,6 +16,7 @@ import (
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/gateway"
 	"github.com/wsgate/wsgate/shared/gateway/gatewaytest"
+	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
 )
 
@@ -167,15 +168,15 @@ func TestSubscribe_WildcardPatternsCappedPerPrincipalAndIndexCleaned(t *testing.
 		assert.Contains(t, frames[0], `"subscribed"`)
 		assert.Contains(t, frames[1], `"unsubscribed"`)
 	}
-	refs, err := h.Store.SubscriberPatterns(context.Background(), topic.MustPattern("telemetry.never3.x"))
+	refs, err := h.Store.SubscriberPatterns(context.Background(), topic.MustPattern("telemetry.never3.x"), store.Layout{})
 	require.NoError(t, err)
 	assert.Len(t, refs, 1, "only the topic itself")
-	refs, err = h.Store.SubscriberPatterns(context.Background(), topic.MustPattern("telemetry.x"))
+	refs, err = h.Store.SubscriberPatterns(context.Background(), topic.MustPattern("telemetry.x"), store.Layout{})
 	require.NoError(t, err)
 	assert.Len(t, refs, 2, "the topic and telemetry.*, which c1 and c2 hold")
 	h.Disconnect("c1")
 	h.Disconnect("c2")
-	refs, err = h.Store.SubscriberPatterns(context.Background(), topic.MustPattern("telemetry.x"))
+	refs, err = h.Store.SubscriberPatterns(context.Background(), topic.MustPattern("telemetry.x"), store.Layout{})
 	require.NoError(t, err)
 	assert.Len(t, refs, 1, "the last disconnect removes the index entries")
 }

@@ -37,7 +37,7 @@ func (inv *invocation) presence(ctx context.Context, c protocol.Presence) {
 	if inv.refused(inv.spend(c.ID, 1)) {
 		return
 	}
-	subs, next, err := inv.g.store.Subscribers(ctx, c.Topic.String(), cursor, PresencePage)
+	subs, next, err := inv.g.store.TopicSubscribers(ctx, c.Topic, cursor, PresencePage)
 	if skipped := store.Unreadable(err); len(skipped) > 0 {
 		// An entry that does not decode names nobody: list the others.
 		inv.log.Error("presence: members skipped: stored entry unreadable", "topic", c.Topic.String(), "skipped", len(skipped), "error", err.Error())

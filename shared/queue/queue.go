@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/backoff"
+	"github.com/wsgate/wsgate/shared/store"
 )
 
 // Kinds of task.
@@ -73,9 +74,8 @@ type Task struct {
 	ConnectionID string `json:"connection_id,omitempty"`
 	Topic        string `json:"topic,omitempty"`
 	Since        uint64 `json:"since,omitempty"`
-	// Shard fields: one slice of an event's audience, already decided (the
-	// coordinator applied audience and filters), so a shard reads nothing
-	// but its progress marker.
+	// Shard fields: one hash range of an event's audience (the shard reads
+	// its subscribers itself, and decides audience and filters).
 	EventID   string          `json:"event_id,omitempty"`
 	EventTime time.Time       `json:"event_time,omitzero"`
 	Seq       uint64          `json:"seq,omitempty"`
@@ -84,11 +84,13 @@ type Task struct {
 	// DetailRef names the event whose detail is stored in the table
 	// instead (store.PutDetail): a large detail is stored once, not once
 	// per shard. A shard has Detail or DetailRef.
-	DetailRef string    `json:"detail_ref,omitempty"`
-	Variants  []Variant `json:"variants,omitempty"`
-	Conns     []string  `json:"conns,omitempty"`
-	// VariantOf[i] is the variant of Conns[i]; omitted when there is one.
-	VariantOf []int `json:"variant_of,omitempty"`
+	DetailRef string `json:"detail_ref,omitempty"`
+	// Range is the shard's range of the hash space and the patterns it
+	// reads there; never connection ids.
+	Range *Range `json:"range,omitempty"`
+	// Conns are the watchers a presence task posts to again (their posts
+	// failed).
+	Conns []string `json:"conns,omitempty"`
 	// Announce is a presence task's join or leave.
 	Announce *Announce `json:"announce,omitempty"`
 	// Attempt counts a task's rounds of retrying failed posts.
@@ -106,11 +108,20 @@ type Announce struct {
 	From string `json:"from,omitempty"`
 }
 
-// Variant is one form of an event's frame: enveloped or raw, whole or
-// with payload fields trimmed to the listed keys.
-type Variant struct {
-	Envelope bool                `json:"env,omitempty"`
-	Keep     map[string][]string `json:"keep,omitempty"`
+// Range is range R of the 2^K equal ranges of the hash space of
+// connections, and the patterns matching the event with their levels.
+type Range struct {
+	K        int            `json:"k"`
+	R        int            `json:"r"`
+	Patterns []RangePattern `json:"patterns"`
+}
+
+// RangePattern is a pattern whose subscribers a range reads: every level
+// that may hold them, and whether it is a wildcard pattern.
+type RangePattern struct {
+	Pattern  string `json:"p"`
+	Levels   []int  `json:"lv,omitempty"`
+	Wildcard bool   `json:"w,omitempty"`
 }
 
 // batchRetry spaces the resends of a batch's failed entries.
@@ -139,16 +150,11 @@ func Decode(body string) (Task, error) {
 			return Task{}, errors.New("queue: presence task without topic or announce")
 		}
 	case KindShard:
-		if t.EventID == "" || (len(t.Detail) == 0) == (t.DetailRef == "") || len(t.Conns) == 0 || len(t.Variants) == 0 {
-			return Task{}, errors.New("queue: shard task without event_id, conns or variants, or without exactly one of detail and detail_ref")
+		if t.EventID == "" || (len(t.Detail) == 0) == (t.DetailRef == "") || t.Range == nil || len(t.Range.Patterns) == 0 {
+			return Task{}, errors.New("queue: shard task without event_id, range or patterns, or without exactly one of detail and detail_ref")
 		}
-		if t.VariantOf != nil && len(t.VariantOf) != len(t.Conns) {
-			return Task{}, errors.New("queue: shard task's variant_of does not match its conns")
-		}
-		for _, v := range t.VariantOf {
-			if v < 0 || v >= len(t.Variants) {
-				return Task{}, errors.New("queue: shard task names an unknown variant")
-			}
+		if t.Range.K < 0 || t.Range.K > store.MaxCut || t.Range.R < 0 || t.Range.R >= 1<<t.Range.K {
+			return Task{}, errors.New("queue: shard task's range is outside the hash space")
 		}
 	default:
 		return Task{}, fmt.Errorf("queue: unknown task kind %q", t.Kind)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,18 +19,20 @@ func TestDecode_ValidatesKinds(t *testing.T) {
 	ok := []string{
 		`{"kind":"auth_deadline","connection_id":"c"}`,
 		`{"kind":"replay","connection_id":"c","topic":"a","since":3}`,
-		`{"kind":"shard","event_id":"e","detail":{"topic":"a.b"},"variants":[{}],"conns":["c1","c2"]}`,
-		`{"kind":"shard","event_id":"e","detail":{"topic":"a.b"},"variants":[{},{"env":true}],"conns":["c1","c2"],"variant_of":[0,1]}`,
-		`{"kind":"shard","event_id":"e","detail_ref":"e","variants":[{}],"conns":["c1"]}`,
+		`{"kind":"shard","event_id":"e","detail":{"topic":"a.b"},"range":{"k":1,"r":1,"patterns":[{"p":"a.b","lv":[0,1]}]}}`,
+		`{"kind":"shard","event_id":"e","detail":{"topic":"a.b"},"range":{"k":0,"r":0,"patterns":[{"p":"a.*","w":true}]}}`,
+		`{"kind":"shard","event_id":"e","detail_ref":"e","range":{"k":6,"r":63,"patterns":[{"p":"a.b"}]}}`,
 	}
 	for _, s := range ok {
 		_, err := Decode(s)
 		assert.NoError(t, err, s)
 	}
 	for _, s := range []string{`{`, `{"kind":"x"}`, `{"kind":"replay"}`, `{"kind":"shard","event_id":"e"}`,
-		`{"kind":"shard","event_id":"e","detail":{},"variants":[{}],"conns":["c1"],"variant_of":[0,1]}`,
-		`{"kind":"shard","event_id":"e","detail":{},"variants":[{}],"conns":["c1"],"variant_of":[3]}`,
-		`{"kind":"shard","event_id":"e","detail":{"topic":"a.b"},"detail_ref":"e","variants":[{}],"conns":["c1"]}`} {
+		`{"kind":"shard","event_id":"e","detail":{},"variants":[{}],"conns":["c1"]}`,
+		`{"kind":"shard","event_id":"e","detail":{},"range":{"k":1,"r":2,"patterns":[{"p":"a.b"}]}}`,
+		`{"kind":"shard","event_id":"e","detail":{},"range":{"k":7,"r":0,"patterns":[{"p":"a.b"}]}}`,
+		`{"kind":"shard","event_id":"e","detail":{},"range":{"k":1,"r":0,"patterns":[]}}`,
+		`{"kind":"shard","event_id":"e","detail":{"topic":"a.b"},"detail_ref":"e","range":{"k":0,"r":0,"patterns":[{"p":"a"}]}}`} {
 		_, err := Decode(s)
 		assert.Error(t, err, s)
 	}
@@ -94,13 +97,11 @@ func TestSendAll_BatchesOfTenAndRetriesRefused(t *testing.T) {
 // task larger than a message is refused before anything is sent.
 func TestSendAll_BatchesByBytes(t *testing.T) {
 	f := &fakeSQS{}
-	big := make([]string, 0, 30_000)
-	for i := range cap(big) {
-		big = append(big, fmt.Sprintf("conn-%05d", i))
-	}
+	detail := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("x", n) + `"`) }
+	rg := &Range{Patterns: []RangePattern{{Pattern: "a"}}}
 	var tasks []Task
 	for range 5 {
-		tasks = append(tasks, Task{Kind: KindShard, EventID: "e", DetailRef: "e", Variants: []Variant{{}}, Conns: big[:24_000]}) // ~310 KB each
+		tasks = append(tasks, Task{Kind: KindShard, EventID: "e", Detail: detail(310_000), Range: rg}) // ~310 KB each
 	}
 	require.NoError(t, New(f, "http://q").SendAll(context.Background(), tasks))
 	var sizes []int
@@ -115,7 +116,7 @@ func TestSendAll_BatchesByBytes(t *testing.T) {
 	assert.Equal(t, []int{3, 2}, sizes)
 
 	f = &fakeSQS{}
-	huge := Task{Kind: KindShard, EventID: "e", DetailRef: "e", Variants: []Variant{{}}, Conns: append(append(big, big...), big...)}
+	huge := Task{Kind: KindShard, EventID: "e", Detail: detail(1_100_000), Range: rg}
 	err := New(f, "http://q").SendAll(context.Background(), []Task{huge})
 	assert.ErrorIs(t, err, ErrTooLarge)
 	assert.Empty(t, f.batches)

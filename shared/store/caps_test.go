@@ -237,12 +237,12 @@ func TestUnsubscribe_RemovesTheIndexEntryWithItsLastSubscriber(t *testing.T) {
 	}
 	_, err := f.s.Unsubscribe(ctx, "c1", topic.MustPattern("a.*"))
 	require.NoError(t, err)
-	refs, err := f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b"))
+	refs, err := f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b"), store.Layout{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a.*", "a.b"}, patternsOf(refs), "c2 still subscribes")
 	_, err = f.s.Unsubscribe(ctx, "c2", topic.MustPattern("a.*"))
 	require.NoError(t, err)
-	refs, err = f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b"))
+	refs, err = f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b"), store.Layout{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a.b"}, patternsOf(refs))
 
@@ -393,7 +393,7 @@ func TestWildcardIndex_ConcurrentSubscribeAndUnsubscribeKeepTheLiveEntry(t *test
 			assert.NoError(t, err)
 		}()
 		wg.Wait()
-		refs, err := f.s.SubscriberPatterns(ctx, matching)
+		refs, err := f.s.SubscriberPatterns(ctx, matching, store.Layout{})
 		require.NoError(t, err)
 		require.Equal(t, []string{"dev.*.temp", "dev.7.temp"}, patternsOf(refs), "round %d: %s's subscription is not found", round, joining.ID)
 	}

@@ -297,8 +297,10 @@ func (s *Store) takePlaces(ctx context.Context, id string, first types.TransactW
 
 func (s *Store) putSubscriptions(ctx context.Context, c Connection, subs []NewSubscription) error {
 	var reqs []types.WriteRequest
-	for _, sub := range subs {
-		for _, it := range s.subscriptionItems(c, sub) {
+	at := make([]placement, len(subs))
+	for i, sub := range subs {
+		at[i] = s.place(sub.Pattern.String(), c.ID)
+		for _, it := range s.subscriptionItems(c, sub, at[i]) {
 			reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: it}})
 		}
 	}
@@ -306,12 +308,13 @@ func (s *Store) putSubscriptions(ctx context.Context, c Connection, subs []NewSu
 		return err
 	}
 	// After the subscriptions, as Subscribe does (indexPattern).
-	for _, sub := range subs {
+	for i, sub := range subs {
 		if sub.Pattern.HasWildcard() {
-			if err := s.indexPattern(ctx, sub.Pattern); err != nil {
+			if err := s.indexPattern(ctx, sub.Pattern, at[i].level); err != nil {
 				return err
 			}
 		}
+		s.countSubscribe(ctx, sub.Pattern, at[i])
 	}
 	return nil
 }
@@ -544,8 +547,8 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) (int, error) {
 		TableName:                 s.table,
 		KeyConditionExpression:    aws.String("pk = :pk"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(connPK(id))},
-		ProjectionExpression:      aws.String("pk, sk, #p, #held"),
-		ExpressionAttributeNames:  map[string]string{"#p": attrPrincipal, "#held": attrHeld},
+		ProjectionExpression:      aws.String("pk, sk, #p, #held, #fpk"),
+		ExpressionAttributeNames:  map[string]string{"#p": attrPrincipal, "#held": attrHeld, "#fpk": attrEntryPK},
 		ConsistentRead:            aws.Bool(true),
 	}, func(item map[string]types.AttributeValue) {
 		sk := getS(item, SortKey)
@@ -554,7 +557,8 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) (int, error) {
 			return
 		}
 		if pat, ok := strings.CutPrefix(sk, skSubPrefix); ok && pat != "" {
-			del(prefixPattern+pat, id)
+			k := entryKey(item, pat, id)
+			reqs = append(reqs, types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: k}})
 			if p, err := topic.ParsePattern(pat); err == nil && p.HasWildcard() {
 				wild = append(wild, p)
 			}

@@ -44,8 +44,8 @@ func TestSubscribers_UnreadableFilterFailsClosedNamingTheItem(t *testing.T) {
 		c := f.conn(id, "u-"+id)
 		require.NoError(t, f.s.PutConnection(ctx, c, []store.NewSubscription{{Pattern: topic.MustPattern("a.b"), Filters: narrow}}))
 	}
-	f.corrupt(t, "P#a.b", "bad", "f", `{"severity":`)
-	f.corrupt(t, "P#a.b", "nobody", "who", `not json`)
+	f.corrupt(t, "P#a.b", store.EntrySK("bad"), "f", `{"severity":`)
+	f.corrupt(t, "P#a.b", store.EntrySK("nobody"), "who", `not json`)
 
 	subs, next, err := f.s.Subscribers(ctx, "a.b", "", 0)
 	require.ErrorIs(t, err, store.ErrUnreadable)
@@ -55,8 +55,8 @@ func TestSubscribers_UnreadableFilterFailsClosedNamingTheItem(t *testing.T) {
 	assert.Equal(t, narrow, subs[0].Filters)
 	bad := store.Unreadable(err)
 	require.Len(t, bad, 2)
-	assert.Contains(t, err.Error(), `"f" of item P#a.b / bad`)
-	assert.Contains(t, err.Error(), `"who" of item P#a.b / nobody`)
+	assert.Contains(t, err.Error(), `"f" of item P#a.b / `+store.EntrySK("bad"))
+	assert.Contains(t, err.Error(), `"who" of item P#a.b / `+store.EntrySK("nobody"))
 
 	// The reverse entries, which replay filters with, fail closed too.
 	f.corrupt(t, "C#bad", "S#a.b", "f", `[`)

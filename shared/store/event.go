@@ -36,6 +36,7 @@ const (
 	attrSkip     = "skip"
 	attrNumbered = "nt"
 	attrFrom     = "from"
+	attrCut      = "cut"
 )
 
 // EventRecord is the outcome of BeginEvent.
@@ -53,6 +54,13 @@ type EventRecord struct {
 	// topic's previous number was published (0 when it was published
 	// earlier): subscribers see this one after an event published later.
 	Overtaken time.Duration
+	// Layout is the topic's layout as the numbering found it (every level
+	// a subscriber made before the event may be on); nil when this attempt
+	// took over a number drawn earlier (read it: PatternLayout).
+	Layout *Layout
+	// Cut is k, when an earlier attempt cut the event into 2^k hash ranges
+	// (FixCut); 0 when none did.
+	Cut int
 }
 
 // BeginEvent claims an EventBridge event for this invocation and gives it
@@ -112,7 +120,7 @@ func (s *Store) BeginEvent(ctx context.Context, ev publish.Event, owner string, 
 func (s *Store) number(ctx context.Context, ev publish.Event, owner string, historyTTL time.Duration) (EventRecord, error) {
 	tp := ev.Topic.String()
 	now := s.now()
-	seq, prevPublished, err := s.nextSeq(ctx, tp, ev.Time, now)
+	seq, prevPublished, layout, err := s.nextSeq(ctx, tp, ev.Time, now)
 	if err != nil {
 		return EventRecord{}, err
 	}
@@ -133,7 +141,7 @@ func (s *Store) number(ctx context.Context, ev publish.Event, owner string, hist
 	}
 	err = s.transact(ctx, items)
 	if err == nil {
-		rec := EventRecord{Seq: seq}
+		rec := EventRecord{Seq: seq, Layout: &layout}
 		if prevPublished.After(ev.Time) {
 			rec.Overtaken = prevPublished.Sub(ev.Time)
 		}
@@ -254,6 +262,32 @@ func (s *Store) setLease(ctx context.Context, eventID, owner string, until int64
 	return nil
 }
 
+// FixCut records that an event is cut into 2^k hash ranges, unless an
+// earlier attempt recorded a cut already, and returns the recorded one:
+// every attempt cuts the event the same way, so a retried range's
+// progress is the same range's. ErrInProgress when owner no longer holds
+// the event.
+func (s *Store) FixCut(ctx context.Context, eventID, owner string, k int) (int, error) {
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 s.table,
+		Key:                       key(prefixEvent+eventID, skEvent),
+		UpdateExpression:          aws.String("SET #cut = if_not_exists(#cut, :k)"),
+		ConditionExpression:       aws.String("#owner = :me"),
+		ExpressionAttributeNames:  map[string]string{"#owner": attrOwner, "#cut": attrCut},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(owner), ":k": nv(int64(k))},
+		ReturnValues:              types.ReturnValueUpdatedNew,
+		ReturnConsumedCapacity:    total,
+	})
+	if isConditionFailed(err) {
+		return 0, fmt.Errorf("store: cut of event %s: %w", eventID, ErrInProgress)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: cut of event %s: %w", eventID, err)
+	}
+	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
+	return int(getN(out.Attributes, attrCut)), nil
+}
+
 // Event reads an event's record: its number and whether it was fully
 // delivered; false when the id is unknown.
 func (s *Store) Event(ctx context.Context, eventID string) (EventRecord, bool, error) {
@@ -270,6 +304,7 @@ func (s *Store) Event(ctx context.Context, eventID string) (EventRecord, bool, e
 	return EventRecord{
 		Seq: getU(out.Item, attrSeq), Done: getBool(out.Item, attrDone),
 		Published: time.UnixMilli(getN(out.Item, attrTime)), Numbered: time.UnixMilli(getN(out.Item, attrNumbered)),
+		Cut: int(getN(out.Item, attrCut)),
 	}, true, nil
 }
 
@@ -277,7 +312,7 @@ func (s *Store) Event(ctx context.Context, eventID string) (EventRecord, bool, e
 // attempt, or abandoned (its lease expired), which this attempt takes over.
 // retry is true when the record changed meanwhile and must be read again.
 func (s *Store) takeOver(ctx context.Context, item map[string]types.AttributeValue, eventKey map[string]types.AttributeValue, owner string, lease time.Duration, now time.Time) (rec EventRecord, retry bool, err error) {
-	rec = EventRecord{Seq: getU(item, attrSeq)}
+	rec = EventRecord{Seq: getU(item, attrSeq), Cut: int(getN(item, attrCut))}
 	if getBool(item, attrDone) {
 		rec.Done = true
 		return rec, false, nil
@@ -312,8 +347,10 @@ func (s *Store) takeOver(ctx context.Context, item map[string]types.AttributeVal
 // nextSeq atomically takes a topic's next sequence number. It also
 // records the publish time of the event numbered, and returns the one of
 // the event that took the previous number (zero for the first), so a
-// caller can tell when an event is numbered after one published later.
-func (s *Store) nextSeq(ctx context.Context, tp string, published, now time.Time) (uint64, time.Time, error) {
+// caller can tell when an event is numbered after one published later,
+// and the topic's layout as it was when the number was drawn (the same
+// item holds it: no read more).
+func (s *Store) nextSeq(ctx context.Context, tp string, published, now time.Time) (uint64, time.Time, Layout, error) {
 	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 s.table,
 		Key:                       key(prefixTopic+tp, skSeq),
@@ -324,14 +361,14 @@ func (s *Store) nextSeq(ctx context.Context, tp string, published, now time.Time
 		ReturnConsumedCapacity:    total,
 	})
 	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("store: next sequence of %s: %w", tp, err)
+		return 0, time.Time{}, Layout{}, fmt.Errorf("store: next sequence of %s: %w", tp, err)
 	}
 	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
 	var prev time.Time
 	if _, ok := out.Attributes[attrTime]; ok {
 		prev = time.UnixMilli(getN(out.Attributes, attrTime))
 	}
-	return getU(out.Attributes, attrSeq) + 1, prev, nil
+	return getU(out.Attributes, attrSeq) + 1, prev, layoutOf(out.Attributes), nil
 }
 
 // skipSeq marks a sequence number no event will have, for resume.
@@ -429,6 +466,9 @@ func (s *Store) CurrentSeq(ctx context.Context, t topic.Pattern) (uint64, error)
 		return 0, fmt.Errorf("store: sequence of %s: %w", t, err)
 	}
 	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
+	// The item holds the topic's layout too: this container's next
+	// subscribes to the topic go to its current level.
+	s.cacheLayout(t, out.Item, s.now())
 	return getU(out.Item, attrSeq), nil
 }
 

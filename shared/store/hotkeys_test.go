@@ -147,7 +147,7 @@ func TestWildcardIndex_WrittenOnceForManySubscribes(t *testing.T) {
 	}
 	assert.Equal(t, 1, load.Writes()["W#orders"], "one write of the index entry for %d subscribes", n)
 	assert.Equal(t, n, load.Reads()["W#orders"], "one read each")
-	refs, err := f.s.SubscriberPatterns(ctx, topic.MustPattern("orders.42"))
+	refs, err := f.s.SubscriberPatterns(ctx, topic.MustPattern("orders.42"), store.Layout{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"orders.*", "orders.42"}, patternsOf(refs))
 
@@ -183,7 +183,7 @@ func TestWildcardIndex_ForgetRacingASubscribeKeepsTheEntry(t *testing.T) {
 	for round := range 30 {
 		_, err := f.s.Subscribe(ctx, ghost, store.NewSubscription{Pattern: p})
 		require.NoError(t, err)
-		refs, err := f.s.SubscriberPatterns(ctx, matching)
+		refs, err := f.s.SubscriberPatterns(ctx, matching, store.Layout{})
 		require.NoError(t, err)
 		require.Len(t, refs, 2)
 		joining := f.conn(fmt.Sprintf("j%02d", round), "u1")
@@ -202,7 +202,7 @@ func TestWildcardIndex_ForgetRacingASubscribeKeepsTheEntry(t *testing.T) {
 			assert.NoError(t, f.s.ForgetPattern(ctx, refs[1]))
 		}()
 		wg.Wait()
-		refs, err = f.s.SubscriberPatterns(ctx, matching)
+		refs, err = f.s.SubscriberPatterns(ctx, matching, store.Layout{})
 		require.NoError(t, err)
 		require.Equal(t, []string{"dev.*.temp", "dev.7.temp"}, patternsOf(refs), "round %d: %s's subscription is not found", round, joining.ID)
 		_, err = f.s.DeleteConnection(ctx, joining.ID)

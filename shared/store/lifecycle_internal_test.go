@@ -172,8 +172,12 @@ func TestAttributeFromJSON_EveryType(t *testing.T) {
 func TestSubscriptionChangeOf_ReadsIndexEntriesOfExactTopics(t *testing.T) {
 	c := Connection{ID: "c1", Principal: auth.Principal{Identity: auth.Identity{Sub: "alice", Type: "user"}}, ExpiresAt: time.Now().Add(time.Hour)}
 	s := &Store{now: time.Now}
-	entry := func(pattern, name string, ttl bool) StreamRecord {
-		items := s.subscriptionItems(c, NewSubscription{Pattern: mustPattern(t, pattern)})
+	entry := func(pattern, name string, ttl bool, level ...int) StreamRecord {
+		at := placement{pk: prefixPattern + pattern}
+		if len(level) > 0 {
+			at = placement{pk: bucketPK(pattern, level[0], bucket(Hash(c.ID), level[0])), level: level[0]}
+		}
+		items := s.subscriptionItems(c, NewSubscription{Pattern: mustPattern(t, pattern)}, at)
 		var r StreamRecord
 		r.EventID, r.EventName = "rec", name
 		r.Dynamodb.Keys = dynamoJSON(t, key(getS(items[1], PartitionKey), getS(items[1], SortKey)))
@@ -200,6 +204,15 @@ func TestSubscriptionChangeOf_ReadsIndexEntriesOfExactTopics(t *testing.T) {
 	got, ok = SubscriptionChangeOf(entry("room.1", "REMOVE", true))
 	require.True(t, ok)
 	assert.True(t, !got.Added && got.Expired)
+	got, ok = SubscriptionChangeOf(entry("room.#1", "INSERT", false, 3))
+	require.True(t, ok, "an entry on a level above 0")
+	assert.Equal(t, "room.#1", got.Topic, "a topic may hold '#': the level is after a space")
+	assert.Equal(t, "c1", got.ConnectionID)
+	old := entry("room.1", "INSERT", false)
+	old.Dynamodb.Keys = dynamoJSON(t, key(prefixPattern+"room.1", "c1"))
+	got, ok = SubscriptionChangeOf(old)
+	require.True(t, ok, "an entry made before buckets")
+	assert.Equal(t, "c1", got.ConnectionID)
 	_, ok = SubscriptionChangeOf(entry("room.*", "INSERT", false))
 	assert.False(t, ok, "a wildcard pattern is nobody's presence")
 	_, ok = SubscriptionChangeOf(record(t, "INSERT", nil, &c, false))

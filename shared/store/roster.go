@@ -79,11 +79,21 @@ type SubscriptionChange struct {
 // entry; false for other records and for wildcard patterns.
 func SubscriptionChangeOf(r StreamRecord) (SubscriptionChange, bool) {
 	pk, err := imageString(r.Dynamodb.Keys, PartitionKey)
-	if err != nil || !strings.HasPrefix(pk, prefixPattern) {
+	if err != nil {
+		return SubscriptionChange{}, false
+	}
+	// P#<topic> or, on a level above 0, P#<topic> <L> <b>; sk <hash>#<conn>
+	// or, made before buckets, <conn> (layout.go).
+	pat, ok := patternOfPK(pk)
+	if !ok {
 		return SubscriptionChange{}, false
 	}
 	sk, _ := imageString(r.Dynamodb.Keys, SortKey)
-	c := SubscriptionChange{Topic: pk[len(prefixPattern):], ConnectionID: sk, Added: r.EventName != "REMOVE"}
+	conn := ""
+	if sk != "" {
+		conn, _, _ = parseEntrySK(sk)
+	}
+	c := SubscriptionChange{Topic: pat, ConnectionID: conn, Added: r.EventName != "REMOVE"}
 	if strings.ContainsAny(c.Topic, "*>") || sk == "" {
 		return SubscriptionChange{}, false
 	}

@@ -39,23 +39,31 @@ const (
 //	pk                     sk                       holds                                        written by             read by                     ttl
 //	C#<conn>               #META                    the connection: principal, scope, limits,    connect, message,      message (each frame),       the connection's expiry
 //	                                                rate window, replay bucket, held tallies     disconnect, broadcast  broadcast, disconnect       (2 h 10 min)
-//	C#<conn>               S#<pattern>              the connection's subscription (reverse)      connect, message,      disconnect, message         the connection's expiry
-//	                                                                                             disconnect
-//	P#<pattern>            <conn>                   a subscriber of the pattern: filters,        connect, message,      broadcast (fan-out,         the connection's expiry
-//	                                                principal (what fan-out reads)               disconnect             stream: roster, presence)
+//	C#<conn>               S#<pattern>              the connection's subscription (reverse);     connect, message,      disconnect, message         the connection's expiry
+//	                                                fpk: its subscriber entry's pk               disconnect
+//	P#<pattern>            <hash16>#<conn>          a subscriber of the pattern on level 0:      connect, message,      broadcast (fan-out by hash  the connection's expiry
+//	                                                filters, principal (what fan-out reads);     disconnect             range, stream: roster,
+//	                                                made before buckets: sk <conn>                                      presence), message (presence)
+//	P#<pattern> <L> <b>    <hash16>#<conn>          the same, on level L > 0, bucket b (the      the same               the same                    the connection's expiry
+//	                                                hash's top L bits; layout.go)
+//	B#<pattern> <L> <b>    #N                       n: subscribes counted in that bucket         connect, message       the same write (ADD)        2 h 10 min after it was
+//	                                                (sampled 1 in S, adding S)                   (subscribe)                                        first counted
 //	W#<literal prefix>     <pattern>                a wildcard pattern someone subscribed to     connect, message;      broadcast (audience)        25 h, rewritten by a
-//	                                                (a.b.* lives under W#a.b)                    unused ones forgotten                              subscribe within 3 h of it
-//	                                                                                             by disconnect, message,
+//	                                                (a.b.* lives under W#a.b); its layout:       unused ones forgotten                              subscribe within 3 h of it
+//	                                                cur, lv                                      by disconnect, message,
 //	                                                                                             broadcast
-//	T#<topic>              #SEQ                     the topic's last sequence number and time    broadcast, message     message (subscribe,         30 days after its last
-//	                                                                                             (client publishes)     resume), broadcast          event (SeqTTL)
+//	T#<topic>              #SEQ                     the topic's last sequence number and time;   broadcast, message     message (subscribe,         30 days after its last
+//	                                                its layout: cur, lv                          (client publishes,     resume), broadcast          event or level (SeqTTL)
+//	                                                                                             subscribe: levels)
 //	T#<topic>              #STATE                   the topic's current state frames, audience   broadcast, message     message, connect            none: an event replaces
 //	                                                                                             (client publishes)     (request_current_state)     or clears it
 //	H#<topic>              <seq, 20 digits>         one event kept for resume, or a skipped seq  broadcast, message     message (resume),           history retention
 //	                                                                                             (client publishes)     broadcast (?since=)         (24 h)
 //	E#<event id>           #EVENT                   a processed or in-flight event: its          broadcast, message     the same (redeliveries)     25 h (EventTTL)
-//	                                                lease, owner, seq, done                      (client publishes)
-//	E#<event id>           #SHARD#<n, 6 digits>     one fan-out shard's progress (bitmap)        broadcast              broadcast (retried shard)   25 h (EventTTL)
+//	                                                lease, owner, seq, done, cut (k: its 2^k     (client publishes)
+//	                                                hash ranges)
+//	E#<event id>#SHARD#<n> #SHARD#<n, 6 digits>     one hash range's progress (the hashes of     broadcast              broadcast (retried range)   25 h (EventTTL)
+//	                                                the connections delivered); n = 2^k + r
 //	E#<event id>           #DETAIL                  the event's detail, for its shards           broadcast              broadcast (SQS shards)      25 h (EventTTL)
 //	J#<jti>                #TICKET                  a used single-use ticket                     connect, message       the same write (condition)  the ticket's exp + 1 min
 //	N#<tally key>          #COUNT                   n: connections counted under the key         connect, message,      connect, message            the holders' expiry + 24 h

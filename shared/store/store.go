@@ -50,11 +50,17 @@ type Store struct {
 	// EventTTL is how long processed event ids are remembered: longer than
 	// EventBridge's 24-hour retry window.
 	EventTTL time.Duration
+	// Bucketing grows the levels of a pattern's subscribers (layout.go).
+	Bucketing Bucketing
+	layouts   *layoutCache
 }
 
 // New returns a Store on table.
 func New(db DB, table string) *Store {
-	return &Store{db: conflictRetry{db}, table: aws.String(table), now: time.Now, SeqTTL: 30 * 24 * time.Hour, EventTTL: 25 * time.Hour}
+	return &Store{
+		db: conflictRetry{db}, table: aws.String(table), now: time.Now, SeqTTL: 30 * 24 * time.Hour, EventTTL: 25 * time.Hour,
+		Bucketing: Bucketing{SplitAt: 2000, Sample: randomSample}, layouts: &layoutCache{},
+	}
 }
 
 // WithClock returns a copy of s that reads time from now (tests).

@@ -274,7 +274,7 @@ func TestSubscriberPatterns_ExactAndWildcard(t *testing.T) {
 		_, err := f.s.Subscribe(ctx, c, sub(p))
 		require.NoError(t, err)
 	}
-	refs, err := f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b.c"))
+	refs, err := f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b.c"), store.Layout{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"*.*.*", ">", "a.*.c", "a.>", "a.b.*", "a.b.c"}, patternsOf(refs))
 }
@@ -294,7 +294,7 @@ func TestSubscriberPatterns_QueryCountIndependentOfTableSize(t *testing.T) {
 	measure := func() (calls map[string]int, read float64, subs int) {
 		m := &store.Meter{}
 		mctx := store.WithMeter(ctx, m)
-		refs, err := f.s.SubscriberPatterns(mctx, event)
+		refs, err := f.s.SubscriberPatterns(mctx, event, store.Layout{})
 		require.NoError(t, err)
 		for _, r := range refs {
 			page, _, err := f.s.Subscribers(mctx, r.Pattern, "", 1000)
@@ -355,14 +355,14 @@ func TestForgetPattern_OnlyWhenUnchangedAndUnused(t *testing.T) {
 	require.NoError(t, f.s.PutConnection(ctx, c, nil))
 	_, err := f.s.Subscribe(ctx, c, sub("a.*"))
 	require.NoError(t, err)
-	refs, err := f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b"))
+	refs, err := f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b"), store.Layout{})
 	require.NoError(t, err)
 	require.Len(t, refs, 2)
 	stale := refs[1]
 
 	// A subscriber keeps the entry, whatever the reference.
 	require.NoError(t, f.s.ForgetPattern(ctx, stale))
-	refs, err = f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b"))
+	refs, err = f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b"), store.Layout{})
 	require.NoError(t, err)
 	require.Len(t, refs, 2)
 
@@ -376,12 +376,12 @@ func TestForgetPattern_OnlyWhenUnchangedAndUnused(t *testing.T) {
 	require.NoError(t, err)
 	f.now = f.now.Add(3 * time.Hour)
 	require.NoError(t, f.s.ForgetPattern(ctx, stale))
-	refs, err = f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b"))
+	refs, err = f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b"), store.Layout{})
 	require.NoError(t, err)
 	require.Len(t, refs, 2)
 
 	require.NoError(t, f.s.ForgetPattern(ctx, refs[1]))
-	refs, err = f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b"))
+	refs, err = f.s.SubscriberPatterns(ctx, topic.MustPattern("a.b"), store.Layout{})
 	require.NoError(t, err)
 	assert.Len(t, refs, 1)
 }
@@ -428,7 +428,7 @@ func TestBeginEvent_SequenceAndDedupe(t *testing.T) {
 	const lease = time.Minute
 	r1, err := f.s.BeginEvent(ctx, event(t, "e1", "t.x", ""), "w1", lease, time.Hour)
 	require.NoError(t, err)
-	assert.Equal(t, store.EventRecord{Seq: 1}, r1)
+	assert.Equal(t, store.EventRecord{Seq: 1, Layout: &store.Layout{Levels: []int{0}}}, r1, "with the topic's layout: one level")
 	r2, err := f.s.BeginEvent(ctx, event(t, "e2", "t.x", ""), "w1", lease, time.Hour)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(2), r2.Seq)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,8 @@ type Subscription struct {
 	Filters      filter.Set
 	Envelope     bool
 	ExpiresAt    time.Time
+	// Hash is the connection's place in the hash space (layout.go).
+	Hash uint64
 	// Presence: it asked for the topic's join and leave events.
 	Presence bool
 }
@@ -53,7 +56,47 @@ const (
 // so a wildcard pattern's index entry never expires under a live subscriber.
 const registryTTL = 25 * time.Hour
 
-func (s *Store) subscriptionItems(c Connection, sub NewSubscription) []map[string]types.AttributeValue {
+// placement is where a new subscriber entry goes: its partition key, and
+// the level and bucket it is in.
+type placement struct {
+	pk     string
+	level  int
+	bucket uint64
+}
+
+// place puts a new entry of conn on the level this container last read as
+// the pattern's cur (level 0 when it has read none).
+func (s *Store) place(pattern, conn string) placement {
+	l := s.layouts.level(pattern, s.now())
+	b := bucket(Hash(conn), l)
+	return placement{pk: bucketPK(pattern, l, b), level: l, bucket: b}
+}
+
+// placementOf is where an existing entry is, from its reverse entry.
+func placementOf(rev map[string]types.AttributeValue) (placement, bool) {
+	fpk := getS(rev, attrEntryPK)
+	if fpk == "" {
+		return placement{}, false
+	}
+	at := placement{pk: fpk}
+	if _, rest, ok := strings.Cut(fpk, " "); ok {
+		l, b, _ := strings.Cut(rest, " ")
+		at.level, _ = strconv.Atoi(l)
+		at.bucket, _ = strconv.ParseUint(b, 10, 64)
+	}
+	return at, true
+}
+
+// entryKey is the key of the subscriber entry a reverse entry names: the
+// one-key layout's (P#<pattern>, <conn>) when it names none.
+func entryKey(rev map[string]types.AttributeValue, pattern, conn string) map[string]types.AttributeValue {
+	if at, ok := placementOf(rev); ok {
+		return key(at.pk, entrySK(conn))
+	}
+	return key(prefixPattern+pattern, conn)
+}
+
+func (s *Store) subscriptionItems(c Connection, sub NewSubscription, at placement) []map[string]types.AttributeValue {
 	pat := sub.Pattern.String()
 	ttl := nv(c.ExpiresAt.Unix())
 	var f types.AttributeValue
@@ -65,7 +108,8 @@ func (s *Store) subscriptionItems(c Connection, sub NewSubscription) []map[strin
 
 	rev := key(connPK(c.ID), skSubPrefix+pat)
 	rev[TTLAttribute] = ttl
-	fwd := key(prefixPattern+pat, c.ID)
+	rev[attrEntryPK] = sv(at.pk)
+	fwd := key(at.pk, entrySK(c.ID))
 	fwd[TTLAttribute] = ttl
 	fwd[attrIdentity] = sv(string(who))
 	fwd[attrEnvelope] = bv(c.Envelope)
@@ -113,15 +157,16 @@ const (
 )
 
 // indexPattern makes sure the wildcard index lists p, after a subscription
-// to p was written.
-func (s *Store) indexPattern(ctx context.Context, p topic.Pattern) error {
+// to p was written at level (which it adds to the entry's levels when
+// missing: an entry forgotten and written again lists no level).
+func (s *Store) indexPattern(ctx context.Context, p topic.Pattern, level int) error {
 	k := key(prefixWildcard+p.LiteralPrefix(), p.String())
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: s.table, Key: k,
 		// A stale read could miss a removal's mark (see above).
 		ConsistentRead:           aws.Bool(true),
-		ProjectionExpression:     aws.String("#ttl, #dying"),
-		ExpressionAttributeNames: map[string]string{"#ttl": TTLAttribute, "#dying": attrDying},
+		ProjectionExpression:     aws.String("#ttl, #dying, #cur, #lv"),
+		ExpressionAttributeNames: map[string]string{"#ttl": TTLAttribute, "#dying": attrDying, "#cur": attrCur, "#lv": attrLevels},
 		ReturnConsumedCapacity:   total,
 	})
 	if err != nil {
@@ -130,15 +175,34 @@ func (s *Store) indexPattern(ctx context.Context, p topic.Pattern) error {
 	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
 	now := s.now()
 	if out.Item != nil && out.Item[attrDying] == nil && getN(out.Item, TTLAttribute) >= now.Add(indexRefresh).Unix() {
-		return nil
+		l := layoutOf(out.Item)
+		s.layouts.put(p.String(), l, now)
+		if l.has(level) {
+			return nil
+		}
 	}
-	k[attrRev] = sv(randomRev())
-	k[TTLAttribute] = nv(now.Add(registryTTL).Unix())
-	put, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: k, ReturnConsumedCapacity: total})
+	expr := "SET #rev = :rev, #ttl = :ttl, #cur = if_not_exists(#cur, :cur) REMOVE #dying"
+	values := map[string]types.AttributeValue{":rev": sv(randomRev()), ":ttl": nv(now.Add(registryTTL).Unix()), ":cur": nv(int64(level))}
+	if level > 0 {
+		expr += " ADD #lv :lv"
+		values[":lv"] = &types.AttributeValueMemberNS{Value: []string{strconv.Itoa(level)}}
+	}
+	names := map[string]string{"#rev": attrRev, "#ttl": TTLAttribute, "#cur": attrCur, "#dying": attrDying}
+	if level > 0 {
+		names["#lv"] = attrLevels
+	}
+	up, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: s.table, Key: k, UpdateExpression: aws.String(expr),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: values,
+		ReturnValues:              types.ReturnValueAllNew,
+		ReturnConsumedCapacity:    total,
+	})
 	if err != nil {
 		return fmt.Errorf("store: write index entry %s: %w", p, err)
 	}
-	meter(ctx, "PutItem", ccOne(put.ConsumedCapacity)...)
+	meter(ctx, "UpdateItem", ccOne(up.ConsumedCapacity)...)
+	s.layouts.put(p.String(), layoutOf(up.Attributes), now)
 	return nil
 }
 
@@ -191,18 +255,8 @@ var errHoldLost = errors.New("wildcard hold released meanwhile")
 // subscribe writes a subscription; checks are transaction items that must
 // hold too (refused with errHoldLost).
 func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription, checks []types.TransactWriteItem) (bool, error) {
-	items := s.subscriptionItems(c, sub)
-	puts := func(firstCond string) []types.TransactWriteItem {
-		out := make([]types.TransactWriteItem, 0, len(items)+len(checks))
-		for i, it := range items {
-			p := &types.Put{TableName: s.table, Item: it}
-			if i == 0 && firstCond != "" {
-				p.ConditionExpression = aws.String(firstCond)
-			}
-			out = append(out, types.TransactWriteItem{Put: p})
-		}
-		return append(out, checks...)
-	}
+	pat := sub.Pattern.String()
+	at := s.place(pat, c.ID)
 	checkFailed := func(reasons []types.CancellationReason, n int) bool {
 		for i := n - len(checks); i < n; i++ {
 			if reasonIs(reasons, i, "ConditionalCheckFailed") {
@@ -218,10 +272,15 @@ func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription
 		ConditionExpression:                 aws.String("attribute_exists(pk) AND attribute_not_exists(pend) AND ns < ms"),
 		ExpressionAttributeValues:           map[string]types.AttributeValue{":one": nv(1)},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	}}}, puts("attribute_not_exists(pk)")...)
+	}}}, s.subscriptionPuts(c, sub, at, true)...)
+	create = append(create, checks...)
 	err := s.transact(ctx, create)
 	if err == nil {
-		return true, s.indexNew(ctx, c.ID, sub.Pattern)
+		if err := s.indexNew(ctx, c.ID, sub.Pattern, at.level); err != nil {
+			return true, err
+		}
+		s.countSubscribe(ctx, sub.Pattern, at)
+		return true, nil
 	}
 	reasons, ok := cancelReasons(err)
 	if !ok {
@@ -239,12 +298,20 @@ func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription
 		}
 		return false, fmt.Errorf("store: subscribe %s to %s: %w", c.ID, sub.Pattern, err)
 	}
-	// Already subscribed: replace the filters, keep the count.
-	update := append([]types.TransactWriteItem{{ConditionCheck: &types.ConditionCheck{
+	// Already subscribed: replace the filters, keep the count, and keep
+	// the entry where it is, so there is one. An entry of the one-key
+	// layout moves to the new one.
+	update := []types.TransactWriteItem{{ConditionCheck: &types.ConditionCheck{
 		TableName:           s.table,
 		Key:                 key(connPK(c.ID), skMeta),
 		ConditionExpression: aws.String("attribute_exists(pk) AND attribute_not_exists(pend)"),
-	}}}, puts("")...)
+	}}}
+	if old, ok := placementOf(reasons[1].Item); ok {
+		at = old
+	} else {
+		update = append(update, types.TransactWriteItem{Delete: &types.Delete{TableName: s.table, Key: key(prefixPattern+pat, c.ID)}})
+	}
+	update = append(append(update, s.subscriptionPuts(c, sub, at, false)...), checks...)
 	if err := s.transact(ctx, update); err != nil {
 		reasons, ok := cancelReasons(err)
 		switch {
@@ -256,18 +323,35 @@ func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription
 		return false, fmt.Errorf("store: resubscribe %s to %s: %w", c.ID, sub.Pattern, err)
 	}
 	if sub.Pattern.HasWildcard() {
-		return false, s.indexPattern(ctx, sub.Pattern)
+		return false, s.indexPattern(ctx, sub.Pattern, at.level)
 	}
 	return false, nil
 }
 
-// indexNew indexes a new subscription's wildcard pattern; when that fails
-// the subscription is taken back, so none is left that events would miss.
-func (s *Store) indexNew(ctx context.Context, connID string, p topic.Pattern) error {
+// subscriptionPuts are the puts of a subscription's two entries at at;
+// when create, the reverse entry must be new (and returns the existing
+// one when it is not).
+func (s *Store) subscriptionPuts(c Connection, sub NewSubscription, at placement, create bool) []types.TransactWriteItem {
+	var out []types.TransactWriteItem
+	for i, it := range s.subscriptionItems(c, sub, at) {
+		p := &types.Put{TableName: s.table, Item: it}
+		if i == 0 && create {
+			p.ConditionExpression = aws.String("attribute_not_exists(pk)")
+			p.ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
+		}
+		out = append(out, types.TransactWriteItem{Put: p})
+	}
+	return out
+}
+
+// indexNew indexes a new subscription's wildcard pattern at level; when
+// that fails the subscription is taken back, so none is left that events
+// would miss.
+func (s *Store) indexNew(ctx context.Context, connID string, p topic.Pattern, level int) error {
 	if !p.HasWildcard() {
 		return nil
 	}
-	err := s.indexPattern(ctx, p)
+	err := s.indexPattern(ctx, p, level)
 	if err == nil {
 		return nil
 	}
@@ -314,11 +398,41 @@ func (s *Store) principal(ctx context.Context, connID string) (auth.Principal, e
 	return principalOf(out.Item)
 }
 
+// unsubscribe removes a subscription's two entries. It reads the reverse
+// entry first (strongly consistent, 1 RCU): it names the partition key of
+// the subscriber entry.
 func (s *Store) unsubscribe(ctx context.Context, connID string, pattern topic.Pattern) (bool, error) {
 	pat := pattern.String()
-	err := s.transact(ctx, []types.TransactWriteItem{
-		{Delete: &types.Delete{TableName: s.table, Key: key(connPK(connID), skSubPrefix+pat), ConditionExpression: aws.String("attribute_exists(pk)")}},
-		{Delete: &types.Delete{TableName: s.table, Key: key(prefixPattern+pat, connID)}},
+	revKey := key(connPK(connID), skSubPrefix+pat)
+	got, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: s.table, Key: revKey, ConsistentRead: aws.Bool(true),
+		ProjectionExpression: aws.String("#fpk"), ExpressionAttributeNames: map[string]string{"#fpk": attrEntryPK},
+		ReturnConsumedCapacity: total,
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: unsubscribe %s from %s: %w", connID, pat, err)
+	}
+	meter(ctx, "GetItem", ccOne(got.ConsumedCapacity)...)
+	if got.Item == nil {
+		return false, nil
+	}
+	fwdKey := entryKey(got.Item, pat, connID)
+	// The reverse entry must still name the entry read: a resubscribe
+	// keeps it where it is, and one that moved an old entry changed it.
+	cond, vals := "attribute_not_exists(#fpk)", map[string]types.AttributeValue{}
+	if fpk := getS(got.Item, attrEntryPK); fpk != "" {
+		cond, vals = "#fpk = :fpk", map[string]types.AttributeValue{":fpk": sv(fpk)}
+	}
+	del := &types.Delete{
+		TableName: s.table, Key: revKey, ConditionExpression: aws.String("attribute_exists(pk) AND " + cond),
+		ExpressionAttributeNames: map[string]string{"#fpk": attrEntryPK},
+	}
+	if len(vals) > 0 {
+		del.ExpressionAttributeValues = vals
+	}
+	err = s.transact(ctx, []types.TransactWriteItem{
+		{Delete: del},
+		{Delete: &types.Delete{TableName: s.table, Key: fwdKey}},
 		{Update: &types.Update{
 			TableName:                 s.table,
 			Key:                       key(connPK(connID), skMeta),
@@ -337,8 +451,8 @@ func (s *Store) unsubscribe(ctx context.Context, connID string, pattern topic.Pa
 	case ok && reasonIs(reasons, 2, "ConditionalCheckFailed"):
 		// The record is gone (disconnect raced us): remove the two entries.
 		return true, s.batchWrite(ctx, []types.WriteRequest{
-			{DeleteRequest: &types.DeleteRequest{Key: key(connPK(connID), skSubPrefix+pat)}},
-			{DeleteRequest: &types.DeleteRequest{Key: key(prefixPattern+pat, connID)}},
+			{DeleteRequest: &types.DeleteRequest{Key: revKey}},
+			{DeleteRequest: &types.DeleteRequest{Key: fwdKey}},
 		})
 	}
 	return false, fmt.Errorf("store: unsubscribe %s from %s: %w", connID, pat, err)
@@ -398,6 +512,9 @@ func (s *Store) ConnectionSubscriptions(ctx context.Context, connID string) ([]S
 // PatternRef is a pattern whose subscribers may receive an event.
 type PatternRef struct {
 	Pattern string
+	// Levels are the levels of the pattern that may hold subscribers
+	// (Layout.Levels).
+	Levels []int
 	// Wildcard patterns come from the index; Prefix and Rev identify the
 	// index entry so an empty one can be removed without racing a new
 	// subscriber.
@@ -407,10 +524,11 @@ type PatternRef struct {
 }
 
 // SubscriberPatterns returns the patterns whose subscribers may want an
-// event on t: t itself, and every indexed wildcard pattern that matches t.
-// It makes one query per prefix of t (at most topic.MaxSegments, run in
-// parallel), whatever the table holds.
-func (s *Store) SubscriberPatterns(ctx context.Context, t topic.Pattern) ([]PatternRef, error) {
+// event on t: t itself, at the levels of exact (its layout, which the
+// event's numbering returned), and every indexed wildcard pattern that
+// matches t, with its levels. It makes one query per prefix of t (at most
+// topic.MaxSegments, run in parallel), whatever the table holds.
+func (s *Store) SubscriberPatterns(ctx context.Context, t topic.Pattern, exact Layout) ([]PatternRef, error) {
 	prefixes := t.Prefixes()
 	found := make([][]PatternRef, len(prefixes))
 	errs := make([]error, len(prefixes))
@@ -423,7 +541,8 @@ func (s *Store) SubscriberPatterns(ctx context.Context, t topic.Pattern) ([]Patt
 				TableName:                 s.table,
 				KeyConditionExpression:    aws.String("pk = :pk"),
 				ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(prefixWildcard + prefix)},
-				ProjectionExpression:      aws.String("sk, rev"),
+				ProjectionExpression:      aws.String("sk, rev, #cur, #lv"),
+				ExpressionAttributeNames:  map[string]string{"#cur": attrCur, "#lv": attrLevels},
 				// A stale read could miss a pattern subscribed before the
 				// event took its number, and its subscribers with it.
 				ConsistentRead: aws.Bool(true),
@@ -432,12 +551,18 @@ func (s *Store) SubscriberPatterns(ctx context.Context, t topic.Pattern) ([]Patt
 				if err != nil || !p.Match(t) {
 					return
 				}
-				found[i] = append(found[i], PatternRef{Pattern: p.String(), Wildcard: true, Prefix: prefix, Rev: getS(item, attrRev)})
+				found[i] = append(found[i], PatternRef{
+					Pattern: p.String(), Levels: layoutOf(item).Levels, Wildcard: true, Prefix: prefix, Rev: getS(item, attrRev),
+				})
 			})
 		}()
 	}
 	wg.Wait()
-	out := []PatternRef{{Pattern: t.String()}}
+	levels := exact.Levels
+	if len(levels) == 0 {
+		levels = []int{0}
+	}
+	out := []PatternRef{{Pattern: t.String(), Levels: levels}}
 	for i := range prefixes {
 		if errs[i] != nil {
 			return nil, fmt.Errorf("store: wildcard index of %s: %w", t, errs[i])
@@ -450,29 +575,40 @@ func (s *Store) SubscriberPatterns(ctx context.Context, t topic.Pattern) ([]Patt
 // Cursor is where a page of subscribers ends; empty means the start.
 type Cursor string
 
-// Subscribers reads one page of a pattern's live subscribers, from cursor
-// on: at most limit, or with limit 0 as many as DynamoDB returns in one
-// page (1 MB, thousands). next is empty after the last page. A subscriber
-// whose identity or filters do not decode is left out of subs (it gets
-// nothing, rather than what an empty filter would let through) and named
-// in an error that wraps ErrUnreadable, returned with the readable
-// subscribers and next: a caller may skip those and go on.
+// Subscribers reads one page of a pattern's live subscribers at level 0
+// (P#<pattern>, the whole key), from cursor on: at most limit, or with
+// limit 0 as many as DynamoDB returns in one page (1 MB, thousands).
+// next is empty after the last page. A subscriber whose identity or
+// filters do not decode is left out of subs (it gets nothing, rather than
+// what an empty filter would let through) and named in an error that
+// wraps ErrUnreadable, returned with the readable subscribers and next: a
+// caller may skip those and go on.
 func (s *Store) Subscribers(ctx context.Context, pattern string, cursor Cursor, limit int) (subs []Subscription, next Cursor, err error) {
+	return s.bucketPage(ctx, pattern, bucketRead{pk: prefixPattern + pattern}, cursor, limit)
+}
+
+// bucketPage reads one page of the subscribers of one bucket read.
+func (s *Store) bucketPage(ctx context.Context, pattern string, r bucketRead, cursor Cursor, limit int) (subs []Subscription, next Cursor, err error) {
 	in := &dynamodb.QueryInput{
 		TableName:                 s.table,
 		KeyConditionExpression:    aws.String("pk = :pk"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(prefixPattern + pattern)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(r.pk)},
 		// Every subscription made before the event took its number must be
 		// found (subscribed's seqs promise it), and an empty answer may
 		// remove the pattern's index entry: neither may rest on a stale read.
 		ConsistentRead:         aws.Bool(true),
 		ReturnConsumedCapacity: total,
 	}
+	if r.lo != "" {
+		in.KeyConditionExpression = aws.String("pk = :pk AND sk BETWEEN :lo AND :hi")
+		in.ExpressionAttributeValues[":lo"] = sv(r.lo)
+		in.ExpressionAttributeValues[":hi"] = sv(r.hi)
+	}
 	if limit > 0 {
 		in.Limit = aws.Int32(int32(limit))
 	}
 	if cursor != "" {
-		in.ExclusiveStartKey = key(prefixPattern+pattern, string(cursor))
+		in.ExclusiveStartKey = key(r.pk, string(cursor))
 	}
 	out, err := s.db.Query(ctx, in)
 	if err != nil {
@@ -486,8 +622,16 @@ func (s *Store) Subscribers(ctx context.Context, pattern string, cursor Cursor, 
 		if !alive(item, now) {
 			continue
 		}
+		conn, h, hashed := parseEntrySK(getS(item, SortKey))
+		if !hashed && r.lo != "" {
+			// An entry made before buckets: its sort key is no hash, so a
+			// window of hashes may take it by chance. It is read only with
+			// its key whole (layout.go).
+			continue
+		}
 		sub := Subscription{
-			ConnectionID: getS(item, SortKey),
+			ConnectionID: conn,
+			Hash:         h,
 			Pattern:      pattern,
 			Envelope:     getBool(item, attrEnvelope),
 			ExpiresAt:    time.Unix(getN(item, TTLAttribute), 0),
@@ -509,6 +653,51 @@ func (s *Store) Subscribers(ctx context.Context, pattern string, cursor Cursor, 
 	return subs, next, errors.Join(unreadable...)
 }
 
+// rangeParallel bounds the queries one range read runs at once.
+const rangeParallel = 8
+
+// RangeSubscribers reads every live subscriber of pattern, at levels, in
+// hash range rg: one query per bucket read (rangeReads), up to
+// rangeParallel at once, each paged to its end, strongly consistent. With
+// probe > 0 each read stops after one page of at most probe entries (a
+// test of whether any are there). Unreadable entries are left out and
+// named in an error wrapping ErrUnreadable, returned with the others.
+func (s *Store) RangeSubscribers(ctx context.Context, pattern string, levels []int, rg Range, probe int) ([]Subscription, error) {
+	reads := rangeReads(pattern, levels, rg)
+	results := make([][]Subscription, len(reads))
+	errs := make([]error, len(reads))
+	sem := make(chan struct{}, rangeParallel)
+	var wg sync.WaitGroup
+	for i, r := range reads {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			var cursor Cursor
+			for {
+				subs, next, err := s.bucketPage(ctx, pattern, r, cursor, probe)
+				results[i] = append(results[i], subs...)
+				if err != nil {
+					errs[i] = errors.Join(errs[i], err)
+					if !errors.Is(err, ErrUnreadable) {
+						return
+					}
+				}
+				if next == "" || probe > 0 {
+					return
+				}
+				cursor = next
+			}
+		}()
+	}
+	wg.Wait()
+	var out []Subscription
+	for _, r := range results {
+		out = append(out, r...)
+	}
+	return out, errors.Join(errs...)
+}
+
 // forgetIfUnused removes a wildcard pattern's index entry when the pattern
 // has no subscriber left. A first read of a few subscribers spares the
 // removal's writes while the pattern is in use; ForgetPattern's mark and
@@ -527,14 +716,10 @@ func (s *Store) forgetIfUnused(ctx context.Context, p topic.Pattern) error {
 		return nil
 	}
 	ref.Rev = getS(out.Item, attrRev)
-	// A few entries tell: a live one keeps the pattern, and so, to bound
-	// the read, does a first page of expired ones (fan-out's ForgetPattern
-	// removes the entry once they are all gone).
-	subs, next, err := s.Subscribers(ctx, ref.Pattern, "", forgetProbe)
-	if errors.Is(err, ErrUnreadable) {
-		return nil // entries are there, readable or not: the pattern stays
-	}
-	if err != nil || len(subs) > 0 || next != "" {
+	ref.Levels = layoutOf(out.Item).Levels
+	// A few entries of each key tell: a live one keeps the pattern.
+	used, err := s.inUse(ctx, ref.Pattern, ref.Levels, forgetProbe)
+	if err != nil || used {
 		return err
 	}
 	return s.ForgetPattern(ctx, ref)
@@ -542,6 +727,17 @@ func (s *Store) forgetIfUnused(ctx context.Context, p topic.Pattern) error {
 
 // forgetProbe is how many subscriber entries forgetIfUnused reads.
 const forgetProbe = 10
+
+// inUse reports whether a pattern has a subscriber at any of levels,
+// reading each of its keys whole (one page of up to probe entries each; 0:
+// DynamoDB's page). An unreadable entry counts as one.
+func (s *Store) inUse(ctx context.Context, pattern string, levels []int, probe int) (bool, error) {
+	subs, err := s.RangeSubscribers(ctx, pattern, levels, Range{}, probe)
+	if errors.Is(err, ErrUnreadable) || err == nil && len(subs) > 0 {
+		return true, nil
+	}
+	return false, err
+}
 
 // ForgetPattern removes a wildcard index entry found to have no
 // subscribers, unless a subscribe rewrote it since it was read: it marks
@@ -561,6 +757,7 @@ func (s *Store) ForgetPattern(ctx context.Context, ref PatternRef) error {
 		ConditionExpression:       aws.String("rev = :rev"),
 		ExpressionAttributeNames:  map[string]string{"#dying": attrDying},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":rev": sv(ref.Rev), ":mark": mark},
+		ReturnValues:              types.ReturnValueAllNew,
 		ReturnConsumedCapacity:    total,
 	})
 	if isConditionFailed(err) {
@@ -571,14 +768,14 @@ func (s *Store) ForgetPattern(ctx context.Context, ref PatternRef) error {
 		return fmt.Errorf("store: forget pattern %s: %w", ref.Pattern, err)
 	}
 	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
-	// One page, as fan-out reads: a live subscriber, or more than a page
-	// of expired ones, keeps the entry.
-	subs, next, err := s.Subscribers(ctx, ref.Pattern, "", 0)
-	if errors.Is(err, ErrUnreadable) || err == nil && (len(subs) > 0 || next != "") {
-		return s.unmark(ctx, k, mark)
-	}
+	// One page of every key of every level the entry lists now: a live
+	// subscriber keeps the entry.
+	used, err := s.inUse(ctx, ref.Pattern, layoutOf(out.Attributes).Levels, 0)
 	if err != nil {
 		return fmt.Errorf("store: forget pattern %s: %w", ref.Pattern, err)
+	}
+	if used {
+		return s.unmark(ctx, k, mark)
 	}
 	del, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                 s.table,

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -172,13 +173,54 @@ func TestStreamFilters_PassOnlyWhatLifecycleAndPresenceUse(t *testing.T) {
 	// The mapping keeps order per item only (shards run in parallel).
 	assert.ElementsMatch(t, []string{
 		"INSERT C#c1 #META",
-		"INSERT P#room.1 c1",
-		"REMOVE P#room.1 c1",
+		"INSERT P#room.1 " + store.EntrySK("c1"),
+		"REMOVE P#room.1 " + store.EntrySK("c1"),
 		"MODIFY C#p1 #META",
-		"INSERT P#room.2 p1",
+		"INSERT P#room.2 " + store.EntrySK("p1"),
 		"REMOVE C#c1 #META",
 	}, passed)
 	assert.Greater(t, len(all), 3*len(passed), "most writes pass nothing: %d records", len(all))
+}
+
+// A presence topic's subscribers on levels above 0 (P#<topic> <L> <b>)
+// pass the filters as those on level 0 do, and the buckets' count items
+// (B#...) pass nothing.
+func TestStreamFilters_BucketedEntriesPassAndCountsDoNot(t *testing.T) {
+	f, recs := watchStream(t)
+	f.s.Bucketing = store.Bucketing{SplitAt: 1, Sample: func(int) bool { return true }}
+	ctx := context.Background()
+	filters, err := eventpattern.CompileAny(store.StreamUse{PresencePrefixes: []string{"room"}}.Filters())
+	require.NoError(t, err)
+	for i := range 6 {
+		c := f.conn(fmt.Sprintf("c%d", i), fmt.Sprintf("u%d", i))
+		require.NoError(t, f.s.PutConnection(ctx, c, nil))
+		_, err := f.s.Subscribe(ctx, c, sub("room.1"))
+		require.NoError(t, err)
+	}
+	last := store.EntrySK("c5")
+	all := recs.until(t, func(r store.StreamRecord) bool {
+		change, ok := store.SubscriptionChangeOf(r)
+		return ok && change.ConnectionID == "c5"
+	})
+	upper, counts := 0, 0
+	for _, raw := range all {
+		rec, name := describe(t, raw)
+		switch {
+		case strings.HasPrefix(name, "INSERT P#room.1"):
+			assert.True(t, filters.MatchJSON(raw), "%s passes", name)
+			change, ok := store.SubscriptionChangeOf(rec)
+			require.True(t, ok, name)
+			assert.Equal(t, "room.1", change.Topic)
+			if strings.HasPrefix(name, "INSERT P#room.1 ") && strings.Count(name, " ") > 2 {
+				upper++
+			}
+		case strings.Contains(name, " B#"):
+			counts++
+			assert.False(t, filters.MatchJSON(raw), "%s passes nothing", name)
+		}
+	}
+	assert.Positive(t, upper, "entries on a level above 0 (the last: %s)", last)
+	assert.Positive(t, counts, "count items were written")
 }
 
 func TestStreamFilters_AllPresencePrefixesInOneFilter(t *testing.T) {

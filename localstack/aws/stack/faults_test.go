@@ -160,9 +160,10 @@ func TestFaults_PostToConnectionThrottleStormsAndServerErrorsAreRetried(t *testi
 
 func TestFaults_BroadcastKilledMidFanOutCompletesWithoutDuplicateSeq(t *testing.T) {
 	s := stacktest.Start(t, func(o *stack.Options) {
-		// Three shards of 20, each posting one at a time at 50 ms: a second
-		// per shard, time to kill the broadcast processes mid-way.
-		o.Env = map[string]string{config.EnvFanoutPageSize: "20", config.EnvFanoutWorkers: "1", config.EnvEventLease: "2s", config.EnvHistoryDefault: "true"}
+		// Buckets split past 20, ranges of about 20 (a few for 60
+		// subscribers), each posting one at a time at 50 ms: a second per
+		// range, time to kill the broadcast processes mid-way.
+		o.Env = map[string]string{config.EnvFanoutPageSize: "20", config.EnvBucketSplitAt: "20", config.EnvFanoutWorkers: "1", config.EnvEventLease: "2s", config.EnvHistoryDefault: "true"}
 		o.BroadcastConcurrency = 4
 		o.FunctionTimeout = 4 * time.Second // the task queue's visibility timeout is twice this
 		o.RetryScale = 0.005                // retries 300 ms and 600 ms later
@@ -336,7 +337,7 @@ func expireConnection(t *testing.T, s *stack.Stack, id, topic string) {
 	t.Helper()
 	db := dynamolocal.Client(s.DynamoDBEndpoint)
 	past := strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)
-	for _, k := range [][2]string{{"C#" + id, "#META"}, {"C#" + id, "S#" + topic}, {"P#" + topic, id}} {
+	for _, k := range [][2]string{{"C#" + id, "#META"}, {"C#" + id, "S#" + topic}, {"P#" + topic, store.EntrySK(id)}} {
 		_, err := db.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
 			TableName: aws.String(s.Table),
 			Key: map[string]ddbtypes.AttributeValue{

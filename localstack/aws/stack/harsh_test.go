@@ -128,7 +128,9 @@ func TestHarsh_ParallelStateEventsOnOneTopicAllGoThrough(t *testing.T) {
 // A large event to an audience in many shards fits SQS's limits: the
 // detail is stored once and each shard names it.
 func TestHarsh_LargeEventInManyShardsIsDelivered(t *testing.T) {
-	s := stacktest.Start(t, func(o *stack.Options) { o.Env = map[string]string{config.EnvFanoutPageSize: "1"} })
+	s := stacktest.Start(t, func(o *stack.Options) {
+		o.Env = map[string]string{config.EnvFanoutPageSize: "1", config.EnvBucketSplitAt: "1"}
+	})
 	const n = 12
 	clients := make([]*stacktest.Client, n)
 	for i := range clients {
@@ -136,7 +138,7 @@ func TestHarsh_LargeEventInManyShardsIsDelivered(t *testing.T) {
 		clients[i].SendJSON(map[string]any{"type": "subscribe", "topic": "big.one"})
 		clients[i].Expect("subscribed", 5*time.Second)
 	}
-	blob := strings.Repeat("y", 120_000) // eleven shard tasks carrying it would be 1.3 MB, over a 1 MiB batch
+	blob := strings.Repeat("y", 120_000) // ten range tasks carrying it would be 1.2 MB, over a 1 MiB batch
 	putEvent(t, s, `{"topic":"big.one","payload":{"blob":"`+blob+`"}}`)
 	for i, c := range clients {
 		got := c.Next(30 * time.Second)
@@ -150,7 +152,9 @@ func TestHarsh_LargeEventInManyShardsIsDelivered(t *testing.T) {
 // shards, and its state and history are stored; one byte more is refused
 // by the helper before anything is sent.
 func TestHarsh_EventAtTheCapReachesEveryShardWithStateAndHistory(t *testing.T) {
-	s := stacktest.Start(t, func(o *stack.Options) { o.Env = map[string]string{config.EnvFanoutPageSize: "1"} })
+	s := stacktest.Start(t, func(o *stack.Options) {
+		o.Env = map[string]string{config.EnvFanoutPageSize: "1", config.EnvBucketSplitAt: "1"}
+	})
 	const n = 3
 	clients := make([]*stacktest.Client, n)
 	for i := range clients {

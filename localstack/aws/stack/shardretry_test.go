@@ -18,22 +18,24 @@ import (
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
+	"github.com/wsgate/wsgate/shared/topic"
 )
 
 // shardRetryStack runs one broadcast instance, so a queued shard starts
 // only after the coordinator (slowed by post latency) has finished and the
 // one poller receives the next task only once the last one is over, and
-// six enveloped subscribers of topic in three shards of two. The task
-// queue's visibility timeout is twice timeout.
+// eight enveloped subscribers of topic spread over buckets (a bucket
+// splits past two), so that an event is cut into several hash ranges of
+// about two. The task queue's visibility timeout is twice timeout.
 func shardRetryStack(t *testing.T, topic string, timeout time.Duration) (*stack.Stack, []*stacktest.Client) {
 	t.Helper()
 	s := stacktest.Start(t, func(o *stack.Options) {
-		o.Env = map[string]string{config.EnvFanoutPageSize: "2", config.EnvFanoutWorkers: "1", config.EnvEventLease: "1s", config.EnvHistoryDefault: "true"}
+		o.Env = map[string]string{config.EnvFanoutPageSize: "2", config.EnvBucketSplitAt: "2", config.EnvFanoutWorkers: "1", config.EnvEventLease: "1s", config.EnvHistoryDefault: "true"}
 		o.BroadcastConcurrency = 1
 		o.FunctionTimeout = timeout
 	})
 	var clients []*stacktest.Client
-	for i := range 6 {
+	for i := range 8 {
 		c := stacktest.MustDial(t, s.WebSocketURL, map[string]string{"envelope": "1",
 			"token": token(t, s, auth.Grant{Sub: fmt.Sprintf("r%d", i), Topics: []string{"retry.>"}})})
 		c.SendJSON(map[string]any{"type": "subscribe", "topic": topic})
@@ -44,21 +46,40 @@ func shardRetryStack(t *testing.T, topic string, timeout time.Duration) (*stack.
 	return s, clients
 }
 
-// publishHoldingShard1 publishes one event and at once makes a live
-// attempt hold its shard 1, so that the queued shard's first delivery
-// waits the lease out and fails; once that attempt is over (the one
-// poller has received the next task) it returns the holder's release.
-func publishHoldingShard1(t *testing.T, s *stack.Stack, d publish.Detail) (release func()) {
+// publishHoldingAQueuedShard publishes one event and, as soon as its
+// coordinator has cut it into ranges, makes a live attempt hold the first
+// queued range that has subscribers (connection ids, and so the ranges,
+// are random), so that its first delivery waits the lease out and fails;
+// once that attempt is over (its retry is scheduled) it returns the
+// holder's release and how many subscribers the held range has.
+func publishHoldingAQueuedShard(t *testing.T, s *stack.Stack, d publish.Detail) (release func(), held int) {
 	t.Helper()
 	ids, err := stacktest.Publisher(s).Publish(context.Background(), d)
 	require.NoError(t, err)
 	st, ctx := storeOf(s), context.Background()
-	require.NoError(t, st.PutShard(ctx, ids[0], 1, "live-worker", time.Minute, store.ShardProgress{}))
-	require.Eventually(t, func() bool { return queueStats(t, s).Received >= 2 }, 20*time.Second, 10*time.Millisecond,
-		"the first shard's attempt is over")
-	return func() {
-		require.NoError(t, st.PutShard(ctx, ids[0], 1, "live-worker", -time.Second, store.ShardProgress{}))
+	var rec store.EventRecord
+	require.Eventually(t, func() bool {
+		rec, _, err = st.Event(ctx, ids[0])
+		return err == nil && rec.Cut > 0
+	}, 10*time.Second, 5*time.Millisecond, "the event is cut into ranges")
+	tp := topic.MustPattern(d.Topic)
+	layout, err := st.PatternLayout(ctx, tp)
+	require.NoError(t, err)
+	shard := 0
+	for r := 1; r < 1<<rec.Cut && shard == 0; r++ {
+		subs, err := st.RangeSubscribers(ctx, d.Topic, layout.Levels, store.Range{K: rec.Cut, R: r}, 0)
+		require.NoError(t, err)
+		if len(subs) > 0 {
+			shard, held = 1<<rec.Cut+r, len(subs)
+		}
 	}
+	require.Positive(t, shard, "a queued range with subscribers")
+	require.NoError(t, st.PutShard(ctx, ids[0], shard, "live-worker", time.Minute, store.ShardProgress{}))
+	require.Eventually(t, func() bool { return queueStats(t, s).VisibilityChanged >= 1 }, 20*time.Second, 10*time.Millisecond,
+		"the held range's attempt is over")
+	return func() {
+		require.NoError(t, st.PutShard(ctx, ids[0], shard, "live-worker", -time.Second, store.ShardProgress{}))
+	}, held
 }
 
 func queueStats(t *testing.T, s *stack.Stack) sqslocal.QueueStats {
@@ -93,7 +114,7 @@ func seqs(t *testing.T, c *stacktest.Client, then time.Time) []float64 {
 // AWS), and no other shard's message is received again.
 func TestShardRetry_FailedShardIsRetriedWithinSecondsAndAlone(t *testing.T) {
 	s, clients := shardRetryStack(t, "retry.soon", 10*time.Second)
-	release := publishHoldingShard1(t, s, detail("retry.soon", 1))
+	release, _ := publishHoldingAQueuedShard(t, s, detail("retry.soon", 1))
 	released := time.Now()
 	release()
 	for i, c := range clients {
@@ -110,7 +131,7 @@ func TestShardRetry_FailedShardIsRetriedWithinSecondsAndAlone(t *testing.T) {
 // after it; its subscribers' clients resume the hole.
 func TestShardRetry_RetriedShardNeverDeliversAnOlderEventAfterANewerOne(t *testing.T) {
 	s, clients := shardRetryStack(t, "retry.order", 5*time.Second)
-	release := publishHoldingShard1(t, s, detail("retry.order", 1))
+	release, want := publishHoldingAQueuedShard(t, s, detail("retry.order", 1))
 	time.Sleep(1100 * time.Millisecond) // more than a second after the first: the promise covers the pair
 	stacktest.PublishAndWait(t, s, detail("retry.order", 2))
 	release()
@@ -124,5 +145,5 @@ func TestShardRetry_RetriedShardNeverDeliversAnOlderEventAfterANewerOne(t *testi
 		}
 		assert.Contains(t, [][]float64{{1, 2}, {2}}, got, "client %d: in order, the older one never after the newer", i)
 	}
-	assert.Equal(t, 2, held, "the held shard's two subscribers got the newer event only")
+	assert.Equal(t, want, held, "the held range's subscribers got the newer event only")
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/store/storetest/dynamolocal"
+	"github.com/wsgate/wsgate/shared/topic"
 )
 
 // The presence variant (Options.Presence) turns presence on for every
@@ -242,9 +243,13 @@ func (pr *presenceRun) checkRosters(ctx context.Context, rn *run, settle time.Du
 func (pr *presenceRun) compare(ctx context.Context, st *store.Store, topics []string, c *presenceCheck) error {
 	for _, t := range topics {
 		truth := map[string]auth.Identity{}
+		tp, err := topic.ParsePattern(t)
+		if err != nil {
+			return err
+		}
 		var cursor store.Cursor
 		for {
-			subs, next, err := st.Subscribers(ctx, t, cursor, 0)
+			subs, next, err := st.TopicSubscribers(ctx, tp, cursor, 0)
 			if err != nil {
 				return err
 			}

@@ -134,6 +134,7 @@ func New(t testing.TB, opts ...func(*config.Config)) *Harness {
 	h := &Harness{t: t, Cfg: cfg, Tasks: &Tasks{}, Now: time.Unix(StartUnix, 0)}
 	now := func() time.Time { h.mu.Lock(); defer h.mu.Unlock(); return h.Now }
 	h.Store = storetest.New(t).WithClock(now)
+	h.Store.Bucketing.SplitAt = cfg.BucketSplitAt
 	h.Cfg.Table = h.Store.Table()
 	h.Conns = connectionstest.New(t, cfg.Stage)
 	h.Minter = auth.Minter{Alg: "HS256", Key: []byte(Secret), Now: now, TicketLifetime: h.Cfg.TicketLifetime, MaxLifetime: h.Cfg.MaxTokenLifetime, Issuer: h.Cfg.JWTIssuer, Audience: h.Cfg.JWTAudience}
