@@ -198,7 +198,7 @@ func bucketKey(pattern string, l, b int) string {
 }
 
 // A subscriber made before an event is numbered is found whatever level
-// it is on: level 0 from a container that read no layout, a stale level
+// it is on: level 0 from before the level grew, a stale level
 // from a container whose cached layout is behind, and the current level.
 func TestBuckets_SubscriberOnAStaleLevelIsFound(t *testing.T) {
 	f := newFixture(t).bucketed(2)
@@ -218,14 +218,15 @@ func TestBuckets_SubscriberOnAStaleLevelIsFound(t *testing.T) {
 		add(f.s, fmt.Sprintf("b%02d", i)) // the levels grow on
 	}
 	add(stale, "stale")    // on level 1, though the topic is past it
-	add(f.other(), "cold") // on level 0: no layout read
+	add(f.other(), "cold") // reads the layout first: the current level
 	levels := map[string]int{}
 	for pk, sks := range f.entries(t, "room.1") {
 		for _, sk := range sks {
 			levels[sk[17:]] = strings.Count(pk, " ")
 		}
 	}
-	require.Equal(t, 0, levels["cold"])
+	require.Equal(t, 0, levels["a0"], "a0 is on level 0")
+	require.Equal(t, 2, levels["cold"], "cold is on a level above 0")
 	require.Equal(t, 2, strings.Count(bucketKeyOf(t, f, "stale"), " "), "stale is on level 1")
 	found, k := audience(ctx, t, f.s, "e1", "room.1", 2)
 	require.Positive(t, k, "several ranges")
@@ -432,7 +433,7 @@ func TestBuckets_OneBucketCostsTheSameRequests(t *testing.T) {
 		do(store.WithMeter(ctx, m))
 		return m.Calls
 	}
-	f.subscribe(t, f.s, "warm", "room.*") // the index entry exists
+	f.subscribe(t, f.s, "warm", "room.*", "room.1") // the index entry exists; both layouts are cached
 	for i, tc := range []struct {
 		pattern string
 		sampled bool
@@ -455,10 +456,25 @@ func TestBuckets_OneBucketCostsTheSameRequests(t *testing.T) {
 		assert.Equal(t, tc.want, got, "subscribe to %s, sampled %v", tc.pattern, tc.sampled)
 	}
 
+	// A container with no layout cached reads it once, then not again
+	// while it is cached.
+	cold := f.other()
+	cold.Bucketing.Sample = func(int) bool { return false }
+	for i, want := range []map[string]int{{"TransactWriteItems": 1, "GetItem": 1}, {"TransactWriteItems": 1}} {
+		c := f.conn(fmt.Sprintf("cold%d", i), "")
+		c.Limits.MaxSubscriptions = 10
+		require.NoError(t, cold.PutConnection(ctx, c, nil))
+		got := measure(func(ctx context.Context) {
+			_, err := cold.Subscribe(ctx, c, sub("room.1"))
+			require.NoError(t, err)
+		})
+		assert.Equal(t, want, got, "cold container's subscribe %d", i)
+	}
+
 	got := measure(func(ctx context.Context) {
 		found, k := audience(ctx, t, f.s, "e1", "room.1", 1000)
 		assert.Zero(t, k, "one range")
-		assert.Len(t, found, 5)
+		assert.Len(t, found, 7)
 	})
 	// room.1 has the prefixes "" and "room": two index reads; room.1 and
 	// room.* one read each.
@@ -506,4 +522,29 @@ func TestBuckets_OneKeyEntryIsFoundReadWhole(t *testing.T) {
 	found, k := audience(context.Background(), t, f.s, "e1", "room.1", 1000)
 	require.Zero(t, k)
 	assert.Equal(t, map[string]int{"new": 1, "old": 1}, found)
+}
+
+// A container that has read no layout of the pattern (a new instance, or
+// one that subscribes less often than it caches) reads it before placing
+// an entry: were it to write on level 0, level 0 would take every such
+// container's subscribes, and every range of every event reads level 0.
+func TestBuckets_AContainerWithNothingCachedReadsTheLevelFirst(t *testing.T) {
+	f := newFixture(t).bucketed(2)
+	ctx := context.Background()
+	for i := range 24 {
+		f.subscribe(t, f.s, fmt.Sprintf("c%02d", i), "room.1", "room.*")
+	}
+	for _, p := range []string{"room.1", "room.*"} {
+		l, err := f.s.PatternLayout(ctx, topic.MustPattern(p))
+		require.NoError(t, err)
+		require.Greater(t, l.Cur, 1, "%s grew", p)
+	}
+	f.subscribe(t, f.other(), "fresh", "room.1")
+	assert.NotEqual(t, "P#room.1", bucketKeyOf(t, f, "fresh"), "a fresh container's subscribe to a topic is not on level 0")
+	f.subscribe(t, f.other(), "fresh2", "room.*")
+	for pk, sks := range f.entries(t, "room.*") {
+		if slices.Contains(sks, store.EntrySK("fresh2")) {
+			assert.NotEqual(t, "P#room.*", pk, "a fresh container's subscribe to a wildcard is not on level 0")
+		}
+	}
 }

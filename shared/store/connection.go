@@ -299,7 +299,7 @@ func (s *Store) putSubscriptions(ctx context.Context, c Connection, subs []NewSu
 	var reqs []types.WriteRequest
 	at := make([]placement, len(subs))
 	for i, sub := range subs {
-		at[i] = s.place(sub.Pattern.String(), c.ID)
+		at[i] = s.place(ctx, sub.Pattern, c.ID)
 		for _, it := range s.subscriptionItems(c, sub, at[i]) {
 			reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: it}})
 		}

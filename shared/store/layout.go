@@ -392,6 +392,24 @@ func (s *Store) PatternLayout(ctx context.Context, p topic.Pattern) (Layout, err
 	return layoutOf(out.Item), nil
 }
 
+// readLayout reads a pattern's layout for placing a new entry (eventually
+// consistent, with the #SEQ item's TTL: near it, level 0) and caches it.
+func (s *Store) readLayout(ctx context.Context, p topic.Pattern, now time.Time) (Layout, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: s.table, Key: layoutKey(p),
+		ProjectionExpression:     aws.String("#cur, #lv, #ttl"),
+		ExpressionAttributeNames: map[string]string{"#cur": attrCur, "#lv": attrLevels, "#ttl": TTLAttribute},
+		ReturnConsumedCapacity:   total,
+	})
+	if err != nil {
+		return Layout{}, fmt.Errorf("store: layout of %s: %w", p, err)
+	}
+	meter(ctx, "GetItem", ccOne(out.ConsumedCapacity)...)
+	s.cacheLayout(p, out.Item, now)
+	l, _ := s.layouts.get(p.String(), now)
+	return l, nil
+}
+
 // presenceQueries bounds the keys one TopicSubscribers page reads: one,
 // so a page costs one Query (and, when its key is done, the layout, most
 // often from this container's cache), as a page did with one key; a page

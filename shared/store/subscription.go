@@ -65,11 +65,23 @@ type placement struct {
 }
 
 // place puts a new entry of conn on the level this container last read as
-// the pattern's cur (level 0 when it has read none).
-func (s *Store) place(pattern, conn string) placement {
-	l := s.layouts.level(pattern, s.now())
-	b := bucket(Hash(conn), l)
-	return placement{pk: bucketPK(pattern, l, b), level: l, bucket: b}
+// the pattern's cur. With none cached (a new container, or one that
+// subscribes to the pattern less often than layoutCacheFor) it reads the
+// layout first, eventually consistent (a stale cur is a level that stays
+// listed); level 0 only when that read fails. Writing on level 0 instead
+// would pile every such container's subscribes on the one key every range
+// of every event reads.
+func (s *Store) place(ctx context.Context, p topic.Pattern, conn string) placement {
+	pattern := p.String()
+	now := s.now()
+	l, ok := s.layouts.get(pattern, now)
+	if !ok {
+		if read, err := s.readLayout(ctx, p, now); err == nil {
+			l = read
+		}
+	}
+	b := bucket(Hash(conn), l.Cur)
+	return placement{pk: bucketPK(pattern, l.Cur, b), level: l.Cur, bucket: b}
 }
 
 // placementOf is where an existing entry is, from its reverse entry.
@@ -256,7 +268,7 @@ var errHoldLost = errors.New("wildcard hold released meanwhile")
 // hold too (refused with errHoldLost).
 func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription, checks []types.TransactWriteItem) (bool, error) {
 	pat := sub.Pattern.String()
-	at := s.place(pat, c.ID)
+	at := s.place(ctx, sub.Pattern, c.ID)
 	checkFailed := func(reasons []types.CancellationReason, n int) bool {
 		for i := n - len(checks); i < n; i++ {
 			if reasonIs(reasons, i, "ConditionalCheckFailed") {
