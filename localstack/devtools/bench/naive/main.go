@@ -69,11 +69,16 @@ func (h handler) handle(ctx context.Context, ev events.CloudWatchEvent) (Result,
 	}
 	var r Result
 	var ids []string
+	var keys []map[string]types.AttributeValue
+	// The topic's subscriber entries on every level of wsgate's layout:
+	// P#<topic>, and P#<topic> <level> <bucket> (store/layout.go).
 	in := &dynamodb.ScanInput{
-		TableName:                 aws.String(h.table),
-		FilterExpression:          aws.String("pk = :p"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":p": &types.AttributeValueMemberS{Value: "P#" + d.Topic}},
-		ReturnConsumedCapacity:    types.ReturnConsumedCapacityTotal,
+		TableName:        aws.String(h.table),
+		FilterExpression: aws.String("pk = :p OR begins_with(pk, :lp)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":p": &types.AttributeValueMemberS{Value: "P#" + d.Topic}, ":lp": &types.AttributeValueMemberS{Value: "P#" + d.Topic + " "},
+		},
+		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
 	}
 	for {
 		out, err := h.db.Scan(ctx, in)
@@ -85,7 +90,14 @@ func (h handler) handle(ctx context.Context, ev events.CloudWatchEvent) (Result,
 			r.Read += aws.ToFloat64(out.ConsumedCapacity.CapacityUnits)
 		}
 		for _, it := range out.Items {
-			ids = append(ids, it["sk"].(*types.AttributeValueMemberS).Value)
+			sk := it["sk"].(*types.AttributeValueMemberS).Value
+			// The sort key is <hash, 16 hex>#<connection id>.
+			if len(sk) > 17 && sk[16] == '#' {
+				ids = append(ids, sk[17:])
+			} else {
+				ids = append(ids, sk)
+			}
+			keys = append(keys, map[string]types.AttributeValue{"pk": it["pk"], "sk": it["sk"]})
 		}
 		if out.LastEvaluatedKey == nil {
 			break
@@ -97,7 +109,7 @@ func (h handler) handle(ctx context.Context, ev events.CloudWatchEvent) (Result,
 	var wg sync.WaitGroup
 	var delivered, gone, failed atomic.Int64
 	var mu sync.Mutex
-	for _, id := range ids {
+	for i, id := range ids {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -110,7 +122,7 @@ func (h handler) handle(ctx context.Context, ev events.CloudWatchEvent) (Result,
 				gone.Add(1)
 				out, err := h.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 					TableName: aws.String(h.table), ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
-					Key: map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "P#" + d.Topic}, "sk": &types.AttributeValueMemberS{Value: id}},
+					Key: keys[i],
 				})
 				if err == nil && out.ConsumedCapacity != nil {
 					mu.Lock()
