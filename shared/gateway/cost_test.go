@@ -198,7 +198,10 @@ func TestMessage_SubscribeIsChargedPerSubscription(t *testing.T) {
 	}
 	t.Logf("20 subscribes of 99 ids in one second: %d store calls, %d ran", calls, ran)
 	assert.Equal(t, 1, ran, "99 units of the second's 100")
-	assert.Less(t, calls, 300)
+	// About 220 for the frame that ran and the refusals, plus one read of
+	// each of the 99 topics' layouts by this container, which caches none
+	// yet (store: place).
+	assert.Less(t, calls, 400)
 
 	// The next second: 99 units and one more fit; a second ping does not.
 	h.Advance(time.Second)

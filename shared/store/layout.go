@@ -196,18 +196,6 @@ func (c *layoutCache) put(pattern string, l Layout, now time.Time) {
 	c.m[pattern] = cachedLayout{l: l, at: now}
 }
 
-// level is the level a new subscription to pattern goes to: the cached
-// cur, or 0 when none is cached (readers always read level 0).
-func (c *layoutCache) level(pattern string, now time.Time) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[pattern]
-	if !ok || now.Sub(e.at) > layoutCacheFor {
-		return 0
-	}
-	return e.l.Cur
-}
-
 // Bucketing is how a Store grows a pattern's levels.
 type Bucketing struct {
 	// SplitAt is how many subscriptions a bucket takes (counted within a
