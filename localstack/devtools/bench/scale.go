@@ -225,6 +225,10 @@ func startScaleBench(ctx context.Context, o ScaleOptions) (*scaleBench, error) {
 	b.st = store.New(dynamodb.New(dynamodb.Options{
 		Region: "us-east-1", BaseEndpoint: aws.String(b.s.AWSEndpoint), Credentials: b.s.Credentials(),
 	}), b.s.Table)
+	// And spread over buckets as the functions spread them, at the model's
+	// split (with the store's default, 2,000, 10,000 subscribers sat on a
+	// few keys at 1/100 of their ceilings, and the run was throttled).
+	b.st.Bucketing.SplitAt = split
 	b.bus = b.s.Publisher("bench")
 	return b, nil
 }
@@ -311,6 +315,9 @@ func (b *scaleBench) grow(ctx context.Context, n int) error {
 		return fmt.Errorf("bench: the stream after writing the subscribers: %w", err)
 	}
 	b.log("the stream settled in %s", time.Since(settled).Round(100*time.Millisecond))
+	if l, err := b.st.PatternLayout(ctx, topic.MustPattern("scale.>")); err == nil {
+		b.log("the audience spans levels %v (new subscribers at level %d)", l.Levels, l.Cur)
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"github.com/wsgate/wsgate/shared/topic"
 	"os"
 	"testing"
 	"time"
@@ -70,4 +71,10 @@ func TestScale_SetupIsNotThrottledAndSettlesItsStream(t *testing.T) {
 	c = b.s.Capacity()
 	assert.Zero(t, c.ReadUnits+c.WriteUnits, "nothing of the setup still running: %+v", c.Keys)
 	assert.Equal(t, 60, b.sinks)
+
+	// Written as the functions write them: spread over buckets split at
+	// the model's share (2 here), not on one key.
+	l, err := b.st.PatternLayout(ctx, topic.MustPattern("scale.>"))
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, l.Top(), 2, "60 subscribers at a split of 2, written 32 at a time, span several levels: %+v", l)
 }
