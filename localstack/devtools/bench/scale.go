@@ -76,7 +76,22 @@ type ScaleRow struct {
 	CanaryMiss          string // when not: what the first canary that missed got
 	Last                []time.Duration
 	DeliveriesPerSecond float64
-	Floor               time.Duration // the audience at the sink's posts per second
+	Floor               time.Duration // the audience at the sink's posts per second, or Alone when the machine is slower
+	// Alone is how long one event, published alone, took to reach every
+	// sink: this machine's own pace for the audience (DynamoDB Local and
+	// the functions share its cores). When it is longer than the run's
+	// interval between events, the run publishes one event per Alone
+	// (MachineBound) and Fits shows the target rate's keys would hold.
+	Alone        time.Duration
+	MachineBound bool
+	Interval     time.Duration // between published events
+	// Fits: at the run's target rate, every key's units per event stay
+	// under its ceiling (the ceilings the model scales, or AWS's own).
+	Fits bool
+	// FitsKey is the key nearest its ceiling at the target rate, and
+	// FitsShare its share of that ceiling.
+	FitsKey             string
+	FitsShare           float64
 	HotKey              string
 	HotRead, HotWrite   float64 // units per event on the hottest key
 	HotPeakRead         float64 // the hottest key's peak read units in one second
@@ -141,7 +156,24 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleReport, error) {
 		return nil, err
 	}
 	b.log("the sink takes %.0f posts a second", r.SinkPerSecond)
-	for i, run := range o.Runs {
+	// Audiences grow from the smallest: every sink subscribes to scale.>,
+	// so a run reaches every sink written so far, and a smaller audience
+	// after a larger one would be posted to the larger one.
+	order := make([]int, len(o.Runs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(o.Runs[a].Audience, o.Runs[b].Audience) })
+	rows := make([]ScaleRow, len(o.Runs))
+	searched := o.RateAudience <= 0
+	for _, i := range order {
+		run := o.Runs[i]
+		if !searched && o.RateAudience <= run.Audience {
+			if err := b.rateSearch(ctx, r); err != nil {
+				return nil, err
+			}
+			searched = true
+		}
 		setup := time.Now()
 		if err := b.grow(ctx, run.Audience); err != nil {
 			return nil, err
@@ -151,29 +183,41 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleReport, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		r.Rows = append(r.Rows, row)
+		rows[i] = row
 		b.log("%d subscribers (modelled %d) at %d/s: %d of %d delivered, last p50 %s, %d throttled",
 			run.Audience, run.Modelled(o.CapacityScale), run.PerSecond, row.Delivered, row.Expected, median(row.Last), row.Throttled)
 	}
-	if o.RateAudience > 0 {
-		if err := b.grow(ctx, o.RateAudience); err != nil {
+	r.Rows = rows
+	if !searched {
+		if err := b.rateSearch(ctx, r); err != nil {
 			return nil, err
-		}
-		for rate := 2; rate <= 512; rate *= 2 {
-			run := ScaleRun{Audience: o.RateAudience, PerSecond: rate, For: o.RateStep}
-			row := b.measure(ctx, fmt.Sprintf("scale.rate%d", rate), run, r.SinkPerSecond)
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			r.Steps = append(r.Steps, row)
-			b.log("rate %d/s at %d subscribers: %d of %d delivered, %d throttled", rate, o.RateAudience, row.Delivered, row.Expected, row.Throttled)
-			if row.Throttled > 0 || row.Delivered < row.Expected || row.Error != "" {
-				break
-			}
-			r.Sustained = rate
 		}
 	}
 	return r, nil
+}
+
+// rateSearch doubles the event rate on one topic at RateAudience
+// subscribers until a run is throttled or does not deliver everything;
+// Sustained is the last rate that did.
+func (b *scaleBench) rateSearch(ctx context.Context, r *ScaleReport) error {
+	o := b.o
+	if err := b.grow(ctx, o.RateAudience); err != nil {
+		return err
+	}
+	for rate := 2; rate <= 512; rate *= 2 {
+		run := ScaleRun{Audience: o.RateAudience, PerSecond: rate, For: o.RateStep}
+		row := b.measure(ctx, fmt.Sprintf("scale.rate%d", rate), run, r.SinkPerSecond)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.Steps = append(r.Steps, row)
+		b.log("rate %d/s at %d subscribers: %d of %d delivered, %d throttled", rate, o.RateAudience, row.Delivered, row.Expected, row.Throttled)
+		if row.Throttled > 0 || row.Delivered < row.Expected || row.Error != "" {
+			break
+		}
+		r.Sustained = rate
+	}
+	return nil
 }
 
 // EnvBucketSplitAt is the functions' setting of how many entries a
@@ -436,8 +480,17 @@ func payloadN(b []byte) int {
 // which the first run.Audience sinks and the canaries subscribe to, and
 // waits for every delivery.
 func (b *scaleBench) measure(ctx context.Context, t string, run ScaleRun, sinkRate float64) ScaleRow {
-	row := ScaleRow{Run: run}
-	events := max(1, int(run.For.Seconds()*float64(run.PerSecond)))
+	row := ScaleRow{Run: run, Interval: time.Second / time.Duration(run.PerSecond)}
+	alone, err := b.alone(ctx, t+"a", run.Audience)
+	if err != nil {
+		row.Error = err.Error()
+		return row
+	}
+	row.Alone = alone
+	if alone > row.Interval {
+		row.Interval, row.MachineBound = alone, true
+	}
+	events := max(1, int(run.For/row.Interval))
 	rec := newReceived(events, run.Audience)
 	b.s.Gateway.SetSinkObserver(rec.add)
 	defer b.s.Gateway.SetSinkObserver(nil)
@@ -450,7 +503,7 @@ func (b *scaleBench) measure(ctx context.Context, t string, run ScaleRun, sinkRa
 	b.s.ResetCapacityCounts()
 	invBefore := b.s.Host.Stats(stack.FnBroadcast).Invocations
 	published := make([]time.Time, events)
-	tick := time.NewTicker(time.Second / time.Duration(run.PerSecond))
+	tick := time.NewTicker(row.Interval)
 	defer tick.Stop()
 	var pubErr error
 	var pubMu sync.Mutex // publishes run in their own goroutines
@@ -493,6 +546,10 @@ func (b *scaleBench) measure(ctx context.Context, t string, run ScaleRun, sinkRa
 	row.CanaryMiss = canaryMiss(canaries, events)
 	row.CanariesOK = row.CanaryMiss == ""
 	row.Floor = floor
+	if row.MachineBound {
+		row.Floor = max(floor, row.Alone)
+	}
+	row.Fits, row.FitsKey, row.FitsShare = fits(b.s.Capacity(), events, run.PerSecond, b.o.CapacityScale)
 	rec.mu.Lock()
 	var first, lastAll time.Time
 	for n := range events {
@@ -516,6 +573,50 @@ func (b *scaleBench) measure(ctx context.Context, t string, run ScaleRun, sinkRa
 	row.HotPeakRead, row.HotPeakWrite = hot.peakRead, hot.peakWrite
 	row.InvocationsPerEvent = float64(b.s.Host.Stats(stack.FnBroadcast).Invocations-invBefore) / float64(events)
 	return row
+}
+
+// alone publishes one event to topic t (every sink gets it; the
+// canaries, on another topic, do not) and returns how long it took to
+// reach the first audience sinks: this machine's pace for that audience.
+func (b *scaleBench) alone(ctx context.Context, t string, audience int) (time.Duration, error) {
+	rec := newReceived(1, audience)
+	b.s.Gateway.SetSinkObserver(rec.add)
+	defer b.s.Gateway.SetSinkObserver(nil)
+	start := time.Now()
+	if _, err := b.bus.Publish(ctx, publish.Detail{Topic: t, Payload: []byte(`{"n":0}`)}); err != nil {
+		return 0, fmt.Errorf("bench: the event alone: %w", err)
+	}
+	deadline := start.Add(3 * time.Minute)
+	for rec.total() < int64(audience) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, fmt.Errorf("bench: one event alone reached %d of %d sinks in 3 minutes", rec.total(), audience)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.last[0].Sub(start), nil
+}
+
+// fits reports whether, at rate events a second, every key's units per
+// event (over events) stay under its ceiling: AWS's, times scale for the
+// keys the model scales. It names the key nearest its ceiling.
+func fits(c ddbproxy.CapacityStats, events, rate int, scale float64) (bool, string, float64) {
+	worst, share := "", 0.0
+	for _, k := range c.Keys {
+		if k.Key == "(scan)" {
+			continue
+		}
+		rc, wc := 3000.0, 1000.0
+		if k.Scaled {
+			rc, wc = rc*scale, wc*scale
+		}
+		per := float64(rate) / float64(events)
+		if sh := max(k.ReadUnits*per/rc, k.WriteUnits*per/wc); sh > share {
+			worst, share = k.Key, sh
+		}
+	}
+	return share <= 1, worst, share
 }
 
 // hot is a run's hottest DynamoDB keys.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"github.com/wsgate/wsgate/localstack/aws/ddbproxy"
 	"testing"
 	"time"
 
@@ -34,14 +35,15 @@ func TestScale_ReceivedCountsEachDeliveryOnce(t *testing.T) {
 }
 
 func TestScale_MetNeedsEverythingAndTheFloor(t *testing.T) {
-	ok := ScaleRow{Expected: 10, Delivered: 10, CanariesOK: true, Last: []time.Duration{time.Second}, Floor: time.Second}
+	ok := ScaleRow{Expected: 10, Delivered: 10, CanariesOK: true, Last: []time.Duration{time.Second}, Floor: time.Second, Fits: true}
 	assert.True(t, ok.Met())
 	for name, row := range map[string]ScaleRow{
-		"a delivery missing": {Expected: 10, Delivered: 9, CanariesOK: true, Last: ok.Last, Floor: ok.Floor},
-		"throttled":          {Expected: 10, Delivered: 10, CanariesOK: true, Last: ok.Last, Floor: ok.Floor, Throttled: 1},
-		"slow":               {Expected: 10, Delivered: 10, CanariesOK: true, Last: []time.Duration{2 * time.Second}, Floor: ok.Floor},
-		"canary missed":      {Expected: 10, Delivered: 10, Last: ok.Last, Floor: ok.Floor},
-		"repeat":             {Expected: 10, Delivered: 10, CanariesOK: true, Last: ok.Last, Floor: ok.Floor, Duplicates: 1},
+		"a delivery missing":       {Expected: 10, Delivered: 9, CanariesOK: true, Last: ok.Last, Floor: ok.Floor, Fits: true},
+		"throttled":                {Expected: 10, Delivered: 10, CanariesOK: true, Last: ok.Last, Floor: ok.Floor, Throttled: 1, Fits: true},
+		"slow":                     {Expected: 10, Delivered: 10, CanariesOK: true, Last: []time.Duration{2 * time.Second}, Floor: ok.Floor, Fits: true},
+		"canary missed":            {Expected: 10, Delivered: 10, Last: ok.Last, Floor: ok.Floor, Fits: true},
+		"repeat":                   {Expected: 10, Delivered: 10, CanariesOK: true, Last: ok.Last, Floor: ok.Floor, Duplicates: 1, Fits: true},
+		"the target rate too much": {Expected: 10, Delivered: 10, CanariesOK: true, Last: ok.Last, Floor: ok.Floor},
 	} {
 		assert.False(t, row.Met(), name)
 	}
@@ -69,4 +71,21 @@ func TestScale_CanaryMissSaysWhatCameInstead(t *testing.T) {
 	assert.Equal(t, "got event 2 where 1 was due (2 events received of 3)", eventsMiss([]int{0, 2}, 3))
 	assert.Equal(t, "got event 0 where 1 was due (3 events received of 2)", eventsMiss([]int{0, 0, 1}, 2))
 	assert.Equal(t, "got 1 events of 3", eventsMiss([]int{0}, 3))
+}
+
+// At the target rate a key's units per event must fit its own ceiling:
+// the scaled one for an audience key, AWS's for the others.
+func TestScale_FitsHoldsEachKeyToItsOwnCeiling(t *testing.T) {
+	stats := func(scaled bool, read float64) ddbproxy.CapacityStats {
+		return ddbproxy.CapacityStats{Keys: []ddbproxy.KeyCapacity{{Key: "P#a", Scaled: scaled, ReadUnits: read}, {Key: "(scan)", ReadUnits: 1e9}}}
+	}
+	// 10 events read 200 units: 20 an event; at 1/s 20 units a second.
+	ok, key, share := fits(stats(true, 200), 10, 1, 0.01)
+	assert.True(t, ok)
+	assert.Equal(t, "P#a", key)
+	assert.InDelta(t, 20.0/30, share, 1e-9)
+	ok, _, _ = fits(stats(true, 200), 10, 2, 0.01)
+	assert.False(t, ok, "40 a second is over the scaled 30")
+	ok, _, _ = fits(stats(false, 200), 10, 2, 0.01)
+	assert.True(t, ok, "an unscaled key keeps AWS's 3,000")
 }

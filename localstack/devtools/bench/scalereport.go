@@ -14,8 +14,8 @@ func (r *ScaleReport) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "## Scale model: DynamoDB's per-key ceilings at %g of AWS's\n\n", o.CapacityScale)
 	fmt.Fprintf(w, "Every DynamoDB key whose load grows with the audience (subscriber buckets `P#` and their counts `B#`, presence watchers `Q#` and rosters `R#`) may take %.0f read and %.0f write units a second (AWS: 3,000 and 1,000), so an audience here puts the pressure on each such key that %s times as many subscribers put on AWS; a Query of one is charged for the audience slice it stands for. Every other key (an event's `E#`, a topic's `T#` and `H#`, the `W#` index, connection and tally keys) keeps AWS's ceilings: the model stands for a larger audience, not more events. Buckets split at %s entries (`WSGATE_BUCKET_SPLIT_AT`, 2,000 on AWS, scaled). Subscribers are sink connections (open to @connections, no socket) written by the store's own code, with the ceilings suspended, in %s; %d real WebSocket clients per run must receive every event, once, in order. The sink took %.0f posts a second from the local @connections API (calibrated in the same run): the floor of an event's last delivery is the audience at that rate.\n\n",
 		3000*o.CapacityScale, 1000*o.CapacityScale, thousands(int(1/o.CapacityScale)), r.BucketSplitAt, r.Setup.Round(time.Second), o.Canaries, r.SinkPerSecond)
-	fmt.Fprintln(w, "| subscribers (modelled on AWS) | events/s × s | delivered / owed | repeats | canaries | last p50 / max | floor | last p50 ÷ floor | deliveries/s | hottest key | its read / write units per event | its peak units in a second (read / write) | throttled | broadcast invocations / event |")
-	fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| subscribers (modelled on AWS) | events/s × s | the target rate fits every key's ceiling (nearest key, share) | delivered / owed | repeats | canaries | last p50 / max | floor | last p50 ÷ floor | deliveries/s | hottest key | its read / write units per event | its peak units in a second (read / write) | throttled | broadcast invocations / event |")
+	fmt.Fprintln(w, "| ---: | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
 	for _, row := range r.Rows {
 		row.markdown(w, o.CapacityScale)
 	}
@@ -34,7 +34,7 @@ func (r *ScaleReport) Markdown(w io.Writer) {
 func (row ScaleRow) markdown(w io.Writer, scale float64) {
 	run := row.Run
 	if row.Error != "" {
-		fmt.Fprintf(w, "| %d (%s) | %d × %s | failed: %s |%s\n", run.Audience, thousands(run.Modelled(scale)), run.PerSecond, run.For, oneLine(row.Error), strings.Repeat(" |", 11))
+		fmt.Fprintf(w, "| %d (%s) | %d × %s | failed: %s |%s\n", run.Audience, thousands(run.Modelled(scale)), run.PerSecond, run.For, oneLine(row.Error), strings.Repeat(" |", 12))
 		return
 	}
 	canaries := "all"
@@ -49,8 +49,16 @@ func (row ScaleRow) markdown(w io.Writer, scale float64) {
 	if row.Floor > 0 && len(row.Last) > 0 {
 		ratio = fmt.Sprintf("%.2f", float64(median(row.Last))/float64(row.Floor))
 	}
-	fmt.Fprintf(w, "| %d (%s) | %d × %s | %d / %d | %d | %s | %s / %s | %s | %s | %.0f | `%s` | %.1f / %.1f | %.0f / %.0f | %d | %.1f |\n",
-		run.Audience, thousands(run.Modelled(scale)), run.PerSecond, run.For, row.Delivered, row.Expected, row.Duplicates, canaries,
+	pace := fmt.Sprintf("%d/s × %s", run.PerSecond, run.For)
+	if row.MachineBound {
+		pace = fmt.Sprintf("%d/s target; %d events, one per %s (one alone took %s here)", run.PerSecond, row.Events, ms(row.Interval), ms(row.Alone))
+	}
+	fitsAt := fmt.Sprintf("yes: `%s` at %.0f%%", row.FitsKey, 100*row.FitsShare)
+	if !row.Fits {
+		fitsAt = fmt.Sprintf("**no**: `%s` at %.0f%%", row.FitsKey, 100*row.FitsShare)
+	}
+	fmt.Fprintf(w, "| %d (%s) | %s | %s | %d / %d | %d | %s | %s / %s | %s | %s | %.0f | `%s` | %.1f / %.1f | %.0f / %.0f | %d | %.1f |\n",
+		run.Audience, thousands(run.Modelled(scale)), pace, fitsAt, row.Delivered, row.Expected, row.Duplicates, canaries,
 		ms(median(row.Last)), ms(last), ms(row.Floor), ratio, row.DeliveriesPerSecond, row.HotKey, row.HotRead, row.HotWrite,
 		row.HotPeakRead, row.HotPeakWrite, row.Throttled, row.InvocationsPerEvent)
 }
@@ -60,7 +68,7 @@ func (row ScaleRow) markdown(w io.Writer, scale float64) {
 // within 1.5 times the floor.
 func (row ScaleRow) Met() bool {
 	return row.Error == "" && row.Delivered == row.Expected && row.Duplicates == 0 && row.CanariesOK &&
-		row.Throttled == 0 && len(row.Last) > 0 && float64(median(row.Last)) <= 1.5*float64(row.Floor)
+		row.Throttled == 0 && len(row.Last) > 0 && float64(median(row.Last)) <= 1.5*float64(row.Floor) && row.Fits
 }
 
 // ScaleSpread writes each scale figure's spread over several runs.
