@@ -197,8 +197,10 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleReport, error) {
 }
 
 // rateSearch doubles the event rate on one topic at RateAudience
-// subscribers until a run is throttled or does not deliver everything;
-// Sustained is the last rate that did.
+// subscribers until a run is throttled, does not deliver everything, or
+// its keys' units per event would not fit their ceilings at the rate (a
+// rate this machine cannot publish at is paced as measure paces it);
+// Sustained is the last rate that passed.
 func (b *scaleBench) rateSearch(ctx context.Context, r *ScaleReport) error {
 	o := b.o
 	if err := b.grow(ctx, o.RateAudience); err != nil {
@@ -211,8 +213,9 @@ func (b *scaleBench) rateSearch(ctx context.Context, r *ScaleReport) error {
 			return ctx.Err()
 		}
 		r.Steps = append(r.Steps, row)
-		b.log("rate %d/s at %d subscribers: %d of %d delivered, %d throttled", rate, o.RateAudience, row.Delivered, row.Expected, row.Throttled)
-		if row.Throttled > 0 || row.Delivered < row.Expected || row.Error != "" {
+		b.log("rate %d/s at %d subscribers: %d of %d delivered, %d throttled, at %d/s the nearest key to its ceiling %s at %.0f%%",
+			rate, o.RateAudience, row.Delivered, row.Expected, row.Throttled, rate, row.FitsKey, 100*row.FitsShare)
+		if row.Throttled > 0 || row.Delivered < row.Expected || row.Error != "" || !row.Fits {
 			break
 		}
 		r.Sustained = rate

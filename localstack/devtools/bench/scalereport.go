@@ -21,11 +21,11 @@ func (r *ScaleReport) Markdown(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	if o.RateAudience > 0 {
-		fmt.Fprintf(w, "Largest sustained event rate on one topic at %d subscribers (modelled %s), each rate held %s: **%d events/s** with no throttle and every delivery made (rates tried: ",
+		fmt.Fprintf(w, "Largest sustained event rate on one topic at %d subscribers (modelled %s), each rate held %s: **%d events/s** with no throttle, every delivery made, and every key's units per event within its ceiling at that rate (rates tried: ",
 			o.RateAudience, thousands(ScaleRun{Audience: o.RateAudience}.Modelled(o.CapacityScale)), o.RateStep, r.Sustained)
 		var tried []string
 		for _, s := range r.Steps {
-			tried = append(tried, fmt.Sprintf("%d/s: %d/%d delivered, %d throttled, hottest key %.1f read / %.1f write units per event", s.Run.PerSecond, s.Delivered, s.Expected, s.Throttled, s.HotRead, s.HotWrite))
+			tried = append(tried, fmt.Sprintf("%d/s: %d/%d delivered, %d throttled, hottest key %.1f read / %.1f write units per event, at this rate `%s` at %.0f%% of its ceiling", s.Run.PerSecond, s.Delivered, s.Expected, s.Throttled, s.HotRead, s.HotWrite, s.FitsKey, 100*s.FitsShare))
 		}
 		fmt.Fprintf(w, "%s).\n\n", strings.Join(tried, "; "))
 	}
