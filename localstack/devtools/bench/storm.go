@@ -180,6 +180,11 @@ func RunStorm(ctx context.Context, o StormOptions) (*StormReport, error) {
 		return nil, err
 	}
 	env := map[string]string{config.EnvLogLevel: "warn", config.EnvConnectionTTL: "3h"}
+	if sc := o.Scale(); sc > 0 && sc < 1 {
+		// Buckets split at the model's share, as the scale model's do: a
+		// bucket then holds the share of its key's ceiling it holds on AWS.
+		env[EnvBucketSplitAt] = strconv.Itoa(BucketSplitAt(sc))
+	}
 	for k, v := range o.Env {
 		env[k] = v
 	}

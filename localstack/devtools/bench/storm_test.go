@@ -51,7 +51,11 @@ func TestStorm_SmallStormIsMeasuredThroughTheStack(t *testing.T) {
 	for _, p := range []StormPhase{r.Connect, r.Reconnect} {
 		assert.NotEmpty(t, p.HotKey)
 		assert.Positive(t, p.HotPeakRead+p.HotPeakWrt, "the hottest key consumed units")
-		assert.LessOrEqual(t, p.HotPeakWrt, r.WriteCeiling+2, "a key is held to its ceiling")
+		// The proxy admits a request while its key has units left and
+		// charges it when it answers, so a second may overshoot by the
+		// requests in flight: up to one per function instance (8), each a
+		// subscribe's transactional put of 2 units.
+		assert.LessOrEqual(t, p.HotPeakWrt, r.WriteCeiling+2*8, "a key is held to its ceiling")
 		assert.Zero(t, p.Throttled, "at 500/s modelled, no key is over its ceiling")
 	}
 	assert.Contains(t, md, "| 60 (1,000) | 30/s (500/s) |")
