@@ -113,9 +113,11 @@ func (r *streamRunner) deliver(ctx context.Context, batch []streamRecord) {
 			return
 		}
 		if out.done == len(batch) {
+			r.m.Log.Debug("stream: batch delivered", "records", len(batch), "first", batch[0].seq)
 			return
 		}
 		if !out.invoked {
+			r.m.Log.Debug("stream: batch not invoked; waiting", "records", len(batch), "waits", t.waits)
 			t.waits++
 			_ = r.m.RetryDelay.Wait(ctx, t.waits-1)
 			continue

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -132,6 +133,7 @@ func (m *Mapping) defaults() {
 type shardState struct {
 	iterator string
 	parent   string
+	last     string // the sequence number of the last record read
 }
 
 type streamRunner struct {
@@ -232,9 +234,32 @@ func (r *streamRunner) call(ctx context.Context, target string, in, out any) err
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("ddbstreams: %s: HTTP %d: %s", target, resp.StatusCode, b)
+		var e struct {
+			Type string `json:"__type"`
+		}
+		_ = json.Unmarshal(b, &e)
+		return &apiError{target: target, status: resp.StatusCode, typ: e.Type[strings.LastIndex(e.Type, "#")+1:], body: string(b)}
 	}
 	return json.Unmarshal(b, out)
+}
+
+// apiError is an error answer of DynamoDB Local's API.
+type apiError struct {
+	target string
+	status int
+	typ    string // the exception's name: TrimmedDataAccessException
+	body   string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("ddbstreams: %s: HTTP %d: %s", e.target, e.status, e.body)
+}
+
+// iteratorLost reports whether err says a shard iterator can read no more:
+// it points past the trim horizon, or expired.
+func iteratorLost(err error) bool {
+	var e *apiError
+	return errors.As(err, &e) && (e.typ == "TrimmedDataAccessException" || e.typ == "ExpiredIteratorException")
 }
 
 // streamARN is the table's stream, turned on (NEW_AND_OLD_IMAGES) when a
@@ -297,6 +322,7 @@ func (r *streamRunner) discover(ctx context.Context, typ string) error {
 		r.mu.Lock()
 		r.shards[sh.ShardId] = &shardState{iterator: it.ShardIterator, parent: sh.ParentShardId}
 		r.mu.Unlock()
+		r.m.Log.Debug("stream: shard found", "shard", sh.ShardId, "parent", sh.ParentShardId, "from", typ)
 	}
 	return nil
 }
@@ -355,15 +381,24 @@ func (r *streamRunner) read(ctx context.Context) {
 			if ctx.Err() == nil {
 				r.m.Log.Warn("stream: GetRecords failed", "shard", id, "error", err.Error())
 			}
+			if iteratorLost(err) {
+				r.renew(ctx, id, sh)
+			}
 			failed = true
 			continue
 		}
 		now := time.Now()
+		if len(res.Records) > 0 || res.NextShardIterator == nil || *res.NextShardIterator == "" {
+			r.m.Log.Debug("stream: read", "shard", id, "records", len(res.Records), "closed", res.NextShardIterator == nil || *res.NextShardIterator == "")
+		}
 		found += len(res.Records)
 		for _, raw := range res.Records {
 			r.route(raw, id, now)
 		}
 		r.mu.Lock()
+		if n := len(res.Records); n > 0 {
+			sh.last = sequenceOf(res.Records[n-1])
+		}
 		if res.NextShardIterator == nil || *res.NextShardIterator == "" {
 			delete(r.shards, id) // closed and read to its end
 			r.done[id] = true
@@ -372,6 +407,39 @@ func (r *streamRunner) read(ctx context.Context) {
 		}
 		r.mu.Unlock()
 	}
+}
+
+// renew takes a new iterator for a shard whose iterator can read no more
+// (DynamoDB Local has answered a LATEST iterator of a new table's shard
+// with TrimmedDataAccessException, so the mapping read nothing from it
+// again): after the last record read from it, or from its oldest record
+// when none was, as Lambda goes on from the trim horizon.
+func (r *streamRunner) renew(ctx context.Context, id string, sh *shardState) {
+	r.mu.Lock()
+	last := sh.last
+	r.mu.Unlock()
+	in := map[string]string{"StreamArn": r.arn, "ShardId": id, "ShardIteratorType": "TRIM_HORIZON"}
+	if last != "" {
+		in["ShardIteratorType"], in["SequenceNumber"] = "AFTER_SEQUENCE_NUMBER", last
+	}
+	var it struct{ ShardIterator string }
+	if err := r.call(ctx, "DynamoDBStreams_20120810.GetShardIterator", in, &it); err != nil {
+		r.m.Log.Warn("stream: new iterator refused", "shard", id, "error", err.Error())
+		return
+	}
+	r.mu.Lock()
+	sh.iterator = it.ShardIterator
+	r.mu.Unlock()
+	r.m.Log.Warn("stream: iterator lost; reading on", "shard", id, "from", in["ShardIteratorType"], "after", last)
+}
+
+// sequenceOf is a stream record's sequence number.
+func sequenceOf(raw json.RawMessage) string {
+	var r struct {
+		Dynamodb struct{ SequenceNumber string } `json:"dynamodb"`
+	}
+	_ = json.Unmarshal(raw, &r)
+	return r.Dynamodb.SequenceNumber
 }
 
 // route puts a record, as the function will get it, in its lane, unless

@@ -1,15 +1,22 @@
 package ddbstreams_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -185,6 +192,84 @@ func TestStreamMapping_RecordOlderThanMaxAgeIsDiscarded(t *testing.T) {
 	put(t, db, table, "old", "c", 2, false)
 	require.Eventually(t, func() bool { return len(f.deliveredKeys()) == 1 }, 10*time.Second, 20*time.Millisecond)
 	assert.Equal(t, []string{"old/c"}, f.deliveredKeys(), "the shard moved on")
+}
+
+// DynamoDB Local dates a record to the minute: one put at 12:00:59.9 and
+// read at 12:01:00.1 is dated 12:00:00 and is not a minute old (a CI run
+// discarded such a record 171 ms after its put, with MaxRecordAge 1 s).
+// A record read long after its put keeps its creation time.
+func TestStreamMapping_RecordDatedToTheMinuteIsNotOld(t *testing.T) {
+	created := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	justRead := created.Add(time.Minute + 200*time.Millisecond)
+	assert.Equal(t, justRead, ddbstreams.ArrivalOf(created, justRead), "read just after the minute turned")
+	late := created.Add(3 * time.Minute)
+	assert.Equal(t, created, ddbstreams.ArrivalOf(created, late), "read minutes after its put")
+}
+
+// trimming answers GetRecords with DynamoDB's TrimmedDataAccessException
+// while refuse is set, and for every iterator it refused so, ever after
+// (as DynamoDB Local did); every other call goes to DynamoDB Local.
+type trimming struct {
+	refuse  atomic.Bool
+	refused atomic.Int32
+	mu      sync.Mutex
+	dead    map[string]bool
+	proxy   *httputil.ReverseProxy
+}
+
+func (p *trimming) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if r.Header.Get("X-Amz-Target") == "DynamoDBStreams_20120810.GetRecords" {
+		var in struct{ ShardIterator string }
+		_ = json.Unmarshal(body, &in)
+		p.mu.Lock()
+		if p.refuse.Load() {
+			p.dead[in.ShardIterator] = true
+		}
+		dead := p.dead[in.ShardIterator]
+		p.mu.Unlock()
+		if dead {
+			p.refused.Add(1)
+			w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#TrimmedDataAccessException","Message":"The operation attempted to read past the oldest stream record in a shard."}`))
+			return
+		}
+	}
+	p.proxy.ServeHTTP(w, r)
+}
+
+// An iterator DynamoDB answers with TrimmedDataAccessException reads
+// nothing ever again: the mapping takes a new one, from the shard's
+// oldest record when it had read none (DynamoDB Local has answered a
+// LATEST iterator of a new table so, and the mapping then read nothing of
+// that stack's stream), after its last record read otherwise (nothing
+// twice).
+func TestStreamMapping_TrimmedIteratorIsRenewed(t *testing.T) {
+	target, err := url.Parse(storetest.Endpoint(t))
+	require.NoError(t, err)
+	p := &trimming{proxy: httputil.NewSingleHostReverseProxy(target), dead: map[string]bool{}}
+	p.refuse.Store(true)
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	f := newFunction(func([]record) error { return nil })
+	db, table := startMappingAt(t, srv.URL, ddbstreams.Mapping{BatchSize: 10, Window: 20 * time.Millisecond}, f)
+
+	put(t, db, table, "trim", "a", 0, false)
+	put(t, db, table, "trim", "b", 1, false)
+	require.Eventually(t, func() bool { return p.refused.Load() >= 2 }, 10*time.Second, 10*time.Millisecond)
+	p.refuse.Store(false)
+	require.Eventually(t, func() bool { return len(f.deliveredKeys()) == 2 }, 10*time.Second, 20*time.Millisecond, "read from the shard's oldest record")
+
+	p.refused.Store(0)
+	p.refuse.Store(true)
+	require.Eventually(t, func() bool { return p.refused.Load() >= 2 }, 10*time.Second, 10*time.Millisecond)
+	put(t, db, table, "trim", "c", 2, false)
+	p.refuse.Store(false)
+	require.Eventually(t, func() bool { return len(f.deliveredKeys()) >= 3 }, 10*time.Second, 20*time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // a repeat would show by now
+	assert.Equal(t, []string{"trim/a", "trim/b", "trim/c"}, f.deliveredKeys(), "after the last record read: nothing twice")
 }
 
 // A deletion by TTL reaches the function as DynamoDB's stream has it: a
@@ -397,6 +482,13 @@ func decodeRecords(payload []byte) []record {
 // startMapping makes a table with its stream and runs m on it, invoking f.
 func startMapping(t *testing.T, m ddbstreams.Mapping, f *function) (*dynamodb.Client, string) {
 	t.Helper()
+	return startMappingAt(t, storetest.Endpoint(t), m, f)
+}
+
+// startMappingAt is startMapping with the mapping reading the stream at
+// endpoint (a proxy of DynamoDB Local's).
+func startMappingAt(t *testing.T, endpoint string, m ddbstreams.Mapping, f *function) (*dynamodb.Client, string) {
+	t.Helper()
 	db := storetest.Client(t)
 	table := "wsgate-stream-" + hex.EncodeToString(randBytes(6))
 	// Dropped afterwards: DynamoDB Local's TTL sweeps get slower with
@@ -407,7 +499,7 @@ func startMapping(t *testing.T, m ddbstreams.Mapping, f *function) (*dynamodb.Cl
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	require.NoError(t, store.CreateTable(ctx, db, table))
-	m.Endpoint, m.Table, m.FunctionName = storetest.Endpoint(t), table, "broadcast"
+	m.Endpoint, m.Table, m.FunctionName = endpoint, table, "broadcast"
 	m.Invoke, m.OnFailure, m.RetryDelay, m.Poll = f.invoke, f.onFailure, fastRetries, 50*time.Millisecond
 	require.NoError(t, m.Start(ctx))
 	return db, table
