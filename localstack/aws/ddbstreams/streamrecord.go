@@ -23,8 +23,10 @@ type streamRecord struct {
 var ttlIdentity = json.RawMessage(`{"type":"Service","principalId":"dynamodb.amazonaws.com"}`)
 
 // clockSlack is how far DynamoDB Local's ApproximateCreationDateTime may
-// lag: it rounds down to the minute (AWS to the second).
-const clockSlack = time.Minute
+// lag: it rounds down to the minute (AWS to the second), so a record put
+// at 12:00:59.9 and read at 12:01:00.1 says 12:00:00. Two minutes: a record
+// is dated by its creation time only when read over a minute after it.
+const clockSlack = 2 * time.Minute
 
 // parse reads what the mapping needs from a record and makes it the
 // record Lambda delivers: with eventSourceARN, and a TTL deletion marked
@@ -55,14 +57,21 @@ func (r *streamRunner) parse(raw json.RawMessage, shardID string, now time.Time)
 	if err != nil {
 		return streamRecord{}, err
 	}
-	arrival := now
-	if created := time.UnixMilli(int64(d.ApproximateCreationDateTime * 1000)); created.Add(clockSlack).Before(now) {
-		arrival = created // read long after it was written
-	}
+	arrival := arrivalOf(time.UnixMilli(int64(d.ApproximateCreationDateTime*1000)), now)
 	shard := hashOf(d.Keys[r.hashKey]) % uint32(r.m.Shards)
 	item, _ := json.Marshal(d.Keys) // map keys sorted: one spelling per item
 	lane := int(shard)*r.m.ParallelizationFactor + int(hashOf(item)%uint32(r.m.ParallelizationFactor))
 	return streamRecord{raw: out, seq: d.SequenceNumber, shardID: shardID, lane: lane, arrival: arrival, queued: now}, nil
+}
+
+// arrivalOf is when a record created at created (as the stream dates it)
+// and read at now reached the stream: when it was read, unless that was
+// long after it was written.
+func arrivalOf(created, now time.Time) time.Time {
+	if created.Add(clockSlack).Before(now) {
+		return created
+	}
+	return now
 }
 
 // hashOf is a key's hash, whatever the spacing of its JSON.
