@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
@@ -96,6 +97,10 @@ func Start(t testing.TB, opts ...func(*stack.Options)) *stack.Stack {
 		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ep.Host,
 		FunctionsDir: os.Getenv(EnvFunctions), Table: "wsgate-e2e-" + hex.EncodeToString(b[:]),
 		Concurrency: 4, RetryScale: RetryScale,
+		// The emulator's own warnings (a failed stream read, a retried
+		// batch) are shown as the functions' errors are; all its lines
+		// with -v.
+		Log: slog.New(slog.NewJSONHandler(testLog{t}, &slog.HandlerOptions{Level: logLevel()})),
 		FunctionLog: func(fn string, line []byte) {
 			if testing.Verbose() || strings.Contains(string(line), `"level":"ERROR"`) {
 				t.Logf("%s: %s", fn, line)
@@ -133,4 +138,19 @@ func LoadEnv(t testing.TB, path string) map[string]string {
 		}
 	}
 	return env
+}
+
+// testLog writes the stack's own log lines to the test's.
+type testLog struct{ t testing.TB }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Logf("stack: %s", strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func logLevel() slog.Level {
+	if testing.Verbose() {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }
