@@ -51,7 +51,7 @@ func (row ScaleRow) markdown(w io.Writer, scale float64) {
 	}
 	pace := fmt.Sprintf("%d/s × %s", run.PerSecond, run.For)
 	if row.MachineBound {
-		pace = fmt.Sprintf("%d/s target; %d events, one per %s (one alone took %s here)", run.PerSecond, row.Events, ms(row.Interval), ms(row.Alone))
+		pace = fmt.Sprintf("%d/s target; %d events, one per %s (an event alone took %s here, the median of %d)", run.PerSecond, row.Events, ms(row.Interval), ms(row.Alone), aloneSamples)
 	}
 	fitsAt := fmt.Sprintf("yes: `%s` at %.0f%%", row.FitsKey, 100*row.FitsShare)
 	if !row.Fits {

@@ -131,8 +131,10 @@ type StormReport struct {
 	// store's retries), "throttled" (a key's ceiling), "other".
 	Errors map[string]int
 	Causes map[string]int
-	// LambdaThrottles are invocations refused for concurrency.
+	// LambdaThrottles are invocations refused for concurrency;
+	// LambdaThrottlesBy the same by function.
 	LambdaThrottles   int
+	LambdaThrottlesBy map[string]int
 	Received, Repeats int // clients that got the event; deliveries beyond one
 	EventTook         time.Duration
 	Error             string
@@ -216,8 +218,12 @@ func RunStorm(ctx context.Context, o StormOptions) (*StormReport, error) {
 		b.log("function log: %s: %d", k, b.lines[k])
 	}
 	b.mu.Unlock()
+	r.LambdaThrottlesBy = map[string]int{}
 	for _, fn := range []string{stack.FnConnect, stack.FnMessage, stack.FnDisconnect, stack.FnBroadcast} {
-		r.LambdaThrottles += b.s.Host.Stats(fn).Throttles
+		if n := b.s.Host.Stats(fn).Throttles; n > 0 {
+			r.LambdaThrottles += n
+			r.LambdaThrottlesBy[fn] = n
+		}
 	}
 	return r, nil
 }

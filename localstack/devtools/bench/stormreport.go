@@ -16,6 +16,9 @@ func (r *StormReport) Markdown(w io.Writer) {
 	if o.Scale() > 0 {
 		fmt.Fprintf(w, "API Gateway admits %d new WebSocket connections a second per account, however many clients wait. Here they arrive at %g a second with DynamoDB's per-key ceilings at %g of AWS's (%.0f read and %.0f write units a second per key): every key meets the share of its ceiling it meets at %s connections a second on AWS, so %d clients stand for %s at %s a second (as long a storm, and a shared topic's audience as large against its key). ",
 			APIGatewayConnectRate, o.Rate, o.Scale(), r.ReadCeiling, r.WriteCeiling, thousands(int(o.ModelledRate()+0.5)), o.Clients, thousands(o.Modelled()), thousands(int(o.ModelledRate()+0.5)))
+		if o.ModelledRate() > APIGatewayConnectRate*1.001 {
+			fmt.Fprintf(w, "That is %.3g times the rate API Gateway admits: a harsher storm than AWS can bring, in less time. ", o.ModelledRate()/APIGatewayConnectRate)
+		}
 	} else {
 		fmt.Fprintf(w, "DynamoDB's per-key ceilings are off (units counted only). ")
 	}
@@ -31,13 +34,25 @@ func (r *StormReport) Markdown(w io.Writer) {
 	if !r.Met() {
 		met = "**no**"
 	}
-	fmt.Fprintf(w, "| %d (%s) | %g/s (%s/s) | %s | %s | %s | %d / %d | %d / %d | %s; %s | %d | %s | %s |\n\n",
+	fmt.Fprintf(w, "| %d (%s) | %g/s (%s/s) | %s | %s | %s | %d / %d | %d / %d | %s; %s | %s | %s | %s |\n\n",
 		o.Clients, thousands(o.Modelled()), o.Rate, thousands(int(o.ModelledRate()+0.5)), phaseTook(r.Connect, o.Clients), phaseTook(r.Reconnect, o.Clients),
 		r.errorsByPhase(), r.Causes["conflict"], r.Causes["throttled"], r.Connect.Throttled, r.Reconnect.Throttled,
-		r.hot(r.Connect), r.hot(r.Reconnect), r.LambdaThrottles, received, met)
+		r.hot(r.Connect), r.hot(r.Reconnect), r.lambdaThrottles(), received, met)
 	if r.Error != "" {
 		fmt.Fprintf(w, "The storm stopped: %s.\n\n", oneLine(r.Error))
 	}
+}
+
+// lambdaThrottles is the invocations throttled, and by which function.
+func (r *StormReport) lambdaThrottles() string {
+	if r.LambdaThrottles == 0 {
+		return "0"
+	}
+	var by []string
+	for _, fn := range slices.Sorted(maps.Keys(r.LambdaThrottlesBy)) {
+		by = append(by, fmt.Sprintf("%s %d", fn, r.LambdaThrottlesBy[fn]))
+	}
+	return fmt.Sprintf("%d (%s)", r.LambdaThrottles, strings.Join(by, ", "))
 }
 
 // errorsByPhase is the errors of the connect and reconnect phases, and
