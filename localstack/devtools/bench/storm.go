@@ -136,8 +136,12 @@ type StormReport struct {
 	LambdaThrottles   int
 	LambdaThrottlesBy map[string]int
 	Received, Repeats int // clients that got the event; deliveries beyond one
-	EventTook         time.Duration
-	Error             string
+	// Gone counts the event's posts to connections already gone: cut
+	// connections whose $disconnect never ran (throttled), found by the
+	// 410 and removed then.
+	Gone      int
+	EventTook time.Duration
+	Error     string
 }
 
 // Met reports the issue's target: no error surfaced to a client, no
@@ -161,6 +165,7 @@ type storm struct {
 	mu     sync.Mutex
 	causes map[string]int
 	lines  map[string]int // the functions' warnings and errors, by message
+	gone   int            // posts the broadcast found gone (410)
 	status []StormStatus  // the last status of each client process
 }
 
@@ -213,7 +218,7 @@ func RunStorm(ctx context.Context, o StormOptions) (*StormReport, error) {
 	}
 	r.Errors = b.errors()
 	b.mu.Lock()
-	r.Causes = b.causes
+	r.Causes, r.Gone = b.causes, b.gone
 	for _, k := range slices.Sorted(maps.Keys(b.lines)) {
 		b.log("function log: %s: %d", k, b.lines[k])
 	}
@@ -371,8 +376,17 @@ func (b *storm) functionLine(fn string, line []byte) {
 		Level string `json:"level"`
 		Msg   string `json:"msg"`
 		Error string `json:"error"`
+		Gone  int    `json:"gone"`
 	}
-	if json.Unmarshal(line, &rec) != nil || (rec.Level != "ERROR" && rec.Level != "WARN") {
+	if json.Unmarshal(line, &rec) != nil {
+		return
+	}
+	if fn == stack.FnBroadcast && rec.Msg == "fanned out" && rec.Gone > 0 {
+		b.mu.Lock()
+		b.gone += rec.Gone
+		b.mu.Unlock()
+	}
+	if rec.Level != "ERROR" && rec.Level != "WARN" {
 		return
 	}
 	b.mu.Lock()

@@ -30,6 +30,9 @@ func (r *StormReport) Markdown(w io.Writer) {
 	if r.Repeats > 0 {
 		received += fmt.Sprintf(", %d repeats", r.Repeats)
 	}
+	if r.Gone > 0 {
+		received += fmt.Sprintf("; %d posts to cut connections whose `$disconnect` never ran answered 410, their entries removed", r.Gone)
+	}
 	met := "yes"
 	if !r.Met() {
 		met = "**no**"
