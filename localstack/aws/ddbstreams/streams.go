@@ -5,6 +5,7 @@ package ddbstreams
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -388,18 +389,18 @@ func (r *streamRunner) read(ctx context.Context) {
 			continue
 		}
 		now := time.Now()
-		if len(res.Records) > 0 || res.NextShardIterator == nil || *res.NextShardIterator == "" {
-			r.m.Log.Debug("stream: read", "shard", id, "records", len(res.Records), "closed", res.NextShardIterator == nil || *res.NextShardIterator == "")
+		closed := res.NextShardIterator == nil || *res.NextShardIterator == ""
+		if len(res.Records) > 0 || closed {
+			r.m.Log.Debug("stream: read", "shard", id, "records", len(res.Records), "closed", closed)
 		}
 		found += len(res.Records)
+		last := ""
 		for _, raw := range res.Records {
-			r.route(raw, id, now)
+			last = cmp.Or(r.route(raw, id, now), last)
 		}
 		r.mu.Lock()
-		if n := len(res.Records); n > 0 {
-			sh.last = sequenceOf(res.Records[n-1])
-		}
-		if res.NextShardIterator == nil || *res.NextShardIterator == "" {
+		sh.last = cmp.Or(last, sh.last)
+		if closed {
 			delete(r.shards, id) // closed and read to its end
 			r.done[id] = true
 		} else {
@@ -433,25 +434,16 @@ func (r *streamRunner) renew(ctx context.Context, id string, sh *shardState) {
 	r.m.Log.Warn("stream: iterator lost; reading on", "shard", id, "from", in["ShardIteratorType"], "after", last)
 }
 
-// sequenceOf is a stream record's sequence number.
-func sequenceOf(raw json.RawMessage) string {
-	var r struct {
-		Dynamodb struct{ SequenceNumber string } `json:"dynamodb"`
-	}
-	_ = json.Unmarshal(raw, &r)
-	return r.Dynamodb.SequenceNumber
-}
-
 // route puts a record, as the function will get it, in its lane, unless
-// Filter drops it.
-func (r *streamRunner) route(raw json.RawMessage, shardID string, now time.Time) {
+// Filter drops it, and returns its sequence number ("" when unreadable).
+func (r *streamRunner) route(raw json.RawMessage, shardID string, now time.Time) (seq string) {
 	rec, err := r.parse(raw, shardID, now)
 	if err != nil {
 		r.m.Log.Warn("stream: record dropped", "shard", shardID, "error", err.Error())
-		return
+		return ""
 	}
-	if r.m.Filter != nil && !r.m.Filter(rec.raw) {
-		return
+	if r.m.Filter == nil || r.m.Filter(rec.raw) {
+		r.lanes[rec.lane].push(rec)
 	}
-	r.lanes[rec.lane].push(rec)
+	return rec.seq
 }

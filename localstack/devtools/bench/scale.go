@@ -80,9 +80,9 @@ type ScaleRow struct {
 	// Alone is how long an event, published alone, took to reach every
 	// sink (the median of aloneSamples): this machine's own pace for the
 	// audience (DynamoDB Local and the functions share its cores). When
-	// it is longer than the run's
-	// interval between events, the run publishes one event per Alone
-	// (MachineBound) and Fits shows the target rate's keys would hold.
+	// it is longer than the run's interval between events, the run
+	// publishes one event per Alone (MachineBound) and Fits shows the
+	// target rate's keys would hold.
 	Alone        time.Duration
 	MachineBound bool
 	Interval     time.Duration // between published events
