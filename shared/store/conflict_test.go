@@ -80,5 +80,6 @@ func TestConflictRetry_RetriesATransactionCancelledForThrottling(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 3, db.calls)
 	assert.Zero(t, m.Conflicts, "throttles are not conflicts")
+	assert.Equal(t, 2, m.Throttles, "each retried throttle counted")
 	assert.False(t, throttledTransaction(cancelled("ConditionalCheckFailed", "ThrottlingError")), "a real refusal beside it is not retried")
 }

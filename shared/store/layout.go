@@ -62,10 +62,28 @@ const (
 	// MaxLevel bounds a pattern's levels: 2^16 buckets of splitAt
 	// subscribers each is far past any audience API Gateway can post to.
 	MaxLevel = 16
-	// layoutCacheFor is how long a container trusts a layout it read: a
-	// stale cur only puts new entries on a lower level, which readers
-	// still read.
+	// layoutCacheFor is how long a container trusts a layout it read
+	// (youngLayoutCacheFor while cur is below youngLevels): a stale cur
+	// only puts new entries on a lower level, which readers still read.
 	layoutCacheFor = 10 * time.Second
+	// youngLayoutCacheFor and youngLevels: a raise must reach every
+	// container soon while a pattern has few buckets, for until it does
+	// the containers that have not seen it keep writing the old level,
+	// whose keys were hot enough to raise it (a storm on a new topic:
+	// 500 subscribes a second, API Gateway's connect rate, are level 0's
+	// whole 1,000 write units). Below level 4 (at most 8 buckets, 4,000
+	// subscribes a second before one is over) a container trusts a layout
+	// 1 s; from level 4 on the level a stale container writes has 16
+	// buckets or more, room for 8,000 a second, and 10 s spares the
+	// layout item, which is the topic's numbering key. The cost of the
+	// short period: at most one eventually consistent GetItem (0.5 RCU)
+	// of the layout item a second per container subscribing to the
+	// pattern, 500 RCU/s from 1,000 containers (Lambda's default
+	// concurrency) against the key's 3,000, each beside a subscribe's
+	// 6 WCU; a container's own raise, refused raise or (for a topic)
+	// CurrentSeq after a subscribe refreshes it at no extra read.
+	youngLayoutCacheFor = time.Second
+	youngLevels         = 4
 	// layoutSafeTTL: a topic's #SEQ item (and its layout with it) expires
 	// 30 days after its last event; one whose TTL is closer than this is
 	// taken as level 0 only, so no entry is written at a level a new item
@@ -273,7 +291,9 @@ func Cut(top, splitAt, page int) int {
 // probability 1/S it adds S to the bucket's count item (attrCount, on
 // B#<pattern> <L> <b> #N, which expires a connection's lifetime after it
 // was made), and when the count passes SplitAt it raises the pattern's
-// level. It is best effort: a failed count is made up by later ones.
+// level. It is best effort: a failed count is made up by later ones. (A
+// subscribe throttled on its bucket raises the level too, at once:
+// createSubscription.)
 func (s *Store) countSubscribe(ctx context.Context, p topic.Pattern, at placement) {
 	every := s.Bucketing.sampleEvery()
 	if s.Bucketing.Sample == nil || !s.Bucketing.Sample(every) {
@@ -463,10 +483,18 @@ func (c *layoutCache) get(pattern string, now time.Time) (Layout, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[pattern]
-	if !ok || now.Sub(e.at) > layoutCacheFor {
+	if !ok || now.Sub(e.at) > e.l.cacheFor() {
 		return Layout{}, false
 	}
 	return e.l, true
+}
+
+// cacheFor is how long a container trusts l (youngLayoutCacheFor).
+func (l Layout) cacheFor() time.Duration {
+	if l.Cur < youngLevels {
+		return youngLayoutCacheFor
+	}
+	return layoutCacheFor
 }
 
 // nextKey is the key after bucket b of level l among levels' keys.

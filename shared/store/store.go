@@ -42,7 +42,9 @@ type DB interface {
 
 // Store is wsgate's state in one table.
 type Store struct {
-	db    DB
+	// db retries conflicts and throttled transactions with the same
+	// request; subscribe reaches its DB to place a throttled entry anew.
+	db    conflictRetry
 	table *string
 	now   func() time.Time
 	// SeqTTL is how long a topic's sequence counter outlives its last event.
@@ -84,6 +86,10 @@ type Meter struct {
 	// Conflicts counts writes retried because another request was
 	// changing the same item (see IsConflict).
 	Conflicts int
+	// Throttles counts transactions retried because an item's partition
+	// was over its throughput (the SDK retries, and does not count here,
+	// a throttled single-item request).
+	Throttles int
 }
 
 type meterKey struct{}
@@ -118,6 +124,12 @@ func (m *Meter) add(op string, cc ...types.ConsumedCapacity) {
 func (m *Meter) conflict() {
 	m.mu.Lock()
 	m.Conflicts++
+	m.mu.Unlock()
+}
+
+func (m *Meter) throttle() {
+	m.mu.Lock()
+	m.Throttles++
 	m.mu.Unlock()
 }
 

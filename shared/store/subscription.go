@@ -66,7 +66,8 @@ type placement struct {
 
 // place puts a new entry of conn on the level this container last read as
 // the pattern's cur. With none cached (a new container, or one that
-// subscribes to the pattern less often than layoutCacheFor) it reads the
+// subscribes to the pattern less often than it caches a layout,
+// Layout.cacheFor) it reads the
 // layout first, eventually consistent (a stale cur is a level that stays
 // listed); level 0 only when that read fails. Writing on level 0 instead
 // would pile every such container's subscribes on the one key every range
@@ -268,7 +269,6 @@ var errHoldLost = errors.New("wildcard hold released meanwhile")
 // hold too (refused with errHoldLost).
 func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription, checks []types.TransactWriteItem) (bool, error) {
 	pat := sub.Pattern.String()
-	at := s.place(ctx, sub.Pattern, c.ID)
 	checkFailed := func(reasons []types.CancellationReason, n int) bool {
 		for i := n - len(checks); i < n; i++ {
 			if reasonIs(reasons, i, "ConditionalCheckFailed") {
@@ -277,16 +277,7 @@ func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription
 		}
 		return false
 	}
-	create := append([]types.TransactWriteItem{{Update: &types.Update{
-		TableName:                           s.table,
-		Key:                                 key(connPK(c.ID), skMeta),
-		UpdateExpression:                    aws.String("SET ns = ns + :one"),
-		ConditionExpression:                 aws.String("attribute_exists(pk) AND attribute_not_exists(pend) AND ns < ms"),
-		ExpressionAttributeValues:           map[string]types.AttributeValue{":one": nv(1)},
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	}}}, s.subscriptionPuts(c, sub, at, true)...)
-	create = append(create, checks...)
-	err := s.transact(ctx, create)
+	at, n, err := s.createSubscription(ctx, c, sub, checks)
 	if err == nil {
 		if err := s.indexNew(ctx, c.ID, sub.Pattern, at.level); err != nil {
 			return true, err
@@ -305,7 +296,7 @@ func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription
 			}
 			return false, ErrLimit
 		}
-		if checkFailed(reasons, len(create)) {
+		if checkFailed(reasons, n) {
 			return false, errHoldLost
 		}
 		return false, fmt.Errorf("store: subscribe %s to %s: %w", c.ID, sub.Pattern, err)
@@ -338,6 +329,59 @@ func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription
 		return false, s.indexPattern(ctx, sub.Pattern, at.level)
 	}
 	return false, nil
+}
+
+// createEntryItem is the subscriber entry's place in createSubscription's
+// transaction: after the connection's count and the reverse entry.
+const createEntryItem = 2
+
+// createSubscription writes a new subscription in one transaction: the
+// connection's count, the reverse entry, the subscriber entry (on the
+// level place picks) and checks. It returns the placement of its last
+// try and the transaction's length; the reasons of a cancellation index
+// its items.
+//
+// A bucket's key takes DynamoDB's 1,000 write units a second, 500
+// subscribes; a storm of subscribes to a new pattern meets that on level
+// 0 long before the sampled count passes the split. So a try cancelled
+// for throttling on the subscriber entry raises the pattern's level from
+// the one it was placed on (conditional: once, whichever container comes
+// first; the others' refused raise hands them the new layout) and the
+// next try is placed anew, on the level the raise left, which is in lv
+// before the entry is written. A throttle on another item (the
+// connection's record or reverse entry, a wildcard hold) says nothing of
+// the bucket: that try is repeated as it is, as is one at MaxLevel.
+func (s *Store) createSubscription(ctx context.Context, c Connection, sub NewSubscription, checks []types.TransactWriteItem) (placement, int, error) {
+	at := s.place(ctx, sub.Pattern, c.ID)
+	var n int
+	out, err := retryWrite(ctx, func() (*dynamodb.TransactWriteItemsOutput, error) {
+		items := append([]types.TransactWriteItem{{Update: &types.Update{
+			TableName:                           s.table,
+			Key:                                 key(connPK(c.ID), skMeta),
+			UpdateExpression:                    aws.String("SET ns = ns + :one"),
+			ConditionExpression:                 aws.String("attribute_exists(pk) AND attribute_not_exists(pend) AND ns < ms"),
+			ExpressionAttributeValues:           map[string]types.AttributeValue{":one": nv(1)},
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}}}, s.subscriptionPuts(c, sub, at, true)...)
+		items = append(items, checks...)
+		n = len(items)
+		return s.db.DB.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items, ReturnConsumedCapacity: total})
+	}, func(err error) {
+		reasons, _ := cancelReasons(err)
+		if !reasonIs(reasons, createEntryItem, "ThrottlingError") || at.level >= MaxLevel {
+			return
+		}
+		// Best effort: a raise that fails leaves the layout, and the
+		// next try's place, as they were.
+		_ = s.raise(ctx, sub.Pattern, at.level)
+		at = s.place(ctx, sub.Pattern, c.ID)
+	})
+	if err != nil {
+		meter(ctx, "TransactWriteItems")
+		return at, n, err
+	}
+	meter(ctx, "TransactWriteItems", out.ConsumedCapacity...)
+	return at, n, nil
 }
 
 // subscriptionPuts are the puts of a subscription's two entries at at;
