@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strconv"
@@ -223,10 +224,50 @@ func (p *stormProcess) session(ctx context.Context, i int, tok string) (wasReady
 		b, err := protocol.Marshal(v)
 		return err == nil && ws.Write(ctx, websocket.MessageText, b) == nil
 	}
+	// What was asked and not answered, as the Go client keeps it: at API
+	// Gateway's "Internal server error" (which names no command) and past
+	// the client's reply timeout, it is asked again (auth on an
+	// authenticated connection refreshes it; subscribe is idempotent).
+	var mu sync.Mutex
+	authed := false
+	subs := map[string]string{"s0": StormTopic, "s1": stormOwnTopic(i)}
+	askAgain := func() {
+		mu.Lock()
+		again := !authed
+		pending := maps.Clone(subs)
+		mu.Unlock()
+		if again {
+			write(protocol.AuthRequest{ID: "auth", Token: tok})
+			return
+		}
+		for id, t := range pending {
+			write(protocol.SubscribeRequest{ID: id, Topic: t})
+		}
+	}
 	if !write(protocol.AuthRequest{ID: "auth", Token: tok}) {
 		return false
 	}
-	subs := map[string]string{"s0": StormTopic, "s1": stormOwnTopic(i)}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		t := time.NewTicker(client.DefaultReplyTimeout)
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+				mu.Lock()
+				done := authed && len(subs) == 0
+				mu.Unlock()
+				if done {
+					return
+				}
+				p.fail("reply timeout")
+				askAgain()
+			}
+		}
+	}()
 	retries := 0
 	for {
 		_, data, err := ws.Read(ctx)
@@ -244,14 +285,25 @@ func (p *stormProcess) session(ctx context.Context, i int, tok string) (wasReady
 				p.fail(cmp.Or(a.Error, "auth refused"))
 				return false // the gateway closes it
 			}
-			for id, t := range subs {
+			mu.Lock()
+			first := !authed
+			authed = true
+			pending := maps.Clone(subs)
+			mu.Unlock()
+			if !first {
+				continue
+			}
+			for id, t := range pending {
 				if !write(protocol.SubscribeRequest{ID: id, Topic: t}) {
 					return false
 				}
 			}
 		case protocol.TypeSubscribed:
+			mu.Lock()
 			delete(subs, idString(h.ID))
-			if len(subs) == 0 && !ready {
+			now := len(subs) == 0 && !ready
+			mu.Unlock()
+			if now {
 				ready = true
 				p.mu.Lock()
 				p.ready++
@@ -263,7 +315,10 @@ func (p *stormProcess) session(ctx context.Context, i int, tok string) (wasReady
 			_ = json.Unmarshal(data, &e)
 			p.fail(cmp.Or(e.Code, "error"))
 			id := idString(h.ID)
-			if t, ok := subs[id]; ok && e.Code == protocol.CodeUnavailable {
+			mu.Lock()
+			t, ok := subs[id]
+			mu.Unlock()
+			if ok && e.Code == protocol.CodeUnavailable {
 				// As the Go client does: send it again, with backoff.
 				retries++
 				wait := stormBackoff().Delay(retries)
@@ -291,6 +346,7 @@ func (p *stormProcess) session(ctx context.Context, i int, tok string) (wasReady
 			}
 			if json.Unmarshal(data, &m) == nil && m.Message != "" {
 				p.fail("internal") // API Gateway: the integration failed
+				askAgain()
 			}
 		}
 	}
