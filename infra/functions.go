@@ -21,9 +21,12 @@ import (
 //	            connection caps; reclaiming expired places: Update, Delete,
 //	            ConditionCheck; Query), GetState (GetItem), ClaimTicket
 //	            (PutItem), DeleteConnection (below)
-//	disconnect  DeleteConnection (Query, GetItem, BatchWriteItem;
+//	disconnect  drains the disconnect queue ($disconnect's SQS
+//	            integration sends each closed connection's id to it):
+//	            DeleteConnection (Query, GetItem, BatchWriteItem;
 //	            TransactWriteItems giving places and wildcard holds back:
-//	            Update, Delete, ConditionCheck)
+//	            Update, Delete, ConditionCheck); the queue's event source
+//	            mapping receives and deletes the messages
 //	message     CountCommands, ChargeCommands, ReserveReplay, ReturnReplay, Authenticate
 //	            (UpdateItem, BatchWriteItem), Subscribe
 //	            (TransactWriteItems: Update, Put, ConditionCheck),
@@ -82,9 +85,12 @@ var functionSpecs = []functionSpec{{
 	readsSecret: true,
 }, {
 	name:        "disconnect",
-	description: "$disconnect: removes the connection and its subscriptions",
-	// Deletes at most a connection's subscriptions (2 items each) in
-	// batches of 25; nobody waits on it and TTL cleans up a miss.
+	description: "$disconnect: drains the disconnect queue, removing each closed connection and its subscriptions",
+	// A batch of up to queue.DisconnectBatchSize closed connections,
+	// removed at once: each deletes at most its subscriptions (2 items
+	// each) in batches of 25. Nobody waits on it; a connection it failed
+	// to remove comes back from the queue, and TTL cleans up a miss. The
+	// disconnect queue's visibility timeout is six times this timeout.
 	memoryMB: 256,
 	timeout:  10 * time.Second,
 	dynamo:   []string{"GetItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchWriteItem"},
@@ -126,13 +132,14 @@ var functionSpecs = []functionSpec{{
 	putsEvents:   true, // connection lifecycle events, read from the table's stream
 }}
 
-func broadcastSpec() functionSpec {
+// specNamed is the spec of the function called name, one of functionSpecs.
+func specNamed(name string) functionSpec {
 	for _, s := range functionSpecs {
-		if s.name == "broadcast" {
+		if s.name == name {
 			return s
 		}
 	}
-	panic("no broadcast spec")
+	panic("no function spec " + name)
 }
 
 // function is a built function with its role and log group.

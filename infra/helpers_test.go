@@ -165,6 +165,7 @@ var (
 		"postRate":                   "1000",
 		"logLevel":                   "debug",
 		"queueMaxConcurrency":        "20",
+		"disconnectMaxConcurrency":   "25",
 		"messageReservedConcurrency": "40",
 		"frameStoreCalls":            "150",
 		"maxReplayBytes":             "524288",

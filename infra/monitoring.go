@@ -59,6 +59,10 @@ func (g *gateway) monitoring() {
 	alarm("TaskDeadLetterAlarm", "task-dlq",
 		"Tasks (auth deadlines, replays, fan-out shards) failed "+strconv.Itoa(queue.MaxReceives)+" times: inspect "+g.prefix+"-tasks-dlq",
 		dlqDepth(g.taskDLQ), 1)
+	alarm("DisconnectDeadLetterAlarm", "disconnects-dlq",
+		"Closed connections the disconnect function failed to remove "+strconv.Itoa(queue.MaxReceives)+
+			" times (storage failures, or the function failing or throttled): the next fan-out's 410 or the TTL removes them; inspect "+g.prefix+"-disconnects-dlq",
+		dlqDepth(g.disconnectDLQ), 1)
 	alarm("EventDeadLetterAlarm", "events-dlq",
 		"Published events were not delivered after EventBridge's and Lambda's retries: inspect "+g.prefix+"-events-dlq",
 		dlqDepth(g.eventsDLQ), 1)
@@ -195,7 +199,14 @@ func (g *gateway) dashboard(alarms []awscloudwatch.Alarm) {
 				return f.fn.MetricThrottles(fnOpts(f, "Sum"))
 			})...),
 			graph("Queues (messages visible)", queueDepth(g.tasks, "tasks"), queueDepth(g.taskDLQ, "tasks DLQ"),
-				queueDepth(g.eventsDLQ, "events DLQ")),
+				queueDepth(g.eventsDLQ, "events DLQ"), queueDepth(g.disconnectDLQ, "disconnects DLQ")),
+		},
+		{
+			// A cut of every connection fills it; the drain's
+			// disconnectMaxConcurrency sets how fast it empties.
+			graph("Disconnect queue (messages visible)", queueDepth(g.disconnects, "disconnects")),
+			graph("Disconnect queue: oldest message age max (s)", g.disconnects.MetricApproximateAgeOfOldestMessage(
+				&awscloudwatch.MetricOptions{Period: fiveMinutes(), Statistic: jsii.String("Maximum"), Label: jsii.String("disconnects")})),
 		},
 	}
 	if len(g.s.StreamFilters()) > 0 {

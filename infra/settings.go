@@ -18,6 +18,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/queue"
 	"github.com/wsgate/wsgate/shared/store"
 	"github.com/wsgate/wsgate/shared/topic"
 )
@@ -73,6 +74,10 @@ type Settings struct {
 	// x86_64 (make build LAMBDA_ARCH=amd64), e.g. for LocalStack on x86.
 	Architecture        string
 	QueueMaxConcurrency int
+	// DisconnectMaxConcurrency is the most concurrent disconnect
+	// invocations draining the disconnect queue: the account's
+	// concurrency a cut of every connection may take at once.
+	DisconnectMaxConcurrency int
 	// MessageReservedConcurrency is the message function's reserved
 	// concurrency: at most this many frames run at once, and the rest of
 	// the account's concurrency stays for the other functions. 0 (the
@@ -192,6 +197,7 @@ func settingsFrom(get func(string) any) (Settings, error) {
 		BinDir:                     r.str("binDir", DefaultBinDir),
 		Architecture:               r.str("architecture", DefaultArchitecture),
 		QueueMaxConcurrency:        r.integer("queueMaxConcurrency", DefaultQueueMaxConcurrency),
+		DisconnectMaxConcurrency:   r.integer("disconnectMaxConcurrency", queue.DefaultDisconnectMaxConcurrency),
 		MessageReservedConcurrency: r.integer("messageReservedConcurrency", DefaultMessageReservedConcurrency),
 		APIGatewayCloudWatchRole:   r.boolean("apiGatewayCloudWatchRole", true),
 		FunctionEnv:                map[string]string{},
@@ -236,6 +242,9 @@ func settingsFrom(get func(string) any) (Settings, error) {
 	}
 	if s.QueueMaxConcurrency < 2 || s.QueueMaxConcurrency > 1000 {
 		r.fail("queueMaxConcurrency", "%d is outside 2..1000 (Lambda's limits for SQS event sources)", s.QueueMaxConcurrency)
+	}
+	if s.DisconnectMaxConcurrency < 2 || s.DisconnectMaxConcurrency > 1000 {
+		r.fail("disconnectMaxConcurrency", "%d is outside 2..1000 (Lambda's limits for SQS event sources)", s.DisconnectMaxConcurrency)
 	}
 	if s.MessageReservedConcurrency < 0 || s.MessageReservedConcurrency > 10000 {
 		r.fail("messageReservedConcurrency", "%d is outside 0..10000 (0: no reservation; it must leave the account 100 unreserved)", s.MessageReservedConcurrency)

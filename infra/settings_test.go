@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wsgate/wsgate/shared/config"
+	"github.com/wsgate/wsgate/shared/queue"
 )
 
 func TestSettings_DefaultsLeaveFunctionSettingsToSharedConfig(t *testing.T) {
@@ -25,6 +26,7 @@ func TestSettings_DefaultsLeaveFunctionSettingsToSharedConfig(t *testing.T) {
 		BinDir:                     DefaultBinDir,
 		Architecture:               DefaultArchitecture,
 		QueueMaxConcurrency:        DefaultQueueMaxConcurrency,
+		DisconnectMaxConcurrency:   queue.DefaultDisconnectMaxConcurrency,
 		MessageReservedConcurrency: DefaultMessageReservedConcurrency,
 		APIGatewayCloudWatchRole:   true,
 		FunctionEnv:                map[string]string{},
@@ -94,6 +96,9 @@ func TestSettings_RejectsBadValuesNamingTheKey(t *testing.T) {
 		{map[string]any{"throttleBurst": "many"}, "throttleBurst"},
 		{map[string]any{"logRetentionDays": "10"}, "logRetentionDays"},
 		{map[string]any{"queueMaxConcurrency": "1"}, "queueMaxConcurrency"},
+		{map[string]any{"disconnectMaxConcurrency": "1"}, "disconnectMaxConcurrency"},
+		{map[string]any{"disconnectMaxConcurrency": "1001"}, "disconnectMaxConcurrency"},
+		{map[string]any{"disconnectMaxConcurrency": "some"}, "disconnectMaxConcurrency"},
 		{map[string]any{"messageReservedConcurrency": "-1"}, "messageReservedConcurrency"},
 		{map[string]any{"messageReservedConcurrency": "lots"}, "messageReservedConcurrency"},
 		{map[string]any{"alarmEmail": "ops"}, "alarmEmail"},

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigateway"
@@ -47,6 +48,23 @@ const (
 	dlqRetentionDays = 14
 )
 
+// The disconnect queue: $disconnect sends each closed connection's id to
+// it, the disconnect function drains it (disconnectRoute, disconnectDrain).
+const (
+	// disconnectRetentionDays is SQS's default, set rather than left to
+	// it: a backlog the drain cannot take (its mapping disabled, the
+	// function failing for days) is kept that long, past the connections'
+	// TTL, after which there is nothing left to remove. A message that
+	// went to the DLQ keeps its first enqueue time there, so the DLQ's
+	// longer retention leaves it days for inspection.
+	disconnectRetentionDays = 4
+	// disconnectIntegrationTimeout bounds API Gateway's SendMessage call
+	// (tens of milliseconds as a rule): nobody waits on $disconnect, and
+	// a slow moment of SQS should not lose the message, but a hung call
+	// need not hold on for API Gateway's 29 s.
+	disconnectIntegrationTimeout = 10 * time.Second
+)
+
 // accessLogFormat is one JSON line per connect, message and disconnect.
 // It records no query string, header, cookie, body or token: tokens may
 // travel in the query string (?token=), a header or a cookie.
@@ -75,8 +93,12 @@ type gateway struct {
 	tasks     awssqs.Queue
 	taskDLQ   awssqs.Queue
 	eventsDLQ awssqs.Queue
-	bus       awsevents.EventBus
-	secret    awssecretsmanager.ISecret
+	// disconnects holds closed connections' ids ($disconnect's
+	// integration sends them), which the disconnect function drains.
+	disconnects   awssqs.Queue
+	disconnectDLQ awssqs.Queue
+	bus           awsevents.EventBus
+	secret        awssecretsmanager.ISecret
 	// cursorKey seals presence cursors when tokens are RS256/ES256 (no
 	// HMAC secret to derive it from) and presence topics are set.
 	cursorKey awssecretsmanager.ISecret
@@ -84,7 +106,8 @@ type gateway struct {
 }
 
 // NewGatewayStack builds the production gateway: the WebSocket API, the
-// four functions, the table, the bus, the task queue and their alarms.
+// four functions, the table, the bus, the task and disconnect queues and
+// their alarms.
 func NewGatewayStack(scope constructs.Construct, id string, props *GatewayStackProps) (awscdk.Stack, error) {
 	s := props.Settings
 	if err := s.CheckZips(); err != nil {
@@ -143,6 +166,7 @@ func NewGatewayStack(scope constructs.Construct, id string, props *GatewayStackP
 		g.functions[spec.name] = g.newFunction(spec)
 	}
 	g.routes()
+	g.disconnectDrain()
 	g.broadcastSources(pattern)
 	g.customDomain()
 	g.monitoring()
@@ -261,7 +285,7 @@ func (g *gateway) queues() {
 	// function's timeout, so a batch retried after throttling is not
 	// delivered to a second consumer while the first still runs.
 	g.tasks = sqsQueue("TaskQueue", "tasks", &awssqs.QueueProps{
-		VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(6 * broadcastSpec().timeout.Seconds())),
+		VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(6 * specNamed("broadcast").timeout.Seconds())),
 		// A failed task comes back after queue.RetryDelay, not this
 		// timeout (broadcast shortens it), for queue.MaxReceives receives.
 		DeadLetterQueue: &awssqs.DeadLetterQueue{Queue: g.taskDLQ, MaxReceiveCount: jsii.Number(queue.MaxReceives)},
@@ -275,6 +299,21 @@ func (g *gateway) queues() {
 	// (the asynchronous on-failure destination).
 	g.eventsDLQ = sqsQueue("EventDeadLetterQueue", "events-dlq", &awssqs.QueueProps{
 		RetentionPeriod: awscdk.Duration_Days(jsii.Number(dlqRetentionDays)),
+	})
+	// A closed connection the disconnect function failed to remove comes
+	// back after the visibility timeout (six times the function's, as
+	// for the task queue), for queue.MaxReceives receives, as in the
+	// local stack: about ten minutes, and over the 5 Lambda advises so
+	// that batches throttled by a busy account are not dead-lettered.
+	// Then it waits in the DLQ, and the next fan-out's 410 or the TTL
+	// removes the connection.
+	g.disconnectDLQ = sqsQueue("DisconnectDeadLetterQueue", "disconnects-dlq", &awssqs.QueueProps{
+		RetentionPeriod: awscdk.Duration_Days(jsii.Number(dlqRetentionDays)),
+	})
+	g.disconnects = sqsQueue("DisconnectQueue", "disconnects", &awssqs.QueueProps{
+		VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(6 * specNamed("disconnect").timeout.Seconds())),
+		RetentionPeriod:   awscdk.Duration_Days(jsii.Number(disconnectRetentionDays)),
+		DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: g.disconnectDLQ, MaxReceiveCount: jsii.Number(queue.MaxReceives)},
 	})
 }
 
@@ -344,8 +383,9 @@ func (g *gateway) webSocketAPI() {
 	}
 }
 
-// routes connects the three routes to their functions. $default returns
-// the message function's reply to the client (a two-way route).
+// routes connects $connect and $default to their functions ($default
+// returns the message function's reply to the client: a two-way route)
+// and $disconnect to the disconnect queue.
 func (g *gateway) routes() {
 	route := func(key, fn string, twoWay bool) {
 		f := g.functions[fn].fn
@@ -355,8 +395,74 @@ func (g *gateway) routes() {
 		})
 	}
 	route("$connect", "connect", false)
-	route("$disconnect", "disconnect", false)
+	g.disconnectRoute()
 	route("$default", "message", true)
+}
+
+// disconnectRoute sends each closed connection's id to the disconnect
+// queue instead of invoking the disconnect function (shared/gateway's
+// disconnect.go says why): an AWS service integration that calls SQS
+// SendMessage in the query protocol, with queue.DisconnectTemplate,
+// as a role that may do only that.
+func (g *gateway) disconnectRoute() {
+	role := awsiam.NewRole(g.stack, jsii.String("DisconnectQueueRole"), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("apigateway.amazonaws.com"), nil),
+		Description: jsii.String("wsgate " + g.s.Stage + ": the $disconnect route sends closed connections' ids to the disconnect queue"),
+		// Inline: the permission comes with the role, which the
+		// integration references (a separate policy could attach later).
+		InlinePolicies: &map[string]awsiam.PolicyDocument{
+			"SendToDisconnectQueue": awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{
+				Statements: &[]awsiam.PolicyStatement{awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+					Actions: jsii.Strings("sqs:SendMessage"), Resources: &[]*string{g.disconnects.QueueArn()},
+				})},
+			}),
+		},
+	})
+	// The route keeps the construct path (so the logical id) that
+	// api.AddRoute gave it when it invoked the function: CloudFormation
+	// then updates the deployed route in place, where a route under a new
+	// id would be created beside it and refused (one route per key).
+	scope := constructs.NewConstruct(g.api, jsii.String("$disconnect-Route"))
+	integration := awsapigatewayv2.NewCfnIntegration(scope, jsii.String("DisconnectQueueIntegration"), &awsapigatewayv2.CfnIntegrationProps{
+		ApiId:             g.api.ApiId(),
+		Description:       jsii.String("$disconnect: SQS SendMessage of the connection's id to " + g.prefix + "-disconnects"),
+		IntegrationType:   jsii.String("AWS"),
+		IntegrationMethod: jsii.String("POST"),
+		// arn:{partition}:apigateway:{region}:sqs:path/{account}/{queue name}
+		IntegrationUri: awscdk.Fn_Join(jsii.String(""), &[]*string{
+			jsii.String("arn:"), awscdk.Aws_PARTITION(), jsii.String(":apigateway:"), awscdk.Aws_REGION(),
+			jsii.String(":sqs:path/"), awscdk.Aws_ACCOUNT_ID(), jsii.String("/"), g.disconnects.QueueName(),
+		}),
+		CredentialsArn: role.RoleArn(),
+		RequestParameters: &map[string]*string{
+			"integration.request.header.Content-Type": jsii.String("'application/x-www-form-urlencoded'"),
+		},
+		// One template, always chosen; NEVER: no request reaches SQS untemplated.
+		RequestTemplates:            &map[string]*string{"$default": jsii.String(queue.DisconnectTemplate)},
+		TemplateSelectionExpression: jsii.String(`\$default`),
+		PassthroughBehavior:         jsii.String("NEVER"),
+		TimeoutInMillis:             jsii.Number(float64(disconnectIntegrationTimeout.Milliseconds())),
+	})
+	awsapigatewayv2.NewCfnRoute(scope, jsii.String("Resource"), &awsapigatewayv2.CfnRouteProps{
+		ApiId:    g.api.ApiId(),
+		RouteKey: jsii.String("$disconnect"),
+		Target:   awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("integrations/"), integration.Ref()}),
+	})
+}
+
+// disconnectDrain maps the disconnect queue to the disconnect function:
+// batches of queue.DisconnectBatchSize and no batching window (a
+// closed connection is removed as soon as a poller receives it), at most
+// disconnectMaxConcurrency invocations however many connections close at
+// once. A connection whose removal failed is reported alone
+// (batchItemFailures) and comes back after the visibility timeout. The
+// mapping's grant is the function's only access to the queue.
+func (g *gateway) disconnectDrain() {
+	g.functions["disconnect"].fn.AddEventSource(awslambdaeventsources.NewSqsEventSource(g.disconnects, &awslambdaeventsources.SqsEventSourceProps{
+		BatchSize:               jsii.Number(queue.DisconnectBatchSize),
+		ReportBatchItemFailures: jsii.Bool(true),
+		MaxConcurrency:          jsii.Number(float64(g.s.DisconnectMaxConcurrency)),
+	}))
 }
 
 // broadcastSources wires the bus rule and the task queue to broadcast.

@@ -45,6 +45,8 @@ var want = map[string]struct {
 		actions: []string{
 			"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
 			"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:Query", "dynamodb:BatchWriteItem",
+			// the disconnect queue's event source mapping
+			"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
 		},
 	},
 	"message": {
@@ -76,30 +78,149 @@ var want = map[string]struct {
 	},
 }
 
-func TestStack_RoutesUseLambdaProxyIntegrations(t *testing.T) {
+// $connect and $default invoke their functions (AWS_PROXY); $disconnect
+// invokes none: it sends the connection's id to the disconnect queue
+// (TestStack_DisconnectRouteSendsConnectionIDToQueue).
+func TestStack_RoutesProxyToFunctionsExceptDisconnect(t *testing.T) {
 	s := synth(t, defaults)
-	integrations := s.resources("AWS::ApiGatewayV2::Integration")
-	routes := map[string]string{"$connect": "connect", "$disconnect": "disconnect", "$default": "message"}
+	routes := map[string]string{"$connect": "connect", "$disconnect": "", "$default": "message"}
 	found := map[string]bool{}
 	for _, r := range s.resources("AWS::ApiGatewayV2::Route") {
-		p := props(r)
-		key := p["RouteKey"].(string)
+		key := props(r)["RouteKey"].(string)
 		fn, ok := routes[key]
 		require.True(t, ok, "unexpected route %s", key)
 		found[key] = true
-		target := toJSON(t, p["Target"])
-		var integ map[string]any
-		for id, i := range integrations {
-			if strings.Contains(target, `"`+id+`"`) {
-				integ = props(i)
+		_, integ := s.routeIntegration(t, key)
+		if key == "$disconnect" {
+			assert.Equal(t, "AWS", integ["IntegrationType"], "$disconnect is an SQS service integration")
+			assert.Contains(t, toJSON(t, integ["IntegrationUri"]), ":sqs:path/")
+			for _, spec := range functionSpecs {
+				fnID, _ := s.function(t, spec.name)
+				assert.NotContains(t, toJSON(t, integ), `"`+fnID+`"`, "$disconnect invokes no function")
 			}
+			continue
 		}
-		require.NotNil(t, integ, "route %s has no integration", key)
 		assert.Equal(t, "AWS_PROXY", integ["IntegrationType"], key)
 		fnID, _ := s.function(t, fn)
 		assert.Contains(t, toJSON(t, integ["IntegrationUri"]), `"`+fnID+`"`, "route %s invokes %s", key, fn)
 	}
 	assert.Len(t, found, 3)
+	assert.Len(t, s.resources("AWS::ApiGatewayV2::Integration"), 3, "one integration per route")
+}
+
+// $disconnect is an AWS service integration: SQS SendMessage (query
+// protocol) of exactly queue.DisconnectTemplate, the one the local
+// gateway renders, to the disconnect queue, as a role that may do that
+// and nothing else.
+func TestStack_DisconnectRouteSendsConnectionIDToQueue(t *testing.T) {
+	for _, ctx := range []map[string]string{defaults, configured} {
+		s := synth(t, ctx)
+		queueID, _ := s.queueNamed(t, "disconnects")
+		routeID, integ := s.routeIntegration(t, "$disconnect")
+		// The logical id api.AddRoute gave the route when it invoked the
+		// function: CloudFormation updates the deployed route in place (a
+		// second route for $disconnect would be refused).
+		assert.Equal(t, "WebSocketApidisconnectRouteC181A19C", routeID)
+
+		assert.Equal(t, "AWS", integ["IntegrationType"], "a service integration, not AWS_PROXY")
+		assert.Equal(t, "POST", integ["IntegrationMethod"])
+		assert.Equal(t, map[string]any{"Fn::Join": []any{"", []any{
+			"arn:", ref("AWS::Partition"), ":apigateway:", ref("AWS::Region"), ":sqs:path/", ref("AWS::AccountId"), "/", getAtt(queueID, "QueueName"),
+		}}}, integ["IntegrationUri"], "arn:<partition>:apigateway:<region>:sqs:path/<account>/<queue name>")
+		assert.Equal(t, map[string]any{"$default": queue.DisconnectTemplate}, integ["RequestTemplates"])
+		assert.Equal(t, map[string]any{"$default": "Action=SendMessage&MessageBody=$util.urlEncode($context.connectionId)"}, integ["RequestTemplates"],
+			"the connection's id, URL-encoded (ids end in '='), as the message body")
+		assert.Equal(t, `\$default`, integ["TemplateSelectionExpression"], "always the $default template")
+		assert.Equal(t, map[string]any{"integration.request.header.Content-Type": "'application/x-www-form-urlencoded'"}, integ["RequestParameters"])
+		assert.Equal(t, "NEVER", integ["PassthroughBehavior"], "nothing reaches SQS untemplated")
+		timeout, _ := integ["TimeoutInMillis"].(float64)
+		assert.True(t, timeout >= 50 && timeout <= 29_000, "API Gateway's range for WebSocket integrations: %v", integ["TimeoutInMillis"])
+
+		// The credentials: a role API Gateway assumes, allowed only
+		// sqs:SendMessage on the disconnect queue.
+		cred, ok := integ["CredentialsArn"].(map[string]any)
+		require.True(t, ok, "the integration has a credentials role: %v", integ["CredentialsArn"])
+		roleID := cred["Fn::GetAtt"].([]any)[0].(string)
+		role := s.tmpl["Resources"].(map[string]any)[roleID].(map[string]any)
+		require.Equal(t, "AWS::IAM::Role", role["Type"])
+		assert.Equal(t, getAtt(roleID, "Arn"), cred)
+		trust := statements(props(role)["AssumeRolePolicyDocument"])
+		assert.Equal(t, []statement{{Effect: "Allow", Actions: []string{"sts:AssumeRole"}, Principal: map[string]any{"Service": "apigateway.amazonaws.com"}}}, trust)
+		assert.Nil(t, props(role)["ManagedPolicyArns"])
+		all := s.identityStatements()
+		assert.Equal(t, []statement{{Effect: "Allow", Actions: []string{"sqs:SendMessage"}, Resources: []any{getAtt(queueID, "Arn")}}}, all[roleID])
+		// Nothing else may send to the queue.
+		for owner, sts := range all {
+			for _, st := range sts {
+				onQueue := slices.ContainsFunc(st.Resources, func(r any) bool { return reflect.DeepEqual(r, getAtt(queueID, "Arn")) })
+				if onQueue && slices.Contains(st.Actions, "sqs:SendMessage") {
+					assert.Equal(t, roleID, owner, "%s may send to the disconnect queue", owner)
+				}
+			}
+		}
+	}
+}
+
+// The disconnect function drains the disconnect queue: batches of
+// queue.DisconnectBatchSize, failures reported per connection, at most
+// disconnectMaxConcurrency at once, no batching window; the route no
+// longer invokes it, and its DLQ's depth raises an alarm.
+func TestStack_DisconnectQueueFeedsDisconnectFunction(t *testing.T) {
+	for _, tc := range []struct {
+		ctx         map[string]string
+		concurrency float64
+	}{
+		{defaults, queue.DefaultDisconnectMaxConcurrency},
+		{configured, 25},
+	} {
+		s := synth(t, tc.ctx)
+		queueID, q := s.queueNamed(t, "disconnects")
+		dlqID, dlq := s.queueNamed(t, "disconnects-dlq")
+		assert.Equal(t, true, props(q)["SqsManagedSseEnabled"])
+		assert.Equal(t, true, props(dlq)["SqsManagedSseEnabled"])
+		assert.Equal(t, map[string]any{"deadLetterTargetArn": getAtt(dlqID, "Arn"), "maxReceiveCount": float64(queue.MaxReceives)}, props(q)["RedrivePolicy"])
+		assert.Equal(t, 6*want["disconnect"].timeout, props(q)["VisibilityTimeout"], "six times the function's timeout (AWS's advice for Lambda event sources)")
+		assert.Equal(t, float64(4*24*3600), props(q)["MessageRetentionPeriod"])
+		assert.Equal(t, float64(14*24*3600), props(dlq)["MessageRetentionPeriod"], "longer than the queue's: a message keeps its first enqueue time")
+
+		p := props(s.mappingFrom(t, getAtt(queueID, "Arn")))
+		disconnectID, _ := s.function(t, "disconnect")
+		assert.Equal(t, ref(disconnectID), p["FunctionName"])
+		assert.Equal(t, float64(queue.DisconnectBatchSize), p["BatchSize"])
+		assert.Equal(t, float64(10), p["BatchSize"])
+		assert.Equal(t, []any{"ReportBatchItemFailures"}, p["FunctionResponseTypes"], "a connection that failed is retried alone")
+		assert.Equal(t, map[string]any{"MaximumConcurrency": tc.concurrency}, p["ScalingConfig"], s.stage)
+		assert.Nil(t, p["MaximumBatchingWindowInSeconds"], "no batching window")
+
+		// Nothing invokes the disconnect function but its mapping; the
+		// other routes' functions keep API Gateway's permission.
+		invokedByAPI := map[string]bool{}
+		for id, perm := range s.resources("AWS::Lambda::Permission") {
+			fn := toJSON(t, props(perm)["FunctionName"])
+			assert.NotContains(t, fn, `"`+disconnectID+`"`, "%s lets something invoke the disconnect function", id)
+			if props(perm)["Principal"] == "apigateway.amazonaws.com" {
+				for _, name := range []string{"connect", "message"} {
+					if fnID, _ := s.function(t, name); strings.Contains(fn, `"`+fnID+`"`) {
+						invokedByAPI[name] = true
+					}
+				}
+			}
+		}
+		assert.Equal(t, map[string]bool{"connect": true, "message": true}, invokedByAPI)
+
+		var alarm map[string]any
+		for _, a := range s.resources("AWS::CloudWatch::Alarm") {
+			if props(a)["AlarmName"] == "wsgate-"+s.stage+"-disconnects-dlq" {
+				alarm = props(a)
+			}
+		}
+		require.NotNil(t, alarm, "the disconnect DLQ's alarm")
+		assert.Equal(t, "AWS/SQS", alarm["Namespace"])
+		assert.Equal(t, "ApproximateNumberOfMessagesVisible", alarm["MetricName"])
+		assert.Equal(t, []any{map[string]any{"Name": "QueueName", "Value": getAtt(dlqID, "QueueName")}}, alarm["Dimensions"])
+		assert.Equal(t, "GreaterThanOrEqualToThreshold", alarm["ComparisonOperator"])
+		assert.Equal(t, float64(1), alarm["Threshold"], "depth > 0")
+	}
 }
 
 func TestStack_DefaultRouteReturnsResponses(t *testing.T) {
@@ -558,7 +679,7 @@ func TestStack_StreamMappingServesEveryPresenceTopic(t *testing.T) {
 
 	off := synth(t, map[string]string{"lifecycleEvents": "false"})
 	assert.Nil(t, off.streamFilters(t), "neither: no mapping")
-	assert.Len(t, off.resources("AWS::Lambda::EventSourceMapping"), 1, "only the task queue's")
+	assert.Len(t, off.resources("AWS::Lambda::EventSourceMapping"), 2, "only the task queue's and the disconnect queue's")
 }
 
 // A publish hook named in context: the message function may invoke it,
@@ -584,7 +705,7 @@ func TestStack_PublishHookMayBeInvokedByTheMessageFunction(t *testing.T) {
 func TestStack_QueuesRefuseUnencryptedTransport(t *testing.T) {
 	s := synth(t, defaults)
 	queues := s.resources("AWS::SQS::Queue")
-	require.Len(t, queues, 3)
+	require.Len(t, queues, 5)
 	for id := range queues {
 		var denies bool
 		for _, pol := range s.resources("AWS::SQS::QueuePolicy") {
@@ -771,6 +892,7 @@ func TestStack_EachFunctionHoldsExactlyItsPermissions(t *testing.T) {
 	all := s.identityStatements()
 	taskQueue, _ := s.taskQueue(t)
 	eventsDLQ, _ := s.queueNamed(t, "events-dlq")
+	disconnectQueue, _ := s.queueNamed(t, "disconnects")
 	secretID, _ := s.one(t, "AWS::SecretsManager::Secret")
 	for name, w := range want {
 		t.Run(name, func(t *testing.T) {
@@ -785,10 +907,13 @@ func TestStack_EachFunctionHoldsExactlyItsPermissions(t *testing.T) {
 				case slices.Contains(st.Actions, "secretsmanager:GetSecretValue"):
 					assert.Equal(t, []any{ref(secretID)}, st.Resources)
 				case slices.ContainsFunc(st.Actions, func(a string) bool { return strings.HasPrefix(a, "sqs:") }):
-					if name == "broadcast" && !slices.Contains(st.Actions, "sqs:ReceiveMessage") {
+					switch {
+					case name == "disconnect":
+						assert.Equal(t, []any{getAtt(disconnectQueue, "Arn")}, st.Resources, "the disconnect queue only")
+					case name == "broadcast" && !slices.Contains(st.Actions, "sqs:ReceiveMessage"):
 						// the asynchronous on-failure destination
 						assert.Equal(t, []any{getAtt(eventsDLQ, "Arn")}, st.Resources)
-					} else {
+					default:
 						assert.Equal(t, []any{getAtt(taskQueue, "Arn")}, st.Resources)
 					}
 				case slices.Contains(st.Actions, "logs:PutLogEvents"):
@@ -825,7 +950,7 @@ func TestStack_AlarmsCoverFailureModes(t *testing.T) {
 			assert.Equal(t, float64(1), a["Threshold"])
 		}
 	}
-	for alarm, queue := range map[string]string{"wsgate-dev-task-dlq": "tasks-dlq", "wsgate-dev-events-dlq": "events-dlq"} {
+	for alarm, queue := range map[string]string{"wsgate-dev-task-dlq": "tasks-dlq", "wsgate-dev-events-dlq": "events-dlq", "wsgate-dev-disconnects-dlq": "disconnects-dlq"} {
 		a, ok := alarms[alarm]
 		require.True(t, ok, alarm)
 		qID, _ := s.queueNamed(t, queue)
@@ -855,7 +980,7 @@ func TestStack_AlarmsCoverFailureModes(t *testing.T) {
 	assert.Equal(t, float64(60_000), age["Threshold"], "a minute behind, in milliseconds")
 	assertEMFAlarm(t, alarms, "wsgate-dev-lifecycle-events-failed", "LifecycleEventsFailed", "dev")
 	assert.NotContains(t, alarms, "wsgate-dev-presence-failed", "no presence topics")
-	assert.Len(t, alarms, 13)
+	assert.Len(t, alarms, 14)
 }
 
 func assertEMFAlarm(t *testing.T, alarms map[string]map[string]any, name, metric, stage string) {
@@ -927,9 +1052,14 @@ func TestStack_DashboardShowsTrafficDeliveriesAndQueues(t *testing.T) {
 		`\"FanoutDuration\"`, `\"EventAge\"`,
 		`\"AWS/Lambda\",\"Duration\"`, `\"AWS/Lambda\",\"Errors\"`, `\"AWS/Lambda\",\"Throttles\"`,
 		`\"AWS/SQS\",\"ApproximateNumberOfMessagesVisible\"`, `\"alarms\"`,
+		`\"AWS/SQS\",\"ApproximateAgeOfOldestMessage\"`,
 		`\"AWS/Lambda\",\"IteratorAge\"`, `\"LifecycleEventsFailed\"`, `\"PresenceFailed\"`,
 	} {
 		assert.Contains(t, body, m)
+	}
+	for _, q := range []string{"tasks", "tasks-dlq", "events-dlq", "disconnects", "disconnects-dlq"} {
+		id, _ := s.queueNamed(t, q)
+		assert.Contains(t, body, `"`+id+`"`, "the %s queue's depth", q)
 	}
 }
 
@@ -984,7 +1114,7 @@ func TestStack_NamesDerivedFromStage(t *testing.T) {
 		for _, q := range s.resources("AWS::SQS::Queue") {
 			queues = append(queues, props(q)["QueueName"].(string))
 		}
-		assert.ElementsMatch(t, []string{prefix + "-tasks", prefix + "-tasks-dlq", prefix + "-events-dlq"}, queues)
+		assert.ElementsMatch(t, []string{prefix + "-tasks", prefix + "-tasks-dlq", prefix + "-events-dlq", prefix + "-disconnects", prefix + "-disconnects-dlq"}, queues)
 		var rules []string
 		for _, r := range s.resources("AWS::Events::Rule") {
 			rules = append(rules, props(r)["Name"].(string))
@@ -1069,6 +1199,26 @@ func (s *synthesized) queueNamed(t *testing.T, suffix string) (string, map[strin
 		}
 	}
 	require.Failf(t, "queue not found", "%s", suffix)
+	return "", nil
+}
+
+// routeIntegration is the logical id of the route for key and the
+// properties of its integration.
+func (s *synthesized) routeIntegration(t *testing.T, key string) (string, map[string]any) {
+	t.Helper()
+	for id, r := range s.resources("AWS::ApiGatewayV2::Route") {
+		if props(r)["RouteKey"] != key {
+			continue
+		}
+		target := toJSON(t, props(r)["Target"])
+		for iid, i := range s.resources("AWS::ApiGatewayV2::Integration") {
+			if strings.Contains(target, `"`+iid+`"`) {
+				return id, props(i)
+			}
+		}
+		require.Failf(t, "route without integration", "%s: %s", key, target)
+	}
+	require.Failf(t, "route not found", "%s", key)
 	return "", nil
 }
 

@@ -1,4 +1,5 @@
-// Command disconnect is the WebSocket API's $disconnect route.
+// Command disconnect drains the disconnect queue the WebSocket API's
+// $disconnect route sends each closed connection to.
 package main
 
 import (
@@ -9,5 +10,5 @@ import (
 
 func main() {
 	cfg, d := awsdeps.MustLoad(awsdeps.Needs{})
-	lambda.Start(d.Gateway(cfg).Disconnect)
+	lambda.Start(d.Gateway(cfg).HandleDisconnect)
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/wsgate/wsgate/shared/auth"
-	"github.com/wsgate/wsgate/shared/backoff"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/protocol"
 	"github.com/wsgate/wsgate/shared/queue"
@@ -366,42 +365,4 @@ func queryParams(req events.APIGatewayWebsocketProxyRequest) map[string]string {
 		}
 	}
 	return q
-}
-
-// disconnectAttempts bounds the tries to remove a closed connection,
-// disconnectRetry spaces them.
-const disconnectAttempts = 3
-
-var disconnectRetry = backoff.Policy{Base: 200 * time.Millisecond, Max: 2 * time.Second}
-
-// Disconnect handles $disconnect: every item of the connection goes.
-func (g *Gateway) Disconnect(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
-	rc := req.RequestContext
-	log := g.log.With("connection_id", rc.ConnectionID, "request_id", rc.RequestID, "route", "$disconnect")
-	if rc.ConnectionID == "" {
-		log.Error("not a WebSocket $disconnect request: no requestContext.connectionId")
-		return events.APIGatewayProxyResponse{StatusCode: http.StatusBadRequest}, nil
-	}
-	// API Gateway invokes $disconnect once, synchronously, at best: nothing
-	// retries it. Try a few times here; what is left behind is removed by
-	// the first fan-out that meets the connection's 410, or by its TTL.
-	var n int
-	var err error
-	for attempt := range disconnectAttempts {
-		if n, err = g.store.DeleteConnection(ctx, rc.ConnectionID); err == nil || ctx.Err() != nil {
-			break
-		}
-		log.Warn("disconnect cleanup failed; retrying", "attempt", attempt+1, "error", err.Error())
-		_ = disconnectRetry.Wait(ctx, attempt)
-	}
-	if err != nil {
-		log.Error("disconnect cleanup failed; a 410 on the next fan-out or the TTL will remove the connection", "error", err.Error())
-		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, nil
-	}
-	reason := ""
-	if rc.DisconnectReason != nil {
-		reason = *rc.DisconnectReason
-	}
-	log.Info("disconnected", "items_removed", n, "status_code", rc.DisconnectStatusCode, "reason", reason)
-	return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}, nil
 }

@@ -111,7 +111,7 @@ type testGateway struct {
 func start(t *testing.T, opts Options, fns *functions) *testGateway {
 	t.Helper()
 	opts.Stage = testStage
-	opts.Routes = Routes{Connect: fnConnect, Disconnect: fnDisconnect, Default: fnMessage}
+	opts.Routes = Routes{Connect: fnConnect, Disconnect: fnDisconnect, Default: fnMessage, DisconnectQueue: opts.Routes.DisconnectQueue}
 	opts.Invoker = fns
 	g := New(opts)
 	tg := &testGateway{Gateway: g, fns: fns}

@@ -43,6 +43,9 @@ type Invoker interface {
 // Routes name the function behind each route.
 type Routes struct {
 	Connect, Disconnect, Default string
+	// DisconnectQueue, when set, integrates $disconnect with SQS instead
+	// of invoking Disconnect (the stack's integration).
+	DisconnectQueue *QueueIntegration
 }
 
 // Options configure the gateway. Zero values take API Gateway's limits.
@@ -583,6 +586,14 @@ func (g *Gateway) disconnect(id string, connectedAt time.Time, sourceIP, ua stri
 	req.Headers = map[string]string{"Host": g.opts.DomainName, "x-api-key": "", "x-restapi": ""}
 	req.RequestContext.DisconnectStatusCode = int64(code)
 	req.RequestContext.DisconnectReason = &reason
+	if qi := g.opts.Routes.DisconnectQueue; qi != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), g.opts.IntegrationTimeout)
+		defer cancel()
+		if err := qi.send(ctx, req); err != nil {
+			g.log.Warn("$disconnect: the queue integration failed; the connection's records stay until a post meets its 410 or their TTL", "connection_id", id, "error", err.Error())
+		}
+		return
+	}
 	if _, err := g.invoke(context.Background(), g.opts.Routes.Disconnect, req); err != nil {
 		g.log.Warn("$disconnect failed", "connection_id", id, "error", err.Error())
 	}

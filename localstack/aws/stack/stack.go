@@ -161,6 +161,10 @@ type Options struct {
 	// ScalingConfig.MaximumConcurrency, as the CDK stack sets it:
 	// DefaultQueueMaxConcurrency when 0.
 	QueueMaxConcurrency int
+	// DisconnectMaxConcurrency is the disconnect queue's event source
+	// mapping's MaximumConcurrency, as the CDK stack sets it:
+	// queue.DefaultDisconnectMaxConcurrency when 0.
+	DisconnectMaxConcurrency int
 	// ScalingScale scales the pace at which the task queue's pollers grow
 	// (Lambda adds up to 300 concurrent batches a minute, one every 200 ms,
 	// while messages wait): 0 means 1; tests shorten it.
@@ -221,7 +225,11 @@ type Stack struct {
 	// EventDeadLetterURL is the events DLQ: the stream mapping's
 	// on-failure destination, as in the CDK stack.
 	EventDeadLetterURL string
-	Secret             string
+	// DisconnectQueueURL is the queue $disconnect's SQS integration sends
+	// each closed connection's id to; DisconnectDeadLetterURL its DLQ.
+	DisconnectQueueURL, DisconnectDeadLetterURL string
+
+	Secret string
 
 	Gateway *apigw.Gateway
 	Bus     *eventbus.Service
@@ -248,9 +256,11 @@ type Stack struct {
 	nodesMu     sync.RWMutex
 	nodes       map[string]http.Handler // WebSocket nodes by connection-id prefix
 	stopESM     func()
-	stopStream  func()
-	stream      *ddbstreams.Running // nil: no stream mapping
-	closeOnce   sync.Once
+	// stopDisconnects stops the disconnect queue's event source mapping.
+	stopDisconnects func()
+	stopStream      func()
+	stream          *ddbstreams.Running // nil: no stream mapping
+	closeOnce       sync.Once
 }
 
 // ScaledKeyPrefixes are the partition keys whose load grows with the
@@ -313,6 +323,9 @@ func (o *Options) defaults() {
 	if o.QueueMaxConcurrency == 0 {
 		o.QueueMaxConcurrency = DefaultQueueMaxConcurrency
 	}
+	if o.DisconnectMaxConcurrency == 0 {
+		o.DisconnectMaxConcurrency = queue.DefaultDisconnectMaxConcurrency
+	}
 	o.ConnectLag = orDefault(o.ConnectLag, DefaultConnectLag)
 	o.ReadLag = orDefault(o.ReadLag, DefaultReadLag)
 	o.ReorderWindow = orDefault(o.ReorderWindow, DefaultReorderWindow)
@@ -364,9 +377,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err = s.startFunctions(opts); err != nil {
 		return nil, err
 	}
+	routes := s.routes()
+	if err = routes.DisconnectQueue.Check(); err != nil {
+		return nil, fmt.Errorf("the $disconnect route's SQS integration: %w", err)
+	}
 	s.Gateway = apigw.New(apigw.Options{
 		Stage: opts.Stage, DomainName: s.wsListener.Addr().String(), IDPrefix: localPrefix,
-		Routes:      apigw.Routes{Connect: FnConnect, Disconnect: FnDisconnect, Default: FnMessage},
+		Routes:      routes,
 		Invoker:     s.Host,
 		IdleTimeout: opts.IdleTimeout, MaxLifetime: opts.MaxLifetime,
 		SerialFrames: opts.SerialFrames, ConnectLag: opts.ConnectLag,
@@ -439,6 +456,37 @@ func (s *Stack) startDynamoDB(ctx context.Context, opts Options) error {
 	return nil
 }
 
+// routes are the WebSocket API's integrations, as the CDK stack has them:
+// $connect and $default invoke their functions, $disconnect sends to the
+// disconnect queue (queue.DisconnectTemplate).
+func (s *Stack) routes() apigw.Routes {
+	return apigw.Routes{
+		Connect: FnConnect, Disconnect: FnDisconnect, Default: FnMessage,
+		DisconnectQueue: &apigw.QueueIntegration{
+			Template: queue.DisconnectTemplate,
+			Send: func(_ context.Context, body string) error {
+				return s.SQS.SendMessage(s.DisconnectQueueURL, body)
+			},
+		},
+	}
+}
+
+// awaitDisconnects waits, at most until ctx ends, for the disconnect
+// queue to be empty.
+func (s *Stack) awaitDisconnects(ctx context.Context) {
+	for {
+		visible, inFlight, delayed, err := s.SQS.Depth(s.DisconnectQueueURL)
+		if err != nil || visible+inFlight+delayed == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // createQueues starts SQS with the task queue, its dead-letter queue and
 // the events DLQ, as the CDK stack has them.
 func (s *Stack) createQueues(opts Options) error {
@@ -460,6 +508,24 @@ func (s *Stack) createQueues(opts Options) error {
 	}
 	visibility := strconv.Itoa(int(opts.FunctionTimeout/time.Second) * 2)
 	s.QueueURL, err = s.SQS.CreateQueue(opts.Table+"-tasks", map[string]string{"VisibilityTimeout": visibility, "RedrivePolicy": string(redrive)})
+	if err != nil {
+		return err
+	}
+	// The disconnect queue: $disconnect's SQS integration sends to it, the
+	// disconnect function drains it (the CDK stack's, with its own DLQ).
+	if s.DisconnectDeadLetterURL, err = s.SQS.CreateQueue(opts.Table+"-disconnects-dlq", nil); err != nil {
+		return err
+	}
+	ddlqARN, err := s.SQS.QueueARN(s.DisconnectDeadLetterURL)
+	if err != nil {
+		return err
+	}
+	dredrive, err := json.Marshal(map[string]any{"deadLetterTargetArn": ddlqARN, "maxReceiveCount": queue.MaxReceives})
+	if err != nil {
+		return err
+	}
+	visibility = strconv.Itoa(int(opts.FunctionTimeout/time.Second) * 6)
+	s.DisconnectQueueURL, err = s.SQS.CreateQueue(opts.Table+"-disconnects", map[string]string{"VisibilityTimeout": visibility, "RedrivePolicy": string(dredrive)})
 	return err
 }
 
@@ -482,6 +548,9 @@ func (s *Stack) startFunctions(opts Options) error {
 	maps.Copy(paths, opts.Extra)
 	if opts.QueueMaxConcurrency < 2 || opts.QueueMaxConcurrency > 1000 {
 		return fmt.Errorf("the task queue's MaximumConcurrency %d is outside 2..1000 (Lambda's limits for SQS event sources)", opts.QueueMaxConcurrency)
+	}
+	if opts.DisconnectMaxConcurrency < 2 || opts.DisconnectMaxConcurrency > 1000 {
+		return fmt.Errorf("the disconnect queue's MaximumConcurrency %d is outside 2..1000 (Lambda's limits for SQS event sources)", opts.DisconnectMaxConcurrency)
 	}
 	for fn, n := range opts.ReservedConcurrency {
 		if _, ok := paths[fn]; !ok {
@@ -546,6 +615,18 @@ func (s *Stack) connectEvents(opts Options) error {
 	// One task per invocation: a fan-out shard is a thousand posts, and
 	// shards run in parallel only as separate invocations (the CDK stack's
 	// event source mapping does the same).
+	// The disconnect queue, drained as the CDK stack's mapping does:
+	// batches of queue.DisconnectBatchSize, at most
+	// DisconnectMaxConcurrency at once (and this machine's instances), so
+	// a cut of every connection fills a queue instead of throttling.
+	s.stopDisconnects = s.SQS.AddEventSource(sqslocal.EventSourceMapping{
+		QueueURL: s.DisconnectQueueURL, BatchSize: queue.DisconnectBatchSize,
+		MaxConcurrency: min(opts.DisconnectMaxConcurrency, opts.Concurrency), ReportBatchItemFailures: true,
+		ScaleInterval: time.Duration(opts.ScalingScale * float64(sqslocal.DefaultScaleInterval)),
+		Invoke: func(ctx context.Context, payload []byte) ([]byte, error) {
+			return s.Host.Invoke(ctx, FnDisconnect, payload)
+		},
+	})
 	s.stopESM = s.SQS.AddEventSource(sqslocal.EventSourceMapping{
 		// Lambda's scaling, capped by the CDK stack's MaximumConcurrency
 		// and by this machine's broadcast instances: a batch received
@@ -726,7 +807,8 @@ func (s *Stack) SettleStream(ctx context.Context) error {
 
 // admin serves /_wsgate/health, /_wsgate/capacity (DynamoDB units per
 // partition key), /_wsgate/faults, /_wsgate/drop (cut every
-// client, as a network failure would), /_wsgate/bus (every event on the
+// client, as a network failure would), /_wsgate/disconnects (a node's
+// $disconnect, onto the disconnect queue), /_wsgate/bus (every event on the
 // bus, as JSON lines), /_wsgate/refused (the events the broadcast function
 // refused, and why) and, in dev, /_wsgate/token, to this
 // machine's programs and the console only (DevAccess).
@@ -761,6 +843,22 @@ func (s *Stack) admin(opts Options) http.Handler {
 	mux.HandleFunc("POST /_wsgate/drop", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]int{"dropped": s.Gateway.Drop()})
+	})
+	// A WebSocket node's $disconnect integration (wsgate node): the
+	// node renders the template and hands the message to this queue.
+	mux.HandleFunc("POST /_wsgate/disconnects", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			MessageBody string `json:"messageBody"`
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&in); err != nil || in.MessageBody == "" {
+			http.Error(w, `want {"messageBody":"<connection id>"}`, http.StatusBadRequest)
+			return
+		}
+		if err := s.SQS.SendMessage(s.DisconnectQueueURL, in.MessageBody); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	})
 	if opts.DevTokens != nil {
 		mux.Handle("/_wsgate/token", opts.DevTokens)
@@ -999,6 +1097,13 @@ func (s *Stack) Close() {
 		if s.Gateway != nil {
 			s.Gateway.CloseAll(ctx)
 			s.Gateway.Close()
+		}
+		if s.stopDisconnects != nil {
+			// The closes above queued their connections: let the drain
+			// finish, as the $disconnect invocations did before the
+			// integration was a queue.
+			s.awaitDisconnects(ctx)
+			s.stopDisconnects()
 		}
 		if s.stopESM != nil {
 			s.stopESM()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wsgate/wsgate/localstack/aws/apigw"
 	"github.com/wsgate/wsgate/localstack/aws/stack"
+	"github.com/wsgate/wsgate/shared/queue"
 )
 
 // Node runs one more WebSocket front end of a running local stack, in its
@@ -40,10 +41,14 @@ func Node(ctx context.Context, args []string, st Streams) error {
 		return err
 	}
 	base := strings.TrimSuffix(*stackURL, "/")
+	inv := httpInvoker{base: base, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}}
 	gw := apigw.New(apigw.Options{
 		Stage: *stage, DomainName: ln.Addr().String(), IDPrefix: *prefix, IdleTimeout: *idle,
-		Routes:  apigw.Routes{Connect: stack.FnConnect, Disconnect: stack.FnDisconnect, Default: stack.FnMessage},
-		Invoker: httpInvoker{base: base, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}},
+		Routes: apigw.Routes{
+			Connect: stack.FnConnect, Disconnect: stack.FnDisconnect, Default: stack.FnMessage,
+			DisconnectQueue: &apigw.QueueIntegration{Template: queue.DisconnectTemplate, Send: inv.sendDisconnect},
+		},
+		Invoker: inv,
 		Log:     slog.New(slog.NewJSONHandler(st.Err, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	mux := http.NewServeMux()
@@ -89,6 +94,30 @@ func Node(ctx context.Context, args []string, st Streams) error {
 type httpInvoker struct {
 	base   string
 	client *http.Client
+}
+
+// sendDisconnect hands a $disconnect's message to the stack's disconnect
+// queue.
+func (h httpInvoker) sendDisconnect(ctx context.Context, body string) error {
+	payload, err := json.Marshal(map[string]string{"messageBody": body})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.base+"/_wsgate/disconnects", bytes.NewReader(payload))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("the stack's disconnect queue: HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	return nil
 }
 
 func (h httpInvoker) Invoke(ctx context.Context, name string, payload []byte) ([]byte, error) {
