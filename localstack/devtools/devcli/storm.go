@@ -18,6 +18,7 @@ func stormFlags(fs *flag.FlagSet) func(functions string, log io.Writer) (bench.S
 	rate := fs.Float64("storm-rate", 5, fmt.Sprintf("reconnect storm: new connections a second; DynamoDB's ceilings are set to rate/%d of AWS's, so the storm stands for API Gateway's %d/s and clients*%d/rate clients", bench.APIGatewayConnectRate, bench.APIGatewayConnectRate, bench.APIGatewayConnectRate))
 	procs := fs.Int("storm-procs", 4, "reconnect storm: client processes (0: in the bench's own)")
 	scale := fs.Float64("storm-scale", 0, fmt.Sprintf("reconnect storm: DynamoDB's ceilings as a share of AWS's (0: rate/%d); under rate/%d, each key meets more than its share at API Gateway's %d/s, a harsher storm than AWS admits, in less time", bench.APIGatewayConnectRate, bench.APIGatewayConnectRate, bench.APIGatewayConnectRate))
+	drain := fs.Int("storm-disconnect-concurrency", 0, fmt.Sprintf("reconnect storm: the disconnect queue mapping's MaximumConcurrency, 2-1000 (the CDK stack's disconnectMaxConcurrency; 0: %d, so the drain leaves this machine's cores to the clients coming back)", bench.DefaultStormDisconnectConcurrency))
 	sources := fs.Bool("storm-sources", true, "reconnect storm: each client from its own loopback address (127.10.0.1 up), as clients on AWS come from many; false: all from 127.0.0.1, where the per-address caps refuse them")
 	return func(functions string, log io.Writer) (bench.StormOptions, error) {
 		if *clients == 0 {
@@ -27,7 +28,7 @@ func stormFlags(fs *flag.FlagSet) func(functions string, log io.Writer) (bench.S
 		if err != nil {
 			return bench.StormOptions{}, err
 		}
-		o := bench.StormOptions{Clients: *clients, Rate: *rate, CapacityScale: *scale, Processes: *procs, Self: self, Sources: *sources, FunctionsDir: functions, Log: log}
+		o := bench.StormOptions{Clients: *clients, Rate: *rate, CapacityScale: *scale, Processes: *procs, Self: self, Sources: *sources, DisconnectConcurrency: *drain, FunctionsDir: functions, Log: log}
 		return o, o.Validate()
 	}
 }
