@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -229,4 +231,44 @@ func TestDisconnect_RemovesEverything(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, subs)
 	h.Disconnect("c1") // a repeated $disconnect is harmless
+}
+
+// The disconnect function drains the disconnect queue: a batch removes
+// every connection it names, a repeated or malformed message fails
+// nothing, and a $disconnect proxy request still works.
+func TestHandleDisconnect_QueueBatchAndProxyRequest(t *testing.T) {
+	h := gatewaytest.New(t)
+	for _, id := range []string{"q1", "q2", "q3"} {
+		h.MustConnect(id, h.Token(user), nil)
+		h.SendJSON(id, map[string]any{"type": "subscribe", "topic": "telemetry.*"})
+	}
+	batch, err := json.Marshal(events.SQSEvent{Records: []events.SQSMessage{
+		{MessageId: "m1", Body: "q1"}, {MessageId: "m2", Body: "q2"}, {MessageId: "m3", Body: "q1"},
+		{MessageId: "m4", Body: "not a connection"}, {MessageId: "m5", Body: ""},
+	}})
+	require.NoError(t, err)
+	out, err := h.Gateway.HandleDisconnect(context.Background(), batch)
+	require.NoError(t, err)
+	assert.Equal(t, events.SQSEventResponse{}, out, "no batch item failures")
+	for _, id := range []string{"q1", "q2"} {
+		_, err := h.Store.GetConnection(context.Background(), id)
+		assert.ErrorIs(t, err, store.ErrNotFound, id)
+	}
+	_, err = h.Store.GetConnection(context.Background(), "q3")
+	require.NoError(t, err, "a connection the batch does not name stays")
+
+	proxy, err := json.Marshal(events.APIGatewayWebsocketProxyRequest{RequestContext: events.APIGatewayWebsocketProxyRequestContext{
+		ConnectionID: "q3", RouteKey: "$disconnect", EventType: "DISCONNECT",
+	}})
+	require.NoError(t, err)
+	out, err = h.Gateway.HandleDisconnect(context.Background(), proxy)
+	require.NoError(t, err)
+	assert.Equal(t, events.APIGatewayProxyResponse{StatusCode: http.StatusOK}, out)
+	subs, _, err := h.Store.Subscribers(context.Background(), "telemetry.*", "", 10)
+	require.NoError(t, err)
+	assert.Empty(t, subs)
+
+	out, err = h.Gateway.HandleDisconnect(context.Background(), json.RawMessage(`{"detail-type":"x"}`))
+	require.NoError(t, err)
+	assert.Nil(t, out, "neither a batch nor a request: nothing to retry")
 }

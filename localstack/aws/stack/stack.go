@@ -816,12 +816,14 @@ func (s *Stack) admin(opts Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_wsgate/health", func(w http.ResponseWriter, r *http.Request) {
 		visible, inFlight, delayed, _ := s.SQS.Depth(s.QueueURL)
+		dVisible, dInFlight, dDelayed, _ := s.SQS.Depth(s.DisconnectQueueURL)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"websocket": s.WebSocketURL, "aws": s.AWSEndpoint, "dynamodb": s.DynamoDBEndpoint,
 			"stage": s.Stage, "table": s.Table, "bus": s.BusName, "queue": s.QueueURL,
 			"connections": s.Gateway.Count(),
 			"tasks":       map[string]int{"visible": visible, "in_flight": inFlight, "delayed": delayed},
+			"disconnects": map[string]int{"visible": dVisible, "in_flight": dInFlight, "delayed": dDelayed},
 			"events": map[string]int64{
 				"accepted": s.Bus.Stats().Accepted.Load(), "delivered": s.Bus.Stats().Delivered.Load(), "dead_lettered": s.Bus.Stats().DeadLettered.Load(),
 				"duplicated": s.Bus.Stats().Duplicated.Load(), "overtaken": s.Bus.Stats().Overtaken.Load(),
