@@ -492,41 +492,35 @@ func (s *Stack) awaitDisconnects(ctx context.Context) {
 func (s *Stack) createQueues(opts Options) error {
 	s.SQS = sqslocal.New(sqslocal.Options{BaseURL: s.AWSEndpoint})
 	var err error
-	if s.DeadLetterURL, err = s.SQS.CreateQueue(opts.Table+"-tasks-dlq", nil); err != nil {
-		return err
-	}
 	if s.EventDeadLetterURL, err = s.SQS.CreateQueue(opts.Table+"-events-dlq", nil); err != nil {
 		return err
 	}
-	dlqARN, err := s.SQS.QueueARN(s.DeadLetterURL)
-	if err != nil {
-		return err
-	}
-	redrive, err := json.Marshal(map[string]any{"deadLetterTargetArn": dlqARN, "maxReceiveCount": queue.MaxReceives})
-	if err != nil {
-		return err
-	}
-	visibility := strconv.Itoa(int(opts.FunctionTimeout/time.Second) * 2)
-	s.QueueURL, err = s.SQS.CreateQueue(opts.Table+"-tasks", map[string]string{"VisibilityTimeout": visibility, "RedrivePolicy": string(redrive)})
-	if err != nil {
+	timeout := int(opts.FunctionTimeout / time.Second)
+	if s.QueueURL, s.DeadLetterURL, err = s.queueWithDLQ(opts.Table+"-tasks", timeout*2); err != nil {
 		return err
 	}
 	// The disconnect queue: $disconnect's SQS integration sends to it, the
 	// disconnect function drains it (the CDK stack's, with its own DLQ).
-	if s.DisconnectDeadLetterURL, err = s.SQS.CreateQueue(opts.Table+"-disconnects-dlq", nil); err != nil {
-		return err
-	}
-	ddlqARN, err := s.SQS.QueueARN(s.DisconnectDeadLetterURL)
-	if err != nil {
-		return err
-	}
-	dredrive, err := json.Marshal(map[string]any{"deadLetterTargetArn": ddlqARN, "maxReceiveCount": queue.MaxReceives})
-	if err != nil {
-		return err
-	}
-	visibility = strconv.Itoa(int(opts.FunctionTimeout/time.Second) * 6)
-	s.DisconnectQueueURL, err = s.SQS.CreateQueue(opts.Table+"-disconnects", map[string]string{"VisibilityTimeout": visibility, "RedrivePolicy": string(dredrive)})
+	s.DisconnectQueueURL, s.DisconnectDeadLetterURL, err = s.queueWithDLQ(opts.Table+"-disconnects", timeout*6)
 	return err
+}
+
+// queueWithDLQ creates queue name and its dead-letter queue name-dlq, which
+// takes a message after queue.MaxReceives receives, and returns their URLs.
+func (s *Stack) queueWithDLQ(name string, visibilitySeconds int) (url, dlqURL string, err error) {
+	if dlqURL, err = s.SQS.CreateQueue(name+"-dlq", nil); err != nil {
+		return "", "", err
+	}
+	dlqARN, err := s.SQS.QueueARN(dlqURL)
+	if err != nil {
+		return "", "", err
+	}
+	redrive, err := json.Marshal(map[string]any{"deadLetterTargetArn": dlqARN, "maxReceiveCount": queue.MaxReceives})
+	if err != nil {
+		return "", "", err
+	}
+	url, err = s.SQS.CreateQueue(name, map[string]string{"VisibilityTimeout": strconv.Itoa(visibilitySeconds), "RedrivePolicy": string(redrive)})
+	return url, dlqURL, err
 }
 
 // startFunctions registers the four functions (and opts.Extra) with the
