@@ -22,8 +22,9 @@ import (
 // hotKeys is DynamoDB Local with some partitions over their throughput:
 // a transaction writing an item hot picks is answered as DynamoDB answers
 // it (TransactionCanceledException, ThrottlingError with DynamoDB's
-// message on each such item, None without one on the others), the first
-// left such transactions, every one when left is negative. Everything
+// message on each such item, None without one on the others), and so is
+// a PutItem of such an item (ProvisionedThroughputExceededException), the
+// first left such requests, every one when left is negative. Everything
 // else goes to DynamoDB Local.
 type hotKeys struct {
 	store.DB
@@ -50,20 +51,32 @@ func (h *hotKeys) TransactWriteItems(ctx context.Context, in *dynamodb.TransactW
 			codes[i] = "ThrottlingError"
 		}
 	}
-	h.mu.Lock()
-	throttle := hit && h.left != 0
-	if throttle {
-		h.left--
-		h.throttled++
-	}
-	h.mu.Unlock()
-	if !throttle {
+	if !hit || !h.take() {
 		return h.DB.TransactWriteItems(ctx, in, optFns...)
 	}
 	return nil, &types.TransactionCanceledException{
 		Message:             aws.String("Transaction cancelled, please refer cancellation reasons for specific reasons [" + strings.Join(codes, ", ") + "]"),
 		CancellationReasons: reasons,
 	}
+}
+
+func (h *hotKeys) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if !h.hot(types.TransactWriteItem{Put: &types.Put{Item: in.Item}}) || !h.take() {
+		return h.DB.PutItem(ctx, in, optFns...)
+	}
+	return nil, &types.ProvisionedThroughputExceededException{Message: aws.String("Throughput exceeds the current capacity for one or more partition key values. Consider spreading your requests over more keys.")}
+}
+
+// take uses up one of the throttles left.
+func (h *hotKeys) take() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.left == 0 {
+		return false
+	}
+	h.left--
+	h.throttled++
+	return true
 }
 
 func (h *hotKeys) count() int {

@@ -70,8 +70,8 @@ const (
 	// container soon while a pattern has few buckets, for until it does
 	// the containers that have not seen it keep writing the old level,
 	// whose keys were hot enough to raise it (a storm on a new topic:
-	// 500 subscribes a second, API Gateway's connect rate, are level 0's
-	// whole 1,000 write units). Below level 4 (at most 8 buckets, 4,000
+	// 500 subscribes a second, API Gateway's connect rate, are half of
+	// level 0's 1,000 write units, Subscribe's entry being 1 each). Below level 4 (at most 8 buckets, 4,000
 	// subscribes a second before one is over) a container trusts a layout
 	// 1 s; from level 4 on the level a stale container writes has 16
 	// buckets or more, room for 8,000 a second, and 10 s spares the
@@ -80,7 +80,7 @@ const (
 	// of the layout item a second per container subscribing to the
 	// pattern, 500 RCU/s from 1,000 containers (Lambda's default
 	// concurrency) against the key's 3,000, each beside a subscribe's
-	// 6 WCU; a container's own raise, refused raise or (for a topic)
+	// 5 WCU and 1 RCU; a container's own raise, refused raise or (for a topic)
 	// CurrentSeq after a subscribe refreshes it at no extra read.
 	youngLayoutCacheFor = time.Second
 	youngLevels         = 4

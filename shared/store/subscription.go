@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/wsgate/wsgate/shared/auth"
 	"github.com/wsgate/wsgate/shared/filter"
@@ -131,7 +132,13 @@ func (s *Store) subscriptionItems(c Connection, sub NewSubscription, at placemen
 	// clock, not s.now: a test's pinned clock would repeat it; Lambda
 	// hosts' clocks agree far closer than a client can unsubscribe and
 	// subscribe again.
-	fwd[attrGen] = nv(time.Now().UnixNano())
+	//
+	// The reverse entry carries the same generation: a subscribe writes
+	// its subscriber entry after the reverse entry, and keeps it only
+	// while the reverse entry is of its generation (putEntry).
+	gen := nv(time.Now().UnixNano())
+	fwd[attrGen] = gen
+	rev[attrGen] = gen
 	if sub.Presence {
 		fwd[attrPresence] = bv(true)
 	}
@@ -314,7 +321,7 @@ func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription
 	} else {
 		update = append(update, types.TransactWriteItem{Delete: &types.Delete{TableName: s.table, Key: key(prefixPattern+pat, c.ID)}})
 	}
-	update = append(append(update, s.subscriptionPuts(c, sub, at, false)...), checks...)
+	update = append(append(update, s.subscriptionPuts(c, sub, at)...), checks...)
 	if err := s.transact(ctx, update); err != nil {
 		reasons, ok := cancelReasons(err)
 		switch {
@@ -331,73 +338,232 @@ func (s *Store) subscribe(ctx context.Context, c Connection, sub NewSubscription
 	return false, nil
 }
 
-// createEntryItem is the subscriber entry's place in createSubscription's
-// transaction: after the connection's count and the reverse entry.
-const createEntryItem = 2
-
-// createSubscription writes a new subscription in one transaction: the
-// connection's count, the reverse entry, the subscriber entry (on the
-// level place picks) and checks. It returns the placement of its last
-// try and the transaction's length; the reasons of a cancellation index
-// its items.
+// createSubscription writes a new subscription: first, in one
+// transaction, the connection's count, the reverse entry (naming the
+// subscriber entry's key, on the level place picks) and checks; then the
+// subscriber entry by itself (putEntry). It returns the placement of the
+// entry and the transaction's length; the reasons of a cancellation index
+// its items. A cancelled transaction wrote nothing; an entry that could
+// not be written takes the subscription back.
 //
-// A bucket's key takes DynamoDB's 1,000 write units a second, 500
-// subscribes; a storm of subscribes to a new pattern meets that on level
-// 0 long before the sampled count passes the split. So a try cancelled
-// for throttling on the subscriber entry raises the pattern's level from
-// the one it was placed on (conditional: once, whichever container comes
-// first; the others' refused raise hands them the new layout) and the
-// next try is placed anew, on the level the raise left, which is in lv
-// before the entry is written. A throttle on another item (the
-// connection's record or reverse entry, a wildcard hold) says nothing of
-// the bucket: that try is repeated as it is, as is one at MaxLevel.
+// The subscriber entry is outside the transaction because a transaction
+// charges each of its items twice (2 WCU): a bucket's key takes
+// DynamoDB's 1,000 write units a second, and a storm of subscribes to a
+// new pattern (API Gateway's 500 connects a second, each subscribing)
+// puts all of them on level 0 until the sampled count splits it. At
+// 2 WCU a subscribe that storm is the key's whole ceiling; at 1 WCU it is
+// half of it. The transaction still holds the caps (the count) and the
+// uniqueness (the reverse entry) in one step; the subscribe is answered
+// only after its entry is written, so an event numbered after the answer
+// finds it.
 func (s *Store) createSubscription(ctx context.Context, c Connection, sub NewSubscription, checks []types.TransactWriteItem) (placement, int, error) {
 	at := s.place(ctx, sub.Pattern, c.ID)
-	var n int
-	out, err := retryWrite(ctx, func() (*dynamodb.TransactWriteItemsOutput, error) {
-		items := append([]types.TransactWriteItem{{Update: &types.Update{
-			TableName:                           s.table,
-			Key:                                 key(connPK(c.ID), skMeta),
-			UpdateExpression:                    aws.String("SET ns = ns + :one"),
-			ConditionExpression:                 aws.String("attribute_exists(pk) AND attribute_not_exists(pend) AND ns < ms"),
-			ExpressionAttributeValues:           map[string]types.AttributeValue{":one": nv(1)},
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}}}, s.subscriptionPuts(c, sub, at, true)...)
-		items = append(items, checks...)
-		n = len(items)
-		return s.db.DB.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items, ReturnConsumedCapacity: total})
-	}, func(err error) {
-		reasons, _ := cancelReasons(err)
-		if !reasonIs(reasons, createEntryItem, "ThrottlingError") || at.level >= MaxLevel {
-			return
-		}
-		// Best effort: a raise that fails leaves the layout, and the
-		// next try's place, as they were.
-		_ = s.raise(ctx, sub.Pattern, at.level)
-		at = s.place(ctx, sub.Pattern, c.ID)
-	})
-	if err != nil {
-		meter(ctx, "TransactWriteItems")
-		return at, n, err
+	its := s.subscriptionItems(c, sub, at)
+	fwd := its[1]
+	items := append([]types.TransactWriteItem{{Update: &types.Update{
+		TableName:                           s.table,
+		Key:                                 key(connPK(c.ID), skMeta),
+		UpdateExpression:                    aws.String("SET ns = ns + :one"),
+		ConditionExpression:                 aws.String("attribute_exists(pk) AND attribute_not_exists(pend) AND ns < ms"),
+		ExpressionAttributeValues:           map[string]types.AttributeValue{":one": nv(1)},
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}}}, types.TransactWriteItem{Put: s.newReversePut(its[0])})
+	items = append(items, checks...)
+	if err := s.transact(ctx, items); err != nil {
+		return at, len(items), err
 	}
-	meter(ctx, "TransactWriteItems", out.ConsumedCapacity...)
-	return at, n, nil
+	if err := s.putEntry(ctx, c.ID, sub.Pattern, &at, fwd); err != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, uerr := s.unsubscribe(rctx, c.ID, sub.Pattern)
+		return at, len(items), errors.Join(fmt.Errorf("store: subscribe %s to %s: %w", c.ID, sub.Pattern, err), uerr)
+	}
+	return at, len(items), nil
 }
 
-// subscriptionPuts are the puts of a subscription's two entries at at;
-// when create, the reverse entry must be new (and returns the existing
-// one when it is not).
-func (s *Store) subscriptionPuts(c Connection, sub NewSubscription, at placement, create bool) []types.TransactWriteItem {
-	var out []types.TransactWriteItem
-	for i, it := range s.subscriptionItems(c, sub, at) {
-		p := &types.Put{TableName: s.table, Item: it}
-		if i == 0 && create {
-			p.ConditionExpression = aws.String("attribute_not_exists(pk)")
-			p.ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
+// putEntry writes a new subscription's subscriber entry fwd at *at, after
+// its reverse entry was written naming *at. The write keeps an entry of a
+// later generation (a later subscribe of the connection to the pattern,
+// which wrote it first). Then it reads the reverse entry back (strongly
+// consistent, 1 RCU on the connection's key): an unsubscribe or a
+// disconnect that ran between the transaction and the put removed the
+// reverse entry and found no subscriber entry to remove, so the put left
+// one; it is removed now.
+//
+// A put throttled on its bucket raises the pattern's level from the one
+// it was placed on (conditional: once, whichever container comes first;
+// the others' refused raise hands them the new layout), and the next try
+// is placed anew, on the level the raise left, which is in lv before the
+// entry is written; the reverse entry is moved to name it first. The SDK
+// retries the other errors it retries, not throttling, which this loop
+// does with its own backoff. At MaxLevel a throttled put is tried again
+// where it was.
+func (s *Store) putEntry(ctx context.Context, conn string, p topic.Pattern, at *placement, fwd map[string]types.AttributeValue) error {
+	gen := fwd[attrGen]
+	for attempt := 0; ; attempt++ {
+		out, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+			TableName: s.table, Item: fwd,
+			ConditionExpression:       aws.String("attribute_not_exists(pk) OR attribute_not_exists(#gen) OR #gen < :gen"),
+			ExpressionAttributeNames:  map[string]string{"#gen": attrGen},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":gen": gen},
+			ReturnConsumedCapacity:    total,
+		}, throttlesNotRetried)
+		var ccf *types.ConditionalCheckFailedException
+		if err == nil || asCCF(err, &ccf) {
+			if out != nil {
+				meter(ctx, "PutItem", ccOne(out.ConsumedCapacity)...)
+			} else {
+				meter(ctx, "PutItem")
+			}
+			break
 		}
-		out = append(out, types.TransactWriteItem{Put: p})
+		meter(ctx, "PutItem")
+		if !isThrottled(err) || attempt+1 >= conflictAttempts {
+			return fmt.Errorf("write subscriber entry: %w", err)
+		}
+		if m, ok := ctx.Value(meterKey{}).(*Meter); ok {
+			m.throttle()
+		}
+		if at.level < MaxLevel {
+			// Best effort: a raise that fails leaves the layout, and the
+			// next try's place, as they were.
+			_ = s.raise(ctx, p, at.level)
+			if next := s.place(ctx, p, conn); next.pk != at.pk {
+				moved, err := s.moveReverse(ctx, conn, p, *at, next, gen)
+				if err != nil {
+					return err
+				}
+				if !moved {
+					return nil // removed or replaced meanwhile: nothing of ours to write
+				}
+				*at = next
+				fwd["pk"] = sv(next.pk)
+			}
+		}
+		if err := retry.Wait(ctx, attempt); err != nil {
+			return err
+		}
+	}
+	return s.confirmEntry(ctx, conn, p, *at, gen)
+}
+
+// moveReverse makes the reverse entry of conn's subscription to p (of
+// generation gen) name the subscriber entry's new key; false when it is
+// gone or is another generation's.
+func (s *Store) moveReverse(ctx context.Context, conn string, p topic.Pattern, from, to placement, gen types.AttributeValue) (bool, error) {
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: s.table, Key: key(connPK(conn), skSubPrefix+p.String()),
+		UpdateExpression:          aws.String("SET #fpk = :to"),
+		ConditionExpression:       aws.String("#fpk = :from AND #gen = :gen"),
+		ExpressionAttributeNames:  map[string]string{"#fpk": attrEntryPK, "#gen": attrGen},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":to": sv(to.pk), ":from": sv(from.pk), ":gen": gen},
+		ReturnConsumedCapacity:    total,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if asCCF(err, &ccf) {
+		meter(ctx, "UpdateItem")
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("move reverse entry: %w", err)
+	}
+	meter(ctx, "UpdateItem", ccOne(out.ConsumedCapacity)...)
+	return true, nil
+}
+
+// confirmEntry keeps the subscriber entry of generation gen at at only
+// while the reverse entry names it (same key, same generation); otherwise
+// it deletes it, unless a later write replaced it.
+func (s *Store) confirmEntry(ctx context.Context, conn string, p topic.Pattern, at placement, gen types.AttributeValue) error {
+	got, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: s.table, Key: key(connPK(conn), skSubPrefix+p.String()), ConsistentRead: aws.Bool(true),
+		ProjectionExpression:     aws.String("#fpk, #gen"),
+		ExpressionAttributeNames: map[string]string{"#fpk": attrEntryPK, "#gen": attrGen},
+		ReturnConsumedCapacity:   total,
+	})
+	if err != nil {
+		return fmt.Errorf("read back reverse entry: %w", err)
+	}
+	meter(ctx, "GetItem", ccOne(got.ConsumedCapacity)...)
+	if got.Item != nil && getS(got.Item, attrEntryPK) == at.pk && sameN(got.Item[attrGen], gen) {
+		return nil
+	}
+	out, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName: s.table, Key: key(at.pk, entrySK(conn)),
+		ConditionExpression:       aws.String("#gen = :gen"),
+		ExpressionAttributeNames:  map[string]string{"#gen": attrGen},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":gen": gen},
+		ReturnConsumedCapacity:    total,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if asCCF(err, &ccf) {
+		meter(ctx, "DeleteItem")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove subscriber entry of a removed subscription: %w", err)
+	}
+	meter(ctx, "DeleteItem", ccOne(out.ConsumedCapacity)...)
+	return nil
+}
+
+// sameN reports whether a and b are the same number.
+func sameN(a, b types.AttributeValue) bool {
+	x, ok1 := a.(*types.AttributeValueMemberN)
+	y, ok2 := b.(*types.AttributeValueMemberN)
+	return ok1 && ok2 && x.Value == y.Value
+}
+
+// isThrottled reports whether err is DynamoDB refusing a request over a
+// partition's (or the table's) throughput.
+func isThrottled(err error) bool {
+	var pte *types.ProvisionedThroughputExceededException
+	if errors.As(err, &pte) {
+		return true
+	}
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode() {
+		case "ThrottlingException", "RequestLimitExceeded":
+			return true
+		}
+	}
+	return false
+}
+
+// throttlesNotRetried makes the SDK hand a throttled request back at once
+// (it retries the other retryable errors as before), for a caller that
+// acts on a throttle before it tries again.
+func throttlesNotRetried(o *dynamodb.Options) {
+	if o.Retryer != nil {
+		o.Retryer = throttleNotRetryable{o.Retryer}
+	}
+}
+
+type throttleNotRetryable struct{ aws.Retryer }
+
+func (r throttleNotRetryable) IsErrorRetryable(err error) bool {
+	return !isThrottled(err) && r.Retryer.IsErrorRetryable(err)
+}
+
+// subscriptionPuts are the puts of a subscription's two entries at at
+// (a resubscribe's, which replaces them).
+func (s *Store) subscriptionPuts(c Connection, sub NewSubscription, at placement) []types.TransactWriteItem {
+	var out []types.TransactWriteItem
+	for _, it := range s.subscriptionItems(c, sub, at) {
+		out = append(out, types.TransactWriteItem{Put: &types.Put{TableName: s.table, Item: it}})
 	}
 	return out
+}
+
+// newReversePut puts a new subscription's reverse entry, which must be
+// new (the existing one is returned when it is not).
+func (s *Store) newReversePut(rev map[string]types.AttributeValue) *types.Put {
+	return &types.Put{
+		TableName: s.table, Item: rev,
+		ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}
 }
 
 // indexNew indexes a new subscription's wildcard pattern at level; when
