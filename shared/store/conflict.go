@@ -79,15 +79,6 @@ func throttledTransaction(err error) bool {
 // transaction cancelled for throttling is retried the same way (with
 // backoff), as the SDK retries a throttled single-item write.
 func retryOnConflict[T any](ctx context.Context, op func() (T, error)) (T, error) {
-	return retryWrite(ctx, op, nil)
-}
-
-// retryWrite is retryOnConflict that lets its caller act on a throttle:
-// before a transaction cancelled for throttling is tried again,
-// onThrottle (when not nil) sees the cancellation. op is called anew for
-// each attempt, so it may build a different request after onThrottle
-// (subscribe moves its entry to a new level then).
-func retryWrite[T any](ctx context.Context, op func() (T, error), onThrottle func(error)) (T, error) {
 	for attempt := 0; ; attempt++ {
 		out, err := op()
 		conflict := IsConflict(err)
@@ -95,15 +86,12 @@ func retryWrite[T any](ctx context.Context, op func() (T, error), onThrottle fun
 		if err == nil || !(conflict || throttled) || attempt+1 >= conflictAttempts {
 			return out, err
 		}
-		m, metered := ctx.Value(meterKey{}).(*Meter)
-		switch {
-		case conflict && metered:
-			m.conflict()
-		case throttled && metered:
-			m.throttle()
-		}
-		if throttled && onThrottle != nil {
-			onThrottle(err)
+		if m, ok := ctx.Value(meterKey{}).(*Meter); ok {
+			if conflict {
+				m.conflict()
+			} else {
+				m.throttle()
+			}
 		}
 		if serr := retry.Wait(ctx, attempt); serr != nil {
 			return out, err
