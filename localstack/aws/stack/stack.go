@@ -60,8 +60,9 @@ type Options struct {
 	// AWSAddr serves the AWS APIs; default 127.0.0.1:4566.
 	AWSAddr string
 	// DynamoDBAddr is where DynamoDB Local listens; when nothing does, it is
-	// started there (default 127.0.0.1:8000). DynamoDBPath keeps its data
-	// in a folder instead of memory.
+	// started there (default 127.0.0.1:8000); port 0 starts one on a port
+	// of its own choosing. DynamoDBPath keeps its data in a folder instead
+	// of memory.
 	DynamoDBAddr string
 	DynamoDBPath string
 	// FunctionsDir holds <function>/bootstrap for connect, disconnect,
@@ -422,18 +423,31 @@ func (s *Stack) listen(opts Options) error {
 // conflicts) in front of it.
 func (s *Stack) startDynamoDB(ctx context.Context, opts Options) error {
 	s.DynamoDBEndpoint = "http://" + opts.DynamoDBAddr
-	if dynamolocal.Listening(opts.DynamoDBAddr) {
+	_, port, err := net.SplitHostPort(opts.DynamoDBAddr)
+	if err != nil {
+		return fmt.Errorf("stack: DynamoDB address %q: %w", opts.DynamoDBAddr, err)
+	}
+	own := port == "0"
+	if !own && dynamolocal.Listening(opts.DynamoDBAddr) {
+		if !dynamolocal.Answers(ctx, s.DynamoDBEndpoint) {
+			return fmt.Errorf("stack: something listens at %s but does not answer as DynamoDB (ListTables); stop it or choose another address", opts.DynamoDBAddr)
+		}
 		s.log.Info("using the DynamoDB already listening", "address", opts.DynamoDBAddr)
 	} else {
 		jar, err := dynamolocal.FindJar(".")
 		if err != nil {
 			return err
 		}
-		srv, err := dynamolocal.Start(ctx, jar, dynamolocal.Options{Addr: opts.DynamoDBAddr, DBPath: opts.DynamoDBPath})
+		addr := opts.DynamoDBAddr
+		if own {
+			addr = "" // Start picks the port, and another when it loses one
+		}
+		srv, err := dynamolocal.Start(ctx, jar, dynamolocal.Options{Addr: addr, DBPath: opts.DynamoDBPath})
 		if err != nil {
 			return err
 		}
 		s.dynamo, s.StartedDynamoDB = srv, true
+		s.DynamoDBEndpoint = srv.Endpoint
 	}
 	if err := store.CreateTable(ctx, dynamolocal.Client(s.DynamoDBEndpoint), opts.Table); err != nil {
 		return err

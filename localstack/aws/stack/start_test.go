@@ -76,6 +76,29 @@ func TestStart_FailedStepReleasesWhatEarlierStepsOpened(t *testing.T) {
 			check: func(t *testing.T, err error) { assert.ErrorContains(t, err, "create table") },
 		},
 		{
+			// Something that is not DynamoDB (here an HTTP server that
+			// never answers) at the DynamoDB address: a clear error at
+			// once, not a first request that waits for ever.
+			name: "DynamoDB address held by another server",
+			setup: func(t *testing.T, o *stack.Options) {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				require.NoError(t, err)
+				stop := make(chan struct{})
+				srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					select {
+					case <-stop:
+					case <-r.Context().Done():
+					}
+				})}
+				go func() { _ = srv.Serve(ln) }()
+				t.Cleanup(func() { close(stop); _ = srv.Close() })
+				o.DynamoDBAddr = ln.Addr().String()
+			},
+			check: func(t *testing.T, err error) {
+				assert.ErrorContains(t, err, "does not answer as DynamoDB")
+			},
+		},
+		{
 			name:  "FunctionsDir does not exist",
 			setup: func(t *testing.T, o *stack.Options) { o.FunctionsDir = filepath.Join(t.TempDir(), "nowhere") },
 			check: func(t *testing.T, err error) {

@@ -31,7 +31,6 @@ import (
 	"github.com/wsgate/wsgate/localstack/aws/stack"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
-	"github.com/wsgate/wsgate/shared/store/storetest/dynamolocal"
 )
 
 // Options configure a benchmark run.
@@ -323,12 +322,8 @@ func (b *bench) start(ctx context.Context) error {
 		// Tokens for 50,000 clients are minted once and must outlive the run.
 		config.EnvConnectionTTL: "3h",
 	}
-	ddb, err := dynamolocal.FreeAddr()
-	if err != nil {
-		return err
-	}
 	s, err := stack.Start(ctx, stack.Options{
-		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
+		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: "127.0.0.1:0",
 		FunctionsDir: o.FunctionsDir, Extra: map[string]string{"naive": o.Naive},
 		Concurrency: 8, BroadcastConcurrency: o.MaxShards, FunctionTimeout: 120 * time.Second,
 		DuplicateRate: o.DuplicateRate, ReorderWindow: o.ReorderWindow,

@@ -26,7 +26,6 @@ import (
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
 	"github.com/wsgate/wsgate/shared/store"
-	"github.com/wsgate/wsgate/shared/store/storetest/dynamolocal"
 	"github.com/wsgate/wsgate/shared/topic"
 )
 
@@ -247,14 +246,11 @@ func startScaleBench(ctx context.Context, o ScaleOptions) (*scaleBench, error) {
 	b.log = func(format string, args ...any) {
 		fmt.Fprintf(o.Log, "%s  scale model: %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, args...))
 	}
-	ddb, err := dynamolocal.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
 	split := BucketSplitAt(o.CapacityScale)
 	b.log("starting the local stack, DynamoDB ceilings at %g of AWS's on the audience keys, buckets split at %d entries", o.CapacityScale, split)
+	var err error
 	b.s, err = stack.Start(ctx, stack.Options{
-		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
+		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: "127.0.0.1:0",
 		FunctionsDir: o.FunctionsDir, Concurrency: 8, BroadcastConcurrency: 16,
 		CapacityScale: o.CapacityScale,
 		IdleTimeout:   2 * time.Hour,

@@ -22,7 +22,6 @@ import (
 	"github.com/wsgate/wsgate/localstack/aws/stack"
 	"github.com/wsgate/wsgate/shared/config"
 	"github.com/wsgate/wsgate/shared/publish"
-	"github.com/wsgate/wsgate/shared/store/storetest/dynamolocal"
 )
 
 // The reconnect storm: N real WebSocket clients in auth-message mode
@@ -197,10 +196,6 @@ func RunStorm(ctx context.Context, o StormOptions) (*StormReport, error) {
 	b.log = func(format string, args ...any) {
 		fmt.Fprintf(o.Log, "%s  storm: %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, args...))
 	}
-	ddb, err := dynamolocal.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
 	env := map[string]string{config.EnvLogLevel: "warn", config.EnvConnectionTTL: "3h"}
 	if sc := o.Scale(); sc > 0 && sc < 1 {
 		// Buckets split at the model's share, as the scale model's do: a
@@ -211,8 +206,9 @@ func RunStorm(ctx context.Context, o StormOptions) (*StormReport, error) {
 		env[k] = v
 	}
 	b.log("starting the local stack, DynamoDB ceilings at %g of AWS's", o.Scale())
+	var err error
 	b.s, err = stack.Start(ctx, stack.Options{
-		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
+		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: "127.0.0.1:0",
 		FunctionsDir: o.FunctionsDir, Concurrency: o.Concurrency, DisconnectMaxConcurrency: o.DisconnectConcurrency,
 		CapacityScale: o.Scale(), IdleTimeout: 2 * time.Hour, Env: env,
 		Log: slog.New(slog.DiscardHandler), FunctionLog: b.functionLine,

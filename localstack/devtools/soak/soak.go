@@ -297,10 +297,6 @@ func (rn *run) logf(format string, a ...any) {
 }
 
 func (rn *run) startStack(ctx context.Context) error {
-	ddb, err := dynamolocal.FreeAddr()
-	if err != nil {
-		return err
-	}
 	rn.logf("starting the local stack")
 	stackLog := slog.New(slog.DiscardHandler)
 	var sl *lockedWriter
@@ -308,8 +304,9 @@ func (rn *run) startStack(ctx context.Context) error {
 		sl = &lockedWriter{w: rn.o.StackLog}
 		stackLog = slog.New(slog.NewJSONHandler(sl, nil))
 	}
+	var err error
 	rn.s, err = stack.Start(ctx, stack.Options{
-		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: ddb,
+		WebSocketAddr: "127.0.0.1:0", AWSAddr: "127.0.0.1:0", DynamoDBAddr: "127.0.0.1:0",
 		FunctionsDir: rn.o.FunctionsDir, BroadcastConcurrency: rn.o.BroadcastConcurrency, Concurrency: rn.o.Concurrency,
 		DuplicateRate: rn.o.DuplicateRate, ReorderWindow: rn.o.ReorderWindow,
 		CapacityScale: rn.o.CapacityScale,

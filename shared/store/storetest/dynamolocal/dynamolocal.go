@@ -75,17 +75,45 @@ func FindJar(start string) (string, error) {
 }
 
 // Start launches DynamoDB Local with Java and waits until it answers.
+//
+// A free port (FreeAddr) is free only when it is picked: while the JVM
+// starts, another process's listener on port 0 may be given it. So the
+// listener is taken for this DynamoDB Local only once it answers a
+// DynamoDB request and the process still runs; one that lost its port
+// exits, and with Addr empty Start tries another port (startAttempts in
+// all). With Addr given, that exit is an error naming the address.
 func Start(ctx context.Context, jar string, opts Options) (*Server, error) {
 	java, err := exec.LookPath("java")
 	if err != nil {
 		return nil, errors.New("java not found: DynamoDB Local needs Java 17 (Debian: apt-get install -y openjdk-17-jre-headless)")
 	}
-	addr := opts.Addr
-	if addr == "" {
-		if addr, err = FreeAddr(); err != nil {
-			return nil, err
+	for attempt := 1; ; attempt++ {
+		addr := opts.Addr
+		if addr == "" {
+			if addr, err = freeAddr(); err != nil {
+				return nil, err
+			}
 		}
+		s, err := launch(ctx, java, jar, addr, opts)
+		if errors.Is(err, errLostPort) && opts.Addr == "" && attempt < startAttempts {
+			continue
+		}
+		return s, err
 	}
+}
+
+// freeAddr is FreeAddr (a test makes it hand out a taken port).
+var freeAddr = FreeAddr
+
+// startAttempts bounds the ports Start tries when it picks them.
+const startAttempts = 3
+
+// errLostPort: the process exited during start-up while something
+// answered at its address (another process was given the port).
+var errLostPort = errors.New("the port was taken by another process")
+
+// launch starts DynamoDB Local at addr and waits until it answers there.
+func launch(ctx context.Context, java, jar, addr string, opts Options) (*Server, error) {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("dynamolocal: address %q: %w", addr, err)
@@ -119,11 +147,21 @@ func Start(ctx context.Context, jar string, opts Options) (*Server, error) {
 	go func() { s.done <- cmd.Wait() }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if Listening(addr) {
-			return s, nil
+		listening := Listening(addr)
+		if listening && Answers(ctx, s.Endpoint) {
+			select {
+			case err := <-s.done:
+				// Another DynamoDB answered at the address, and ours is gone.
+				return nil, fmt.Errorf("dynamolocal: %s: %w (exit: %v)", addr, errLostPort, err)
+			default:
+				return s, nil
+			}
 		}
 		select {
 		case err := <-s.done:
+			if listening {
+				return nil, fmt.Errorf("dynamolocal: %s: %w (exit: %v)", addr, errLostPort, err)
+			}
 			return nil, fmt.Errorf("dynamolocal: exited during start-up: %v", err)
 		case <-ctx.Done():
 			s.Stop()
@@ -132,9 +170,19 @@ func Start(ctx context.Context, jar string, opts Options) (*Server, error) {
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
-			return nil, errors.New("dynamolocal: not listening after 60s")
+			return nil, fmt.Errorf("dynamolocal: not answering at %s after 60s", addr)
 		}
 	}
+}
+
+// Answers reports whether a DynamoDB answers ListTables at endpoint within
+// 2 s (an HTTP server of another kind, or one that never answers, does not).
+func Answers(ctx context.Context, endpoint string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := Client(endpoint, func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 }).
+		ListTables(ctx, &dynamodb.ListTablesInput{Limit: aws.Int32(1)})
+	return err == nil
 }
 
 // Stop ends the process.
