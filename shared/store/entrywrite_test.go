@@ -185,6 +185,7 @@ func TestSubscribe_EntryThatCannotBeWrittenTakesTheSubscriptionBack(t *testing.T
 	_, err := s.Subscribe(ctx, c, sub("fail.t"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "injected")
+	assert.Equal(t, 1, strings.Count(err.Error(), "store: subscribe broken to fail.t"), "named once: %v", err)
 	assert.Empty(t, f.entries(t, "fail.t"))
 	assert.Empty(t, f.reverseEntries(t, "broken"))
 	// The connection's one place is free again.

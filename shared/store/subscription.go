@@ -376,7 +376,8 @@ func (s *Store) createSubscription(ctx context.Context, c Connection, sub NewSub
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_, uerr := s.unsubscribe(rctx, c.ID, sub.Pattern)
-		return at, len(items), errors.Join(fmt.Errorf("store: subscribe %s to %s: %w", c.ID, sub.Pattern, err), uerr)
+		// subscribe names the subscription in the error it returns.
+		return at, len(items), errors.Join(err, uerr)
 	}
 	return at, len(items), nil
 }
